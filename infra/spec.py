@@ -1,0 +1,130 @@
+"""Cloud-neutral facts of one rtcfleet region, defined once.
+
+The AWS and Azure components, the policy pack and the node services all read
+their ports, port ranges, role names and HA minimums from here, so the two
+clouds cannot drift apart: a test compares what each cloud opens against
+``FIREWALL``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+HTTPS_PORT = 443
+CLIENT_SIGNALING_PORT = 8080
+ADMIN_PORT = 9090
+TURN_PORT = 3478
+MEDIA_PORT_MIN = 49152
+MEDIA_PORT_MAX = 65535
+REDIS_PORT = 6379
+POSTGRES_PORT = 5432
+SSH_PORT = 22
+
+HEALTH_CHECK_PATH = "/readyz"
+LIVENESS_PATH = "/healthz"
+INTERNAL_PATH_PREFIX = "/internal/"
+
+# WebSocket signaling stays open for the whole call; load balancers must not cut it.
+SIGNALING_IDLE_TIMEOUT_SECONDS = 3600
+
+MIN_AVAILABILITY_ZONES = 2
+MIN_GATEWAYS = 2
+MIN_REDIS_REPLICAS = 1
+DEFAULT_MEDIA_CPU_TARGET_PERCENT = 50
+DEFAULT_MEDIA_WARMUP_SECONDS = 180
+# Bound on a media node's drain: rooms still open after it are cut.
+DEFAULT_DRAIN_TIMEOUT_SECONDS = 3600
+# Lifecycle heartbeat: the drain agent renews it while rooms remain.
+LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS = 300
+
+ANYWHERE_V4 = "0.0.0.0/0"
+ANYWHERE_V6 = "::/0"
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+
+
+class Role(StrEnum):
+    """A block of the region that has its own firewall."""
+
+    CLIENT_LB = "client-lb"
+    ADMIN_LB = "admin-lb"
+    SIGNALING_LB = "signaling-lb"
+    GATEWAY = "gateway"
+    MEDIA_NODE = "media"
+    REDIS = "redis"
+    POSTGRES = "postgres"
+
+
+class Source(StrEnum):
+    """Where traffic may come from, named by kind so each cloud maps it to its own terms."""
+
+    ANYWHERE = "anywhere"
+    ADMIN_ALLOW_LIST = "admin-allow-list"
+    PRIVATE_NETWORK = "private-network"
+    CLIENT_LB = "client-lb"
+    ADMIN_LB = "admin-lb"
+    SIGNALING_LB = "signaling-lb"
+    GATEWAYS = "gateways"
+    MEDIA_NODES = "media-nodes"
+
+
+Protocol = Literal["tcp", "udp"]
+
+
+@dataclass(frozen=True)
+class Ingress:
+    """One allowed inbound flow: a port range of a protocol from one kind of source."""
+
+    protocol: Protocol
+    from_port: int
+    to_port: int
+    source: Source
+    description: str
+
+    def covers(self, port: int) -> bool:
+        return self.from_port <= port <= self.to_port
+
+
+def _tcp(port: int, source: Source, description: str) -> Ingress:
+    return Ingress("tcp", port, port, source, description)
+
+
+FIREWALL: dict[Role, tuple[Ingress, ...]] = {
+    Role.CLIENT_LB: (_tcp(HTTPS_PORT, Source.ANYWHERE, "client signaling over TLS"),),
+    Role.ADMIN_LB: (_tcp(HTTPS_PORT, Source.ADMIN_ALLOW_LIST, "admin console over TLS"),),
+    Role.SIGNALING_LB: (
+        _tcp(CLIENT_SIGNALING_PORT, Source.PRIVATE_NETWORK, "media-node signaling"),
+    ),
+    Role.GATEWAY: (
+        _tcp(CLIENT_SIGNALING_PORT, Source.CLIENT_LB, "client signaling"),
+        _tcp(CLIENT_SIGNALING_PORT, Source.SIGNALING_LB, "media-node signaling"),
+        _tcp(ADMIN_PORT, Source.ADMIN_LB, "admin console"),
+    ),
+    Role.MEDIA_NODE: (
+        Ingress("udp", TURN_PORT, TURN_PORT, Source.ANYWHERE, "STUN/TURN"),
+        Ingress("udp", MEDIA_PORT_MIN, MEDIA_PORT_MAX, Source.ANYWHERE, "media (ICE/SRTP)"),
+        _tcp(HTTPS_PORT, Source.ANYWHERE, "TURN over TLS"),
+        _tcp(TURN_PORT, Source.ANYWHERE, "TURN over TCP"),
+    ),
+    Role.REDIS: (
+        _tcp(REDIS_PORT, Source.GATEWAYS, "ephemeral state"),
+        _tcp(REDIS_PORT, Source.MEDIA_NODES, "ephemeral state"),
+    ),
+    Role.POSTGRES: (
+        _tcp(POSTGRES_PORT, Source.GATEWAYS, "settings"),
+        _tcp(POSTGRES_PORT, Source.MEDIA_NODES, "settings (read replica)"),
+    ),
+}
+
+# Roles that must never be reachable from the internet.
+PRIVATE_ROLES = frozenset({Role.GATEWAY, Role.SIGNALING_LB, Role.REDIS, Role.POSTGRES})
+
+
+def public_ports(role: Role) -> set[tuple[Protocol, int, int]]:
+    """The (protocol, from, to) ranges a role opens to the whole internet."""
+    return {
+        (rule.protocol, rule.from_port, rule.to_port)
+        for rule in FIREWALL[role]
+        if rule.source is Source.ANYWHERE
+    }
