@@ -1,0 +1,28 @@
+"""Loopback port allocation for servers started on one machine."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port that nobody listens on right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, host: str = LOOPBACK, timeout: float = 30.0) -> None:
+    """Block until something accepts on ``host:port``; raise TimeoutError naming the port."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listened on {host}:{port} within {timeout:.0f} s") from None
+            time.sleep(0.05)

@@ -1,0 +1,217 @@
+"""Postgres servers for the local fleet and tests: a primary and streaming read replicas.
+
+Binaries come from the ``pgserver`` wheel (Postgres 16); a system installation is used
+instead only when it is newer. Postgres refuses to run as root, so under root the servers
+run as an unprivileged system user that owns their data folders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from functools import cache
+from pathlib import Path
+
+from rtcfleet.servers.ports import LOOPBACK, free_port
+from rtcfleet.servers.process import ServerProcess
+
+SUPERUSER = "postgres"
+RUN_AS_USER = "rtcfleet-pg"
+_REQUIRED = ("postgres", "initdb", "pg_basebackup", "pg_ctl", "pg_isready")
+
+
+def _major_version(bindir: Path) -> int:
+    out = subprocess.run(
+        [str(bindir / "postgres"), "--version"], capture_output=True, text=True, check=False
+    ).stdout
+    match = re.search(r"(\d+)(?:\.\d+)?", out)
+    return int(match.group(1)) if match else 0
+
+
+@cache
+def postgres_bindir() -> Path:
+    """The bin folder of the newest complete Postgres installation at hand."""
+    candidates: list[Path] = []
+    # located, not imported: importing pgserver sets up state we do not use
+    spec = importlib.util.find_spec("pgserver")
+    if spec is not None and spec.submodule_search_locations:
+        candidates.append(Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin")
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+    complete = [d for d in candidates if all((d / name).exists() for name in _REQUIRED)]
+    if not complete:
+        raise FileNotFoundError("no Postgres server binaries: install rtcfleet[local] (pgserver)")
+    return max(complete, key=_major_version)
+
+
+@cache
+def server_user() -> str | None:
+    """The user Postgres runs as: ourselves, or under root a dedicated system user."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(RUN_AS_USER)
+    except KeyError:
+        result = subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", RUN_AS_USER],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            return "nobody"
+    return RUN_AS_USER
+
+
+def _make_owned_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    user = server_user()
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    path.chmod(0o700)
+
+
+def _run(argv: list[str]) -> None:
+    result = subprocess.run(
+        argv, capture_output=True, text=True, check=False, user=server_user(), env=_env()
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{Path(argv[0]).name} failed ({result.returncode}): {result.stderr}")
+
+
+def _env() -> dict[str, str]:
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "LANG": "C"}
+
+
+class PostgresServer:
+    """One Postgres server on loopback: a primary, or a streaming replica of another server."""
+
+    def __init__(self, datadir: Path, *, port: int | None = None) -> None:
+        self.datadir = datadir
+        self.port = port or free_port()
+        self.process: ServerProcess | None = None
+        self.bindir = postgres_bindir()
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://{SUPERUSER}@{LOOPBACK}:{self.port}/postgres"
+
+    def init_primary(self) -> PostgresServer:
+        _make_owned_dir(self.datadir)
+        _run(
+            [
+                str(self.bindir / "initdb"),
+                "-D", str(self.datadir),
+                "-U", SUPERUSER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-locale",
+                "--no-sync",
+            ]
+        )  # fmt: skip
+        return self
+
+    def init_replica_of(self, primary: PostgresServer) -> PostgresServer:
+        """Copy the primary with ``pg_basebackup -R`` so this server streams from it."""
+        _make_owned_dir(self.datadir)
+        _run(
+            [
+                str(self.bindir / "pg_basebackup"),
+                "-h", LOOPBACK,
+                "-p", str(primary.port),
+                "-U", SUPERUSER,
+                "-D", str(self.datadir),
+                "-R",
+                "-X", "stream",
+                "-c", "fast",
+                "--no-sync",
+            ]
+        )  # fmt: skip
+        return self
+
+    def start(self, timeout: float = 30.0) -> PostgresServer:
+        argv = [
+            str(self.bindir / "postgres"),
+            "-D", str(self.datadir),
+            "-c", f"listen_addresses={LOOPBACK}",
+            "-c", f"port={self.port}",
+            "-c", f"unix_socket_directories={self.datadir}",
+            "-c", "wal_level=replica",
+            "-c", "max_wal_senders=10",
+            "-c", "max_replication_slots=10",
+            "-c", "hot_standby=on",
+            "-c", "hot_standby_feedback=on",
+            # only an operating-system crash could lose data without fsync; loopback fleets accept that
+            "-c", "fsync=off",
+            "-c", "full_page_writes=off",
+        ]  # fmt: skip
+        self.process = ServerProcess(
+            f"postgres:{self.port}",
+            argv,
+            self.datadir.parent / f"{self.datadir.name}.log",
+            user=server_user(),
+            env=_env(),
+        )
+        self.process.start()
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        isready = [str(self.bindir / "pg_isready"), "-h", LOOPBACK, "-p", str(self.port), "-q"]
+        while subprocess.run(isready, check=False).returncode != 0:
+            self.process.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Postgres on port {self.port} not ready:\n{self.process.log_tail()}")
+            time.sleep(0.1)
+
+    def promote(self) -> None:
+        """Turn a replica into a read/write primary (the failover step)."""
+        _run([str(self.bindir / "pg_ctl"), "promote", "-w", "-D", str(self.datadir)])
+
+    def stop(self) -> None:
+        if self.process is not None:
+            # SIGINT is Postgres's fast shutdown: abort sessions, checkpoint, exit
+            self.process.stop(signal.SIGINT)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+
+
+class ReplicatedPostgres:
+    """The settings database as deployed: one read/write primary, streaming read replicas."""
+
+    def __init__(self, replicas: int = 1, workdir: Path | None = None) -> None:
+        if workdir is None:
+            # not under a private temp folder: the unprivileged server user must reach it
+            workdir = Path(tempfile.mkdtemp(prefix="rtcfleet-pg-"))
+        workdir.mkdir(parents=True, exist_ok=True)
+        workdir.chmod(0o755)
+        self.workdir = workdir
+        self.primary = PostgresServer(workdir / "primary")
+        self.replicas = [PostgresServer(workdir / f"replica{i}") for i in range(replicas)]
+
+    def start(self) -> ReplicatedPostgres:
+        self.primary.init_primary().start()
+        for replica in self.replicas:
+            replica.init_replica_of(self.primary).start()
+        return self
+
+    def stop(self) -> None:
+        for server in (*self.replicas, self.primary):
+            server.stop()
+
+    def remove(self) -> None:
+        self.stop()
+        with contextlib.suppress(OSError):
+            shutil.rmtree(self.workdir)

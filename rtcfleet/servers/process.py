@@ -1,0 +1,83 @@
+"""A server child process that the caller owns: started, waited for, stopped or killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class ServerProcess:
+    """One server binary running as a child, its output kept in a log file for post-mortems."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        *,
+        user: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.user = user
+        self.env = env
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps writing after we return
+        try:
+            self._proc = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                user=self.user,
+                env=self.env,
+                # own process group: a Ctrl-C meant for the fleet is handled by the fleet
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def check_alive(self) -> None:
+        """Raise with the tail of the log when the server died during start-up."""
+        if self._proc is not None and self._proc.poll() is not None:
+            raise RuntimeError(
+                f"{self.name} exited with status {self._proc.returncode}:\n{self.log_tail()}"
+            )
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """SIGKILL: the fault a drill or failover test injects."""
+        if self.running():
+            assert self._proc is not None
+            os.kill(self._proc.pid, signal.SIGKILL)
+            self._proc.wait()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        if not self.running():
+            return
+        assert self._proc is not None
+        self._proc.send_signal(sig)
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()

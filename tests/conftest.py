@@ -1,0 +1,41 @@
+"""Real servers shared by the whole suite: Redis and Postgres on free loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from rtcfleet.servers import RedisServer, ReplicatedPostgres, SentinelRedis
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One standalone Redis for the session; tests isolate themselves by key prefix or flush."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[ReplicatedPostgres]:
+    """A primary with one streaming replica, shared by the session: never kill it in a test."""
+    cluster = ReplicatedPostgres(replicas=1).start()
+    yield cluster
+    cluster.remove()
+
+
+@pytest.fixture
+def postgres_cluster() -> Iterator[ReplicatedPostgres]:
+    """A primary and replica of the test's own, for tests that stop or promote servers."""
+    cluster = ReplicatedPostgres(replicas=1).start()
+    yield cluster
+    cluster.remove()
+
+
+@pytest.fixture
+def sentinel_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelRedis]:
+    """Primary + replica + Sentinel of the test's own, for failover tests."""
+    cluster = SentinelRedis(tmp_path_factory.mktemp("sentinel-redis")).start()
+    yield cluster
+    cluster.stop()
