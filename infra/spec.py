@@ -39,6 +39,9 @@ DEFAULT_DRAIN_TIMEOUT_SECONDS = 3600
 # Lifecycle heartbeat: the drain agent renews it while rooms remain.
 LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS = 300
 
+# Tag on every resource that plays a role, so policies can check it against FIREWALL.
+ROLE_TAG = "rtcfleet:role"
+
 ANYWHERE_V4 = "0.0.0.0/0"
 ANYWHERE_V6 = "::/0"
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
@@ -115,6 +118,34 @@ FIREWALL: dict[Role, tuple[Ingress, ...]] = {
         _tcp(POSTGRES_PORT, Source.GATEWAYS, "settings"),
         _tcp(POSTGRES_PORT, Source.MEDIA_NODES, "settings (read replica)"),
     ),
+}
+
+
+
+class Size(StrEnum):
+    """A machine size class; each cloud maps it per role to its own instance types."""
+
+    SMALL = "small"
+    MEDIUM = "medium"
+    LARGE = "large"
+    XLARGE = "xlarge"
+
+
+# Roles that run on machines the stack sizes: the node groups and the managed data stores.
+SIZED_ROLES = (Role.GATEWAY, Role.MEDIA_NODE, Role.REDIS, Role.POSTGRES)
+DEFAULT_SIZE = Size.MEDIUM
+DEFAULT_POSTGRES_STORAGE_GB = 50
+DEFAULT_POSTGRES_BACKUP_DAYS = 7
+# Keeps an operator from planning a region whose media fleet cannot grow at all.
+DEFAULT_MEDIA_MIN = 2
+DEFAULT_MEDIA_MAX = 10
+
+# Secrets every region holds; nodes read them from the cloud's secret store, never user data.
+SECRET_NAMES = ("apiSecret", "clusterSecret", "adminToken", "redisAuthToken", "dbPassword")
+# Which secrets each node role may read (least privilege).
+ROLE_SECRETS: dict[Role, tuple[str, ...]] = {
+    Role.GATEWAY: SECRET_NAMES,
+    Role.MEDIA_NODE: ("clusterSecret", "redisAuthToken", "dbPassword"),
 }
 
 # Roles that must never be reachable from the internet.
