@@ -24,5 +24,7 @@ def wait_for_port(port: int, host: str = LOOPBACK, timeout: float = 30.0) -> Non
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listened on {host}:{port} within {timeout:.0f} s") from None
+                raise TimeoutError(
+                    f"nothing listened on {host}:{port} within {timeout:.0f} s"
+                ) from None
             time.sleep(0.05)

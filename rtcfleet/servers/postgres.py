@@ -60,7 +60,14 @@ def server_user() -> str | None:
         pwd.getpwnam(RUN_AS_USER)
     except KeyError:
         result = subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", RUN_AS_USER],
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                RUN_AS_USER,
+            ],
             capture_output=True,
             text=True,
             check=False,
@@ -149,7 +156,7 @@ class PostgresServer:
             "-c", "max_replication_slots=10",
             "-c", "hot_standby=on",
             "-c", "hot_standby_feedback=on",
-            # only an operating-system crash could lose data without fsync; loopback fleets accept that
+            # without fsync only an operating-system crash loses data
             "-c", "fsync=off",
             "-c", "full_page_writes=off",
         ]  # fmt: skip
@@ -171,7 +178,9 @@ class PostgresServer:
         while subprocess.run(isready, check=False).returncode != 0:
             self.process.check_alive()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"Postgres on port {self.port} not ready:\n{self.process.log_tail()}")
+                raise TimeoutError(
+                    f"Postgres on port {self.port} not ready:\n{self.process.log_tail()}"
+                )
             time.sleep(0.1)
 
     def promote(self) -> None:

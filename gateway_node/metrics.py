@@ -1,0 +1,45 @@
+"""Prometheus metrics of one gateway, in a registry of its own so apps can share a process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.clients = Gauge(
+            "rtcfleet_gateway_clients", "Connected signaling clients", registry=self.registry
+        )
+        self.messages = Counter(
+            "rtcfleet_gateway_messages_total",
+            "Signaling messages by direction and type",
+            ["direction", "type"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "rtcfleet_gateway_errors_total",
+            "Errors sent to clients by code",
+            ["code"],
+            registry=self.registry,
+        )
+        self.placements = Counter(
+            "rtcfleet_gateway_placements_total",
+            "Rooms placed on media nodes (new claims)",
+            registry=self.registry,
+        )
+        self.resumes = Counter(
+            "rtcfleet_gateway_resumes_total", "Sessions resumed", registry=self.registry
+        )
+        self.nodes = Gauge(
+            "rtcfleet_gateway_media_nodes",
+            "Media nodes known to the region by state",
+            ["state"],
+            registry=self.registry,
+        )
+        self.join_seconds = Histogram(
+            "rtcfleet_gateway_join_seconds",
+            "Time from a join message to the joined answer",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )

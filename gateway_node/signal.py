@@ -1,0 +1,238 @@
+"""Client signaling over WebSocket (``/v1/signal``): authentication, validation, relay.
+
+Every frame is validated before it touches Redis or a media node; a bad frame earns an
+``error`` message with a stable code and changes nothing else. The socket carries only
+signaling: media flows between the client and its media node, so this socket can drop and
+resume on another gateway without a gap in media.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import WSMsgType, web
+from redis.exceptions import RedisError
+
+from gateway_node.gateway import Gateway, Session
+from gateway_node.placement import NoAvailableNodes
+from gateway_node.ratelimit import TokenBucket
+from rtcfleet import bus
+from rtcfleet.signaling import (
+    MAX_FRAME_BYTES,
+    ErrorCode,
+    Join,
+    Joined,
+    Leave,
+    PublishOffer,
+    Rejoin,
+    SignalingError,
+    SubscriberAnswer,
+    Trickle,
+    encode,
+    error,
+    parse_client_message,
+)
+from rtcfleet.tokens import Grant, verify_token
+
+log = logging.getLogger("rtcfleet.gateway.signal")
+
+# aiohttp refuses frames past this with close code 1009; below it, oversize gets `too_large`.
+WS_MAX_MSG_SIZE = 4 * MAX_FRAME_BYTES
+WS_HEARTBEAT_S = 15.0
+RATE_LIMIT_NOTICE_INTERVAL_S = 1.0
+
+
+class SignalConnection:
+    """One client socket: at most one session, validated frames, a token bucket."""
+
+    def __init__(self, gateway: Gateway, ws: web.WebSocketResponse) -> None:
+        self.gateway = gateway
+        self.ws = ws
+        settings = gateway.settings
+        self.bucket = TokenBucket(settings.rate_limit_per_second, settings.rate_limit_burst)
+        self.violations = 0
+        self._last_notice = 0.0
+        self.session: Session | None = None
+
+    async def send_error(self, code: ErrorCode, message: str) -> None:
+        self.gateway.metrics.errors.labels(code.value).inc()
+        if not self.ws.closed:
+            await self.ws.send_str(encode(error(code, message)))
+
+    async def run(self) -> None:
+        try:
+            async for frame in self.ws:
+                if frame.type == WSMsgType.TEXT:
+                    await self.on_text(frame.data)
+                elif frame.type == WSMsgType.BINARY:
+                    await self.send_error(ErrorCode.BAD_MESSAGE, "binary frames are not accepted")
+                elif frame.type == WSMsgType.ERROR:
+                    break
+                if self.violations >= self.gateway.settings.rate_limit_disconnect_after:
+                    await self.ws.close(code=1008, message=b"rate limit")
+                    break
+        finally:
+            if self.session is not None:
+                # no leave: the session lives on in Redis for a resume until its TTL
+                self.gateway.detach(self.session)
+
+    async def on_text(self, raw: str) -> None:
+        if not self.bucket.allow():
+            self.violations += 1
+            now = time.monotonic()
+            if now - self._last_notice >= RATE_LIMIT_NOTICE_INTERVAL_S:
+                self._last_notice = now
+                await self.send_error(ErrorCode.RATE_LIMITED, "slow down: message dropped")
+            return
+        try:
+            message = parse_client_message(raw)
+            self.gateway.metrics.messages.labels("in", message.type).inc()
+            await self.dispatch(message)
+        except SignalingError as exc:
+            await self.send_error(exc.code, exc.message)
+        except (RedisError, OSError) as exc:
+            log.warning("signaling backend failure: %s", exc)
+            await self.send_error(ErrorCode.INTERNAL, "signaling backend unavailable, retry")
+
+    async def dispatch(
+        self, message: Join | PublishOffer | SubscriberAnswer | Trickle | Rejoin | Leave
+    ) -> None:
+        if isinstance(message, Join):
+            await self.join(message)
+            return
+        session = self.session
+        if session is None:
+            raise SignalingError(ErrorCode.NOT_JOINED, "send join first")
+        if isinstance(message, PublishOffer):
+            if not session.grant.can_publish:
+                raise SignalingError(ErrorCode.FORBIDDEN, "token does not grant publishing")
+            await self.to_node(session, {"op": "publish_offer", "sdp": message.sdp})
+        elif isinstance(message, SubscriberAnswer):
+            if not session.grant.can_subscribe:
+                raise SignalingError(ErrorCode.FORBIDDEN, "token does not grant subscribing")
+            await self.to_node(session, {"op": "subscriber_answer", "sdp": message.sdp})
+        elif isinstance(message, Trickle):
+            candidate = message.candidate.model_dump() if message.candidate else None
+            await self.to_node(
+                session, {"op": "trickle", "target": message.target, "candidate": candidate}
+            )
+        elif isinstance(message, Rejoin):
+            await self.rejoin(session)
+        elif isinstance(message, Leave):
+            self.session = None
+            await self.gateway.end_session(session)
+            await self.ws.close()
+
+    async def to_node(self, session: Session, command: dict[str, object]) -> None:
+        command = command | {"session": session.session_id, "room": session.grant.room}
+        await bus.send_to_node(self.gateway.redis, session.node_id, command)
+
+    def _joined(self, session_id: str, grant: Grant, node_id: str, resumed: bool) -> Joined:
+        return Joined(
+            session_id=session_id,
+            room=grant.room,
+            identity=grant.identity,
+            region=self.gateway.settings.region,
+            node_id=node_id,
+            resumed=resumed,
+            can_publish=grant.can_publish,
+            can_subscribe=grant.can_subscribe,
+            participants=[],
+            ice_servers=self.gateway.ice_servers(grant.identity),
+            fallback_urls=self.gateway.fallback_urls(),
+        )
+
+    async def join(self, message: Join) -> None:
+        if self.session is not None:
+            raise SignalingError(ErrorCode.ALREADY_JOINED, "this socket already has a session")
+        grant = verify_token(message.token, self.gateway.settings.api_secrets())
+        started = time.perf_counter()
+        if message.session_id:
+            await self.resume(message, grant)
+            return
+        node = await self._place(grant.room)
+        gateway = self.gateway
+        session_id = gateway.new_session_id()
+        await gateway.save_session(session_id, grant, node.node_id)
+        session = Session(session_id=session_id, grant=grant, node_id=node.node_id, ws=self.ws)
+        self.session = session
+        await gateway.attach(session)
+        joined = self._joined(session_id, grant, node.node_id, resumed=False)
+        await bus.send_to_session(gateway.redis, session_id, joined.model_dump(mode="json"))
+        await self.to_node(session, self._node_join(grant))
+        gateway.metrics.join_seconds.observe(time.perf_counter() - started)
+
+    @staticmethod
+    def _node_join(grant: Grant) -> dict[str, object]:
+        return {
+            "op": "join",
+            "identity": grant.identity,
+            "can_publish": grant.can_publish,
+            "can_subscribe": grant.can_subscribe,
+        }
+
+    async def _place(self, room: str):  # type: ignore[no-untyped-def]
+        try:
+            return await self.gateway.place(room)
+        except NoAvailableNodes as exc:
+            raise SignalingError(ErrorCode.NO_MEDIA_NODE, str(exc)) from None
+
+    async def resume(self, message: Join, grant: Grant) -> None:
+        """Reattach a session after its socket dropped, replaying what the client missed."""
+        assert message.session_id is not None
+        gateway = self.gateway
+        record = await gateway.load_session(message.session_id)
+        if record is None:
+            raise SignalingError(ErrorCode.SESSION_NOT_FOUND, "session expired; join anew")
+        if record.get("identity") != grant.identity or record.get("room") != grant.room:
+            raise SignalingError(ErrorCode.UNAUTHORIZED, "token does not match the session")
+        previous = gateway.sessions.get(message.session_id)
+        if previous is not None:
+            # the same session reconnecting to this gateway: the old socket is dead
+            gateway.detach(previous)
+            await previous.ws.close()
+        node_id = record["node_id"]
+        session = Session(
+            session_id=message.session_id,
+            grant=grant,
+            node_id=node_id,
+            ws=self.ws,
+            cursor=message.cursor or "0-0",
+        )
+        self.session = session
+        await self.ws.send_str(encode(self._joined(session.session_id, grant, node_id, True)))
+        await gateway.attach(session)
+        gateway.metrics.resumes.inc()
+
+    async def rejoin(self, session: Session) -> None:
+        """Place the session's media again after its node died; same session, new node."""
+        gateway = self.gateway
+        async with session.lock:
+            if gateway.node_is_fresh(session.node_id) and not session.reconnect_sent:
+                raise SignalingError(ErrorCode.BAD_MESSAGE, "media node is alive")
+            node = await self._place(session.grant.room)
+            session.node_id = node.node_id
+            session.reconnect_sent = False
+            session.placed_at = time.time()
+            await gateway.save_session(session.session_id, session.grant, node.node_id)
+            joined = self._joined(session.session_id, session.grant, node.node_id, resumed=True)
+            await bus.send_to_session(
+                gateway.redis, session.session_id, joined.model_dump(mode="json")
+            )
+            await self.to_node(session, self._node_join(session.grant))
+
+
+async def signal_handler(request: web.Request) -> web.StreamResponse:
+    from gateway_node.app import GATEWAY
+
+    gateway = request.app[GATEWAY]
+    ws = web.WebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, heartbeat=WS_HEARTBEAT_S)
+    await ws.prepare(request)
+    connection = SignalConnection(gateway, ws)
+    try:
+        await connection.run()
+    except asyncio.CancelledError:
+        raise
+    return ws

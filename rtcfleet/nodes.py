@@ -1,0 +1,65 @@
+"""What a media node tells its region about itself: identity, capacity and load.
+
+Shared by the media node (which reports it) and the gateway (which places rooms with it).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NODE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class NodeLoad(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rooms: int = Field(default=0, ge=0)
+    participants: int = Field(default=0, ge=0)
+    forwarded_streams: int = Field(default=0, ge=0)
+    bitrate_out_bps: int = Field(default=0, ge=0)
+    cpu_percent: float = Field(default=0.0, ge=0.0)
+    # participants per room, so the admin console and /stats list rooms without asking nodes
+    room_participants: dict[str, int] = Field(default_factory=dict)
+
+
+class NodeRegistration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    node_id: str = Field(pattern=NODE_ID_PATTERN)
+    region: str = Field(min_length=1, max_length=64)
+    public_ip: str | None = None
+    workers: int = Field(ge=1, le=1024)
+    # forwarded streams the node can carry at its target load (all workers together)
+    capacity_streams: int = Field(ge=1)
+    version: str = "unknown"
+
+
+class Heartbeat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    load: NodeLoad
+    draining: bool = False
+
+
+class NodeState(BaseModel):
+    """The registry's record: the registration, the latest load, and when it was heard from."""
+
+    registration: NodeRegistration
+    load: NodeLoad = Field(default_factory=NodeLoad)
+    draining: bool = False
+    registered_at: float
+    heartbeat_at: float
+
+    @property
+    def node_id(self) -> str:
+        return self.registration.node_id
+
+    @property
+    def utilization(self) -> float:
+        """0..1+: the larger of CPU share and stream share, so either limit counts."""
+        streams = self.load.forwarded_streams / self.registration.capacity_streams
+        cpu = self.load.cpu_percent / (100.0 * self.registration.workers)
+        return max(streams, cpu)
+
+    def is_fresh(self, now: float, stale_after: float) -> bool:
+        return now - self.heartbeat_at <= stale_after

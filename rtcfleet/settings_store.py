@@ -1,0 +1,86 @@
+"""Platform settings that operators change at run time, stored in Postgres.
+
+The gateway writes them through the read/write node; media nodes read them from their
+region's read-only replica. One row per setting keeps a write from clobbering the others.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+TABLE = "rtcfleet_settings"
+AUDIO_CODECS = frozenset({"opus"})
+VIDEO_CODECS = frozenset({"VP8", "H264"})
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    key text PRIMARY KEY,
+    value jsonb NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+)
+"""
+
+
+class PlatformSettings(BaseModel):
+    """What an operator tunes without a deploy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_video_bitrate_bps: int = Field(default=2_500_000, ge=50_000, le=50_000_000)
+    max_participants_per_room: int = Field(default=50, ge=2, le=10_000)
+    allowed_codecs: list[str] = Field(default_factory=lambda: ["VP8", "opus"])
+
+    @field_validator("allowed_codecs")
+    @classmethod
+    def _one_audio_one_video(cls, codecs: list[str]) -> list[str]:
+        unknown = set(codecs) - AUDIO_CODECS - VIDEO_CODECS
+        if unknown:
+            raise ValueError(f"unknown codecs {sorted(unknown)}")
+        if not set(codecs) & AUDIO_CODECS or not set(codecs) & VIDEO_CODECS:
+            raise ValueError("needs at least one audio and one video codec")
+        return list(dict.fromkeys(codecs))
+
+
+class SettingsError(ValueError):
+    """A settings write that would store an invalid value; nothing was written."""
+
+
+async def ensure_schema(conn: asyncpg.Connection) -> None:
+    await conn.execute(SCHEMA)
+
+
+async def load(conn: asyncpg.Connection) -> PlatformSettings:
+    """Stored values over defaults; a database without the table yields the defaults."""
+    try:
+        rows = await conn.fetch(f"SELECT key, value FROM {TABLE}")
+    except asyncpg.UndefinedTableError:
+        return PlatformSettings()
+    known = set(PlatformSettings.model_fields)
+    values = {row["key"]: json.loads(row["value"]) for row in rows if row["key"] in known}
+    return PlatformSettings.model_validate(values)
+
+
+async def update(conn: asyncpg.Connection, changes: dict[str, Any]) -> PlatformSettings:
+    """Validate the merged result first, then write the changed keys in one transaction."""
+    async with conn.transaction():
+        current = await load(conn)
+        merged = current.model_dump() | changes
+        try:
+            new = PlatformSettings.model_validate(merged)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(part) for part in first["loc"]) or "settings"
+            raise SettingsError(f"{field}: {first['msg']}") from None
+        for key in changes:
+            await conn.execute(
+                f"INSERT INTO {TABLE} (key, value) VALUES ($1, $2::jsonb) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, "
+                "updated_at = clock_timestamp()",
+                key,
+                json.dumps(getattr(new, key)),
+            )
+    return new

@@ -1,0 +1,255 @@
+"""The signaling protocol, version 1: every message a client, gateway or media node exchanges.
+
+One module so the gateway, the media node and the client library cannot disagree. Messages are
+JSON objects with a ``type`` discriminator; unknown fields are rejected so a typo is an error,
+not a silently ignored option. ``docs/signaling.md`` is the human-readable form of this file.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+PROTOCOL_VERSION = 1
+MAX_SDP_BYTES = 64 * 1024
+# A frame a little larger than the largest valid message, so an oversized SDP gets a clear
+# `too_large` error instead of a closed socket.
+MAX_FRAME_BYTES = MAX_SDP_BYTES + 16 * 1024
+MAX_NAME_LENGTH = 128
+
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=r"^[\w.@:+-]+$")]
+Sdp = Annotated[str, Field(min_length=1)]
+
+
+class ErrorCode(StrEnum):
+    """Stable error codes: clients match on these, never on the message text."""
+
+    BAD_JSON = "bad_json"
+    BAD_MESSAGE = "bad_message"
+    UNKNOWN_TYPE = "unknown_type"
+    TOO_LARGE = "too_large"
+    UNAUTHORIZED = "unauthorized"
+    TOKEN_EXPIRED = "token_expired"
+    FORBIDDEN = "forbidden"
+    RATE_LIMITED = "rate_limited"
+    NOT_JOINED = "not_joined"
+    ALREADY_JOINED = "already_joined"
+    SESSION_NOT_FOUND = "session_not_found"
+    ROOM_FULL = "room_full"
+    NO_MEDIA_NODE = "no_media_node"
+    MEDIA_ERROR = "media_error"
+    INTERNAL = "internal"
+
+
+class SignalingError(Exception):
+    """A protocol error with its stable code; the gateway turns it into an ``error`` message."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IceCandidate(_Message):
+    """A trickled ICE candidate as the browser's ``RTCIceCandidateInit`` spells it."""
+
+    candidate: Annotated[str, Field(max_length=1024)]
+    sdpMid: Annotated[str, Field(max_length=64)] | None = None
+    sdpMLineIndex: Annotated[int, Field(ge=0, le=255)] | None = None
+
+
+class IceServer(_Message):
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+PeerTarget = Literal["publisher", "subscriber"]
+
+
+# ---- client -> gateway ------------------------------------------------------------------------
+
+
+class Join(_Message):
+    """First message on a socket; with ``session_id`` it resumes that session on any gateway."""
+
+    type: Literal["join"] = "join"
+    token: Annotated[str, Field(min_length=1, max_length=4096)]
+    session_id: Annotated[str, Field(max_length=64)] | None = None
+    # last server message cursor the client saw; the gateway replays what came after it
+    cursor: Annotated[str, Field(max_length=64)] | None = None
+
+
+class PublishOffer(_Message):
+    """The offer of the client's publisher connection (client -> media node)."""
+
+    type: Literal["publish_offer"] = "publish_offer"
+    sdp: Annotated[Sdp, Field(max_length=MAX_SDP_BYTES)]
+
+
+class SubscriberAnswer(_Message):
+    """The answer to a ``subscriber_offer`` on the client's subscriber connection."""
+
+    type: Literal["subscriber_answer"] = "subscriber_answer"
+    sdp: Annotated[Sdp, Field(max_length=MAX_SDP_BYTES)]
+
+
+class Trickle(_Message):
+    """An ICE candidate for one of the two connections; ``null`` ends gathering."""
+
+    type: Literal["trickle"] = "trickle"
+    target: PeerTarget
+    candidate: IceCandidate | None
+
+
+class Rejoin(_Message):
+    """After ``reconnect``: place the session's media again (new connections, same session)."""
+
+    type: Literal["rejoin"] = "rejoin"
+
+
+class Leave(_Message):
+    type: Literal["leave"] = "leave"
+
+
+ClientMessage = Annotated[
+    Join | PublishOffer | SubscriberAnswer | Trickle | Rejoin | Leave, Field(discriminator="type")
+]
+CLIENT_TYPES = frozenset(
+    {"join", "publish_offer", "subscriber_answer", "trickle", "rejoin", "leave"}
+)
+
+
+# ---- gateway / media node -> client ------------------------------------------------------------
+
+
+class Joined(_Message):
+    type: Literal["joined"] = "joined"
+    session_id: str
+    room: str
+    identity: str
+    region: str
+    node_id: str
+    resumed: bool = False
+    can_publish: bool
+    can_subscribe: bool
+    participants: list[str]
+    ice_servers: list[IceServer]
+    # ordered signaling URLs to try when this gateway's region is gone (nearest first)
+    fallback_urls: list[str]
+
+
+class PublishAnswer(_Message):
+    type: Literal["publish_answer"] = "publish_answer"
+    sdp: str
+
+
+class SubscriberOffer(_Message):
+    type: Literal["subscriber_offer"] = "subscriber_offer"
+    sdp: str
+
+
+class ParticipantJoined(_Message):
+    type: Literal["participant_joined"] = "participant_joined"
+    identity: str
+
+
+class ParticipantLeft(_Message):
+    type: Literal["participant_left"] = "participant_left"
+    identity: str
+
+
+class TrackPublished(_Message):
+    type: Literal["track_published"] = "track_published"
+    publisher: str
+    kind: Literal["audio", "video"]
+    track_id: str
+
+
+class TrackUnpublished(_Message):
+    type: Literal["track_unpublished"] = "track_unpublished"
+    publisher: str
+    kind: Literal["audio", "video"]
+    track_id: str
+
+
+class Reconnect(_Message):
+    """The session's media node is gone: close both connections and send ``rejoin``."""
+
+    type: Literal["reconnect"] = "reconnect"
+    reason: str
+
+
+class Error(_Message):
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    message: str
+
+
+ServerMessage = Annotated[
+    Joined
+    | PublishAnswer
+    | SubscriberOffer
+    | Trickle
+    | ParticipantJoined
+    | ParticipantLeft
+    | TrackPublished
+    | TrackUnpublished
+    | Reconnect
+    | Error,
+    Field(discriminator="type"),
+]
+
+_client_adapter: TypeAdapter[Any] = TypeAdapter(ClientMessage)
+_server_adapter: TypeAdapter[Any] = TypeAdapter(ServerMessage)
+
+
+def parse_client_message(
+    raw: str | bytes,
+) -> Join | PublishOffer | SubscriberAnswer | Trickle | Rejoin | Leave:
+    """Validate one client frame, raising ``SignalingError`` with the code that fits."""
+    if len(raw) > MAX_FRAME_BYTES:
+        raise SignalingError(ErrorCode.TOO_LARGE, f"message over {MAX_FRAME_BYTES} bytes")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SignalingError(ErrorCode.BAD_JSON, f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise SignalingError(ErrorCode.BAD_MESSAGE, "a message is a JSON object")
+    kind = data.get("type")
+    if kind not in CLIENT_TYPES:
+        raise SignalingError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}")
+    sdp = data.get("sdp")
+    if isinstance(sdp, str) and len(sdp.encode()) > MAX_SDP_BYTES:
+        raise SignalingError(ErrorCode.TOO_LARGE, f"SDP over {MAX_SDP_BYTES} bytes")
+    try:
+        message = _client_adapter.validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"][1:]) or "message"
+        raise SignalingError(ErrorCode.BAD_MESSAGE, f"{where}: {first['msg']}") from None
+    return message  # type: ignore[no-any-return]
+
+
+def parse_server_message(data: dict[str, Any]) -> Any:
+    """Validate a server message (client side and tests)."""
+    return _server_adapter.validate_python(data)
+
+
+def encode(message: BaseModel, cursor: str | None = None) -> str:
+    """Serialize a message; server messages carry the cursor a resuming client sends back."""
+    data = message.model_dump(mode="json", exclude_none=False)
+    if cursor is not None:
+        data["cursor"] = cursor
+    return json.dumps(data, separators=(",", ":"))
+
+
+def error(code: ErrorCode, message: str) -> Error:
+    return Error(code=code, message=message)
