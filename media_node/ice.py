@@ -1,0 +1,98 @@
+"""ICE for the media node: media sockets inside the firewall's UDP range, public IP advertised.
+
+aioice 0.13 binds every host candidate to an ephemeral port (port 0) and has no range option,
+and the usual Linux ephemeral range (32768-60999) is not inside 49152-65535, so the SFU binds its
+own host sockets inside [port_min, port_max] through `rtp_hooks.bind_host_candidates`. Behind a
+1:1 NAT the public address maps to the same port, so it is advertised as a server-reflexive
+candidate next to the host one: clients on the Internet use the public one, peers on the same
+network (and the loopback tests) the host one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from typing import Any
+
+from aiortc import RTCIceCandidate, RTCPeerConnection
+from aiortc.sdp import candidate_from_sdp
+
+from media_node import rtp_hooks
+
+BIND_ATTEMPTS = 64
+
+
+class PortRangeError(ValueError):
+    """The configured media port range is invalid."""
+
+
+class PortRangeExhausted(RuntimeError):
+    """No free UDP port was found inside the media port range."""
+
+
+class InvalidPublicIp(ValueError):
+    """The configured public IP is not an IP address."""
+
+
+@dataclass(frozen=True)
+class IcePolicy:
+    port_min: int = 49152
+    port_max: int = 65535
+    public_ip: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 1024 <= self.port_min <= self.port_max <= 65535:
+            raise PortRangeError(f"invalid media port range {self.port_min}-{self.port_max}")
+        if self.public_ip is not None:
+            try:
+                ipaddress.ip_address(self.public_ip)
+            except ValueError as exc:
+                raise InvalidPublicIp(f"public_ip {self.public_ip!r}: {exc}") from exc
+
+    def candidate_ports(self) -> Iterator[int]:
+        """Random ports of the range, then a sweep of the whole range from a random point."""
+        size = self.port_max - self.port_min + 1
+        for _ in range(min(BIND_ATTEMPTS, size)):
+            yield random.randint(self.port_min, self.port_max)
+        start = random.randrange(size)
+        for i in range(size):
+            yield self.port_min + (start + i) % size
+
+    def apply(self, pc: RTCPeerConnection) -> None:
+        """Hook every ICE connection of `pc` that has not gathered yet; call it after adding
+        transceivers (or applying a remote offer) and before creating the local description."""
+        for connection in rtp_hooks.pending_ice_connections(pc):
+            rtp_hooks.bind_host_candidates(
+                connection, self.candidate_ports, self.public_ip, PortRangeExhausted
+            )
+
+
+def bound_ports(pc: RTCPeerConnection) -> list[int]:
+    """The UDP ports `pc`'s ICE sockets are bound to."""
+    return rtp_hooks.bound_ports(pc)
+
+
+class InvalidCandidate(ValueError):
+    """A trickled ICE candidate could not be parsed."""
+
+
+def ice_candidate_from_dict(candidate: dict[str, Any] | None) -> RTCIceCandidate | None:
+    """A browser-style candidate (`{"candidate", "sdpMid", "sdpMLineIndex"}`) as aiortc's;
+    None or an empty candidate string means end of candidates."""
+    if candidate is None or not candidate.get("candidate"):
+        return None
+    line = str(candidate["candidate"])
+    if line.startswith("candidate:"):
+        line = line[len("candidate:") :]
+    try:
+        parsed = candidate_from_sdp(line)
+    except (ValueError, IndexError) as exc:
+        raise InvalidCandidate(f"{candidate['candidate']!r}: {exc}") from exc
+    parsed.sdpMid = candidate.get("sdpMid")
+    parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
+    if parsed.sdpMid is None and parsed.sdpMLineIndex is None:
+        parsed.sdpMLineIndex = 0
+    return parsed

@@ -1,0 +1,192 @@
+"""A participant's publisher connection: the client offers its tracks, the SFU answers and fans
+each track's RTP out to subscriber streams without decoding it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Hashable
+from typing import Any, Protocol
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.codecs import is_rtx
+from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+from aiortc.sdp import SessionDescription
+
+from media_node import rtp_hooks
+from media_node.codec_policy import CodecNotAllowed, codec_preferences
+from media_node.ice import IcePolicy, ice_candidate_from_dict
+
+logger = logging.getLogger(__name__)
+
+KEYFRAME_REQUEST_INTERVAL = 0.5
+
+
+class PublishNotAllowed(PermissionError):
+    """The participant has no grant to publish."""
+
+
+class DownTrack(Protocol):
+    """A subscriber stream fed by a published track."""
+
+    async def deliver(self, packet: RtpPacket, source: Hashable) -> None: ...
+
+
+class PublishedTrack:
+    """One incoming track. Its media SSRC is learnt from the first packet of the primary codec
+    that carries payload, so RTX and padding probes sent before media are never mistaken for
+    it; keyframe requests from all its subscribers reach the publisher at most once per
+    `KEYFRAME_REQUEST_INTERVAL`."""
+
+    def __init__(
+        self,
+        track_id: str,
+        publisher: str,
+        kind: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.track_id = track_id
+        self.publisher = publisher
+        self.kind = kind
+        self.media_ssrc: int | None = None
+        self.primary_payload_type: int | None = None
+        self.receiver: rtp_hooks.ForwardingReceiver | None = None
+        self.downtracks: set[DownTrack] = set()
+        self.packets_in = 0
+        self.keyframe_requests_sent = 0
+        self._clock = clock
+        self._last_keyframe_request: float | None = None
+        self._keyframe_wanted = False
+
+    async def on_rtp(self, packet: RtpPacket, codec: RTCRtpCodecParameters, rtx: bool) -> None:
+        if is_rtx(codec) or codec.payloadType != self.primary_payload_type:
+            return
+        if self.media_ssrc is None:
+            if rtx or not packet.payload:
+                return
+            self.media_ssrc = packet.ssrc
+            if self._keyframe_wanted:
+                self.request_keyframe()
+        if packet.ssrc != self.media_ssrc or not packet.payload:
+            return
+        self.packets_in += 1
+        source = (self.track_id, packet.ssrc)
+        for downtrack in list(self.downtracks):
+            await downtrack.deliver(packet, source)
+
+    def request_keyframe(self) -> bool:
+        """Ask the publisher for a keyframe (PLI) unless one was asked for very recently."""
+        if self.kind != "video":
+            return False
+        if self.media_ssrc is None or self.receiver is None:
+            self._keyframe_wanted = True
+            return False
+        now = self._clock()
+        if (
+            self._last_keyframe_request is not None
+            and now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL
+        ):
+            return False
+        self._last_keyframe_request = now
+        self._keyframe_wanted = False
+        self.keyframe_requests_sent += 1
+        asyncio.ensure_future(self.receiver.send_pli(self.media_ssrc))
+        return True
+
+    async def apply_bitrate_cap(self) -> None:
+        """Send a REMB at once so a lowered cap takes effect without waiting for the estimator."""
+        if self.receiver is None or self.media_ssrc is None or self.kind != "video":
+            return
+        estimate = self.receiver.last_estimate
+        await self.receiver.send_remb(estimate if estimate is not None else 10**9, [self.media_ssrc])
+
+
+class Publisher:
+    """The server side of one participant's publisher peer connection."""
+
+    def __init__(
+        self,
+        participant: str,
+        ice: IcePolicy,
+        allowed_codecs: tuple[str, ...],
+        remb_cap: Callable[[], int],
+        on_closed: Callable[[Publisher], None] | None = None,
+    ) -> None:
+        self.participant = participant
+        self.tracks: dict[str, PublishedTrack] = {}
+        self._ice = ice
+        self._allowed = allowed_codecs
+        self._remb_cap = remb_cap
+        self._on_closed = on_closed
+        self._by_mid: dict[str, PublishedTrack] = {}
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+        self.pc.on("connectionstatechange", self._on_connection_state)
+
+    async def answer(self, offer_sdp: str) -> tuple[str, list[PublishedTrack]]:
+        """Apply the client's offer; returns the answer and the tracks it newly published."""
+        offer = SessionDescription.parse(offer_sdp)
+        known = {t.mid for t in self.pc.getTransceivers() if t.mid is not None}
+        new_tracks: list[tuple[Any, PublishedTrack, str]] = []
+        for media in offer.media:
+            if media.kind not in ("audio", "video") or media.rtp.muxId in known:
+                continue
+            preferences = codec_preferences(media.kind, self._allowed)
+            if not preferences:
+                raise CodecNotAllowed(f"no allowed {media.kind} codec in {self._allowed}")
+            transceiver = self.pc.addTransceiver(media.kind, direction="recvonly")
+            transceiver.setCodecPreferences(preferences)
+            track_id = _msid_track(media.msid) or str(uuid.uuid4())
+            track = PublishedTrack(track_id, self.participant, media.kind)
+            track.receiver = rtp_hooks.make_forwarding_receiver(
+                transceiver.receiver, track, self._remb_cap
+            )
+            new_tracks.append((transceiver, track, media.direction or "sendrecv"))
+        self._ice.apply(self.pc)
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        except Exception as exc:
+            if "Failed to set remote" in str(exc):
+                raise CodecNotAllowed(str(exc)) from exc
+            raise
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)
+        local = SessionDescription.parse(self.pc.localDescription.sdp)
+        primary = {m.rtp.muxId: m.rtp.codecs[0].payloadType for m in local.media if m.rtp.codecs}
+        published = []
+        for transceiver, track, direction in new_tracks:
+            track.primary_payload_type = primary.get(transceiver.mid)
+            if direction in ("sendonly", "sendrecv"):
+                self.tracks[track.track_id] = track
+                self._by_mid[transceiver.mid] = track
+                published.append(track)
+        return self.pc.localDescription.sdp, published
+
+    async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
+        await self.pc.addIceCandidate(ice_candidate_from_dict(candidate))
+
+    async def apply_bitrate_cap(self) -> None:
+        for track in self.tracks.values():
+            await track.apply_bitrate_cap()
+
+    async def close(self) -> None:
+        for track in self.tracks.values():
+            track.downtracks.clear()
+        await self.pc.close()
+
+    def _on_connection_state(self) -> None:
+        if self.pc.connectionState in ("failed", "closed") and self._on_closed is not None:
+            callback, self._on_closed = self._on_closed, None
+            callback(self)
+
+
+def _msid_track(msid: str | None) -> str | None:
+    if not msid:
+        return None
+    parts = msid.split()
+    return parts[1] if len(parts) > 1 else None

@@ -1,0 +1,415 @@
+"""The one place that reaches into aiortc's and aioice's private objects (aiortc pinned at 1.16.0).
+
+aiortc has no pass-through API: its receiver always decodes and its sender always encodes. The SFU
+turns individual receivers and senders of its own peer connections into forwarding ones by swapping
+their class for a subclass (`ForwardingReceiver`, `ForwardingSender`), so client peer connections in
+the same process keep aiortc's normal behaviour. Everything here depends on aiortc 1.16 internals
+and is covered by `tests/media_node/test_rtp_hooks.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from aioice import Candidate
+from aioice.candidate import candidate_foundation, candidate_priority
+from aioice.ice import Connection, StunProtocol, get_host_addresses
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc.codecs import is_rtx
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+    unwrap_rtx,
+)
+
+AIORTC_VERSION = "1.16.0"
+
+_RX = "_RTCRtpReceiver__"
+_TX = "_RTCRtpSender__"
+
+
+class RtpSink(Protocol):
+    """Where a forwarding receiver hands the publisher's packets, still encoded."""
+
+    async def on_rtp(self, packet: RtpPacket, codec: RTCRtpCodecParameters, rtx: bool) -> None:
+        """`rtx` is true when the packet arrived as a retransmission and was unwrapped."""
+
+
+class SenderFeedback(Protocol):
+    """What a forwarding sender reports from its subscriber's RTCP."""
+
+    def on_started(self, sender: ForwardingSender) -> None: ...
+
+    def on_keyframe_request(self) -> None: ...
+
+    async def on_nack(self, lost: list[int]) -> None: ...
+
+
+class ForwardingReceiver(RTCRtpReceiver):  # type: ignore[misc]
+    """An `RTCRtpReceiver` that keeps aiortc's RTCP (receiver reports, NACK, REMB) but never
+    depayloads, buffers or decodes: it hands each packet to an `RtpSink` instead."""
+
+    _fwd_sink: RtpSink
+    _fwd_remb_cap: Callable[[], int]
+    _fwd_last_estimate: int | None
+    _fwd_remb_sent: list[int]
+
+    async def receive(self, parameters: Any) -> None:
+        if getattr(self, _RX + "started"):
+            return
+        codecs: dict[int, RTCRtpCodecParameters] = getattr(self, _RX + "codecs")
+        rtx_ssrc: dict[int, int] = getattr(self, _RX + "rtx_ssrc")
+        for codec in parameters.codecs:
+            codecs[codec.payloadType] = codec
+        for encoding in parameters.encodings:
+            if encoding.rtx:
+                rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc
+        self.transport._register_rtp_receiver(self, parameters)
+        setattr(self, _RX + "rtcp_task", asyncio.ensure_future(self._run_rtcp()))
+        setattr(self, _RX + "started", True)
+
+    async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        if not self._enabled:
+            return
+        estimator = getattr(self, _RX + "remote_bitrate_estimator")
+        if estimator is not None and packet.extensions.abs_send_time is not None:
+            remb = estimator.add(
+                abs_send_time=packet.extensions.abs_send_time,
+                arrival_time_ms=arrival_time_ms,
+                payload_size=len(packet.payload) + packet.padding_size,
+                ssrc=packet.ssrc,
+            )
+            if remb is not None:
+                self._fwd_last_estimate = remb[0]
+                await self.send_remb(remb[0], remb[1])
+
+        codec = getattr(self, _RX + "codecs").get(packet.payload_type)
+        if codec is None:
+            return
+        streams = getattr(self, _RX + "remote_streams")
+        if packet.ssrc not in streams:
+            from aiortc.rtcrtpreceiver import StreamStatistics
+
+            streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        streams[packet.ssrc].add(packet)
+
+        retransmitted = False
+        if is_rtx(codec):
+            original_ssrc = getattr(self, _RX + "rtx_ssrc").get(packet.ssrc)
+            apt = codec.parameters.get("apt")
+            codecs = getattr(self, _RX + "codecs")
+            if original_ssrc is None or len(packet.payload) < 2 or apt not in codecs:
+                return
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+            codec = codecs[apt]
+            retransmitted = True
+
+        nack_generator = getattr(self, _RX + "nack_generator")
+        if nack_generator is not None and nack_generator.add(packet):
+            await self._send_rtcp_nack(packet.ssrc, sorted(nack_generator.missing))
+
+        await self._fwd_sink.on_rtp(packet, codec, retransmitted)
+
+    async def send_remb(self, estimate: int, ssrcs: list[int]) -> None:
+        """Send REMB feedback, never above the SFU's cap: aiortc and browsers encode at most
+        at the REMB they receive."""
+        rtcp_ssrc = getattr(self, _RX + "rtcp_ssrc")
+        if rtcp_ssrc is None or not ssrcs:
+            return
+        bitrate = min(estimate, self._fwd_remb_cap())
+        self._fwd_remb_sent.append(bitrate)
+        del self._fwd_remb_sent[:-64]
+        packet = RtcpPsfbPacket(
+            fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(bitrate, ssrcs)
+        )
+        await self._send_rtcp(packet)
+
+    async def send_pli(self, media_ssrc: int) -> None:
+        await self._send_rtcp_pli(media_ssrc)
+
+    @property
+    def last_estimate(self) -> int | None:
+        return self._fwd_last_estimate
+
+    @property
+    def remb_sent(self) -> list[int]:
+        """The last REMB values sent, newest last."""
+        return list(self._fwd_remb_sent)
+
+    @property
+    def decoder_started(self) -> bool:
+        return getattr(self, _RX + "decoder_thread") is not None
+
+    @property
+    def queued_frames(self) -> int:
+        track = self._track
+        return track._queue.qsize() if track is not None else 0
+
+
+class ForwardingSender(RTCRtpSender):  # type: ignore[misc]
+    """An `RTCRtpSender` that sends already-encoded RTP given to it and never reads a track or
+    creates an encoder; it keeps aiortc's sender reports and routes its subscriber's NACK and
+    PLI/FIR to a `SenderFeedback`."""
+
+    _fwd_feedback: SenderFeedback
+    _fwd_parameters: Any
+
+    async def send(self, parameters: Any) -> None:
+        if getattr(self, _TX + "started"):
+            return
+        setattr(self, _TX + "cname", parameters.rtcp.cname)
+        setattr(self, _TX + "mid", parameters.muxId)
+        self.transport._register_rtp_sender(self, parameters)
+        self._fwd_parameters = parameters
+        setattr(self, _TX + "rtcp_task", asyncio.ensure_future(self._run_rtcp()))
+        setattr(self, _TX + "started", True)
+        self._fwd_feedback.on_started(self)
+
+    async def stop(self) -> None:
+        if not getattr(self, _TX + "started"):
+            return
+        self.transport._unregister_rtp_sender(self)
+        await getattr(self, _TX + "rtcp_started").wait()
+        getattr(self, _TX + "rtcp_task").cancel()
+        await getattr(self, _TX + "rtcp_exited").wait()
+
+    async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            await super()._handle_rtcp_packet(packet)
+        elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            await self._fwd_feedback.on_nack(list(packet.lost))
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_FIR, RTCP_PSFB_PLI):
+            self._fwd_feedback.on_keyframe_request()
+
+    async def send_rtp(self, data: bytes, timestamp: int, payload_size: int) -> None:
+        """Send one serialized RTP packet and account for it in the sender reports."""
+        from aiortc import clock
+
+        try:
+            await self.transport._send_rtp(data)
+        except ConnectionError:
+            return
+        setattr(self, _TX + "ntp_timestamp", clock.current_ntp_time())
+        setattr(self, _TX + "rtp_timestamp", timestamp)
+        setattr(self, _TX + "octet_count", getattr(self, _TX + "octet_count") + payload_size)
+        setattr(self, _TX + "packet_count", getattr(self, _TX + "packet_count") + 1)
+
+    async def resend_rtp(self, data: bytes) -> None:
+        """Send a retransmission, which sender reports do not count."""
+        try:
+            await self.transport._send_rtp(data)
+        except ConnectionError:
+            return
+
+    @property
+    def parameters(self) -> Any:
+        return self._fwd_parameters
+
+    @property
+    def encoder_created(self) -> bool:
+        return getattr(self, _TX + "encoder") is not None
+
+
+def make_forwarding_receiver(
+    receiver: RTCRtpReceiver, sink: RtpSink, remb_cap: Callable[[], int]
+) -> ForwardingReceiver:
+    """Turn a receiver that has not started yet into a `ForwardingReceiver`."""
+    if getattr(receiver, _RX + "started"):
+        raise RuntimeError("receiver already started")
+    receiver.__class__ = ForwardingReceiver
+    receiver._fwd_sink = sink
+    receiver._fwd_remb_cap = remb_cap
+    receiver._fwd_last_estimate = None
+    receiver._fwd_remb_sent = []
+    return receiver  # type: ignore[no-any-return]
+
+
+def make_forwarding_sender(sender: RTCRtpSender, feedback: SenderFeedback) -> ForwardingSender:
+    """Turn a sender that has not started yet into a `ForwardingSender`."""
+    if getattr(sender, _TX + "started"):
+        raise RuntimeError("sender already started")
+    sender.__class__ = ForwardingSender
+    sender._fwd_feedback = feedback
+    sender._fwd_parameters = None
+    return sender  # type: ignore[no-any-return]
+
+
+def set_msid(sender: RTCRtpSender, stream_id: str, track_id: str) -> None:
+    """Choose the `a=msid` aiortc writes for the sender's m-line in the next offer."""
+    sender._stream_id = stream_id
+    sender._track_id = track_id
+
+
+def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
+    """The (media, RTX) SSRCs aiortc announces for the sender."""
+    return int(sender._ssrc), int(sender._rtx_ssrc)
+
+
+def next_rtx_sequence_number(sender: RTCRtpSender) -> int:
+    """Take the sender's next RTX sequence number, so RTX stays one contiguous stream."""
+    seq = int(getattr(sender, _TX + "rtx_sequence_number"))
+    setattr(sender, _TX + "rtx_sequence_number", (seq + 1) & 0xFFFF)
+    return seq
+
+
+def set_transceiver_codecs(transceiver: Any, codecs: list[RTCRtpCodecParameters]) -> None:
+    """Replace the codecs a transceiver negotiated (used to narrow an answer)."""
+    transceiver._codecs = codecs
+
+
+def encoder_target_bitrate(sender: RTCRtpSender) -> int | None:
+    """The target bitrate of an ordinary aiortc sender's encoder, if it has one yet."""
+    encoder = getattr(sender, _TX + "encoder")
+    return getattr(encoder, "target_bitrate", None) if encoder is not None else None
+
+
+def watch_remb(sender: RTCRtpSender, on_remb: Callable[[int], None]) -> None:
+    """Report every REMB value an ordinary aiortc sender receives for its SSRC."""
+    original = sender._handle_rtcp_packet
+
+    async def handle(packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                pass
+            else:
+                if sender._ssrc in ssrcs:
+                    on_remb(bitrate)
+        await original(packet)
+
+    sender._handle_rtcp_packet = handle
+
+
+def watch_rtcp(sender: RTCRtpSender, on_rtcp: Callable[[AnyRtcpPacket], None]) -> None:
+    """Report every RTCP packet routed to an ordinary aiortc sender (PLI, NACK, RR...)."""
+    original = sender._handle_rtcp_packet
+
+    async def handle(packet: AnyRtcpPacket) -> None:
+        on_rtcp(packet)
+        await original(packet)
+
+    sender._handle_rtcp_packet = handle
+
+
+def pending_ice_connections(pc: RTCPeerConnection) -> list[Connection]:
+    """The aioice connections of `pc` that have not gathered candidates yet."""
+    connections: list[Connection] = []
+    for transceiver in pc.getTransceivers():
+        gatherer = transceiver.receiver.transport.transport.iceGatherer
+        if gatherer.state == "new" and gatherer._connection not in connections:
+            connections.append(gatherer._connection)
+    return connections
+
+
+PortPicker = Callable[[], Iterable[int]]
+
+
+def bind_host_candidates(
+    connection: Connection,
+    ports: PortPicker,
+    public_ip: str | None,
+    on_bind_failure: Callable[[str], Exception],
+) -> None:
+    """Make `connection` gather host candidates on ports taken from `ports()` instead of
+    ephemeral ones (aioice 0.13 binds port 0 and has no port range), and advertise `public_ip`
+    as a server-reflexive candidate on the same port (1:1 NAT)."""
+
+    async def get_component_candidates(
+        component: int, addresses: list[str], timeout: int = 5
+    ) -> list[Candidate]:
+        loop = asyncio.get_running_loop()
+        candidates: list[Candidate] = []
+        for address in addresses:
+            protocol = await _bind_in_range(loop, connection, address, ports, on_bind_failure)
+            if protocol is None:
+                continue
+            host, port = protocol.transport.get_extra_info("sockname")[:2]
+            protocol.local_candidate = Candidate(
+                foundation=candidate_foundation("host", "udp", host),
+                component=component,
+                transport="udp",
+                priority=candidate_priority(component, "host"),
+                host=host,
+                port=port,
+                type="host",
+            )
+            candidates.append(protocol.local_candidate)
+            connection._protocols.append(protocol)
+            if public_ip is not None and _same_family(public_ip, host):
+                candidates.append(
+                    Candidate(
+                        foundation=candidate_foundation("srflx", "udp", host),
+                        component=component,
+                        transport="udp",
+                        priority=candidate_priority(component, "srflx"),
+                        host=public_ip,
+                        port=port,
+                        type="srflx",
+                        related_address=host,
+                        related_port=port,
+                    )
+                )
+        return candidates
+
+    connection.get_component_candidates = get_component_candidates
+
+
+def host_addresses(connection: Connection) -> list[str]:
+    return list(get_host_addresses(connection._use_ipv4, connection._use_ipv6))
+
+
+def bound_ports(pc: RTCPeerConnection) -> list[int]:
+    """The local UDP ports every ICE socket of `pc` is bound to."""
+    ports: set[int] = set()
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport.iceGatherer._connection
+        for protocol in connection._protocols:
+            transport = getattr(protocol, "transport", None)
+            if transport is not None and transport.get_extra_info("sockname"):
+                ports.add(transport.get_extra_info("sockname")[1])
+    return sorted(ports)
+
+
+async def _bind_in_range(
+    loop: asyncio.AbstractEventLoop,
+    connection: Connection,
+    address: str,
+    ports: PortPicker,
+    on_bind_failure: Callable[[str], Exception],
+) -> StunProtocol | None:
+    last_error: OSError | None = None
+    for port in ports():
+        try:
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: StunProtocol(connection), local_addr=(address, port)
+            )
+        except OSError as exc:
+            last_error = exc
+            if exc.errno in (socket.EAI_NONAME, 99):  # address not available: skip address
+                return None
+            continue
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024 * 1024)
+        return protocol  # type: ignore[no-any-return]
+    raise on_bind_failure(f"no free UDP port for {address}: {last_error}")
+
+
+def _same_family(a: str, b: str) -> bool:
+    return (":" in a) == (":" in b)
+

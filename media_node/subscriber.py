@@ -1,0 +1,206 @@
+"""A participant's subscriber connection: the SFU offers every other publisher's tracks.
+
+Renegotiation: aiortc re-offers on an established connection (new m-lines join the existing
+BUNDLE transport, existing ones keep their MID, SSRC and payload types), but it cannot remove an
+m-line. So a track that goes away turns its m-line `inactive`, and the next track of the same
+kind recycles it: the m-line gets the new publisher's msid, the sender keeps its SSRC, and the
+`Forwarder` continues its sequence numbers and timestamps, so the client's receiver sees one
+unbroken stream that restarts at a keyframe. The number of m-lines is bounded by the most
+tracks ever subscribed at once, and no change ever interrupts the other streams (a fresh
+connection per change would, for the ICE and DTLS setup time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.codecs import is_rtx
+from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.rtp import RtpPacket
+
+from media_node import rtp_hooks
+from media_node.codec_policy import codec_preferences
+from media_node.forwarder import Forwarder, OutputStream
+from media_node.ice import IcePolicy, ice_candidate_from_dict
+from media_node.publisher import PublishedTrack
+
+logger = logging.getLogger(__name__)
+
+
+class SubscriberNotNegotiating(RuntimeError):
+    """An answer arrived while the SFU had no subscriber offer outstanding."""
+
+
+class Slot:
+    """One m-line of a subscriber connection and the forwarder behind its sender."""
+
+    def __init__(
+        self,
+        transceiver: Any,
+        kind: str,
+        on_sent: Callable[[int], None],
+    ) -> None:
+        self.transceiver = transceiver
+        self.kind = kind
+        self.track: PublishedTrack | None = None
+        self.forwarder: Forwarder | None = None
+        self.sender = rtp_hooks.make_forwarding_sender(transceiver.sender, self)
+        self._on_sent = on_sent
+
+    @property
+    def active(self) -> bool:
+        return self.transceiver.currentDirection in ("sendonly", "sendrecv")
+
+    def attach(self, track: PublishedTrack) -> None:
+        self.track = track
+        rtp_hooks.set_msid(self.sender, track.publisher, track.track_id)
+        self.transceiver.direction = "sendonly"
+        track.downtracks.add(self)
+        track.request_keyframe()
+
+    def detach(self) -> None:
+        if self.track is not None:
+            self.track.downtracks.discard(self)
+        self.track = None
+        self.transceiver.direction = "inactive"
+
+    async def deliver(self, packet: RtpPacket, source: Hashable) -> None:
+        forwarder = self.forwarder
+        if forwarder is None or not self.active:
+            return
+        data = forwarder.forward(packet, source)
+        if data is None:
+            if forwarder.waiting_for_keyframe and self.track is not None:
+                if self.track.request_keyframe():
+                    forwarder.stats.keyframe_requests += 1
+            return
+        await self.sender.send_rtp(data, packet.timestamp, len(packet.payload))
+        self._on_sent(len(data))
+
+    def on_started(self, sender: rtp_hooks.ForwardingSender) -> None:
+        parameters = sender.parameters
+        primary = parameters.codecs[0]
+        rtx_pt = next(
+            (
+                c.payloadType
+                for c in parameters.codecs
+                if is_rtx(c) and c.parameters.get("apt") == primary.payloadType
+            ),
+            None,
+        )
+        ssrc, rtx_ssrc = rtp_hooks.sender_ssrcs(sender)
+        self.forwarder = Forwarder(
+            OutputStream(
+                kind=self.kind,
+                ssrc=ssrc,
+                payload_type=primary.payloadType,
+                clock_rate=primary.clockRate,
+                mid=parameters.muxId,
+                header_extensions=tuple(parameters.headerExtensions),
+                rtx_payload_type=rtx_pt,
+                rtx_ssrc=rtx_ssrc if rtx_pt is not None else None,
+            )
+        )
+        if self.track is not None:
+            self.track.request_keyframe()
+
+    def on_keyframe_request(self) -> None:
+        if self.track is not None:
+            self.track.request_keyframe()
+
+    async def on_nack(self, lost: list[int]) -> None:
+        if self.forwarder is None:
+            return
+        for data in self.forwarder.retransmit(lost):
+            await self.sender.resend_rtp(data)
+
+
+class Subscriber:
+    """The server side of one participant's subscriber peer connection."""
+
+    def __init__(
+        self,
+        participant: str,
+        ice: IcePolicy,
+        allowed_codecs: tuple[str, ...],
+        on_offer: Callable[[str], None],
+        on_sent: Callable[[int], None],
+    ) -> None:
+        self.participant = participant
+        self.slots: list[Slot] = []
+        self.offers_sent = 0
+        self._ice = ice
+        self._allowed = allowed_codecs
+        self._on_offer = on_offer
+        self._on_sent = on_sent
+        self._lock = asyncio.Lock()
+        self._dirty = False
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        )
+
+    def slot_for(self, track: PublishedTrack) -> Slot | None:
+        return next((s for s in self.slots if s.track is track), None)
+
+    async def add_track(self, track: PublishedTrack) -> None:
+        async with self._lock:
+            if self.slot_for(track) is not None:
+                return
+            slot = next((s for s in self.slots if s.kind == track.kind and s.track is None), None)
+            if slot is None:
+                transceiver = self.pc.addTransceiver(track.kind, direction="sendonly")
+                transceiver.setCodecPreferences(codec_preferences(track.kind, self._allowed))
+                slot = Slot(transceiver, track.kind, self._on_sent)
+                self.slots.append(slot)
+            slot.attach(track)
+            await self._negotiate()
+
+    async def remove_track(self, track: PublishedTrack) -> None:
+        async with self._lock:
+            slot = self.slot_for(track)
+            if slot is None:
+                return
+            slot.detach()
+            await self._negotiate()
+
+    async def apply_answer(self, sdp: str) -> None:
+        async with self._lock:
+            if self.pc.signalingState != "have-local-offer":
+                raise SubscriberNotNegotiating(
+                    f"{self.participant}: no subscriber offer outstanding"
+                )
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            if self._dirty:
+                await self._negotiate()
+
+    async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
+        await self.pc.addIceCandidate(ice_candidate_from_dict(candidate))
+
+    async def close(self) -> None:
+        for slot in self.slots:
+            if slot.track is not None:
+                slot.track.downtracks.discard(slot)
+            slot.track = None
+        await self.pc.close()
+
+    @property
+    def forwarded_streams(self) -> int:
+        return sum(1 for s in self.slots if s.track is not None and s.active)
+
+    async def _negotiate(self) -> None:
+        """Offer the current set of tracks, or remember to once the pending offer is answered."""
+        if self.pc.signalingState != "stable":
+            self._dirty = True
+            return
+        self._dirty = False
+        if not any(s.track is not None for s in self.slots) and self.offers_sent == 0:
+            return
+        self._ice.apply(self.pc)
+        offer = await self.pc.createOffer()
+        await self.pc.setLocalDescription(offer)
+        self.offers_sent += 1
+        self._on_offer(self.pc.localDescription.sdp)

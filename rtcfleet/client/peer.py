@@ -1,0 +1,201 @@
+"""The client side of the SFU protocol for bots and tests: a publisher connection sending
+synthetic audio and video, and a subscriber connection answering the SFU's offers and counting,
+per remote publisher, what it decoded. Transport-agnostic: SDP strings go in and out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import SessionDescription
+
+from rtcfleet.client.synthetic import (
+    SyntheticAudioTrack,
+    SyntheticVideoTrack,
+    read_sequence_number,
+)
+
+
+class NoSubscriberOffer(RuntimeError):
+    """An answer was requested before the SFU sent a subscriber offer."""
+
+
+@dataclass
+class RemoteTrackStats:
+    """What this client decoded from one remote publisher's track of one kind."""
+
+    publisher: str
+    kind: str
+    track_id: str
+    frames_decoded: int = 0
+    unreadable_frames: int = 0
+    sequence_numbers: set[int] = field(default_factory=set)
+    width: int | None = None
+    height: int | None = None
+    first_frame_at: float | None = None
+    last_frame_at: float | None = None
+
+    def received_between(self, first: int, last: int) -> int:
+        """How many of the sender's frames numbered first..last (inclusive) were decoded."""
+        return sum(1 for n in self.sequence_numbers if first <= n <= last)
+
+
+@dataclass
+class _MidInfo:
+    publisher: str
+    track_id: str
+    active: bool
+
+
+class ClientPeer:
+    def __init__(
+        self,
+        name: str,
+        *,
+        video: bool = True,
+        audio: bool = True,
+        width: int = 640,
+        height: int = 360,
+        fps: int = 30,
+    ) -> None:
+        self.name = name
+        self.video_track = SyntheticVideoTrack(width, height, fps) if video else None
+        self.audio_track = SyntheticAudioTrack() if audio else None
+        self.publisher_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.subscriber_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.remote: dict[tuple[str, str], RemoteTrackStats] = {}
+        self.subscriber_offers = 0
+        self._mids: dict[str, _MidInfo] = {}
+        self._readers: list[asyncio.Task[None]] = []
+        self._created = time.monotonic()
+        self.subscriber_pc.on("track", self._on_track)
+
+    @property
+    def video_sender(self) -> RTCRtpSender | None:
+        return self._sender("video")
+
+    @property
+    def audio_sender(self) -> RTCRtpSender | None:
+        return self._sender("audio")
+
+    async def create_publish_offer(self) -> str:
+        """The publisher connection's offer (adds the synthetic tracks the first time)."""
+        if not self.publisher_pc.getTransceivers():
+            for track in (self.audio_track, self.video_track):
+                if track is not None:
+                    self.publisher_pc.addTransceiver(track, direction="sendonly")
+        await self.publisher_pc.setLocalDescription(await self.publisher_pc.createOffer())
+        return str(self.publisher_pc.localDescription.sdp)
+
+    async def apply_publish_answer(self, sdp: str) -> None:
+        await self.publisher_pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+
+    async def answer_subscriber_offer(self, sdp: str) -> str:
+        """Apply the SFU's (re-)offer and return the answer."""
+        self.subscriber_offers += 1
+        for media in SessionDescription.parse(sdp).media:
+            parts = (media.msid or "").split()
+            if media.rtp.muxId is None or len(parts) < 2:
+                continue
+            self._mids[media.rtp.muxId] = _MidInfo(
+                publisher=parts[0],
+                track_id=parts[1],
+                active=media.direction in ("sendonly", "sendrecv"),
+            )
+        await self.subscriber_pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        await self.subscriber_pc.setLocalDescription(await self.subscriber_pc.createAnswer())
+        return str(self.subscriber_pc.localDescription.sdp)
+
+    def received(self, publisher: str, kind: str) -> RemoteTrackStats | None:
+        return self.remote.get((publisher, kind))
+
+    def active_publishers(self) -> set[str]:
+        """Publishers whose tracks the latest subscriber offer carries."""
+        return {info.publisher for info in self._mids.values() if info.active}
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        """Wait until both connections that have a remote description are connected."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            states = [
+                pc.connectionState
+                for pc in (self.publisher_pc, self.subscriber_pc)
+                if pc.remoteDescription is not None
+            ]
+            if all(state == "connected" for state in states):
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"{self.name}: connections not connected within {timeout}s")
+
+    async def close(self) -> None:
+        for task in self._readers:
+            task.cancel()
+        for task in self._readers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.publisher_pc.close()
+        await self.subscriber_pc.close()
+
+    def _sender(self, kind: str) -> RTCRtpSender | None:
+        for transceiver in self.publisher_pc.getTransceivers():
+            if transceiver.kind == kind:
+                return transceiver.sender
+        return None
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        mid = next(
+            (t.mid for t in self.subscriber_pc.getTransceivers() if t.receiver.track is track),
+            None,
+        )
+        self._readers.append(asyncio.ensure_future(self._read(track, mid)))
+
+    async def _read(self, track: MediaStreamTrack, mid: str | None) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            info = self._mids.get(mid) if mid is not None else None
+            if info is None or not info.active:
+                continue
+            stats = self._stats_for(info, track.kind)
+            now = time.monotonic()
+            stats.frames_decoded += 1
+            stats.last_frame_at = now
+            if stats.first_frame_at is None:
+                stats.first_frame_at = now
+            if track.kind == "video":
+                stats.width, stats.height = frame.width, frame.height
+                number = read_sequence_number(frame)
+                if number is None:
+                    stats.unreadable_frames += 1
+                else:
+                    stats.sequence_numbers.add(number)
+
+    def _stats_for(self, info: _MidInfo, kind: str) -> RemoteTrackStats:
+        key = (info.publisher, kind)
+        stats = self.remote.get(key)
+        if stats is None or stats.track_id != info.track_id:
+            stats = self.remote[key] = RemoteTrackStats(info.publisher, kind, info.track_id)
+        return stats
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            f"{publisher}/{kind}": {
+                "frames": s.frames_decoded,
+                "numbers": len(s.sequence_numbers),
+                "size": (s.width, s.height),
+            }
+            for (publisher, kind), s in self.remote.items()
+        }
