@@ -18,6 +18,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.sdp import SessionDescription
 
 from rtcfleet.client.synthetic import (
@@ -72,8 +73,11 @@ class ClientPeer:
         self.name = name
         self.video_track = SyntheticVideoTrack(width, height, fps) if video else None
         self.audio_track = SyntheticAudioTrack() if audio else None
-        self.publisher_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.subscriber_pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        # max-bundle: with aiortc's default "balanced" policy, two new m-lines of one kind in a
+        # single re-offer leave the second on a transport that BUNDLE then discards.
+        config = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        self.publisher_pc = RTCPeerConnection(config)
+        self.subscriber_pc = RTCPeerConnection(config)
         self.remote: dict[tuple[str, str], RemoteTrackStats] = {}
         self.subscriber_offers = 0
         self._mids: dict[str, _MidInfo] = {}
