@@ -1,0 +1,287 @@
+"""Auto Scaling groups of gateways and media nodes, from the baked image.
+
+Each group gets a least-privilege instance profile: Session Manager instead of SSH, read access
+to its own role's secret and settings parameter only, and (for groups that drain) completing
+lifecycle actions on its own group only.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.spec import ROLE_TAG, Role
+
+SESSION_MANAGER_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+ROOT_DEVICE = "/dev/xvda"
+HEALTH_CHECK_GRACE_SECONDS = 300
+ENV_FILE = "/etc/rtcfleet/node.env"
+
+
+@dataclass(frozen=True)
+class Drain:
+    """A termination hook that holds an instance while its rooms finish."""
+
+    heartbeat_seconds: int
+    timeout_seconds: int
+
+
+@dataclass(frozen=True)
+class CpuScaling:
+    """Target tracking on the group's average CPU."""
+
+    target_percent: int
+    warmup_seconds: int
+
+
+@dataclass
+class NodeGroupArgs:
+    prefix: str
+    role: Role
+    env: str
+    region: str
+    image_id: pulumi.Input[str]
+    instance_type: str
+    subnet_ids: list[pulumi.Input[str]]
+    security_group_id: pulumi.Input[str]
+    secret_arn: pulumi.Input[str]
+    settings_parameter_arn: pulumi.Input[str]
+    settings_parameter_name: str
+    min_size: int
+    max_size: int
+    # Media nodes advertise their own public address in ICE candidates (1:1 NAT).
+    public_ip: bool = False
+    target_group_arns: list[pulumi.Input[str]] = field(default_factory=list)
+    scaling: CpuScaling | None = None
+    drain: Drain | None = None
+    volume_gb: int = 30
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def user_data(role: Role, env: str, region: str, parameter: str, secret_arn: str) -> str:
+    """Boot script (base64) telling a node who it is and where its settings and secrets live.
+
+    It carries names and ARNs only; the node reads the values with its instance profile.
+    """
+    lines = [
+        f"RTCFLEET_ROLE={role.value}",
+        f"RTCFLEET_ENV={env}",
+        f"RTCFLEET_REGION={region}",
+        f"RTCFLEET_SETTINGS_PARAMETER={parameter}",
+        f"RTCFLEET_SECRET_ARN={secret_arn}",
+    ]
+    script = "\n".join(
+        [
+            "#!/bin/bash",
+            "set -euo pipefail",
+            "install -d -m 0755 /etc/rtcfleet",
+            f"cat > {ENV_FILE} <<'EOF'",
+            *lines,
+            "EOF",
+            f"chmod 0644 {ENV_FILE}",
+            f"systemctl enable --now rtcfleet-{role.value}.service",
+            "",
+        ]
+    )
+    return base64.b64encode(script.encode()).decode()
+
+
+def _assume_role_policy() -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "ec2.amazonaws.com"},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+    )
+
+
+def node_policy(secret_arn: str, parameter_arn: str, group_arn: str | None) -> str:
+    """What a node may do beyond Session Manager: read its own secret and settings, drain."""
+    statements: list[dict[str, object]] = [
+        {
+            "Sid": "OwnSecret",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+            "Resource": secret_arn,
+        },
+        {
+            "Sid": "OwnSettings",
+            "Effect": "Allow",
+            "Action": ["ssm:GetParameter"],
+            "Resource": parameter_arn,
+        },
+    ]
+    if group_arn is not None:
+        statements.append(
+            {
+                "Sid": "OwnLifecycle",
+                "Effect": "Allow",
+                "Action": [
+                    "autoscaling:CompleteLifecycleAction",
+                    "autoscaling:RecordLifecycleActionHeartbeat",
+                ],
+                "Resource": group_arn,
+            }
+        )
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+class NodeGroup(pulumi.ComponentResource):
+    """One role's machines: profile, launch template, group, and its scaling and drain rules."""
+
+    role: aws.iam.Role
+    launch_template: aws.ec2.LaunchTemplate
+    group: aws.autoscaling.Group
+    scaling_policy: aws.autoscaling.Policy | None
+    lifecycle_hook: aws.autoscaling.LifecycleHook | None
+
+    def __init__(
+        self, name: str, args: NodeGroupArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("rtcfleet:aws:NodeGroup", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        base = f"{args.prefix}-{args.role.value}"
+        tags = {**args.tags, ROLE_TAG: args.role.value}
+
+        self.role = aws.iam.Role(
+            base,
+            assume_role_policy=_assume_role_policy(),
+            description=f"rtcfleet {args.role.value} nodes in {args.region}",
+            tags=tags,
+            opts=child,
+        )
+        aws.iam.RolePolicyAttachment(
+            f"{base}-session-manager",
+            role=self.role.name,
+            policy_arn=SESSION_MANAGER_POLICY,
+            opts=child,
+        )
+        profile = aws.iam.InstanceProfile(base, role=self.role.name, tags=tags, opts=child)
+
+        boot = pulumi.Output.from_input(args.secret_arn).apply(
+            lambda arn: user_data(
+                args.role, args.env, args.region, args.settings_parameter_name, arn
+            )
+        )
+        self.launch_template = aws.ec2.LaunchTemplate(
+            base,
+            image_id=args.image_id,
+            instance_type=args.instance_type,
+            update_default_version=True,
+            iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=profile.arn),
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled",
+                http_tokens="required",
+                http_put_response_hop_limit=1,
+                instance_metadata_tags="enabled",
+            ),
+            block_device_mappings=[
+                aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                    device_name=ROOT_DEVICE,
+                    ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                        volume_size=args.volume_gb,
+                        volume_type="gp3",
+                        encrypted="true",
+                        delete_on_termination="true",
+                    ),
+                )
+            ],
+            network_interfaces=[
+                aws.ec2.LaunchTemplateNetworkInterfaceArgs(
+                    device_index=0,
+                    associate_public_ip_address="true" if args.public_ip else "false",
+                    security_groups=[args.security_group_id],
+                    delete_on_termination="true",
+                )
+            ],
+            monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
+            user_data=boot,
+            tag_specifications=[
+                aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=tags)
+                for kind in ("instance", "volume")
+            ],
+            tags=tags,
+            opts=child,
+        )
+
+        self.group = aws.autoscaling.Group(
+            base,
+            min_size=args.min_size,
+            max_size=args.max_size,
+            vpc_zone_identifiers=args.subnet_ids,
+            launch_template=aws.autoscaling.GroupLaunchTemplateArgs(
+                id=self.launch_template.id, version=self.launch_template.latest_version.apply(str)
+            ),
+            target_group_arns=args.target_group_arns,
+            health_check_type="ELB" if args.target_group_arns else "EC2",
+            health_check_grace_period=HEALTH_CHECK_GRACE_SECONDS,
+            default_instance_warmup=args.scaling.warmup_seconds if args.scaling else None,
+            instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
+                strategy="Rolling",
+                preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
+                    min_healthy_percentage=90
+                ),
+            ),
+            enabled_metrics=["GroupInServiceInstances", "GroupDesiredCapacity"],
+            tags=[
+                aws.autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)
+                for key, value in tags.items()
+            ],
+            opts=child,
+        )
+
+        aws.iam.RolePolicy(
+            f"{base}-node",
+            role=self.role.id,
+            policy=pulumi.Output.all(
+                args.secret_arn, args.settings_parameter_arn, self.group.arn
+            ).apply(
+                lambda values: node_policy(
+                    values[0], values[1], values[2] if args.drain else None
+                )
+            ),
+            opts=child,
+        )
+
+        self.scaling_policy = None
+        if args.scaling is not None:
+            self.scaling_policy = aws.autoscaling.Policy(
+                f"{base}-cpu",
+                autoscaling_group_name=self.group.name,
+                policy_type="TargetTrackingScaling",
+                estimated_instance_warmup=args.scaling.warmup_seconds,
+                target_tracking_configuration=aws.autoscaling.PolicyTargetTrackingConfigurationArgs(
+                    predefined_metric_specification=aws.autoscaling.PolicyTargetTrackingConfigurationPredefinedMetricSpecificationArgs(
+                        predefined_metric_type="ASGAverageCPUUtilization"
+                    ),
+                    target_value=float(args.scaling.target_percent),
+                ),
+                opts=child,
+            )
+
+        self.lifecycle_hook = None
+        if args.drain is not None:
+            self.lifecycle_hook = aws.autoscaling.LifecycleHook(
+                f"{base}-drain",
+                autoscaling_group_name=self.group.name,
+                lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
+                heartbeat_timeout=args.drain.heartbeat_seconds,
+                # A node that stops renewing has finished or hung: terminate it either way.
+                default_result="CONTINUE",
+                notification_metadata=json.dumps(
+                    {"drainTimeoutSeconds": args.drain.timeout_seconds}
+                ),
+                opts=child,
+            )
+
+        self.register_outputs({"groupName": self.group.name, "groupArn": self.group.arn})

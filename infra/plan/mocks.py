@@ -1,0 +1,175 @@
+"""A ``pulumi.runtime.Mocks`` that records every resource and answers like the cloud would.
+
+It returns ids, ARNs and endpoints shaped like the real ones (with the provider's region) so
+the program's outputs resolve, and answers ``StackReference`` reads from planned stacks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+ACCOUNT_ID = "123456789012"
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
+_ID_PREFIXES = {
+    "aws:ec2/vpc:Vpc": "vpc",
+    "aws:ec2/subnet:Subnet": "subnet",
+    "aws:ec2/securityGroup:SecurityGroup": "sg",
+    "aws:ec2/internetGateway:InternetGateway": "igw",
+    "aws:ec2/natGateway:NatGateway": "nat",
+    "aws:ec2/eip:Eip": "eipalloc",
+    "aws:ec2/routeTable:RouteTable": "rtb",
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": "rtbassoc",
+    "aws:ec2/launchTemplate:LaunchTemplate": "lt",
+}
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha1("/".join(parts).encode()).hexdigest()
+
+
+@dataclass
+class RecordedResource:
+    """One resource the program declared, as the engine would have received it."""
+
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    provider: str | None
+    id: str
+    custom: bool
+    region: str | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    urn: str = ""
+
+    @property
+    def tags(self) -> dict[str, str]:
+        tags = self.inputs.get("tags")
+        if isinstance(tags, list):
+            return {t["key"]: t["value"] for t in tags if isinstance(t, dict) and "key" in t}
+        return dict(tags) if isinstance(tags, dict) else {}
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Records resources; ``stack_outputs`` answers StackReferences by short stack name."""
+
+    def __init__(self, stack_outputs: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        self.stack_outputs = {name: dict(out) for name, out in (stack_outputs or {}).items()}
+        self.resources: list[RecordedResource] = []
+        self._regions: dict[str, str] = {}
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:root"}, None
+        return {}, None
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        inputs = dict(args.inputs)
+        if args.typ == STACK_REFERENCE:
+            return self._stack_reference(args)
+        resource_id = self._id(args.typ, args.name)
+        region = self._region(args.provider)
+        if args.typ.startswith("pulumi:providers:"):
+            if isinstance(inputs.get("region"), str):
+                self._regions[resource_id] = inputs["region"]
+            region = inputs.get("region")
+        outputs = self._outputs(args.typ, args.name, inputs, resource_id, region)
+        self.resources.append(
+            RecordedResource(
+                type=args.typ,
+                name=args.name,
+                inputs=inputs,
+                provider=args.provider or None,
+                id=resource_id,
+                custom=bool(args.custom),
+                region=region,
+                outputs=outputs,
+            )
+        )
+        return resource_id, {**inputs, **outputs}
+
+    def _stack_reference(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        full_name = str(args.inputs.get("name") or args.resource_id or args.name)
+        short = full_name.rsplit("/", 1)[-1]
+        if short not in self.stack_outputs:
+            raise KeyError(f"no planned outputs for referenced stack {short!r}")
+        outputs = self.stack_outputs[short]
+        self.resources.append(
+            RecordedResource(
+                type=STACK_REFERENCE,
+                name=args.name,
+                inputs={"name": full_name},
+                provider=None,
+                id=full_name,
+                custom=True,
+                outputs={"outputNames": sorted(outputs)},
+            )
+        )
+        state = {"name": full_name, "outputs": outputs, "secretOutputNames": []}
+        return full_name, state
+
+    def _region(self, provider: str | None) -> str | None:
+        if not provider:
+            return None
+        return self._regions.get(provider.rsplit("::", 1)[-1])
+
+    @staticmethod
+    def _id(typ: str, name: str) -> str:
+        prefix = _ID_PREFIXES.get(typ)
+        digest = _digest(typ, name)
+        return f"{prefix}-{digest[:17]}" if prefix else f"{name}-{digest[:8]}"
+
+    @staticmethod
+    def _outputs(
+        typ: str, name: str, inputs: Mapping[str, Any], resource_id: str, region: str | None
+    ) -> dict[str, Any]:
+        """Computed properties a real provider would return (names, ARNs, endpoints)."""
+        if typ.startswith("pulumi:providers:") or not typ.startswith(("aws:", "random:")):
+            return {}
+        digest = _digest(typ, name)
+        physical = str(inputs.get("name") or f"{name}-{digest[:7]}")
+        region = region or "us-east-1"
+        service = typ.split(":")[1].split("/")[0]
+        out: dict[str, Any] = {"arn": f"arn:aws:{service}:{region}:{ACCOUNT_ID}:{physical}"}
+        if "name" not in inputs:
+            out["name"] = physical
+        if typ == "random:index/randomPassword:RandomPassword":
+            return {"result": f"planned-random-{digest[:24]}"}
+        if typ == "aws:rds/instance:Instance":
+            identifier = str(inputs.get("identifier") or physical)
+            address = f"{identifier}.c{digest[:10]}.{region}.rds.amazonaws.com"
+            out |= {
+                "identifier": identifier,
+                "arn": f"arn:aws:rds:{region}:{ACCOUNT_ID}:db:{identifier}",
+                "address": address,
+                "endpoint": f"{address}:{inputs.get('port', 5432)}",
+            }
+        elif typ == "aws:elasticache/replicationGroup:ReplicationGroup":
+            host = f"master.{physical}.{digest[:6]}.{region}.cache.amazonaws.com"
+            out |= {"primaryEndpointAddress": host, "readerEndpointAddress": "replica." + host[7:]}
+        elif typ == "aws:lb/loadBalancer:LoadBalancer":
+            scheme = "internal-" if inputs.get("internal") else ""
+            out |= {
+                "dnsName": f"{scheme}{physical}-{digest[:10]}.{region}.elb.amazonaws.com",
+                "arnSuffix": f"app/{physical}/{digest[:16]}",
+            }
+        elif typ == "aws:autoscaling/group:Group":
+            out["arn"] = (
+                f"arn:aws:autoscaling:{region}:{ACCOUNT_ID}:autoScalingGroup:"
+                f"{digest[:8]}:autoScalingGroupName/{physical}"
+            )
+        elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            out["latestVersion"] = 1
+        elif typ == "aws:ssm/parameter:Parameter":
+            out["arn"] = f"arn:aws:ssm:{region}:{ACCOUNT_ID}:parameter{physical}"
+        elif typ == "aws:kms/key:Key":
+            out |= {"keyId": digest[:32], "arn": f"arn:aws:kms:{region}:{ACCOUNT_ID}:key/{digest[:32]}"}
+        elif typ.startswith("aws:iam/"):
+            kind = typ.rsplit(":", 1)[-1]
+            out["arn"] = f"arn:aws:iam::{ACCOUNT_ID}:{kind[0].lower() + kind[1:]}/{physical}"
+        out.setdefault("id", resource_id)
+        return out

@@ -1,0 +1,215 @@
+"""Run a stack program under Pulumi's mocks and evaluate the policy pack on what it declared.
+
+Pulumi keeps its runtime settings, root stack resource and config in process-global state;
+every run here resets them and uses its own event loop, so tests and the benchmark can plan
+many stacks, one after the other, in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import pulumi
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.stack import run_pulumi_func
+
+from infra.plan.checks import Violation, evaluate
+from infra.plan.mocks import RecordedResource, RecordingMocks
+from infra.settings import (
+    RegionSettings,
+    SettingsError,
+    StackFile,
+    load_stack_file,
+    settings_from_values,
+)
+
+PROJECT = "rtcfleet"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STACKS_DIR = REPO_ROOT / "stacks"
+Program = Callable[[str], Mapping[str, Any]]
+
+
+class PlanError(RuntimeError):
+    """A plan that cannot run for a reason other than the stack's own settings."""
+
+
+def placeholder(key: str) -> str:
+    """What stands in for a ``secure:`` value the plan cannot decrypt."""
+    return f"PLACEHOLDER-{key.replace(':', '-')}-not-a-secret"
+
+
+class StackSource(Protocol):
+    def load(self, stack: str) -> StackFile: ...
+
+
+@dataclass
+class StackFiles:
+    """Stacks from ``stacks/Pulumi.<stack>.yaml``."""
+
+    directory: Path = STACKS_DIR
+
+    def load(self, stack: str) -> StackFile:
+        path = self.directory / f"Pulumi.{stack}.yaml"
+        if not path.exists():
+            raise PlanError(f"no stack file {path}")
+        return load_stack_file(path)
+
+
+@dataclass
+class StackConfigs:
+    """Stacks given as config mappings (benchmarks, tests of settings)."""
+
+    configs: Mapping[str, Mapping[str, Any]]
+
+    def load(self, stack: str) -> StackFile:
+        if stack not in self.configs:
+            raise PlanError(f"no config for stack {stack}")
+        return StackFile(stack, dict(self.configs[stack]), frozenset())
+
+
+@dataclass
+class ProgramRun:
+    resources: list[RecordedResource]
+    exports: dict[str, Any]
+
+
+@dataclass
+class StackPlan:
+    stack: str
+    settings: RegionSettings
+    resources: list[RecordedResource]
+    exports: dict[str, Any]
+    violations: list[Violation]
+    # Config keys whose ``secure:`` values were replaced by placeholders.
+    placeholders: list[str] = field(default_factory=list)
+    references: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not any(v.mandatory for v in self.violations)
+
+    def of_type(self, type_token: str) -> list[RecordedResource]:
+        return [r for r in self.resources if r.type == type_token]
+
+    def named(self, type_token: str, name: str) -> RecordedResource:
+        matches = [r for r in self.of_type(type_token) if r.name == name]
+        if len(matches) != 1:
+            raise KeyError(f"{len(matches)} {type_token} named {name!r}")
+        return matches[0]
+
+
+def _config_text(value: Any) -> str:
+    """Values as the Pulumi engine hands them to a program: JSON for anything structured."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def run_program(
+    stack: str,
+    config: Mapping[str, Any],
+    secret_keys: Sequence[str] = (),
+    stack_outputs: Mapping[str, Mapping[str, Any]] | None = None,
+    program: Program | None = None,
+) -> ProgramRun:
+    """Run ``program`` (default: the real stack program) as stack ``stack`` under mocks."""
+    if program is None:
+        from infra.program import define_stack
+
+        program = define_stack
+    mocks = RecordingMocks(stack_outputs)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    exports: dict[str, Any] = {}
+    try:
+        runtime_settings.ROOT.set(None)
+        pulumi.runtime.set_all_config(
+            {key: _config_text(value) for key, value in config.items() if value is not None},
+            list(secret_keys),
+        )
+        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+        runtime_settings.SETTINGS.rpc_manager.clear()
+        runtime_settings.SETTINGS.outputs.clear()
+
+        async def body() -> None:
+            declared = program(stack)
+            resolved = await pulumi.Output.from_input(dict(declared)).future()
+            exports.update(resolved or {})
+
+        loop.run_until_complete(run_pulumi_func(body))
+        monitor = runtime_settings.SETTINGS.monitor
+        urns = {reg.id: urn for urn, reg in monitor.get_registered_resources().items()}
+    finally:
+        runtime_settings.ROOT.set(None)
+        asyncio.set_event_loop(None)
+        loop.close()
+    for resource in mocks.resources:
+        resource.urn = urns.get(resource.id, "")
+    return ProgramRun(mocks.resources, exports)
+
+
+class Planner:
+    """Plans stacks from a source, planning the stacks they reference first (once each)."""
+
+    def __init__(self, source: StackSource | None = None, policies: Sequence[Any] | None = None):
+        from infra.policy import POLICIES
+
+        self.source: StackSource = source or StackFiles()
+        self.policies = list(POLICIES if policies is None else policies)
+        self._plans: dict[str, StackPlan] = {}
+
+    def plan(self, stack: str, _chain: tuple[str, ...] = ()) -> StackPlan:
+        if stack in self._plans:
+            return self._plans[stack]
+        if stack in _chain:
+            raise PlanError(f"stacks reference each other: {' -> '.join((*_chain, stack))}")
+        stack_file = self.source.load(stack)
+        settings = settings_from_values(stack, stack_file.values)
+        outputs: dict[str, Mapping[str, Any]] = {}
+        for reference in settings.referenced_stacks():
+            try:
+                outputs[reference] = self.plan(reference, (*_chain, stack)).exports
+            except PlanError as exc:
+                raise PlanError(f"{stack} reads outputs of {reference}: {exc}") from None
+        config = dict(stack_file.values)
+        for key in stack_file.secure_keys:
+            config[key] = placeholder(key)
+        started = time.perf_counter()
+        run = run_program(stack, config, sorted(stack_file.secure_keys), outputs)
+        violations = evaluate(run.resources, self.policies)
+        plan = StackPlan(
+            stack=stack,
+            settings=settings,
+            resources=run.resources,
+            exports=run.exports,
+            violations=violations,
+            placeholders=sorted(stack_file.secure_keys),
+            references=list(outputs),
+            seconds=time.perf_counter() - started,
+        )
+        self._plans[stack] = plan
+        return plan
+
+
+def plan_stack(stack: str, source: StackSource | None = None) -> StackPlan:
+    """Plan one stack (and, silently, the stacks it reads outputs from)."""
+    return Planner(source).plan(stack)
+
+
+__all__ = [
+    "PlanError",
+    "Planner",
+    "SettingsError",
+    "StackConfigs",
+    "StackFiles",
+    "StackPlan",
+    "plan_stack",
+    "run_program",
+]

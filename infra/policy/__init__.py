@@ -1,0 +1,11 @@
+"""The rtcfleet policy pack's policies, importable by the pack and by the offline plan."""
+
+from __future__ import annotations
+
+from pulumi_policy import Policy
+
+from infra.policy.aws import AWS_POLICIES
+
+POLICIES: list[Policy] = [*AWS_POLICIES]
+
+__all__ = ["POLICIES"]
