@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
+from rtcfleet import ice_host
 from rtcfleet.servers import RedisServer, ReplicatedPostgres, SentinelRedis
 
 
@@ -39,3 +41,8 @@ def sentinel_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentine
     cluster = SentinelRedis(tmp_path_factory.mktemp("sentinel-redis")).start()
     yield cluster
     cluster.stop()
+
+
+# Every WebRTC peer in the suite, in-process or child process, keeps its media on loopback.
+os.environ[ice_host.ENV] = "127.0.0.1"
+ice_host.restrict_from_environment()

@@ -1,0 +1,64 @@
+"""The media node's settings: one typed model, from environment variables or a file.
+
+Environment variables are ``RTCFLEET_MEDIA_<FIELD>`` (lists as JSON); a file named by
+``RTCFLEET_MEDIA_CONFIG`` (JSON or YAML) supplies values the environment overrides.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from infra.spec import DEFAULT_DRAIN_TIMEOUT_SECONDS, MEDIA_PORT_MAX, MEDIA_PORT_MIN
+from rtcfleet.config_file import ServiceSettings
+from rtcfleet.nodes import NODE_ID_PATTERN
+
+ENV_PREFIX = "RTCFLEET_MEDIA_"
+# forwarded video streams (with their audio) one worker process carries at its target load
+DEFAULT_STREAMS_PER_WORKER = 150
+
+
+def _default_node_id() -> str:
+    host = socket.gethostname().split(".")[0] or "media"
+    return f"{host}-{uuid.uuid4().hex[:6]}"
+
+
+class MediaNodeSettings(ServiceSettings):
+    CONFIG_ENV = "RTCFLEET_MEDIA_CONFIG"
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    node_id: str = Field(default_factory=_default_node_id, pattern=NODE_ID_PATTERN)
+    region: str = "local"
+    # the media-signaling load balancer; several URLs are tried in order (local fleets)
+    gateway_urls: list[str] = Field(min_length=1)
+    cluster_secret: SecretStr
+    redis_url: str
+    # the region's read-only replica: settings are read here, never from the primary
+    settings_dsn: SecretStr
+    settings_refresh_seconds: float = Field(default=5.0, gt=0)
+
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    streams_per_worker: int = Field(default=DEFAULT_STREAMS_PER_WORKER, ge=1)
+    public_ip: str | None = None
+    bind_ip: str | None = None
+    port_min: int = Field(default=MEDIA_PORT_MIN, ge=1024, le=65535)
+    port_max: int = Field(default=MEDIA_PORT_MAX, ge=1024, le=65535)
+    drain_timeout_seconds: float = Field(default=DEFAULT_DRAIN_TIMEOUT_SECONDS, gt=0)
+
+    @field_validator("gateway_urls")
+    @classmethod
+    def _http(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return [url.rstrip("/") for url in urls]
+
+    @model_validator(mode="after")
+    def _range(self) -> MediaNodeSettings:
+        if self.port_min > self.port_max:
+            raise ValueError("port_min must not exceed port_max")
+        return self

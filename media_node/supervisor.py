@@ -1,0 +1,424 @@
+"""The media node's supervisor: registration, heartbeats, settings, drain, and room placement
+on its forwarding workers.
+
+The supervisor is the node's only contact with the region (gateway API, Redis, the Postgres
+replica); workers only forward packets. It reads the node's command stream from Redis, hands
+each room's commands to the worker that hosts the room, and writes the workers' messages to
+the clients' session streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import signal
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import aiohttp
+import asyncpg
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from media_node.settings import MediaNodeSettings
+from media_node.sfu import SfuConfig
+from media_node.worker import WorkerLoad, worker_main
+from rtcfleet import __version__, bus, settings_store
+from rtcfleet.nodes import Heartbeat, NodeLoad, NodeRegistration
+from rtcfleet.redis_url import connect
+from rtcfleet.settings_store import PlatformSettings
+from rtcfleet.signaling import ErrorCode, error
+
+log = logging.getLogger("rtcfleet.media")
+
+INBOX_BLOCK_MS = 1000
+SESSION_SWEEP_INTERVAL_S = 2.0
+HTTP_TIMEOUT_S = 3.0
+
+
+class RegistrationFailed(RuntimeError):
+    """No gateway accepted the node's registration."""
+
+
+@dataclass
+class WorkerHandle:
+    index: int
+    process: BaseProcess
+    conn: Connection
+    load: WorkerLoad = field(default_factory=WorkerLoad)
+    rooms: set[str] = field(default_factory=set)
+
+
+class Supervisor:
+    def __init__(self, settings: MediaNodeSettings) -> None:
+        self.settings = settings
+        self.node_id = settings.node_id
+        self.platform = PlatformSettings()
+        self.settings_loaded_at: float | None = None
+        self.draining = False
+        self.drain_started: float | None = None
+        self.workers: list[WorkerHandle] = []
+        self.room_worker: dict[str, WorkerHandle] = {}
+        # session -> room, for the sweep of sessions whose clients are gone
+        self.sessions: dict[str, str] = {}
+        self.heartbeat_interval = 1.0
+        self._redis: aioredis.Redis | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._stopped = asyncio.Event()
+        self._gateway_index = 0
+        self._outbox: asyncio.Queue[tuple[str | None, dict[str, Any]]] = asyncio.Queue()
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        assert self._redis is not None, "supervisor not started"
+        return self._redis
+
+    # ---- workers ----------------------------------------------------------------------------
+
+    def sfu_config(self) -> SfuConfig:
+        return SfuConfig(
+            public_ip=self.settings.public_ip,
+            port_min=self.settings.port_min,
+            port_max=self.settings.port_max,
+            max_video_bitrate=self.platform.max_video_bitrate_bps,
+            allowed_codecs=tuple(self.platform.allowed_codecs),
+        )
+
+    def start_workers(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        for index in range(self.settings.workers):
+            parent, child = context.Pipe(duplex=True)
+            process = context.Process(
+                target=worker_main,
+                args=(
+                    child,
+                    self.sfu_config(),
+                    self.platform.max_participants_per_room,
+                    self.settings.bind_ip,
+                ),
+                name=f"rtcfleet-media-worker-{index}",
+                daemon=True,
+            )
+            process.start()
+            child.close()
+            handle = WorkerHandle(index=index, process=process, conn=parent)
+            self.workers.append(handle)
+            asyncio.get_running_loop().add_reader(parent.fileno(), self._on_worker, handle)
+
+    def _on_worker(self, handle: WorkerHandle) -> None:
+        try:
+            while handle.conn.poll():
+                self._from_worker(handle, handle.conn.recv())
+        except (EOFError, OSError):
+            asyncio.get_running_loop().remove_reader(handle.conn.fileno())
+            if not self._stopped.is_set():
+                log.error("worker %d died; its rooms are lost", handle.index)
+                for room in list(handle.rooms):
+                    self.room_worker.pop(room, None)
+                handle.rooms.clear()
+
+    def _from_worker(self, handle: WorkerHandle, item: dict[str, Any]) -> None:
+        if "to_session" in item:
+            self._outbox.put_nowait((item["to_session"], item["message"]))
+        elif "load" in item:
+            handle.load = WorkerLoad(**item["load"])
+        elif "left" in item:
+            self.sessions.pop(item["left"], None)
+        elif "room_closed" in item:
+            room = item["room_closed"]
+            handle.rooms.discard(room)
+            if self.room_worker.get(room) is handle:
+                del self.room_worker[room]
+            self._outbox.put_nowait((None, {"release": room}))
+
+    async def _outbox_loop(self) -> None:
+        """One writer, so each session's messages reach its stream in the order they were made."""
+        while True:
+            session, message = await self._outbox.get()
+            if session is None:
+                await self._release_room(message["release"])
+            else:
+                await self._deliver(session, message)
+
+    async def _deliver(self, session: str, message: dict[str, Any]) -> None:
+        try:
+            await bus.send_to_session(self.redis, session, message)
+        except (RedisError, OSError) as exc:
+            log.warning("could not deliver to session %s: %s", session, exc)
+
+    async def _release_room(self, room: str) -> None:
+        """Drop our claim on an empty room so its next join is placed afresh."""
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.eval(  # type: ignore[misc]
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end",
+                1,
+                bus.room_key(room),
+                self.node_id,
+            )
+
+    def worker_for(self, room: str) -> WorkerHandle:
+        """The room's worker, or the least busy one for a new room."""
+        handle = self.room_worker.get(room)
+        if handle is None:
+            handle = min(self.workers, key=lambda w: (w.load.participants, len(w.rooms), w.index))
+            self.room_worker[room] = handle
+            handle.rooms.add(room)
+        return handle
+
+    def load(self) -> NodeLoad:
+        loads = [w.load for w in self.workers]
+        room_participants: dict[str, int] = {}
+        for item in loads:
+            room_participants.update(item.room_participants)
+        return NodeLoad(
+            rooms=sum(item.rooms for item in loads),
+            participants=sum(item.participants for item in loads),
+            forwarded_streams=sum(item.forwarded_streams for item in loads),
+            bitrate_out_bps=sum(item.bitrate_out_bps for item in loads),
+            cpu_percent=round(sum(item.cpu_percent for item in loads), 1),
+            room_participants=room_participants,
+        )
+
+    # ---- commands from gateways -------------------------------------------------------------
+
+    async def handle_command(self, command: dict[str, Any]) -> None:
+        room = str(command.get("room", ""))
+        session = str(command.get("session", ""))
+        if not room or not session:
+            log.warning("command without room or session dropped: %s", command.get("op"))
+            return
+        if command.get("op") == "join":
+            if self.draining and room not in self.room_worker:
+                await self._release_room(room)
+                refusal = error(ErrorCode.NO_MEDIA_NODE, "media node is draining; retry")
+                self._outbox.put_nowait((session, refusal.model_dump(mode="json")))
+                return
+            self.sessions[session] = room
+        handle = self.room_worker.get(room) if command.get("op") != "join" else None
+        handle = handle or self.worker_for(room)
+        handle.conn.send(command)
+
+    async def _inbox_loop(self) -> None:
+        stream, cursor = bus.node_inbox(self.node_id), "$"
+        while not self._stopped.is_set():
+            try:
+                result = await self.redis.xread({stream: cursor}, block=INBOX_BLOCK_MS, count=256)
+            except (RedisError, OSError) as exc:
+                log.warning("inbox read failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for _, entries in result or []:
+                for entry_id, fields in entries:
+                    cursor = entry_id
+                    try:
+                        await self.handle_command(bus.decode_entry(fields))
+                    except (ValueError, KeyError) as exc:
+                        log.warning("bad command on the bus: %s", exc)
+
+    async def _sweep_loop(self) -> None:
+        """Leave sessions whose clients are gone for good (their session record expired)."""
+        while not self._stopped.is_set():
+            await asyncio.sleep(SESSION_SWEEP_INTERVAL_S)
+            sessions = list(self.sessions.items())
+            if not sessions:
+                continue
+            try:
+                alive = await self.redis.exists(*[bus.session_key(s) for s, _ in sessions])
+                if alive == len(sessions):
+                    continue
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for session, _ in sessions:
+                        pipe.exists(bus.session_key(session))
+                    flags = await pipe.execute()
+            except (RedisError, OSError):
+                continue
+            for (session, room), exists in zip(sessions, flags, strict=True):
+                if not exists:
+                    await self.handle_command({"op": "leave", "session": session, "room": room})
+                    self.sessions.pop(session, None)
+
+    # ---- region: registration, heartbeats, settings -----------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.settings.cluster_secret.get_secret_value()}"}
+
+    async def _post(self, path: str, body: str) -> tuple[int, dict[str, Any]]:
+        """POST to the first gateway that answers, starting with the last one that did."""
+        assert self._http is not None
+        urls = self.settings.gateway_urls
+        last_error: Exception | None = None
+        for offset in range(len(urls)):
+            index = (self._gateway_index + offset) % len(urls)
+            try:
+                async with self._http.post(
+                    urls[index] + path,
+                    data=body,
+                    headers=self._headers() | {"Content-Type": "application/json"},
+                ) as response:
+                    payload = await response.json(content_type=None)
+                    self._gateway_index = index
+                    return response.status, payload if isinstance(payload, dict) else {}
+            except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+                last_error = exc
+        raise ConnectionError(f"no gateway reachable: {last_error}")
+
+    def registration(self) -> NodeRegistration:
+        return NodeRegistration(
+            node_id=self.node_id,
+            region=self.settings.region,
+            public_ip=self.settings.public_ip,
+            workers=len(self.workers) or self.settings.workers,
+            capacity_streams=self.settings.workers * self.settings.streams_per_worker,
+            version=__version__,
+        )
+
+    async def register(self) -> None:
+        status, body = await self._post(
+            "/internal/nodes/register", self.registration().model_dump_json()
+        )
+        if status != 200:
+            raise RegistrationFailed(f"gateway answered {status}: {body}")
+        self.heartbeat_interval = float(body.get("heartbeat_interval_seconds", 1.0))
+        log.info("registered as %s in %s", self.node_id, self.settings.region)
+
+    async def heartbeat(self) -> None:
+        beat = Heartbeat(load=self.load(), draining=self.draining)
+        status, body = await self._post(
+            f"/internal/nodes/{self.node_id}/heartbeat", beat.model_dump_json()
+        )
+        if status == 404:
+            # the registry forgot us (Redis failover, long pause): register again
+            await self.register()
+        elif status == 200 and body.get("drain") and not self.draining:
+            log.info("drain requested by an operator")
+            self.start_drain()
+
+    async def _heartbeat_loop(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                await self.heartbeat()
+            except (ConnectionError, RegistrationFailed) as exc:
+                log.warning("heartbeat failed: %s", exc)
+            await asyncio.sleep(self.heartbeat_interval)
+
+    async def refresh_settings(self) -> bool:
+        """Read settings from the replica; keep the last good copy when it is unreachable."""
+        try:
+            conn = await asyncpg.connect(self.settings.settings_dsn.get_secret_value(), timeout=3)
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            log.warning("settings replica unreachable, keeping last copy: %s", exc)
+            return False
+        try:
+            platform = await settings_store.load(conn)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("settings read failed, keeping last copy: %s", exc)
+            return False
+        finally:
+            await conn.close()
+        self.settings_loaded_at = time.time()
+        if platform != self.platform:
+            self.platform = platform
+            log.info("settings changed: %s", platform.model_dump())
+            self._broadcast_settings()
+        return True
+
+    def _broadcast_settings(self) -> None:
+        command = {
+            "op": "settings",
+            "max_video_bitrate": self.platform.max_video_bitrate_bps,
+            "max_participants": self.platform.max_participants_per_room,
+            "allowed_codecs": self.platform.allowed_codecs,
+        }
+        for handle in self.workers:
+            with contextlib.suppress(OSError):
+                handle.conn.send(command)
+
+    async def _settings_loop(self) -> None:
+        while not self._stopped.is_set():
+            await asyncio.sleep(self.settings.settings_refresh_seconds)
+            await self.refresh_settings()
+
+    # ---- drain ------------------------------------------------------------------------------
+
+    def start_drain(self) -> None:
+        """No new rooms from now on; the node exits when its rooms end or the bound passes."""
+        if not self.draining:
+            self.draining = True
+            self.drain_started = time.monotonic()
+            log.info("draining: %d rooms remain", len(self.room_worker))
+
+    async def _drain_watch(self) -> None:
+        while not self._stopped.is_set():
+            await asyncio.sleep(0.2)
+            if self.drain_started is None:
+                continue
+            rooms_left = max(len(self.room_worker), sum(w.load.rooms for w in self.workers))
+            elapsed = time.monotonic() - self.drain_started
+            if rooms_left == 0 or elapsed > self.settings.drain_timeout_seconds:
+                log.info("drain finished after %.1f s (%d rooms left)", elapsed, rooms_left)
+                self._stopped.set()
+
+    def on_sigterm(self) -> None:
+        if self.draining:
+            log.warning("second SIGTERM: exiting now")
+            self._stopped.set()
+        else:
+            self.start_drain()
+
+    # ---- run --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.on_sigterm)
+        loop.add_signal_handler(signal.SIGINT, self.on_sigterm)
+        self._redis = connect(self.settings.redis_url)
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S))
+        try:
+            await self.refresh_settings()
+            self.start_workers()
+            while True:
+                try:
+                    await self.register()
+                    break
+                except (ConnectionError, RegistrationFailed) as exc:
+                    log.warning("registration failed, retrying: %s", exc)
+                    await asyncio.sleep(1.0)
+            tasks = [
+                asyncio.create_task(coro)
+                for coro in (
+                    self._inbox_loop(),
+                    self._outbox_loop(),
+                    self._heartbeat_loop(),
+                    self._settings_loop(),
+                    self._sweep_loop(),
+                    self._drain_watch(),
+                )
+            ]
+            await self._stopped.wait()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            self._stopped.set()
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        for handle in self.workers:
+            with contextlib.suppress(OSError):
+                handle.conn.send({"op": "stop"})
+        for handle in self.workers:
+            await asyncio.to_thread(handle.process.join, 5)
+            if handle.process.is_alive():
+                handle.process.kill()
+        if self._redis is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self.redis.delete(bus.node_key(self.node_id))
+                await self.redis.srem(bus.NODES, self.node_id)
+            await self._redis.aclose()
+        if self._http is not None:
+            await self._http.close()

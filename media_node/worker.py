@@ -1,0 +1,263 @@
+"""A forwarding worker: one process, one core, an in-process SFU hosting some of the node's rooms.
+
+A Python process uses at most one core, so a node runs one worker per core and places each
+room on one worker. The worker speaks to its supervisor over a pipe only: no Redis, no Postgres,
+no HTTP in the process that moves packets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from media_node.sfu import (
+    CodecNotAllowed,
+    PublishNotAllowed,
+    RoomClosed,
+    Sfu,
+    SfuConfig,
+    SubscribeNotAllowed,
+    UnknownParticipant,
+    UnknownRoom,
+)
+from rtcfleet import ice_host
+from rtcfleet.signaling import (
+    ErrorCode,
+    ParticipantJoined,
+    ParticipantLeft,
+    PublishAnswer,
+    SubscriberOffer,
+    TrackPublished,
+    TrackUnpublished,
+    error,
+)
+
+log = logging.getLogger("rtcfleet.media.worker")
+
+LOAD_INTERVAL_S = 1.0
+
+
+@dataclass
+class WorkerLoad:
+    rooms: int = 0
+    participants: int = 0
+    forwarded_streams: int = 0
+    bitrate_out_bps: int = 0
+    cpu_percent: float = 0.0
+    room_participants: dict[str, int] = field(default_factory=dict)
+
+
+class Worker:
+    """Turns supervisor commands into SFU calls and SFU events into client messages."""
+
+    def __init__(self, conn: Connection, config: SfuConfig, max_participants: int) -> None:
+        self.conn = conn
+        self.max_participants = max_participants
+        self.sfu = Sfu(config, self._on_sfu_event)
+        # room -> identity -> session: the SFU knows participants by identity (unique per
+        # room, as a second join of one identity replaces the first)
+        self.rooms: dict[str, dict[str, str]] = {}
+        self._cpu_mark = (time.monotonic(), time.process_time())
+        self._pending: set[asyncio.Task[None]] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # ---- output -----------------------------------------------------------------------------
+
+    def send(self, item: dict[str, Any]) -> None:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self.conn.send(item)
+
+    def to_session(self, session: str, message: Any) -> None:
+        self.send({"to_session": session, "message": message.model_dump(mode="json")})
+
+    def to_room(self, room: str, message: Any, *, exclude: str | None = None) -> None:
+        for identity, session in self.rooms.get(room, {}).items():
+            if identity != exclude:
+                self.to_session(session, message)
+
+    def identity_of(self, room: str, session: str) -> str | None:
+        return next((i for i, s in self.rooms.get(room, {}).items() if s == session), None)
+
+    def _on_sfu_event(self, room: str, identity: str, kind: str, payload: dict[str, Any]) -> None:
+        if kind == "subscriber_offer":
+            session = self.rooms.get(room, {}).get(identity)
+            if session is not None:
+                self.to_session(session, SubscriberOffer(sdp=payload["sdp"]))
+        elif kind in ("track_published", "track_unpublished"):
+            model = TrackPublished if kind == "track_published" else TrackUnpublished
+            message = model(
+                publisher=payload["publisher"], kind=payload["kind"], track_id=payload["track_id"]
+            )
+            self.to_room(room, message, exclude=identity)
+        elif kind == "participant_left":
+            self._forget(room, identity)
+
+    def _forget(self, room: str, identity: str) -> None:
+        members = self.rooms.get(room)
+        if not members or identity not in members:
+            return
+        session = members.pop(identity)
+        self.to_room(room, ParticipantLeft(identity=identity))
+        self.send({"left": session, "room": room})
+        if not members:
+            del self.rooms[room]
+            self.send({"room_closed": room})
+
+    # ---- commands ---------------------------------------------------------------------------
+
+    async def handle(self, command: dict[str, Any]) -> None:
+        op = command.get("op")
+        session = str(command.get("session", ""))
+        room = str(command.get("room", ""))
+        try:
+            if op == "join":
+                await self.join(room, session, command)
+                return
+            if op == "settings":
+                self.apply_settings(command)
+                return
+            identity = self.identity_of(room, session)
+            if identity is None:
+                raise UnknownParticipant(session)
+            if op == "publish_offer":
+                answer = await self.sfu.publish_offer(room, identity, command["sdp"])
+                self.to_session(session, PublishAnswer(sdp=answer))
+            elif op == "subscriber_answer":
+                await self.sfu.subscriber_answer(room, identity, command["sdp"])
+            elif op == "trickle":
+                await self.sfu.add_ice_candidate(
+                    room, identity, command["target"], command.get("candidate")
+                )
+            elif op == "leave":
+                await self.sfu.leave(room, identity)
+                self._forget(room, identity)
+            else:
+                log.warning("unknown worker command %r", op)
+        except (PublishNotAllowed, SubscribeNotAllowed) as exc:
+            self.to_session(session, error(ErrorCode.FORBIDDEN, str(exc) or "not granted"))
+        except CodecNotAllowed as exc:
+            self.to_session(session, error(ErrorCode.MEDIA_ERROR, f"codec not allowed: {exc}"))
+        except (UnknownParticipant, UnknownRoom, RoomClosed):
+            self.to_session(session, error(ErrorCode.NOT_JOINED, "not in a room on this node"))
+        except Exception as exc:  # a bad SDP must not take the worker down
+            log.exception("command %s failed", op)
+            self.to_session(session, error(ErrorCode.MEDIA_ERROR, f"{type(exc).__name__}: {exc}"))
+
+    async def join(self, room: str, session: str, command: dict[str, Any]) -> None:
+        identity = str(command["identity"])
+        members = self.rooms.setdefault(room, {})
+        if identity in members:
+            # a rejoin, or the same identity joining again: the newest connection wins
+            replaced = members.pop(identity)
+            await self.sfu.leave(room, identity)
+            if replaced != session:
+                self.send({"left": replaced, "room": room})
+        if len(members) >= self.max_participants:
+            if not members:
+                del self.rooms[room]
+            self.to_session(session, error(ErrorCode.ROOM_FULL, "room is full"))
+            return
+        await self.sfu.join(
+            room,
+            identity,
+            can_publish=bool(command.get("can_publish")),
+            can_subscribe=bool(command.get("can_subscribe")),
+        )
+        for other in members:
+            self.to_session(session, ParticipantJoined(identity=other))
+        members[identity] = session
+        self.to_room(room, ParticipantJoined(identity=identity), exclude=identity)
+
+    def apply_settings(self, command: dict[str, Any]) -> None:
+        self.max_participants = int(command.get("max_participants", self.max_participants))
+        if "max_video_bitrate" in command:
+            self.sfu.set_max_video_bitrate(int(command["max_video_bitrate"]))
+        if "allowed_codecs" in command:
+            # applies to connections negotiated from now on
+            self.sfu.config.allowed_codecs = tuple(command["allowed_codecs"])
+
+    def load(self) -> WorkerLoad:
+        sfu_load = self.sfu.load()
+        now, cpu = time.monotonic(), time.process_time()
+        then, cpu_then = self._cpu_mark
+        self._cpu_mark = (now, cpu)
+        cpu_percent = 100.0 * (cpu - cpu_then) / max(now - then, 1e-6)
+        return WorkerLoad(
+            rooms=len(self.rooms),
+            participants=sum(len(m) for m in self.rooms.values()),
+            forwarded_streams=sfu_load.forwarded_streams,
+            bitrate_out_bps=int(sfu_load.bitrate_out_bps),
+            cpu_percent=round(cpu_percent, 1),
+            room_participants={room: len(m) for room, m in self.rooms.items()},
+        )
+
+    # ---- loop -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        def readable() -> None:
+            try:
+                while self.conn.poll():
+                    inbox.put_nowait(self.conn.recv())
+            except (EOFError, OSError):
+                inbox.put_nowait(None)
+                loop.remove_reader(self.conn.fileno())
+
+        loop.add_reader(self.conn.fileno(), readable)
+        reporter = asyncio.create_task(self._report_load())
+        try:
+            while (command := await inbox.get()) is not None:
+                if command.get("op") == "stop":
+                    break
+                # commands of one session stay in order; sessions do not wait for each other
+                task = asyncio.create_task(self._serialized(command))
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
+        finally:
+            reporter.cancel()
+            await self.sfu.close()
+
+    async def _serialized(self, command: dict[str, Any]) -> None:
+        key = str(command.get("session", ""))
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            await self.handle(command)
+        if command.get("op") == "leave":
+            self._locks.pop(key, None)
+
+    async def _report_load(self) -> None:
+        while True:
+            await asyncio.sleep(LOAD_INTERVAL_S)
+            self.send({"load": asdict(self.load())})
+
+
+def worker_main(
+    conn: Connection, config: SfuConfig, max_participants: int, bind_ip: str | None = None
+) -> None:
+    """Entry point of a worker process (spawned by the supervisor)."""
+    if bind_ip:
+        ice_host.restrict_host_addresses([bind_ip])
+    else:
+        ice_host.restrict_from_environment()
+    logging.basicConfig(
+        level=os.environ.get("RTCFLEET_LOG_LEVEL", "WARNING"),
+        format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(name)s: %(message)s",
+    )
+    # the supervisor decides when a worker stops; a Ctrl-C aimed at the node must not
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    asyncio.run(_serve(conn, config, max_participants))
+
+
+async def _serve(conn: Connection, config: SfuConfig, max_participants: int) -> None:
+    # built inside the loop: the SFU's peer connections belong to it
+    await Worker(conn, config, max_participants).run()

@@ -1,0 +1,281 @@
+"""The local fleet: the whole platform on one machine, one or more "regions" on loopback.
+
+Each region has its own Redis (primary + replica + Sentinel), gateways and media nodes, as a
+cloud region would; one Postgres read/write server lives in the home region (the first) with a
+streaming replica per region that the region's media nodes read settings from. The node
+services run as the same processes the machine images run (``rtcfleet gateway``,
+``rtcfleet media-node``), with their settings in environment variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rtcfleet.servers import PostgresServer, ReplicatedPostgres, SentinelRedis, free_port
+from rtcfleet.servers.ports import LOOPBACK
+from rtcfleet.servers.process import ServerProcess
+from rtcfleet.tokens import mint_token
+
+DEFAULT_API_KEY = "local"
+
+
+@dataclass
+class FleetSpec:
+    regions: int = 1
+    gateways: int = 2
+    media: int = 1
+    workers_per_node: int = 1
+    node_stale_seconds: float = 5.0
+    settings_refresh_seconds: float = 1.0
+    drain_timeout_seconds: float = 120.0
+    api_key: str = DEFAULT_API_KEY
+    api_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    cluster_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    log_level: str = "INFO"
+
+    def region_names(self) -> list[str]:
+        return [f"local-{i + 1}" for i in range(self.regions)]
+
+
+@dataclass
+class ServiceProcess:
+    """A gateway or media node process of the fleet."""
+
+    role: str
+    name: str
+    region: str
+    process: ServerProcess
+    client_port: int | None = None
+    admin_port: int | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.client_port}"
+
+    @property
+    def signal_url(self) -> str:
+        return f"ws://{LOOPBACK}:{self.client_port}/v1/signal"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.admin_port}"
+
+
+@dataclass
+class Region:
+    name: str
+    redis: SentinelRedis
+    settings_replica: PostgresServer
+    gateways: list[ServiceProcess] = field(default_factory=list)
+    media_nodes: list[ServiceProcess] = field(default_factory=list)
+
+
+class FleetNotReady(TimeoutError):
+    """A region did not become ready in time; the message says which and why."""
+
+
+class LocalFleet:
+    def __init__(self, spec: FleetSpec | None = None, workdir: Path | None = None) -> None:
+        self.spec = spec or FleetSpec()
+        if self.spec.regions < 1 or self.spec.gateways < 1 or self.spec.media < 0:
+            raise ValueError("a fleet needs at least one region with one gateway")
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="rtcfleet-local-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        # the unprivileged Postgres user must reach its data folders below this one
+        self.workdir.chmod(0o755)
+        (self.workdir / "logs").mkdir(exist_ok=True)
+        self.postgres: ReplicatedPostgres | None = None
+        self.regions: dict[str, Region] = {}
+        self._gateway_ports: dict[str, list[tuple[int, int]]] = {}
+        self._counter = 0
+
+    # ---- start / stop -----------------------------------------------------------------------
+
+    def start(self, ready_timeout: float = 60.0) -> LocalFleet:
+        names = self.spec.region_names()
+        try:
+            self.postgres = ReplicatedPostgres(
+                replicas=len(names), workdir=self.workdir / "postgres"
+            ).start()
+            for index, name in enumerate(names):
+                redis = SentinelRedis(self.workdir / f"redis-{name}").start()
+                self.regions[name] = Region(name, redis, self.postgres.replicas[index])
+                self._gateway_ports[name] = [
+                    (free_port(), free_port()) for _ in range(self.spec.gateways)
+                ]
+            for name in names:
+                for index in range(self.spec.gateways):
+                    self.start_gateway(name, index)
+                for _ in range(self.spec.media):
+                    self.start_media_node(name)
+            self.wait_ready(ready_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for region in self.regions.values():
+            for service in (*region.media_nodes, *region.gateways):
+                service.process.stop(timeout=5)
+            region.redis.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # ---- services ---------------------------------------------------------------------------
+
+    @property
+    def home(self) -> str:
+        return self.spec.region_names()[0]
+
+    def _env(self, extra: dict[str, str]) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RTCFLEET_")}
+        env["RTCFLEET_LOG_LEVEL"] = self.spec.log_level
+        env["RTCFLEET_ICE_ADDRESSES"] = LOOPBACK
+        return env | extra
+
+    def _spawn(self, role: str, name: str, env: dict[str, str]) -> ServerProcess:
+        process = ServerProcess(
+            name,
+            [sys.executable, "-m", "rtcfleet", role],
+            self.workdir / "logs" / f"{name}.log",
+            env=self._env(env),
+        )
+        process.start()
+        return process
+
+    def gateway_urls(self, region: str) -> list[str]:
+        return [f"ws://{LOOPBACK}:{client}/v1/signal" for client, _ in self._gateway_ports[region]]
+
+    def start_gateway(self, region_name: str, index: int) -> ServiceProcess:
+        assert self.postgres is not None
+        region = self.regions[region_name]
+        client_port, admin_port = self._gateway_ports[region_name][index]
+        names = self.spec.region_names()
+        others = [r for r in names if r != region_name]
+        fallback = [url for other in others for url in self.gateway_urls(other)]
+        name = f"gateway-{region_name}-{index + 1}"
+        env = {
+            "RTCFLEET_GATEWAY_GATEWAY_ID": name,
+            "RTCFLEET_GATEWAY_REGION": region_name,
+            "RTCFLEET_GATEWAY_REGIONS_BY_DISTANCE": json.dumps(others),
+            "RTCFLEET_GATEWAY_HOST": LOOPBACK,
+            "RTCFLEET_GATEWAY_CLIENT_PORT": str(client_port),
+            "RTCFLEET_GATEWAY_ADMIN_PORT": str(admin_port),
+            "RTCFLEET_GATEWAY_PUBLIC_URL": self.gateway_urls(region_name)[index],
+            "RTCFLEET_GATEWAY_FALLBACK_URLS": json.dumps(fallback),
+            "RTCFLEET_GATEWAY_REDIS_URL": region.redis.url,
+            "RTCFLEET_GATEWAY_POSTGRES_DSN": self.postgres.primary.dsn,
+            "RTCFLEET_GATEWAY_API_KEYS": json.dumps({self.spec.api_key: self.spec.api_secret}),
+            "RTCFLEET_GATEWAY_CLUSTER_SECRET": self.spec.cluster_secret,
+            "RTCFLEET_GATEWAY_ADMIN_TOKEN": self.spec.admin_token,
+            "RTCFLEET_GATEWAY_NODE_STALE_SECONDS": str(self.spec.node_stale_seconds),
+        }
+        service = ServiceProcess(
+            "gateway",
+            name,
+            region_name,
+            self._spawn("gateway", name, env),
+            client_port=client_port,
+            admin_port=admin_port,
+        )
+        if index < len(region.gateways):
+            region.gateways[index] = service
+        else:
+            region.gateways.append(service)
+        return service
+
+    def start_media_node(self, region_name: str) -> ServiceProcess:
+        region = self.regions[region_name]
+        self._counter += 1
+        name = f"media-{region_name}-{self._counter}"
+        gateways = [f"http://{LOOPBACK}:{client}" for client, _ in self._gateway_ports[region_name]]
+        env = {
+            "RTCFLEET_MEDIA_NODE_ID": name,
+            "RTCFLEET_MEDIA_REGION": region_name,
+            "RTCFLEET_MEDIA_GATEWAY_URLS": json.dumps(gateways),
+            "RTCFLEET_MEDIA_CLUSTER_SECRET": self.spec.cluster_secret,
+            "RTCFLEET_MEDIA_REDIS_URL": region.redis.url,
+            "RTCFLEET_MEDIA_SETTINGS_DSN": region.settings_replica.dsn,
+            "RTCFLEET_MEDIA_SETTINGS_REFRESH_SECONDS": str(self.spec.settings_refresh_seconds),
+            "RTCFLEET_MEDIA_WORKERS": str(self.spec.workers_per_node),
+            "RTCFLEET_MEDIA_BIND_IP": LOOPBACK,
+            "RTCFLEET_MEDIA_DRAIN_TIMEOUT_SECONDS": str(self.spec.drain_timeout_seconds),
+        }
+        service = ServiceProcess("media", name, region_name, self._spawn("media-node", name, env))
+        region.media_nodes.append(service)
+        return service
+
+    # ---- readiness and facts ----------------------------------------------------------------
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Every gateway answers /readyz 200 (Redis, Postgres and a fresh media node)."""
+        deadline = time.monotonic() + timeout
+        for region in self.regions.values():
+            for gateway in region.gateways:
+                reason = "not started"
+                while True:
+                    gateway.process.check_alive()
+                    ready, reason = _probe(gateway.http_url + "/readyz")
+                    if ready:
+                        break
+                    if time.monotonic() > deadline:
+                        raise FleetNotReady(f"{gateway.name} not ready: {reason}")
+                    time.sleep(0.2)
+
+    def token(self, room: str, identity: str, **grants: Any) -> str:
+        return mint_token(
+            self.spec.api_key, self.spec.api_secret, room=room, identity=identity, **grants
+        )
+
+    def status(self) -> dict[str, Any]:
+        assert self.postgres is not None
+        return {
+            "workdir": str(self.workdir),
+            "home_region": self.home,
+            "api_key": self.spec.api_key,
+            "admin_token": self.spec.admin_token,
+            "postgres_primary": self.postgres.primary.dsn,
+            "regions": [
+                {
+                    "region": region.name,
+                    "signal_urls": [g.signal_url for g in region.gateways],
+                    "admin_url": region.gateways[0].admin_url,
+                    "redis": region.redis.url,
+                    "settings_replica": region.settings_replica.dsn,
+                    "gateways": [g.name for g in region.gateways],
+                    "media_nodes": [m.name for m in region.media_nodes],
+                }
+                for region in self.regions.values()
+            ],
+        }
+
+
+def _probe(url: str) -> tuple[bool, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200, ""
+    except urllib.error.HTTPError as exc:
+        try:
+            body = json.loads(exc.read())
+            return False, "; ".join(body.get("reasons", [])) or str(exc)
+        except ValueError:
+            return False, str(exc)
+    except (urllib.error.URLError, OSError) as exc:
+        return False, str(exc)
