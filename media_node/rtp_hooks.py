@@ -31,6 +31,7 @@ from aiortc.rtp import (
     RtcpRtpfbPacket,
     RtcpSrPacket,
     RtpPacket,
+    is_rtcp,
     pack_remb_fci,
     unpack_remb_fci,
     unwrap_rtx,
@@ -304,6 +305,34 @@ def watch_rtcp(sender: RTCRtpSender, on_rtcp: Callable[[AnyRtcpPacket], None]) -
         await original(packet)
 
     sender._handle_rtcp_packet = handle
+
+
+def watch_sent_rtp(sender: RTCRtpSender, on_packet: Callable[[RtpPacket], None]) -> None:
+    """Report every RTP packet (before encryption) an ordinary aiortc sender sends on its SSRC."""
+    transport = sender.transport
+    original = transport._send_rtp
+
+    async def send(data: bytes) -> None:
+        if not is_rtcp(data):
+            packet = RtpPacket.parse(data)
+            if packet.ssrc == sender._ssrc:
+                on_packet(packet)
+        await original(data)
+
+    transport._send_rtp = send
+
+
+def watch_received_rtp(receiver: RTCRtpReceiver, on_packet: Callable[[RtpPacket], None]) -> None:
+    """Report every media (non-RTX) RTP packet an ordinary aiortc receiver gets."""
+    original = receiver._handle_rtp_packet
+
+    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+        codec = getattr(receiver, _RX + "codecs").get(packet.payload_type)
+        if codec is not None and not is_rtx(codec):
+            on_packet(packet)
+        await original(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle
 
 
 def pending_ice_connections(pc: RTCPeerConnection) -> list[Connection]:

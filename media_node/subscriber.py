@@ -60,7 +60,6 @@ class Slot:
         rtp_hooks.set_msid(self.sender, track.publisher, track.track_id)
         self.transceiver.direction = "sendonly"
         track.downtracks.add(self)
-        track.request_keyframe()
 
     def detach(self) -> None:
         if self.track is not None:
