@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -66,11 +67,22 @@ class ServerProcess:
         return "\n".join(text.splitlines()[-lines:])
 
     def kill(self) -> None:
-        """SIGKILL: the fault a drill or failover test injects."""
+        """SIGKILL of the whole process group: a machine dying, the fault drills inject."""
         if self.running():
             assert self._proc is not None
-            os.kill(self._proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
             self._proc.wait()
+
+    def send_signal(self, sig: int) -> None:
+        if self.running():
+            assert self._proc is not None
+            self._proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        """The exit status, raising ``subprocess.TimeoutExpired`` if still running."""
+        assert self._proc is not None
+        return self._proc.wait(timeout)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
         if not self.running():

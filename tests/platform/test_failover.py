@@ -1,0 +1,123 @@
+"""Failures of single processes: a gateway or a media node killed mid-call."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+
+from rtcfleet.client.bot import Bot
+from rtcfleet.local import LocalFleet
+from tests.platform.conftest import receives_from, wait_until
+
+
+class GapMeter:
+    """Samples how long ago a bot last decoded a frame from a publisher; keeps the worst."""
+
+    def __init__(self, bot: Bot, publisher: str) -> None:
+        self.bot, self.publisher = bot, publisher
+        self.max_gap = 0.0
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            stats = self.bot.peer.received(self.publisher, "video")
+            if stats is not None and stats.last_frame_at is not None:
+                self.max_gap = max(self.max_gap, time.monotonic() - stats.last_frame_at)
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> float:
+        self._task.cancel()
+        return self.max_gap
+
+
+def admin_nodes(fleet: LocalFleet, region: str) -> dict[str, str]:
+    gateway = next(g for g in fleet.regions[region].gateways if g.process.running())
+    request = urllib.request.Request(
+        gateway.admin_url + "/api/nodes",
+        headers={"Authorization": f"Bearer {fleet.spec.admin_token}"},
+    )
+    with urllib.request.urlopen(request, timeout=3) as response:
+        return {node["node_id"]: node["state"] for node in json.loads(response.read())}
+
+
+async def test_gateway_killed_media_continues_and_signaling_resumes(fleet: LocalFleet) -> None:
+    region = fleet.regions[fleet.home]
+    first, second = region.gateways[0], region.gateways[1]
+    urls = [first.signal_url, second.signal_url]
+    alice = Bot(urls, fleet.token("gw-kill", "alice"), name="alice")
+    bob = Bot([second.signal_url, first.signal_url], fleet.token("gw-kill", "bob"), name="bob")
+    try:
+        await alice.start()
+        await bob.start()
+        await wait_until(lambda: receives_from(alice, ["bob"]), 30, "alice's media")
+        await wait_until(lambda: receives_from(bob, ["alice"]), 30, "bob's media")
+        assert alice.session.gateway_url == first.signal_url
+        meter = GapMeter(alice, "bob")
+        session_id = alice.session.session_id
+
+        first.process.kill()
+        took = await wait_until(lambda: alice.session.events.resumes >= 1, 15, "resume")
+        print(f"signaling resumed through the other gateway after {took:.2f} s")
+        await asyncio.sleep(2.0)
+        gap = await meter.stop()
+        print(f"longest gap in alice's frames from bob: {gap * 1000:.0f} ms")
+        assert gap < 1.0
+        assert alice.session.gateway_url == second.signal_url
+        assert alice.session.session_id == session_id
+        assert alice.session.events.media_rejoins == 0
+
+        # signaling still works after the resume: a newcomer is announced to alice
+        carol = Bot([second.signal_url], fleet.token("gw-kill", "carol"), name="carol")
+        await carol.start()
+        try:
+            await wait_until(lambda: "carol" in alice.session.events.participants, 10, "carol")
+            await wait_until(lambda: receives_from(alice, ["carol"]), 30, "carol's media")
+        finally:
+            await carol.close()
+    finally:
+        await asyncio.gather(alice.close(), bob.close())
+        fleet.start_gateway(fleet.home, 0)
+        fleet.wait_ready(30)
+
+
+async def test_media_node_killed_rooms_move_to_another_node(fleet: LocalFleet) -> None:
+    region = fleet.regions[fleet.home]
+    urls = [g.signal_url for g in region.gateways]
+    bots = [Bot(urls, fleet.token("node-kill", n), name=n) for n in ("alice", "bob")]
+    try:
+        for bot in bots:
+            await bot.start()
+        await wait_until(lambda: receives_from(bots[0], ["bob"]), 30, "alice's media")
+        await wait_until(lambda: receives_from(bots[1], ["alice"]), 30, "bob's media")
+        node_id = bots[0].session.node_id
+        assert node_id is not None
+        victim = next(m for m in region.media_nodes if m.name == node_id)
+
+        victim.process.kill()
+        killed = time.monotonic()
+        out_after = await wait_until(
+            lambda: admin_nodes(fleet, fleet.home).get(node_id, "stale") != "healthy",
+            10,
+            "the dead node to leave placement",
+        )
+        print(f"node {node_id} left placement {out_after:.2f} s after SIGKILL")
+        assert out_after <= 6.0
+
+        for bot, other in ((bots[0], "bob"), (bots[1], "alice")):
+            await wait_until(
+                lambda b=bot, o=other: b.session.node_id not in (None, node_id)
+                and receives_from(b, [o]),
+                30,
+                f"{bot.name}'s media on another node",
+            )
+        to_media = [
+            max(s.first_frame_at for s in bot.peer.remote.values() if s.first_frame_at) - killed
+            for bot in bots
+        ]
+        print(f"time to media after the node's death: {', '.join(f'{t:.2f} s' for t in to_media)}")
+        assert all(bot.session.events.media_rejoins == 1 for bot in bots)
+    finally:
+        await asyncio.gather(*(bot.close() for bot in bots))
+        fleet.start_media_node(fleet.home)
