@@ -10,7 +10,12 @@ from typing import Any
 
 import pulumi
 
-from infra.settings import AwsRegionSettings, RegionSettings, SettingsError, settings_from_pulumi_config
+from infra.settings import (
+    AwsRegionSettings,
+    RegionSettings,
+    SettingsError,
+    settings_from_pulumi_config,
+)
 
 
 def declare_region(settings: RegionSettings) -> dict[str, pulumi.Output[Any]]:

@@ -186,7 +186,9 @@ class RegionSettings(BaseModel):
         zones = self.cloud_regions.get(self.region)
         if zones is None:
             problems.append(("stack", f"unknown {self.cloud} region {self.region!r}"))
-        elif unknown := [z for z in self.availability_zones if z.removeprefix(self.region) not in zones]:
+        elif unknown := [
+            z for z in self.availability_zones if z.removeprefix(self.region) not in zones
+        ]:
             problems.append(
                 (config_key("availabilityZones"), f"{unknown} are not zones of {self.region}")
             )
@@ -241,7 +243,10 @@ class AwsRegionSettings(RegionSettings):
 
     def check(self) -> list[tuple[str, str]]:
         problems = super().check()
-        for key, arn in (("certificate", self.certificate), ("adminCertificate", self.admin_certificate)):
+        for key, arn in (
+            ("certificate", self.certificate),
+            ("adminCertificate", self.admin_certificate),
+        ):
             match = _ACM_ARN.match(arn or "")
             if match and match["region"] != self.region:
                 problems.append(

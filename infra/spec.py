@@ -121,7 +121,6 @@ FIREWALL: dict[Role, tuple[Ingress, ...]] = {
 }
 
 
-
 class Size(StrEnum):
     """A machine size class; each cloud maps it per role to its own instance types."""
 

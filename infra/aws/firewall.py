@@ -107,25 +107,35 @@ class Firewall(pulumi.ComponentResource):
     def _ingress(self, role: Role) -> list[aws.ec2.SecurityGroupIngressArgs]:
         rules = []
         for rule in FIREWALL[role]:
-            common = {
-                "protocol": rule.protocol,
-                "from_port": rule.from_port,
-                "to_port": rule.to_port,
-                "description": rule.description,
-            }
+            groups: list[pulumi.Input[str]] | None = None
+            cidrs: list[str] | None = None
             if rule.source in SOURCE_ROLES:
-                source_group = self.groups[SOURCE_ROLES[rule.source]].id
-                rules.append(aws.ec2.SecurityGroupIngressArgs(security_groups=[source_group], **common))
-            elif cidrs := list(self._cidrs(rule.source)):
-                rules.append(aws.ec2.SecurityGroupIngressArgs(cidr_blocks=cidrs, **common))
-            # An empty allow-list opens nothing: no admin access at all.
+                groups = [self.groups[SOURCE_ROLES[rule.source]].id]
+            else:
+                cidrs = list(self._cidrs(rule.source))
+                if not cidrs:
+                    # An empty allow-list opens nothing: no admin access at all.
+                    continue
+            rules.append(
+                aws.ec2.SecurityGroupIngressArgs(
+                    protocol=rule.protocol,
+                    from_port=rule.from_port,
+                    to_port=rule.to_port,
+                    description=rule.description,
+                    security_groups=groups,
+                    cidr_blocks=cidrs,
+                )
+            )
         return rules
 
     def _egress(self, role: Role) -> list[aws.ec2.SecurityGroupEgressArgs]:
         if role in OPEN_EGRESS_ROLES:
             return [
                 aws.ec2.SecurityGroupEgressArgs(
-                    protocol="-1", from_port=0, to_port=0, cidr_blocks=[ANYWHERE_V4],
+                    protocol="-1",
+                    from_port=0,
+                    to_port=0,
+                    cidr_blocks=[ANYWHERE_V4],
                     description="AWS APIs, peer regions and media to clients",
                 )
             ]

@@ -6,6 +6,7 @@ agree on where a node answers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -35,8 +36,8 @@ DEREGISTRATION_DELAY_SECONDS = 30
 class LoadBalancersArgs:
     prefix: str
     vpc_id: pulumi.Input[str]
-    public_subnet_ids: list[pulumi.Input[str]]
-    private_subnet_ids: list[pulumi.Input[str]]
+    public_subnet_ids: Sequence[pulumi.Input[str]]
+    private_subnet_ids: Sequence[pulumi.Input[str]]
     client_security_group_id: pulumi.Input[str]
     admin_security_group_id: pulumi.Input[str]
     signaling_security_group_id: pulumi.Input[str]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -46,7 +47,7 @@ class NodeGroupArgs:
     region: str
     image_id: pulumi.Input[str]
     instance_type: str
-    subnet_ids: list[pulumi.Input[str]]
+    subnet_ids: Sequence[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
     secret_arn: pulumi.Input[str]
     settings_parameter_arn: pulumi.Input[str]
@@ -55,7 +56,7 @@ class NodeGroupArgs:
     max_size: int
     # Media nodes advertise their own public address in ICE candidates (1:1 NAT).
     public_ip: bool = False
-    target_group_arns: list[pulumi.Input[str]] = field(default_factory=list)
+    target_group_arns: Sequence[pulumi.Input[str]] = ()
     scaling: CpuScaling | None = None
     drain: Drain | None = None
     volume_gb: int = 30
@@ -232,7 +233,10 @@ class NodeGroup(pulumi.ComponentResource):
                     min_healthy_percentage=90
                 ),
             ),
-            enabled_metrics=["GroupInServiceInstances", "GroupDesiredCapacity"],
+            enabled_metrics=[
+                aws.autoscaling.Metric.GROUP_IN_SERVICE_INSTANCES,
+                aws.autoscaling.Metric.GROUP_DESIRED_CAPACITY,
+            ],
             tags=[
                 aws.autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)
                 for key, value in tags.items()
@@ -246,9 +250,7 @@ class NodeGroup(pulumi.ComponentResource):
             policy=pulumi.Output.all(
                 args.secret_arn, args.settings_parameter_arn, self.group.arn
             ).apply(
-                lambda values: node_policy(
-                    values[0], values[1], values[2] if args.drain else None
-                )
+                lambda values: node_policy(values[0], values[1], values[2] if args.drain else None)
             ),
             opts=child,
         )

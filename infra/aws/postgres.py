@@ -7,7 +7,9 @@ failover can promote.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -23,7 +25,7 @@ class PostgresArgs:
     prefix: str
     home: bool
     instance_class: str
-    subnet_ids: list[pulumi.Input[str]]
+    subnet_ids: Sequence[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
     storage_gb: int = 50
     backup_days: int = 7
@@ -69,7 +71,7 @@ class Postgres(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        common = {
+        common: dict[str, Any] = {
             "instance_class": args.instance_class,
             "storage_encrypted": True,
             "kms_key_id": self.key.arn,

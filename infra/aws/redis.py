@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import cycle, islice
 
@@ -17,7 +18,7 @@ class RedisArgs:
     node_type: str
     replicas: int
     availability_zones: list[str]
-    subnet_ids: list[pulumi.Input[str]]
+    subnet_ids: Sequence[pulumi.Input[str]]
     security_group_id: pulumi.Input[str]
     auth_token: pulumi.Input[str]
     engine_version: str = "7.1"

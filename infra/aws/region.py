@@ -37,7 +37,9 @@ def short_region(region: str) -> str:
 
 
 def stack_reference_name(stack: str) -> str:
-    return f"{pulumi.get_organization()}/{pulumi.get_project()}/{stack}"
+    # Self-managed backends name every organization "organization".
+    organization = pulumi.get_organization() or "organization"
+    return f"{organization}/{pulumi.get_project()}/{stack}"
 
 
 @dataclass
@@ -299,11 +301,11 @@ def aws_region_program(settings: AwsRegionSettings) -> dict[str, pulumi.Output[A
         images = pulumi.StackReference(stack_reference_name(settings.image_stack_name))
         region = settings.region
         image_id = images.require_output(IMAGE_IDS).apply(lambda ids: str(ids[region]))
-    region = AwsRegion(
+    declared = AwsRegion(
         settings.stack,
         AwsRegionArgs(
             settings=settings, image_id=image_id, secrets=configured_secrets(), home=home
         ),
         opts=pulumi.ResourceOptions(providers=[provider]),
     )
-    return region.exports
+    return declared.exports

@@ -23,9 +23,7 @@ SECRET_LENGTH = 48
 def configured_secrets() -> dict[str, pulumi.Output[str]]:
     """Secrets the operator set with ``pulumi config set --secret rtcfleet:<name>``."""
     config = pulumi.Config(NAMESPACE)
-    return {
-        name: value for name in SECRET_NAMES if (value := config.get_secret(name)) is not None
-    }
+    return {name: value for name in SECRET_NAMES if (value := config.get_secret(name)) is not None}
 
 
 def secret_name(env: str, region: str, role: Role) -> str:
@@ -80,9 +78,7 @@ class Secrets(pulumi.ComponentResource):
             aws.secretsmanager.SecretVersion(
                 f"{args.prefix}-{role.value}",
                 secret_id=entry.id,
-                secret_string=pulumi.Output.json_dumps(
-                    {name: self.values[name] for name in names}
-                ),
+                secret_string=pulumi.Output.json_dumps({name: self.values[name] for name in names}),
                 opts=child,
             )
             self.role_secrets[role] = entry

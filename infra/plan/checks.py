@@ -56,9 +56,7 @@ async def _await(awaitable: Any) -> None:
     await awaitable
 
 
-def evaluate(
-    resources: Iterable[RecordedResource], policies: Sequence[Any]
-) -> list[Violation]:
+def evaluate(resources: Iterable[RecordedResource], policies: Sequence[Any]) -> list[Violation]:
     """Every violation the policies report on the resources (advisory ones marked so)."""
     resources = [r for r in resources if not r.type.startswith("pulumi:")]
     violations: list[Violation] = []
@@ -67,7 +65,9 @@ def evaluate(
         if policy.enforcement_level == EnforcementLevel.DISABLED:
             continue
 
-        def reporter(resource: RecordedResource | None, name: str = policy.name) -> Any:
+        def reporter(
+            resource: RecordedResource | None, name: str = policy.name, mandatory: bool = mandatory
+        ) -> Any:
             def report(message: str, urn: str | None = None) -> None:
                 target = urn or (resource.urn or resource.name if resource else "stack")
                 kind = resource.type if resource else "stack"

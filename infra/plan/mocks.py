@@ -167,7 +167,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif typ == "aws:ssm/parameter:Parameter":
             out["arn"] = f"arn:aws:ssm:{region}:{ACCOUNT_ID}:parameter{physical}"
         elif typ == "aws:kms/key:Key":
-            out |= {"keyId": digest[:32], "arn": f"arn:aws:kms:{region}:{ACCOUNT_ID}:key/{digest[:32]}"}
+            out |= {
+                "keyId": digest[:32],
+                "arn": f"arn:aws:kms:{region}:{ACCOUNT_ID}:key/{digest[:32]}",
+            }
         elif typ.startswith("aws:iam/"):
             kind = typ.rsplit(":", 1)[-1]
             out["arn"] = f"arn:aws:iam::{ACCOUNT_ID}:{kind[0].lower() + kind[1:]}/{physical}"

@@ -134,7 +134,9 @@ def run_program(
             {key: _config_text(value) for key, value in config.items() if value is not None},
             list(secret_keys),
         )
-        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+        pulumi.runtime.set_mocks(
+            mocks, project=PROJECT, stack=stack, preview=False, organization="organization"
+        )
         runtime_settings.SETTINGS.rpc_manager.clear()
         runtime_settings.SETTINGS.outputs.clear()
 

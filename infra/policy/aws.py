@@ -50,12 +50,16 @@ _DATA_ROLES = {Role.REDIS.value, Role.POSTGRES.value}
 def _tags(props: Mapping[str, Any]) -> dict[str, Any]:
     tags = props.get("tags")
     if isinstance(tags, list):
-        return {t.get("key"): t.get("value") for t in tags if isinstance(t, Mapping)}
+        return {str(t.get("key")): t.get("value") for t in tags if isinstance(t, Mapping)}
     return dict(tags) if isinstance(tags, Mapping) else {}
 
 
 def _truthy(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def _int(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _ingress(props: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -69,8 +73,9 @@ def _protocol(rule: Mapping[str, Any]) -> str:
 def _covers(rule: Mapping[str, Any], port: int) -> bool:
     if _protocol(rule) == "all":
         return True
+    # The engine hands numbers over as floats.
     low, high = rule.get("fromPort"), rule.get("toPort")
-    return isinstance(low, int) and isinstance(high, int) and low <= port <= high
+    return isinstance(low, int | float) and isinstance(high, int | float) and low <= port <= high
 
 
 def _describe(rule: Mapping[str, Any]) -> str:
@@ -81,7 +86,7 @@ def _describe(rule: Mapping[str, Any]) -> str:
     ]
     if rule.get("self"):
         sources.append("self")
-    ports = f"{rule.get('fromPort')}-{rule.get('toPort')}"
+    ports = f"{_int(rule.get('fromPort'))}-{_int(rule.get('toPort'))}"
     return f"{_protocol(rule)} {ports} from {', '.join(map(str, sources)) or 'nothing'}"
 
 
@@ -102,7 +107,9 @@ def _source_matches(source: Source, rule: Mapping[str, Any]) -> bool:
     if source is Source.ANYWHERE:
         return cidrs == [ANYWHERE_V4] and v6 in ([], [ANYWHERE_V6]) and not groups
     if groups or v6:
-        return source not in (Source.ADMIN_ALLOW_LIST, Source.PRIVATE_NETWORK) and not cidrs and not v6
+        return (
+            source not in (Source.ADMIN_ALLOW_LIST, Source.PRIVATE_NETWORK) and not cidrs and not v6
+        )
     if not cidrs or source not in (Source.ADMIN_ALLOW_LIST, Source.PRIVATE_NETWORK):
         return False
     networks = [_cidr(c) for c in cidrs]
@@ -228,7 +235,7 @@ def gateways_span_zones(args: ResourceValidationArgs, report: Report) -> None:
     if len(set(subnets)) < MIN_AVAILABILITY_ZONES:
         report(f"gateways span {len(set(subnets))} zone(s); at least {MIN_AVAILABILITY_ZONES}")
     if (args.props.get("minSize") or 0) < MIN_GATEWAYS:
-        report(f"gateway group minSize {args.props.get('minSize')} is below {MIN_GATEWAYS}")
+        report(f"gateway group minSize {_int(args.props.get('minSize'))} is below {MIN_GATEWAYS}")
 
 
 def redis_multi_az_failover(args: ResourceValidationArgs, report: Report) -> None:
@@ -243,6 +250,7 @@ def redis_multi_az_failover(args: ResourceValidationArgs, report: Report) -> Non
     replicas = props.get("replicasPerNodeGroup")
     if replicas is None:
         replicas = (props.get("numCacheClusters") or 1) - 1
+    replicas = _int(replicas)
     if replicas < MIN_REDIS_REPLICAS:
         report(f"{replicas} replica(s); at least {MIN_REDIS_REPLICAS}")
     zones = props.get("preferredCacheClusterAzs")
