@@ -159,6 +159,7 @@ class SignalConnection:
         session = Session(session_id=session_id, grant=grant, node_id=node.node_id, ws=self.ws)
         self.session = session
         await gateway.attach(session)
+        # the join answer first in the session's stream, before anything the node says
         joined = self._joined(session_id, grant, node.node_id, resumed=False)
         await bus.send_to_session(gateway.redis, session_id, joined.model_dump(mode="json"))
         await self.to_node(session, self._node_join(grant))

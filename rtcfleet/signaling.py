@@ -82,9 +82,9 @@ class Join(_Message):
 
     type: Literal["join"] = "join"
     token: Annotated[str, Field(min_length=1, max_length=4096)]
-    session_id: Annotated[str, Field(max_length=64)] | None = None
+    session_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
     # last server message cursor the client saw; the gateway replays what came after it
-    cursor: Annotated[str, Field(max_length=64)] | None = None
+    cursor: Annotated[str, Field(pattern=r"^\d{1,20}-\d{1,20}$")] | None = None
 
 
 class PublishOffer(_Message):
