@@ -89,7 +89,7 @@ def ice_candidate_from_dict(candidate: dict[str, Any] | None) -> RTCIceCandidate
         line = line[len("candidate:") :]
     try:
         parsed = candidate_from_sdp(line)
-    except (ValueError, IndexError) as exc:
+    except (AssertionError, ValueError, IndexError) as exc:
         raise InvalidCandidate(f"{candidate['candidate']!r}: {exc}") from exc
     parsed.sdpMid = candidate.get("sdpMid")
     parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")

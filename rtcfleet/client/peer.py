@@ -69,9 +69,10 @@ class ClientPeer:
         width: int = 640,
         height: int = 360,
         fps: int = 30,
+        noise_rows: int = 0,
     ) -> None:
         self.name = name
-        self.video_track = SyntheticVideoTrack(width, height, fps) if video else None
+        self.video_track = SyntheticVideoTrack(width, height, fps, noise_rows) if video else None
         self.audio_track = SyntheticAudioTrack() if audio else None
         # max-bundle: with aiortc's default "balanced" policy, two new m-lines of one kind in a
         # single re-offer leave the second on a transport that BUNDLE then discards.

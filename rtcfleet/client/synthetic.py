@@ -3,7 +3,8 @@ receiver can count exactly which frames of each sender it decoded, and a steady 
 
 The number is drawn as 24 large black/white blocks (20 bits of number, 4 bits of checksum) in the
 top-left corner; a block is 1/40 of the frame width, big enough to survive lossy VP8 at low
-bitrates. A moving bar below it gives the encoder real motion to code.
+bitrates. A moving bar below it gives the encoder real motion to code, and optional rows of noise make it
+spend its whole bitrate budget.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import math
+import os
 import time
 from array import array
 
@@ -89,7 +91,11 @@ class SyntheticVideoTrack(MediaStreamTrack):  # type: ignore[misc]
 
     kind = "video"
 
-    def __init__(self, width: int = 640, height: int = 360, fps: int = 30) -> None:
+    def __init__(
+        self, width: int = 640, height: int = 360, fps: int = 30, noise_rows: int = 0
+    ) -> None:
+        """`noise_rows` rows of random pixels at the bottom make the encoder spend its whole
+        target bitrate (a plain synthetic picture needs only a few tens of kbit/s)."""
         super().__init__()
         if width % 2 or height % 2:
             raise ValueError("width and height must be even")
@@ -97,6 +103,7 @@ class SyntheticVideoTrack(MediaStreamTrack):  # type: ignore[misc]
         self.height = height
         self.fps = fps
         self.frames_sent = 0
+        self.noise_rows = min(noise_rows, height // 2)
         self._start: float | None = None
         self._time_base = fractions.Fraction(1, VIDEO_CLOCK)
         probe = VideoFrame(width, height, "yuv420p")
@@ -126,6 +133,9 @@ class SyntheticVideoTrack(MediaStreamTrack):  # type: ignore[misc]
         for line in range(size * 4, self.height):
             luma[line * stride + bar_x : line * stride + bar_x + size * 2] = bar
         stamp_sequence_number(luma, stride, self.width, number)
+        if self.noise_rows:
+            start = (self.height - self.noise_rows) * stride
+            luma[start : self.height * stride] = os.urandom(self.noise_rows * stride)
         frame.planes[0].update(bytes(luma))
         frame.planes[1].update(self._chroma[0])
         frame.planes[2].update(self._chroma[1])
