@@ -28,11 +28,12 @@ AUDIO_PTIME = 0.02
 
 
 def block_size(width: int) -> int:
-    return max(8, (width // 40) // 2 * 2)
+    return max(12, (width // 40) // 2 * 2)
 
 
 def _checksum(number: int) -> int:
-    check = 0
+    """Inverted XOR of the nibbles, so all-black and all-white pictures never pass."""
+    check = 0xF
     for shift in range(0, NUMBER_BITS, CHECK_BITS):
         check ^= (number >> shift) & 0xF
     return check
