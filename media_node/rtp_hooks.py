@@ -14,9 +14,10 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+import aioice.ice
 from aioice import Candidate
 from aioice.candidate import candidate_foundation, candidate_priority
-from aioice.ice import Connection, StunProtocol, get_host_addresses
+from aioice.ice import Connection, StunProtocol
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import is_rtx
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
@@ -399,7 +400,8 @@ def bind_host_candidates(
 
 
 def host_addresses(connection: Connection) -> list[str]:
-    return list(get_host_addresses(connection._use_ipv4, connection._use_ipv6))
+    # looked up at call time: rtcfleet.ice_host may restrict the addresses
+    return list(aioice.ice.get_host_addresses(connection._use_ipv4, connection._use_ipv6))
 
 
 def bound_ports(pc: RTCPeerConnection) -> list[int]:

@@ -1,0 +1,100 @@
+"""Draining a media node: its calls finish, it takes no new room, then it exits 0."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+
+from rtcfleet.client.bot import Bot
+from rtcfleet.local import LocalFleet
+from tests.platform.conftest import receives_from, wait_until
+
+
+def admin_post(fleet: LocalFleet, path: str) -> int:
+    gateway = fleet.regions[fleet.home].gateways[0]
+    request = urllib.request.Request(
+        gateway.admin_url + path,
+        method="POST",
+        headers={"Authorization": f"Bearer {fleet.spec.admin_token}"},
+    )
+    with urllib.request.urlopen(request, timeout=3) as response:
+        return int(response.status)
+
+
+def exited(process) -> int | None:  # type: ignore[no-untyped-def]
+    try:
+        return int(process.wait(0))
+    except subprocess.TimeoutExpired:
+        return None
+
+
+async def test_admin_drain_keeps_the_call_then_the_node_exits(fleet: LocalFleet) -> None:
+    region = fleet.regions[fleet.home]
+    urls = [g.signal_url for g in region.gateways]
+    alice = Bot(urls, fleet.token("drain-1", "alice"), name="alice")
+    bob = Bot(urls, fleet.token("drain-1", "bob"), name="bob")
+    carol = Bot(urls, fleet.token("drain-2", "carol"), name="carol")
+    try:
+        await alice.start()
+        await bob.start()
+        await wait_until(lambda: receives_from(alice, ["bob"]), 30, "the call")
+        node_id = alice.session.node_id
+        node = next(m for m in region.media_nodes if m.name == node_id)
+
+        assert admin_post(fleet, f"/api/nodes/{node_id}/drain") == 202
+        await asyncio.sleep(2.5)  # a few heartbeats: the node reports draining
+        await carol.start()
+        assert carol.session.node_id != node_id, "a draining node took a new room"
+
+        frames_before = alice.peer.received("bob", "video").frames_decoded  # type: ignore[union-attr]
+        await asyncio.sleep(3.0)
+        frames_after = alice.peer.received("bob", "video").frames_decoded  # type: ignore[union-attr]
+        assert frames_after - frames_before >= 60, "the call stopped during the drain"
+        assert exited(node.process) is None, "the node left before its call ended"
+
+        await alice.close()
+        await bob.close()
+        await wait_until(lambda: exited(node.process) is not None, 30, "the node to exit")
+        assert exited(node.process) == 0
+    finally:
+        await asyncio.gather(alice.close(), bob.close(), carol.close())
+        fleet.start_media_node(fleet.home)
+        fleet.wait_ready(30)
+
+
+async def test_sigterm_drains_and_a_second_sigterm_exits_at_once(fleet: LocalFleet) -> None:
+    region = fleet.regions[fleet.home]
+    urls = [g.signal_url for g in region.gateways]
+    alice = Bot(urls, fleet.token("term-1", "alice"), name="alice")
+    bob = Bot(urls, fleet.token("term-1", "bob"), name="bob")
+    try:
+        await alice.start()
+        await bob.start()
+        await wait_until(lambda: receives_from(alice, ["bob"]), 30, "the call")
+        node = next(m for m in region.media_nodes if m.name == alice.session.node_id)
+        node.process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(1.5)
+        assert exited(node.process) is None, "one SIGTERM must drain, not exit"
+        node.process.send_signal(signal.SIGTERM)
+        await wait_until(lambda: exited(node.process) is not None, 10, "exit on second SIGTERM")
+        assert exited(node.process) == 0
+    finally:
+        await asyncio.gather(alice.close(), bob.close())
+        fleet.start_media_node(fleet.home)
+        fleet.wait_ready(30)
+
+
+def test_admin_api_refuses_without_the_token(fleet: LocalFleet) -> None:
+    gateway = fleet.regions[fleet.home].gateways[0]
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        request = urllib.request.Request(gateway.admin_url + "/api/nodes", headers=headers)
+        try:
+            urllib.request.urlopen(request, timeout=3)
+            raise AssertionError("admin API answered without a valid token")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 401
+            assert json.loads(exc.read())["error"] == "unauthorized"
