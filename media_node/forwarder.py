@@ -64,7 +64,9 @@ class SequenceRewriter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         first_seq = (
-            random.randrange(SEQ_MOD // 2) if first_sequence_number is None else first_sequence_number
+            random.randrange(SEQ_MOD // 2)
+            if first_sequence_number is None
+            else first_sequence_number
         )
         self._clock_rate = clock_rate
         self._clock = clock
@@ -156,7 +158,9 @@ class Forwarder:
             stream.clock_rate, first_sequence_number, first_timestamp, clock
         )
         self._extensions = HeaderExtensionsMap()
-        self._extensions.configure(RTCRtpParameters(headerExtensions=list(stream.header_extensions)))
+        self._extensions.configure(
+            RTCRtpParameters(headerExtensions=list(stream.header_extensions))
+        )
         self._history: list[RtpPacket | None] = [None] * history_size
         self._source: Hashable | None = None
         self._waiting_keyframe = stream.kind == "video"

@@ -14,7 +14,6 @@ import ipaddress
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-
 from typing import Any
 
 from aiortc import RTCIceCandidate, RTCPeerConnection

@@ -61,6 +61,7 @@ class PublishedTrack:
         self._clock = clock
         self._last_keyframe_request: float | None = None
         self._keyframe_wanted = False
+        self._pending: set[asyncio.Future[None]] = set()
 
     async def on_rtp(self, packet: RtpPacket, codec: RTCRtpCodecParameters, rtx: bool) -> None:
         if is_rtx(codec) or codec.payloadType != self.primary_payload_type:
@@ -94,7 +95,9 @@ class PublishedTrack:
         self._last_keyframe_request = now
         self._keyframe_wanted = False
         self.keyframe_requests_sent += 1
-        asyncio.ensure_future(self.receiver.send_pli(self.media_ssrc))
+        task = asyncio.ensure_future(self.receiver.send_pli(self.media_ssrc))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
         return True
 
     async def apply_bitrate_cap(self) -> None:
@@ -102,7 +105,9 @@ class PublishedTrack:
         if self.receiver is None or self.media_ssrc is None or self.kind != "video":
             return
         estimate = self.receiver.last_estimate
-        await self.receiver.send_remb(estimate if estimate is not None else 10**9, [self.media_ssrc])
+        await self.receiver.send_remb(
+            estimate if estimate is not None else 10**9, [self.media_ssrc]
+        )
 
 
 class Publisher:

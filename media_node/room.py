@@ -164,7 +164,11 @@ class Room:
             self._emit(
                 publisher.participant,
                 "track_unpublished",
-                {"publisher": publisher.participant, "kind": track.kind, "track_id": track.track_id},
+                {
+                    "publisher": publisher.participant,
+                    "kind": track.kind,
+                    "track_id": track.track_id,
+                },
             )
         publisher.tracks.clear()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import aioice.ice
 from aioice import Candidate
@@ -61,7 +61,7 @@ class SenderFeedback(Protocol):
     async def on_nack(self, lost: list[int]) -> None: ...
 
 
-class ForwardingReceiver(RTCRtpReceiver):  # type: ignore[misc]
+class ForwardingReceiver(RTCRtpReceiver):
     """An `RTCRtpReceiver` that keeps aiortc's RTCP (receiver reports, NACK, REMB) but never
     depayloads, buffers or decodes: it hands each packet to an `RtpSink` instead."""
 
@@ -162,7 +162,7 @@ class ForwardingReceiver(RTCRtpReceiver):  # type: ignore[misc]
         return track._queue.qsize() if track is not None else 0
 
 
-class ForwardingSender(RTCRtpSender):  # type: ignore[misc]
+class ForwardingSender(RTCRtpSender):
     """An `RTCRtpSender` that sends already-encoded RTP given to it and never reads a track or
     creates an encoder; it keeps aiortc's sender reports and routes its subscriber's NACK and
     PLI/FIR to a `SenderFeedback`."""
@@ -233,11 +233,12 @@ def make_forwarding_receiver(
     if getattr(receiver, _RX + "started"):
         raise RuntimeError("receiver already started")
     receiver.__class__ = ForwardingReceiver
-    receiver._fwd_sink = sink
-    receiver._fwd_remb_cap = remb_cap
-    receiver._fwd_last_estimate = None
-    receiver._fwd_remb_sent = []
-    return receiver  # type: ignore[no-any-return]
+    forwarding = cast(ForwardingReceiver, receiver)
+    forwarding._fwd_sink = sink
+    forwarding._fwd_remb_cap = remb_cap
+    forwarding._fwd_last_estimate = None
+    forwarding._fwd_remb_sent = []
+    return forwarding
 
 
 def make_forwarding_sender(sender: RTCRtpSender, feedback: SenderFeedback) -> ForwardingSender:
@@ -245,9 +246,10 @@ def make_forwarding_sender(sender: RTCRtpSender, feedback: SenderFeedback) -> Fo
     if getattr(sender, _TX + "started"):
         raise RuntimeError("sender already started")
     sender.__class__ = ForwardingSender
-    sender._fwd_feedback = feedback
-    sender._fwd_parameters = None
-    return sender  # type: ignore[no-any-return]
+    forwarding = cast(ForwardingSender, sender)
+    forwarding._fwd_feedback = feedback
+    forwarding._fwd_parameters = None
+    return forwarding
 
 
 def set_msid(sender: RTCRtpSender, stream_id: str, track_id: str) -> None:
@@ -294,7 +296,7 @@ def watch_remb(sender: RTCRtpSender, on_remb: Callable[[int], None]) -> None:
                     on_remb(bitrate)
         await original(packet)
 
-    sender._handle_rtcp_packet = handle
+    setattr(sender, "_handle_rtcp_packet", handle)  # noqa: B010
 
 
 def watch_rtcp(sender: RTCRtpSender, on_rtcp: Callable[[AnyRtcpPacket], None]) -> None:
@@ -305,7 +307,7 @@ def watch_rtcp(sender: RTCRtpSender, on_rtcp: Callable[[AnyRtcpPacket], None]) -
         on_rtcp(packet)
         await original(packet)
 
-    sender._handle_rtcp_packet = handle
+    setattr(sender, "_handle_rtcp_packet", handle)  # noqa: B010
 
 
 def watch_sent_rtp(sender: RTCRtpSender, on_packet: Callable[[RtpPacket], None]) -> None:
@@ -320,7 +322,7 @@ def watch_sent_rtp(sender: RTCRtpSender, on_packet: Callable[[RtpPacket], None])
                 on_packet(packet)
         await original(data)
 
-    transport._send_rtp = send
+    setattr(transport, "_send_rtp", send)  # noqa: B010
 
 
 def watch_received_rtp(receiver: RTCRtpReceiver, on_packet: Callable[[RtpPacket], None]) -> None:
@@ -333,7 +335,7 @@ def watch_received_rtp(receiver: RTCRtpReceiver, on_packet: Callable[[RtpPacket]
             on_packet(packet)
         await original(packet, arrival_time_ms)
 
-    receiver._handle_rtp_packet = handle
+    setattr(receiver, "_handle_rtp_packet", handle)  # noqa: B010
 
 
 def pending_ice_connections(pc: RTCPeerConnection) -> list[Connection]:
@@ -396,7 +398,7 @@ def bind_host_candidates(
                 )
         return candidates
 
-    connection.get_component_candidates = get_component_candidates
+    setattr(connection, "get_component_candidates", get_component_candidates)  # noqa: B010
 
 
 def host_addresses(connection: Connection) -> list[str]:
@@ -437,10 +439,9 @@ async def _bind_in_range(
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024 * 1024)
-        return protocol  # type: ignore[no-any-return]
+        return protocol
     raise on_bind_failure(f"no free UDP port for {address}: {last_error}")
 
 
 def _same_family(a: str, b: str) -> bool:
     return (":" in a) == (":" in b)
-

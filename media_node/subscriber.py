@@ -73,9 +73,9 @@ class Slot:
             return
         data = forwarder.forward(packet, source)
         if data is None:
-            if forwarder.waiting_for_keyframe and self.track is not None:
-                if self.track.request_keyframe():
-                    forwarder.stats.keyframe_requests += 1
+            waiting = forwarder.waiting_for_keyframe and self.track is not None
+            if waiting and self.track is not None and self.track.request_keyframe():
+                forwarder.stats.keyframe_requests += 1
             return
         await self.sender.send_rtp(data, packet.timestamp, len(packet.payload))
         self._on_sent(len(data))

@@ -20,6 +20,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.sdp import SessionDescription
+from av import VideoFrame
 
 from rtcfleet.client.synthetic import (
     SyntheticAudioTrack,
@@ -180,7 +181,7 @@ class ClientPeer:
             stats.last_frame_at = now
             if stats.first_frame_at is None:
                 stats.first_frame_at = now
-            if track.kind == "video":
+            if isinstance(frame, VideoFrame):
                 stats.width, stats.height = frame.width, frame.height
                 number = read_sequence_number(frame)
                 if number is None:

@@ -3,8 +3,8 @@ receiver can count exactly which frames of each sender it decoded, and a steady 
 
 The number is drawn as 24 large black/white blocks (20 bits of number, 4 bits of checksum) in the
 top-left corner; a block is 1/40 of the frame width, big enough to survive lossy VP8 at low
-bitrates. A moving bar below it gives the encoder real motion to code, and optional rows of noise make it
-spend its whole bitrate budget.
+bitrates. A moving bar below it gives the encoder real motion to code, and optional rows of
+noise make it spend its whole bitrate budget.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def read_sequence_number(frame: VideoFrame) -> int | None:
     return number
 
 
-class SyntheticVideoTrack(MediaStreamTrack):  # type: ignore[misc]
+class SyntheticVideoTrack(MediaStreamTrack):
     """Real-time paced video whose frame n shows the number n."""
 
     kind = "video"
@@ -146,7 +146,7 @@ class SyntheticVideoTrack(MediaStreamTrack):  # type: ignore[misc]
         return frame
 
 
-class SyntheticAudioTrack(MediaStreamTrack):  # type: ignore[misc]
+class SyntheticAudioTrack(MediaStreamTrack):
     """Real-time paced 20 ms frames of a 400 Hz tone, mono 48 kHz."""
 
     kind = "audio"

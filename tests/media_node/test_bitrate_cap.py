@@ -36,7 +36,7 @@ async def test_publisher_encoder_follows_the_cap(conference) -> None:
     count = len(rembs)
     await wait_until(lambda: len(rembs) > count and target() <= 260_000, 10, "the lower cap")
     assert max(rembs[count:]) <= 260_000
-    print(f"after lowering: REMBs {rembs[count:count + 5]}, target {target()}")
+    print(f"after lowering: REMBs {rembs[count : count + 5]}, target {target()}")
     await wait_until(lambda: bob.received("alice", "video").frames_decoded > 60, 10, "frames")  # type: ignore[union-attr]
     conf.check_errors()
 

@@ -62,7 +62,9 @@ def test_vp8_keyframe_detection() -> None:
     assert not vp8_keyframe_start(DELTA)
     assert not vp8_keyframe_start(CONT)
     assert vp8_keyframe_start(bytes([0x10, 0x00]))  # no extension, key frame
-    assert vp8_keyframe_start(bytes([0x90, 0xE0, 0x80, 0x05, 0x01, 0x20, 0x00]))  # 15-bit pid, L, T/K
+    assert vp8_keyframe_start(
+        bytes([0x90, 0xE0, 0x80, 0x05, 0x01, 0x20, 0x00])
+    )  # 15-bit pid, L, T/K
     assert not vp8_keyframe_start(b"")
 
 
@@ -72,7 +74,12 @@ def test_rewrites_ssrc_payload_type_and_starts_at_a_keyframe() -> None:
     data = fwd.forward(rtp(11, 93000, KEY), "pub")
     assert data is not None
     out = RtpPacket.parse(data)
-    assert (out.ssrc, out.payload_type, out.sequence_number, out.timestamp) == (0x1111, 100, 500, 1000)
+    assert (out.ssrc, out.payload_type, out.sequence_number, out.timestamp) == (
+        0x1111,
+        100,
+        500,
+        1000,
+    )
     assert out.payload == KEY
     out = RtpPacket.parse(fwd.forward(rtp(12, 93000, CONT), "pub"))  # type: ignore[arg-type]
     assert (out.sequence_number, out.timestamp) == (501, 1000)
@@ -130,7 +137,11 @@ def test_nack_without_rtx_resends_the_original_packet() -> None:
     fwd = Forwarder(video_stream(rtx_payload_type=None, rtx_ssrc=None, kind="audio"))
     out = RtpPacket.parse(fwd.forward(rtp(9, 960, b"opus"), "pub"))  # type: ignore[arg-type]
     (again,) = [RtpPacket.parse(d) for d in fwd.retransmit([out.sequence_number])]
-    assert (again.sequence_number, again.ssrc, again.payload) == (out.sequence_number, 0x1111, b"opus")
+    assert (again.sequence_number, again.ssrc, again.payload) == (
+        out.sequence_number,
+        0x1111,
+        b"opus",
+    )
 
 
 def test_history_forgets_overwritten_packets() -> None:
@@ -143,7 +154,9 @@ def test_history_forgets_overwritten_packets() -> None:
 
 def test_publisher_change_restarts_at_keyframe_and_continues_the_sequence() -> None:
     now = [0.0]
-    fwd = Forwarder(video_stream(), clock=lambda: now[0], first_sequence_number=10, first_timestamp=0)
+    fwd = Forwarder(
+        video_stream(), clock=lambda: now[0], first_sequence_number=10, first_timestamp=0
+    )
     for i in range(3):
         fwd.forward(rtp(1000 + i, 3000 * i, KEY if i == 0 else DELTA), "alice")
     now[0] = 2.0
@@ -167,7 +180,9 @@ PUBLISHERS = st.lists(
 
 @settings(max_examples=200, deadline=None)
 @given(PUBLISHERS, st.integers(0, 65535), st.integers(0, 2**32 - 1))
-def test_output_stays_continuous_across_wraps_and_publishers(publishers, first_seq, first_ts) -> None:
+def test_output_stays_continuous_across_wraps_and_publishers(
+    publishers, first_seq, first_ts
+) -> None:
     """Each output packet follows the previous one by exactly the input's sequence step
     (contiguous when the input is), timestamps move by the input's delta within a publisher
     and strictly forward across a change, whatever the inputs' starting points and wraps."""

@@ -29,7 +29,10 @@ async def test_ports_in_range_and_public_ip_advertised(conference) -> None:
     bob = await conf.add("bob")
     await wait_until(lambda: all_video_flowing([alice, bob]), 20, "video both ways")
 
-    for sdp in (alice.publisher_pc.remoteDescription.sdp, alice.subscriber_pc.remoteDescription.sdp):
+    for sdp in (
+        alice.publisher_pc.remoteDescription.sdp,
+        alice.subscriber_pc.remoteDescription.sdp,
+    ):
         found = candidates(sdp)
         hosts = [c for c in found if c.type == "host"]
         public = [c for c in found if c.ip == PUBLIC_IP]
@@ -85,7 +88,11 @@ def test_trickled_candidate_parsing() -> None:
             "sdpMLineIndex": 0,
         }
     )
-    assert parsed is not None and (parsed.ip, parsed.port, parsed.sdpMid) == ("192.0.2.9", 50123, "0")
+    assert parsed is not None and (parsed.ip, parsed.port, parsed.sdpMid) == (
+        "192.0.2.9",
+        50123,
+        "0",
+    )
     assert ice.ice_candidate_from_dict(None) is None
     assert ice.ice_candidate_from_dict({"candidate": ""}) is None
     with pytest.raises(ice.InvalidCandidate):
