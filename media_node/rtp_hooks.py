@@ -18,9 +18,10 @@ import aioice.ice
 from aioice import Candidate
 from aioice.candidate import candidate_foundation, candidate_priority
 from aioice.ice import Connection, StunProtocol
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, clock
 from aiortc.codecs import is_rtx
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
@@ -104,8 +105,6 @@ class ForwardingReceiver(RTCRtpReceiver):
             return
         streams = getattr(self, _RX + "remote_streams")
         if packet.ssrc not in streams:
-            from aiortc.rtcrtpreceiver import StreamStatistics
-
             streams[packet.ssrc] = StreamStatistics(codec.clockRate)
         streams[packet.ssrc].add(packet)
 
@@ -199,8 +198,6 @@ class ForwardingSender(RTCRtpSender):
 
     async def send_rtp(self, data: bytes, timestamp: int, payload_size: int) -> None:
         """Send one serialized RTP packet and account for it in the sender reports."""
-        from aiortc import clock
-
         try:
             await self.transport._send_rtp(data)
         except ConnectionError:
