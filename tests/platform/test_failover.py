@@ -107,8 +107,9 @@ async def test_media_node_killed_rooms_move_to_another_node(fleet: LocalFleet) -
 
         for bot, other in ((bots[0], "bob"), (bots[1], "alice")):
             await wait_until(
-                lambda b=bot, o=other: b.session.node_id not in (None, node_id)
-                and receives_from(b, [o]),
+                lambda b=bot, o=other: (
+                    b.session.node_id not in (None, node_id) and receives_from(b, [o])
+                ),
                 30,
                 f"{bot.name}'s media on another node",
             )
