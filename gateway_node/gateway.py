@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -137,7 +137,7 @@ class Gateway:
         """Reasons this gateway should not get traffic; empty when it is ready."""
         reasons = []
         try:
-            await asyncio.wait_for(self.redis.ping(), 2)  # type: ignore[misc]
+            await asyncio.wait_for(self.redis.ping(), 2)
             nodes = await self.registry.nodes()
             if not any(self.registry.is_fresh(node) for node in nodes):
                 reasons.append("no media node with a fresh heartbeat")
@@ -158,7 +158,7 @@ class Gateway:
         for _ in range(PLACEMENT_ATTEMPTS):
             nodes = {node.node_id: node for node in await registry.nodes()}
             now = time.time()
-            owner = await self.redis.get(bus.room_key(room))
+            owner = cast(str | None, await self.redis.get(bus.room_key(room)))
             if owner in nodes and nodes[owner].is_fresh(now, registry.stale_after):
                 return nodes[owner]
             chosen = select_node(
@@ -196,7 +196,7 @@ class Gateway:
 
     async def save_session(self, session_id: str, grant: Grant, node_id: str) -> None:
         key = bus.session_key(session_id)
-        record = {
+        record: dict[str, str | int] = {
             "room": grant.room,
             "identity": grant.identity,
             "can_publish": int(grant.can_publish),
@@ -205,20 +205,18 @@ class Gateway:
             "gateway_id": self.id,
         }
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=record)
+            pipe.hset(key, mapping=record)  # type: ignore[arg-type]  # Mapping's key invariance
             pipe.expire(key, bus.SESSION_TTL_SECONDS)
             await pipe.execute()
 
     async def load_session(self, session_id: str) -> dict[str, str] | None:
-        record = await self.redis.hgetall(bus.session_key(session_id))  # type: ignore[misc]
-        return record or None
+        record = await self.redis.hgetall(bus.session_key(session_id))
+        return cast(dict[str, str], record) or None
 
     async def attach(self, session: Session) -> None:
         self.sessions[session.session_id] = session
         self.metrics.clients.set(len(self.sessions))
-        await self.redis.hset(  # type: ignore[misc]
-            bus.session_key(session.session_id), "gateway_id", self.id
-        )
+        await self.redis.hset(bus.session_key(session.session_id), "gateway_id", self.id)
         await self._wake_relay()
 
     def detach(self, session: Session) -> None:
@@ -253,12 +251,12 @@ class Gateway:
             for session in sessions:
                 streams[bus.session_stream(session.session_id)] = session.cursor
             try:
-                result = await self.redis.xread(streams, block=RELAY_BLOCK_MS, count=256)  # type: ignore[arg-type]
+                result = await bus.read_streams(self.redis, streams, RELAY_BLOCK_MS)
             except (RedisError, OSError) as exc:
                 log.warning("relay read failed: %s", exc)
                 await asyncio.sleep(0.5)
                 continue
-            for stream, entries in result or []:
+            for stream, entries in result:
                 if stream == wake:
                     continue
                 session_id = stream[len(bus.PREFIX) + len("sess:") : -len(":out")]
@@ -326,7 +324,7 @@ class Gateway:
             await asyncio.sleep(KEEPALIVE_INTERVAL_S)
 
     async def gateways(self) -> list[dict[str, Any]]:
-        ids = sorted(await self.redis.smembers(bus.GATEWAYS))  # type: ignore[misc]
+        ids = sorted(cast(set[str], await self.redis.smembers(bus.GATEWAYS)))
         if not ids:
             return []
         raws = await self.redis.mget([bus.gateway_key(i) for i in ids])

@@ -73,7 +73,7 @@ return current
 
 async def claim_room(redis: aioredis.Redis, room: str, expected: str | None, candidate: str) -> str:
     """Claim ``room`` for ``candidate`` if its claim is still ``expected``; returns the owner."""
-    owner = await redis.eval(  # type: ignore[misc]
+    owner = await redis.eval(
         _CLAIM, 1, bus.room_key(room), expected or "", candidate, str(bus.ROOM_CLAIM_TTL_SECONDS)
     )
     return str(owner)
@@ -91,6 +91,4 @@ async def renew_claims(redis: aioredis.Redis, node_id: str, rooms: Iterable[str]
     """Keep a live node's rooms on it; claims of a dead node simply expire."""
     keys = [bus.room_key(room) for room in rooms]
     if keys:
-        await redis.eval(  # type: ignore[misc]
-            _RENEW, len(keys), *keys, node_id, str(bus.ROOM_CLAIM_TTL_SECONDS)
-        )
+        await redis.eval(_RENEW, len(keys), *keys, node_id, str(bus.ROOM_CLAIM_TTL_SECONDS))

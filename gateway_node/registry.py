@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import cast
 
 import redis.asyncio as aioredis
 from pydantic import ValidationError
@@ -66,7 +67,7 @@ class NodeRegistry:
 
     async def nodes(self) -> list[NodeState]:
         """Every node with a record; expired ones are dropped from the index as they are found."""
-        ids = sorted(await self.redis.smembers(bus.NODES))
+        ids = sorted(cast(set[str], await self.redis.smembers(bus.NODES)))
         if not ids:
             return []
         raws = await self.redis.mget([bus.node_key(node_id) for node_id in ids])

@@ -154,7 +154,7 @@ class Supervisor:
     async def _release_room(self, room: str) -> None:
         """Drop our claim on an empty room so its next join is placed afresh."""
         with contextlib.suppress(RedisError, OSError):
-            await self.redis.eval(  # type: ignore[misc]
+            await self.redis.eval(
                 "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end",
                 1,
                 bus.room_key(room),
@@ -207,12 +207,12 @@ class Supervisor:
         stream, cursor = bus.node_inbox(self.node_id), "$"
         while not self._stopped.is_set():
             try:
-                result = await self.redis.xread({stream: cursor}, block=INBOX_BLOCK_MS, count=256)
+                result = await bus.read_streams(self.redis, {stream: cursor}, INBOX_BLOCK_MS)
             except (RedisError, OSError) as exc:
                 log.warning("inbox read failed: %s", exc)
                 await asyncio.sleep(0.5)
                 continue
-            for _, entries in result or []:
+            for _, entries in result:
                 for entry_id, fields in entries:
                     cursor = entry_id
                     try:

@@ -12,7 +12,7 @@ streams, so no gateway is sticky:
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 
@@ -73,6 +73,17 @@ async def send_to_session(redis: aioredis.Redis, session_id: str, message: dict[
         pipe.expire(stream, SESSION_TTL_SECONDS * 4)
         cursor, _ = await pipe.execute()
     return str(cursor)
+
+
+StreamEntries = list[tuple[str, list[tuple[str, dict[str, str]]]]]
+
+
+async def read_streams(
+    redis: aioredis.Redis, streams: dict[str, str], block_ms: int, count: int = 256
+) -> StreamEntries:
+    """XREAD with the client's ``decode_responses=True`` shape spelled out for callers."""
+    result = await redis.xread(streams, block=block_ms, count=count)  # type: ignore[arg-type]
+    return cast(StreamEntries, result or [])
 
 
 def decode_entry(fields: dict[str, str]) -> dict[str, Any]:

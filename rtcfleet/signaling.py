@@ -235,7 +235,7 @@ def parse_client_message(
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"][1:]) or "message"
         raise SignalingError(ErrorCode.BAD_MESSAGE, f"{where}: {first['msg']}") from None
-    return message  # type: ignore[no-any-return]
+    return message
 
 
 def parse_server_message(data: dict[str, Any]) -> Any:

@@ -29,7 +29,7 @@ def gateway() -> None:
     from gateway_node.settings import ENV_PREFIX, GatewaySettings
 
     try:
-        settings = GatewaySettings()  # type: ignore[call-arg]
+        settings = GatewaySettings()
     except ValidationError as exc:
         typer.echo(f"bad gateway settings:\n{describe_errors(exc, ENV_PREFIX)}", err=True)
         raise typer.Exit(2) from None
@@ -43,7 +43,7 @@ def media_node() -> None:
     from media_node.supervisor import Supervisor
 
     try:
-        settings = MediaNodeSettings()  # type: ignore[call-arg]
+        settings = MediaNodeSettings()
     except ValidationError as exc:
         typer.echo(f"bad media node settings:\n{describe_errors(exc, ENV_PREFIX)}", err=True)
         raise typer.Exit(2) from None
