@@ -28,6 +28,23 @@ _ID_PREFIXES = {
 }
 
 
+_SIG = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+
+def _unwrap(value: Any) -> tuple[Any, bool]:
+    """Plain value, and whether it held a secret (CrossGuard also hands policies plain values)."""
+    if isinstance(value, dict):
+        if value.get(_SIG) == _SECRET_SIG:
+            return _unwrap(value.get("value"))[0], True
+        pairs = {k: _unwrap(v) for k, v in value.items()}
+        return {k: v for k, (v, _) in pairs.items()}, any(s for _, s in pairs.values())
+    if isinstance(value, list):
+        items = [_unwrap(v) for v in value]
+        return [v for v, _ in items], any(s for _, s in items)
+    return value, False
+
+
 def _digest(*parts: str) -> str:
     return hashlib.sha1("/".join(parts).encode()).hexdigest()
 
@@ -45,6 +62,8 @@ class RecordedResource:
     region: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
     urn: str = ""
+    # Input properties that held Pulumi secrets (unwrapped in ``inputs``).
+    secret_inputs: frozenset[str] = frozenset()
 
     @property
     def tags(self) -> dict[str, str]:
@@ -68,7 +87,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return {}, None
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        inputs = dict(args.inputs)
+        inputs: dict[str, Any] = {}
+        secret_inputs = set()
+        for key, raw in args.inputs.items():
+            inputs[key], secret = _unwrap(raw)
+            if secret:
+                secret_inputs.add(key)
         if args.typ == STACK_REFERENCE:
             return self._stack_reference(args)
         resource_id = self._id(args.typ, args.name)
@@ -88,9 +112,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 custom=bool(args.custom),
                 region=region,
                 outputs=outputs,
+                secret_inputs=frozenset(secret_inputs),
             )
         )
-        return resource_id, {**inputs, **outputs}
+        return resource_id, {**args.inputs, **outputs}
 
     def _stack_reference(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         full_name = str(args.inputs.get("name") or args.resource_id or args.name)

@@ -275,7 +275,13 @@ def plan_document(plan: StackPlan) -> dict[str, Any]:
                 "urn": resource.urn,
                 "region": resource.region,
                 "summary": summary,
-                "inputs": _masked(resource.inputs, secrets),
+                "inputs": _masked(
+                    {
+                        k: MASK if k in resource.secret_inputs else v
+                        for k, v in resource.inputs.items()
+                    },
+                    secrets,
+                ),
             }
             for resource, summary in summaries(plan)
         ],
