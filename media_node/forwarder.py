@@ -121,6 +121,12 @@ class OutputStream:
     header_extensions: tuple[RTCRtpHeaderExtensionParameters, ...] = ()
     rtx_payload_type: int | None = None
     rtx_ssrc: int | None = None
+    codec: str = "VP8"
+
+    @property
+    def gated(self) -> bool:
+        """Whether forwarding (re)starts at a keyframe: only VP8's are recognised."""
+        return self.kind == "video" and self.codec.upper() == "VP8"
 
 
 @dataclass
@@ -163,7 +169,7 @@ class Forwarder:
         )
         self._history: list[RtpPacket | None] = [None] * history_size
         self._source: Hashable | None = None
-        self._waiting_keyframe = stream.kind == "video"
+        self._waiting_keyframe = stream.gated
         self._rtx_seq = random.randrange(SEQ_MOD // 2)
 
     @property
@@ -174,7 +180,7 @@ class Forwarder:
         """The packet to send to the subscriber, or None to drop it."""
         if source != self._source:
             self._source = source
-            self._waiting_keyframe = self.stream.kind == "video"
+            self._waiting_keyframe = self.stream.gated
             self.stats.sources.append(source)
         if not packet.payload:
             return None

@@ -102,6 +102,7 @@ class Slot:
                 header_extensions=tuple(parameters.headerExtensions),
                 rtx_payload_type=rtx_pt,
                 rtx_ssrc=rtx_ssrc if rtx_pt is not None else None,
+                codec=primary.name,
             )
         )
         if self.track is not None:
