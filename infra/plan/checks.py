@@ -23,6 +23,7 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
 
 from infra.plan.mocks import RecordedResource
 
@@ -80,15 +81,21 @@ def evaluate(resources: Iterable[RecordedResource], policies: Sequence[Any]) -> 
             for resource in resources:
                 args = ResourceValidationArgs(
                     resource_type=resource.type,
-                    props=resource.inputs,
+                    # The same read-only proxies the engine's analyzer hands to policies.
+                    props=unknown_checking_proxy(resource.inputs),
                     urn=resource.urn,
                     name=resource.name,
                     opts=_options(),
                     provider=None,
                 )
                 for validate in validators:
-                    if validate is not None:
+                    if validate is None:
+                        continue
+                    try:
                         _run(validate(args, reporter(resource)))
+                    except UnknownValueError:
+                        # Unknown until deployed: the engine reports the policy as not applicable.
+                        continue
         elif isinstance(policy, StackValidationPolicy) and policy.validate is not None:
             stack = StackValidationArgs(
                 resources=[

@@ -48,10 +48,13 @@ _DATA_ROLES = {Role.REDIS.value, Role.POSTGRES.value}
 
 
 def _tags(props: Mapping[str, Any]) -> dict[str, Any]:
+    # The engine hands policies read-only Mapping/Sequence proxies, not dicts and lists.
     tags = props.get("tags")
-    if isinstance(tags, list):
+    if isinstance(tags, Mapping):
+        return dict(tags)
+    if isinstance(tags, Sequence) and not isinstance(tags, str):
         return {str(t.get("key")): t.get("value") for t in tags if isinstance(t, Mapping)}
-    return dict(tags) if isinstance(tags, Mapping) else {}
+    return {}
 
 
 def _truthy(value: Any) -> bool:

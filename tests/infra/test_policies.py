@@ -16,7 +16,9 @@ Breakage = Callable[[list[RecordedResource]], None]
 
 
 def _find(resources, type_suffix: str, name_suffix: str) -> RecordedResource:
-    return next(r for r in resources if r.type.endswith(type_suffix) and r.name.endswith(name_suffix))
+    return next(
+        r for r in resources if r.type.endswith(type_suffix) and r.name.endswith(name_suffix)
+    )
 
 
 def _rule(resources, group: str, port: int) -> dict:
@@ -68,7 +70,9 @@ def imds_v1(rs):
 
 
 def plain_volume(rs):
-    _find(rs, "LaunchTemplate", "-media").inputs["blockDeviceMappings"][0]["ebs"]["encrypted"] = "false"
+    _find(rs, "LaunchTemplate", "-media").inputs["blockDeviceMappings"][0]["ebs"]["encrypted"] = (
+        "false"
+    )
 
 
 def plain_database(rs):
@@ -144,7 +148,9 @@ def test_example_stacks_pass_every_policy(stack: str, request: pytest.FixtureReq
     assert evaluate(plan.resources, POLICIES) == []
 
 
-@pytest.mark.parametrize(("policy", "breakage", "message"), CASES, ids=[c[1].__name__ for c in CASES])
+@pytest.mark.parametrize(
+    ("policy", "breakage", "message"), CASES, ids=[c[1].__name__ for c in CASES]
+)
 def test_policy_fails_on_a_broken_resource_set(home_plan, policy, breakage, message) -> None:
     resources = copy.deepcopy(home_plan.resources)
     breakage(resources)

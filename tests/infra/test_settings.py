@@ -60,9 +60,7 @@ def test_certificate_of_another_region(plan_with) -> None:
 
 def test_unknown_home_region_and_unknown_key(plan_with) -> None:
     assert _error(plan_with, homeRegion="us-mars-1").keys == ["rtcfleet:homeRegion"]
-    assert _error(plan_with, adminAllowlist=["203.0.113.0/24"]).keys == [
-        "rtcfleet:adminAllowlist"
-    ]
+    assert _error(plan_with, adminAllowlist=["203.0.113.0/24"]).keys == ["rtcfleet:adminAllowlist"]
 
 
 def test_region_comes_from_the_stack_name_only() -> None:

@@ -80,7 +80,9 @@ def test_launch_templates_imdsv2_encrypted_no_key(home_plan) -> None:
 
 
 def test_user_data_says_who_and_where_but_holds_no_secret(home_plan) -> None:
-    secrets = {r.outputs["result"] for r in home_plan.of_type("random:index/randomPassword:RandomPassword")}
+    secrets = {
+        r.outputs["result"] for r in home_plan.of_type("random:index/randomPassword:RandomPassword")
+    }
     assert len(secrets) == 5
     for role in ("gateway", "media"):
         template = home_plan.named(TEMPLATE, f"prod-use1-{role}")

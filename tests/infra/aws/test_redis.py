@@ -18,7 +18,9 @@ def test_replication_group_fails_over_across_zones_encrypted(home_plan) -> None:
 
 def test_auth_token_is_the_generated_secret(home_plan) -> None:
     group = home_plan.named(RG, "prod-use1-redis")
-    token = home_plan.named("random:index/randomPassword:RandomPassword", "prod-use1-redisAuthToken")
+    token = home_plan.named(
+        "random:index/randomPassword:RandomPassword", "prod-use1-redisAuthToken"
+    )
     assert group.inputs["authToken"] == token.outputs["result"]
 
 
@@ -40,7 +42,12 @@ def test_smallest_stack_keeps_one_replica(dev_plan) -> None:
 
 def test_secret_values_reach_the_engine_as_pulumi_secrets(home_plan) -> None:
     assert "authToken" in home_plan.named(RG, "prod-use1-redis").secret_inputs
-    assert "password" in home_plan.named("aws:rds/instance:Instance", "prod-use1-postgres").secret_inputs
+    assert (
+        "password"
+        in home_plan.named("aws:rds/instance:Instance", "prod-use1-postgres").secret_inputs
+    )
     for role in ("gateway", "media"):
-        version = home_plan.named("aws:secretsmanager/secretVersion:SecretVersion", f"prod-use1-{role}")
+        version = home_plan.named(
+            "aws:secretsmanager/secretVersion:SecretVersion", f"prod-use1-{role}"
+        )
         assert "secretString" in version.secret_inputs

@@ -34,14 +34,18 @@ def test_each_role_secret_holds_only_what_the_role_needs(home_plan) -> None:
 
 def test_other_region_uses_the_home_database_password(home_plan, eu_plan) -> None:
     version = eu_plan.named("aws:secretsmanager/secretVersion:SecretVersion", "prod-euw1-gateway")
-    assert json.loads(version.inputs["secretString"])["dbPassword"] == home_plan.exports["dbPassword"]
+    assert (
+        json.loads(version.inputs["secretString"])["dbPassword"] == home_plan.exports["dbPassword"]
+    )
     names = {r.name for r in eu_plan.of_type("random:index/randomPassword:RandomPassword")}
     assert "prod-euw1-dbPassword" not in names
 
 
 def test_secure_values_are_replaced_by_marked_placeholders(tmp_path: Path) -> None:
     for stack in EXAMPLE_STACKS:
-        (tmp_path / f"Pulumi.{stack}.yaml").write_text((STACKS / f"Pulumi.{stack}.yaml").read_text())
+        (tmp_path / f"Pulumi.{stack}.yaml").write_text(
+            (STACKS / f"Pulumi.{stack}.yaml").read_text()
+        )
     path = tmp_path / "Pulumi.dev-aws-us-east-1.yaml"
     path.write_text(path.read_text() + "  rtcfleet:adminToken:\n    secure: v1:AAAABBBB\n")
     plan = Planner(StackFiles(tmp_path)).plan("dev-aws-us-east-1")
