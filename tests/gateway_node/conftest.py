@@ -49,6 +49,15 @@ class GatewayUnderTest:
         )
         assert response.status == 200
 
+    async def register_node_heartbeat(self, node_id: str) -> None:
+        beat = Heartbeat(load=NodeLoad())
+        response = await self.client.post(
+            f"/internal/nodes/{node_id}/heartbeat",
+            data=beat.model_dump_json(),
+            headers={"Authorization": f"Bearer {CLUSTER_SECRET}"},
+        )
+        assert response.status == 200
+
     async def signal(self) -> aiohttp.ClientWebSocketResponse:
         return await self.client.ws_connect("/v1/signal")
 

@@ -1,0 +1,56 @@
+"""The media node reads settings from its replica and keeps the last good copy without it."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from pydantic import ValidationError
+
+from media_node.settings import ENV_PREFIX, MediaNodeSettings
+from media_node.supervisor import Supervisor
+from rtcfleet import settings_store
+from rtcfleet.config_file import describe_errors
+from rtcfleet.servers import ReplicatedPostgres
+
+
+def node_settings(dsn: str) -> MediaNodeSettings:
+    return MediaNodeSettings(
+        gateway_urls=["http://127.0.0.1:1"],
+        cluster_secret="c" * 20,  # type: ignore[arg-type]
+        redis_url="redis://127.0.0.1:1/0",
+        settings_dsn=dsn,  # type: ignore[arg-type]
+        workers=1,
+    )
+
+
+async def test_replica_settings_then_last_good_copy(postgres_cluster: ReplicatedPostgres) -> None:
+    primary, replica = postgres_cluster.primary, postgres_cluster.replicas[0]
+    conn = await asyncpg.connect(primary.dsn)
+    await settings_store.ensure_schema(conn)
+    await settings_store.update(conn, {"max_video_bitrate_bps": 777_000})
+    await conn.close()
+
+    supervisor = Supervisor(node_settings(replica.dsn))
+    for _ in range(100):
+        assert await supervisor.refresh_settings()
+        if supervisor.platform.max_video_bitrate_bps == 777_000:
+            break
+    assert supervisor.platform.max_video_bitrate_bps == 777_000
+
+    replica.kill()
+    assert await supervisor.refresh_settings() is False
+    assert supervisor.platform.max_video_bitrate_bps == 777_000
+
+
+def test_bad_node_settings_name_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError) as caught:
+        MediaNodeSettings(
+            gateway_urls=["ftp://nope"],
+            cluster_secret="c",  # type: ignore[arg-type]
+            redis_url="redis://x",
+            settings_dsn="postgresql://x",  # type: ignore[arg-type]
+            port_min=60000,
+            port_max=50000,
+        )
+    text = describe_errors(caught.value, ENV_PREFIX)
+    assert "RTCFLEET_MEDIA_GATEWAY_URLS: Value error, 'ftp://nope' is not an http(s) URL" in text
