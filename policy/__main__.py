@@ -10,9 +10,9 @@ from pathlib import Path
 # The pack runs from its own virtualenv; the policies and the spec they enforce are in the repo.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pulumi_policy import EnforcementLevel, PolicyPack  # noqa: E402
+from pulumi_policy import EnforcementLevel, PolicyPack
 
-from infra.policy import POLICIES  # noqa: E402
+from infra.policy import POLICIES
 
 PolicyPack(
     name="rtcfleet",
