@@ -93,7 +93,7 @@ def bot(
     token: Annotated[
         str | None, typer.Option(help="Join token; minted from the API key if absent")
     ] = None,
-    identity: Annotated[str, typer.Option(help="Identity when minting a token")] = "bot",
+    identity: Annotated[str | None, typer.Option(help="Identity when minting a token")] = None,
     seconds: Annotated[float, typer.Option(help="How long to stay in the room")] = 10.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
@@ -104,10 +104,21 @@ def bot(
     if token is None:
         key, secret = os.environ.get("RTCFLEET_API_KEY"), os.environ.get("RTCFLEET_API_SECRET")
         if not key or not secret:
-            typer.echo("--token, or RTCFLEET_API_KEY and RTCFLEET_API_SECRET, needed", err=True)
+            from rtcfleet.commands.local import read_state
+
+            # a local fleet's own key, so `rtcfleet bot` works against it as it is
+            state = read_state() or {}
+            key, secret = state.get("api_key"), state.get("api_secret")
+        if not key or not secret:
+            typer.echo(
+                "needs --token, RTCFLEET_API_KEY and RTCFLEET_API_SECRET, or a local fleet",
+                err=True,
+            )
             raise typer.Exit(2)
+        identity = identity or f"bot-{os.getpid()}"
         token = mint_token(key, secret, room=room, identity=identity)
-    report = asyncio.run(run_bot(gateway_url, token, seconds, name=identity))
+    _loopback_media_for_loopback_gateways(gateway_url)
+    report = asyncio.run(run_bot(gateway_url, token, seconds, name=identity or "bot"))
     if as_json:
         typer.echo(json.dumps(report))
         return
@@ -120,6 +131,18 @@ def bot(
         )
     if report["errors"]:
         typer.echo(f"  errors: {', '.join(report['errors'])}", file=sys.stderr)
+
+
+def _loopback_media_for_loopback_gateways(urls: list[str]) -> None:
+    """A bot talking to a local fleet keeps its media on 127.0.0.1, like the fleet's nodes."""
+    from urllib.parse import urlsplit
+
+    from rtcfleet import ice_host
+
+    if os.environ.get(ice_host.ENV):
+        ice_host.restrict_from_environment()
+    elif all(urlsplit(url).hostname in ("127.0.0.1", "localhost") for url in urls):
+        ice_host.restrict_host_addresses(["127.0.0.1"])
 
 
 def register(app: typer.Typer) -> None:

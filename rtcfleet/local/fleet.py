@@ -250,6 +250,8 @@ class LocalFleet:
             "workdir": str(self.workdir),
             "home_region": self.home,
             "api_key": self.spec.api_key,
+            # a local fleet's key pair: minting tokens for it is the point of running one
+            "api_secret": self.spec.api_secret,
             "admin_token": self.spec.admin_token,
             "postgres_primary": self.postgres.primary.dsn,
             "regions": [
