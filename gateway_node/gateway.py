@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -37,6 +38,15 @@ RELAY_BLOCK_MS = 1000
 MONITOR_INTERVAL_S = 0.5
 KEEPALIVE_INTERVAL_S = 5.0
 PLACEMENT_ATTEMPTS = 3
+
+
+class RoomElsewhere(Exception):
+    """The room is live in another region; the client should join it there."""
+
+    def __init__(self, region: str, urls: list[str]) -> None:
+        super().__init__(f"room lives in {region}")
+        self.region = region
+        self.urls = urls
 
 
 @dataclass
@@ -75,6 +85,7 @@ class Gateway:
         self._pg: asyncpg.Pool | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._fresh_nodes: set[str] = set()
+        self._http: aiohttp.ClientSession | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -90,6 +101,9 @@ class Gateway:
 
     async def start(self) -> None:
         self._redis = connect(self.settings.redis_url)
+        self._http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.settings.peer_lookup_timeout_seconds)
+        )
         self._tasks = [
             asyncio.create_task(self._relay_loop(), name="relay"),
             asyncio.create_task(self._monitor_loop(), name="monitor"),
@@ -105,6 +119,8 @@ class Gateway:
                 await task
         for session in list(self.sessions.values()):
             await session.ws.close()
+        if self._http is not None:
+            await self._http.close()
         if self._pg is not None:
             await self._pg.close()
         if self._redis is not None:
@@ -152,9 +168,59 @@ class Gateway:
 
     # ---- placement ------------------------------------------------------------------------
 
-    async def place(self, room: str) -> NodeState:
-        """The node that hosts ``room``: its live owner, or a newly claimed least-loaded node."""
+    async def local_owner(self, room: str) -> NodeState | None:
+        """The fresh node of this region that hosts ``room``, if any."""
+        owner = cast(str | None, await self.redis.get(bus.room_key(room)))
+        if owner is None:
+            return None
+        node = await self.registry.get(owner)
+        return node if node is not None and self.registry.is_fresh(node) else None
+
+    async def find_remote(self, room: str) -> RoomElsewhere | None:
+        """Ask every other region, concurrently and within a bound, whether it hosts ``room``.
+
+        An unreachable or slow region is skipped: a region outage must not block joins here.
+        """
+        if not self.settings.peer_regions or self._http is None:
+            return None
+        secret = self.settings.cluster_secret.get_secret_value()
+        headers = {"Authorization": f"Bearer {secret}"}
+
+        async def ask(region: str, urls: list[str]) -> RoomElsewhere | None:
+            assert self._http is not None
+            for url in urls:
+                try:
+                    async with self._http.get(
+                        f"{url.rstrip('/')}/internal/rooms/{room}", headers=headers
+                    ) as response:
+                        if response.status == 404:
+                            return None
+                        if response.status == 200:
+                            body = await response.json()
+                            return RoomElsewhere(body["region"], list(body["signal_urls"]))
+                except (TimeoutError, aiohttp.ClientError, ValueError, KeyError):
+                    continue
+            return None
+
+        answers = await asyncio.gather(
+            *(ask(region, urls) for region, urls in self.settings.peer_regions.items()),
+            return_exceptions=True,
+        )
+        found = [a for a in answers if isinstance(a, RoomElsewhere)]
+        ranked = self.settings.ordered_regions()
+        found.sort(key=lambda a: ranked.index(a.region) if a.region in ranked else len(ranked))
+        return found[0] if found else None
+
+    async def place(self, room: str, *, look_elsewhere: bool = True) -> NodeState:
+        """The node that hosts ``room``: its live owner, or a newly claimed least-loaded node.
+
+        Raises ``RoomElsewhere`` when the room is new here but live in another region.
+        """
         registry = self.registry
+        if look_elsewhere and await self.local_owner(room) is None:
+            elsewhere = await self.find_remote(room)
+            if elsewhere is not None:
+                raise elsewhere
         for _ in range(PLACEMENT_ATTEMPTS):
             nodes = {node.node_id: node for node in await registry.nodes()}
             now = time.time()

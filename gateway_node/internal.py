@@ -67,6 +67,26 @@ async def heartbeat(request: web.Request) -> web.Response:
     return web.json_response({"drain": state.draining})
 
 
+async def room_lookup(request: web.Request) -> web.Response:
+    """Another region asks whether this region hosts a room before placing it itself."""
+    gateway = _app_gateway(request)
+    room = request.match_info["room"]
+    node = await gateway.local_owner(room)
+    if node is None:
+        return web.json_response({"room": room, "found": False}, status=404)
+    urls = [gateway.settings.public_url] if gateway.settings.public_url else []
+    return web.json_response(
+        {
+            "room": room,
+            "found": True,
+            "region": gateway.settings.region,
+            "node_id": node.node_id,
+            "signal_urls": urls,
+        }
+    )
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/internal/rooms/{room}", room_lookup)
     app.router.add_post("/internal/nodes/register", register)
     app.router.add_post("/internal/nodes/{node_id}/heartbeat", heartbeat)

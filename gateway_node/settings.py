@@ -31,6 +31,10 @@ class GatewaySettings(ServiceSettings):
     # the URL clients of this region use, and other regions' URLs in fallback order
     public_url: str | None = None
     fallback_urls: list[str] = Field(default_factory=list)
+    # other regions' internal gateway URLs (over the private network), asked before a new
+    # room is placed here so a room is never split across regions
+    peer_regions: dict[str, list[str]] = Field(default_factory=dict)
+    peer_lookup_timeout_seconds: float = Field(default=0.5, gt=0, le=10)
 
     redis_url: str
     postgres_dsn: SecretStr

@@ -15,10 +15,11 @@ import time
 from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
-from gateway_node.gateway import Gateway, Session
+from gateway_node.gateway import Gateway, RoomElsewhere, Session
 from gateway_node.placement import NoAvailableNodes
 from gateway_node.ratelimit import TokenBucket
 from rtcfleet import bus
+from rtcfleet.nodes import NodeState
 from rtcfleet.signaling import (
     MAX_FRAME_BYTES,
     ErrorCode,
@@ -26,6 +27,7 @@ from rtcfleet.signaling import (
     Joined,
     Leave,
     PublishOffer,
+    Redirect,
     Rejoin,
     SignalingError,
     SubscriberAnswer,
@@ -152,7 +154,11 @@ class SignalConnection:
         if message.session_id:
             await self.resume(message, grant)
             return
-        node = await self._place(grant.room)
+        try:
+            node = await self._place(grant.room)
+        except RoomElsewhere as elsewhere:
+            await self.ws.send_str(encode(Redirect(region=elsewhere.region, urls=elsewhere.urls)))
+            return
         gateway = self.gateway
         session_id = gateway.new_session_id()
         await gateway.save_session(session_id, grant, node.node_id)
@@ -174,9 +180,9 @@ class SignalConnection:
             "can_subscribe": grant.can_subscribe,
         }
 
-    async def _place(self, room: str):  # type: ignore[no-untyped-def]
+    async def _place(self, room: str, *, look_elsewhere: bool = True) -> NodeState:
         try:
-            return await self.gateway.place(room)
+            return await self.gateway.place(room, look_elsewhere=look_elsewhere)
         except NoAvailableNodes as exc:
             raise SignalingError(ErrorCode.NO_MEDIA_NODE, str(exc)) from None
 
@@ -213,7 +219,8 @@ class SignalConnection:
         async with session.lock:
             if gateway.node_is_fresh(session.node_id) and not session.reconnect_sent:
                 raise SignalingError(ErrorCode.BAD_MESSAGE, "media node is alive")
-            node = await self._place(session.grant.room)
+            # the session belongs to this region: its media is placed here
+            node = await self._place(session.grant.room, look_elsewhere=False)
             session.node_id = node.node_id
             session.reconnect_sent = False
             session.placed_at = time.time()

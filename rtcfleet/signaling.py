@@ -187,6 +187,14 @@ class Reconnect(_Message):
     reason: str
 
 
+class Redirect(_Message):
+    """The room lives in another region: join there (same token) at one of ``urls``."""
+
+    type: Literal["redirect"] = "redirect"
+    region: str
+    urls: list[str]
+
+
 class Error(_Message):
     type: Literal["error"] = "error"
     code: ErrorCode
@@ -203,6 +211,7 @@ ServerMessage = Annotated[
     | TrackPublished
     | TrackUnpublished
     | Reconnect
+    | Redirect
     | Error,
     Field(discriminator="type"),
 ]

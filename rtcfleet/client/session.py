@@ -50,6 +50,8 @@ class SessionEvents:
 
     joined_at: float | None = None
     resumes: int = 0
+    redirects: int = 0
+    fresh_joins: int = 0
     media_rejoins: int = 0
     signaling_gaps: list[float] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
@@ -87,6 +89,7 @@ class ClientSession:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
+        self._redirect: list[str] | None = None
 
     # ---- public -----------------------------------------------------------------------------
 
@@ -148,6 +151,13 @@ class ClientSession:
             await self._read_loop()
             if self._closing:
                 return
+            if self._redirect is not None:
+                # the room lives in another region: join there afresh, keep the rest as fallbacks
+                self.urls = list(dict.fromkeys([*self._redirect, *self.urls]))
+                self._redirect = None
+                self.events.redirects += 1
+                attempt, dropped_at = 0, None
+                continue
             dropped_at = time.monotonic()
             log.info("signaling to %s dropped; resuming elsewhere", url)
             attempt += 1
@@ -189,12 +199,22 @@ class ClientSession:
             self.events.participants.add(message["identity"])
         elif kind == "participant_left":
             self.events.participants.discard(message["identity"])
+        elif kind == "redirect":
+            self._redirect = list(message["urls"])
+            self.session_id = self.cursor = None
+            assert self._ws is not None
+            await self._ws.close()
         elif kind == "reconnect":
             await self._restart_media()
             await self._send(Rejoin())
         elif kind == "error":
             self.events.errors.append(message)
-            if not self._joined.is_set():
+            if message.get("code") == "session_not_found" and self.session_id is not None:
+                # resumed in a region that never knew the session (its region died): start over
+                self.session_id = self.cursor = None
+                self.events.fresh_joins += 1
+                await self._send(Join(token=self.token))
+            elif not self._joined.is_set():
                 raise JoinFailed(message.get("code", "?"), message.get("message", ""))
 
     async def _on_joined(self, message: dict[str, Any]) -> None:

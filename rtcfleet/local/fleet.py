@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from rtcfleet.servers import PostgresServer, ReplicatedPostgres, SentinelRedis, free_port
 from rtcfleet.servers.ports import LOOPBACK
 from rtcfleet.servers.process import ServerProcess
@@ -100,6 +102,7 @@ class LocalFleet:
         self.regions: dict[str, Region] = {}
         self._gateway_ports: dict[str, list[tuple[int, int]]] = {}
         self._counter = 0
+        self._home: str | None = None
 
     # ---- start / stop -----------------------------------------------------------------------
 
@@ -142,7 +145,7 @@ class LocalFleet:
 
     @property
     def home(self) -> str:
-        return self.spec.region_names()[0]
+        return self._home or self.spec.region_names()[0]
 
     def _env(self, extra: dict[str, str]) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RTCFLEET_")}
@@ -159,6 +162,23 @@ class LocalFleet:
         )
         process.start()
         return process
+
+    @property
+    def standby(self) -> str | None:
+        """The region whose replica is promoted when the home region dies."""
+        names = self.spec.region_names()
+        return names[1] if len(names) > 1 else None
+
+    def settings_dsn(self) -> str:
+        """Every Postgres server, asking for the writable one: after a promotion, gateways'
+        new connections find the promoted replica without a restart."""
+        assert self.postgres is not None
+        servers = [self.postgres.primary, *self.postgres.replicas]
+        hosts = ",".join(f"{LOOPBACK}:{server.port}" for server in servers)
+        return f"postgresql://postgres@{hosts}/postgres?target_session_attrs=read-write"
+
+    def internal_urls(self, region: str) -> list[str]:
+        return [f"http://{LOOPBACK}:{client}" for client, _ in self._gateway_ports[region]]
 
     def gateway_urls(self, region: str) -> list[str]:
         return [f"ws://{LOOPBACK}:{client}/v1/signal" for client, _ in self._gateway_ports[region]]
@@ -181,7 +201,10 @@ class LocalFleet:
             "RTCFLEET_GATEWAY_PUBLIC_URL": self.gateway_urls(region_name)[index],
             "RTCFLEET_GATEWAY_FALLBACK_URLS": json.dumps(fallback),
             "RTCFLEET_GATEWAY_REDIS_URL": region.redis.url,
-            "RTCFLEET_GATEWAY_POSTGRES_DSN": self.postgres.primary.dsn,
+            "RTCFLEET_GATEWAY_POSTGRES_DSN": self.settings_dsn(),
+            "RTCFLEET_GATEWAY_PEER_REGIONS": json.dumps(
+                {other: self.internal_urls(other) for other in others}
+            ),
             "RTCFLEET_GATEWAY_API_KEYS": json.dumps({self.spec.api_key: self.spec.api_secret}),
             "RTCFLEET_GATEWAY_CLUSTER_SECRET": self.spec.cluster_secret,
             "RTCFLEET_GATEWAY_ADMIN_TOKEN": self.spec.admin_token,
@@ -205,7 +228,7 @@ class LocalFleet:
         region = self.regions[region_name]
         self._counter += 1
         name = f"media-{region_name}-{self._counter}"
-        gateways = [f"http://{LOOPBACK}:{client}" for client, _ in self._gateway_ports[region_name]]
+        gateways = self.internal_urls(region_name)
         env = {
             "RTCFLEET_MEDIA_NODE_ID": name,
             "RTCFLEET_MEDIA_REGION": region_name,
@@ -221,6 +244,71 @@ class LocalFleet:
         service = ServiceProcess("media", name, region_name, self._spawn("media-node", name, env))
         region.media_nodes.append(service)
         return service
+
+    # ---- faults and recovery (drills) -------------------------------------------------------
+
+    def region_processes(self, name: str) -> list[ServerProcess]:
+        """Everything that dies with the region: its services, Redis and its Postgres servers."""
+        region = self.regions[name]
+        processes = [s.process for s in (*region.gateways, *region.media_nodes)]
+        processes += region.redis.processes()
+        postgres = [region.settings_replica]
+        if self.postgres is not None and name == self.home:
+            postgres.append(self.postgres.primary)
+        processes += [server.process for server in postgres if server.process is not None]
+        return processes
+
+    def kill_region(self, name: str) -> None:
+        """SIGKILL every process of the region at once, as an outage would."""
+        for process in self.region_processes(name):
+            process.kill()
+
+    def promote_standby(self) -> PostgresServer:
+        """Make the standby region's replica the read/write server and the standby region home."""
+        assert self.postgres is not None and self.standby is not None
+        standby = self.regions[self.standby].settings_replica
+        standby.promote()
+        self.postgres.primary, self._home = standby, self.standby
+        return standby
+
+    def restore_region(self, name: str, ready_timeout: float = 60.0) -> None:
+        """Bring a dead region back: fresh Redis, a replica of the current primary, services."""
+        assert self.postgres is not None
+        region = self.regions[name]
+        for process in self.region_processes(name):
+            process.kill()
+        region.redis = SentinelRedis(
+            self.workdir / f"redis-{name}-restored-{self._counter}"
+        ).start()
+        replica = PostgresServer(self.workdir / "postgres" / f"{name}-restored-{self._counter}")
+        replica.init_replica_of(self.postgres.primary).start()
+        region.settings_replica = replica
+        self.postgres.replicas[self.spec.region_names().index(name)] = replica
+        count = len(region.media_nodes)
+        region.media_nodes = []
+        for index in range(len(region.gateways)):
+            self.start_gateway(name, index)
+        for _ in range(count):
+            self.start_media_node(name)
+        self.wait_ready(ready_timeout)
+
+    async def replication_lag(self) -> dict[str, float]:
+        """How far the replicas trail the primary: WAL bytes not yet replayed, and seconds."""
+        assert self.postgres is not None
+        primary = await asyncpg.connect(self.postgres.primary.dsn, timeout=3)
+        try:
+            rows = await primary.fetch(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) AS bytes, "
+                "EXTRACT(EPOCH FROM COALESCE(replay_lag, interval '0')) AS seconds "
+                "FROM pg_stat_replication"
+            )
+        finally:
+            await primary.close()
+        return {
+            "bytes": max((float(r["bytes"] or 0) for r in rows), default=0.0),
+            "seconds": max((float(r["seconds"] or 0) for r in rows), default=0.0),
+            "streaming_replicas": float(len(rows)),
+        }
 
     # ---- readiness and facts ----------------------------------------------------------------
 
