@@ -7,7 +7,6 @@ lifecycle actions on its own group only.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,12 +14,12 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from infra.node_boot import boot_script
 from infra.spec import ROLE_TAG, Role
 
 SESSION_MANAGER_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 ROOT_DEVICE = "/dev/xvda"
 HEALTH_CHECK_GRACE_SECONDS = 300
-ENV_FILE = "/etc/rtcfleet/node.env"
 
 
 @dataclass(frozen=True)
@@ -68,27 +67,16 @@ def user_data(role: Role, env: str, region: str, parameter: str, secret_arn: str
 
     It carries names and ARNs only; the node reads the values with its instance profile.
     """
-    lines = [
-        f"RTCFLEET_ROLE={role.value}",
-        f"RTCFLEET_ENV={env}",
-        f"RTCFLEET_REGION={region}",
-        f"RTCFLEET_SETTINGS_PARAMETER={parameter}",
-        f"RTCFLEET_SECRET_ARN={secret_arn}",
-    ]
-    script = "\n".join(
-        [
-            "#!/bin/bash",
-            "set -euo pipefail",
-            "install -d -m 0755 /etc/rtcfleet",
-            f"cat > {ENV_FILE} <<'EOF'",
-            *lines,
-            "EOF",
-            f"chmod 0644 {ENV_FILE}",
-            f"systemctl enable --now rtcfleet-{role.value}.service",
-            "",
-        ]
+    return boot_script(
+        role,
+        {
+            "RTCFLEET_ROLE": role.value,
+            "RTCFLEET_ENV": env,
+            "RTCFLEET_REGION": region,
+            "RTCFLEET_SETTINGS_PARAMETER": parameter,
+            "RTCFLEET_SECRET_ARN": secret_arn,
+        },
     )
-    return base64.b64encode(script.encode()).decode()
 
 
 def _assume_role_policy() -> str:

@@ -17,8 +17,10 @@ from infra.aws.node_groups import CpuScaling, Drain, NodeGroup, NodeGroupArgs
 from infra.aws.node_settings import NodeSettings, NodeSettingsArgs, parameter_name
 from infra.aws.postgres import DATABASE, MASTER_USER, Postgres, PostgresArgs
 from infra.aws.redis import Redis, RedisArgs
-from infra.aws.secrets import Secrets, SecretsArgs, configured_secrets
+from infra.aws.secrets import Secrets, SecretsArgs
 from infra.aws.sizes import instance_type
+from infra.references import stack_reference_name
+from infra.secret_values import configured_secrets
 from infra.settings import AwsRegionSettings
 from infra.spec import Role
 
@@ -34,12 +36,6 @@ def short_region(region: str) -> str:
     """``us-east-1`` -> ``use1``: keeps load balancer and target group names under 32 chars."""
     area, *middle, number = region.split("-")
     return area + "".join(word[0] for word in middle) + number
-
-
-def stack_reference_name(stack: str) -> str:
-    # Self-managed backends name every organization "organization".
-    organization = pulumi.get_organization() or "organization"
-    return f"{organization}/{pulumi.get_project()}/{stack}"
 
 
 @dataclass

@@ -11,19 +11,9 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_random as random
 
-from infra.settings import NAMESPACE
-from infra.spec import ROLE_SECRETS, ROLE_TAG, SECRET_NAMES, Role
-
-# ElastiCache and RDS both refuse some punctuation in their passwords; length carries the entropy.
-SECRET_LENGTH = 48
-
-
-def configured_secrets() -> dict[str, pulumi.Output[str]]:
-    """Secrets the operator set with ``pulumi config set --secret rtcfleet:<name>``."""
-    config = pulumi.Config(NAMESPACE)
-    return {name: value for name in SECRET_NAMES if (value := config.get_secret(name)) is not None}
+from infra.secret_values import secret_values
+from infra.spec import ROLE_SECRETS, ROLE_TAG, Role
 
 
 def secret_name(env: str, region: str, role: Role) -> str:
@@ -52,18 +42,7 @@ class Secrets(pulumi.ComponentResource):
     ) -> None:
         super().__init__("rtcfleet:aws:Secrets", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        unknown = set(args.provided) - set(SECRET_NAMES)
-        if unknown:
-            raise ValueError(f"unknown secrets {sorted(unknown)}")
-        self.values = {}
-        for secret in SECRET_NAMES:
-            if secret in args.provided:
-                self.values[secret] = pulumi.Output.secret(args.provided[secret])
-            else:
-                generated = random.RandomPassword(
-                    f"{args.prefix}-{secret}", length=SECRET_LENGTH, special=False, opts=child
-                )
-                self.values[secret] = generated.result
+        self.values = secret_values(args.prefix, args.provided, parent=self)
 
         self.role_secrets = {}
         for role, names in ROLE_SECRETS.items():

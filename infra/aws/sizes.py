@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from infra.sizes import machine_type
 from infra.spec import Role, Size
 
 INSTANCE_TYPES: dict[Role, dict[Size, str]] = {
@@ -35,4 +36,4 @@ INSTANCE_TYPES: dict[Role, dict[Size, str]] = {
 
 def instance_type(role: Role, size: Size, override: str | None = None) -> str:
     """The type to run a role at a size, unless the stack names one itself."""
-    return override or INSTANCE_TYPES[role][size]
+    return machine_type(INSTANCE_TYPES, role, size, override)
