@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway_node import admin, internal
+from gateway_node import admin, demo, internal
 from gateway_node.gateway import Gateway
 from gateway_node.settings import GatewaySettings
 from gateway_node.signal import signal_handler
@@ -83,6 +83,7 @@ def create_apps(settings: GatewaySettings) -> tuple[web.Application, web.Applica
     client.router.add_get("/stats", stats)
     client.router.add_get("/metrics", metrics)
     client.router.add_get("/v1/signal", signal_handler)
+    demo.add_routes(client)
     internal.add_routes(client)
 
     admin_app = web.Application(middlewares=[admin.admin_auth])

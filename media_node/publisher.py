@@ -17,13 +17,15 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 from aiortc.sdp import SessionDescription
 
-from media_node import rtp_hooks
+from media_node import rtp_hooks, transport_cc
 from media_node.codec_policy import CodecNotAllowed, codec_preferences
 from media_node.ice import IcePolicy, ice_candidate_from_dict
 
 logger = logging.getLogger(__name__)
 
 KEYFRAME_REQUEST_INTERVAL = 0.5
+TRANSPORT_FEEDBACK_INTERVAL = 0.05
+CAP_REMB_INTERVAL = 1.0
 
 
 class PublishNotAllowed(PermissionError):
@@ -128,6 +130,8 @@ class Publisher:
         self._remb_cap = remb_cap
         self._on_closed = on_closed
         self._by_mid: dict[str, PublishedTrack] = {}
+        self.transport_feedback = transport_cc.TransportWideFeedback()
+        self._feedback_task: asyncio.Task[None] | None = None
         self.pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
@@ -159,6 +163,7 @@ class Publisher:
             if "Failed to set remote" in str(exc):
                 raise CodecNotAllowed(str(exc)) from exc
             raise
+        self._accept_transport_cc(offer)
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         local = SessionDescription.parse(self.pc.localDescription.sdp)
@@ -175,11 +180,53 @@ class Publisher:
     async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
         await self.pc.addIceCandidate(ice_candidate_from_dict(candidate))
 
+    @property
+    def transport_cc(self) -> bool:
+        """Whether the client offered, and the SFU answered, transport-wide feedback."""
+        return self._feedback_task is not None
+
+    def _accept_transport_cc(self, offer: SessionDescription) -> None:
+        """Answer every m-line that offers transport-wide feedback with it (on each offer, as
+        setRemoteDescription renegotiates the extensions) and start sending the feedback."""
+        by_mid = {t.mid: t for t in self.pc.getTransceivers()}
+        for media in offer.media:
+            extension_id = rtp_hooks.offered_transport_cc_id(media.rtp.headerExtensions)
+            transceiver = by_mid.get(media.rtp.muxId)
+            if extension_id is None or transceiver is None:
+                continue
+            receiver = transceiver.receiver
+            if isinstance(receiver, rtp_hooks.ForwardingReceiver):
+                rtp_hooks.accept_transport_cc(
+                    transceiver, extension_id, receiver, self.transport_feedback
+                )
+                if self._feedback_task is None:
+                    self._feedback_task = asyncio.ensure_future(self._send_feedback())
+
+    async def _send_feedback(self) -> None:
+        """Transport-wide feedback every 50 ms, and the cap as REMB every second (the sender's
+        own estimate replaces the SFU's, but the operator's cap still binds)."""
+        next_cap = 0.0
+        while True:
+            await asyncio.sleep(TRANSPORT_FEEDBACK_INTERVAL)
+            tracks = sorted(self.tracks.values(), key=lambda t: t.kind != "video")
+            try:
+                for track in tracks:
+                    if track.receiver is not None and track.receiver.transport_cc is not None:
+                        await track.receiver.send_transport_feedback(track.media_ssrc or 0)
+                        break
+                if time.monotonic() >= next_cap:
+                    next_cap = time.monotonic() + CAP_REMB_INTERVAL
+                    await self.apply_bitrate_cap()
+            except Exception:  # feedback must outlive one bad send
+                logger.exception("%s: transport feedback failed", self.participant)
+
     async def apply_bitrate_cap(self) -> None:
         for track in self.tracks.values():
             await track.apply_bitrate_cap()
 
     async def close(self) -> None:
+        if self._feedback_task is not None:
+            self._feedback_task.cancel()
         for track in self.tracks.values():
             track.downtracks.clear()
         await self.pc.close()

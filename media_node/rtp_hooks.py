@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, cast
 
@@ -20,7 +21,11 @@ from aioice.candidate import candidate_foundation, candidate_priority
 from aioice.ice import Connection, StunProtocol
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, clock
 from aiortc.codecs import is_rtx
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import (
+    RTCRtcpFeedback,
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+)
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -38,6 +43,8 @@ from aiortc.rtp import (
     unpack_remb_fci,
     unwrap_rtx,
 )
+
+from media_node import transport_cc
 
 AIORTC_VERSION = "1.16.0"
 
@@ -70,6 +77,7 @@ class ForwardingReceiver(RTCRtpReceiver):
     _fwd_remb_cap: Callable[[], int]
     _fwd_last_estimate: int | None
     _fwd_remb_sent: list[int]
+    _fwd_transport_cc: transport_cc.TransportWideFeedback | None
 
     async def receive(self, parameters: Any) -> None:
         if getattr(self, _RX + "started"):
@@ -86,10 +94,14 @@ class ForwardingReceiver(RTCRtpReceiver):
         setattr(self, _RX + "started", True)
 
     async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
-        if not self._enabled:
-            return
-        estimator = getattr(self, _RX + "remote_bitrate_estimator")
-        if estimator is not None and packet.extensions.abs_send_time is not None:
+        feedback = self._fwd_transport_cc
+        transport_seq = packet.extensions.transport_sequence_number
+        if feedback is not None and transport_seq is not None:
+            # the sender estimates from arrival times: REMB carries only the cap
+            feedback.record(transport_seq, time.monotonic_ns() // 1000)
+        elif (estimator := getattr(self, _RX + "remote_bitrate_estimator")) is not None and (
+            packet.extensions.abs_send_time is not None
+        ):
             remb = estimator.add(
                 abs_send_time=packet.extensions.abs_send_time,
                 arrival_time_ms=arrival_time_ms,
@@ -109,6 +121,8 @@ class ForwardingReceiver(RTCRtpReceiver):
         streams[packet.ssrc].add(packet)
 
         retransmitted = False
+        if not self._enabled:
+            return
         if is_rtx(codec):
             original_ssrc = getattr(self, _RX + "rtx_ssrc").get(packet.ssrc)
             apt = codec.parameters.get("apt")
@@ -141,6 +155,25 @@ class ForwardingReceiver(RTCRtpReceiver):
 
     async def send_pli(self, media_ssrc: int) -> None:
         await self._send_rtcp_pli(media_ssrc)
+
+    async def send_transport_feedback(self, media_ssrc: int) -> int:
+        """Send the transport-wide feedback collected since the last call; returns how many
+        RTCP packets that took (none before the receiver has started)."""
+        feedback = self._fwd_transport_cc
+        rtcp_ssrc = getattr(self, _RX + "rtcp_ssrc")
+        if feedback is None or rtcp_ssrc is None:
+            return 0
+        packets = feedback.build(rtcp_ssrc, media_ssrc)
+        for data in packets:
+            try:
+                await self.transport._send_rtp(data)
+            except ConnectionError:
+                break
+        return len(packets)
+
+    @property
+    def transport_cc(self) -> transport_cc.TransportWideFeedback | None:
+        return self._fwd_transport_cc
 
     @property
     def last_estimate(self) -> int | None:
@@ -235,7 +268,33 @@ def make_forwarding_receiver(
     forwarding._fwd_remb_cap = remb_cap
     forwarding._fwd_last_estimate = None
     forwarding._fwd_remb_sent = []
+    forwarding._fwd_transport_cc = None
     return forwarding
+
+
+def offered_transport_cc_id(headers: Iterable[RTCRtpHeaderExtensionParameters]) -> int | None:
+    """The id an offer gave the transport-wide sequence number extension, if it offered it."""
+    return next((h.id for h in headers if h.uri == transport_cc.URI), None)
+
+
+def accept_transport_cc(
+    transceiver: Any,
+    extension_id: int,
+    receiver: ForwardingReceiver,
+    feedback: transport_cc.TransportWideFeedback,
+) -> None:
+    """Answer the offered transport-wide congestion control, which aiortc does not implement:
+    add the header extension and the `transport-cc` feedback to the transceiver's negotiated
+    parameters (between setRemoteDescription and createAnswer), and have the receiver record
+    arrival times into `feedback`, shared by every receiver of the connection."""
+    extensions: list[RTCRtpHeaderExtensionParameters] = transceiver._headerExtensions
+    if not any(e.uri == transport_cc.URI for e in extensions):
+        extensions.append(RTCRtpHeaderExtensionParameters(id=extension_id, uri=transport_cc.URI))
+    codecs: list[RTCRtpCodecParameters] = transceiver._codecs
+    for codec in codecs:
+        if not is_rtx(codec) and RTCRtcpFeedback(type="transport-cc") not in codec.rtcpFeedback:
+            codec.rtcpFeedback.append(RTCRtcpFeedback(type="transport-cc"))
+    receiver._fwd_transport_cc = feedback
 
 
 def make_forwarding_sender(sender: RTCRtpSender, feedback: SenderFeedback) -> ForwardingSender:

@@ -1,0 +1,329 @@
+// rtcfleet demo client: the signaling protocol of docs/signaling.md in a browser.
+// Two peer connections: the publisher connection offers (camera + microphone up), the
+// subscriber connection answers the media node's offers (everyone else down). Live figures
+// are kept in window.rtcfleetDemo so a test can read what the page shows.
+"use strict";
+
+const params = new URLSearchParams(location.search);
+const form = document.getElementById("join");
+const leaveButton = document.getElementById("leave");
+const statusLine = document.getElementById("status");
+const tiles = document.getElementById("tiles");
+
+const demo = {
+  status: "idle",
+  joined: null,
+  errors: [],
+  messages: 0,
+  local: {},
+  remotes: {},
+};
+window.rtcfleetDemo = demo;
+
+let ws = null;
+let token = "";
+let iceServers = [];
+let localStream = null;
+let pubPc = null;
+let subPc = null;
+let queue = Promise.resolve();
+let statsTimer = null;
+const previous = new Map();  // stats id -> {bytes, timestamp}
+const remoteTiles = new Map();  // identity -> {root, video, stats, stream}
+
+function setStatus(text) {
+  demo.status = text;
+  statusLine.textContent = text;
+}
+
+function signalUrl() {
+  if (params.get("signal")) return params.get("signal");
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/v1/signal`;
+}
+
+function videoSize() {
+  const [w, h] = (params.get("video") || "1280x720").split("x").map(Number);
+  return { width: w || 1280, height: h || 720 };
+}
+
+function send(message) {
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message));
+}
+
+function gathered(pc, timeoutMs = 3000) {
+  // server SDPs carry their candidates; the page sends its own inside its SDP too
+  return new Promise((resolve) => {
+    if (pc.iceGatheringState === "complete") return resolve();
+    const timer = setTimeout(resolve, timeoutMs);
+    pc.addEventListener("icegatheringstatechange", () => {
+      if (pc.iceGatheringState === "complete") {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+}
+
+function connect(url) {
+  setStatus(`connecting to ${url}`);
+  ws = new WebSocket(url);
+  ws.onopen = () => send({ type: "join", token });
+  ws.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    demo.messages += 1;
+    queue = queue.then(() => onMessage(message)).catch((err) => {
+      demo.errors.push(String(err));
+      setStatus(`error: ${err}`);
+    });
+  };
+  ws.onclose = () => {
+    if (demo.status !== "left") setStatus("signaling closed");
+  };
+}
+
+async function onMessage(message) {
+  switch (message.type) {
+    case "joined":
+      demo.joined = message;
+      iceServers = (message.ice_servers || []).map((s) => ({
+        urls: s.urls, username: s.username || undefined, credential: s.credential || undefined,
+      }));
+      setStatus(`joined ${message.room} as ${message.identity} on ${message.node_id}`);
+      if (message.can_publish && !pubPc) await publish();
+      break;
+    case "publish_answer":
+      await pubPc.setRemoteDescription({ type: "answer", sdp: message.sdp });
+      break;
+    case "subscriber_offer":
+      await answerSubscriberOffer(message.sdp);
+      break;
+    case "participant_joined":
+      remoteTile(message.identity);
+      break;
+    case "participant_left":
+      removeTile(message.identity);
+      break;
+    case "redirect":
+      ws.onclose = null;
+      ws.close();
+      connect(message.urls[0]);
+      break;
+    case "reconnect":
+      closeMedia();
+      send({ type: "rejoin" });
+      break;
+    case "error":
+      demo.errors.push(`${message.code}: ${message.message}`);
+      setStatus(`error ${message.code}: ${message.message}`);
+      break;
+    default:
+      break;
+  }
+}
+
+async function publish() {
+  const size = videoSize();
+  localStream = await navigator.mediaDevices.getUserMedia({
+    audio: true,
+    video: { width: { ideal: size.width }, height: { ideal: size.height }, frameRate: { ideal: 30 } },
+  });
+  document.getElementById("local-video").srcObject = localStream;
+  pubPc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
+  for (const kind of ["audio", "video"]) {
+    for (const track of localStream.getTracks().filter((t) => t.kind === kind)) {
+      const transceiver = pubPc.addTransceiver(track, { direction: "sendonly", streams: [localStream] });
+      if (kind === "video") {
+        const parameters = transceiver.sender.getParameters();
+        if (!parameters.encodings || !parameters.encodings.length) parameters.encodings = [{}];
+        parameters.encodings[0].maxBitrate = Number(params.get("max_bitrate") || 2500000);
+        await transceiver.sender.setParameters(parameters).catch(() => {});
+      }
+    }
+  }
+  await pubPc.setLocalDescription(await pubPc.createOffer());
+  await gathered(pubPc);
+  send({ type: "publish_offer", sdp: pubPc.localDescription.sdp });
+  startStats();
+}
+
+async function answerSubscriberOffer(sdp) {
+  if (!subPc) {
+    subPc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
+    subPc.ontrack = onRemoteTrack;
+  }
+  await subPc.setRemoteDescription({ type: "offer", sdp });
+  await subPc.setLocalDescription(await subPc.createAnswer());
+  await gathered(subPc);
+  send({ type: "subscriber_answer", sdp: subPc.localDescription.sdp });
+  startStats();
+}
+
+function onRemoteTrack(event) {
+  // a=msid:<publisher identity> <track id>: the stream id names the publisher
+  const identity = event.streams.length ? event.streams[0].id : `mid-${event.transceiver.mid}`;
+  const tile = remoteTile(identity);
+  for (const old of tile.stream.getTracks().filter((t) => t.kind === event.track.kind)) {
+    tile.stream.removeTrack(old);
+  }
+  tile.stream.addTrack(event.track);
+  tile.video.srcObject = tile.stream;
+  tile.video.play().catch(() => {});
+}
+
+function remoteTile(identity) {
+  let tile = remoteTiles.get(identity);
+  if (tile) return tile;
+  const root = document.createElement("div");
+  root.className = "tile remote";
+  root.dataset.identity = identity;
+  const video = document.createElement("video");
+  video.autoplay = true;
+  video.playsInline = true;
+  video.muted = true;  // autoplay policy; unmuted by a click
+  video.addEventListener("click", () => { video.muted = !video.muted; });
+  const name = document.createElement("div");
+  name.className = "name";
+  name.textContent = identity;
+  const stats = document.createElement("div");
+  stats.className = "stats";
+  root.append(video, name, stats);
+  tiles.append(root);
+  tile = { root, video, stats, stream: new MediaStream() };
+  remoteTiles.set(identity, tile);
+  return tile;
+}
+
+function removeTile(identity) {
+  const tile = remoteTiles.get(identity);
+  if (!tile) return;
+  tile.root.remove();
+  remoteTiles.delete(identity);
+  delete demo.remotes[identity];
+}
+
+function rate(id, bytes, timestamp) {
+  const last = previous.get(id);
+  previous.set(id, { bytes, timestamp });
+  if (!last || timestamp <= last.timestamp) return null;
+  return (8 * (bytes - last.bytes) * 1000) / (timestamp - last.timestamp);
+}
+
+function selectedRtt(report) {
+  for (const stat of report.values()) {
+    if (stat.type === "transport" && stat.selectedCandidatePairId) {
+      const pair = report.get(stat.selectedCandidatePairId);
+      if (pair && pair.currentRoundTripTime !== undefined) return pair;
+    }
+  }
+  for (const stat of report.values()) {
+    if (stat.type === "candidate-pair" && stat.nominated && stat.state === "succeeded") return stat;
+  }
+  return null;
+}
+
+function fmt(bps, fps, rttS, extra = "") {
+  const mbps = bps == null ? "-" : (bps / 1e6).toFixed(2);
+  const rtt = rttS == null ? "-" : (rttS * 1000).toFixed(1);
+  return `${mbps} Mbit/s · ${fps == null ? "-" : Math.round(fps)} fps · rtt ${rtt} ms${extra}`;
+}
+
+async function collectStats() {
+  if (pubPc) {
+    const report = await pubPc.getStats();
+    const pair = selectedRtt(report);
+    for (const stat of report.values()) {
+      if (stat.type !== "outbound-rtp" || stat.kind !== "video") continue;
+      const bps = rate(stat.id, stat.bytesSent, stat.timestamp);
+      demo.local = {
+        bitrate_bps: bps,
+        bytes_sent: stat.bytesSent,
+        frames_per_second: stat.framesPerSecond ?? null,
+        frames_encoded: stat.framesEncoded,
+        width: stat.frameWidth ?? null,
+        height: stat.frameHeight ?? null,
+        quality_limitation: stat.qualityLimitationReason ?? null,
+        target_bitrate_bps: stat.targetBitrate ?? null,
+        available_outgoing_bps: pair ? pair.availableOutgoingBitrate ?? null : null,
+        rtt_s: pair ? pair.currentRoundTripTime ?? null : null,
+        codec: report.get(stat.codecId)?.mimeType ?? null,
+      };
+      document.getElementById("local-stats").textContent = fmt(
+        bps, stat.framesPerSecond, demo.local.rtt_s,
+        ` · ${stat.frameWidth || "?"}x${stat.frameHeight || "?"}`,
+      );
+    }
+  }
+  if (subPc) {
+    const report = await subPc.getStats();
+    const pair = selectedRtt(report);
+    const rtt = pair ? pair.currentRoundTripTime ?? null : null;
+    for (const [identity, tile] of remoteTiles) {
+      const ids = new Set(tile.stream.getTracks().map((t) => t.id));
+      const entry = { rtt_s: rtt };
+      for (const stat of report.values()) {
+        if (stat.type !== "inbound-rtp" || !ids.has(stat.trackIdentifier)) continue;
+        const bps = rate(stat.id, stat.bytesReceived, stat.timestamp);
+        if (stat.kind === "video") {
+          Object.assign(entry, {
+            bitrate_bps: bps,
+            frames_per_second: stat.framesPerSecond ?? null,
+            frames_decoded: stat.framesDecoded ?? 0,
+          });
+        } else {
+          entry.audio_bitrate_bps = bps;
+        }
+      }
+      const quality = tile.video.getVideoPlaybackQuality ? tile.video.getVideoPlaybackQuality() : null;
+      entry.video_width = tile.video.videoWidth;
+      entry.video_height = tile.video.videoHeight;
+      entry.frames_shown = quality ? quality.totalVideoFrames : null;
+      demo.remotes[identity] = entry;
+      tile.stats.textContent = fmt(
+        entry.bitrate_bps, entry.frames_per_second, rtt,
+        ` · ${entry.video_width}x${entry.video_height}`,
+      );
+    }
+  }
+}
+
+function startStats() {
+  if (statsTimer === null) {
+    statsTimer = setInterval(() => collectStats().catch((err) => demo.errors.push(String(err))), 1000);
+  }
+}
+
+function closeMedia() {
+  for (const pc of [pubPc, subPc]) if (pc) pc.close();
+  pubPc = subPc = null;
+  if (localStream) localStream.getTracks().forEach((t) => t.stop());
+  localStream = null;
+  for (const identity of [...remoteTiles.keys()]) removeTile(identity);
+}
+
+function join(givenToken) {
+  token = givenToken;
+  leaveButton.disabled = false;
+  connect(signalUrl());
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const data = new FormData(form);
+  const url = new URL(location.href);
+  url.searchParams.set("token", data.get("token"));
+  if (data.get("room")) url.searchParams.set("room", data.get("room"));
+  history.replaceState(null, "", url);
+  join(String(data.get("token")));
+});
+
+leaveButton.addEventListener("click", () => {
+  send({ type: "leave" });
+  closeMedia();
+  setStatus("left");
+  leaveButton.disabled = true;
+});
+
+form.elements.room.value = params.get("room") || "";
+form.elements.token.value = params.get("token") || "";
+if (params.get("token")) join(params.get("token"));
