@@ -38,6 +38,8 @@ DEFAULT_MEDIA_WARMUP_SECONDS = 180
 DEFAULT_DRAIN_TIMEOUT_SECONDS = 3600
 # Lifecycle heartbeat: the drain agent renews it while rooms remain.
 LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS = 300
+# Name of the media group's termination hook (unique per group), which the drain agent completes.
+DRAIN_HOOK_NAME = "rtcfleet-drain"
 
 # Tag on every resource that plays a role, so policies can check it against FIREWALL.
 ROLE_TAG = "rtcfleet:role"

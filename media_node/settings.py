@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -48,6 +49,13 @@ class MediaNodeSettings(ServiceSettings):
     port_min: int = Field(default=MEDIA_PORT_MIN, ge=1024, le=65535)
     port_max: int = Field(default=MEDIA_PORT_MAX, ge=1024, le=65535)
     drain_timeout_seconds: float = Field(default=DEFAULT_DRAIN_TIMEOUT_SECONDS, gt=0)
+    # Scale-in agent (media_node.drain_agent): set by the image's first boot; off when unset.
+    cloud: Literal["aws", "azure"] | None = None
+    # Overrides of the link-local metadata service and the cloud API endpoint (tests).
+    metadata_url: str | None = None
+    cloud_api_url: str | None = None
+    lifecycle_heartbeat_seconds: float = Field(default=60.0, gt=0)
+    scale_in_idle_seconds: float = Field(default=30.0, ge=0)
 
     @field_validator("gateway_urls")
     @classmethod

@@ -25,6 +25,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from media_node.drain_agent import DrainAgent, cloud_agent
 from media_node.settings import MediaNodeSettings
 from media_node.sfu import SfuConfig
 from media_node.worker import WorkerLoad, worker_main
@@ -72,6 +73,8 @@ class Supervisor:
         self._stopped = asyncio.Event()
         self._gateway_index = 0
         self._outbox: asyncio.Queue[tuple[str | None, dict[str, Any]]] = asyncio.Queue()
+        # The cloud's scale-in agent; set while run() runs on a cloud machine.
+        self.drain_agent: DrainAgent | None = None
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -361,6 +364,8 @@ class Supervisor:
             elapsed = time.monotonic() - self.drain_started
             if rooms_left == 0 or elapsed > self.settings.drain_timeout_seconds:
                 log.info("drain finished after %.1f s (%d rooms left)", elapsed, rooms_left)
+                if self.drain_agent is not None:
+                    await self.drain_agent.release()
                 self._stopped.set()
 
     def on_sigterm(self) -> None:
@@ -378,7 +383,18 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGINT, self.on_sigterm)
         self._redis = connect(self.settings.redis_url)
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S))
+        agent_scope = contextlib.AsyncExitStack()
         try:
+            self.drain_agent = await agent_scope.enter_async_context(
+                cloud_agent(
+                    self,
+                    self.settings.cloud,
+                    self.settings.metadata_url,
+                    self.settings.cloud_api_url,
+                    heartbeat_seconds=self.settings.lifecycle_heartbeat_seconds,
+                    idle_grace_seconds=self.settings.scale_in_idle_seconds,
+                )
+            )
             await self.refresh_settings()
             self.start_workers()
             while True:
@@ -399,6 +415,8 @@ class Supervisor:
                     self._drain_watch(),
                 )
             ]
+            if self.drain_agent is not None:
+                tasks.append(asyncio.create_task(self.drain_agent.run()))
             await self._stopped.wait()
             for task in tasks:
                 task.cancel()
@@ -406,6 +424,7 @@ class Supervisor:
         finally:
             self._stopped.set()
             await self.shutdown()
+            await agent_scope.aclose()
 
     async def shutdown(self) -> None:
         for handle in self.workers:

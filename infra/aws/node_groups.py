@@ -15,7 +15,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.node_boot import boot_script
-from infra.spec import ROLE_TAG, Role
+from infra.spec import DRAIN_HOOK_NAME, ROLE_TAG, Role
 
 SESSION_MANAGER_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 ROOT_DEVICE = "/dev/xvda"
@@ -118,6 +118,7 @@ def node_policy(secret_arn: str, parameter_arn: str, group_arn: str | None) -> s
                 "Action": [
                     "autoscaling:CompleteLifecycleAction",
                     "autoscaling:RecordLifecycleActionHeartbeat",
+                    "autoscaling:SetInstanceProtection",
                 ],
                 "Resource": group_arn,
             }
@@ -263,6 +264,7 @@ class NodeGroup(pulumi.ComponentResource):
         if args.drain is not None:
             self.lifecycle_hook = aws.autoscaling.LifecycleHook(
                 f"{base}-drain",
+                name=DRAIN_HOOK_NAME,
                 autoscaling_group_name=self.group.name,
                 lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
                 heartbeat_timeout=args.drain.heartbeat_seconds,

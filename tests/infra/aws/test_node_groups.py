@@ -62,6 +62,7 @@ def test_media_termination_hook_holds_nodes_for_drain(home_plan) -> None:
     hook = home_plan.named("aws:autoscaling/lifecycleHook:LifecycleHook", "prod-use1-media-drain")
     assert hook.inputs["autoscalingGroupName"] == media.outputs["name"]
     assert hook.inputs["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+    assert hook.inputs["name"] == "rtcfleet-drain"  # the name the drain agent completes
     assert hook.inputs["heartbeatTimeout"] == 300
     assert json.loads(hook.inputs["notificationMetadata"]) == {"drainTimeoutSeconds": 3600}
     hooks = home_plan.of_type("aws:autoscaling/lifecycleHook:LifecycleHook")
@@ -114,6 +115,7 @@ def test_instance_profiles_reach_only_their_own_secret_settings_and_group(home_p
     assert set(lifecycle["Action"]) == {
         "autoscaling:CompleteLifecycleAction",
         "autoscaling:RecordLifecycleActionHeartbeat",
+        "autoscaling:SetInstanceProtection",
     }
     assert "OwnLifecycle" not in _statements(home_plan, "prod-use1-gateway-node")
     attachments = of_type(home_plan.resources, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")

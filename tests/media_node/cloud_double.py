@@ -1,0 +1,231 @@
+"""A local stand-in for a machine's cloud: AWS IMDSv2, Azure IMDS with Scheduled Events and
+managed identity, Azure Resource Manager's instance protection, and an Auto Scaling front.
+
+It runs on 127.0.0.1 in a thread of its own, so node processes and in-process agents both
+reach it. The Auto Scaling front answers the lifecycle-action calls moto lacks and records
+them; every other Auto Scaling call goes on to a moto server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import aiohttp
+from aiohttp import web
+
+from rtcfleet.servers import free_port
+
+AUTOSCALING_NS = "http://autoscaling.amazonaws.com/doc/2011-01-01/"
+RECORDED_ACTIONS = ("CompleteLifecycleAction", "RecordLifecycleActionHeartbeat")
+
+
+@dataclass
+class AwsInstance:
+    instance_id: str
+    region: str
+    group: str
+    lifecycle_state: str = "InService"
+    tokens: set[str] = field(default_factory=set)
+    token_requests: int = 0
+    unauthenticated_reads: int = 0
+
+
+@dataclass
+class AzureInstance:
+    name: str
+    resource_id: str
+    location: str = "westeurope"
+    tags: dict[str, str] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    incarnation: int = 1
+    approvals: list[str] = field(default_factory=list)
+    protection: list[bool] = field(default_factory=list)
+
+
+class CloudDouble:
+    def __init__(self, moto_url: str | None = None) -> None:
+        self.moto_url = moto_url
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.aws: AwsInstance | None = None
+        self.azure: AzureInstance | None = None
+        # (action, parameters) of the Auto Scaling calls this front answered itself
+        self.autoscaling_calls: list[tuple[str, dict[str, str]]] = []
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> CloudDouble:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_put("/latest/api/token", self._ec2_token)
+        app.router.add_get("/latest/meta-data/{path:.*}", self._ec2_metadata)
+        app.router.add_get("/metadata/instance", self._azure_instance)
+        app.router.add_get("/metadata/scheduledevents", self._azure_events)
+        app.router.add_post("/metadata/scheduledevents", self._azure_approve)
+        app.router.add_get("/metadata/identity/oauth2/token", self._azure_token)
+        app.router.add_put("/subscriptions/{path:.*}", self._arm_put)
+        app.router.add_post("/autoscaling", self._autoscaling)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    @property
+    def autoscaling_url(self) -> str:
+        return f"{self.url}/autoscaling"
+
+    def calls(self, action: str) -> list[dict[str, str]]:
+        return [params for name, params in self.autoscaling_calls if name == action]
+
+    # ---- AWS IMDSv2 -------------------------------------------------------------------------
+
+    async def _ec2_token(self, request: web.Request) -> web.Response:
+        assert self.aws is not None
+        ttl = request.headers.get("X-aws-ec2-metadata-token-ttl-seconds", "")
+        if not ttl.isdigit() or not 1 <= int(ttl) <= 21600:
+            return web.Response(status=400)
+        token = uuid.uuid4().hex
+        self.aws.tokens.add(token)
+        self.aws.token_requests += 1
+        return web.Response(text=token)
+
+    async def _ec2_metadata(self, request: web.Request) -> web.Response:
+        aws = self.aws
+        assert aws is not None
+        if request.headers.get("X-aws-ec2-metadata-token") not in aws.tokens:
+            aws.unauthenticated_reads += 1
+            return web.Response(status=401)
+        items = {
+            "instance-id": aws.instance_id,
+            "placement/region": aws.region,
+            "tags/instance/aws:autoscaling:groupName": aws.group,
+            "autoscaling/target-lifecycle-state": aws.lifecycle_state,
+            "local-ipv4": "127.0.0.1",
+            "public-ipv4": "127.0.0.1",
+        }
+        value = items.get(request.match_info["path"])
+        return web.Response(text=value) if value is not None else web.Response(status=404)
+
+    # ---- Auto Scaling front -----------------------------------------------------------------
+
+    async def _autoscaling(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        params = dict(parse_qsl(body.decode()))
+        action = params.pop("Action", "")
+        params.pop("Version", None)
+        if action in RECORDED_ACTIONS:
+            self.autoscaling_calls.append((action, params))
+            xml = (
+                f'<{action}Response xmlns="{AUTOSCALING_NS}"><{action}Result/>'
+                f"<ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata>"
+                f"</{action}Response>"
+            )
+            return web.Response(text=xml, content_type="text/xml")
+        assert self.moto_url is not None, f"no moto server for {action}"
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(self.moto_url + "/", data=body, headers=headers) as response,
+        ):
+            return web.Response(
+                status=response.status,
+                body=await response.read(),
+                content_type=response.content_type,
+            )
+
+    # ---- Azure IMDS, Scheduled Events, ARM --------------------------------------------------
+
+    def _azure_request(self, request: web.Request) -> AzureInstance | None:
+        if request.headers.get("Metadata") != "true" or "api-version" not in request.query:
+            return None
+        return self.azure
+
+    async def _azure_instance(self, request: web.Request) -> web.Response:
+        azure = self._azure_request(request)
+        if azure is None:
+            return web.Response(status=400)
+        compute = {
+            "name": azure.name,
+            "location": azure.location,
+            "resourceId": azure.resource_id,
+            "tagsList": [{"name": k, "value": v} for k, v in azure.tags.items()],
+        }
+        network = {
+            "interface": [
+                {"ipv4": {"ipAddress": [{"privateIpAddress": "127.0.0.1", "publicIpAddress": ""}]}}
+            ]
+        }
+        return web.json_response({"compute": compute, "network": network})
+
+    async def _azure_events(self, request: web.Request) -> web.Response:
+        azure = self._azure_request(request)
+        if azure is None:
+            return web.Response(status=400)
+        return web.json_response({"DocumentIncarnation": azure.incarnation, "Events": azure.events})
+
+    async def _azure_approve(self, request: web.Request) -> web.Response:
+        azure = self._azure_request(request)
+        if azure is None:
+            return web.Response(status=400)
+        body = await request.json()
+        for start in body.get("StartRequests", []):
+            azure.approvals.append(start["EventId"])
+            azure.events = [e for e in azure.events if e["EventId"] != start["EventId"]]
+            azure.incarnation += 1
+        return web.Response(status=200)
+
+    async def _azure_token(self, request: web.Request) -> web.Response:
+        if self._azure_request(request) is None or "resource" not in request.query:
+            return web.Response(status=400)
+        return web.json_response(
+            {"access_token": f"token-for-{request.query['resource']}", "token_type": "Bearer"}
+        )
+
+    async def _arm_put(self, request: web.Request) -> web.Response:
+        azure = self.azure
+        assert azure is not None
+        if request.path != azure.resource_id or not request.headers.get(
+            "Authorization", ""
+        ).startswith("Bearer token-for-https://management.azure.com"):
+            return web.Response(status=403)
+        body = await request.json()
+        azure.protection.append(bool(body["properties"]["protectionPolicy"]["protectFromScaleIn"]))
+        return web.json_response(body)
+
+    def schedule_azure_event(self, event_type: str, seconds_from_now: float) -> str:
+        assert self.azure is not None
+        event_id = str(uuid.uuid4()).upper()
+        self.azure.events.append(
+            {
+                "EventId": event_id,
+                "EventType": event_type,
+                "ResourceType": "VirtualMachine",
+                "Resources": [self.azure.name],
+                "EventStatus": "Scheduled",
+                "NotBefore": email.utils.formatdate(time.time() + seconds_from_now, usegmt=True),
+                "Description": "Virtual machine is being scaled in",
+                "EventSource": "Platform",
+                "DurationInSeconds": -1,
+            }
+        )
+        self.azure.incarnation += 1
+        return event_id
