@@ -294,7 +294,9 @@ class Gateway:
         """An explicit leave: tell the node, forget the session everywhere."""
         self.detach(session)
         await bus.send_to_node(
-            self.redis, session.node_id, {"op": "leave", "session": session.session_id}
+            self.redis,
+            session.node_id,
+            {"op": "leave", "session": session.session_id, "room": session.grant.room},
         )
         await self.redis.delete(
             bus.session_key(session.session_id), bus.session_stream(session.session_id)

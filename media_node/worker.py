@@ -164,15 +164,23 @@ class Worker:
                 del self.rooms[room]
             self.to_session(session, error(ErrorCode.ROOM_FULL, "room is full"))
             return
-        await self.sfu.join(
-            room,
-            identity,
-            can_publish=bool(command.get("can_publish")),
-            can_subscribe=bool(command.get("can_subscribe")),
-        )
-        for other in members:
-            self.to_session(session, ParticipantJoined(identity=other))
+        others = list(members)
+        # known before the SFU hears of it: the SFU may offer the newcomer tracks at once
         members[identity] = session
+        try:
+            await self.sfu.join(
+                room,
+                identity,
+                can_publish=bool(command.get("can_publish")),
+                can_subscribe=bool(command.get("can_subscribe")),
+            )
+        except BaseException:
+            members.pop(identity, None)
+            if not members:
+                self.rooms.pop(room, None)
+            raise
+        for other in others:
+            self.to_session(session, ParticipantJoined(identity=other))
         self.to_room(room, ParticipantJoined(identity=identity), exclude=identity)
 
     def apply_settings(self, command: dict[str, Any]) -> None:

@@ -50,7 +50,10 @@ class SettingsError(ValueError):
 
 
 async def ensure_schema(conn: asyncpg.Connection) -> None:
-    await conn.execute(SCHEMA)
+    # gateways start together: serialize the CREATE so none trips over another's
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", TABLE)
+        await conn.execute(SCHEMA)
 
 
 async def load(conn: asyncpg.Connection) -> PlatformSettings:

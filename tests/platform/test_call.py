@@ -45,3 +45,20 @@ async def test_three_bots_through_two_gateways_decode_each_other(fleet: LocalFle
                 assert audio is not None and audio.frames_decoded > 0
     finally:
         await asyncio.gather(*(bot.close() for bot in bots.values()))
+
+
+async def test_the_same_participants_meet_again_in_a_reused_room(fleet: LocalFleet) -> None:
+    """A room closes when its last participant leaves; joining it again starts it afresh."""
+    urls = [g.signal_url for g in fleet.regions[fleet.home].gateways]
+    for round_ in range(2):
+        bots = [
+            Bot(urls, fleet.token("again", n), name=n, width=320, height=180, fps=15)
+            for n in ("ann", "ben")
+        ]
+        try:
+            for bot in bots:
+                await bot.start()
+            await wait_until(lambda b=bots: receives_from(b[0], ["ben"]), 20, f"round {round_}")
+            await wait_until(lambda b=bots: receives_from(b[1], ["ann"]), 20, f"round {round_}")
+        finally:
+            await asyncio.gather(*(bot.close() for bot in bots))

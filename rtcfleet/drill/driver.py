@@ -1,0 +1,250 @@
+"""The region-outage drill: baseline, inject, measure, restore — the same for every target.
+
+Measured from the moment of the fault:
+- time to detect: the region's entry point stops passing its health check (what DNS sees);
+- time until a new join lands in a surviving region (a probe joins through the global
+  fallback order, the dead region first, until one is answered elsewhere);
+- time until each bot that was in the dead region has media again (p50, max);
+- sessions dropped (bots without media at the end of the bound), settings writes lost (writes
+  the admin API acknowledged before the fault but not readable after it), and the replication
+  lag at the moment of the fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import aiohttp
+
+from rtcfleet.client.bot import Bot
+from rtcfleet.drill.backend import DrillBackend
+from rtcfleet.signaling import Join, encode
+
+PROBE_INTERVAL_S = 0.1
+SETTINGS_KEY = "max_participants_per_room"
+
+
+@dataclass
+class DrillSpec:
+    region: str
+    bots: int = 6
+    rooms: int = 3
+    recovery_timeout_s: float = 60.0
+    settings_writes: int = 20
+    bot_width: int = 320
+    bot_height: int = 180
+    bot_fps: int = 15
+    restore: bool = True
+
+
+@dataclass
+class DrillReport:
+    target: str
+    region: str
+    home_region_killed: bool
+    steps: list[str] = field(default_factory=list)
+    time_to_detect_s: float | None = None
+    time_to_new_joins_s: float | None = None
+    time_to_media_s: list[float] = field(default_factory=list)
+    affected_bots: int = 0
+    sessions_dropped: int = 0
+    settings_writes_acknowledged: int = 0
+    settings_writes_lost: int | None = None
+    settings_write_after_failover_s: float | None = None
+    replication_lag_at_fault: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def time_to_media_p50_s(self) -> float | None:
+        return statistics.median(self.time_to_media_s) if self.time_to_media_s else None
+
+    @property
+    def time_to_media_max_s(self) -> float | None:
+        return max(self.time_to_media_s) if self.time_to_media_s else None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["time_to_media_p50_s"] = self.time_to_media_p50_s
+        data["time_to_media_max_s"] = self.time_to_media_max_s
+        return data
+
+
+class _Admin:
+    def __init__(self, http: aiohttp.ClientSession, backend: DrillBackend) -> None:
+        self.http, self.backend = http, backend
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.backend.admin_token()}"}
+
+    async def write(self, region: str, changes: dict[str, Any]) -> bool:
+        try:
+            async with self.http.put(
+                self.backend.admin_url(region) + "/api/settings",
+                json=changes,
+                headers=self._headers(),
+            ) as response:
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    async def read(self, region: str) -> dict[str, Any] | None:
+        try:
+            async with self.http.get(
+                self.backend.admin_url(region) + "/api/settings", headers=self._headers()
+            ) as response:
+                return dict(await response.json()) if response.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None
+
+
+def _receives_all(bot: Bot, publishers: list[str], since: float) -> bool:
+    for publisher in publishers:
+        stats = bot.peer.received(publisher, "video")
+        if stats is None or stats.last_frame_at is None or stats.first_frame_at is None:
+            return False
+        if stats.first_frame_at < since or len(stats.sequence_numbers) < 3:
+            return False
+    return True
+
+
+async def _probe_join(backend: DrillBackend, urls: list[str], token: str) -> str | None:
+    """One signaling-only join through ``urls`` in order; the region that answered, if any."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+        for url in urls:
+            try:
+                async with http.ws_connect(url) as ws:
+                    await ws.send_str(encode(Join(token=token)))
+                    frame = await ws.receive(timeout=2)
+                    if frame.type != aiohttp.WSMsgType.TEXT:
+                        continue
+                    message = json.loads(frame.data)
+                    if message.get("type") == "joined":
+                        await ws.send_str(json.dumps({"type": "leave"}))
+                        return str(message["region"])
+            except (aiohttp.ClientError, TimeoutError, OSError):
+                continue
+    return None
+
+
+async def run_region_outage(backend: DrillBackend, spec: DrillSpec) -> DrillReport:
+    regions = backend.regions()
+    if spec.region not in regions:
+        raise ValueError(f"unknown region {spec.region!r}; the deployment has {regions}")
+    if len(regions) < 2:
+        raise ValueError("a region-outage drill needs at least two regions")
+    survivors = [r for r in regions if r != spec.region]
+    killed_home = spec.region == backend.home()
+    report = DrillReport(backend.target, spec.region, killed_home)
+
+    # ---- baseline: bots in rooms spread over the regions, settings written ---------------------
+    bots: list[tuple[Bot, str, list[str]]] = []
+    per_room = max(spec.bots // spec.rooms, 2)
+    for room_index in range(spec.rooms):
+        room = f"drill-{room_index}"
+        region = regions[room_index % len(regions)]
+        urls = backend.signal_urls(region) + [
+            u for r in regions if r != region for u in backend.signal_urls(r)
+        ]
+        names = [f"{room}-bot{i}" for i in range(per_room)]
+        for name in names:
+            bot = Bot(
+                urls,
+                backend.token(room, name),
+                name=name,
+                width=spec.bot_width,
+                height=spec.bot_height,
+                fps=spec.bot_fps,
+            )
+            bots.append((bot, room, [n for n in names if n != name]))
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+    admin = _Admin(http, backend)
+    try:
+        for bot, _, _ in bots:
+            await bot.start()
+        deadline = time.monotonic() + spec.recovery_timeout_s
+        while not all(_receives_all(b, others, 0) for b, _, others in bots):
+            if time.monotonic() > deadline:
+                missing = [
+                    f"{b.name} ({b.session.region}/{b.session.node_id}: {sorted(b.peer.remote)})"
+                    for b, _, others in bots
+                    if not _receives_all(b, others, 0)
+                ]
+                raise TimeoutError(f"baseline: no media for {', '.join(missing)}")
+            await asyncio.sleep(0.1)
+        writer_region = survivors[0] if killed_home else backend.home()
+        last_written = None
+        for value in range(100, 100 + spec.settings_writes):
+            if await admin.write(writer_region, {SETTINGS_KEY: value}):
+                report.settings_writes_acknowledged += 1
+                last_written = value
+        report.replication_lag_at_fault = await backend.replication_lag()
+        affected = [(b, others) for b, _, others in bots if b.session.region == spec.region]
+        report.affected_bots = len(affected)
+
+        # ---- inject ---------------------------------------------------------------------------
+        fault_at = time.monotonic()
+        report.steps += await backend.inject(spec.region)
+        if killed_home:
+            report.steps += await backend.fail_over_database()
+
+        # ---- measure --------------------------------------------------------------------------
+        async def detect() -> None:
+            while await backend.region_healthy(spec.region):
+                await asyncio.sleep(PROBE_INTERVAL_S)
+            report.time_to_detect_s = time.monotonic() - fault_at
+
+        async def new_joins() -> None:
+            urls = backend.signal_urls(spec.region) + [
+                u for r in survivors for u in backend.signal_urls(r)
+            ]
+            attempt = 0
+            while True:
+                attempt += 1
+                token = backend.token("drill-probe", f"probe-{attempt}")
+                answered = await _probe_join(backend, urls, token)
+                if answered is not None and answered != spec.region:
+                    report.time_to_new_joins_s = time.monotonic() - fault_at
+                    return
+                await asyncio.sleep(PROBE_INTERVAL_S)
+
+        async def media_again(bot: Bot, others: list[str]) -> None:
+            while not _receives_all(bot, others, fault_at):
+                await asyncio.sleep(0.05)
+            report.time_to_media_s.append(time.monotonic() - fault_at)
+
+        async def settings_write() -> None:
+            while not await admin.write(survivors[0], {SETTINGS_KEY: 50}):
+                await asyncio.sleep(PROBE_INTERVAL_S)
+            report.settings_write_after_failover_s = time.monotonic() - fault_at
+
+        measures = [detect(), new_joins(), *(media_again(b, o) for b, o in affected)]
+        tasks = [asyncio.ensure_future(m) for m in measures]
+        _, pending = await asyncio.wait(tasks, timeout=spec.recovery_timeout_s)
+        for task in pending:
+            task.cancel()
+        report.sessions_dropped = report.affected_bots - len(report.time_to_media_s)
+
+        # settings: what the surviving side reads, against what was acknowledged
+        current = await admin.read(survivors[0])
+        if current is not None and last_written is not None:
+            seen = int(current.get(SETTINGS_KEY, 0))
+            # writes carried 100, 101, ...: a value below the last one means the later ones died
+            lost = last_written - seen if 100 <= seen <= last_written else None
+            report.settings_writes_lost = (
+                lost if lost is not None else report.settings_writes_acknowledged
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(settings_write(), spec.recovery_timeout_s)
+    finally:
+        await asyncio.gather(*(b.close() for b, _, _ in bots), return_exceptions=True)
+        await http.close()
+
+    # ---- restore --------------------------------------------------------------------------------
+    if spec.restore:
+        report.steps += await backend.restore(spec.region)
+    return report

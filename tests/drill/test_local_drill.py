@@ -1,0 +1,59 @@
+"""The region-outage drill against a two-region local fleet, for real."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from rtcfleet.drill import DrillSpec, run_region_outage
+from rtcfleet.drill.local import LocalBackend
+from rtcfleet.local import FleetSpec, LocalFleet
+
+
+@pytest.fixture(scope="module")
+def two_regions() -> Iterator[LocalFleet]:
+    fleet = LocalFleet(FleetSpec(regions=2, gateways=1, media=1)).start()
+    yield fleet
+    fleet.remove()
+
+
+def show(report) -> None:  # type: ignore[no-untyped-def]
+    print(json.dumps(report.to_json(), indent=1))
+
+
+async def test_non_home_region_outage(two_regions: LocalFleet) -> None:
+    backend = LocalBackend(two_regions)
+    report = await run_region_outage(backend, DrillSpec(region="local-2", bots=6, rooms=3))
+    show(report)
+    print(
+        f"time to media p50 {report.time_to_media_p50_s:.2f} s, "
+        f"max {report.time_to_media_max_s:.2f} s over {report.affected_bots} bots"
+    )
+    assert report.affected_bots >= 2, "some rooms must have lived in the killed region"
+    assert report.sessions_dropped == 0
+    assert len(report.time_to_media_s) == report.affected_bots
+    assert report.time_to_detect_s is not None and report.time_to_new_joins_s is not None
+    assert report.replication_lag_at_fault["streaming_replicas"] == 2
+    assert report.settings_writes_acknowledged == 20
+    assert report.settings_writes_lost == 0
+    assert report.settings_write_after_failover_s is not None
+
+
+async def test_home_region_outage_promotes_the_standby(two_regions: LocalFleet) -> None:
+    backend = LocalBackend(two_regions)
+    assert two_regions.home == "local-1"
+    report = await run_region_outage(backend, DrillSpec(region="local-1", bots=6, rooms=3))
+    show(report)
+    assert report.home_region_killed
+    assert any("promoted the Postgres replica of local-2" in step for step in report.steps)
+    assert two_regions.home == "local-2"
+    assert report.sessions_dropped == 0
+    # the replica had caught up before the fault: the promoted server has every write
+    if report.replication_lag_at_fault["bytes"] == 0:
+        assert report.settings_writes_lost == 0
+    assert report.settings_write_after_failover_s is not None, "no admin write after failover"
+    print(
+        f"admin write succeeded {report.settings_write_after_failover_s:.2f} s after the fault"
+    )
