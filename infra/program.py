@@ -31,6 +31,12 @@ def declare_region(settings: RegionSettings) -> dict[str, pulumi.Output[Any]]:
 
 def define_stack(stack: str) -> dict[str, pulumi.Output[Any]]:
     """Read the running stack's config and declare it."""
+    from infra.global_settings import global_settings_from_pulumi_config, is_global_stack
+
+    if is_global_stack(stack):
+        from infra.global_stack.program import global_program
+
+        return global_program(global_settings_from_pulumi_config(stack))
     return declare_region(settings_from_pulumi_config(stack))
 
 

@@ -1,4 +1,9 @@
-"""The region's VPC: public and private subnets per zone, internet gateway, NAT."""
+"""The region's VPC: public and private subnets per zone, internet gateway, NAT.
+
+With peered networks, the region also gets its transit gateway: every route table sends the
+peers' ranges to it, and the global stack links the regions' transit gateways (peering, VPN).
+The region's own routes come from its own settings, so it never waits for another region.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +38,8 @@ class NetworkArgs:
     availability_zones: list[str]
     # One NAT per zone keeps private subnets online when a zone fails; dev saves with one.
     nat_per_az: bool = True
+    # Other regions' ranges, reached through this region's transit gateway.
+    peer_cidrs: list[str] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -42,6 +49,8 @@ class Network(pulumi.ComponentResource):
     vpc: aws.ec2.Vpc
     public_subnets: list[aws.ec2.Subnet]
     private_subnets: list[aws.ec2.Subnet]
+    route_tables: list[aws.ec2.RouteTable]
+    transit_gateway: aws.ec2transitgateway.TransitGateway | None = None
 
     def __init__(
         self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
@@ -93,13 +102,50 @@ class Network(pulumi.ComponentResource):
                 )
             )
 
+        peer_routes: list[aws.ec2.RouteTableRouteArgs] = []
+        routes_opts = child
+        if args.peer_cidrs:
+            self.transit_gateway = aws.ec2transitgateway.TransitGateway(
+                f"{prefix}-tgw",
+                description=f"{prefix}: private network to the other regions",
+                # Only the global stack's peering and VPN attachments, accepted by it.
+                auto_accept_shared_attachments="disable",
+                default_route_table_association="enable",
+                default_route_table_propagation="enable",
+                dns_support="enable",
+                vpn_ecmp_support="enable",
+                tags=tags(f"{prefix}-tgw"),
+                opts=child,
+            )
+            attachment = aws.ec2transitgateway.VpcAttachment(
+                f"{prefix}-tgw-vpc",
+                transit_gateway_id=self.transit_gateway.id,
+                vpc_id=self.vpc.id,
+                subnet_ids=[subnet.id for subnet in self.private_subnets],
+                dns_support="enable",
+                tags=tags(f"{prefix}-tgw-vpc"),
+                opts=child,
+            )
+            peer_routes = [
+                aws.ec2.RouteTableRouteArgs(
+                    cidr_block=cidr, transit_gateway_id=self.transit_gateway.id
+                )
+                for cidr in args.peer_cidrs
+            ]
+            # A route to a transit gateway is accepted once the VPC is attached to it.
+            routes_opts = pulumi.ResourceOptions(parent=self, depends_on=[attachment])
+
         public_routes = aws.ec2.RouteTable(
             f"{prefix}-public",
             vpc_id=self.vpc.id,
-            routes=[aws.ec2.RouteTableRouteArgs(cidr_block=ANYWHERE_V4, gateway_id=igw.id)],
+            routes=[
+                aws.ec2.RouteTableRouteArgs(cidr_block=ANYWHERE_V4, gateway_id=igw.id),
+                *peer_routes,
+            ],
             tags=tags(f"{prefix}-public"),
-            opts=child,
+            opts=routes_opts,
         )
+        self.route_tables = [public_routes]
         for zone, subnet in zip(args.availability_zones, self.public_subnets, strict=True):
             aws.ec2.RouteTableAssociation(
                 f"{prefix}-public-{zone}",
@@ -131,11 +177,13 @@ class Network(pulumi.ComponentResource):
                 routes=[
                     aws.ec2.RouteTableRouteArgs(
                         cidr_block=ANYWHERE_V4, nat_gateway_id=nat_ids[index % len(nat_ids)]
-                    )
+                    ),
+                    *peer_routes,
                 ],
                 tags=tags(f"{prefix}-private-{zone}"),
-                opts=child,
+                opts=routes_opts,
             )
+            self.route_tables.append(routes)
             aws.ec2.RouteTableAssociation(
                 f"{prefix}-private-{zone}",
                 subnet_id=subnet.id,

@@ -30,6 +30,12 @@ HOME_WRITE_ENDPOINT = "postgresWriteEndpoint"
 HOME_DB_PASSWORD = "dbPassword"
 # Output of the image stack: AMI id per region.
 IMAGE_IDS = "imageIds"
+# Outputs the global stack reads: DNS targets and the region's end of the private network.
+CLIENT_LB_DNS_NAME = "clientLbDnsName"
+VPC_CIDR = "vpcCidr"
+PEERED_CIDRS = "peeredCidrs"
+TRANSIT_GATEWAY_ID = "transitGatewayId"
+TRANSIT_ROUTE_TABLE_ID = "transitGatewayRouteTableId"
 
 
 def short_region(region: str) -> str:
@@ -76,6 +82,7 @@ class AwsRegion(pulumi.ComponentResource):
                 cidr=str(s.vpc_cidr),
                 availability_zones=list(s.availability_zones),
                 nat_per_az=s.nat_per_az,
+                peer_cidrs=[str(cidr) for cidr in s.peered_cidrs],
                 tags=tags,
             ),
             opts=child,
@@ -253,9 +260,10 @@ class AwsRegion(pulumi.ComponentResource):
         self.exports = {
             "region": pulumi.Output.from_input(s.region),
             "vpcId": network.vpc.id,
-            "vpcCidr": pulumi.Output.from_input(str(s.vpc_cidr)),
+            VPC_CIDR: pulumi.Output.from_input(str(s.vpc_cidr)),
+            PEERED_CIDRS: pulumi.Output.from_input([str(cidr) for cidr in s.peered_cidrs]),
             "privateSubnetIds": pulumi.Output.all(*network.private_subnet_ids),
-            "clientLbDnsName": lbs.client.dns_name,
+            CLIENT_LB_DNS_NAME: lbs.client.dns_name,
             "adminLbDnsName": lbs.admin.dns_name,
             "signalingLbDnsName": lbs.signaling.dns_name,
             "redisEndpoint": redis.endpoint,
@@ -265,6 +273,11 @@ class AwsRegion(pulumi.ComponentResource):
             "gatewayGroupName": gateways.group.name,
             "mediaGroupName": media.group.name,
         }
+        if network.transit_gateway is not None:
+            self.exports[TRANSIT_GATEWAY_ID] = network.transit_gateway.id
+            self.exports[TRANSIT_ROUTE_TABLE_ID] = (
+                network.transit_gateway.association_default_route_table_id
+            )
         if lbs.turn_tls is not None:
             self.exports["turnTlsLbDnsName"] = lbs.turn_tls.dns_name
         if postgres.primary is not None:

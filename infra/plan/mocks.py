@@ -13,6 +13,8 @@ from typing import Any
 
 import pulumi
 
+from infra.plan import azure_mocks
+
 ACCOUNT_ID = "123456789012"
 STACK_REFERENCE = "pulumi:pulumi:StackReference"
 _ID_PREFIXES = {
@@ -25,6 +27,11 @@ _ID_PREFIXES = {
     "aws:ec2/routeTable:RouteTable": "rtb",
     "aws:ec2/routeTableAssociation:RouteTableAssociation": "rtbassoc",
     "aws:ec2/launchTemplate:LaunchTemplate": "lt",
+    "aws:ec2transitgateway/transitGateway:TransitGateway": "tgw",
+    "aws:ec2transitgateway/vpcAttachment:VpcAttachment": "tgw-attach",
+    "aws:ec2transitgateway/peeringAttachment:PeeringAttachment": "tgw-attach",
+    "aws:ec2/customerGateway:CustomerGateway": "cgw",
+    "aws:ec2/vpnConnection:VpnConnection": "vpn",
 }
 
 
@@ -47,6 +54,22 @@ def _unwrap(value: Any) -> tuple[Any, bool]:
 
 def _digest(*parts: str) -> str:
     return hashlib.sha1("/".join(parts).encode()).hexdigest()
+
+
+def _public_ip(seed: str) -> str:
+    """A documentation address (RFC 5737) standing in for one the cloud allocates."""
+    return f"198.51.100.{int(seed, 16) % 254 + 1}"
+
+
+def _azure_outputs(typ: str, name: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Computed properties of the azure-native resources the plan reads back."""
+    digest = _digest(typ, name)
+    out: dict[str, Any] = {}
+    if "name" not in inputs:
+        out["name"] = name
+    if typ == "azure-native:network:PublicIPAddress":
+        out["ipAddress"] = f"203.0.113.{int(digest[:4], 16) % 254 + 1}"
+    return out
 
 
 @dataclass
@@ -82,6 +105,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self._regions: dict[str, str] = {}
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:
+        if args.token.startswith(azure_mocks.PREFIX):
+            return azure_mocks.call(args.token, args.args), None
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:root"}, None
         return {}, None
@@ -98,10 +123,15 @@ class RecordingMocks(pulumi.runtime.Mocks):
         resource_id = self._id(args.typ, args.name)
         region = self._region(args.provider)
         if args.typ.startswith("pulumi:providers:"):
-            if isinstance(inputs.get("region"), str):
-                self._regions[resource_id] = inputs["region"]
-            region = inputs.get("region")
+            # AWS providers name their region, azure-native ones their location.
+            location = inputs.get("region") or inputs.get("location")
+            if isinstance(location, str):
+                self._regions[resource_id] = location
+            region = location
         outputs = self._outputs(args.typ, args.name, inputs, resource_id, region)
+        if args.typ.startswith(azure_mocks.PREFIX):
+            resource_id = azure_mocks.resource_id(args.typ, args.name, inputs)
+            outputs = {**outputs, **azure_mocks.outputs(args.typ, args.name, inputs, region)}
         self.resources.append(
             RecordedResource(
                 type=args.typ,
@@ -153,6 +183,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         typ: str, name: str, inputs: Mapping[str, Any], resource_id: str, region: str | None
     ) -> dict[str, Any]:
         """Computed properties a real provider would return (names, ARNs, endpoints)."""
+        if typ.startswith("azure-native:"):
+            return _azure_outputs(typ, name, inputs)
         if typ.startswith("pulumi:providers:") or not typ.startswith(("aws:", "random:")):
             return {}
         digest = _digest(typ, name)
@@ -195,6 +227,17 @@ class RecordingMocks(pulumi.runtime.Mocks):
             out |= {
                 "keyId": digest[:32],
                 "arn": f"arn:aws:kms:{region}:{ACCOUNT_ID}:key/{digest[:32]}",
+            }
+        elif typ == "aws:ec2transitgateway/transitGateway:TransitGateway":
+            out["associationDefaultRouteTableId"] = f"tgw-rtb-{digest[:17]}"
+            out["propagationDefaultRouteTableId"] = f"tgw-rtb-{digest[:17]}"
+        elif typ == "aws:ec2/vpnConnection:VpnConnection":
+            out |= {
+                "transitGatewayAttachmentId": f"tgw-attach-{digest[17:34]}",
+                "tunnel1Address": _public_ip(digest[:4]),
+                "tunnel2Address": _public_ip(digest[4:8]),
+                "tunnel1PresharedKey": f"planned-psk-{digest[:20]}",
+                "tunnel2PresharedKey": f"planned-psk-{digest[20:40]}",
             }
         elif typ.startswith("aws:iam/"):
             kind = typ.rsplit(":", 1)[-1]

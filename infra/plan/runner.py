@@ -12,26 +12,31 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any, Protocol
 
 import pulumi
+import yaml
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import run_pulumi_func
 
+from infra.global_settings import GlobalSettings, StackSettings, stack_settings
 from infra.plan.checks import Violation, evaluate
 from infra.plan.mocks import RecordedResource, RecordingMocks
 from infra.settings import (
     RegionSettings,
     SettingsError,
     StackFile,
+    StackName,
     load_stack_file,
-    settings_from_values,
 )
 
 PROJECT = "rtcfleet"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STACKS_DIR = REPO_ROOT / "stacks"
+# Outputs of stacks whose program is not in this repository yet, answered to stacks reading them.
+RECORDED_OUTPUTS_DIR = "offline-outputs"
 Program = Callable[[str], Mapping[str, Any]]
 
 
@@ -47,6 +52,8 @@ def placeholder(key: str) -> str:
 class StackSource(Protocol):
     def load(self, stack: str) -> StackFile: ...
 
+    def recorded_outputs(self, stack: str) -> Mapping[str, Any] | None: ...
+
 
 @dataclass
 class StackFiles:
@@ -60,17 +67,31 @@ class StackFiles:
             raise PlanError(f"no stack file {path}")
         return load_stack_file(path)
 
+    def recorded_outputs(self, stack: str) -> Mapping[str, Any] | None:
+        path = self.directory / RECORDED_OUTPUTS_DIR / f"{stack}.yaml"
+        if not path.exists():
+            return None
+        document = yaml.safe_load(path.read_text()) or {}
+        outputs = document.get("outputs")
+        if not isinstance(outputs, dict):
+            raise PlanError(f"{path}: `outputs` must be a mapping")
+        return outputs
+
 
 @dataclass
 class StackConfigs:
     """Stacks given as config mappings (benchmarks, tests of settings)."""
 
     configs: Mapping[str, Mapping[str, Any]]
+    outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def load(self, stack: str) -> StackFile:
         if stack not in self.configs:
             raise PlanError(f"no config for stack {stack}")
         return StackFile(stack, dict(self.configs[stack]), frozenset())
+
+    def recorded_outputs(self, stack: str) -> Mapping[str, Any] | None:
+        return self.outputs.get(stack)
 
 
 @dataclass
@@ -82,7 +103,7 @@ class ProgramRun:
 @dataclass
 class StackPlan:
     stack: str
-    settings: RegionSettings
+    settings: StackSettings
     resources: list[RecordedResource]
     exports: dict[str, Any]
     violations: list[Violation]
@@ -173,13 +194,15 @@ class Planner:
         if stack in _chain:
             raise PlanError(f"stacks reference each other: {' -> '.join((*_chain, stack))}")
         stack_file = self.source.load(stack)
-        settings = settings_from_values(stack, stack_file.values)
+        settings = stack_settings(stack, stack_file.values)
         outputs: dict[str, Mapping[str, Any]] = {}
         for reference in settings.referenced_stacks():
             try:
-                outputs[reference] = self.plan(reference, (*_chain, stack)).exports
+                outputs[reference] = self._outputs_of(reference, (*_chain, stack))
             except PlanError as exc:
                 raise PlanError(f"{stack} reads outputs of {reference}: {exc}") from None
+        if isinstance(settings, GlobalSettings):
+            self._check_global(settings, outputs)
         config = dict(stack_file.values)
         for key in stack_file.secure_keys:
             config[key] = placeholder(key)
@@ -198,6 +221,40 @@ class Planner:
         )
         self._plans[stack] = plan
         return plan
+
+
+    def _outputs_of(self, stack: str, chain: tuple[str, ...]) -> Mapping[str, Any]:
+        """A referenced stack's planned outputs; recorded ones for a stack without a file."""
+        recorded = self.source.recorded_outputs(stack)
+        if recorded is not None and stack not in self._plans:
+            try:
+                self.source.load(stack)
+            except PlanError:
+                return recorded
+        return self.plan(stack, chain).exports
+
+    def _check_global(
+        self, settings: GlobalSettings, outputs: Mapping[str, Mapping[str, Any]]
+    ) -> None:
+        """The global stack against the regions it names: outputs present, networks agree."""
+        from infra.global_stack.program import required_outputs
+
+        private_network = len(settings.regions) > 1
+        regions: dict[str, RegionSettings] = {}
+        networks: dict[str, IPv4Network] = {}
+        for stack in settings.regions:
+            cloud = StackName.parse(stack).cloud
+            missing = sorted(set(required_outputs(cloud, private_network)) - set(outputs[stack]))
+            if missing:
+                raise PlanError(f"{stack} does not export {', '.join(missing)}")
+            planned = self._plans.get(stack)
+            if planned is not None and isinstance(planned.settings, RegionSettings):
+                regions[stack] = planned.settings
+            elif "vnetCidr" in outputs[stack]:
+                networks[stack] = IPv4Network(str(outputs[stack]["vnetCidr"]))
+        problems = settings.check_regions(regions, networks) if private_network else []
+        if problems:
+            raise SettingsError(problems)
 
 
 def plan_stack(stack: str, source: StackSource | None = None) -> StackPlan:

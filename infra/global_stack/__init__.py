@@ -1,0 +1,1 @@
+"""The ``<env>-global`` stack: DNS across regions, the private network between them."""

@@ -1,0 +1,162 @@
+"""The ``<env>-global`` stack: DNS over every region, the private network between them.
+
+It reads each region stack's outputs through a StackReference (values stored by the Pulumi
+backend, not live cloud calls) and declares the cross-region resources with one explicit
+provider per region. No region stack reads this stack, so a region deploys on its own even
+when another region's cloud API is down; this stack deploys after the regions
+(``rtcfleet stacks order``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.aws.region import (
+    CLIENT_LB_DNS_NAME,
+    TRANSIT_GATEWAY_ID,
+    TRANSIT_ROUTE_TABLE_ID,
+    VPC_CIDR,
+    stack_reference_name,
+)
+from infra.global_settings import GlobalSettings, latency_region
+from infra.global_stack.dns import GlobalDns, GlobalDnsArgs, RegionEndpoint
+from infra.global_stack.peering import (
+    AwsRegionEnd,
+    TransitPeering,
+    TransitPeeringArgs,
+    link_name,
+)
+from infra.global_stack.vpn import (
+    AZURE_GATEWAY_SUBNET_ID,
+    AZURE_LOCATION,
+    AZURE_RESOURCE_GROUP,
+    AZURE_VNET_CIDR,
+    AzureRegionEnd,
+    AzureVpnGateway,
+    AzureVpnGatewayArgs,
+    CrossCloudVpn,
+    CrossCloudVpnArgs,
+)
+
+# What the global stack reads from each kind of region stack.
+AWS_REGION_OUTPUTS = (CLIENT_LB_DNS_NAME, VPC_CIDR, TRANSIT_GATEWAY_ID, TRANSIT_ROUTE_TABLE_ID)
+AZURE_REGION_OUTPUTS = (
+    CLIENT_LB_DNS_NAME,
+    AZURE_LOCATION,
+    AZURE_VNET_CIDR,
+    AZURE_GATEWAY_SUBNET_ID,
+    AZURE_RESOURCE_GROUP,
+)
+
+
+def required_outputs(cloud: str, private_network: bool) -> tuple[str, ...]:
+    """The outputs a region stack of ``cloud`` must export for this stack."""
+    if cloud == "azure":
+        return AZURE_REGION_OUTPUTS
+    return AWS_REGION_OUTPUTS if private_network else (CLIENT_LB_DNS_NAME,)
+
+
+def global_program(settings: GlobalSettings) -> dict[str, pulumi.Output[Any]]:
+    """Declare the global stack's resources; return its outputs."""
+    tags = {"rtcfleet:env": settings.env, "rtcfleet:stack": settings.stack}
+    aws_providers: dict[str, aws.Provider] = {}
+
+    def aws_provider(region: str) -> aws.Provider:
+        if region not in aws_providers:
+            aws_providers[region] = aws.Provider(
+                f"aws-{region}",
+                region=region,
+                default_tags=aws.ProviderDefaultTagsArgs(
+                    tags={"rtcfleet:stack": settings.stack, "rtcfleet:managed-by": "pulumi"}
+                ),
+            )
+        return aws_providers[region]
+
+    names = settings.region_names()
+    private_network = len(names) > 1
+    endpoints: list[RegionEndpoint] = []
+    aws_ends: list[AwsRegionEnd] = []
+    azure_ends: list[AzureRegionEnd] = []
+    azure_provider = None
+    for stack, name in names.items():
+        reference = pulumi.StackReference(stack_reference_name(stack))
+        region_for_latency = latency_region(name)
+        assert region_for_latency is not None, "checked by GlobalSettings.check"
+        endpoints.append(
+            RegionEndpoint(stack, region_for_latency, reference.require_output(CLIENT_LB_DNS_NAME))
+        )
+        if not private_network:
+            continue
+        if name.cloud == "aws":
+            aws_ends.append(
+                AwsRegionEnd(
+                    stack=stack,
+                    region=name.region,
+                    provider=aws_provider(name.region),
+                    cidr=reference.require_output(VPC_CIDR),
+                    transit_gateway_id=reference.require_output(TRANSIT_GATEWAY_ID),
+                    route_table_id=reference.require_output(TRANSIT_ROUTE_TABLE_ID),
+                )
+            )
+        else:
+            import pulumi_azure_native as azure_native
+
+            if azure_provider is None:
+                azure_provider = azure_native.Provider("azure-native")
+            azure_ends.append(
+                AzureRegionEnd(
+                    stack=stack,
+                    location=reference.require_output(AZURE_LOCATION),
+                    cidr=reference.require_output(AZURE_VNET_CIDR),
+                    gateway_subnet_id=reference.require_output(AZURE_GATEWAY_SUBNET_ID),
+                    resource_group_name=reference.require_output(AZURE_RESOURCE_GROUP),
+                    provider=azure_provider,
+                )
+            )
+
+    dns = GlobalDns(
+        f"{settings.env}-dns",
+        GlobalDnsArgs(
+            zone_id=settings.hosted_zone_id,
+            signaling_fqdn=settings.signaling_fqdn,
+            fallback_fqdn=settings.fallback_fqdn,
+            endpoints=endpoints,
+            primary=settings.home_region,
+            secondary=settings.standby_region,
+            ttl=settings.record_ttl,
+            interval=settings.health_check_interval,
+            failures=settings.health_check_failures,
+            tags=tags,
+        ),
+        opts=pulumi.ResourceOptions(providers=[aws_provider(settings.dns_provider_region)]),
+    )
+
+    links: list[str] = []
+    for index, requester in enumerate(aws_ends):
+        for accepter in aws_ends[index + 1 :]:
+            link = link_name(requester.stack, accepter.stack)
+            TransitPeering(link, TransitPeeringArgs(requester, accepter, tags))
+            links.append(link)
+    for azure_end in azure_ends:
+        gateway = AzureVpnGateway(
+            f"{azure_end.stack}-vpn-gateway", AzureVpnGatewayArgs(azure_end, tags)
+        )
+        for aws_end in aws_ends:
+            link = link_name(aws_end.stack, azure_end.stack)
+            CrossCloudVpn(link, CrossCloudVpnArgs(aws_end, azure_end, gateway, tags))
+            links.append(link)
+
+    return {
+        "homeRegion": pulumi.Output.from_input(settings.home_region),
+        "standbyRegion": pulumi.Output.from_input(settings.standby_region),
+        "regions": pulumi.Output.from_input(list(settings.regions)),
+        "signalingFqdn": pulumi.Output.from_input(settings.signaling_fqdn),
+        "fallbackFqdn": pulumi.Output.from_input(settings.fallback_fqdn),
+        "healthCheckIds": pulumi.Output.from_input(
+            {stack: check.id for stack, check in dns.health_checks.items()}
+        ),
+        "privateLinks": pulumi.Output.from_input(links),
+    }
