@@ -54,6 +54,4 @@ async def test_home_region_outage_promotes_the_standby(two_regions: LocalFleet) 
     if report.replication_lag_at_fault["bytes"] == 0:
         assert report.settings_writes_lost == 0
     assert report.settings_write_after_failover_s is not None, "no admin write after failover"
-    print(
-        f"admin write succeeded {report.settings_write_after_failover_s:.2f} s after the fault"
-    )
+    print(f"admin write succeeded {report.settings_write_after_failover_s:.2f} s after the fault")

@@ -1,0 +1,281 @@
+"""The drill's AWS backend: a region taken out of DNS and scaled to zero, through boto3.
+
+Inject: invert the region's Route 53 health check (its latency and failover records stop
+answering with it), suspend its groups' scaling processes and scale them to zero. When the
+region was home: promote the standby region's RDS replica, point every surviving region's
+gateway settings at it and restart their gateways, and fail over the ElastiCache global
+datastore if the deployment uses one. Restore undoes the DNS and capacity changes; the promoted
+database stays primary (moving home back is a planned change through the stacks, not a drill).
+
+``dry_run`` records every call it would make and makes none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from rtcfleet.tokens import mint_token
+
+SUSPENDED_PROCESSES = [
+    "Launch",
+    "HealthCheck",
+    "ReplaceUnhealthy",
+    "AZRebalance",
+    "AlarmNotification",
+]
+GATEWAY_ROLE_TAG = "rtcfleet:role"
+
+
+class AwsRegionTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    signal_urls: list[str] = Field(min_length=1)
+    admin_url: str
+    health_check_id: str
+    auto_scaling_groups: list[str] = Field(min_length=1)
+    # the RDS instance a promotion would make primary (the region's cross-region replica)
+    db_replica_id: str | None = None
+    gateway_parameter: str
+    replication_group_id: str | None = None
+
+
+class AwsDrillConfig(BaseModel):
+    """Where the deployment's regions answer and what a drill may touch; no secrets inside."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    env: str
+    home: str
+    standby: str
+    regions: dict[str, AwsRegionTarget] = Field(min_length=2)
+    global_datastore_id: str | None = None
+    api_key: str = "default"
+
+    @classmethod
+    def load(cls, path: Path) -> AwsDrillConfig:
+        return cls.model_validate(yaml.safe_load(path.read_text()))
+
+
+@dataclass
+class _Capacity:
+    min_size: int
+    max_size: int
+    desired: int
+
+
+@dataclass
+class AwsBackend:
+    config: AwsDrillConfig
+    admin_token_value: str = ""
+    api_secret: str = ""
+    dry_run: bool = False
+    endpoint_url: str | None = None
+    session: Any = None
+    log: Callable[[str], None] = print
+    target: str = "aws"
+    calls: list[str] = field(default_factory=list)
+    _capacity: dict[str, _Capacity] = field(default_factory=dict)
+    _home: str = ""
+
+    def __post_init__(self) -> None:
+        self.session = self.session or boto3.session.Session()
+        self._home = self.config.home
+
+    # ---- facts ----------------------------------------------------------------------------
+
+    def regions(self) -> list[str]:
+        return list(self.config.regions)
+
+    def home(self) -> str:
+        return self._home
+
+    def standby(self) -> str | None:
+        return self.config.standby
+
+    def signal_urls(self, region: str) -> list[str]:
+        return list(self.config.regions[region].signal_urls)
+
+    def admin_url(self, region: str) -> str:
+        return self.config.regions[region].admin_url
+
+    def admin_token(self) -> str:
+        return self.admin_token_value
+
+    def token(self, room: str, identity: str) -> str:
+        return mint_token(self.config.api_key, self.api_secret, room=room, identity=identity)
+
+    # ---- calls ----------------------------------------------------------------------------
+
+    def _client(self, service: str, region: str) -> Any:
+        return self.session.client(service, region_name=region, endpoint_url=self.endpoint_url)
+
+    def _call(self, service: str, region: str, operation: str, **params: Any) -> dict[str, Any]:
+        rendered = ", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in params.items())
+        line = f"{service}.{operation}({rendered}) [{region}]"
+        self.calls.append(line)
+        self.log(("would call " if self.dry_run else "") + line)
+        if self.dry_run:
+            return {}
+        result: dict[str, Any] = getattr(self._client(service, region), operation)(**params)
+        return result
+
+    # ---- the sequence ----------------------------------------------------------------------
+
+    async def region_healthy(self, region: str) -> bool:
+        target = self.config.regions[region]
+        status = await asyncio.to_thread(
+            self._call, "route53", "us-east-1", "get_health_check_status",
+            HealthCheckId=target.health_check_id,
+        )  # fmt: skip
+        observations = status.get("HealthCheckObservations", [])
+        healthy = [o for o in observations if o["StatusReport"]["Status"].startswith("Success")]
+        return not observations or len(healthy) * 2 > len(observations)
+
+    async def replication_lag(self) -> dict[str, float]:
+        """The standby replica's ReplicaLag (CloudWatch, last minute), in seconds."""
+        replica = self.config.regions[self.config.standby].db_replica_id
+        if replica is None:
+            return {}
+        import datetime
+
+        now = datetime.datetime.now(datetime.UTC)
+        stats = await asyncio.to_thread(
+            self._call, "cloudwatch", self.config.standby, "get_metric_statistics",
+            Namespace="AWS/RDS", MetricName="ReplicaLag",
+            Dimensions=[{"Name": "DBInstanceIdentifier", "Value": replica}],
+            StartTime=now - datetime.timedelta(minutes=1), EndTime=now,
+            Period=60, Statistics=["Maximum"],
+        )  # fmt: skip
+        points = stats.get("Datapoints", [])
+        return {"seconds": max((float(p["Maximum"]) for p in points), default=0.0)}
+
+    async def inject(self, region: str) -> list[str]:
+        return await asyncio.to_thread(self._inject, region)
+
+    def _inject(self, region: str) -> list[str]:
+        target = self.config.regions[region]
+        steps = []
+        self._call(
+            "route53", "us-east-1", "update_health_check",
+            HealthCheckId=target.health_check_id, Inverted=True,
+        )  # fmt: skip
+        steps.append(
+            f"Route 53 health check {target.health_check_id} inverted: {region} out of DNS"
+        )
+        groups = self._call(
+            "autoscaling", region, "describe_auto_scaling_groups",
+            AutoScalingGroupNames=target.auto_scaling_groups,
+        )  # fmt: skip
+        for group in groups.get("AutoScalingGroups", []):
+            self._capacity[group["AutoScalingGroupName"]] = _Capacity(
+                group["MinSize"], group["MaxSize"], group["DesiredCapacity"]
+            )
+        for name in target.auto_scaling_groups:
+            self._call(
+                "autoscaling", region, "suspend_processes",
+                AutoScalingGroupName=name, ScalingProcesses=SUSPENDED_PROCESSES,
+            )  # fmt: skip
+            self._call(
+                "autoscaling", region, "update_auto_scaling_group",
+                AutoScalingGroupName=name, MinSize=0, DesiredCapacity=0,
+            )  # fmt: skip
+            steps.append(f"{name} scaled to zero")
+        return steps
+
+    async def fail_over_database(self) -> list[str]:
+        return await asyncio.to_thread(self._fail_over_database)
+
+    def _fail_over_database(self) -> list[str]:
+        standby = self.config.standby
+        target = self.config.regions[standby]
+        if target.db_replica_id is None:
+            raise ValueError(f"regions.{standby}.db_replica_id: needed to promote the standby")
+        steps = []
+        self._call(
+            "rds", standby, "promote_read_replica", DBInstanceIdentifier=target.db_replica_id
+        )
+        if not self.dry_run:
+            waiter = self._client("rds", standby).get_waiter("db_instance_available")
+            waiter.wait(
+                DBInstanceIdentifier=target.db_replica_id,
+                WaiterConfig={"Delay": 5, "MaxAttempts": 120},
+            )
+        described = self._call(
+            "rds", standby, "describe_db_instances", DBInstanceIdentifier=target.db_replica_id
+        )
+        instances = described.get("DBInstances", [{}])
+        endpoint = instances[0].get("Endpoint", {}).get("Address", "<promoted endpoint>")
+        steps.append(f"RDS replica {target.db_replica_id} in {standby} promoted ({endpoint})")
+        for region, other in self.config.regions.items():
+            if region == self.config.home:
+                continue
+            current = self._call("ssm", region, "get_parameter", Name=other.gateway_parameter)
+            document = json.loads(current.get("Parameter", {}).get("Value", "{}"))
+            document.setdefault("postgres", {})["writeHost"] = endpoint
+            self._call(
+                "ssm", region, "put_parameter",
+                Name=other.gateway_parameter, Value=json.dumps(document),
+                Type="String", Overwrite=True,
+            )  # fmt: skip
+            self._call(
+                "ssm", region, "send_command",
+                DocumentName="AWS-RunShellScript",
+                Targets=[{"Key": f"tag:{GATEWAY_ROLE_TAG}", "Values": ["gateway"]}],
+                Parameters={"commands": ["systemctl restart rtcfleet-gateway.service"]},
+                Comment="rtcfleet drill: settings database moved",
+            )  # fmt: skip
+            steps.append(f"{region} gateways repointed to {endpoint} and restarted")
+        if self.config.global_datastore_id and target.replication_group_id:
+            self._call(
+                "elasticache", standby, "failover_global_replication_group",
+                GlobalReplicationGroupId=self.config.global_datastore_id,
+                PrimaryRegion=standby, PrimaryReplicationGroupId=target.replication_group_id,
+            )  # fmt: skip
+            steps.append(f"ElastiCache global datastore primary moved to {standby}")
+        self._home = standby
+        return steps
+
+    async def restore(self, region: str) -> list[str]:
+        return await asyncio.to_thread(self._restore, region)
+
+    def _restore(self, region: str) -> list[str]:
+        target = self.config.regions[region]
+        steps = []
+        for name in target.auto_scaling_groups:
+            capacity = self._capacity.get(name)
+            if capacity is not None:
+                self._call(
+                    "autoscaling", region, "update_auto_scaling_group",
+                    AutoScalingGroupName=name, MinSize=capacity.min_size,
+                    MaxSize=capacity.max_size, DesiredCapacity=capacity.desired,
+                )  # fmt: skip
+            self._call(
+                "autoscaling", region, "resume_processes",
+                AutoScalingGroupName=name, ScalingProcesses=SUSPENDED_PROCESSES,
+            )  # fmt: skip
+            steps.append(f"{name} back to its capacity")
+        self._call(
+            "route53", "us-east-1", "update_health_check",
+            HealthCheckId=target.health_check_id, Inverted=False,
+        )  # fmt: skip
+        steps.append(f"Route 53 health check {target.health_check_id} restored")
+        return steps
+
+
+AZURE_STEPS = [
+    "remove the region's client endpoint from the Traffic Manager / Front Door profile",
+    "scale the region's gateway and media VM scale sets to zero (az vmss scale)",
+    "when the region was home: promote the standby's PostgreSQL Flexible Server replica "
+    "(az postgres flexible-server replica promote) and repoint the gateways' Key Vault setting",
+    "restart the surviving gateways (az vmss run-command)",
+    "restore: re-enable the endpoint and restore scale-set capacity",
+]
