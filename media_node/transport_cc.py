@@ -20,7 +20,7 @@ RTCP_RTPFB = 205
 FMT_TRANSPORT_CC = 15
 TICK_US = 250  # receive deltas are in units of 250 us
 REFERENCE_US = 64_000  # the reference time is in units of 64 ms
-MAX_STATUS_PER_PACKET = 1000  # keeps one feedback packet well under an MTU
+MAX_FEEDBACK_BYTES = 1100  # one feedback packet stays well under an MTU
 SEQ_MOD = 1 << 16
 
 NOT_RECEIVED, SMALL_DELTA, LARGE_DELTA = 0, 1, 2
@@ -96,7 +96,7 @@ class TransportWideFeedback:
         symbols: list[int] = []
         deltas = bytearray()
         seq = base
-        while seq <= end and len(symbols) < MAX_STATUS_PER_PACKET:
+        while seq <= end and 24 + 2 * (len(symbols) // 7) + len(deltas) < MAX_FEEDBACK_BYTES:
             arrival = self._arrivals.get(seq)
             if arrival is None:
                 symbols.append(NOT_RECEIVED)
