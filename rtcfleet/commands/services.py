@@ -117,6 +117,16 @@ def bot(
             raise typer.Exit(2)
         identity = identity or f"bot-{os.getpid()}"
         token = mint_token(key, secret, room=room, identity=identity)
+    else:
+        import jwt
+
+        try:
+            claimed = jwt.decode(token, options={"verify_signature": False}).get("room")
+        except jwt.PyJWTError:
+            claimed = None
+        if claimed != room:
+            typer.echo(f"--token admits to room {claimed!r}, not --room {room!r}", err=True)
+            raise typer.Exit(2)
     _loopback_media_for_loopback_gateways(gateway_url)
     report = asyncio.run(run_bot(gateway_url, token, seconds, name=identity or "bot"))
     if as_json:

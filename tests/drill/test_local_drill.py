@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 
 import pytest
 
+from rtcfleet.client.bot import Bot
 from rtcfleet.drill import DrillSpec, run_region_outage
 from rtcfleet.drill.local import LocalBackend
 from rtcfleet.local import FleetSpec, LocalFleet
+from tests.platform.conftest import receives_from, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +24,23 @@ def two_regions() -> Iterator[LocalFleet]:
 
 def show(report) -> None:  # type: ignore[no-untyped-def]
     print(json.dumps(report.to_json(), indent=1))
+
+
+async def test_a_room_live_in_one_region_is_joined_there_from_another(
+    two_regions: LocalFleet,
+) -> None:
+    first, second = (two_regions.gateway_urls(r) for r in ("local-1", "local-2"))
+    ann = Bot(first, two_regions.token("shared", "ann"), name="ann", width=320, height=180, fps=15)
+    ben = Bot(second, two_regions.token("shared", "ben"), name="ben", width=320, height=180, fps=15)
+    try:
+        await ann.start()
+        await ben.start()
+        assert ben.session.events.redirects == 1
+        assert (ann.session.region, ben.session.region) == ("local-1", "local-1")
+        assert ann.session.node_id == ben.session.node_id
+        await wait_until(lambda: receives_from(ben, ["ann"]), 20, "ben's media")
+    finally:
+        await asyncio.gather(ann.close(), ben.close())
 
 
 async def test_non_home_region_outage(two_regions: LocalFleet) -> None:
