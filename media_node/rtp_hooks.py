@@ -94,6 +94,8 @@ class ForwardingReceiver(RTCRtpReceiver):
         setattr(self, _RX + "started", True)
 
     async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        if not self._enabled:
+            return
         feedback = self._fwd_transport_cc
         transport_seq = packet.extensions.transport_sequence_number
         if feedback is not None and transport_seq is not None:
@@ -121,8 +123,6 @@ class ForwardingReceiver(RTCRtpReceiver):
         streams[packet.ssrc].add(packet)
 
         retransmitted = False
-        if not self._enabled:
-            return
         if is_rtx(codec):
             original_ssrc = getattr(self, _RX + "rtx_ssrc").get(packet.ssrc)
             apt = codec.parameters.get("apt")
