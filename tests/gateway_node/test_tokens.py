@@ -44,3 +44,48 @@ def test_turn_credentials_are_what_coturn_derives() -> None:
     assert username == "1600:alice"
     expected = base64.b64encode(hmac.new(b"shared", b"1600:alice", hashlib.sha1).digest())
     assert credential == expected.decode()
+
+
+def test_join_answer_ice_servers_carry_time_limited_turn_credentials() -> None:
+    from gateway_node.gateway import Gateway
+    from gateway_node.settings import GatewaySettings
+
+    settings = GatewaySettings(
+        redis_url="redis://127.0.0.1:1/0",
+        postgres_dsn="postgresql://x@127.0.0.1/x",  # type: ignore[arg-type]
+        api_keys={"k": "s" * 40},  # type: ignore[dict-item]
+        cluster_secret="c" * 20,  # type: ignore[arg-type]
+        admin_token="a" * 20,  # type: ignore[arg-type]
+        stun_urls=["stun:turn.example.test:3478"],
+        turn_urls=["turn:turn.example.test:3478?transport=udp", "turns:turn.example.test:443"],
+        turn_secret="shared-turn-secret",  # type: ignore[arg-type]
+        turn_ttl_seconds=600,
+    )
+    stun, turn = Gateway(settings).ice_servers("alice")
+    assert stun.urls == ["stun:turn.example.test:3478"] and stun.username is None
+    assert turn.urls == settings.turn_urls
+    assert turn.username is not None and turn.username.endswith(":alice")
+    expiry = int(turn.username.split(":")[0])
+    expected = base64.b64encode(
+        hmac.new(b"shared-turn-secret", turn.username.encode(), hashlib.sha1).digest()
+    ).decode()
+    assert turn.credential == expected
+    import time
+
+    assert 590 <= expiry - time.time() <= 600
+
+
+def test_turn_urls_must_be_turn_urls() -> None:
+    from pydantic import ValidationError
+
+    from gateway_node.settings import GatewaySettings
+
+    with pytest.raises(ValidationError, match="turn_urls"):
+        GatewaySettings(
+            redis_url="redis://127.0.0.1:1/0",
+            postgres_dsn="postgresql://x@127.0.0.1/x",  # type: ignore[arg-type]
+            api_keys={"k": "s" * 40},  # type: ignore[dict-item]
+            cluster_secret="c" * 20,  # type: ignore[arg-type]
+            admin_token="a" * 20,  # type: ignore[arg-type]
+            turn_urls=["http://nope"],
+        )
