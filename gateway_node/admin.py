@@ -24,8 +24,14 @@ def _gateway(request: web.Request):  # type: ignore[no-untyped-def]
     return request.app[GATEWAY]
 
 
+# the admin load balancer's health check reaches these without a token
+UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz"})
+
+
 @web.middleware
 async def admin_auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    if request.path in UNAUTHENTICATED_PATHS:
+        return await handler(request)
     expected = _gateway(request).settings.admin_token.get_secret_value().encode()
     header = request.headers.get("Authorization", "")
     given = header.removeprefix("Bearer ") if header.startswith("Bearer ") else ""

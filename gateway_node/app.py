@@ -88,6 +88,8 @@ def create_apps(settings: GatewaySettings) -> tuple[web.Application, web.Applica
 
     admin_app = web.Application(middlewares=[admin.admin_auth])
     admin_app[GATEWAY] = gateway
+    admin_app.router.add_get("/healthz", healthz)
+    admin_app.router.add_get("/readyz", readyz)
     admin.add_routes(admin_app)
     return client, admin_app
 

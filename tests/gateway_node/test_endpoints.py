@@ -27,6 +27,9 @@ async def test_readyz_needs_a_fresh_media_node(gw: GatewayUnderTest) -> None:
     await gw.register_node("node-a")
     response = await gw.client.get("/readyz")
     assert response.status == 200, await response.text()
+    # the admin load balancer checks the same thing on the admin port, without a token
+    assert (await gw.admin.get("/readyz")).status == 200
+    assert (await gw.admin.get("/api/nodes")).status == 401
 
 
 async def test_stats_count_clients_rooms_and_nodes(gw: GatewayUnderTest) -> None:
