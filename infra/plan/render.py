@@ -17,7 +17,17 @@ from infra.plan.runner import StackPlan
 from infra.spec import ROLE_TAG
 
 MASK = "[secret]"
-SECRET_PROPERTIES = frozenset({"authToken", "password", "secretString", "result"})
+SECRET_PROPERTIES = frozenset(
+    {
+        "authToken",
+        "password",
+        "secretString",
+        "result",
+        "sharedKey",
+        "tunnel1PresharedKey",
+        "tunnel2PresharedKey",
+    }
+)
 
 
 class _Index:
@@ -168,7 +178,42 @@ def _subnet(r: RecordedResource, index: _Index) -> str:
     return f"{r.inputs.get('cidrBlock')} {r.inputs.get('availabilityZone')} {tier}"
 
 
+def _health_check(r: RecordedResource, index: _Index) -> str:
+    i = r.inputs
+    return (
+        f"{i.get('type')} {i.get('fqdn')}:{_n(i.get('port'))}{i.get('resourcePath')} "
+        f"every {_n(i.get('requestInterval'))}s, unhealthy after {_n(i.get('failureThreshold'))}"
+    )
+
+
+def _record(r: RecordedResource, index: _Index) -> str:
+    i = r.inputs
+    latency = [p.get("region") for p in i.get("latencyRoutingPolicies") or []]
+    failover = [p.get("type") for p in i.get("failoverRoutingPolicies") or []]
+    routing = f"latency={','.join(latency)}" if latency else f"failover={','.join(failover)}"
+    check = "checked" if i.get("healthCheckId") else "unchecked"
+    targets = ",".join(i.get("records") or [])
+    return f"{i.get('type')} {i.get('name')} -> {targets} {routing} {check}"
+
+
+def _transit_route(r: RecordedResource, index: _Index) -> str:
+    i = r.inputs
+    return f"{i.get('destinationCidrBlock')} -> {i.get('transitGatewayAttachmentId')}"
+
+
 SUMMARIES: dict[str, Callable[[RecordedResource, _Index], str]] = {
+    "aws:route53/healthCheck:HealthCheck": _health_check,
+    "aws:route53/record:Record": _record,
+    "aws:ec2transitgateway/route:Route": _transit_route,
+    "aws:ec2transitgateway/peeringAttachment:PeeringAttachment": lambda r, _: (
+        f"peer region {r.inputs.get('peerRegion')}"
+    ),
+    "aws:ec2/vpnConnection:VpnConnection": lambda r, _: (
+        f"{r.inputs.get('type')} static={r.inputs.get('staticRoutesOnly')} via transit gateway"
+    ),
+    "azure-native:network:VirtualNetworkGateway": lambda r, _: (
+        f"{r.inputs.get('vpnType')} {(r.inputs.get('sku') or {}).get('name')}"
+    ),
     "aws:ec2/securityGroup:SecurityGroup": _security_group,
     "aws:lb/loadBalancer:LoadBalancer": _load_balancer,
     "aws:lb/listener:Listener": _listener,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pulumi_policy import Policy
 
 from infra.policy.aws import AWS_POLICIES
+from infra.policy.global_stack import GLOBAL_POLICIES
 
-POLICIES: list[Policy] = [*AWS_POLICIES]
+POLICIES: list[Policy] = [*AWS_POLICIES, *GLOBAL_POLICIES]
 
 __all__ = ["POLICIES"]

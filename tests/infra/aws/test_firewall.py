@@ -87,5 +87,5 @@ def test_example_stack_admin_group_uses_its_allow_list(home_plan) -> None:
     admin = by_role(home_plan.resources, SECURITY_GROUP)["admin-lb"]
     assert rule_set(admin) == {("tcp", 443, 443, ("198.51.100.0/26", "203.0.113.10/32"), ())}
     signaling = by_role(home_plan.resources, SECURITY_GROUP)["signaling-lb"]
-    private = ("10.10.0.0/16", "10.11.0.0/16", "10.12.0.0/16")
+    private = ("10.10.0.0/16", "10.11.0.0/16", "10.30.0.0/16")
     assert rule_set(signaling) == {("tcp", 8080, 8080, private, ())}

@@ -1,0 +1,291 @@
+"""The prod-global stack under mocks: DNS over every region, private links on both sides."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from infra.global_settings import global_settings_from_values
+from infra.plan.runner import PlanError, Planner, StackConfigs, StackFiles, StackPlan
+from infra.settings import SettingsError
+from tests.infra.conftest import EXAMPLE_STACKS, example_values
+
+GLOBAL = "prod-global"
+US, EU, AZ = "prod-aws-us-east-1", "prod-aws-eu-west-1", "prod-azure-westeurope"
+HEALTH_CHECK = "aws:route53/healthCheck:HealthCheck"
+RECORD = "aws:route53/record:Record"
+ROUTE = "aws:ec2transitgateway/route:Route"
+
+
+@pytest.fixture(scope="module")
+def planner() -> Planner:
+    """The example AWS stacks and prod-global; the Azure region answers its recorded outputs.
+
+    The recorded outputs keep these tests about the global program, whatever state the
+    Azure region stack's own file is in.
+    """
+    return Planner(StackConfigs(_global_configs(), _recorded(AZ)))
+
+
+@pytest.fixture(scope="module")
+def global_plan(planner: Planner) -> StackPlan:
+    return planner.plan(GLOBAL)
+
+
+def _region_exports(planner: Planner, stack: str) -> dict[str, Any]:
+    return planner.plan(stack).exports
+
+
+def _recorded(stack: str) -> dict[str, dict[str, Any]]:
+    recorded = StackFiles().recorded_outputs(stack)
+    assert recorded is not None
+    return {stack: dict(recorded)}
+
+
+def _providers(plan: StackPlan) -> dict[str, str]:
+    return {r.id: r.inputs.get("region") for r in plan.of_type("pulumi:providers:aws")}
+
+
+def test_plan_passes_and_reads_every_region(global_plan: StackPlan) -> None:
+    assert global_plan.passed, global_plan.violations
+    assert sorted(global_plan.references) == sorted([US, EU, AZ])
+    assert global_plan.exports["homeRegion"] == US
+    assert global_plan.exports["standbyRegion"] == EU
+
+
+def test_a_readyz_health_check_on_each_region_client_lb(global_plan, planner) -> None:
+    checks = {r.tags["rtcfleet:stack"]: r.inputs for r in global_plan.of_type(HEALTH_CHECK)}
+    assert set(checks) == {US, EU, AZ}
+    for stack in (US, EU):
+        assert checks[stack]["fqdn"] == _region_exports(planner, stack)["clientLbDnsName"]
+    for check in checks.values():
+        assert (check["type"], check["port"], check["resourcePath"]) == ("HTTPS", 443, "/readyz")
+        assert check["requestInterval"] == 10 and check["failureThreshold"] == 3
+
+
+def test_latency_records_obey_their_region_check(global_plan: StackPlan) -> None:
+    check_ids = {r.tags["rtcfleet:stack"]: r.id for r in global_plan.of_type(HEALTH_CHECK)}
+    latency = [
+        r.inputs for r in global_plan.of_type(RECORD) if r.inputs.get("latencyRoutingPolicies")
+    ]
+    assert {r["name"] for r in latency} == {"api.rtc.example.com"}
+    by_stack = {r["setIdentifier"]: r for r in latency}
+    assert set(by_stack) == {US, EU, AZ}
+    for stack, record in by_stack.items():
+        assert record["healthCheckId"] == check_ids[stack]
+    regions = {s: r["latencyRoutingPolicies"][0]["region"] for s, r in by_stack.items()}
+    assert regions == {US: "us-east-1", EU: "eu-west-1", AZ: "eu-central-1"}
+
+
+def test_fallback_name_fails_over_from_home_to_standby(global_plan, planner) -> None:
+    failover = {
+        r.inputs["failoverRoutingPolicies"][0]["type"]: r.inputs
+        for r in global_plan.of_type(RECORD)
+        if r.inputs.get("failoverRoutingPolicies")
+    }
+    assert set(failover) == {"PRIMARY", "SECONDARY"}
+    assert {r["name"] for r in failover.values()} == {"api-backup.rtc.example.com"}
+    assert failover["PRIMARY"]["records"] == [_region_exports(planner, US)["clientLbDnsName"]]
+    assert failover["SECONDARY"]["records"] == [_region_exports(planner, EU)["clientLbDnsName"]]
+    assert all(r["healthCheckId"] for r in failover.values())
+
+
+def test_transit_peering_is_accepted_and_routed_on_both_sides(global_plan, planner) -> None:
+    providers = _providers(global_plan)
+    (peering,) = global_plan.of_type("aws:ec2transitgateway/peeringAttachment:PeeringAttachment")
+    (accepter,) = global_plan.of_type(
+        "aws:ec2transitgateway/peeringAttachmentAccepter:PeeringAttachmentAccepter"
+    )
+    us, eu = _region_exports(planner, US), _region_exports(planner, EU)
+    # Requested from one region's provider, accepted with the other's.
+    requester_region = providers[peering.provider.rsplit("::", 1)[-1]]
+    accepter_region = providers[accepter.provider.rsplit("::", 1)[-1]]
+    assert {requester_region, accepter_region} == {"us-east-1", "eu-west-1"}
+    assert peering.inputs["peerRegion"] == accepter_region
+    assert accepter.inputs["transitGatewayAttachmentId"] == peering.id
+    assert {peering.inputs["transitGatewayId"], peering.inputs["peerTransitGatewayId"]} == {
+        us["transitGatewayId"],
+        eu["transitGatewayId"],
+    }
+    routes = {
+        (r.region, r.inputs["transitGatewayRouteTableId"], r.inputs["destinationCidrBlock"])
+        for r in global_plan.of_type(ROUTE)
+        if r.inputs["transitGatewayAttachmentId"] == peering.id
+    }
+    assert routes == {
+        ("us-east-1", us["transitGatewayRouteTableId"], eu["vpcCidr"]),
+        ("eu-west-1", eu["transitGatewayRouteTableId"], us["vpcCidr"]),
+    }
+
+
+def test_each_aws_region_has_a_two_tunnel_vpn_to_azure(global_plan, planner) -> None:
+    connections = global_plan.of_type("aws:ec2/vpnConnection:VpnConnection")
+    assert {c.region for c in connections} == {"us-east-1", "eu-west-1"}
+    gateway_ip = global_plan.named("azure-native:network:PublicIPAddress", f"{AZ}-vpn-ip").outputs[
+        "ipAddress"
+    ]
+    for customer in global_plan.of_type("aws:ec2/customerGateway:CustomerGateway"):
+        assert customer.inputs["ipAddress"] == gateway_ip
+    locals_ = global_plan.of_type("azure-native:network:LocalNetworkGateway")
+    for connection, stack in ((c, US if c.region == "us-east-1" else EU) for c in connections):
+        exports = _region_exports(planner, stack)
+        assert connection.inputs["transitGatewayId"] == exports["transitGatewayId"]
+        assert connection.inputs["staticRoutesOnly"] is True
+        tunnels = {connection.outputs["tunnel1Address"], connection.outputs["tunnel2Address"]}
+        mine = [g for g in locals_ if g.inputs["gatewayIpAddress"] in tunnels]
+        assert len(mine) == 2
+        assert all(
+            g.inputs["localNetworkAddressSpace"]["addressPrefixes"] == [exports["vpcCidr"]]
+            for g in mine
+        )
+        (route,) = [
+            r
+            for r in global_plan.of_type(ROUTE)
+            if r.inputs["transitGatewayAttachmentId"]
+            == connection.outputs["transitGatewayAttachmentId"]
+        ]
+        assert route.inputs["destinationCidrBlock"] == "10.30.0.0/16"
+    azure_connections = global_plan.of_type("azure-native:network:VirtualNetworkGatewayConnection")
+    assert len(azure_connections) == 4
+    assert all("sharedKey" in c.secret_inputs for c in azure_connections)
+
+
+def test_every_aws_resource_names_its_region_provider(global_plan: StackPlan) -> None:
+    aws = [r for r in global_plan.resources if r.type.startswith("aws:")]
+    assert aws and all(r.provider and r.region in {"us-east-1", "eu-west-1"} for r in aws)
+
+
+def test_no_region_stack_reads_the_global_stack(planner: Planner) -> None:
+    for stack in EXAMPLE_STACKS:
+        assert GLOBAL not in planner.plan(stack).references
+
+
+def _global_configs(**changes: Any) -> dict[str, dict[str, Any]]:
+    configs: dict[str, dict[str, Any]] = {s: example_values(s) for s in EXAMPLE_STACKS}
+    values = dict(example_values(GLOBAL))
+    for key, value in changes.items():
+        values[f"rtcfleet:{key}"] = value
+    configs[GLOBAL] = values
+    return configs
+
+
+AZ_OUTPUTS = _recorded(AZ)
+
+
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [
+        ({"homeRegion": "prod-aws-us-west-2"}, "rtcfleet:homeRegion"),
+        ({"standbyRegion": US}, "rtcfleet:standbyRegion"),
+        ({"regions": [US, "dev-aws-us-east-1"]}, "rtcfleet:regions"),
+        ({"hostedZoneId": "example.com"}, "rtcfleet:hostedZoneId"),
+        ({"healthCheckInterval": 15}, "rtcfleet:healthCheckInterval"),
+        ({"fallbackName": "api"}, "rtcfleet:fallbackName"),
+        ({"regions": [US, EU, "prod-azure-mars"]}, "rtcfleet:regions"),
+    ],
+)
+def test_bad_global_settings_name_the_key(changes: dict[str, Any], key: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Planner(StackConfigs(_global_configs(**changes), AZ_OUTPUTS)).plan(GLOBAL)
+    assert key in caught.value.keys
+
+
+def test_a_region_that_does_not_admit_another_region_network_is_refused() -> None:
+    configs = _global_configs()
+    configs[EU]["rtcfleet:peeredCidrs"] = ["10.10.0.0/16"]
+    with pytest.raises(SettingsError) as caught:
+        Planner(StackConfigs(configs, AZ_OUTPUTS)).plan(GLOBAL)
+    assert caught.value.keys == ["rtcfleet:regions"]
+    assert "prod-aws-eu-west-1: rtcfleet:peeredCidrs lacks 10.30.0.0/16" in str(caught.value)
+
+
+def test_a_region_without_the_outputs_the_global_stack_reads_is_a_plan_error() -> None:
+    configs = _global_configs()
+    outputs = {AZ: {k: v for k, v in AZ_OUTPUTS[AZ].items() if k != "gatewaySubnetId"}}
+    with pytest.raises(PlanError, match="does not export gatewaySubnetId"):
+        Planner(StackConfigs(configs, outputs)).plan(GLOBAL)
+
+
+def test_single_region_global_stack_has_dns_and_no_links() -> None:
+    configs = _global_configs(regions=[US])
+    configs[GLOBAL].pop("rtcfleet:standbyRegion")
+    plan = Planner(StackConfigs(configs)).plan(GLOBAL)
+    assert plan.passed, plan.violations
+    assert len(plan.of_type(HEALTH_CHECK)) == 1
+    assert not plan.of_type(ROUTE) and plan.exports["privateLinks"] == []
+
+
+def test_env_comes_from_the_stack_name() -> None:
+    with pytest.raises(SettingsError) as caught:
+        global_settings_from_values(GLOBAL, {**example_values(GLOBAL), "rtcfleet:env": "dev"})
+    assert caught.value.keys == ["rtcfleet:env"]
+
+
+def _violations(resources) -> list[str]:
+    from infra.plan.checks import evaluate
+    from infra.policy.global_stack import GLOBAL_POLICIES
+
+    return [f"{v.policy}: {v.message}" for v in evaluate(resources, GLOBAL_POLICIES)]
+
+
+def test_global_policies_pass_the_example(global_plan: StackPlan) -> None:
+    assert _violations(global_plan.resources) == []
+
+
+def test_a_region_without_health_check_fails(global_plan: StackPlan) -> None:
+    kept = [
+        r
+        for r in global_plan.resources
+        if not (r.type == HEALTH_CHECK and r.tags.get("rtcfleet:stack") == EU)
+    ]
+    found = _violations(kept)
+    assert f"rtcfleet-dns-health-check-per-region: region {EU} has no DNS health check" in found
+    assert any(v.startswith("rtcfleet-dns-records-follow-health-checks") and EU in v for v in found)
+
+
+def test_a_record_that_ignores_its_check_fails(global_plan: StackPlan) -> None:
+    record = next(r for r in global_plan.of_type(RECORD) if r.name == f"{US}-latency")
+    broken = copy.deepcopy(record)
+    broken.inputs.pop("healthCheckId")
+    kept = [broken if r is record else r for r in global_plan.resources]
+    assert _violations(kept) == [
+        "rtcfleet-dns-records-follow-health-checks: "
+        f"api.rtc.example.com: latency record for {US} ignores its health check"
+    ]
+
+
+def test_a_health_check_on_the_wrong_path_fails(global_plan: StackPlan) -> None:
+    check = next(r for r in global_plan.of_type(HEALTH_CHECK) if r.tags["rtcfleet:stack"] == AZ)
+    broken = copy.deepcopy(check)
+    broken.inputs["resourcePath"] = "/"
+    kept = [broken if r is check else r for r in global_plan.resources]
+    assert _violations(kept) == [
+        f"rtcfleet-dns-health-check-per-region: {AZ}: health check must probe /readyz"
+    ]
+
+
+def test_links_missing_a_side_fail(global_plan: StackPlan) -> None:
+    dropped = {
+        "aws:ec2transitgateway/peeringAttachmentAccepter:PeeringAttachmentAccepter",
+    }
+    kept = [
+        r
+        for r in global_plan.resources
+        if r.type not in dropped
+        and r.name != f"{EU}--{US}-route-eu-west-1"
+        and r.name != f"{US}--{AZ}-tunnel2"
+    ]
+    found = _violations(kept)
+    link = f"rtcfleet-private-links-both-sides: {EU}--{US}"
+    assert f"{link}: peering is requested but not accepted on the other side" in found
+    assert f"{link}: peering needs a route on each side's transit gateway" in found
+    assert any(f"{US}--{AZ}: Azure side needs a LocalNetworkGateway" in v for v in found)
+    assert any(
+        f"{US}--{AZ}: Azure side needs a VirtualNetworkGatewayConnection" in v for v in found
+    )
+
+
+def test_region_stacks_are_left_alone_by_the_global_policies(planner: Planner) -> None:
+    assert _violations(planner.plan(US).resources) == []
