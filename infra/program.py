@@ -12,6 +12,7 @@ import pulumi
 
 from infra.settings import (
     AwsRegionSettings,
+    AzureRegionSettings,
     RegionSettings,
     SettingsError,
     settings_from_pulumi_config,
@@ -24,6 +25,10 @@ def declare_region(settings: RegionSettings) -> dict[str, pulumi.Output[Any]]:
         from infra.aws.region import aws_region_program
 
         return aws_region_program(settings)
+    if isinstance(settings, AzureRegionSettings):
+        from infra.azure.region import azure_region_program
+
+        return azure_region_program(settings)
     raise SettingsError.one(
         "stack", f"{settings.stack}: no {settings.cloud} region program exists yet"
     )

@@ -21,6 +21,7 @@ from pydantic.alias_generators import to_camel
 
 from infra import spec
 from infra.aws.regions import AWS_REGIONS
+from infra.azure.regions import AZURE_REGIONS
 
 NAMESPACE = "rtcfleet"
 CLOUDS = ("aws", "azure")
@@ -255,7 +256,105 @@ class AwsRegionSettings(RegionSettings):
         return problems
 
 
-SETTINGS_MODELS: dict[str, type[RegionSettings]] = {"aws": AwsRegionSettings}
+_KEY_VAULT_SECRET = re.compile(
+    r"^https://(?P<vault>[a-z0-9-]{3,24})\.vault\.azure\.net/secrets/[A-Za-z0-9-]+(/[0-9a-f]{32})?$"
+)
+_KEY_VAULT_ID = re.compile(
+    r"^/subscriptions/[0-9a-f-]{36}/resourceGroups/[^/]+/providers/Microsoft\.KeyVault/vaults/"
+    r"(?P<vault>[A-Za-z0-9-]{3,24})$",
+    re.IGNORECASE,
+)
+_GALLERY_IMAGE_VERSION = re.compile(
+    r"^/subscriptions/[0-9a-f-]{36}/resourceGroups/[^/]+/providers/Microsoft\.Compute/galleries/"
+    r"[^/]+/images/[^/]+/versions/[^/]+$",
+    re.IGNORECASE,
+)
+
+
+AZURE_POSTGRES_MIN_BACKUP_DAYS = 7
+AZURE_REDIS_MAX_REPLICAS = 3
+
+
+class AzureRegionSettings(RegionSettings):
+    """A region on Azure: the neutral settings plus Azure names and size overrides.
+
+    ``vpcCidr`` is the region's VNet range, ``availabilityZones`` are Azure's zone numbers
+    ("1", "2", "3"), ``certificate`` is the Key Vault secret id of the TLS certificate the
+    Application Gateways present, and ``imageId`` a Compute Gallery image version id.
+    """
+
+    certificate_vault_id: str
+    gateway_vm_size: str | None = None
+    media_vm_size: str | None = None
+    redis_capacity: int | None = Field(None, ge=1, le=5)
+    postgres_sku: str | None = None
+    redis_version: str = "6"
+    postgres_version: str = "16"
+
+    cloud_regions: ClassVar[Mapping[str, tuple[str, ...]]] = AZURE_REGIONS
+
+    @field_validator("certificate", "admin_certificate")
+    @classmethod
+    def _key_vault_secret(cls, value: str | None) -> str | None:
+        if value is not None and not _KEY_VAULT_SECRET.match(value):
+            raise ValueError(
+                "must be a Key Vault secret id (https://<vault>.vault.azure.net/secrets/<name>)"
+            )
+        return value
+
+    @field_validator("certificate_vault_id")
+    @classmethod
+    def _vault_id(cls, value: str) -> str:
+        if not _KEY_VAULT_ID.match(value):
+            raise ValueError(
+                "must be a Key Vault resource id (/subscriptions/.../Microsoft.KeyVault/vaults/...)"
+            )
+        return value
+
+    @field_validator("image_id")
+    @classmethod
+    def _gallery_image(cls, value: str | None) -> str | None:
+        if value is not None and not _GALLERY_IMAGE_VERSION.match(value):
+            raise ValueError("must be a Compute Gallery image version id (.../versions/<version>)")
+        return value
+
+    def check(self) -> list[tuple[str, str]]:
+        problems = super().check()
+        vault = _KEY_VAULT_ID.match(self.certificate_vault_id)
+        for key, secret in (
+            ("certificate", self.certificate),
+            ("adminCertificate", self.admin_certificate),
+        ):
+            match = _KEY_VAULT_SECRET.match(secret or "")
+            if match and vault and match["vault"] != vault["vault"].lower():
+                problems.append(
+                    (
+                        config_key(key),
+                        f"is in vault {match['vault']}, not rtcfleet:certificateVaultId "
+                        f"({vault['vault']}): the gateways may read only that vault",
+                    )
+                )
+        if self.postgres_backup_days < AZURE_POSTGRES_MIN_BACKUP_DAYS:
+            problems.append(
+                (
+                    config_key("postgresBackupDays"),
+                    f"Azure keeps Postgres backups {AZURE_POSTGRES_MIN_BACKUP_DAYS} to 35 days",
+                )
+            )
+        if self.redis_replicas > AZURE_REDIS_MAX_REPLICAS:
+            problems.append(
+                (
+                    config_key("redisReplicas"),
+                    f"Azure Cache for Redis has at most {AZURE_REDIS_MAX_REPLICAS} replicas",
+                )
+            )
+        return problems
+
+
+SETTINGS_MODELS: dict[str, type[RegionSettings]] = {
+    "aws": AwsRegionSettings,
+    "azure": AzureRegionSettings,
+}
 
 
 def _describe(error: Mapping[str, Any]) -> tuple[str, str]:
@@ -287,7 +386,7 @@ def settings_from_values(stack: str, values: Mapping[str, Any]) -> RegionSetting
     model = SETTINGS_MODELS.get(name.cloud)
     if model is None:
         raise SettingsError.one(
-            "stack", f"{stack}: the {name.cloud} region stack does not exist yet (only aws)"
+            "stack", f"{stack}: no {name.cloud} region stack exists"
         )
     fields: dict[str, Any] = {}
     problems: list[tuple[str, str]] = []

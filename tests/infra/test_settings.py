@@ -73,9 +73,10 @@ def test_region_comes_from_the_stack_name_only() -> None:
     assert caught.value.keys[0] == "stack" and "us-mars-1" in str(caught.value)
 
 
-def test_azure_is_not_built_yet() -> None:
-    with pytest.raises(SettingsError, match="azure"):
+def test_azure_stack_names_its_missing_keys() -> None:
+    with pytest.raises(SettingsError) as caught:
         settings_from_values("prod-azure-westeurope", {})
+    assert "rtcfleet:certificateVaultId" in caught.value.keys
 
 
 def test_public_vpc_range_and_peer_overlap(plan_with) -> None:

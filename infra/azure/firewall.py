@@ -1,0 +1,311 @@
+"""Network security groups generated from ``infra.spec.FIREWALL``: Azure terms for each source.
+
+Each role that owns a subnet gets one NSG on that subnet whose inbound rules are ``FIREWALL``'s,
+translated where Azure differs from AWS in two places only, both stated here:
+
+- Azure Cache for Redis serves TLS on 6380 (its 6379 is the plain-text port, kept disabled), so
+  the Redis rules open 6380 where AWS opens 6379 for TLS.
+- The media-signaling entry point is an internal Standard Load Balancer, which forwards packets
+  with the caller's address instead of proxying them. Its callers therefore reach the gateways
+  directly: the gateway NSG admits the signaling load balancer's own sources (the private
+  network) on its port, and the load balancer needs no NSG of its own.
+
+Sources that are another role (the Application Gateways, gateways, media nodes) are that role's
+subnet. A few inbound flows Azure's platform needs are listed in ``PLATFORM_RULES``, each from
+a service tag or a private range, never from the internet. Every NSG ends with an explicit
+deny-all, so Azure's default rules (``AllowVnetInBound``, ``AllowAzureLoadBalancerInBound``)
+never admit anything: an NSG says what ``FIREWALL`` says and nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import pulumi
+import pulumi_azure_native as azure_native
+
+from infra.spec import (
+    FIREWALL,
+    POSTGRES_PORT,
+    REDIS_PORT,
+    ROLE_TAG,
+    Ingress,
+    Role,
+    Source,
+)
+
+AZURE_REDIS_TLS_PORT = 6380
+# Roles that own a subnet and so an NSG; the signaling load balancer passes packets through.
+NSG_ROLES = (
+    Role.CLIENT_LB,
+    Role.ADMIN_LB,
+    Role.GATEWAY,
+    Role.MEDIA_NODE,
+    Role.REDIS,
+    Role.POSTGRES,
+)
+# Sources that are pass-through load balancers on Azure: their targets see the LB's callers.
+PASS_THROUGH: dict[Source, Role] = {Source.SIGNALING_LB: Role.SIGNALING_LB}
+# Ports a managed service listens on instead of the spec's (role, port).
+SERVICE_PORTS: dict[tuple[Role, int], int] = {(Role.REDIS, REDIS_PORT): AZURE_REDIS_TLS_PORT}
+# Sources that are a role's subnet.
+SOURCE_ROLES: dict[Source, Role] = {
+    Source.CLIENT_LB: Role.CLIENT_LB,
+    Source.ADMIN_LB: Role.ADMIN_LB,
+    Source.GATEWAYS: Role.GATEWAY,
+    Source.MEDIA_NODES: Role.MEDIA_NODE,
+}
+
+GATEWAY_MANAGER = "GatewayManager"
+AZURE_LOAD_BALANCER = "AzureLoadBalancer"
+OWN_SUBNET = "own-subnet"
+PEERED_NETWORKS = "peered-networks"
+ANY_PORT = (0, 65535)
+DENY_ALL_NAME = "deny-all-inbound"
+DENY_ALL_PRIORITY = 4096
+SPEC_PRIORITY = 100
+PLATFORM_PRIORITY = 1000
+
+
+@dataclass(frozen=True)
+class PlatformRule:
+    """An inbound flow Azure's own machinery needs, from a service tag or a private range."""
+
+    name: str
+    protocol: Literal["tcp", "*"]
+    from_port: int
+    to_port: int
+    source: str
+    reason: str
+
+
+PLATFORM_RULES: dict[Role, tuple[PlatformRule, ...]] = {
+    Role.CLIENT_LB: (
+        PlatformRule(
+            "app-gateway-infrastructure",
+            "tcp",
+            65200,
+            65535,
+            GATEWAY_MANAGER,
+            "Application Gateway v2 control plane; Azure refuses a subnet NSG without it",
+        ),
+        PlatformRule(
+            "azure-load-balancer", "*", *ANY_PORT, AZURE_LOAD_BALANCER, "Application Gateway probes"
+        ),
+    ),
+    Role.ADMIN_LB: (
+        PlatformRule(
+            "app-gateway-infrastructure",
+            "tcp",
+            65200,
+            65535,
+            GATEWAY_MANAGER,
+            "Application Gateway v2 control plane; Azure refuses a subnet NSG without it",
+        ),
+        PlatformRule(
+            "azure-load-balancer", "*", *ANY_PORT, AZURE_LOAD_BALANCER, "Application Gateway probes"
+        ),
+    ),
+    Role.GATEWAY: (
+        PlatformRule(
+            "signaling-lb-probe",
+            "tcp",
+            8080,
+            8080,
+            AZURE_LOAD_BALANCER,
+            "the internal load balancer's health probe on /readyz",
+        ),
+    ),
+    Role.POSTGRES: (
+        PlatformRule(
+            "ha-standby",
+            "tcp",
+            POSTGRES_PORT,
+            POSTGRES_PORT,
+            OWN_SUBNET,
+            "zone-redundant HA: the standby replicates from the primary inside the subnet",
+        ),
+        PlatformRule(
+            "cross-region-replication",
+            "tcp",
+            POSTGRES_PORT,
+            POSTGRES_PORT,
+            PEERED_NETWORKS,
+            "read replicas in other regions stream from the writer over the private network",
+        ),
+    ),
+}
+
+
+def nsg_ingress(role: Role) -> tuple[Ingress, ...]:
+    """``FIREWALL[role]`` as the role's NSG enforces it on Azure (see the module docstring)."""
+    rules: list[Ingress] = []
+    for rule in FIREWALL[role]:
+        single = rule.from_port == rule.to_port
+        port = (
+            SERVICE_PORTS.get((role, rule.from_port), rule.from_port) if single else rule.from_port
+        )
+        to_port = port if single else rule.to_port
+        if rule.source in PASS_THROUGH:
+            sources = [
+                upstream.source
+                for upstream in FIREWALL[PASS_THROUGH[rule.source]]
+                if upstream.protocol == rule.protocol and upstream.covers(rule.from_port)
+            ]
+        else:
+            sources = [rule.source]
+        for source in sources:
+            translated = replace(rule, from_port=port, to_port=to_port, source=source)
+            if translated not in rules:
+                rules.append(translated)
+    return tuple(rules)
+
+
+def port_range(from_port: int, to_port: int) -> str:
+    if (from_port, to_port) == ANY_PORT:
+        return "*"
+    return str(from_port) if from_port == to_port else f"{from_port}-{to_port}"
+
+
+def _protocol(protocol: str) -> str:
+    return {"tcp": "Tcp", "udp": "Udp"}.get(protocol, "*")
+
+
+def rule_name(rule: Ingress) -> str:
+    return f"allow-{rule.protocol}-{port_range(rule.from_port, rule.to_port)}-from-{rule.source}"
+
+
+@dataclass
+class FirewallArgs:
+    prefix: str
+    resource_group_name: pulumi.Input[str]
+    location: str
+    # The CIDR of each role's subnet, planned before the subnets exist.
+    subnet_cidrs: Mapping[Role, str]
+    admin_allow_list: list[str]
+    # This VNet and the peered regions.
+    private_cidrs: list[str]
+    peered_cidrs: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+class Firewall(pulumi.ComponentResource):
+    """One NSG per subnet role, each saying exactly what ``nsg_ingress`` says, then deny-all."""
+
+    groups: dict[Role, azure_native.network.NetworkSecurityGroup]
+
+    def __init__(
+        self, name: str, args: FirewallArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("rtcfleet:azure:Firewall", name, None, opts)
+        self._args = args
+        self.groups = {}
+        for role in NSG_ROLES:
+            self.groups[role] = azure_native.network.NetworkSecurityGroup(
+                f"{args.prefix}-{role.value}",
+                network_security_group_name=f"{args.prefix}-{role.value}",
+                resource_group_name=args.resource_group_name,
+                location=args.location,
+                security_rules=self.rules(role),
+                tags={**args.tags, ROLE_TAG: role.value},
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        self.register_outputs({role.value: group.id for role, group in self.groups.items()})
+
+    def group_id(self, role: Role) -> pulumi.Output[str]:
+        return self.groups[role].id
+
+    def _sources(self, source: Source | str, role: Role) -> Sequence[str]:
+        args = self._args
+        if isinstance(source, Source) and source in SOURCE_ROLES:
+            return [args.subnet_cidrs[SOURCE_ROLES[source]]]
+        mapping: Mapping[str, Sequence[str]] = {
+            Source.ANYWHERE: ["*"],
+            Source.ADMIN_ALLOW_LIST: args.admin_allow_list,
+            Source.PRIVATE_NETWORK: args.private_cidrs,
+            GATEWAY_MANAGER: [GATEWAY_MANAGER],
+            AZURE_LOAD_BALANCER: [AZURE_LOAD_BALANCER],
+            OWN_SUBNET: [args.subnet_cidrs[role]],
+            PEERED_NETWORKS: args.peered_cidrs,
+        }
+        return mapping[source]
+
+    def _rule(
+        self,
+        role: Role,
+        name: str,
+        priority: int,
+        protocol: str,
+        ports: str,
+        sources: Sequence[str],
+        description: str,
+    ) -> azure_native.network.SecurityRuleArgs:
+        single = len(sources) == 1
+        return azure_native.network.SecurityRuleArgs(
+            name=name,
+            priority=priority,
+            direction="Inbound",
+            access="Allow",
+            protocol=protocol,
+            source_address_prefix=sources[0] if single else None,
+            source_address_prefixes=None if single else list(sources),
+            source_port_range="*",
+            destination_address_prefix=self._args.subnet_cidrs[role],
+            destination_port_range=ports,
+            description=description,
+        )
+
+    def rules(self, role: Role) -> list[azure_native.network.SecurityRuleArgs]:
+        rules = []
+        priority = SPEC_PRIORITY
+        for rule in nsg_ingress(role):
+            sources = self._sources(rule.source, role)
+            if not sources:
+                # An empty allow-list opens nothing: no admin access at all.
+                continue
+            rules.append(
+                self._rule(
+                    role,
+                    rule_name(rule),
+                    priority,
+                    _protocol(rule.protocol),
+                    port_range(rule.from_port, rule.to_port),
+                    sources,
+                    f"{role.value}: {rule.description} (infra.spec.FIREWALL)",
+                )
+            )
+            priority += 10
+        priority = PLATFORM_PRIORITY
+        for platform in PLATFORM_RULES.get(role, ()):
+            sources = self._sources(platform.source, role)
+            if not sources:
+                continue
+            rules.append(
+                self._rule(
+                    role,
+                    f"platform-{platform.name}",
+                    priority,
+                    _protocol(platform.protocol),
+                    port_range(platform.from_port, platform.to_port),
+                    sources,
+                    f"{role.value}: {platform.reason}",
+                )
+            )
+            priority += 10
+        rules.append(
+            azure_native.network.SecurityRuleArgs(
+                name=DENY_ALL_NAME,
+                priority=DENY_ALL_PRIORITY,
+                direction="Inbound",
+                access="Deny",
+                protocol="*",
+                source_address_prefix="*",
+                source_port_range="*",
+                destination_address_prefix="*",
+                destination_port_range="*",
+                description="overrides Azure's default AllowVnetInBound and AllowAzureLoadBalancer",
+            )
+        )
+        return rules
