@@ -95,7 +95,7 @@ class AwsScaleIn:
 
     async def _identity(self) -> tuple[Any, str, str]:
         if self._client is None:
-            import boto3  # type: ignore[import-untyped]
+            import boto3
 
             region = await self.metadata.region()
             self._client = boto3.client(

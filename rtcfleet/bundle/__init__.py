@@ -1,0 +1,1 @@
+"""The node bundle: what a machine image installs to run a gateway or a media node."""

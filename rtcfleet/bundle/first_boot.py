@@ -1,0 +1,326 @@
+"""First boot of a node image: learn who this machine is and write its services' settings.
+
+AWS: IMDSv2 gives the instance id, region, addresses and tags; ``/etc/rtcfleet/node.env``
+(from the launch template's user data) names the role, the SSM settings parameter and the
+Secrets Manager secret, read with the instance profile. Azure: IMDS gives the same facts and the
+tags (``rtcfleet-role``, ``rtcfleet-env``, ``rtcfleet-keyvault``); Key Vault holds the settings
+document (``rtcfleet-<role>-settings``) and the secrets (``rtcfleet-<role>-secrets``), read with
+the managed identity.
+
+The output is ``<etc>/<role>.env`` (the unit's ``EnvironmentFile``, mode 0600) and, on media
+nodes, ``<etc>/turnserver.conf`` for coturn. Both services derive TURN credentials from one
+secret: ``HMAC-SHA256(clusterSecret, "rtcfleet-turn")`` unless the secret sets ``turnSecret``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from infra.spec import INTERNAL_PATH_PREFIX, MEDIA_PORT_MAX, MEDIA_PORT_MIN, TURN_PORT
+from media_node.cloud_metadata import AzureMetadata, Ec2Metadata, MetadataError
+from rtcfleet.bundle.templates import TURNSERVER_CONF
+
+ETC_DIR = Path("/etc/rtcfleet")
+NODE_ENV = "node.env"
+KEY_VAULT_API = "7.4"
+AZURE_TAG_PREFIX = "rtcfleet-"
+
+
+class FirstBootError(RuntimeError):
+    """The machine lacks a fact its services need; the message names it."""
+
+
+@dataclass
+class NodeFacts:
+    """Everything first boot learned, in cloud-neutral terms."""
+
+    cloud: str
+    role: str
+    env: str
+    region: str
+    node_id: str
+    private_ip: str
+    public_ip: str | None
+    settings: dict[str, Any]
+    secrets: dict[str, str]
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def turn_secret(secrets: dict[str, str]) -> str:
+    if secrets.get("turnSecret"):
+        return secrets["turnSecret"]
+    cluster = _require(secrets, "clusterSecret", "the role's secret")
+    return hmac.new(cluster.encode(), b"rtcfleet-turn", hashlib.sha256).hexdigest()
+
+
+def _require(mapping: dict[str, Any], key: str, where: str) -> Any:
+    if mapping.get(key) in (None, ""):
+        raise FirstBootError(f"{where} has no {key!r}")
+    return mapping[key]
+
+
+def redis_url(settings: dict[str, Any], secrets: dict[str, str]) -> str:
+    redis = _require(settings, "redis", "settings document")
+    scheme = "rediss" if redis.get("tls", True) else "redis"
+    token = secrets.get("redisAuthToken")
+    auth = f":{quote(token, safe='')}@" if token else ""
+    return f"{scheme}://{auth}{redis['host']}:{redis.get('port', 6379)}/0"
+
+
+def postgres_dsn(settings: dict[str, Any], secrets: dict[str, str], host_key: str) -> str:
+    pg = _require(settings, "postgres", "settings document")
+    password = quote(secrets.get("dbPassword", ""), safe="")
+    user = quote(str(pg.get("user", "postgres")), safe="")
+    auth = f"{user}:{password}" if password else user
+    query = "" if pg.get("tls") is False else "?sslmode=require"
+    host = _require(pg, host_key, "settings document's postgres")
+    return (
+        f"postgresql://{auth}@{host}:{pg.get('port', 5432)}/{pg.get('database', 'postgres')}{query}"
+    )
+
+
+def media_environment(facts: NodeFacts) -> dict[str, str]:
+    s, secrets = facts.settings, facts.secrets
+    signaling = str(_require(s, "signalingUrl", "settings document")).rstrip("/")
+    base = signaling.removesuffix(INTERNAL_PATH_PREFIX.rstrip("/"))
+    ports = s.get("mediaPorts") or [MEDIA_PORT_MIN, MEDIA_PORT_MAX]
+    env = {
+        "RTCFLEET_MEDIA_NODE_ID": facts.node_id,
+        "RTCFLEET_MEDIA_REGION": facts.region,
+        "RTCFLEET_MEDIA_GATEWAY_URLS": json.dumps([base]),
+        "RTCFLEET_MEDIA_CLUSTER_SECRET": _require(secrets, "clusterSecret", "the role's secret"),
+        "RTCFLEET_MEDIA_REDIS_URL": redis_url(s, secrets),
+        "RTCFLEET_MEDIA_SETTINGS_DSN": postgres_dsn(s, secrets, "readHost"),
+        "RTCFLEET_MEDIA_BIND_IP": facts.private_ip,
+        "RTCFLEET_MEDIA_PORT_MIN": str(ports[0]),
+        "RTCFLEET_MEDIA_PORT_MAX": str(ports[1]),
+        "RTCFLEET_MEDIA_CLOUD": facts.cloud,
+        "RTCFLEET_ICE_ADDRESSES": facts.private_ip,
+    }
+    if facts.public_ip:
+        env["RTCFLEET_MEDIA_PUBLIC_IP"] = facts.public_ip
+    if s.get("drainTimeoutSeconds"):
+        env["RTCFLEET_MEDIA_DRAIN_TIMEOUT_SECONDS"] = str(s["drainTimeoutSeconds"])
+    return env
+
+
+def gateway_environment(facts: NodeFacts) -> dict[str, str]:
+    s, secrets = facts.settings, facts.secrets
+    api_key = str(s.get("apiKey") or facts.env)
+    env = {
+        "RTCFLEET_GATEWAY_GATEWAY_ID": facts.node_id,
+        "RTCFLEET_GATEWAY_REGION": facts.region,
+        "RTCFLEET_GATEWAY_REDIS_URL": redis_url(s, secrets),
+        "RTCFLEET_GATEWAY_POSTGRES_DSN": postgres_dsn(s, secrets, "writeHost"),
+        "RTCFLEET_GATEWAY_API_KEYS": json.dumps(
+            {api_key: _require(secrets, "apiSecret", "the role's secret")}
+        ),
+        "RTCFLEET_GATEWAY_CLUSTER_SECRET": _require(secrets, "clusterSecret", "the role's secret"),
+        "RTCFLEET_GATEWAY_ADMIN_TOKEN": _require(secrets, "adminToken", "the role's secret"),
+        "RTCFLEET_GATEWAY_TURN_SECRET": turn_secret(secrets),
+    }
+    for key, var in (
+        ("signalingPort", "CLIENT_PORT"),
+        ("adminPort", "ADMIN_PORT"),
+        ("publicUrl", "PUBLIC_URL"),
+    ):
+        if s.get(key) is not None:
+            env[f"RTCFLEET_GATEWAY_{var}"] = str(s[key])
+    for key, var in (
+        ("turnUrls", "TURN_URLS"),
+        ("stunUrls", "STUN_URLS"),
+        ("fallbackUrls", "FALLBACK_URLS"),
+        ("regionsByDistance", "REGIONS_BY_DISTANCE"),
+    ):
+        if s.get(key):
+            env[f"RTCFLEET_GATEWAY_{var}"] = json.dumps(s[key])
+    return env
+
+
+def turnserver_conf(facts: NodeFacts) -> str:
+    ports = facts.settings.get("mediaPorts") or [MEDIA_PORT_MIN, MEDIA_PORT_MAX]
+    external = (
+        f"external-ip={facts.public_ip}/{facts.private_ip}" if facts.public_ip else "# no public IP"
+    )
+    return TURNSERVER_CONF.substitute(
+        listening_port=facts.settings.get("turnPort", TURN_PORT),
+        listening_ip=facts.private_ip,
+        external_ip_line=external,
+        min_port=ports[0],
+        max_port=ports[1],
+        realm=f"{facts.env}.{facts.region}.rtcfleet",
+        secret=turn_secret(facts.secrets),
+    )
+
+
+def environment_text(env: dict[str, str]) -> str:
+    """systemd EnvironmentFile syntax: one ``KEY="value"`` per line, quotes escaped."""
+    lines = []
+    for key, value in sorted(env.items()):
+        if "\n" in value:
+            raise FirstBootError(f"{key}: a value spans lines")
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        lines.append(f'{key}="{escaped}"')
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(facts: NodeFacts, etc_dir: Path) -> list[Path]:
+    builders = {"media": media_environment, "gateway": gateway_environment}
+    if facts.role not in builders:
+        raise FirstBootError(f"unknown role {facts.role!r} (gateway or media)")
+    env = builders[facts.role](facts) | facts.extra
+    etc_dir.mkdir(parents=True, exist_ok=True)
+    written = [_write_private(etc_dir / f"{facts.role}.env", environment_text(env))]
+    if facts.role == "media":
+        written.append(_write_private(etc_dir / "turnserver.conf", turnserver_conf(facts)))
+    return written
+
+
+def _write_private(path: Path, text: str) -> Path:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
+    return path
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if not path.exists():
+        return values
+    for line in path.read_text().splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and not key.startswith("#"):
+            words = shlex.split(value)
+            values[key] = words[0] if words else ""
+    return values
+
+
+# ---- AWS --------------------------------------------------------------------------------------
+
+
+async def aws_facts(etc_dir: Path, metadata_url: str | None, endpoint_url: str | None) -> NodeFacts:
+    import boto3
+
+    node = read_env_file(etc_dir / NODE_ENV)
+    async with aiohttp.ClientSession() as session:
+        metadata = Ec2Metadata(session, metadata_url)
+        instance_id = await metadata.instance_id()
+        region = node.get("RTCFLEET_REGION") or await metadata.region()
+        role = node.get("RTCFLEET_ROLE") or await metadata.tag("rtcfleet:role")
+        env = node.get("RTCFLEET_ENV") or await metadata.tag("rtcfleet:env")
+        private_ip = await metadata.require("meta-data/local-ipv4")
+        public_ip = await metadata.get("meta-data/public-ipv4")
+    if not role or not env:
+        raise FirstBootError(f"{etc_dir / NODE_ENV} and the instance tags name no role/env")
+    parameter = (
+        node.get("RTCFLEET_SETTINGS_PARAMETER") or f"/rtcfleet/{env}/{region}/{role}/settings"
+    )
+    secret_id = node.get("RTCFLEET_SECRET_ARN") or f"rtcfleet/{env}/{region}/{role}"
+    ssm = boto3.client("ssm", region_name=region, endpoint_url=endpoint_url)
+    secrets_manager = boto3.client("secretsmanager", region_name=region, endpoint_url=endpoint_url)
+    document = ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
+    secret = secrets_manager.get_secret_value(SecretId=secret_id)["SecretString"]
+    return NodeFacts(
+        cloud="aws",
+        role=role,
+        env=env,
+        region=region,
+        node_id=instance_id,
+        private_ip=private_ip,
+        public_ip=public_ip,
+        settings=json.loads(document),
+        secrets=json.loads(secret),
+    )
+
+
+# ---- Azure ------------------------------------------------------------------------------------
+
+
+async def azure_facts(metadata_url: str | None, key_vault_url: str | None) -> NodeFacts:
+    async with aiohttp.ClientSession() as session:
+        metadata = AzureMetadata(session, metadata_url)
+        compute = await metadata.compute()
+        tags = await metadata.tags()
+        role = tags.get(f"{AZURE_TAG_PREFIX}role")
+        env = tags.get(f"{AZURE_TAG_PREFIX}env")
+        vault = key_vault_url or (
+            f"https://{tags[AZURE_TAG_PREFIX + 'keyvault']}.vault.azure.net"
+            if tags.get(f"{AZURE_TAG_PREFIX}keyvault")
+            else None
+        )
+        if not role or not env or not vault:
+            raise FirstBootError("the VM's tags name no rtcfleet-role/-env/-keyvault")
+        address = (await metadata.instance())["network"]["interface"][0]["ipv4"]["ipAddress"][0]
+        token = await metadata.access_token("https://vault.azure.net")
+
+        async def secret(name: str) -> str:
+            async with session.get(
+                f"{vault.rstrip('/')}/secrets/{name}",
+                params={"api-version": KEY_VAULT_API},
+                headers={"Authorization": f"Bearer {token}"},
+            ) as response:
+                if response.status != 200:
+                    raise FirstBootError(f"Key Vault secret {name} answered {response.status}")
+                return str((await response.json())["value"])
+
+        document = await secret(f"rtcfleet-{role}-settings")
+        secrets = await secret(f"rtcfleet-{role}-secrets")
+    return NodeFacts(
+        cloud="azure",
+        role=role,
+        env=env,
+        region=str(compute.get("location", "")),
+        node_id=str(compute.get("name", "")).replace("_", "-"),
+        private_ip=str(address.get("privateIpAddress")),
+        public_ip=address.get("publicIpAddress") or None,
+        settings=json.loads(document),
+        secrets=json.loads(secrets),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cloud", choices=("aws", "azure"), default=None)
+    parser.add_argument("--etc-dir", type=Path, default=ETC_DIR)
+    parser.add_argument("--metadata-url", default=os.environ.get("RTCFLEET_METADATA_URL"))
+    parser.add_argument("--endpoint-url", default=os.environ.get("RTCFLEET_AWS_ENDPOINT_URL"))
+    parser.add_argument("--key-vault-url", default=os.environ.get("RTCFLEET_KEY_VAULT_URL"))
+    args = parser.parse_args(argv)
+    cloud = args.cloud or read_env_file(args.etc_dir / NODE_ENV).get("RTCFLEET_CLOUD") or "aws"
+    try:
+        if cloud == "aws":
+            facts = asyncio.run(aws_facts(args.etc_dir, args.metadata_url, args.endpoint_url))
+        else:
+            facts = asyncio.run(azure_facts(args.metadata_url, args.key_vault_url))
+        if facts.role == "media":
+            # the drain agent talks to the same endpoints first boot did
+            if args.metadata_url:
+                facts.extra["RTCFLEET_MEDIA_METADATA_URL"] = args.metadata_url
+            if args.endpoint_url:
+                facts.extra["RTCFLEET_MEDIA_CLOUD_API_URL"] = args.endpoint_url
+        written = write_outputs(facts, args.etc_dir)
+    except (FirstBootError, MetadataError, aiohttp.ClientError, KeyError, ValueError) as exc:
+        print(f"rtcfleet first boot failed: {exc}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
