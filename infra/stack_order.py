@@ -17,6 +17,7 @@ full settings models, so an order exists even while one stack's settings are bei
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,3 +170,27 @@ def load_stacks(directory: Path, env: str | None = None) -> dict[str, dict[str, 
 
 def stacks_order(directory: Path, env: str | None = None) -> DeployOrder:
     return deploy_order(load_stacks(directory, env))
+
+
+_IMAGE_LINE = re.compile(r"^(?P<indent>\s*)rtcfleet:imageId:.*$", re.MULTILINE)
+
+
+def set_image_ids(directory: Path, cloud: str, images: Mapping[str, str]) -> list[str]:
+    """Point each ``<env>-<cloud>-<region>`` stack that pins an image at ``images[region]``.
+
+    Only the ``rtcfleet:imageId`` line changes, so the files keep their comments and the
+    change reads as one line per stack in review. Returns the stacks changed.
+    """
+    changed = []
+    for path in sorted(directory.glob(f"Pulumi.*-{cloud}-*.yaml")):
+        stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+        region = stack.split("-", 2)[2]
+        if region not in images:
+            continue
+        text = path.read_text()
+        line = f"\\g<indent>rtcfleet:imageId: {images[region]}"
+        updated = _IMAGE_LINE.sub(line, text)
+        if updated != text:
+            path.write_text(updated)
+            changed.append(stack)
+    return changed

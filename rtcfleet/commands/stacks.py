@@ -45,5 +45,27 @@ def order(
             typer.echo(f"{number} {phase:<8} {node.stack}{after}")
 
 
+@stacks_app.command("set-images")
+def set_images(
+    bake_report: Annotated[
+        Path, typer.Option("--bake-report", help="JSON of `rtcfleet bake`, with imageIds")
+    ],
+    cloud: Annotated[str, typer.Option(help="Cloud whose stacks the images are for")] = "aws",
+    stacks_dir: Annotated[
+        Path, typer.Option("--stacks-dir", help="Where Pulumi.<stack>.yaml files live")
+    ] = Path("stacks"),
+) -> None:
+    """Move the stacks that pin an image to the freshly baked image of their region."""
+    from infra.stack_order import set_image_ids
+
+    try:
+        images = json.loads(bake_report.read_text())["imageIds"]
+    except (OSError, ValueError, KeyError) as exc:
+        typer.echo(f"no imageIds in {bake_report}: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_ORDER) from None
+    for stack in set_image_ids(stacks_dir, cloud, images):
+        typer.echo(stack)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(stacks_app, name="stacks")

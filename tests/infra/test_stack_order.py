@@ -121,3 +121,18 @@ def test_an_image_stack_in_a_later_phase_is_refused(stacks: Path) -> None:
 
 def test_an_empty_directory(tmp_path: Path) -> None:
     assert "no stack files" in _refused(tmp_path)
+
+
+def test_set_images_moves_only_the_image_line(stacks: Path, tmp_path: Path) -> None:
+    report = tmp_path / "bake.json"
+    report.write_text(json.dumps({"imageIds": {"us-east-1": "ami-0123456789abcdef0"}}))
+    before = (stacks / "Pulumi.prod-aws-eu-west-1.yaml").read_text()
+    result = runner.invoke(
+        app, ["stacks", "set-images", "--bake-report", str(report), "--stacks-dir", str(stacks)]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == ["dev-aws-us-east-1", "prod-aws-us-east-1"]
+    for stack in ("dev-aws-us-east-1", "prod-aws-us-east-1"):
+        values = load_stack_file(stacks / f"Pulumi.{stack}.yaml").values
+        assert values["rtcfleet:imageId"] == "ami-0123456789abcdef0"
+    assert (stacks / "Pulumi.prod-aws-eu-west-1.yaml").read_text() == before
