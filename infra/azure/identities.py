@@ -6,17 +6,12 @@ the role and the scope keeps them stable across ``pulumi up`` runs.
 
 from __future__ import annotations
 
-import uuid
-
 import pulumi
 import pulumi_azure_native as azure_native
 
-KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
-_NAMESPACE = uuid.UUID("8d5e3c4a-5a1f-4b0e-9d1c-7f0e2a6b3c91")
+from infra.azure.rbac import KEY_VAULT_SECRETS_USER, stable_guid
 
-
-def stable_guid(*parts: str) -> str:
-    return str(uuid.uuid5(_NAMESPACE, "/".join(parts)))
+__all__ = ["KEY_VAULT_SECRETS_USER", "grant", "role_definition_id", "stable_guid"]
 
 
 def role_definition_id(subscription_id: pulumi.Input[str], role: str) -> pulumi.Output[str]:
