@@ -1,11 +1,11 @@
 """First boot of a node image: learn who this machine is and write its services' settings.
 
-AWS: IMDSv2 gives the instance id, region, addresses and tags; ``/etc/rtcfleet/node.env``
-(from the launch template's user data) names the role, the SSM settings parameter and the
-Secrets Manager secret, read with the instance profile. Azure: IMDS gives the same facts and the
-tags (``rtcfleet-role``, ``rtcfleet-env``, ``rtcfleet-keyvault``); Key Vault holds the settings
-document (``rtcfleet-<role>-settings``) and the secrets (``rtcfleet-<role>-secrets``), read with
-the managed identity.
+``/etc/rtcfleet/node.env`` (from the launch template's user data or the scale set's custom
+data) names the role and where its settings and secrets live; instance tags stand in when it
+is absent. AWS: IMDSv2 gives the instance id, region and addresses; the SSM parameter and the
+Secrets Manager secret are read with the instance profile. Azure: IMDS gives the same facts;
+Key Vault holds the settings document (``<role>-settings``) and the secrets
+(``<role>-secrets``), read with the managed identity.
 
 The output is ``<etc>/<role>.env`` (the unit's ``EnvironmentFile``, mode 0600) and, on media
 nodes, ``<etc>/turnserver.conf`` for coturn. Both services derive TURN credentials from one
@@ -251,20 +251,23 @@ async def aws_facts(etc_dir: Path, metadata_url: str | None, endpoint_url: str |
 # ---- Azure ------------------------------------------------------------------------------------
 
 
-async def azure_facts(metadata_url: str | None, key_vault_url: str | None) -> NodeFacts:
+async def azure_facts(
+    etc_dir: Path, metadata_url: str | None, key_vault_url: str | None
+) -> NodeFacts:
+    node = read_env_file(etc_dir / NODE_ENV)
     async with aiohttp.ClientSession() as session:
         metadata = AzureMetadata(session, metadata_url)
         compute = await metadata.compute()
         tags = await metadata.tags()
-        role = tags.get(f"{AZURE_TAG_PREFIX}role")
-        env = tags.get(f"{AZURE_TAG_PREFIX}env")
-        vault = key_vault_url or (
-            f"https://{tags[AZURE_TAG_PREFIX + 'keyvault']}.vault.azure.net"
-            if tags.get(f"{AZURE_TAG_PREFIX}keyvault")
-            else None
-        )
+        role = node.get("RTCFLEET_ROLE") or tags.get(f"{AZURE_TAG_PREFIX}role")
+        env = node.get("RTCFLEET_ENV") or tags.get(f"{AZURE_TAG_PREFIX}env")
+        vault = key_vault_url or node.get("RTCFLEET_KEY_VAULT_URI")
+        if not vault and tags.get(f"{AZURE_TAG_PREFIX}keyvault"):
+            vault = f"https://{tags[AZURE_TAG_PREFIX + 'keyvault']}.vault.azure.net"
         if not role or not env or not vault:
-            raise FirstBootError("the VM's tags name no rtcfleet-role/-env/-keyvault")
+            raise FirstBootError(f"{etc_dir / NODE_ENV} and the VM's tags name no role/env/vault")
+        secrets_name = node.get("RTCFLEET_SECRET_NAME") or f"{role}-secrets"
+        settings_name = node.get("RTCFLEET_SETTINGS_SECRET_NAME") or f"{role}-settings"
         address = (await metadata.instance())["network"]["interface"][0]["ipv4"]["ipAddress"][0]
         token = await metadata.access_token("https://vault.azure.net")
 
@@ -278,8 +281,8 @@ async def azure_facts(metadata_url: str | None, key_vault_url: str | None) -> No
                     raise FirstBootError(f"Key Vault secret {name} answered {response.status}")
                 return str((await response.json())["value"])
 
-        document = await secret(f"rtcfleet-{role}-settings")
-        secrets = await secret(f"rtcfleet-{role}-secrets")
+        document = await secret(settings_name)
+        secrets = await secret(secrets_name)
     return NodeFacts(
         cloud="azure",
         role=role,
@@ -306,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         if cloud == "aws":
             facts = asyncio.run(aws_facts(args.etc_dir, args.metadata_url, args.endpoint_url))
         else:
-            facts = asyncio.run(azure_facts(args.metadata_url, args.key_vault_url))
+            facts = asyncio.run(azure_facts(args.etc_dir, args.metadata_url, args.key_vault_url))
         if facts.role == "media":
             # the drain agent talks to the same endpoints first boot did
             if args.metadata_url:
