@@ -25,6 +25,7 @@ from infra.plan.runner import (  # noqa: E402
 from infra.settings import load_stack_file  # noqa: E402
 
 EXAMPLE_STACKS = ("dev-aws-us-east-1", "prod-aws-us-east-1", "prod-aws-eu-west-1")
+AZURE_EXAMPLE_STACKS = ("prod-azure-westeurope", "prod-azure-northeurope")
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +58,9 @@ def plan_with() -> Callable[..., StackPlan]:
     """Plan an example stack with some settings changed (``None`` removes a key)."""
 
     def plan(stack: str, **changes: Any) -> StackPlan:
-        configs: dict[str, Mapping[str, Any]] = {s: example_values(s) for s in EXAMPLE_STACKS}
+        configs: dict[str, Mapping[str, Any]] = {
+            s: example_values(s) for s in (*EXAMPLE_STACKS, *AZURE_EXAMPLE_STACKS)
+        }
         values = dict(configs[stack])
         for key, value in changes.items():
             full = f"rtcfleet:{key}"

@@ -5,22 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from infra.plan.mocks import RecordedResource
+from tests.infra.helpers import by_role, of_type, one
 
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 
-
-def of_type(resources: list[RecordedResource], type_token: str) -> list[RecordedResource]:
-    return [r for r in resources if r.type == type_token]
-
-
-def one(resources: list[RecordedResource], type_token: str, name: str | None = None):
-    matches = [r for r in of_type(resources, type_token) if name is None or r.name == name]
-    assert len(matches) == 1, f"{len(matches)} {type_token} named {name!r}"
-    return matches[0]
-
-
-def by_role(resources: list[RecordedResource], type_token: str) -> dict[str, RecordedResource]:
-    return {r.tags["rtcfleet:role"]: r for r in of_type(resources, type_token)}
+__all__ = ["SECURITY_GROUP", "by_role", "of_type", "one", "rule_set"]
 
 
 def rule_set(group: RecordedResource, key: str = "ingress") -> set[tuple[Any, ...]]:
