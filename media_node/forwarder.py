@@ -9,6 +9,7 @@ publisher change) at a keyframe. Sent packets are kept in a history that answers
 from __future__ import annotations
 
 import random
+import struct
 import time
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
@@ -19,6 +20,14 @@ from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, RtpPacket, wrap_rt
 SEQ_MOD = 1 << 16
 TS_MOD = 1 << 32
 HISTORY_SIZE = 1024
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+TOFFSET_URI = "urn:ietf:params:rtp-hdrext:toffset"
+AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+_HEADER = struct.Struct("!BBHLL")
+_PROFILE = struct.Struct("!HH")
+_U32 = struct.Struct("!L")
+_I32 = struct.Struct("!l")
 
 
 def vp8_keyframe_start(payload: bytes) -> bool:
@@ -167,7 +176,8 @@ class Forwarder:
         self._extensions.configure(
             RTCRtpParameters(headerExtensions=list(stream.header_extensions))
         )
-        self._history: list[RtpPacket | None] = [None] * history_size
+        self._history: list[tuple[int, bytes] | None] = [None] * history_size
+        self._writer = _OneByteWriter.for_stream(stream)
         self._source: Hashable | None = None
         self._waiting_keyframe = stream.gated
         self._rtx_seq = random.randrange(SEQ_MOD // 2)
@@ -192,11 +202,23 @@ class Forwarder:
         mapped = self._rewriter.rewrite(source, packet.sequence_number, packet.timestamp)
         if mapped is None:
             return None
+        seq, ts = mapped
+        if self._writer is not None:
+            data = self._writer.write(packet, seq, ts)
+        else:
+            data = self._serialize(packet, seq, ts)
+        self._history[seq % len(self._history)] = (seq, data)
+        self.stats.packets += 1
+        self.stats.bytes += len(data)
+        return data
+
+    def _serialize(self, packet: RtpPacket, seq: int, ts: int) -> bytes:
+        """aiortc's general serializer, for extension ids the one-byte form cannot carry."""
         out = RtpPacket(
             payload_type=self.stream.payload_type,
             marker=packet.marker,
-            sequence_number=mapped[0],
-            timestamp=mapped[1],
+            sequence_number=seq,
+            timestamp=ts,
             ssrc=self.stream.ssrc,
             payload=packet.payload,
         )
@@ -207,20 +229,17 @@ class Forwarder:
             transmission_offset=packet.extensions.transmission_offset,
             audio_level=packet.extensions.audio_level,
         )
-        self._history[out.sequence_number % len(self._history)] = out
-        data = out.serialize(self._extensions)
-        self.stats.packets += 1
-        self.stats.bytes += len(data)
-        return data
+        return out.serialize(self._extensions)
 
     def retransmit(self, lost: Iterable[int]) -> list[bytes]:
         """Answer a subscriber's NACK from the history (as RTX when RTX was negotiated)."""
         answers = []
         for seq in lost:
             self.stats.nacked += 1
-            packet = self._history[seq % len(self._history)]
-            if packet is None or packet.sequence_number != seq:
+            entry = self._history[seq % len(self._history)]
+            if entry is None or entry[0] != seq:
                 continue
+            packet = RtpPacket.parse(entry[1], self._extensions)
             if self.stream.rtx_payload_type is not None and self.stream.rtx_ssrc is not None:
                 packet = wrap_rtx(
                     packet,
@@ -232,3 +251,68 @@ class Forwarder:
             answers.append(packet.serialize(self._extensions))
             self.stats.retransmitted += 1
         return answers
+
+
+class _OneByteWriter:
+    """Writes a forwarded packet's header straight from the stream's negotiated ids: the hot
+    path of the SFU, a few times cheaper than building an `RtpPacket` and serializing it with
+    aiortc's general extension map. Only for RFC 8285 one-byte extensions (ids 1-14)."""
+
+    def __init__(
+        self,
+        stream: OutputStream,
+        mid_element: bytes,
+        abs_id: int,
+        toffset_id: int,
+        level_id: int,
+    ) -> None:
+        self._payload_type = stream.payload_type
+        self._ssrc = stream.ssrc
+        self._mid = mid_element
+        self._abs = (abs_id << 4) | 2
+        self._toffset = (toffset_id << 4) | 1  # two bytes, as aiortc writes it
+        self._level = level_id << 4
+        self._has_abs, self._has_toffset, self._has_level = (
+            bool(abs_id),
+            bool(toffset_id),
+            bool(level_id),
+        )
+
+    @classmethod
+    def for_stream(cls, stream: OutputStream) -> _OneByteWriter | None:
+        ids = {e.uri: e.id for e in stream.header_extensions}
+        if any(not 1 <= i <= 14 for i in ids.values()):
+            return None
+        mid = (stream.mid or "").encode()
+        mid_id = ids.get(MID_URI, 0)
+        if mid_id and not 1 <= len(mid) <= 16:
+            return None
+        mid_element = bytes([(mid_id << 4) | (len(mid) - 1)]) + mid if mid_id and mid else b""
+        return cls(
+            stream,
+            mid_element,
+            ids.get(ABS_SEND_TIME_URI, 0),
+            ids.get(TOFFSET_URI, 0),
+            ids.get(AUDIO_LEVEL_URI, 0),
+        )
+
+    def write(self, packet: RtpPacket, seq: int, ts: int) -> bytes:
+        extensions = packet.extensions
+        ext = self._mid
+        if self._has_abs and extensions.abs_send_time is not None:
+            ext += bytes([self._abs]) + _U32.pack(extensions.abs_send_time & 0xFFFFFF)[1:]
+        if self._has_toffset and extensions.transmission_offset is not None:
+            ext += bytes([self._toffset]) + _I32.pack(extensions.transmission_offset << 8)[:2]
+        if self._has_level and extensions.audio_level is not None:
+            voice, level = extensions.audio_level
+            ext += bytes([self._level, (0x80 if voice else 0) | (level & 0x7F)])
+        csrc = packet.csrc
+        first = 0x80 | len(csrc)
+        if ext:
+            first |= 0x10
+            ext += bytes(-len(ext) % 4)
+            ext = _PROFILE.pack(0xBEDE, len(ext) >> 2) + ext
+        header = _HEADER.pack(first, (packet.marker << 7) | self._payload_type, seq, ts, self._ssrc)
+        if csrc:
+            header += b"".join(_U32.pack(c) for c in csrc)
+        return header + ext + packet.payload

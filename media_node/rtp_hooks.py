@@ -21,6 +21,7 @@ from aioice.candidate import candidate_foundation, candidate_priority
 from aioice.ice import Connection, StunProtocol
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, clock
 from aiortc.codecs import is_rtx
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import (
     RTCRtcpFeedback,
     RTCRtpCodecParameters,
@@ -50,6 +51,8 @@ AIORTC_VERSION = "1.16.0"
 
 _RX = "_RTCRtpReceiver__"
 _TX = "_RTCRtpSender__"
+_NTP, _RTP_TS = _TX + "ntp_timestamp", _TX + "rtp_timestamp"
+_OCTETS, _PACKETS = _TX + "octet_count", _TX + "packet_count"
 
 
 class RtpSink(Protocol):
@@ -201,6 +204,7 @@ class ForwardingSender(RTCRtpSender):
 
     _fwd_feedback: SenderFeedback
     _fwd_parameters: Any
+    _fwd_pending: list[asyncio.Future[None]]
 
     async def send(self, parameters: Any) -> None:
         if getattr(self, _TX + "started"):
@@ -231,21 +235,36 @@ class ForwardingSender(RTCRtpSender):
 
     async def send_rtp(self, data: bytes, timestamp: int, payload_size: int) -> None:
         """Send one serialized RTP packet and account for it in the sender reports."""
-        try:
-            await self.transport._send_rtp(data)
-        except ConnectionError:
+        if not self.send_now(data):
             return
-        setattr(self, _TX + "ntp_timestamp", clock.current_ntp_time())
-        setattr(self, _TX + "rtp_timestamp", timestamp)
-        setattr(self, _TX + "octet_count", getattr(self, _TX + "octet_count") + payload_size)
-        setattr(self, _TX + "packet_count", getattr(self, _TX + "packet_count") + 1)
+        self.__dict__[_NTP] = clock.current_ntp_time()
+        self.__dict__[_RTP_TS] = timestamp
+        self.__dict__[_OCTETS] += payload_size
+        self.__dict__[_PACKETS] += 1
 
     async def resend_rtp(self, data: bytes) -> None:
         """Send a retransmission, which sender reports do not count."""
-        try:
-            await self.transport._send_rtp(data)
-        except ConnectionError:
-            return
+        self.send_now(data)
+
+    def send_now(self, data: bytes) -> bool:
+        """Encrypt and send on the nominated ICE pair at once: the per-packet hot path, without
+        aiortc's and aioice's four awaits per packet. False when not connected."""
+        dtls: Any = self.transport
+        pair = dtls.transport._connection._nominated.get(1)
+        if dtls._state is not DtlsState.CONNECTED or pair is None:
+            return False
+        protected = dtls._tx_srtp.protect(data)
+        protocol = pair.protocol
+        if type(protocol) is StunProtocol:
+            protocol.transport.sendto(protected, pair.remote_addr)
+        else:  # a TCP or relayed pair: aioice's own (awaitable) send, in order
+            self._fwd_pending.append(
+                asyncio.ensure_future(protocol.send_data(protected, pair.remote_addr))
+            )
+            del self._fwd_pending[:-64]
+        dtls._RTCDtlsTransport__tx_bytes += len(protected)
+        dtls._RTCDtlsTransport__tx_packets += 1
+        return True
 
     @property
     def parameters(self) -> Any:
@@ -305,6 +324,7 @@ def make_forwarding_sender(sender: RTCRtpSender, feedback: SenderFeedback) -> Fo
     forwarding = cast(ForwardingSender, sender)
     forwarding._fwd_feedback = feedback
     forwarding._fwd_parameters = None
+    forwarding._fwd_pending = []
     return forwarding
 
 
@@ -472,6 +492,21 @@ def bound_ports(pc: RTCPeerConnection) -> list[int]:
             if transport is not None and transport.get_extra_info("sockname"):
                 ports.add(transport.get_extra_info("sockname")[1])
     return sorted(ports)
+
+
+def set_receive_buffer(pc: RTCPeerConnection, size: int) -> int:
+    """Set SO_RCVBUF on every ICE socket of `pc` (a process that hosts many connections can
+    be descheduled for longer than the default buffer lasts); returns how many were set."""
+    count = 0
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport.iceGatherer._connection
+        for protocol in connection._protocols:
+            transport = getattr(protocol, "transport", None)
+            sock = transport.get_extra_info("socket") if transport is not None else None
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+                count += 1
+    return count
 
 
 async def _bind_in_range(

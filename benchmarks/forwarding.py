@@ -1,0 +1,375 @@
+"""Forwarding capacity of one media node worker, against a MediaRelay (decode + re-encode) baseline.
+
+Run: ``.venv/bin/python -m benchmarks.forwarding [--steps 10,25,50,...] [--window 8]``.
+
+One publisher (640x360, 30 fps VP8 held near 1.2 Mbit/s by the node's REMB cap, plus Opus) and N
+subscribers in one room. The server under test is the media node's real forwarding worker
+(`media_node.worker`, one process, one core), driven over its pipe as the node supervisor drives
+it; the baseline is a process of the same shape that decodes the publisher once and re-encodes
+per subscriber with aiortc's `MediaRelay`. Subscribers are `benchmarks.loadgen` counting clients
+in this process: they check RTP and count whole frames instead of decoding.
+
+For each N the node's CPU (from /proc) and every subscriber's whole frames are measured over a
+window; a subscriber "keeps up" when it receives at least 95 % of the frames the publisher sent.
+Capacity per core is the CPU fit (streams one core can forward after the fixed ingest cost), and
+the largest measured N at which every subscriber kept up is reported beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import platform
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from benchmarks.loadgen import CountingSubscriber, process_cpu_seconds
+from media_node.sfu import SfuConfig
+from media_node.worker import worker_main
+from rtcfleet import ice_host
+from rtcfleet.client.peer import ClientPeer
+
+RESULTS = Path(__file__).resolve().parent / "results" / "forwarding.json"
+LOOPBACK = "127.0.0.1"
+ROOM = "bench"
+VIDEO_BITRATE = 1_200_000
+NOISE_ROWS = 26  # picture noise so the encoder spends about its 1.2 Mbit/s cap
+KEEP_UP = 0.95
+TARGET_PER_CORE = 250
+
+Handler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+# ---- the baseline server: decode once, re-encode per subscriber -----------------------------
+
+
+def relay_main(conn: Connection) -> None:
+    ice_host.restrict_host_addresses([LOOPBACK])
+    asyncio.run(_relay(conn))
+
+
+async def _relay(conn: Connection) -> None:
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc.contrib.media import MediaBlackhole, MediaRelay
+    from aiortc.rtcconfiguration import RTCBundlePolicy
+
+    config = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    relay = MediaRelay()
+    sources: dict[str, Any] = {}
+    pcs: dict[str, Any] = {}
+    sinks: list[Any] = []
+    started: list[asyncio.Future[None]] = []
+    inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+
+    def readable() -> None:
+        try:
+            while conn.poll():
+                inbox.put_nowait(conn.recv())
+        except (EOFError, OSError):
+            inbox.put_nowait(None)
+            loop.remove_reader(conn.fileno())
+
+    loop.add_reader(conn.fileno(), readable)
+    while (command := await inbox.get()) is not None:
+        op, session = command.get("op"), command.get("session")
+        if op == "stop":
+            break
+        if op == "join" and command.get("can_subscribe") and sources:
+            pc = pcs[session] = RTCPeerConnection(config)
+            for kind in ("audio", "video"):
+                pc.addTrack(relay.subscribe(sources[kind], buffered=False))
+            await pc.setLocalDescription(await pc.createOffer())
+            message = {"type": "subscriber_offer", "sdp": pc.localDescription.sdp}
+            conn.send({"to_session": session, "message": message})
+        elif op == "publish_offer":
+            pc = pcs[session] = RTCPeerConnection(config)
+
+            @pc.on("track")
+            def on_track(track: Any) -> None:
+                sources[track.kind] = track
+                # keeps the decoded source drained while no subscriber reads it
+                sink = MediaBlackhole()
+                sink.addTrack(relay.subscribe(track, buffered=False))
+                sinks.append(sink)
+                started.append(asyncio.ensure_future(sink.start()))
+
+            await pc.setRemoteDescription(RTCSessionDescription(command["sdp"], "offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            message = {"type": "publish_answer", "sdp": pc.localDescription.sdp}
+            conn.send({"to_session": session, "message": message})
+        elif op == "subscriber_answer":
+            await pcs[session].setRemoteDescription(RTCSessionDescription(command["sdp"], "answer"))
+    for sink in sinks:
+        await sink.stop()
+    for pc in pcs.values():
+        await pc.close()
+
+
+# ---- driving a server process ------------------------------------------------------------------
+
+
+class Server:
+    """A forwarding worker or a relay process, spoken to over a pipe like the supervisor does."""
+
+    def __init__(self, mode: str) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        if mode == "forward":
+            config = SfuConfig(max_video_bitrate=VIDEO_BITRATE)
+            args: tuple[Any, ...] = (child, config, 100_000, LOOPBACK)
+            target: Callable[..., None] = worker_main
+        else:
+            args, target = (child,), relay_main
+        self.process = context.Process(target=target, args=args, daemon=True)
+        self.process.start()
+        self.handlers: dict[str, Handler] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        asyncio.get_running_loop().add_reader(self.conn.fileno(), self._readable)
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+    def _readable(self) -> None:
+        while self.conn.poll():
+            item = self.conn.recv()
+            handler = self.handlers.get(item.get("to_session", ""))
+            if handler is not None:
+                task = asyncio.create_task(handler(item["message"]))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    def send(self, command: dict[str, Any]) -> None:
+        self.conn.send(command | {"room": ROOM})
+
+    async def stop(self) -> None:
+        asyncio.get_running_loop().remove_reader(self.conn.fileno())
+        with contextlib.suppress(OSError):
+            self.conn.send({"op": "stop"})
+        await asyncio.to_thread(self.process.join, 15)
+        if self.process.is_alive():
+            self.process.kill()
+
+
+async def join_publisher(server: Server) -> ClientPeer:
+    publisher = ClientPeer("publisher", noise_rows=NOISE_ROWS)
+    session = uuid.uuid4().hex
+    answered = asyncio.Event()
+
+    async def on_message(message: dict[str, Any]) -> None:
+        if message.get("type") == "publish_answer":
+            await publisher.apply_publish_answer(message["sdp"])
+            answered.set()
+
+    server.handlers[session] = on_message
+    server.send(
+        {"op": "join", "session": session, "identity": "publisher", "can_publish": True,
+         "can_subscribe": False}
+    )  # fmt: skip
+    server.send(
+        {"op": "publish_offer", "session": session, "sdp": await publisher.create_publish_offer()}
+    )
+    await asyncio.wait_for(answered.wait(), 30)
+    return publisher
+
+
+async def join_subscriber(server: Server, index: int) -> CountingSubscriber:
+    subscriber = CountingSubscriber(f"viewer-{index}")
+    session = uuid.uuid4().hex
+
+    async def on_message(message: dict[str, Any]) -> None:
+        if message.get("type") == "subscriber_offer":
+            answer = await subscriber.answer(message["sdp"])
+            server.send({"op": "subscriber_answer", "session": session, "sdp": answer})
+
+    server.handlers[session] = on_message
+    server.send(
+        {"op": "join", "session": session, "identity": subscriber.name, "can_publish": False,
+         "can_subscribe": True}
+    )  # fmt: skip
+    return subscriber
+
+
+async def wait_receiving(subscribers: list[CountingSubscriber], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not all(s.receiving for s in subscribers):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.2)
+    return True
+
+
+async def measure(
+    server: Server, publisher: ClientPeer, subscribers: list[CountingSubscriber], window: float
+) -> dict[str, Any]:
+    assert publisher.video_track is not None
+    for subscriber in subscribers:
+        subscriber.start_window()
+    node_cpu, own_cpu = process_cpu_seconds(server.pid), process_cpu_seconds(os.getpid())
+    frames = publisher.video_track.frames_sent
+    started = time.monotonic()
+    await asyncio.sleep(window)
+    elapsed = time.monotonic() - started
+    for subscriber in subscribers:
+        subscriber.stop_window()
+    node_cpu = process_cpu_seconds(server.pid) - node_cpu
+    own_cpu = process_cpu_seconds(os.getpid()) - own_cpu
+    sent = publisher.video_track.frames_sent - frames
+    ratios = [s.streams["video"].complete_frames() / max(sent, 1) for s in subscribers]
+    video_bps = [8 * s.streams["video"].bytes / elapsed for s in subscribers]
+    audio = [s.streams["audio"].packets / elapsed for s in subscribers]
+    checked = all(
+        len(s.streams[k].ssrcs) == 1 and len(s.streams[k].payload_types) == 1
+        for s in subscribers
+        for k in ("audio", "video")
+    )
+    return {
+        "subscribers": len(subscribers),
+        "node_cpu_percent": round(100 * node_cpu / elapsed, 1),
+        "loadgen_cpu_percent": round(100 * own_cpu / elapsed, 1),
+        "frames_sent": sent,
+        "min_frame_ratio": round(min(ratios), 3),
+        "median_frame_ratio": round(statistics.median(ratios), 3),
+        "video_kbps_per_subscriber": round(statistics.median(video_bps) / 1000),
+        "audio_packets_per_s": round(statistics.median(audio), 1),
+        "one_ssrc_and_payload_type_per_stream": checked,
+    }
+
+
+async def run_mode(mode: str, steps: list[int], window: float, deadline: float) -> dict[str, Any]:
+    server = Server(mode)
+    subscribers: list[CountingSubscriber] = []
+    results: list[dict[str, Any]] = []
+    stopped = "all steps measured"
+    publisher = await join_publisher(server)
+    try:
+        await asyncio.sleep(3.0)  # encoder ramp to the cap
+        for n in steps:
+            if time.monotonic() > deadline:
+                stopped = "time budget"
+                break
+            while len(subscribers) < n:
+                batch = min(10, n - len(subscribers))
+                subscribers += await asyncio.gather(
+                    *(join_subscriber(server, len(subscribers) + i) for i in range(batch))
+                )
+                await asyncio.sleep(0.3)
+            if not await wait_receiving(subscribers, 30 + n * 0.3):
+                stopped = f"not every subscriber received media at N={n}"
+                break
+            await asyncio.sleep(2.0)
+            step = await measure(server, publisher, subscribers, window)
+            results.append(step)
+            print(f"  {mode:8s} N={n:4d} {json.dumps(step)}", flush=True)
+            if step["min_frame_ratio"] < KEEP_UP:
+                stopped = f"a subscriber fell below {KEEP_UP:.0%} of frames at N={n}"
+                break
+            if step["loadgen_cpu_percent"] > 90:
+                stopped = f"the load generator saturated its core at N={n}"
+                break
+    finally:
+        for subscriber in subscribers:
+            await subscriber.close()
+        await publisher.close()
+        await server.stop()
+    return {"steps": results, "stopped": stopped, **capacity(results)}
+
+
+def capacity(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Least-squares CPU = fixed + per_stream * N; streams per core from it."""
+    kept = [s for s in steps if s["min_frame_ratio"] >= KEEP_UP]
+    largest = max((s["subscribers"] for s in kept), default=0)
+    points = [(s["subscribers"], s["node_cpu_percent"]) for s in kept]
+    if len(points) < 2:
+        return {"largest_n_keeping_up": largest}
+    slope, fixed = _fit(points)
+    return {
+        "largest_n_keeping_up": largest,
+        "cpu_percent_per_stream": round(slope, 3),
+        "cpu_percent_fixed": round(fixed, 1),
+        "streams_per_core": round((100 - fixed) / slope) if slope > 0 else None,
+    }
+
+
+def _fit(points: list[tuple[int, float]]) -> tuple[float, float]:
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x in xs)
+    return slope, my - slope * mx
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    ice_host.restrict_host_addresses([LOOPBACK])
+    deadline = time.monotonic() + args.max_seconds
+    load_before = load_average()
+    print(f"forwarding worker, steps {args.steps}")
+    forward = await run_mode("forward", args.steps, args.window, deadline)
+    print(f"MediaRelay baseline, steps {args.relay_steps}")
+    relay = await run_mode("relay", args.relay_steps, args.window, deadline + 120)
+    cores = os.cpu_count() or 1
+    result: dict[str, Any] = {
+        "benchmark": "forwarding",
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": cores,
+                    "load_average_before": load_before, "load_average_after": load_average()},
+        "publisher": {"video": "640x360 30 fps VP8", "video_cap_bps": VIDEO_BITRATE,
+                      "audio": "Opus"},
+        "window_s": args.window,
+        "forward": forward,
+        "relay": relay,
+    }  # fmt: skip
+    per_core, relay_per_core = forward.get("streams_per_core"), relay.get("streams_per_core")
+    if per_core and relay_per_core:
+        result["ratio_to_relay"] = round(per_core / relay_per_core, 1)
+    if per_core:
+        result["node_streams_one_worker_per_core"] = per_core * cores
+        result["target_per_core"] = TARGET_PER_CORE
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--steps", type=_ints, default=[10, 20, 30, 45, 60, 75, 90, 120])
+    parser.add_argument("--relay-steps", type=_ints, default=[1, 2, 3, 4, 6])
+    parser.add_argument("--window", type=float, default=8.0)
+    parser.add_argument("--max-seconds", type=float, default=600.0)
+    args = parser.parse_args()
+    result = asyncio.run(main_async(args))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    forward, relay = result["forward"], result["relay"]
+    print(
+        f"\nforwarding: {forward.get('cpu_percent_per_stream')} % of a core per stream "
+        f"(video + audio), {forward.get('streams_per_core')} streams per core "
+        f"(target {TARGET_PER_CORE}); every subscriber kept >= 95 % of frames up to "
+        f"N={forward['largest_n_keeping_up']} ({forward['stopped']})"
+    )
+    print(
+        f"MediaRelay: {relay.get('cpu_percent_per_stream')} % per stream, "
+        f"{relay.get('streams_per_core')} per core, kept up to N={relay['largest_n_keeping_up']}"
+        f"; ratio {result.get('ratio_to_relay')}x; node with one worker per core: "
+        f"{result.get('node_streams_one_worker_per_core')} streams"
+    )
+    print(f"wrote {RESULTS}")
+
+
+def _ints(value: str) -> list[int]:
+    return [int(v) for v in value.split(",") if v]
+
+
+if __name__ == "__main__":
+    main()
