@@ -11,6 +11,7 @@ from infra.plan.checks import evaluate
 from infra.plan.mocks import RecordedResource
 from infra.plan.runner import StackPlan
 from infra.policy import POLICIES
+from infra.policy.global_stack import GLOBAL_POLICIES
 
 Breakage = Callable[[list[RecordedResource]], None]
 
@@ -139,7 +140,9 @@ CASES: list[tuple[str, Breakage, str]] = [
 
 
 def test_every_policy_has_a_failing_case() -> None:
-    assert {p.name for p in POLICIES} == {name for name, _, _ in CASES}
+    # The global stack's policies fail on broken global plans in tests/infra/global_stack.
+    region_policies = {p.name for p in POLICIES} - {p.name for p in GLOBAL_POLICIES}
+    assert region_policies == {name for name, _, _ in CASES}
 
 
 @pytest.mark.parametrize("stack", ["dev_plan", "home_plan", "eu_plan"])

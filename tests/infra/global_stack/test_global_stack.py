@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -289,3 +290,11 @@ def test_links_missing_a_side_fail(global_plan: StackPlan) -> None:
 
 def test_region_stacks_are_left_alone_by_the_global_policies(planner: Planner) -> None:
     assert _violations(planner.plan(US).resources) == []
+
+
+def test_every_global_policy_has_a_failing_case_here() -> None:
+    from infra.policy.global_stack import GLOBAL_POLICIES
+
+    source = Path(__file__).read_text()
+    for policy in GLOBAL_POLICIES:
+        assert f'"{policy.name}: ' in source or f"{policy.name}: " in source, policy.name
