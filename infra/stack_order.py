@@ -5,6 +5,7 @@ region's outputs (the Postgres writer they replicate) and, without ``rtcfleet:im
 image stack's; the global stack reads every region's outputs (client load balancers,
 networks, transit gateways). So the phases are:
 
+0. ``images``: the image stack (``<env>-image``), read by regions without ``rtcfleet:imageId``;
 1. ``home``: region stacks that hold their Postgres writer;
 2. ``replicas``: region stacks that replicate from a home region;
 3. ``global``: DNS and the private network between the regions, over their outputs.
@@ -26,7 +27,8 @@ from typing import Any
 from infra.global_settings import global_stack_name, is_global_stack
 from infra.settings import SettingsError, StackName, _decode, config_key, load_stack_file
 
-PHASES = ("home", "replicas", "global")
+PHASES = ("images", "home", "replicas", "global")
+IMAGE_SUFFIX = "-image"
 
 
 class StackOrderError(ValueError):
@@ -77,6 +79,8 @@ def _value(values: Mapping[str, Any], key: str) -> Any:
 
 def dependencies(stack: str, values: Mapping[str, Any]) -> tuple[str, list[str]]:
     """A stack's phase and the stacks it reads, by the rules of its settings model."""
+    if stack.endswith(IMAGE_SUFFIX) and "-" not in stack.removesuffix(IMAGE_SUFFIX):
+        return "images", []
     if is_global_stack(stack):
         regions = _value(values, "regions")
         if not isinstance(regions, list) or not regions:

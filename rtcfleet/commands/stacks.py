@@ -23,7 +23,7 @@ def order(
     ] = Path("stacks"),
     env: Annotated[str | None, typer.Option("--env", help="Only this environment")] = None,
 ) -> None:
-    """Print the stacks in deploy order: home regions, then replicas, then the global stack.
+    """Print the stacks in deploy order: images, home regions, replicas, the global stack.
 
     A stack comes after every stack whose outputs it reads. Exits 2 on a cycle, a region
     stack without its home stack, or a stack that reads one deploying in a later phase.
@@ -39,7 +39,7 @@ def order(
     if as_json:
         typer.echo(json.dumps(result.document(), indent=2))
         return
-    for number, phase in enumerate(PHASES, start=1):
+    for number, phase in enumerate(PHASES):
         for node in result.phase(phase):
             after = f"  (after {', '.join(node.after)})" if node.after else ""
             typer.echo(f"{number} {phase:<8} {node.stack}{after}")

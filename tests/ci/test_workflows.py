@@ -61,13 +61,14 @@ def test_order_comes_from_rtcfleet_stacks_order(deploy) -> None:
 
 def test_phases_deploy_in_dependency_order_and_failures_stay_local(deploy) -> None:
     jobs = deploy["jobs"]
-    assert jobs["home"]["needs"] == "order"
-    assert jobs["replicas"]["needs"] == ["order", "home"]
-    assert jobs["global"]["needs"] == ["order", "home", "replicas"]
+    assert jobs["images"]["needs"] == "order"
+    assert jobs["home"]["needs"] == ["order", "images"]
+    assert jobs["replicas"]["needs"] == ["order", "images", "home"]
+    assert jobs["global"]["needs"] == ["order", "images", "home", "replicas"]
     for phase in PHASES:
         assert jobs[phase]["strategy"]["fail-fast"] is False
     # A failed region in an earlier phase does not skip the later phases.
-    for phase in ("replicas", "global"):
+    for phase in ("home", "replicas", "global"):
         assert jobs[phase]["if"].startswith("${{ !cancelled()")
 
 

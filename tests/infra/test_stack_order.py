@@ -119,6 +119,16 @@ def test_an_image_stack_in_a_later_phase_is_refused(stacks: Path) -> None:
     assert "dev-aws-us-east-1 (home) reads outputs of dev-global (global)" in message
 
 
+def test_an_image_stack_deploys_before_the_regions_that_read_it(stacks: Path) -> None:
+    _edit(
+        stacks, "dev-aws-us-east-1", "  rtcfleet:imageId:", "  rtcfleet:imageStack: dev-image\n  #"
+    )
+    (stacks / "Pulumi.dev-image.yaml").write_text("config:\n  rtcfleet:regions:\n    - us-east-1\n")
+    document = _order("--stacks-dir", str(stacks), "--env", "dev")
+    assert document["order"] == ["dev-image", "dev-aws-us-east-1"]
+    assert document["phases"]["images"] == [{"stack": "dev-image", "env": "dev"}]
+
+
 def test_an_empty_directory(tmp_path: Path) -> None:
     assert "no stack files" in _refused(tmp_path)
 
