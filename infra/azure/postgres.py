@@ -97,7 +97,7 @@ class Postgres(pulumi.ComponentResource):
                 create_mode="Create",
                 version=args.version,
                 administrator_login=ADMIN_USER,
-                administrator_login_password=args.password,
+                administrator_login_password=pulumi.Output.secret(args.password),
                 availability_zone=args.zones[0],
                 high_availability=azure_native.dbforpostgresql.HighAvailabilityArgs(
                     mode="ZoneRedundant", standby_availability_zone=args.zones[1]
