@@ -13,6 +13,7 @@ import tempfile
 import time
 from functools import cache
 from pathlib import Path
+from typing import Self
 
 from rtcfleet.servers.ports import LOOPBACK, free_port, wait_for_port
 from rtcfleet.servers.process import ServerProcess
@@ -44,7 +45,29 @@ def redis_server_binary() -> str:
     return max(candidates, key=_version)
 
 
-class RedisServer:
+class _LoopbackServer:
+    """A redis-server process listening on one loopback port."""
+
+    port: int
+    process: ServerProcess
+
+    def start(self, timeout: float = 15.0) -> Self:
+        self.process.start()
+        try:
+            wait_for_port(self.port, timeout=timeout)
+        except TimeoutError:
+            self.process.check_alive()
+            raise
+        return self
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def kill(self) -> None:
+        self.process.kill()
+
+
+class RedisServer(_LoopbackServer):
     """One redis-server on loopback; ephemeral by design (no RDB, no AOF)."""
 
     def __init__(
@@ -71,23 +94,8 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://{LOOPBACK}:{self.port}/0"
 
-    def start(self, timeout: float = 15.0) -> RedisServer:
-        self.process.start()
-        try:
-            wait_for_port(self.port, timeout=timeout)
-        except TimeoutError:
-            self.process.check_alive()
-            raise
-        return self
 
-    def stop(self) -> None:
-        self.process.stop()
-
-    def kill(self) -> None:
-        self.process.kill()
-
-
-class SentinelServer:
+class SentinelServer(_LoopbackServer):
     """A redis-server in Sentinel mode watching one primary."""
 
     def __init__(self, workdir: Path, primary_port: int, down_after_ms: int = 1000) -> None:
@@ -105,21 +113,6 @@ class SentinelServer:
         )
         argv = [redis_server_binary(), str(conf), "--sentinel"]
         self.process = ServerProcess(f"sentinel:{self.port}", argv, workdir / "sentinel.log")
-
-    def start(self, timeout: float = 15.0) -> SentinelServer:
-        self.process.start()
-        try:
-            wait_for_port(self.port, timeout=timeout)
-        except TimeoutError:
-            self.process.check_alive()
-            raise
-        return self
-
-    def stop(self) -> None:
-        self.process.stop()
-
-    def kill(self) -> None:
-        self.process.kill()
 
 
 class SentinelRedis:
