@@ -44,6 +44,9 @@ ROOM = "bench"
 VIDEO_BITRATE = 1_200_000
 NOISE_ROWS = 26  # picture noise so the encoder spends about its 1.2 Mbit/s cap
 KEEP_UP = 0.95
+FRAME_TICKS = 90_000 // 30
+# frames still in flight when the window closes (or held up by a stall here) are counted
+GRACE_S = 1.5
 TARGET_PER_CORE = 250
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
@@ -115,6 +118,69 @@ async def _relay(conn: Connection) -> None:
         await pc.close()
 
 
+# ---- the publisher, in a process of its own so load generator stalls never touch the source ---
+
+
+def publisher_main(conn: Connection) -> None:
+    ice_host.restrict_host_addresses([LOOPBACK])
+    asyncio.run(_publish(conn))
+
+
+async def _publish(conn: Connection) -> None:
+    peer = ClientPeer("publisher", noise_rows=NOISE_ROWS)
+    conn.send({"offer": await peer.create_publish_offer()})
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+    def readable() -> None:
+        try:
+            while conn.poll():
+                inbox.put_nowait(conn.recv())
+        except (EOFError, OSError):
+            inbox.put_nowait(None)
+            loop.remove_reader(conn.fileno())
+
+    loop.add_reader(conn.fileno(), readable)
+    while (command := await inbox.get()) is not None:
+        if "answer" in command:
+            await peer.apply_publish_answer(command["answer"])
+        elif command.get("op") == "frames":
+            assert peer.video_track is not None
+            conn.send({"frames": peer.video_track.frames_sent})
+        elif command.get("op") == "stop":
+            break
+    await peer.close()
+
+
+class Publisher:
+    """The publisher process and a pipe to it."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=publisher_main, args=(child,), daemon=True)
+        self.process.start()
+
+    async def offer(self) -> str:
+        reply = await asyncio.to_thread(self.conn.recv)
+        return str(reply["offer"])
+
+    def answer(self, sdp: str) -> None:
+        self.conn.send({"answer": sdp})
+
+    async def frames_sent(self) -> int:
+        self.conn.send({"op": "frames"})
+        reply = await asyncio.to_thread(self.conn.recv)
+        return int(reply["frames"])
+
+    async def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send({"op": "stop"})
+        await asyncio.to_thread(self.process.join, 15)
+        if self.process.is_alive():
+            self.process.kill()
+
+
 # ---- driving a server process ------------------------------------------------------------------
 
 
@@ -142,19 +208,25 @@ class Server:
         return self.process.pid
 
     def _readable(self) -> None:
-        while self.conn.poll():
-            item = self.conn.recv()
-            handler = self.handlers.get(item.get("to_session", ""))
-            if handler is not None:
-                task = asyncio.create_task(handler(item["message"]))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+        try:
+            while self.conn.poll():
+                self._dispatch(self.conn.recv())
+        except (EOFError, OSError):
+            asyncio.get_running_loop().remove_reader(self.conn.fileno())
+
+    def _dispatch(self, item: dict[str, Any]) -> None:
+        handler = self.handlers.get(item.get("to_session", ""))
+        if handler is not None:
+            task = asyncio.create_task(handler(item["message"]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def send(self, command: dict[str, Any]) -> None:
         self.conn.send(command | {"room": ROOM})
 
     async def stop(self) -> None:
-        asyncio.get_running_loop().remove_reader(self.conn.fileno())
+        with contextlib.suppress(OSError, ValueError):
+            asyncio.get_running_loop().remove_reader(self.conn.fileno())
         with contextlib.suppress(OSError):
             self.conn.send({"op": "stop"})
         await asyncio.to_thread(self.process.join, 15)
@@ -162,14 +234,14 @@ class Server:
             self.process.kill()
 
 
-async def join_publisher(server: Server) -> ClientPeer:
-    publisher = ClientPeer("publisher", noise_rows=NOISE_ROWS)
+async def join_publisher(server: Server) -> Publisher:
+    publisher = Publisher()
     session = uuid.uuid4().hex
     answered = asyncio.Event()
 
     async def on_message(message: dict[str, Any]) -> None:
         if message.get("type") == "publish_answer":
-            await publisher.apply_publish_answer(message["sdp"])
+            publisher.answer(message["sdp"])
             answered.set()
 
     server.handlers[session] = on_message
@@ -177,9 +249,7 @@ async def join_publisher(server: Server) -> ClientPeer:
         {"op": "join", "session": session, "identity": "publisher", "can_publish": True,
          "can_subscribe": False}
     )  # fmt: skip
-    server.send(
-        {"op": "publish_offer", "session": session, "sdp": await publisher.create_publish_offer()}
-    )
+    server.send({"op": "publish_offer", "session": session, "sdp": await publisher.offer()})
     await asyncio.wait_for(answered.wait(), 30)
     return publisher
 
@@ -211,24 +281,29 @@ async def wait_receiving(subscribers: list[CountingSubscriber], timeout: float) 
 
 
 async def measure(
-    server: Server, publisher: ClientPeer, subscribers: list[CountingSubscriber], window: float
+    server: Server, publisher: Publisher, subscribers: list[CountingSubscriber], window: float
 ) -> dict[str, Any]:
-    assert publisher.video_track is not None
     for subscriber in subscribers:
         subscriber.start_window()
     node_cpu, own_cpu = process_cpu_seconds(server.pid), process_cpu_seconds(os.getpid())
-    frames = publisher.video_track.frames_sent
+    frames = await publisher.frames_sent()
     started = time.monotonic()
-    await asyncio.sleep(window)
+    lag = 0.0
+    while time.monotonic() - started < window:
+        tick = time.monotonic()
+        await asyncio.sleep(0.05)
+        lag = max(lag, time.monotonic() - tick - 0.05)
     elapsed = time.monotonic() - started
-    for subscriber in subscribers:
-        subscriber.stop_window()
+    sent = await publisher.frames_sent() - frames
     node_cpu = process_cpu_seconds(server.pid) - node_cpu
     own_cpu = process_cpu_seconds(os.getpid()) - own_cpu
-    sent = publisher.video_track.frames_sent - frames
-    ratios = [s.streams["video"].complete_frames() / max(sent, 1) for s in subscribers]
-    video_bps = [8 * s.streams["video"].bytes / elapsed for s in subscribers]
-    audio = [s.streams["audio"].packets / elapsed for s in subscribers]
+    await asyncio.sleep(GRACE_S)
+    for subscriber in subscribers:
+        subscriber.stop_window()
+    ratios = [s.streams["video"].complete_frames(sent, FRAME_TICKS) / sent for s in subscribers]
+    span = elapsed + GRACE_S
+    video_bps = [8 * s.streams["video"].bytes / span for s in subscribers]
+    audio = [s.streams["audio"].packets / span for s in subscribers]
     checked = all(
         len(s.streams[k].ssrcs) == 1 and len(s.streams[k].payload_types) == 1
         for s in subscribers
@@ -238,6 +313,7 @@ async def measure(
         "subscribers": len(subscribers),
         "node_cpu_percent": round(100 * node_cpu / elapsed, 1),
         "loadgen_cpu_percent": round(100 * own_cpu / elapsed, 1),
+        "loadgen_max_stall_ms": round(1000 * lag),
         "frames_sent": sent,
         "min_frame_ratio": round(min(ratios), 3),
         "median_frame_ratio": round(statistics.median(ratios), 3),
@@ -270,6 +346,11 @@ async def run_mode(mode: str, steps: list[int], window: float, deadline: float) 
                 break
             await asyncio.sleep(2.0)
             step = await measure(server, publisher, subscribers, window)
+            if step["min_frame_ratio"] < KEEP_UP:
+                # the machine is shared: one stalled window is measured again before it counts
+                print(f"  {mode:8s} N={n:4d} again after {json.dumps(step)}", flush=True)
+                step = await measure(server, publisher, subscribers, window)
+                step["measured_twice"] = True
             results.append(step)
             print(f"  {mode:8s} N={n:4d} {json.dumps(step)}", flush=True)
             if step["min_frame_ratio"] < KEEP_UP:
@@ -281,7 +362,7 @@ async def run_mode(mode: str, steps: list[int], window: float, deadline: float) 
     finally:
         for subscriber in subscribers:
             await subscriber.close()
-        await publisher.close()
+        await publisher.stop()
         await server.stop()
     return {"steps": results, "stopped": stopped, **capacity(results)}
 
@@ -343,7 +424,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=_ints, default=[10, 20, 30, 45, 60, 75, 90, 120])
+    parser.add_argument("--steps", type=_ints, default=[10, 25, 50, 75, 100, 125, 150, 175, 200])
     parser.add_argument("--relay-steps", type=_ints, default=[1, 2, 3, 4, 6])
     parser.add_argument("--window", type=float, default=8.0)
     parser.add_argument("--max-seconds", type=float, default=600.0)

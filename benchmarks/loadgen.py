@@ -53,20 +53,25 @@ class StreamCheck:
         self._highest = extended if self._highest is None else max(self._highest, extended)
         self.log[extended] = (packet.timestamp, packet.marker)
 
-    def complete_frames(self) -> int:
-        """Frames whose every packet arrived; the partial frame the window opened in is not
-        counted. A lost marker merges two frames into one incomplete frame."""
+    def complete_frames(self, frames: int, frame_ticks: int) -> int:
+        """Whole frames among the `frames` consecutive frames that start at the first frame
+        logged, told apart by RTP timestamp (`frame_ticks` apart), so a frame counts even when
+        a stall of this process made it arrive after the window. A frame is whole when every
+        sequence number from the one after the previous marker to its own marker arrived."""
         if not self.log:
             return 0
+        seqs = range(min(self.log), max(self.log) + 1)
+        base = self.log[seqs[0]][0]
         complete = 0
         counting = False
         whole = True
-        for seq in range(min(self.log), max(self.log) + 1):
+        for seq in seqs:
             entry = self.log.get(seq)
             if entry is None:
                 whole = False
             elif entry[1]:
-                if counting and whole:
+                index = ((entry[0] - base) % (1 << 32)) // frame_ticks
+                if counting and whole and index < frames:
                     complete += 1
                 counting = True
                 whole = True
