@@ -9,7 +9,7 @@ from tests.infra.helpers import by_role
 NSG = "azure-native:network:NetworkSecurityGroup"
 SUBNET = "azure-native:network:Subnet"
 ALLOW_LIST = ("198.51.100.0/26", "203.0.113.10/32")
-PRIVATE = ("10.30.0.0/16", "10.31.0.0/16")
+PRIVATE = ("10.30.0.0/16", "10.10.0.0/16", "10.11.0.0/16", "10.31.0.0/16")
 
 
 def _rules(group) -> set[tuple]:
@@ -64,7 +64,7 @@ def test_each_nsg_says_exactly_the_issue_rules(weu_plan) -> None:
         ("Tcp", "5432", (c["gateway"],), c["postgres"]),
         ("Tcp", "5432", (c["media"],), c["postgres"]),
         ("Tcp", "5432", (c["postgres"],), c["postgres"]),
-        ("Tcp", "5432", ("10.31.0.0/16",), c["postgres"]),
+        ("Tcp", "5432", PRIVATE[1:], c["postgres"]),
     }
 
 
