@@ -10,7 +10,7 @@ import pytest
 
 from rtcfleet.servers import ReplicatedPostgres
 
-REPLICATION_WAIT_S = 10.0
+REPLICATION_WAIT_S = 30.0
 
 
 async def _wait_for_row(dsn: str, key: str, deadline: float) -> str | None:
