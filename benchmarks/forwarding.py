@@ -199,6 +199,7 @@ class Server:
         self.process = context.Process(target=target, args=args, daemon=True)
         self.process.start()
         self.handlers: dict[str, Handler] = {}
+        self.loads: list[dict[str, Any]] = []  # the worker's load reports, one a second
         self._tasks: set[asyncio.Task[None]] = set()
         asyncio.get_running_loop().add_reader(self.conn.fileno(), self._readable)
 
@@ -215,6 +216,9 @@ class Server:
             asyncio.get_running_loop().remove_reader(self.conn.fileno())
 
     def _dispatch(self, item: dict[str, Any]) -> None:
+        if "load" in item:
+            self.loads.append(item["load"])
+            del self.loads[:-30]
         handler = self.handlers.get(item.get("to_session", ""))
         if handler is not None:
             task = asyncio.create_task(handler(item["message"]))
@@ -300,6 +304,7 @@ async def measure(
     await asyncio.sleep(GRACE_S)
     for subscriber in subscribers:
         subscriber.stop_window()
+    reports = [r["bitrate_out_bps"] for r in server.loads[-int(window) :] if "bitrate_out_bps" in r]
     ratios = [s.streams["video"].complete_frames(sent, FRAME_TICKS) / sent for s in subscribers]
     span = elapsed + GRACE_S
     video_bps = [8 * s.streams["video"].bytes / span for s in subscribers]
@@ -318,6 +323,7 @@ async def measure(
         "min_frame_ratio": round(min(ratios), 3),
         "median_frame_ratio": round(statistics.median(ratios), 3),
         "video_kbps_per_subscriber": round(statistics.median(video_bps) / 1000),
+        "node_out_mbps": round(statistics.median(reports) / 1e6, 1) if reports else None,
         "audio_packets_per_s": round(statistics.median(audio), 1),
         "one_ssrc_and_payload_type_per_stream": checked,
     }

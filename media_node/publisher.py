@@ -19,6 +19,7 @@ from aiortc.sdp import SessionDescription
 
 from media_node import rtp_hooks, transport_cc
 from media_node.codec_policy import CodecNotAllowed, codec_preferences
+from media_node.forwarder import vp8_keyframe_start
 from media_node.ice import IcePolicy, ice_candidate_from_dict
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class PublishedTrack:
     """One incoming track. Its media SSRC is learnt from the first packet of the primary codec
     that carries payload, so RTX and padding probes sent before media are never mistaken for
     it; keyframe requests from all its subscribers reach the publisher at most once per
-    `KEYFRAME_REQUEST_INTERVAL`."""
+    `KEYFRAME_REQUEST_INTERVAL` while one is outstanding (a VP8 keyframe answers it)."""
 
     def __init__(
         self,
@@ -68,6 +69,13 @@ class PublishedTrack:
     async def on_rtp(self, packet: RtpPacket, codec: RTCRtpCodecParameters, rtx: bool) -> None:
         if is_rtx(codec) or codec.payloadType != self.primary_payload_type:
             return
+        if (
+            self._last_keyframe_request is not None
+            and packet.ssrc == self.media_ssrc
+            and vp8_keyframe_start(packet.payload)
+        ):
+            # the request was answered: the next subscriber to join may ask again at once
+            self._last_keyframe_request = None
         if self.media_ssrc is None:
             if rtx or not packet.payload:
                 return
