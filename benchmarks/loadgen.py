@@ -51,7 +51,7 @@ class StreamCheck:
             delta = (seq - self._highest + SEQ_MOD // 2) % SEQ_MOD - SEQ_MOD // 2
             extended = self._highest + delta
         self._highest = extended if self._highest is None else max(self._highest, extended)
-        self.log[extended] = (packet.timestamp, packet.marker)
+        self.log[extended] = (packet.timestamp, bool(packet.marker))
 
     def complete_frames(self, frames: int, frame_ticks: int) -> int:
         """Whole frames among the `frames` consecutive frames that start at the first frame
