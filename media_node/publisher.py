@@ -87,7 +87,11 @@ class PublishedTrack:
         self.packets_in += 1
         source = (self.track_id, packet.ssrc)
         for downtrack in list(self.downtracks):
-            await downtrack.deliver(packet, source)
+            deliver_now = getattr(downtrack, "deliver_now", None)
+            if deliver_now is not None:
+                deliver_now(packet, source)
+            else:
+                await downtrack.deliver(packet, source)
 
     def request_keyframe(self) -> bool:
         """Ask the publisher for a keyframe (PLI) unless one was asked for very recently."""

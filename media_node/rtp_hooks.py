@@ -19,7 +19,7 @@ import aioice.ice
 from aioice import Candidate
 from aioice.candidate import candidate_foundation, candidate_priority
 from aioice.ice import Connection, StunProtocol
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, clock
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs import is_rtx
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import (
@@ -53,6 +53,18 @@ _RX = "_RTCRtpReceiver__"
 _TX = "_RTCRtpSender__"
 _NTP, _RTP_TS = _TX + "ntp_timestamp", _TX + "rtp_timestamp"
 _OCTETS, _PACKETS = _TX + "octet_count", _TX + "packet_count"
+
+
+NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900 (NTP) to 1970 (Unix)
+
+
+def ntp_now() -> int:
+    """The current time as a 64-bit NTP timestamp, as `aiortc.clock.current_ntp_time` gives it
+    but from `time.time()` (a sender report needs the time of the last packet sent, and the
+    datetime arithmetic cost more than the rest of the send)."""
+    now = time.time()
+    seconds = int(now)
+    return ((seconds + NTP_UNIX_OFFSET) << 32) | int((now - seconds) * (1 << 32))
 
 
 class RtpSink(Protocol):
@@ -235,12 +247,18 @@ class ForwardingSender(RTCRtpSender):
 
     async def send_rtp(self, data: bytes, timestamp: int, payload_size: int) -> None:
         """Send one serialized RTP packet and account for it in the sender reports."""
+        self.send_rtp_now(data, timestamp, payload_size)
+
+    def send_rtp_now(self, data: bytes, timestamp: int, payload_size: int) -> bool:
+        """`send_rtp` without suspending; False when not connected."""
         if not self.send_now(data):
-            return
-        self.__dict__[_NTP] = clock.current_ntp_time()
-        self.__dict__[_RTP_TS] = timestamp
-        self.__dict__[_OCTETS] += payload_size
-        self.__dict__[_PACKETS] += 1
+            return False
+        state = self.__dict__
+        state[_NTP] = ntp_now()
+        state[_RTP_TS] = timestamp
+        state[_OCTETS] += payload_size
+        state[_PACKETS] += 1
+        return True
 
     async def resend_rtp(self, data: bytes) -> None:
         """Send a retransmission, which sender reports do not count."""

@@ -68,6 +68,11 @@ class Slot:
         self.transceiver.direction = "inactive"
 
     async def deliver(self, packet: RtpPacket, source: Hashable) -> None:
+        self.deliver_now(packet, source)
+
+    def deliver_now(self, packet: RtpPacket, source: Hashable) -> None:
+        """Forward one packet to this subscriber without suspending (the per-subscriber hot
+        path: a published track calls it for each of its subscribers in turn)."""
         forwarder = self.forwarder
         if forwarder is None or not self.active:
             return
@@ -77,8 +82,8 @@ class Slot:
             if waiting and self.track is not None and self.track.request_keyframe():
                 forwarder.stats.keyframe_requests += 1
             return
-        await self.sender.send_rtp(data, packet.timestamp, len(packet.payload))
-        self._on_sent(len(data))
+        if self.sender.send_rtp_now(data, packet.timestamp, len(packet.payload)):
+            self._on_sent(len(data))
 
     def on_started(self, sender: rtp_hooks.ForwardingSender) -> None:
         parameters = sender.parameters
