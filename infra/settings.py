@@ -163,7 +163,8 @@ class RegionSettings(BaseModel):
 
     @property
     def image_stack_name(self) -> str:
-        return self.image_stack or f"{self.env}-global"
+        # the image stack bakes and distributes the node images (infra/image_stack.py)
+        return self.image_stack or f"{self.env}-image"
 
     @property
     def production(self) -> bool:

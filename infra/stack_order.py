@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.global_settings import global_stack_name, is_global_stack
+from infra.global_settings import is_global_stack
 from infra.settings import SettingsError, StackName, _decode, config_key, load_stack_file
 
 PHASES = ("images", "home", "replicas", "global")
@@ -99,7 +99,7 @@ def dependencies(stack: str, values: Mapping[str, Any]) -> tuple[str, list[str]]
         phase = "replicas"
         after.append(f"{name.env}-{name.cloud}-{home_region}")
     if not _value(values, "imageId"):
-        after.append(str(_value(values, "imageStack") or global_stack_name(name.env)))
+        after.append(str(_value(values, "imageStack") or f"{name.env}-image"))
     return phase, after
 
 

@@ -93,8 +93,19 @@ def test_a_region_without_its_home_stack(stacks: Path) -> None:
     assert "region stack prod-aws-eu-west-1 has no home stack prod-aws-us-east-1" in message
 
 
-def test_a_region_reading_images_from_the_global_stack_is_a_cycle(stacks: Path) -> None:
+def test_a_region_without_an_image_reads_the_image_stack(stacks: Path) -> None:
     _edit(stacks, "prod-aws-eu-west-1", "  rtcfleet:imageId:", "  # rtcfleet:imageId:")
+    message = _refused(stacks)
+    assert "prod-aws-eu-west-1 reads outputs of prod-image, which has no stack file" in message
+
+
+def test_a_region_reading_images_from_the_global_stack_is_a_cycle(stacks: Path) -> None:
+    _edit(
+        stacks,
+        "prod-aws-eu-west-1",
+        "  rtcfleet:imageId:",
+        "  rtcfleet:imageStack: prod-global\n  #",
+    )
     message = _refused(stacks)
     assert "stacks read each other's outputs: prod-aws-eu-west-1 -> prod-global" in message
 
