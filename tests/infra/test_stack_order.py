@@ -122,7 +122,9 @@ def test_a_region_missing_its_home_region_setting(stacks: Path) -> None:
 
 
 def test_an_image_stack_in_a_later_phase_is_refused(stacks: Path) -> None:
-    _edit(stacks, "dev-aws-us-east-1", "  rtcfleet:imageId:", "  # rtcfleet:imageId:")
+    _edit(
+        stacks, "dev-aws-us-east-1", "  rtcfleet:imageId:", "  rtcfleet:imageStack: dev-global\n  #"
+    )
     (stacks / "Pulumi.dev-global.yaml").write_text(
         "config:\n  rtcfleet:regions:\n    - prod-aws-us-east-1\n"
     )
