@@ -302,9 +302,6 @@ class Gateway:
             bus.session_key(session.session_id), bus.session_stream(session.session_id)
         )
 
-    def node_is_fresh(self, node_id: str) -> bool:
-        return node_id in self._fresh_nodes
-
     async def _wake_relay(self) -> None:
         await self.redis.xadd(bus.gateway_wake(self.id), {"w": "1"}, maxlen=16)
 

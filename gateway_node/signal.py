@@ -217,8 +217,6 @@ class SignalConnection:
         """Place the session's media again after its node died; same session, new node."""
         gateway = self.gateway
         async with session.lock:
-            if gateway.node_is_fresh(session.node_id) and not session.reconnect_sent:
-                raise SignalingError(ErrorCode.BAD_MESSAGE, "media node is alive")
             # the session belongs to this region: its media is placed here
             node = await self._place(session.grant.room, look_elsewhere=False)
             session.node_id = node.node_id

@@ -33,7 +33,7 @@ from rtcfleet import __version__, bus, settings_store
 from rtcfleet.nodes import Heartbeat, NodeLoad, NodeRegistration
 from rtcfleet.redis_url import connect
 from rtcfleet.settings_store import PlatformSettings
-from rtcfleet.signaling import ErrorCode, error
+from rtcfleet.signaling import ErrorCode, Reconnect, error
 
 log = logging.getLogger("rtcfleet.media")
 
@@ -93,25 +93,28 @@ class Supervisor:
         )
 
     def start_workers(self) -> None:
-        context = multiprocessing.get_context("spawn")
         for index in range(self.settings.workers):
-            parent, child = context.Pipe(duplex=True)
-            process = context.Process(
-                target=worker_main,
-                args=(
-                    child,
-                    self.sfu_config(),
-                    self.platform.max_participants_per_room,
-                    self.settings.bind_ip,
-                ),
-                name=f"rtcfleet-media-worker-{index}",
-                daemon=True,
-            )
-            process.start()
-            child.close()
-            handle = WorkerHandle(index=index, process=process, conn=parent)
-            self.workers.append(handle)
-            asyncio.get_running_loop().add_reader(parent.fileno(), self._on_worker, handle)
+            self.workers.append(self._spawn_worker(index))
+
+    def _spawn_worker(self, index: int) -> WorkerHandle:
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe(duplex=True)
+        process = context.Process(
+            target=worker_main,
+            args=(
+                child,
+                self.sfu_config(),
+                self.platform.max_participants_per_room,
+                self.settings.bind_ip,
+            ),
+            name=f"rtcfleet-media-worker-{index}",
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        handle = WorkerHandle(index=index, process=process, conn=parent)
+        asyncio.get_running_loop().add_reader(parent.fileno(), self._on_worker, handle)
+        return handle
 
     def _on_worker(self, handle: WorkerHandle) -> None:
         try:
@@ -120,10 +123,20 @@ class Supervisor:
         except (EOFError, OSError):
             asyncio.get_running_loop().remove_reader(handle.conn.fileno())
             if not self._stopped.is_set():
-                log.error("worker %d died; its rooms are lost", handle.index)
-                for room in list(handle.rooms):
-                    self.room_worker.pop(room, None)
-                handle.rooms.clear()
+                self._replace_worker(handle)
+
+    def _replace_worker(self, dead: WorkerHandle) -> None:
+        """A worker died: its calls are gone, so their clients place their media again (on a
+        fresh worker of this node), and the node keeps its capacity."""
+        log.error("worker %d died with %d rooms; replacing it", dead.index, len(dead.rooms))
+        reconnect = Reconnect(reason="media_worker_lost").model_dump(mode="json")
+        for session, room in list(self.sessions.items()):
+            if room in dead.rooms:
+                self._outbox.put_nowait((session, reconnect))
+                del self.sessions[session]
+        for room in dead.rooms:
+            self.room_worker.pop(room, None)
+        self.workers[self.workers.index(dead)] = self._spawn_worker(dead.index)
 
     def _from_worker(self, handle: WorkerHandle, item: dict[str, Any]) -> None:
         if "to_session" in item:

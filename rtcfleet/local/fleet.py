@@ -138,8 +138,10 @@ class LocalFleet:
             self.postgres.stop()
 
     def remove(self) -> None:
+        """Stop and delete the fleet's files; ``RTCFLEET_KEEP_LOGS=1`` keeps them to read."""
         self.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if os.environ.get("RTCFLEET_KEEP_LOGS") != "1":
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     # ---- services ---------------------------------------------------------------------------
 

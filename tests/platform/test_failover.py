@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 import urllib.request
+from pathlib import Path
 
 from rtcfleet.client.bot import Bot
 from rtcfleet.local import LocalFleet
@@ -122,3 +125,47 @@ async def test_media_node_killed_rooms_move_to_another_node(fleet: LocalFleet) -
     finally:
         await asyncio.gather(*(bot.close() for bot in bots))
         fleet.start_media_node(fleet.home)
+
+
+def worker_pids(supervisor_pid: int) -> list[int]:
+    """The forwarding worker processes of a media node (not multiprocessing's tracker)."""
+    children = Path(f"/proc/{supervisor_pid}/task/{supervisor_pid}/children").read_text().split()
+    pids = []
+    for child in map(int, children):
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        if b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
+            pids.append(child)
+    return pids
+
+
+async def test_a_dead_worker_is_replaced_and_its_calls_come_back(fleet: LocalFleet) -> None:
+    region = fleet.regions[fleet.home]
+    urls = [g.signal_url for g in region.gateways]
+    bots = [
+        Bot(urls, fleet.token("worker-kill", n), name=n, width=320, height=180, fps=15)
+        for n in ("alice", "bob")
+    ]
+    try:
+        for bot in bots:
+            await bot.start()
+        await wait_until(lambda: receives_from(bots[0], ["bob"]), 30, "the call")
+        node = next(m for m in region.media_nodes if m.name == bots[0].session.node_id)
+        assert node.process.pid is not None
+        (worker,) = worker_pids(node.process.pid)
+
+        os.kill(worker, signal.SIGKILL)
+        killed = time.monotonic()
+        for bot, other in ((bots[0], "bob"), (bots[1], "alice")):
+            await wait_until(
+                lambda b=bot, o=other: b.session.events.media_rejoins == 1
+                and receives_from(b, [o]),
+                30,
+                f"{bot.name}'s media after the worker's death",
+            )
+        print(f"media back {time.monotonic() - killed:.2f} s after the worker's SIGKILL")
+        assert node.process.running(), "the node itself stays up"
+        (replacement,) = worker_pids(node.process.pid)
+        assert replacement != worker
+        assert bots[0].session.node_id == node.name, "the room stays on its node"
+    finally:
+        await asyncio.gather(*(bot.close() for bot in bots))
