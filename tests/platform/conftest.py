@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -28,6 +32,32 @@ async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         await asyncio.sleep(0.05)
     return time.monotonic() - started
+
+
+def admin(
+    fleet: LocalFleet,
+    method: str,
+    path: str,
+    body: object | None = None,
+    token: str | None = None,
+    region: str | None = None,
+) -> tuple[int, Any]:
+    """One call to the admin API of a live gateway of ``region`` (home by default)."""
+    gateway = next(g for g in fleet.regions[region or fleet.home].gateways if g.process.running())
+    request = urllib.request.Request(
+        gateway.admin_url + path,
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={
+            "Authorization": f"Bearer {fleet.spec.admin_token if token is None else token}",
+            "Content-Type": "application/json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def receives_from(bot: Bot, publishers: list[str]) -> bool:

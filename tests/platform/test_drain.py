@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import subprocess
-import urllib.error
-import urllib.request
 
 from rtcfleet.client.bot import Bot
 from rtcfleet.local import LocalFleet
-from tests.platform.conftest import receives_from, wait_until
-
-
-def admin_post(fleet: LocalFleet, path: str) -> int:
-    gateway = fleet.regions[fleet.home].gateways[0]
-    request = urllib.request.Request(
-        gateway.admin_url + path,
-        method="POST",
-        headers={"Authorization": f"Bearer {fleet.spec.admin_token}"},
-    )
-    with urllib.request.urlopen(request, timeout=3) as response:
-        return int(response.status)
+from tests.platform.conftest import admin, receives_from, wait_until
 
 
 def exited(process) -> int | None:  # type: ignore[no-untyped-def]
@@ -45,7 +31,7 @@ async def test_admin_drain_keeps_the_call_then_the_node_exits(fleet: LocalFleet)
         node_id = alice.session.node_id
         node = next(m for m in region.media_nodes if m.name == node_id)
 
-        assert admin_post(fleet, f"/api/nodes/{node_id}/drain") == 202
+        assert admin(fleet, "POST", f"/api/nodes/{node_id}/drain")[0] == 202
         await asyncio.sleep(2.5)  # a few heartbeats: the node reports draining
         await carol.start()
         assert carol.session.node_id != node_id, "a draining node took a new room"
@@ -89,12 +75,6 @@ async def test_sigterm_drains_and_a_second_sigterm_exits_at_once(fleet: LocalFle
 
 
 def test_admin_api_refuses_without_the_token(fleet: LocalFleet) -> None:
-    gateway = fleet.regions[fleet.home].gateways[0]
-    for headers in ({}, {"Authorization": "Bearer wrong"}):
-        request = urllib.request.Request(gateway.admin_url + "/api/nodes", headers=headers)
-        try:
-            urllib.request.urlopen(request, timeout=3)
-            raise AssertionError("admin API answered without a valid token")
-        except urllib.error.HTTPError as exc:
-            assert exc.code == 401
-            assert json.loads(exc.read())["error"] == "unauthorized"
+    for token in ("", "wrong"):
+        status, body = admin(fleet, "GET", "/api/nodes", token=token)
+        assert (status, body["error"]) == (401, "unauthorized")

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import time
-import urllib.request
 from pathlib import Path
 
 from rtcfleet.client.bot import Bot
 from rtcfleet.local import LocalFleet
-from tests.platform.conftest import receives_from, wait_until
+from tests.platform.conftest import admin, receives_from, wait_until
 
 
 class GapMeter:
@@ -35,14 +33,10 @@ class GapMeter:
         return self.max_gap
 
 
-def admin_nodes(fleet: LocalFleet, region: str) -> dict[str, str]:
-    gateway = next(g for g in fleet.regions[region].gateways if g.process.running())
-    request = urllib.request.Request(
-        gateway.admin_url + "/api/nodes",
-        headers={"Authorization": f"Bearer {fleet.spec.admin_token}"},
-    )
-    with urllib.request.urlopen(request, timeout=3) as response:
-        return {node["node_id"]: node["state"] for node in json.loads(response.read())}
+def node_states(fleet: LocalFleet) -> dict[str, str]:
+    status, nodes = admin(fleet, "GET", "/api/nodes")
+    assert status == 200
+    return {node["node_id"]: node["state"] for node in nodes}
 
 
 async def test_gateway_killed_media_continues_and_signaling_resumes(fleet: LocalFleet) -> None:
@@ -101,7 +95,7 @@ async def test_media_node_killed_rooms_move_to_another_node(fleet: LocalFleet) -
         victim.process.kill()
         killed = time.monotonic()
         out_after = await wait_until(
-            lambda: admin_nodes(fleet, fleet.home).get(node_id, "stale") != "healthy",
+            lambda: node_states(fleet).get(node_id, "stale") != "healthy",
             10,
             "the dead node to leave placement",
         )
@@ -157,8 +151,9 @@ async def test_a_dead_worker_is_replaced_and_its_calls_come_back(fleet: LocalFle
         killed = time.monotonic()
         for bot, other in ((bots[0], "bob"), (bots[1], "alice")):
             await wait_until(
-                lambda b=bot, o=other: b.session.events.media_rejoins == 1
-                and receives_from(b, [o]),
+                lambda b=bot, o=other: (
+                    b.session.events.media_rejoins == 1 and receives_from(b, [o])
+                ),
                 30,
                 f"{bot.name}'s media after the worker's death",
             )

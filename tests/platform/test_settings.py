@@ -5,36 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.error
-import urllib.request
+from typing import Any
 
 import asyncpg
 
 from media_node import rtp_hooks
 from rtcfleet.client.bot import Bot
 from rtcfleet.local import LocalFleet
-from tests.platform.conftest import receives_from, wait_until
+from tests.platform.conftest import admin, receives_from, wait_until
 
 # below the aiortc encoder's start (500 kbit/s) and above its floor (250 kbit/s)
 CAP_BPS = 300_000
 
 
-def put_settings(fleet: LocalFleet, changes: dict) -> tuple[int, dict]:
-    gateway = fleet.regions[fleet.home].gateways[0]
-    request = urllib.request.Request(
-        gateway.admin_url + "/api/settings",
-        data=json.dumps(changes).encode(),
-        method="PUT",
-        headers={
-            "Authorization": f"Bearer {fleet.spec.admin_token}",
-            "Content-Type": "application/json",
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+def put_settings(fleet: LocalFleet, changes: dict) -> tuple[int, Any]:
+    return admin(fleet, "PUT", "/api/settings", changes)
 
 
 async def test_bitrate_cap_reaches_the_node_through_the_replica(fleet: LocalFleet) -> None:
@@ -105,11 +90,5 @@ def test_invalid_settings_are_refused_and_nothing_changes(fleet: LocalFleet) -> 
         status, body = put_settings(fleet, bad)
         assert status == 400, bad
         assert body["error"] == "invalid_setting" and body["detail"]
-    gateway = fleet.regions[fleet.home].gateways[0]
-    request = urllib.request.Request(
-        gateway.admin_url + "/api/settings",
-        headers={"Authorization": f"Bearer {fleet.spec.admin_token}"},
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        assert json.loads(response.read()) == before
+    assert admin(fleet, "GET", "/api/settings") == (200, before)
     put_settings(fleet, {"max_participants_per_room": 50})
