@@ -9,10 +9,10 @@ under ``pulumi preview --policy-pack policy`` and in the offline ``rtcfleet plan
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
+from pulumi_policy import ResourceValidationArgs, ResourceValidationPolicy
 
 from infra.azure.firewall_rules import (
     AZURE_LOAD_BALANCER,
@@ -26,7 +26,7 @@ from infra.azure.firewall_rules import (
     port_range,
 )
 from infra.azure.rbac import KEY_VAULT_SECRETS_USER
-from infra.policy.aws import _cidr, _int, _tags, _truthy
+from infra.policy.aws import Report, _cidr, _int, _policy, _tags, _truthy
 from infra.spec import (
     MIN_AVAILABILITY_ZONES,
     MIN_GATEWAYS,
@@ -38,8 +38,6 @@ from infra.spec import (
     Role,
     Source,
 )
-
-Report = Callable[..., None]
 
 NSG = "azure-native:network:NetworkSecurityGroup"
 SECURITY_RULE = "azure-native:network:SecurityRule"
@@ -325,17 +323,6 @@ def key_vault_rbac(args: ResourceValidationArgs, report: Report) -> None:
             KEY_VAULT_SECRETS_USER
         ) and "/providers/Microsoft.KeyVault/vaults/" not in (scope):
             report(f"Key Vault Secrets User granted on {scope}: scope it to a vault or a secret")
-
-
-def _policy(
-    name: str, validate: Callable[[ResourceValidationArgs, Report], None]
-) -> ResourceValidationPolicy:
-    return ResourceValidationPolicy(
-        name=name,
-        description=(validate.__doc__ or name).strip(),
-        validate=validate,
-        enforcement_level=EnforcementLevel.MANDATORY,
-    )
 
 
 AZURE_POLICIES: Sequence[ResourceValidationPolicy] = (
