@@ -60,6 +60,23 @@ def admin(
         return exc.code, json.loads(exc.read())
 
 
+async def start_call(fleet: LocalFleet, room: str, names: list[str], **video: int) -> list[Bot]:
+    """Bots joined to ``room`` through the home region's gateways, each decoding every other;
+    the caller closes them. On failure the bots already started are closed here."""
+    urls = [g.signal_url for g in fleet.regions[fleet.home].gateways]
+    bots = [Bot(urls, fleet.token(room, name), name=name, **video) for name in names]
+    try:
+        for bot in bots:
+            await bot.start()
+        for bot in bots:
+            others = [n for n in names if n != bot.name]
+            await wait_until(lambda b=bot, o=others: receives_from(b, o), 30, f"{bot.name}'s media")
+    except BaseException:
+        await asyncio.gather(*(bot.close() for bot in bots), return_exceptions=True)
+        raise
+    return bots
+
+
 def receives_from(bot: Bot, publishers: list[str]) -> bool:
     for publisher in publishers:
         stats = bot.peer.received(publisher, "video")

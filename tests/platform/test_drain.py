@@ -8,7 +8,7 @@ import subprocess
 
 from rtcfleet.client.bot import Bot
 from rtcfleet.local import LocalFleet
-from tests.platform.conftest import admin, receives_from, wait_until
+from tests.platform.conftest import admin, start_call, wait_until
 
 
 def exited(process) -> int | None:  # type: ignore[no-untyped-def]
@@ -21,13 +21,9 @@ def exited(process) -> int | None:  # type: ignore[no-untyped-def]
 async def test_admin_drain_keeps_the_call_then_the_node_exits(fleet: LocalFleet) -> None:
     region = fleet.regions[fleet.home]
     urls = [g.signal_url for g in region.gateways]
-    alice = Bot(urls, fleet.token("drain-1", "alice"), name="alice")
-    bob = Bot(urls, fleet.token("drain-1", "bob"), name="bob")
+    alice, bob = await start_call(fleet, "drain-1", ["alice", "bob"])
     carol = Bot(urls, fleet.token("drain-2", "carol"), name="carol")
     try:
-        await alice.start()
-        await bob.start()
-        await wait_until(lambda: receives_from(alice, ["bob"]), 30, "the call")
         node_id = alice.session.node_id
         node = next(m for m in region.media_nodes if m.name == node_id)
 
@@ -54,13 +50,8 @@ async def test_admin_drain_keeps_the_call_then_the_node_exits(fleet: LocalFleet)
 
 async def test_sigterm_drains_and_a_second_sigterm_exits_at_once(fleet: LocalFleet) -> None:
     region = fleet.regions[fleet.home]
-    urls = [g.signal_url for g in region.gateways]
-    alice = Bot(urls, fleet.token("term-1", "alice"), name="alice")
-    bob = Bot(urls, fleet.token("term-1", "bob"), name="bob")
+    alice, bob = await start_call(fleet, "term-1", ["alice", "bob"])
     try:
-        await alice.start()
-        await bob.start()
-        await wait_until(lambda: receives_from(alice, ["bob"]), 30, "the call")
         node = next(m for m in region.media_nodes if m.name == alice.session.node_id)
         node.process.send_signal(signal.SIGTERM)
         await asyncio.sleep(1.5)

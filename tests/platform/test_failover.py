@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rtcfleet.client.bot import Bot
 from rtcfleet.local import LocalFleet
-from tests.platform.conftest import admin, receives_from, wait_until
+from tests.platform.conftest import admin, receives_from, start_call, wait_until
 
 
 class GapMeter:
@@ -81,13 +81,8 @@ async def test_gateway_killed_media_continues_and_signaling_resumes(fleet: Local
 
 async def test_media_node_killed_rooms_move_to_another_node(fleet: LocalFleet) -> None:
     region = fleet.regions[fleet.home]
-    urls = [g.signal_url for g in region.gateways]
-    bots = [Bot(urls, fleet.token("node-kill", n), name=n) for n in ("alice", "bob")]
+    bots = await start_call(fleet, "node-kill", ["alice", "bob"])
     try:
-        for bot in bots:
-            await bot.start()
-        await wait_until(lambda: receives_from(bots[0], ["bob"]), 30, "alice's media")
-        await wait_until(lambda: receives_from(bots[1], ["alice"]), 30, "bob's media")
         node_id = bots[0].session.node_id
         assert node_id is not None
         victim = next(m for m in region.media_nodes if m.name == node_id)
@@ -134,15 +129,8 @@ def worker_pids(supervisor_pid: int) -> list[int]:
 
 async def test_a_dead_worker_is_replaced_and_its_calls_come_back(fleet: LocalFleet) -> None:
     region = fleet.regions[fleet.home]
-    urls = [g.signal_url for g in region.gateways]
-    bots = [
-        Bot(urls, fleet.token("worker-kill", n), name=n, width=320, height=180, fps=15)
-        for n in ("alice", "bob")
-    ]
+    bots = await start_call(fleet, "worker-kill", ["alice", "bob"], width=320, height=180, fps=15)
     try:
-        for bot in bots:
-            await bot.start()
-        await wait_until(lambda: receives_from(bots[0], ["bob"]), 30, "the call")
         node = next(m for m in region.media_nodes if m.name == bots[0].session.node_id)
         assert node.process.pid is not None
         (worker,) = worker_pids(node.process.pid)

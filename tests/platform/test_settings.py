@@ -10,9 +10,8 @@ from typing import Any
 import asyncpg
 
 from media_node import rtp_hooks
-from rtcfleet.client.bot import Bot
 from rtcfleet.local import LocalFleet
-from tests.platform.conftest import admin, receives_from, wait_until
+from tests.platform.conftest import admin, start_call, wait_until
 
 # below the aiortc encoder's start (500 kbit/s) and above its floor (250 kbit/s)
 CAP_BPS = 300_000
@@ -24,13 +23,8 @@ def put_settings(fleet: LocalFleet, changes: dict) -> tuple[int, Any]:
 
 async def test_bitrate_cap_reaches_the_node_through_the_replica(fleet: LocalFleet) -> None:
     region = fleet.regions[fleet.home]
-    urls = [g.signal_url for g in region.gateways]
-    alice = Bot(urls, fleet.token("settings-1", "alice"), name="alice")
-    bob = Bot(urls, fleet.token("settings-1", "bob"), name="bob")
+    alice, bob = await start_call(fleet, "settings-1", ["alice", "bob"])
     try:
-        await alice.start()
-        await bob.start()
-        await wait_until(lambda: receives_from(bob, ["alice"]), 30, "the call")
         sender = alice.peer.video_sender
         assert sender is not None
 
