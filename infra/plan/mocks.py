@@ -193,7 +193,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         physical = str(inputs.get("name") or f"{name}-{digest[:7]}")
         region = region or "us-east-1"
         service = typ.split(":")[1].split("/")[0]
-        out: dict[str, Any] = {"arn": f"arn:aws:{service}:{region}:{ACCOUNT_ID}:{physical}"}
+        # the resource kind in the ARN, as AWS does: two kinds sharing a name keep distinct ARNs
+        kind = typ.split(":")[1].split("/")[-1]
+        out: dict[str, Any] = {"arn": f"arn:aws:{service}:{region}:{ACCOUNT_ID}:{kind}/{physical}"}
         if "name" not in inputs:
             out["name"] = physical
         if typ == "random:index/randomPassword:RandomPassword":
