@@ -40,6 +40,7 @@ log = logging.getLogger("rtcfleet.media")
 INBOX_BLOCK_MS = 1000
 SESSION_SWEEP_INTERVAL_S = 2.0
 HTTP_TIMEOUT_S = 3.0
+WORKER_START_TIMEOUT_S = 60.0
 
 
 class RegistrationFailed(RuntimeError):
@@ -53,6 +54,8 @@ class WorkerHandle:
     conn: Connection
     load: WorkerLoad = field(default_factory=WorkerLoad)
     rooms: set[str] = field(default_factory=set)
+    # set by the worker's first load report: its SFU is up and reading commands
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Supervisor:
@@ -143,6 +146,7 @@ class Supervisor:
             self._outbox.put_nowait((item["to_session"], item["message"]))
         elif "load" in item:
             handle.load = WorkerLoad(**item["load"])
+            handle.ready.set()
         elif "left" in item:
             self.sessions.pop(item["left"], None)
         elif "room_closed" in item:
@@ -410,6 +414,10 @@ class Supervisor:
             )
             await self.refresh_settings()
             self.start_workers()
+            # no capacity is advertised before the workers can take a room
+            await asyncio.wait_for(
+                asyncio.gather(*(w.ready.wait() for w in self.workers)), WORKER_START_TIMEOUT_S
+            )
             while True:
                 try:
                     await self.register()

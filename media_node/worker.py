@@ -221,6 +221,7 @@ class Worker:
                 loop.remove_reader(self.conn.fileno())
 
         loop.add_reader(self.conn.fileno(), readable)
+        self.send({"load": asdict(self.load())})  # the supervisor's signal that this worker is up
         reporter = asyncio.create_task(self._report_load())
         try:
             while (command := await inbox.get()) is not None:

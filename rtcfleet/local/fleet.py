@@ -315,16 +315,21 @@ class LocalFleet:
     # ---- readiness and facts ----------------------------------------------------------------
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        """Every gateway answers /readyz 200 (Redis, Postgres and a fresh media node)."""
+        """Every gateway answers /readyz 200 (Redis, Postgres and a fresh media node), and every
+        running media node of its region is registered and healthy."""
         deadline = time.monotonic() + timeout
         for region in self.regions.values():
+            nodes = sum(1 for m in region.media_nodes if m.process.running())
             for gateway in region.gateways:
                 reason = "not started"
                 while True:
                     gateway.process.check_alive()
                     ready, reason = _probe(gateway.http_url + "/readyz")
                     if ready:
-                        break
+                        healthy = _healthy_nodes(gateway.http_url + "/stats")
+                        if healthy >= nodes:
+                            break
+                        reason = f"{healthy} of {nodes} media nodes healthy"
                     if time.monotonic() > deadline:
                         raise FleetNotReady(f"{gateway.name} not ready: {reason}")
                     time.sleep(0.2)
@@ -357,6 +362,14 @@ class LocalFleet:
                 for region in self.regions.values()
             ],
         }
+
+
+def _healthy_nodes(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(json.loads(response.read())["media_nodes"]["healthy"])
+    except (urllib.error.URLError, OSError, ValueError, KeyError):
+        return 0
 
 
 def _probe(url: str) -> tuple[bool, str]:
