@@ -1,19 +1,29 @@
 """Admin console and API on port 9090, behind the admin token (and the admin allow-list).
 
-Settings are written through the Postgres read/write node; media nodes pick them up from
-their replica.
+Settings are written through the Postgres read/write node, in the home region, over the
+private network from every region (docs/health.md); media nodes and gateways pick them up
+from their region's replica. When the writer does not answer, a write gets 503 naming the
+cause and a read gets the gateway's last copy with its age: nothing else waits for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
 from html import escape
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
+from infra.spec import (
+    LIVENESS_PATH,
+    READINESS_PATH,
+    REGION_HEALTH_PATH,
+    REGISTRATION_READINESS_PATH,
+)
 from rtcfleet import settings_store
 from rtcfleet.settings_store import SettingsError
 
@@ -25,7 +35,18 @@ def _gateway(request: web.Request):  # type: ignore[no-untyped-def]
 
 
 # the admin load balancer's health check reaches these without a token
-UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz"})
+UNAUTHENTICATED_PATHS = frozenset(
+    {LIVENESS_PATH, READINESS_PATH, REGISTRATION_READINESS_PATH, REGION_HEALTH_PATH}
+)
+# An admin write waits this long for the settings writer, then answers 503.
+WRITER_TIMEOUT_S = 3.0
+WRITER_ERRORS = (
+    TimeoutError,
+    ConnectionError,
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
 
 
 @web.middleware
@@ -42,9 +63,33 @@ async def admin_auth(request: web.Request, handler):  # type: ignore[no-untyped-
     return await handler(request)
 
 
+def writer_unavailable(exc: BaseException) -> web.Response:
+    detail = str(exc) or f"no answer within {WRITER_TIMEOUT_S:.0f} s"
+    return web.json_response(
+        {
+            "error": "settings_writer_unavailable",
+            "detail": f"the settings database's read/write node is unreachable: {detail}",
+        },
+        status=503,
+        headers={"Retry-After": "5"},
+    )
+
+
 async def get_settings(request: web.Request) -> web.Response:
-    async with _gateway(request).postgres.acquire() as conn:
-        current = await settings_store.load(conn)
+    """From the writer when it answers, else the last copy (``X-Settings-Age-Seconds`` says)."""
+    gateway = _gateway(request)
+    try:
+        async with asyncio.timeout(WRITER_TIMEOUT_S), gateway.postgres.acquire() as conn:
+            current = await settings_store.load(conn)
+    except WRITER_ERRORS:
+        age = gateway.platform.age()
+        if age is None:
+            return writer_unavailable(ConnectionError("no copy of the settings read yet"))
+        return web.json_response(
+            gateway.platform.platform.model_dump(),
+            headers={"X-Settings-Age-Seconds": f"{age:.1f}"},
+        )
+    gateway.platform.stored(current)
     return web.json_response(current.model_dump())
 
 
@@ -55,11 +100,15 @@ async def put_settings(request: web.Request) -> web.Response:
         return web.json_response({"error": "bad_json"}, status=400)
     if not isinstance(changes, dict) or not changes:
         return web.json_response({"error": "expected a JSON object of settings"}, status=400)
+    gateway = _gateway(request)
     try:
-        async with _gateway(request).postgres.acquire() as conn:
+        async with asyncio.timeout(WRITER_TIMEOUT_S), gateway.postgres.acquire() as conn:
             new = await settings_store.update(conn, changes)
     except SettingsError as exc:
         return web.json_response({"error": "invalid_setting", "detail": str(exc)}, status=400)
+    except WRITER_ERRORS as exc:
+        return writer_unavailable(exc)
+    gateway.platform.stored(new)
     return web.json_response(new.model_dump())
 
 
@@ -128,11 +177,11 @@ async def console(request: web.Request) -> web.Response:
     for node in nodes:
         node.update(node.pop("load"))
     rooms = await _rooms(request)
-    try:
-        async with gateway.postgres.acquire() as conn:
-            settings_json = json.dumps((await settings_store.load(conn)).model_dump(), indent=2)
-    except ConnectionError as exc:
-        settings_json = f"unavailable: {exc}"
+    copy = gateway.platform.to_json()
+    settings_json = json.dumps(copy["values"], indent=2) + (
+        f"\n(read {copy['age_seconds']} s ago"
+        + (f"; {copy['last_error']})" if copy["last_error"] else ")")
+    )
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>rtcfleet admin — {escape(gateway.settings.region)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}

@@ -37,7 +37,11 @@ class GatewaySettings(ServiceSettings):
     peer_lookup_timeout_seconds: float = Field(default=0.5, gt=0, le=10)
 
     redis_url: str
+    # the settings database's read/write node (admin writes only; in the home region)
     postgres_dsn: SecretStr
+    # where the gateway reads settings from: the region's read-only replica; the writer if unset
+    settings_dsn: SecretStr | None = None
+    settings_refresh_seconds: float = Field(default=5.0, gt=0, le=300)
 
     api_keys: dict[str, SecretStr] = Field(min_length=1)
     cluster_secret: SecretStr

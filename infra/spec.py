@@ -22,8 +22,22 @@ REDIS_PORT = 6379
 POSTGRES_PORT = 5432
 SSH_PORT = 22
 
-HEALTH_CHECK_PATH = "/readyz"
+# Three health signals, each read by one kind of judge (docs/health.md):
+# liveness (the process answers) is all a node group's health check or repair acts on;
 LIVENESS_PATH = "/healthz"
+# readiness (this gateway can take joins for its region now) is what load balancers route on;
+READINESS_PATH = "/readyz"
+# registration readiness (this gateway can take media-node registrations: its Redis answers) is
+# what the media-signaling load balancer routes on: it never waits for a registered media node,
+# so a region with no media node yet can still register its first one;
+REGISTRATION_READINESS_PATH = "/readyz/registration"
+# region health (this region can place a room on a media node that answers, end to end) is what
+# DNS failover and the drills read.
+REGION_HEALTH_PATH = "/regionz"
+# A media node's liveness, on the machine itself (health extension, liveness watcher).
+MEDIA_HEALTH_PORT = 8081
+# Seconds a node group gives a new machine before its liveness counts.
+LIVENESS_GRACE_SECONDS = 300
 INTERNAL_PATH_PREFIX = "/internal/"
 
 # WebSocket signaling stays open for the whole call; load balancers must not cut it.

@@ -25,6 +25,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from media_node import liveness
 from media_node.drain_agent import DrainAgent, cloud_agent
 from media_node.settings import MediaNodeSettings
 from media_node.sfu import SfuConfig
@@ -209,6 +210,10 @@ class Supervisor:
     async def handle_command(self, command: dict[str, Any]) -> None:
         room = str(command.get("room", ""))
         session = str(command.get("session", ""))
+        if command.get("op") == "probe" and session:
+            # a gateway's region-health probe: this node's bus, loop and workers answer
+            self._outbox.put_nowait((session, self.probe_answer()))
+            return
         if not room or not session:
             log.warning("command without room or session dropped: %s", command.get("op"))
             return
@@ -261,6 +266,14 @@ class Supervisor:
                 if not exists:
                     await self.handle_command({"op": "leave", "session": session, "room": room})
                     self.sessions.pop(session, None)
+
+    def probe_answer(self) -> dict[str, Any]:
+        alive = [w for w in self.workers if w.ready.is_set() and w.process.is_alive()]
+        return {
+            "type": "probe",
+            "node_id": self.node_id,
+            "workers_ready": 0 if self.draining else len(alive),
+        }
 
     # ---- region: registration, heartbeats, settings -----------------------------------------
 
@@ -402,6 +415,10 @@ class Supervisor:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S))
         agent_scope = contextlib.AsyncExitStack()
         try:
+            health = await liveness.serve(
+                self, self.settings.health_host, self.settings.health_port
+            )
+            agent_scope.push_async_callback(health.cleanup)
             self.drain_agent = await agent_scope.enter_async_context(
                 cloud_agent(
                     self,

@@ -24,9 +24,10 @@ from infra.azure.identities import KEY_VAULT_SECRETS_USER, grant, role_definitio
 from infra.spec import (
     ADMIN_PORT,
     CLIENT_SIGNALING_PORT,
-    HEALTH_CHECK_PATH,
     HTTPS_PORT,
     INTERNAL_PATH_PREFIX,
+    READINESS_PATH,
+    REGISTRATION_READINESS_PATH,
     ROLE_TAG,
     SIGNALING_IDLE_TIMEOUT_SECONDS,
     Role,
@@ -198,13 +199,18 @@ class LoadBalancers(pulumi.ComponentResource):
                 zones=list(args.zones),
             ),
             port=CLIENT_SIGNALING_PORT,
+            # Media nodes register through this load balancer, so it routes on registration
+            # readiness (the gateway's Redis answers), which needs no registered media node; and
+            # when every gateway is probed down it still sends new flows to all of them, as an
+            # ALB does, instead of refusing the whole region's signaling.
             probe=azure_native.network.ProbeArgs(
                 name="readyz",
                 protocol="Http",
                 port=CLIENT_SIGNALING_PORT,
-                request_path=HEALTH_CHECK_PATH,
+                request_path=REGISTRATION_READINESS_PATH,
                 interval_in_seconds=PROBE_INTERVAL_SECONDS,
                 probe_threshold=2,
+                no_healthy_backends_behavior=azure_native.network.ProbeNoHealthyBackendsBehavior.ALL_PROBED_UP,
             ),
             probe_name="readyz",
             idle_minutes=SIGNALING_IDLE_MINUTES,
@@ -326,7 +332,7 @@ class LoadBalancers(pulumi.ComponentResource):
                     protocol="Http",
                     host="127.0.0.1",
                     port=backend_port,
-                    path=HEALTH_CHECK_PATH,
+                    path=READINESS_PATH,
                     interval=PROBE_INTERVAL_SECONDS,
                     timeout=5,
                     unhealthy_threshold=2,

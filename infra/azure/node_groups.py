@@ -31,7 +31,13 @@ import pulumi_azure_native as azure_native
 
 from infra.azure.identities import grant, stable_guid
 from infra.node_boot import boot_script
-from infra.spec import CLIENT_SIGNALING_PORT, HEALTH_CHECK_PATH, ROLE_TAG, Role
+from infra.spec import (
+    CLIENT_SIGNALING_PORT,
+    LIVENESS_PATH,
+    MEDIA_HEALTH_PORT,
+    ROLE_TAG,
+    Role,
+)
 
 ADMIN_USER = "rtcfleet"
 # Azure's longest terminate notice; the drain agent approves the event as soon as it is done.
@@ -153,8 +159,12 @@ class NodeGroup(pulumi.ComponentResource):
                 else None
             ),
         )
+        # The health extension probes liveness on the machine itself, and automatic repairs act
+        # on it alone: a gateway whose Redis fails over, or a media node whose gateway is away,
+        # is alive and stays. (Load balancers route on readiness; see load_balancers.py.)
+        health_port = CLIENT_SIGNALING_PORT if args.role is Role.GATEWAY else MEDIA_HEALTH_PORT
         health = None
-        if args.role is Role.GATEWAY:
+        if args.role in (Role.GATEWAY, Role.MEDIA_NODE):
             health = compute.VirtualMachineScaleSetExtensionProfileArgs(
                 extensions=[
                     compute.VirtualMachineScaleSetExtensionArgs(
@@ -165,8 +175,8 @@ class NodeGroup(pulumi.ComponentResource):
                         auto_upgrade_minor_version=True,
                         settings={
                             "protocol": "http",
-                            "port": CLIENT_SIGNALING_PORT,
-                            "requestPath": HEALTH_CHECK_PATH,
+                            "port": health_port,
+                            "requestPath": LIVENESS_PATH,
                         },
                     )
                 ]
@@ -199,7 +209,7 @@ class NodeGroup(pulumi.ComponentResource):
                         prioritize_unhealthy_instances=True,
                     ),
                 )
-                if health
+                if args.role is Role.GATEWAY
                 # Media nodes are replaced by draining, never by an in-place rolling upgrade.
                 else compute.UpgradePolicyArgs(mode=compute.UpgradeMode.MANUAL)
             ),

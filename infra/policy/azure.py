@@ -28,10 +28,13 @@ from infra.azure.firewall_rules import (
 from infra.azure.rbac import KEY_VAULT_SECRETS_USER
 from infra.policy.aws import Report, _cidr, _int, _policy, _tags, _truthy
 from infra.spec import (
+    LIVENESS_PATH,
     MIN_AVAILABILITY_ZONES,
     MIN_GATEWAYS,
     MIN_REDIS_REPLICAS,
     PRIVATE_RANGES,
+    READINESS_PATH,
+    REGISTRATION_READINESS_PATH,
     ROLE_TAG,
     SSH_PORT,
     Ingress,
@@ -47,6 +50,10 @@ REDIS = "azure-native:redis:Redis"
 POSTGRES = "azure-native:dbforpostgresql:Server"
 VAULT = "azure-native:keyvault:Vault"
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
+LOAD_BALANCER = "azure-native:network:LoadBalancer"
+APPLICATION_GATEWAY = "azure-native:network:ApplicationGateway"
+HEALTH_EXTENSIONS = ("ApplicationHealthLinux", "ApplicationHealthWindows")
+FAIL_OPEN = "AllProbedUp"
 
 ANYWHERE = ("*", "0.0.0.0/0", "Internet")
 MAX_TERMINATE_NOTICE_MINUTES = 15
@@ -325,6 +332,44 @@ def key_vault_rbac(args: ResourceValidationArgs, report: Report) -> None:
             report(f"Key Vault Secrets User granted on {scope}: scope it to a vault or a secret")
 
 
+def repairs_act_on_liveness(args: ResourceValidationArgs, report: Report) -> None:
+    """A scale set's health extension, and so its automatic repairs, probe liveness only."""
+    if args.resource_type != SCALE_SET:
+        return
+    profile = args.props.get("virtualMachineProfile") or {}
+    extensions = (profile.get("extensionProfile") or {}).get("extensions") or []
+    health = [e for e in extensions if e.get("type") in HEALTH_EXTENSIONS]
+    for extension in health:
+        path = (extension.get("settings") or {}).get("requestPath")
+        if path != LIVENESS_PATH:
+            report(f"health extension probes {path!r}; it must probe liveness {LIVENESS_PATH}")
+    repairs = args.props.get("automaticRepairsPolicy") or {}
+    if _truthy(repairs.get("enabled")) and not health:
+        report("automatic repairs without a health extension act on no liveness signal")
+
+
+def load_balancers_route_on_readiness(args: ResourceValidationArgs, report: Report) -> None:
+    """Load balancer probes use readiness; the media-signaling one uses registration readiness
+    and fails open (AllProbedUp), so media nodes can register in a region that has none yet."""
+    if args.resource_type == APPLICATION_GATEWAY:
+        for probe in args.props.get("probes") or []:
+            if probe.get("path") != READINESS_PATH:
+                report(f"probe {probe.get('name')} must probe {READINESS_PATH}")
+    elif args.resource_type == LOAD_BALANCER:
+        signaling = _tags(args.props).get(ROLE_TAG) == Role.SIGNALING_LB.value
+        for probe in args.props.get("probes") or []:
+            if str(probe.get("protocol")).lower() not in ("http", "https"):
+                continue
+            expected = REGISTRATION_READINESS_PATH if signaling else READINESS_PATH
+            if probe.get("requestPath") != expected:
+                report(f"probe {probe.get('name')} must probe {expected}")
+            if signaling and probe.get("noHealthyBackendsBehavior") != FAIL_OPEN:
+                report(
+                    f"probe {probe.get('name')}: with every gateway probed down the signaling "
+                    f"load balancer must fail open (noHealthyBackendsBehavior {FAIL_OPEN})"
+                )
+
+
 AZURE_POLICIES: Sequence[ResourceValidationPolicy] = (
     _policy("rtcfleet-azure-nsg-matches-spec", nsg_matches_spec),
     _policy("rtcfleet-azure-no-ssh", no_ssh),
@@ -335,6 +380,8 @@ AZURE_POLICIES: Sequence[ResourceValidationPolicy] = (
     _policy("rtcfleet-azure-postgres-ha-with-backups", postgres_ha_with_backups),
     _policy("rtcfleet-azure-media-graceful-scale-in", media_graceful_scale_in),
     _policy("rtcfleet-azure-key-vault-rbac", key_vault_rbac),
+    _policy("rtcfleet-azure-repairs-act-on-liveness", repairs_act_on_liveness),
+    _policy("rtcfleet-azure-load-balancers-route-on-readiness", load_balancers_route_on_readiness),
 )
 
 __all__ = ["AZURE_POLICIES"]

@@ -15,7 +15,7 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel, StackValidationArgs, StackValidationPolicy
 
-from infra.spec import HEALTH_CHECK_PATH, HTTPS_PORT
+from infra.spec import HTTPS_PORT, REGION_HEALTH_PATH
 
 Report = Callable[..., None]
 
@@ -70,7 +70,8 @@ def _linked_stacks(args: StackValidationArgs) -> set[str]:
 
 
 def health_check_per_region(args: StackValidationArgs, report: Report) -> None:
-    """Every region the stack serves or links has a Route 53 HTTPS check of its /readyz."""
+    """Every region the stack serves or links has a Route 53 HTTPS check of its region health
+    (not a gateway's readiness: DNS moves clients when the region cannot carry a call)."""
     checks = _checked_stacks(args)
     served = {str(r.props.get("setIdentifier")) for r in _of(args, RECORD) if _routing(r.props)}
     for stack in sorted((served | _linked_stacks(args)) - set(checks)):
@@ -79,8 +80,8 @@ def health_check_per_region(args: StackValidationArgs, report: Report) -> None:
         props = check.props
         if props.get("type") != "HTTPS" or props.get("port") != HTTPS_PORT:
             report(f"{stack}: health check must be HTTPS on port {HTTPS_PORT}")
-        if props.get("resourcePath") != HEALTH_CHECK_PATH:
-            report(f"{stack}: health check must probe {HEALTH_CHECK_PATH}")
+        if props.get("resourcePath") != REGION_HEALTH_PATH:
+            report(f"{stack}: health check must probe region health {REGION_HEALTH_PATH}")
         if not props.get("fqdn"):
             report(f"{stack}: health check has no target (fqdn)")
     if not checks:

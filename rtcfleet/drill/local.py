@@ -6,6 +6,7 @@ import asyncio
 
 import aiohttp
 
+from infra.spec import REGION_HEALTH_PATH
 from rtcfleet.local import LocalFleet
 
 
@@ -37,11 +38,12 @@ class LocalBackend:
         return self.fleet.token(room, identity)
 
     async def region_healthy(self, region: str) -> bool:
-        """Healthy while any of the region's gateways passes /readyz, as a load balancer sees."""
+        """Healthy while a gateway of the region answers its region health with 200: what a DNS
+        health check sees through the client load balancer."""
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
             for gateway in self.fleet.regions[region].gateways:
                 try:
-                    async with http.get(gateway.http_url + "/readyz") as response:
+                    async with http.get(gateway.http_url + REGION_HEALTH_PATH) as response:
                         if response.status == 200:
                             return True
                 except (aiohttp.ClientError, TimeoutError, OSError):

@@ -24,6 +24,7 @@ from typing import Any
 
 import asyncpg
 
+from infra.spec import LIVENESS_PATH, READINESS_PATH
 from rtcfleet.servers import PostgresServer, ReplicatedPostgres, SentinelRedis, free_port
 from rtcfleet.servers.ports import LOOPBACK
 from rtcfleet.servers.process import ServerProcess
@@ -61,6 +62,7 @@ class ServiceProcess:
     process: ServerProcess
     client_port: int | None = None
     admin_port: int | None = None
+    health_port: int | None = None
 
     @property
     def http_url(self) -> str:
@@ -73,6 +75,12 @@ class ServiceProcess:
     @property
     def admin_url(self) -> str:
         return f"http://{LOOPBACK}:{self.admin_port}"
+
+    @property
+    def liveness_url(self) -> str:
+        """Where the node group's health check would ask: the process's own liveness."""
+        port = self.client_port if self.role == "gateway" else self.health_port
+        return f"http://{LOOPBACK}:{port}{LIVENESS_PATH}"
 
 
 @dataclass
@@ -204,6 +212,8 @@ class LocalFleet:
             "RTCFLEET_GATEWAY_FALLBACK_URLS": json.dumps(fallback),
             "RTCFLEET_GATEWAY_REDIS_URL": region.redis.url,
             "RTCFLEET_GATEWAY_POSTGRES_DSN": self.settings_dsn(),
+            "RTCFLEET_GATEWAY_SETTINGS_DSN": region.settings_replica.dsn,
+            "RTCFLEET_GATEWAY_SETTINGS_REFRESH_SECONDS": str(self.spec.settings_refresh_seconds),
             "RTCFLEET_GATEWAY_PEER_REGIONS": json.dumps(
                 {other: self.internal_urls(other) for other in others}
             ),
@@ -231,6 +241,7 @@ class LocalFleet:
         self._counter += 1
         name = f"media-{region_name}-{self._counter}"
         gateways = self.internal_urls(region_name)
+        health_port = free_port()
         env = {
             "RTCFLEET_MEDIA_NODE_ID": name,
             "RTCFLEET_MEDIA_REGION": region_name,
@@ -242,8 +253,16 @@ class LocalFleet:
             "RTCFLEET_MEDIA_WORKERS": str(self.spec.workers_per_node),
             "RTCFLEET_MEDIA_BIND_IP": LOOPBACK,
             "RTCFLEET_MEDIA_DRAIN_TIMEOUT_SECONDS": str(self.spec.drain_timeout_seconds),
+            "RTCFLEET_MEDIA_HEALTH_HOST": LOOPBACK,
+            "RTCFLEET_MEDIA_HEALTH_PORT": str(health_port),
         }
-        service = ServiceProcess("media", name, region_name, self._spawn("media-node", name, env))
+        service = ServiceProcess(
+            "media",
+            name,
+            region_name,
+            self._spawn("media-node", name, env),
+            health_port=health_port,
+        )
         region.media_nodes.append(service)
         return service
 
@@ -315,8 +334,8 @@ class LocalFleet:
     # ---- readiness and facts ----------------------------------------------------------------
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        """Every gateway answers /readyz 200 (Redis, Postgres and a fresh media node), and every
-        running media node of its region is registered and healthy."""
+        """Every gateway answers /readyz 200 (its Redis and a media node that can take a room),
+        and every running media node of its region is registered and healthy."""
         deadline = time.monotonic() + timeout
         for region in self.regions.values():
             nodes = sum(1 for m in region.media_nodes if m.process.running())
@@ -324,7 +343,7 @@ class LocalFleet:
                 reason = "not started"
                 while True:
                     gateway.process.check_alive()
-                    ready, reason = _probe(gateway.http_url + "/readyz")
+                    ready, reason = _probe(gateway.admin_url + READINESS_PATH)
                     if ready:
                         healthy = _healthy_nodes(gateway.http_url + "/stats")
                         if healthy >= nodes:

@@ -135,6 +135,33 @@ def secrets_user_on_the_group(rs):
     grant.inputs["scope"] = grant.inputs["scope"].split("/providers/")[0]
 
 
+def repairs_on_readiness(rs):
+    scale_set = _find(rs, ":VirtualMachineScaleSet", "prod-weu-gateway").inputs
+    [health] = scale_set["virtualMachineProfile"]["extensionProfile"]["extensions"]
+    health["settings"]["requestPath"] = "/readyz"
+
+
+def repairs_without_health(rs):
+    scale_set = _find(rs, ":VirtualMachineScaleSet", "prod-weu-media").inputs
+    scale_set["virtualMachineProfile"].pop("extensionProfile")
+
+
+def signaling_probe_join_readiness(rs):
+    # today's deadlock: media nodes register through a probe that needs a registered node
+    [probe] = _find(rs, ":LoadBalancer", "prod-weu-signaling").inputs["probes"]
+    probe["requestPath"] = "/readyz"
+
+
+def signaling_probe_fails_closed(rs):
+    [probe] = _find(rs, ":LoadBalancer", "prod-weu-signaling").inputs["probes"]
+    probe["noHealthyBackendsBehavior"] = "AllProbedDown"
+
+
+def client_probe_liveness(rs):
+    [probe] = _find(rs, ":ApplicationGateway", "prod-weu-client").inputs["probes"]
+    probe["path"] = "/healthz"
+
+
 CASES: list[tuple[str, Breakage, str]] = [
     ("rtcfleet-azure-nsg-matches-spec", open_admin, "admin-lb: inbound allow-tcp-443"),
     ("rtcfleet-azure-nsg-matches-spec", extra_media_port, "media: inbound extra Tcp 8080"),
@@ -154,6 +181,23 @@ CASES: list[tuple[str, Breakage, str]] = [
     ("rtcfleet-azure-media-graceful-scale-in", media_notice_too_long, "20 min"),
     ("rtcfleet-azure-key-vault-rbac", vault_access_policies, "RBAC"),
     ("rtcfleet-azure-key-vault-rbac", secrets_user_on_the_group, "scope it to a vault"),
+    ("rtcfleet-azure-repairs-act-on-liveness", repairs_on_readiness, "must probe liveness"),
+    ("rtcfleet-azure-repairs-act-on-liveness", repairs_without_health, "no liveness signal"),
+    (
+        "rtcfleet-azure-load-balancers-route-on-readiness",
+        signaling_probe_join_readiness,
+        "must probe /readyz/registration",
+    ),
+    (
+        "rtcfleet-azure-load-balancers-route-on-readiness",
+        signaling_probe_fails_closed,
+        "must fail open",
+    ),
+    (
+        "rtcfleet-azure-load-balancers-route-on-readiness",
+        client_probe_liveness,
+        "must probe /readyz",
+    ),
 ]
 
 

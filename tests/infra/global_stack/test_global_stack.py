@@ -56,13 +56,13 @@ def test_plan_passes_and_reads_every_region(global_plan: StackPlan) -> None:
     assert global_plan.exports["standbyRegion"] == EU
 
 
-def test_a_readyz_health_check_on_each_region_client_lb(global_plan, planner) -> None:
+def test_a_region_health_check_on_each_region_client_lb(global_plan, planner) -> None:
     checks = {r.tags["rtcfleet:stack"]: r.inputs for r in global_plan.of_type(HEALTH_CHECK)}
     assert set(checks) == {US, EU, AZ}
     for stack in (US, EU):
         assert checks[stack]["fqdn"] == _region_exports(planner, stack)["clientLbDnsName"]
     for check in checks.values():
-        assert (check["type"], check["port"], check["resourcePath"]) == ("HTTPS", 443, "/readyz")
+        assert (check["type"], check["port"], check["resourcePath"]) == ("HTTPS", 443, "/regionz")
         assert check["requestInterval"] == 10 and check["failureThreshold"] == 3
 
 
@@ -260,10 +260,12 @@ def test_a_record_that_ignores_its_check_fails(global_plan: StackPlan) -> None:
 def test_a_health_check_on_the_wrong_path_fails(global_plan: StackPlan) -> None:
     check = next(r for r in global_plan.of_type(HEALTH_CHECK) if r.tags["rtcfleet:stack"] == AZ)
     broken = copy.deepcopy(check)
-    broken.inputs["resourcePath"] = "/"
+    # a gateway's readiness is not the region's ability to carry a call
+    broken.inputs["resourcePath"] = "/readyz"
     kept = [broken if r is check else r for r in global_plan.resources]
     assert _violations(kept) == [
-        f"rtcfleet-dns-health-check-per-region: {AZ}: health check must probe /readyz"
+        f"rtcfleet-dns-health-check-per-region: {AZ}: health check must probe region health "
+        "/regionz"
     ]
 
 
