@@ -114,7 +114,8 @@ class LocalFleet:
 
     # ---- start / stop -----------------------------------------------------------------------
 
-    def start(self, ready_timeout: float = 60.0) -> LocalFleet:
+    def start(self, ready_timeout: float | None = 60.0) -> LocalFleet:
+        """Start every server and service; wait until ready unless ``ready_timeout`` is None."""
         names = self.spec.region_names()
         try:
             self.postgres = ReplicatedPostgres(
@@ -131,7 +132,8 @@ class LocalFleet:
                     self.start_gateway(name, index)
                 for _ in range(self.spec.media):
                     self.start_media_node(name)
-            self.wait_ready(ready_timeout)
+            if ready_timeout is not None:
+                self.wait_ready(ready_timeout)
         except BaseException:
             self.stop()
             raise
@@ -236,11 +238,15 @@ class LocalFleet:
             region.gateways.append(service)
         return service
 
-    def start_media_node(self, region_name: str) -> ServiceProcess:
+    def start_media_node(
+        self, region_name: str, signaling_urls: list[str] | None = None
+    ) -> ServiceProcess:
+        """A media node that registers through ``signaling_urls`` (a load balancer in front of
+        the region's gateways), or with the gateways directly."""
         region = self.regions[region_name]
         self._counter += 1
         name = f"media-{region_name}-{self._counter}"
-        gateways = self.internal_urls(region_name)
+        gateways = signaling_urls or self.internal_urls(region_name)
         health_port = free_port()
         env = {
             "RTCFLEET_MEDIA_NODE_ID": name,
