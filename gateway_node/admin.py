@@ -12,8 +12,9 @@ import asyncio
 import hmac
 import json
 import time
+from collections.abc import Awaitable, Callable
 from html import escape
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from aiohttp import web
@@ -38,6 +39,7 @@ def _gateway(request: web.Request):  # type: ignore[no-untyped-def]
 UNAUTHENTICATED_PATHS = frozenset(
     {LIVENESS_PATH, READINESS_PATH, REGISTRATION_READINESS_PATH, REGION_HEALTH_PATH}
 )
+T = TypeVar("T")
 # An admin write waits this long for the settings writer, then answers 503.
 WRITER_TIMEOUT_S = 3.0
 WRITER_ERRORS = (
@@ -63,6 +65,31 @@ async def admin_auth(request: web.Request, handler):  # type: ignore[no-untyped-
     return await handler(request)
 
 
+async def with_writer(gateway: Any, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``work`` on a writer connection within ``WRITER_TIMEOUT_S``.
+
+    A hung server is not left to cancellation alone: a cancelled transaction still waits for
+    its ROLLBACK, and the pool for the connection's reset, on the same hung socket. The
+    connection is terminated instead, which fails whatever waits on it at once.
+    """
+    held: list[Any] = []
+
+    async def run() -> T:
+        async with gateway.postgres.acquire() as conn:
+            held.append(conn)
+            return await work(conn)
+
+    task = asyncio.ensure_future(run())
+    done, _ = await asyncio.wait({task}, timeout=WRITER_TIMEOUT_S)
+    if task in done:
+        return task.result()
+    for conn in held:
+        conn.terminate()
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    raise TimeoutError(f"no answer within {WRITER_TIMEOUT_S:.0f} s")
+
+
 def writer_unavailable(exc: BaseException) -> web.Response:
     detail = str(exc) or f"no answer within {WRITER_TIMEOUT_S:.0f} s"
     return web.json_response(
@@ -79,8 +106,7 @@ async def get_settings(request: web.Request) -> web.Response:
     """From the writer when it answers, else the last copy (``X-Settings-Age-Seconds`` says)."""
     gateway = _gateway(request)
     try:
-        async with asyncio.timeout(WRITER_TIMEOUT_S), gateway.postgres.acquire() as conn:
-            current = await settings_store.load(conn)
+        current = await with_writer(gateway, settings_store.load)
     except WRITER_ERRORS:
         age = gateway.platform.age()
         if age is None:
@@ -102,8 +128,7 @@ async def put_settings(request: web.Request) -> web.Response:
         return web.json_response({"error": "expected a JSON object of settings"}, status=400)
     gateway = _gateway(request)
     try:
-        async with asyncio.timeout(WRITER_TIMEOUT_S), gateway.postgres.acquire() as conn:
-            new = await settings_store.update(conn, changes)
+        new = await with_writer(gateway, lambda conn: settings_store.update(conn, changes))
     except SettingsError as exc:
         return web.json_response({"error": "invalid_setting", "detail": str(exc)}, status=400)
     except WRITER_ERRORS as exc:

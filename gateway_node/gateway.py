@@ -130,7 +130,11 @@ class Gateway:
         if self._http is not None:
             await self._http.close()
         if self._pg is not None:
-            await self._pg.close()
+            # a hung writer must not hold the gateway's shutdown
+            try:
+                await asyncio.wait_for(self._pg.close(), 5)
+            except TimeoutError:
+                self._pg.terminate()
         if self._redis is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self.redis.srem(bus.GATEWAYS, self.id)

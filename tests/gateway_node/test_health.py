@@ -78,6 +78,42 @@ async def hung_server() -> AsyncIterator[int]:
         server.close()
 
 
+class FreezableProxy:
+    """A TCP relay to a real server that can stop relaying: the server hangs, as one paused or
+    behind a dropped link does, after the gateway has connected to it."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.frozen = asyncio.Event()
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, ConnectionError):
+            while data := await reader.read(65536):
+                if self.frozen.is_set():
+                    await asyncio.Event().wait()
+                writer.write(data)
+                await writer.drain()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        self.writers += [writer, up_writer]
+        await asyncio.gather(
+            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+        )
+
+    async def __aenter__(self) -> int:
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:
+            writer.close()
+
+
 async def answer_probes(redis: aioredis.Redis, node_id: str, workers: int = 1) -> None:
     """A media node's side of the region probe: read the inbox, answer on the probe's stream."""
     cursor = "$"
@@ -182,12 +218,27 @@ async def test_admin_write_without_the_writer_is_503_naming_the_cause(
 ) -> None:
     async with contextlib.AsyncExitStack() as stack:
         if fault == "hung":
-            port = await stack.enter_async_context(hung_server())
+            proxy = FreezableProxy(postgres.primary.port)
+            port = await stack.enter_async_context(proxy)
         else:
             port = free_port()
         gw = await stack.enter_async_context(
             gateway(redis_server.url, f"postgresql://postgres@127.0.0.1:{port}/postgres")
         )
+        if fault == "hung":
+            # connected and writing, then the writer hangs
+            response = await gw.admin.put(
+                "/api/settings", json={"max_participants_per_room": 50}, headers=ADMIN
+            )
+            for _ in range(100):
+                if response.status == 200:
+                    break
+                await asyncio.sleep(0.1)
+                response = await gw.admin.put(
+                    "/api/settings", json={"max_participants_per_room": 50}, headers=ADMIN
+                )
+            assert response.status == 200
+            proxy.frozen.set()
         started = time.monotonic()
         response = await gw.admin.put(
             "/api/settings", json={"max_participants_per_room": 7}, headers=ADMIN
