@@ -38,6 +38,8 @@ class GatewaySettings(ServiceSettings):
 
     redis_url: str
     postgres_dsn: SecretStr
+    # the region's settings copy (what its media nodes read): its lag is shown and measured
+    settings_replica_dsn: SecretStr | None = None
 
     api_keys: dict[str, SecretStr] = Field(min_length=1)
     cluster_secret: SecretStr
