@@ -12,7 +12,8 @@ are idempotent so a reconciler can run them on every tick:
   an insert of an existing key (a trigger that fires for the apply workers too), so that copy
   lands over the rows the region already serves instead of failing on them or emptying the
   table first, and readers never see a settings table without its rows.
-- ``add_column`` / ``drop_column`` order a schema change so the subscription keeps working:
+- ``add_column`` / ``drop_column`` give a schema change as steps in the order that keeps the
+  subscription working (``apply_schema_change`` runs them):
   logical replication sends rows, not DDL, and an apply worker stops on a column its table
   lacks, so an added column reaches subscribers before the writer, and a dropped one leaves
   the writer first.
@@ -144,30 +145,48 @@ async def follow_writer(conn: asyncpg.Connection, name: str, conninfo: str) -> s
     return action
 
 
-async def add_column(
-    writer: asyncpg.Connection,
-    subscribers: list[asyncpg.Connection],
-    table: str,
-    column: str,
-    definition: str,
-) -> None:
+WRITER = "writer"
+SUBSCRIBERS = "subscribers"
+
+
+@dataclass(frozen=True)
+class SchemaStep:
+    """One statement of a schema change, and where it runs (physical replicas follow the
+    writer by themselves)."""
+
+    on: str
+    sql: str
+
+
+def add_column(table: str, column: str, definition: str) -> list[SchemaStep]:
     """Subscribers first: the writer's rows carry the column only once every apply side has it."""
     _check_table_column(table, column)
-    for conn in subscribers:
-        await conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {definition}")
-    await writer.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {definition}")
+    sql = f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {definition}"
+    return [SchemaStep(SUBSCRIBERS, sql), SchemaStep(WRITER, sql)]
 
 
-async def drop_column(
-    writer: asyncpg.Connection, subscribers: list[asyncpg.Connection], table: str, column: str
-) -> None:
+def drop_column(table: str, column: str) -> list[SchemaStep]:
     """The writer first: subscribers may drop a column only once no row carries it."""
     _check_table_column(table, column)
     if column == settings_store.REPLICATED_TABLES[table]:
         raise SubscriptionError(f"{table}.{column} is the primary key replication matches on")
-    await writer.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS {column}")
-    for conn in subscribers:
-        await conn.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS {column}")
+    sql = f"ALTER TABLE {table} DROP COLUMN IF EXISTS {column}"
+    return [SchemaStep(WRITER, sql), SchemaStep(SUBSCRIBERS, sql)]
+
+
+async def apply_step(
+    step: SchemaStep, writer: asyncpg.Connection, subscribers: list[asyncpg.Connection]
+) -> None:
+    for conn in [writer] if step.on == WRITER else subscribers:
+        await conn.execute(step.sql)
+
+
+async def apply_schema_change(
+    steps: list[SchemaStep], writer: asyncpg.Connection, subscribers: list[asyncpg.Connection]
+) -> None:
+    """Run a change's steps in their order; rows keep flowing throughout."""
+    for step in steps:
+        await apply_step(step, writer, subscribers)
 
 
 def _check_table_column(table: str, column: str) -> None:
