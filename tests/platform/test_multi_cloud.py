@@ -6,6 +6,7 @@ The tests share one fleet and run in order; the last one kills the home region.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import urllib.request
@@ -17,7 +18,8 @@ import pytest
 from rtcfleet import logical_replication, settings_store
 from rtcfleet.drill import DrillSpec, run_region_outage
 from rtcfleet.drill.local import LocalBackend
-from rtcfleet.local import FleetSpec, LocalFleet
+from rtcfleet.local import FleetSpec, LocalFleet, replication
+from rtcfleet.servers import ReplicatedPostgres
 from tests.platform.conftest import admin
 
 CLOUDS = ["aws", "aws", "azure"]
@@ -59,7 +61,7 @@ async def test_a_setting_reaches_a_media_node_in_every_region(mixed: LocalFleet)
     print(f"admin write reached each region's media nodes after {delays} s")
 
 
-async def test_every_region_shows_its_replication_lag(mixed: LocalFleet) -> None:
+def test_every_region_shows_its_replication_lag(mixed: LocalFleet) -> None:
     for name, region in mixed.regions.items():
         gateway = region.gateways[0]
         deadline = time.monotonic() + REACH_TIMEOUT_S
@@ -68,7 +70,7 @@ async def test_every_region_shows_its_replication_lag(mixed: LocalFleet) -> None
             if copy["connected"] and copy["lag_seconds"] is not None:
                 break
             assert time.monotonic() < deadline, f"{name}: {copy}"
-            await asyncio.sleep(0.2)
+            time.sleep(0.2)
         assert copy["kind"] == region.replication
         with urllib.request.urlopen(gateway.http_url + "/metrics", timeout=5) as response:
             metrics = response.read().decode()
@@ -87,7 +89,7 @@ async def test_every_region_shows_its_replication_lag(mixed: LocalFleet) -> None
             page = response.read().decode()
         assert "Settings replication" in page and f"<td>{region.replication}</td>" in page
         print(f"{name}: {copy} | {line}")
-    by_region = await asyncio.to_thread(mixed.region_replication)
+    by_region = mixed.region_replication()
     print(json.dumps(by_region))
     assert by_region["local-3"]["kind"] == "logical" and by_region["local-3"]["streaming"]
     assert by_region["local-2"]["kind"] == "physical" and by_region["local-2"]["streaming"]
@@ -171,3 +173,32 @@ async def test_home_region_outage_moves_every_region_to_the_new_writer(
         f"after the fault: {report.settings_fresh_s} (after the write: "
         f"{report.settings_fresh_after_write_s})"
     )
+
+
+async def test_a_second_replica_follows_the_promoted_one() -> None:
+    """Without a fleet: the replica that was not promoted streams from the one that was."""
+    cluster = await asyncio.to_thread(ReplicatedPostgres(replicas=2).start)
+    try:
+        standby, other = cluster.replicas
+        cluster.primary.kill()
+        await asyncio.to_thread(standby.promote)
+        how = await asyncio.to_thread(replication.follow_physical, other, standby, "other")
+        assert how == "re-pointed"
+        assert await asyncio.to_thread(replication.streams_from, other, standby)
+        writer = await asyncpg.connect(standby.dsn)
+        await writer.execute("CREATE TABLE after_failover (id int PRIMARY KEY)")
+        await writer.execute("INSERT INTO after_failover VALUES (7)")
+        await writer.close()
+        reader = await asyncpg.connect(other.dsn)
+        try:
+            deadline = time.monotonic() + REACH_TIMEOUT_S
+            while True:
+                with contextlib.suppress(asyncpg.UndefinedTableError):
+                    if await reader.fetchval("SELECT id FROM after_failover") == 7:
+                        break
+                assert time.monotonic() < deadline, "the write never reached the other replica"
+                await asyncio.sleep(0.05)
+        finally:
+            await reader.close()
+    finally:
+        await asyncio.to_thread(cluster.remove)
