@@ -88,7 +88,12 @@ class Gateway:
         self._fresh_nodes: set[str] = set()
         self._http: aiohttp.ClientSession | None = None
         self.replication = SettingsReplication(
-            settings.region, settings.settings_replica_dsn, lambda: self.postgres, self.metrics
+            settings.region,
+            settings.settings_replica_dsn,
+            lambda: self.postgres,
+            self.metrics,
+            subscription=settings.settings_subscription,
+            writer_conninfo=settings.postgres_dsn,
         )
 
     # ---- lifecycle ------------------------------------------------------------------------

@@ -5,6 +5,11 @@ already holds) and reads the row back from its region's copy, the server its med
 the difference is the region's replication lag, the same figure for a streaming replica and
 for a logical subscriber in another cloud. The last reading is kept in memory, so ``/stats``,
 the console and ``/metrics`` answer without touching a database.
+
+Where the region's copy is a subscriber, the gateways are also its reconciler: each tick they
+check that the subscription streams from the writer their own pool reaches (its slot exists
+there) and make it anew when it does not, as after a failover. The stacks deploy it by naming
+the subscription in the gateways' settings; no deploy has to run when the writer moves.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import asyncpg
 from pydantic import SecretStr
 
 from gateway_node.metrics import GatewayMetrics
-from rtcfleet import settings_store
+from rtcfleet import logical_replication, settings_store
 
 log = logging.getLogger("rtcfleet.gateway.replication")
 
@@ -68,12 +73,18 @@ class SettingsReplication:
         replica_dsn: SecretStr | None,
         writer: Callable[[], asyncpg.Pool],
         metrics: GatewayMetrics,
+        *,
+        subscription: str | None = None,
+        writer_conninfo: SecretStr | None = None,
     ) -> None:
         self.region = region
         self.replica_dsn = replica_dsn
         self.writer = writer
         self.metrics = metrics
+        self.subscription = subscription
+        self.writer_conninfo = writer_conninfo
         self.last = RegionCopy()
+        self.last_subscription_action: str | None = None
 
     async def run(self) -> None:
         while True:
@@ -84,6 +95,11 @@ class SettingsReplication:
         try:
             async with self.writer().acquire(timeout=CONNECT_TIMEOUT_S) as conn:
                 await settings_store.beat(conn)
+                if self.replica_dsn is not None:
+                    try:
+                        await self.reconcile(conn)
+                    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+                        log.warning("settings subscription not reconciled: %s", exc)
         except (TimeoutError, ConnectionError, OSError, asyncpg.PostgresError) as exc:
             log.debug("heartbeat not written: %s", exc)
         if self.replica_dsn is None:
@@ -105,3 +121,25 @@ class SettingsReplication:
         self.metrics.settings_connected.labels(self.region, self.last.kind).set(
             1 if self.last.connected else 0
         )
+
+    async def reconcile(self, writer: asyncpg.Connection) -> None:
+        """Keep the region's subscription on the writer ``writer`` is connected to."""
+        if self.subscription is None or self.writer_conninfo is None:
+            return
+        if await logical_replication.has_slot(writer, self.subscription):
+            return
+        assert self.replica_dsn is not None
+        subscriber = await asyncpg.connect(
+            self.replica_dsn.get_secret_value(), timeout=CONNECT_TIMEOUT_S
+        )
+        try:
+            action = await logical_replication.follow_writer(
+                subscriber,
+                self.subscription,
+                self.writer_conninfo.get_secret_value(),
+                writer,
+            )
+        finally:
+            await subscriber.close()
+        self.last_subscription_action = action
+        log.info("settings subscription %s: %s", self.subscription, action)

@@ -241,7 +241,8 @@ class RegionSettings(BaseModel):
             return [
                 (key, f"{self.cloud} regions do not subscribe to a writer in {writer.cloud}")
             ]
-        if writer.cloud == self.cloud and writer.region != self.home_region:
+        home_known = self.home_region in self.cloud_regions
+        if writer.cloud == self.cloud and home_known and writer.region != self.home_region:
             return [
                 (
                     key,

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from infra.spec import settings_subscription
 from rtcfleet import settings_store
 
 PUBLICATION = settings_store.PUBLICATION
@@ -40,7 +41,7 @@ class SubscriptionError(ValueError):
 
 def subscription_name(region: str) -> str:
     """A valid subscription (and replication slot) name for a region: lower case, ``_``."""
-    name = "rtcfleet_" + re.sub(r"[^a-z0-9]+", "_", region.lower()).strip("_")
+    name = settings_subscription(region)
     if not _NAME.match(name):
         raise SubscriptionError(f"region {region!r} gives no valid subscription name")
     return name
@@ -119,17 +120,45 @@ async def subscription_state(conn: asyncpg.Connection, name: str) -> Subscriptio
     )
 
 
-async def follow_writer(conn: asyncpg.Connection, name: str, conninfo: str) -> str:
+async def follow_writer(
+    conn: asyncpg.Connection,
+    name: str,
+    conninfo: str,
+    writer: asyncpg.Connection | None = None,
+) -> str:
     """Make subscription ``name`` on this server stream from the writer at ``conninfo``.
 
-    Returns what it did: ``kept`` (already so), ``created``, or ``re-pointed`` (the old
-    subscription was dropped without touching its slot, which died with the old writer).
+    ``conninfo`` may list several hosts with ``target_session_attrs=read-write``, so it
+    finds a promoted writer by itself; ``writer`` (a connection to the current writer) tells
+    whether the subscription's slot is there, and when it is not (a new writer) the
+    subscription is made anew. Returns ``kept``, ``created``, or ``re-pointed`` (the old
+    subscription dropped without touching its slot, which died with the old writer).
+    Callers on several machines may race: a session lock on the subscriber serializes them.
     """
     if not _NAME.match(name):
         raise SubscriptionError(f"{name!r} is not a valid subscription name")
     await prepare_subscriber(conn)
+    await conn.execute("SELECT pg_advisory_lock(hashtext($1))", name)
+    try:
+        return await _follow_writer(conn, name, conninfo, writer)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", name)
+
+
+async def has_slot(writer: asyncpg.Connection, name: str) -> bool:
+    return bool(
+        await writer.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)", name
+        )
+    )
+
+
+async def _follow_writer(
+    conn: asyncpg.Connection, name: str, conninfo: str, writer: asyncpg.Connection | None
+) -> str:
     state = await subscription_state(conn, name)
-    if state.conninfo == conninfo and state.enabled:
+    slot_there = writer is None or await has_slot(writer, name)
+    if state.conninfo == conninfo and state.enabled and slot_there:
         return "kept"
     action = "created"
     if state.conninfo is not None:

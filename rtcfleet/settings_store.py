@@ -19,12 +19,14 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from infra.spec import SETTINGS_PUBLICATION
+
 TABLE = "rtcfleet_settings"
 HEARTBEAT_TABLE = "rtcfleet_heartbeat"
 # every table the settings path replicates, with its primary-key column
 REPLICATED_TABLES = {TABLE: "key", HEARTBEAT_TABLE: "id"}
 # what subscribers in other clouds subscribe to
-PUBLICATION = "rtcfleet_settings"
+PUBLICATION = SETTINGS_PUBLICATION
 AUDIO_CODECS = frozenset({"opus"})
 VIDEO_CODECS = frozenset({"VP8", "H264"})
 

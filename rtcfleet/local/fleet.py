@@ -138,11 +138,14 @@ class LocalFleet:
             readers = dict(zip(physical, self.postgres.replicas, strict=True))
             for name, replica in readers.items():
                 replication.stream_from(replica, self.postgres.primary, name)
+            writer_dsn = _writer_dsn([self.postgres.primary, *self.postgres.replicas])
             for name in names:
                 if name not in readers:
                     readers[name] = PostgresServer(self.workdir / "postgres" / f"subscriber-{name}")
                     self.postgres.replicas.append(readers[name])
-                    replication.new_subscriber(readers[name], self.postgres.primary, name)
+                    replication.new_subscriber(
+                        readers[name], self.postgres.primary, name, writer_dsn
+                    )
             for name in names:
                 redis = SentinelRedis(self.workdir / f"redis-{name}").start()
                 kind = PHYSICAL if name in physical else LOGICAL
@@ -214,8 +217,7 @@ class LocalFleet:
         assert self.postgres is not None
         physical = [r.settings_replica for r in self.regions.values() if r.replication == PHYSICAL]
         servers = [self.postgres.primary, *(s for s in physical if s is not self.postgres.primary)]
-        hosts = ",".join(f"{LOOPBACK}:{server.port}" for server in servers)
-        return f"postgresql://postgres@{hosts}/postgres?target_session_attrs=read-write"
+        return _writer_dsn(servers)
 
     def internal_urls(self, region: str) -> list[str]:
         return [f"http://{LOOPBACK}:{client}" for client, _ in self._gateway_ports[region]]
@@ -243,6 +245,11 @@ class LocalFleet:
             "RTCFLEET_GATEWAY_REDIS_URL": region.redis.url,
             "RTCFLEET_GATEWAY_POSTGRES_DSN": self.settings_dsn(),
             "RTCFLEET_GATEWAY_SETTINGS_REPLICA_DSN": region.settings_replica.dsn,
+            **(
+                {"RTCFLEET_GATEWAY_SETTINGS_SUBSCRIPTION": subscription_name(region_name)}
+                if region.replication == LOGICAL
+                else {}
+            ),
             "RTCFLEET_GATEWAY_PEER_REGIONS": json.dumps(
                 {other: self.internal_urls(other) for other in others}
             ),
@@ -325,7 +332,12 @@ class LocalFleet:
             if region.replication == PHYSICAL:
                 how = replication.follow_physical(server, writer, region.name)
             else:
-                how = replication.follow_logical(server, writer, region.name)
+                how = "re-subscribed by the region's gateways"
+                while not replication.subscribed(writer, region.name):
+                    if time.monotonic() - started > replication.REPOINT_TIMEOUT_S * 3:
+                        how = "not re-subscribed yet"
+                        break
+                    time.sleep(0.1)
             steps.append(
                 f"{region.name}: {region.replication} copy {how} to port {writer.port} "
                 f"in {time.monotonic() - started:.2f} s"
@@ -346,7 +358,7 @@ class LocalFleet:
             replica.init_replica_of(self.postgres.primary).start()
             replication.stream_from(replica, self.postgres.primary, name)
         else:
-            replication.new_subscriber(replica, self.postgres.primary, name)
+            replication.new_subscriber(replica, self.postgres.primary, name, self.settings_dsn())
         self.postgres.replicas = [
             replica if server is region.settings_replica else server
             for server in self.postgres.replicas
@@ -453,6 +465,11 @@ class LocalFleet:
                 for region in self.regions.values()
             ],
         }
+
+
+def _writer_dsn(servers: list[PostgresServer]) -> str:
+    hosts = ",".join(f"{LOOPBACK}:{server.port}" for server in servers)
+    return f"postgresql://postgres@{hosts}/postgres?target_session_attrs=read-write"
 
 
 def _healthy_nodes(url: str) -> int:

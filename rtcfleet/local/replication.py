@@ -5,7 +5,9 @@ in another cloud reads its own server, a logical-replication subscriber. After a
 every surviving reader follows the promoted writer: a replica by a new ``primary_conninfo``
 and a reload (it follows the new timeline when it had not replayed past the promotion point),
 or, when it does not stream from the new writer in time, by a fresh base backup on the same
-port; a subscriber by a new subscription (``rtcfleet.logical_replication.follow_writer``).
+port. A subscriber's connection string lists every server that can be the writer, so it
+finds a promoted one by itself, and the region's gateways (their reconciler,
+``gateway_node.replication``) make the subscription anew on it: the fleet only waits for that.
 
 These run from synchronous fleet code (or a thread of it), never inside an event loop.
 """
@@ -102,23 +104,38 @@ def follow_physical(
     return "re-initialized"
 
 
-def new_subscriber(server: PostgresServer, writer: PostgresServer, region: str) -> str:
-    """Start ``server`` as a fresh subscriber of ``writer``'s settings publication."""
+def new_subscriber(
+    server: PostgresServer, writer: PostgresServer, region: str, writer_dsn: str
+) -> str:
+    """Start ``server`` as a fresh subscriber of the settings publication, reaching the writer
+    through ``writer_dsn`` (what the region's gateways use, so their reconciler agrees)."""
     server.init_primary().start()
-    return follow_logical(server, writer, region)
-
-
-def follow_logical(subscriber: PostgresServer, writer: PostgresServer, region: str) -> str:
     name = logical_replication.subscription_name(region)
 
     async def publish(conn: asyncpg.Connection) -> None:
         await settings_store.ensure_schema(conn)
 
     _on(writer, publish)
-    return _on(
-        subscriber,
-        lambda conn: logical_replication.follow_writer(conn, name, conninfo(writer, name)),
-    )
+    return _on(server, lambda conn: logical_replication.follow_writer(conn, name, writer_dsn))
+
+
+def subscribed(writer: PostgresServer, region: str) -> bool:
+    """The region's subscription streams from ``writer``: its slot there is in use."""
+    name = logical_replication.subscription_name(region)
+
+    async def work(conn: asyncpg.Connection) -> bool:
+        return bool(
+            await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pg_replication_slots "
+                "WHERE slot_name = $1 AND active)",
+                name,
+            )
+        )
+
+    try:
+        return _on(writer, work)
+    except (OSError, asyncpg.PostgresError):
+        return False
 
 
 def writer_lag(writer: PostgresServer) -> dict[str, dict[str, float | str]]:

@@ -159,7 +159,10 @@ async def test_home_region_outage_moves_every_region_to_the_new_writer(
     )
     print(json.dumps(report.to_json(), indent=1))
     assert mixed.home == "local-2"
-    assert any(step.startswith("local-3: logical copy re-pointed") for step in report.steps)
+    assert any(
+        step.startswith("local-3: logical copy re-subscribed by the region's gateways")
+        for step in report.steps
+    )
     assert report.replication_at_fault["local-3"]["kind"] == "logical"
     if all(r.get("lag_bytes") == 0 for r in report.replication_at_fault.values()):
         assert report.settings_writes_lost == 0
