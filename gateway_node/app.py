@@ -93,6 +93,7 @@ async def stats(request: web.Request) -> web.Response:
             "participants": participants,
             "media_nodes": by_state,
             "settings": gateway.platform.to_json(),
+            "settings_replication": gateway.replication.last.to_json(),
         }
     )
 

@@ -26,6 +26,7 @@ from gateway_node.health import RegionHealth
 from gateway_node.metrics import GatewayMetrics
 from gateway_node.placement import NoAvailableNodes, claim_room, placeable, select_node
 from gateway_node.registry import NodeRegistry
+from gateway_node.replication import SettingsReplication
 from gateway_node.settings import GatewaySettings
 from gateway_node.settings_copy import SettingsCopy
 from rtcfleet import bus, settings_store
@@ -91,6 +92,14 @@ class Gateway:
         self.platform = SettingsCopy()
         self.metrics.settings_age.set_function(lambda: self.platform.age() or float("inf"))
         self.region_health = RegionHealth(self)
+        self.replication = SettingsReplication(
+            settings.region,
+            settings.settings_replica_dsn,
+            lambda: self.postgres,
+            self.metrics,
+            subscription=settings.settings_subscription,
+            writer_conninfo=settings.postgres_dsn,
+        )
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -115,6 +124,7 @@ class Gateway:
             asyncio.create_task(self._keepalive_loop(), name="keepalive"),
             asyncio.create_task(self._connect_postgres(), name="postgres"),
             asyncio.create_task(self._settings_loop(), name="settings"),
+            asyncio.create_task(self.replication.run(), name="settings-replication"),
         ]
         self.region_health.start()
 
@@ -162,7 +172,7 @@ class Gateway:
 
     async def _settings_loop(self) -> None:
         """Keep a copy of the settings fresh; joins use the copy, never the database."""
-        source = self.settings.settings_dsn or self.settings.postgres_dsn
+        source = self.settings.settings_replica_dsn or self.settings.postgres_dsn
         while True:
             if not await self.platform.refresh(source.get_secret_value()):
                 age = self.platform.age()

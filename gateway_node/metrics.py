@@ -53,3 +53,15 @@ class GatewayMetrics:
             "1 while this gateway's last region probe placed and reached a media node",
             registry=self.registry,
         )
+        self.settings_lag = Gauge(
+            "rtcfleet_settings_replication_lag_seconds",
+            "Seconds the region's settings copy trails the writer (heartbeat age; NaN unknown)",
+            ["region", "kind"],
+            registry=self.registry,
+        )
+        self.settings_connected = Gauge(
+            "rtcfleet_settings_replication_connected",
+            "1 when the region's settings copy streams from the writer",
+            ["region", "kind"],
+            registry=self.registry,
+        )

@@ -39,8 +39,11 @@ class GatewaySettings(ServiceSettings):
     redis_url: str
     # the settings database's read/write node (admin writes only; in the home region)
     postgres_dsn: SecretStr
-    # where the gateway reads settings from: the region's read-only replica; the writer if unset
-    settings_dsn: SecretStr | None = None
+    # the region's settings copy (what its media nodes read): its lag is shown and measured
+    settings_replica_dsn: SecretStr | None = None
+    # set when that copy is a logical-replication subscriber of a writer in another cloud:
+    # the subscription this region's gateways keep following the writer (postgres_dsn)
+    settings_subscription: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     settings_refresh_seconds: float = Field(default=5.0, gt=0, le=300)
 
     api_keys: dict[str, SecretStr] = Field(min_length=1)
