@@ -144,7 +144,6 @@ class AzureRegion(pulumi.ComponentResource):
                 admin_certificate=s.admin_certificate or s.certificate,
                 certificate_vault_id=s.certificate_vault_id,
                 dns_label=f"rtcfleet-{prefix}",
-                turn_tls=s.turn_tls_lb,
                 tags=tags,
             ),
             opts=child,
@@ -292,7 +291,6 @@ class AzureRegion(pulumi.ComponentResource):
                 vm_size=vm_size(Role.MEDIA_NODE, s.media_size, s.media_vm_size),
                 capacity=s.media_min,
                 public_ip=True,
-                load_balancer_pools=lbs.media_lb_pools,
                 autoscale=CpuAutoscale(
                     target_percent=s.media_cpu_target,
                     cooldown_seconds=s.media_warmup_seconds,
