@@ -29,6 +29,9 @@ from infra.spec import Role
 HOME_SERVER_ID = "postgresServerId"
 HOME_WRITE_ENDPOINT = "postgresWriteEndpoint"
 HOME_DB_PASSWORD = "dbPassword"
+# The private DNS zone holding the writer's name, and its resource group.
+HOME_DNS_ZONE = "postgresDnsZoneName"
+HOME_RESOURCE_GROUP = "resourceGroupName"
 # Output of the image stack: the Compute Gallery image version the nodes boot.
 IMAGE_VERSION_ID = "azureImageVersionId"
 # Azure generates the cache's access key; the region reads it instead of setting one.
@@ -53,6 +56,8 @@ class HomeDatabase:
     server_id: pulumi.Input[str]
     write_endpoint: pulumi.Input[str]
     password: pulumi.Input[str]
+    dns_zone_name: pulumi.Input[str]
+    resource_group_name: pulumi.Input[str]
 
 
 @dataclass
@@ -194,6 +199,9 @@ class AzureRegion(pulumi.ComponentResource):
                 password=values["dbPassword"] if s.is_home else None,
                 source_server_id=args.home.server_id if args.home else None,
                 source_endpoint=args.home.write_endpoint if args.home else None,
+                source_dns_zone=(
+                    (args.home.dns_zone_name, args.home.resource_group_name) if args.home else None
+                ),
                 tags=tags,
             ),
             opts=child,
@@ -305,7 +313,7 @@ class AzureRegion(pulumi.ComponentResource):
         self.exports = {
             "region": pulumi.Output.from_input(s.region),
             "location": pulumi.Output.from_input(s.region),
-            "resourceGroupName": rg,
+            HOME_RESOURCE_GROUP: rg,
             "vnetId": network.vnet.id,
             "vnetCidr": pulumi.Output.from_input(str(s.vpc_cidr)),
             "gatewaySubnetId": network.vpn_subnet.id,
@@ -322,6 +330,7 @@ class AzureRegion(pulumi.ComponentResource):
         }
         if postgres.primary is not None:
             self.exports[HOME_SERVER_ID] = postgres.primary.id
+            self.exports[HOME_DNS_ZONE] = postgres.dns_zone_name
             self.exports[HOME_DB_PASSWORD] = pulumi.Output.secret(values["dbPassword"])
         self.register_outputs(self.exports)
 
@@ -341,6 +350,8 @@ def azure_region_program(settings: AzureRegionSettings) -> dict[str, pulumi.Outp
         home = HomeDatabase(
             server_id=reference.require_output(HOME_SERVER_ID),
             write_endpoint=reference.require_output(HOME_WRITE_ENDPOINT),
+            dns_zone_name=reference.require_output(HOME_DNS_ZONE),
+            resource_group_name=reference.require_output(HOME_RESOURCE_GROUP),
             password=reference.require_output(HOME_DB_PASSWORD),
         )
     image_id: pulumi.Input[str]
