@@ -269,8 +269,8 @@ class NetworkModel:
         for attachment in self.of("aws:ec2transitgateway/vpcAttachment:VpcAttachment"):
             if attachment.inputs.get("transitGatewayId") != tgw_id or not propagate:
                 continue
-            for cidr in self.network_cidrs(str(attachment.inputs.get("vpcId"))):
-                candidates.append((cidr, attachment.id, "propagated"))
+            for vpc_cidr in self.network_cidrs(str(attachment.inputs.get("vpcId"))):
+                candidates.append((vpc_cidr, attachment.id, "propagated"))
         for route in self.of("aws:ec2transitgateway/route:Route"):
             if route.inputs.get("transitGatewayRouteTableId") != table:
                 continue
@@ -278,7 +278,7 @@ class NetworkModel:
             if route_cidr is not None:
                 candidates.append(
                     (
-                        cidr,
+                        route_cidr,
                         str(route.inputs.get("transitGatewayAttachmentId")),
                         f"static ({route.label})",
                     )
