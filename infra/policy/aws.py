@@ -219,7 +219,7 @@ def redis_encrypted_in_transit(args: ResourceValidationArgs, report: Report) -> 
 
 
 def no_public_data_stores(args: ResourceValidationArgs, report: Report) -> None:
-    """Redis and Postgres are reachable from the gateway and media groups only."""
+    """Redis and Postgres are reachable from groups and peered private ranges only."""
     props = args.props
     if args.resource_type == DB_INSTANCE and _truthy(props.get("publiclyAccessible")):
         report("RDS instance is publicly accessible")
@@ -229,8 +229,10 @@ def no_public_data_stores(args: ResourceValidationArgs, report: Report) -> None:
             report("data store without security groups falls back to the VPC default group")
     elif args.resource_type == SECURITY_GROUP and _tags(props).get(ROLE_TAG) in _DATA_ROLES:
         for rule in _ingress(props):
-            if rule.get("cidrBlocks") or rule.get("ipv6CidrBlocks"):
-                report(f"data store ingress {_describe(rule)} admits address ranges")
+            networks = [_cidr(c) for c in rule.get("cidrBlocks") or []]
+            public = any(n is None or not any(n.subnet_of(p) for p in _PRIVATE) for n in networks)
+            if public or rule.get("ipv6CidrBlocks"):
+                report(f"data store ingress {_describe(rule)} admits public address ranges")
 
 
 def gateways_span_zones(args: ResourceValidationArgs, report: Report) -> None:
