@@ -18,7 +18,9 @@ from typing import Any
 
 from infra.flows import FLOWS, Database, Flow, Peer, Scope, firewall_problems, internet_ports
 from infra.plan.mocks import RecordedResource
+from infra.reach.dns import zone_linked
 from infra.reach.endpoints import Endpoint, Endpoints
+from infra.reach.firewalls import Firewalls
 from infra.reach.network import (
     ANYWHERE,
     Blocked,
@@ -30,6 +32,7 @@ from infra.reach.network import (
     is_private,
     network,
 )
+from infra.reach.routing import Router
 from infra.settings import RegionSettings
 from infra.spec import ROLE_TAG, Role
 
@@ -141,8 +144,8 @@ class Analysis:
         self.model = NetworkModel.from_plans(plans)
         self.regions = dict(regions)
         self.endpoints = Endpoints(self.model, {s: r.cloud for s, r in regions.items()})
-
-    # ---- which pairs of stacks each flow joins --------------------------------------------
+        self.router = Router(self.model)
+        self.firewalls = Firewalls(self.model)
 
     def pairs(self, flow: Flow) -> list[tuple[str | None, str]]:
         stacks = sorted(self.regions)
@@ -190,8 +193,6 @@ class Analysis:
             return FlowResult(flow, source, destination, steps, stop.step)
         return FlowResult(flow, source, destination, steps)
 
-    # ---- hops -----------------------------------------------------------------------------
-
     def _from_outside(self, flow: Flow, target: Endpoint, steps: list[Step]) -> None:
         if flow.source is Peer.ADMIN_ALLOW_LIST:
             ranges = [IPv4Network(str(c)) for c in self.regions[target.stack].admin_allow_list]
@@ -210,9 +211,9 @@ class Analysis:
         self._ingress(flow, target, peer, steps)
 
     def _internet_gateway(self, subnet: Any) -> Step:
-        table = self.model.aws_route_table(subnet)
+        table = self.router.aws_route_table(subnet)
         if table is not None:
-            for route in self.model.aws_routes(table):
+            for route in self.router.aws_routes(table):
                 if route.get("cidrBlock") == str(ANYWHERE) and str(
                     route.get("gatewayId", "")
                 ).startswith("igw-"):
@@ -228,7 +229,7 @@ class Analysis:
         to = Traffic(target.ranges, target.groups, target.network_id)
         for subnet in origin.subnets:
             for cidr in target.ranges:
-                reached = self.model.route(subnet, cidr, steps)
+                reached = self.router.route(subnet, cidr, steps)
                 if reached != target.network_id:
                     raise block(
                         "route",
@@ -238,7 +239,7 @@ class Analysis:
                     )
         for subnet in target.subnets:
             for origin_subnet in origin.subnets:
-                reached = self.model.route(subnet, origin_subnet.cidr, [])
+                reached = self.router.route(subnet, origin_subnet.cidr, [])
                 if reached != origin.network_id:
                     raise block(
                         "route",
@@ -269,24 +270,24 @@ class Analysis:
             return
         if not target.dns_zone:
             raise block("dns", target.resource.label, "no private DNS zone holds its name")
-        steps.append(self.model.zone_linked(target.dns_zone, origin.network_id))
+        steps.append(zone_linked(self.model, target.dns_zone, origin.network_id))
 
     def _egress(self, flow: Flow, origin: Endpoint, to: Traffic, steps: list[Step]) -> None:
         port = flow.from_port
         if origin.cloud == "aws":
             if origin.groups:
                 steps.append(
-                    self.model.security_groups(
+                    self.firewalls.security_groups(
                         origin.groups, "egress", to, flow.protocol, port, origin.network_id
                     )
                 )
             for subnet in origin.subnets:
-                if (step := self.model.nacl(subnet, True, to, flow.protocol, port)) is not None:
+                if (step := self.firewalls.nacl(subnet, True, to, flow.protocol, port)) is not None:
                     steps.append(step)
         elif origin.role not in (Role.CLIENT_LB, Role.ADMIN_LB):
             own = Traffic([s.cidr for s in origin.subnets])
             for subnet in origin.subnets:
-                steps.append(self.model.nsg(subnet, "Outbound", to, own, flow.protocol, port))
+                steps.append(self.firewalls.nsg(subnet, "Outbound", to, own, flow.protocol, port))
 
     def _ingress(self, flow: Flow, target: Endpoint, peer: Traffic, steps: list[Step]) -> None:
         ports = (
@@ -296,7 +297,7 @@ class Analysis:
             if target.cloud == "aws":
                 if target.groups:
                     steps.append(
-                        self.model.security_groups(
+                        self.firewalls.security_groups(
                             target.groups, "ingress", peer, flow.protocol, port, target.network_id
                         )
                     )
@@ -304,14 +305,14 @@ class Analysis:
                     raise block("firewall", target.resource.label, "has no security group")
                 for subnet in target.subnets:
                     if (
-                        step := self.model.nacl(subnet, False, peer, flow.protocol, port)
+                        step := self.firewalls.nacl(subnet, False, peer, flow.protocol, port)
                     ) is not None:
                         steps.append(step)
             elif target.nsg_enforced:
                 own = Traffic(target.ranges)
                 for subnet in target.subnets:
                     steps.append(
-                        self.model.nsg(
+                        self.firewalls.nsg(
                             subnet,
                             "Inbound",
                             peer,
@@ -327,8 +328,6 @@ class Analysis:
         if target.cloud == "azure" and target.role is Role.REDIS:
             return 6380
         return port
-
-    # ---- load balancers -------------------------------------------------------------------
 
     def _listener(self, flow: Flow, lb: Endpoint, steps: list[Step]) -> None:
         """The load balancer (or node) listens where the flow arrives."""
@@ -485,15 +484,15 @@ class Analysis:
         probe_traffic = Traffic([AZURE_PROBE_ADDRESS], tags=frozenset({"AzureLoadBalancer"}))
         own = Traffic(target.ranges)
         for subnet in target.subnets:
-            steps.append(self.model.nsg(subnet, "Inbound", probe_traffic, own, flow.protocol, port))
-
-    # ---- cloud services -------------------------------------------------------------------
+            steps.append(
+                self.firewalls.nsg(subnet, "Inbound", probe_traffic, own, flow.protocol, port)
+            )
 
     def _cloud_services(self, flow: Flow, origin: Endpoint, steps: list[Step]) -> None:
         anywhere = Traffic([ANYWHERE])
         if origin.cloud == "aws":
             steps.append(
-                self.model.security_groups(
+                self.firewalls.security_groups(
                     origin.groups,
                     "egress",
                     anywhere,
@@ -503,7 +502,7 @@ class Analysis:
                 )
             )
             for subnet in origin.subnets:
-                if self.model.route(subnet, ANYWHERE, steps) != "internet":
+                if self.router.route(subnet, ANYWHERE, steps) != "internet":
                     raise block("route", subnet.resource.label, "no way out to the AWS endpoints")
             return
         vaults = [
@@ -533,7 +532,7 @@ class Analysis:
                 Step("service endpoint", vaults[0].label, f"admits {subnet.resource.label}")
             )
             steps.append(
-                self.model.nsg(
+                self.firewalls.nsg(
                     subnet,
                     "Outbound",
                     anywhere,
@@ -542,8 +541,6 @@ class Analysis:
                     flow.from_port,
                 )
             )
-
-    # ---- the converse: exposures ----------------------------------------------------------
 
     def exposures(self) -> list[Exposure]:
         found: list[Exposure] = []
@@ -570,7 +567,7 @@ class Analysis:
     def _sg_exposures(self, group: Resource) -> list[Exposure]:
         role = group.record.tags.get(ROLE_TAG)
         found = []
-        for rule in self.model.sg_rules(group, "ingress"):
+        for rule in self.firewalls.sg_rules(group, "ingress"):
             public = [
                 c for c in rule.get("cidrBlocks") or [] if (n := network(c)) and not is_private(n)
             ]

@@ -76,8 +76,6 @@ class Endpoints:
     def _missing(self, stack: str, role: Role, what: str) -> Exception:
         return block("endpoint", stack, f"declares no {what} for {role.value}")
 
-    # ---- AWS ------------------------------------------------------------------------------
-
     def _aws(self, stack: str, role: Role, database: Database | None) -> Endpoint:
         if role in (Role.GATEWAY, Role.MEDIA_NODE):
             templates = {
@@ -160,8 +158,6 @@ class Endpoints:
         match = [g for g in groups if name and g.outputs.get("name", g.inputs.get("name")) == name]
         chosen = match or groups
         return self._subnets(chosen[0].inputs.get("subnetIds")) if chosen else []
-
-    # ---- Azure ----------------------------------------------------------------------------
 
     def _azure(self, stack: str, role: Role, database: Database | None) -> Endpoint:
         if role in (Role.GATEWAY, Role.MEDIA_NODE):
