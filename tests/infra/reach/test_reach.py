@@ -268,3 +268,22 @@ def test_reach_command_on_dev_passes_as_json() -> None:
     assert document["admitted"] == 16
     [write] = [f for f in document["flows"] if f["flow"] == "settings-write"]
     assert write["path"][0]["kind"] == "dns"
+
+
+def test_plan_env_runs_every_policy_pack_then_reach() -> None:
+    from rtcfleet.cli import app
+
+    result = CliRunner().invoke(app, ["plan", "--env", "dev", "--json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["stacks"] == {"dev-aws-us-east-1": {"passed": True, "violations": []}}
+    assert document["reach"]["passed"] and document["reach"]["admitted"] == 16
+
+
+def test_a_closed_admin_console_is_not_a_blocked_flow(prod) -> None:
+    plans, regions = prod
+    closed = {**regions, EU: regions[EU].model_copy(update={"admin_allow_list": []})}
+    report = analyse("prod", copy.deepcopy(plans), closed)
+    assert ("admin-console", EU) not in {(r.flow.name, r.destination_stack) for r in report.results}
+    assert ("admin-console", USE) in {(r.flow.name, r.destination_stack) for r in report.results}
+    assert report.passed
