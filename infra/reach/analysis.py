@@ -126,6 +126,11 @@ class ReachReport:
         }
 
 
+def _once(steps: list[Step]) -> list[Step]:
+    """Each step once: every subnet of a side walks the same route tables and rules."""
+    return list(dict.fromkeys(steps))
+
+
 def _num(value: Any) -> int:
     try:
         return int(float(value))
@@ -196,8 +201,8 @@ class Analysis:
                     origin = self.endpoints.find(source, flow.source, database)
                     self._between(flow, origin, target, steps)
         except Blocked as stop:
-            return FlowResult(flow, source, destination, steps, stop.step)
-        return FlowResult(flow, source, destination, steps)
+            return FlowResult(flow, source, destination, _once(steps), stop.step)
+        return FlowResult(flow, source, destination, _once(steps))
 
     def _from_outside(self, flow: Flow, target: Endpoint, steps: list[Step]) -> None:
         if flow.source is Peer.ADMIN_ALLOW_LIST:
