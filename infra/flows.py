@@ -42,10 +42,13 @@ class Scope(StrEnum):
     """Which destination region a flow reaches, seen from its source's region."""
 
     SAME_REGION = "same region"
-    # The home region of the source's cloud, which holds the settings writer.
-    HOME_REGION = "home region"
-    # The home region, from every other region of its cloud (never from itself).
+    # The region that holds the environment's settings writer (rtcfleet:writerStack, else the
+    # home region of the source's cloud).
+    HOME_REGION = "writer's region"
+    # The home region, from every other region of its cloud whose server replicates it.
     FROM_OTHER_REGIONS = "home region, from other regions"
+    # The environment's one writer, from each region of another cloud (rtcfleet:writerStack).
+    FROM_OTHER_CLOUD = "the writer, from regions of another cloud"
     # Every other region of the environment, whichever cloud, over the private network.
     OTHER_REGIONS = "every other region"
 
@@ -225,6 +228,17 @@ FLOWS: tuple[Flow, ...] = (
         database=Database.WRITER,
         clouds=("azure",),
     ),
+    _tcp(
+        "settings-subscription",
+        Role.POSTGRES,
+        Role.POSTGRES,
+        POSTGRES_PORT,
+        Scope.FROM_OTHER_CLOUD,
+        "a region of another cloud keeps a logical-replication subscription to the writer, "
+        "over the VPN",
+        "the writer stack's postgresWriteEndpoint",
+        database=Database.WRITER,
+    ),
     Flow(
         "turn-udp",
         Peer.INTERNET,
@@ -300,6 +314,7 @@ def _source_matches(rule: Ingress, flow: Flow) -> bool:
         return isinstance(flow.source, Role) and flow.scope in (
             Scope.HOME_REGION,
             Scope.FROM_OTHER_REGIONS,
+            Scope.FROM_OTHER_CLOUD,
             Scope.OTHER_REGIONS,
         )
     return _ROLE_SOURCES.get(rule.source) is flow.source and flow.scope is Scope.SAME_REGION

@@ -23,7 +23,7 @@ from infra.azure.sizes import vm_size
 from infra.references import stack_reference_name
 from infra.secret_values import configured_secrets, secret_values
 from infra.settings import AzureRegionSettings, SettingsError, config_key
-from infra.spec import Role
+from infra.spec import Role, settings_subscription
 
 # Outputs of the home region's stack that the other regions read.
 HOME_SERVER_ID = "postgresServerId"
@@ -51,13 +51,15 @@ def signaling_address(gateway_cidr: str) -> str:
 
 @dataclass
 class HomeDatabase:
-    """What a non-home region needs from the home region's stack."""
+    """What a non-home region needs from the home region's stack (or, for a subscriber, from
+    the environment's writer stack in another cloud: no server id)."""
 
-    server_id: pulumi.Input[str]
+    server_id: pulumi.Input[str] | None
     write_endpoint: pulumi.Input[str]
     password: pulumi.Input[str]
-    dns_zone_name: pulumi.Input[str]
-    resource_group_name: pulumi.Input[str]
+    # The writer's private DNS zone and its resource group (an Azure writer only).
+    dns_zone_name: pulumi.Input[str] | None = None
+    resource_group_name: pulumi.Input[str] | None = None
 
 
 @dataclass
@@ -188,6 +190,8 @@ class AzureRegion(pulumi.ComponentResource):
                 resource_group_name=rg,
                 location=s.region,
                 home=s.is_home,
+                subscriber=s.subscribes,
+                writer_stack=s.writer_stack,
                 sku=vm_size(Role.POSTGRES, s.postgres_size, s.postgres_sku),
                 zones=zones,
                 subnet_id=network.subnet_id(Role.POSTGRES),
@@ -196,11 +200,15 @@ class AzureRegion(pulumi.ComponentResource):
                 backup_days=s.postgres_backup_days,
                 version=s.postgres_version,
                 production=s.production,
-                password=values["dbPassword"] if s.is_home else None,
+                password=values["dbPassword"] if s.is_home or s.subscribes else None,
                 source_server_id=args.home.server_id if args.home else None,
                 source_endpoint=args.home.write_endpoint if args.home else None,
                 source_dns_zone=(
-                    (args.home.dns_zone_name, args.home.resource_group_name) if args.home else None
+                    (args.home.dns_zone_name, args.home.resource_group_name)
+                    if args.home is not None
+                    and args.home.dns_zone_name is not None
+                    and args.home.resource_group_name is not None
+                    else None
                 ),
                 tags=tags,
             ),
@@ -235,7 +243,16 @@ class AzureRegion(pulumi.ComponentResource):
                         "region": s.region,
                         "homeRegion": s.home_region,
                         "redis": redis_doc,
-                        "postgres": {**postgres_doc, "writeHost": postgres.write_endpoint},
+                        "postgres": {
+                            **postgres_doc,
+                            "writeHost": postgres.write_endpoint,
+                            # the subscription the gateways keep following the writer
+                            **(
+                                {"subscription": settings_subscription(s.region)}
+                                if s.subscribes
+                                else {}
+                            ),
+                        },
                         "signalingPort": spec.CLIENT_SIGNALING_PORT,
                         "adminPort": spec.ADMIN_PORT,
                     },
@@ -345,7 +362,14 @@ def azure_region_program(settings: AzureRegionSettings) -> dict[str, pulumi.Outp
         )
     provider = azure_native.Provider(f"azure-native-{settings.region}", location=settings.region)
     home = None
-    if not settings.is_home:
+    if settings.subscribes and settings.writer_stack is not None:
+        writer = pulumi.StackReference(stack_reference_name(settings.writer_stack))
+        home = HomeDatabase(
+            server_id=None,
+            write_endpoint=writer.require_output(HOME_WRITE_ENDPOINT),
+            password=writer.require_output(HOME_DB_PASSWORD),
+        )
+    elif not settings.is_home:
         reference = pulumi.StackReference(stack_reference_name(settings.home_stack))
         home = HomeDatabase(
             server_id=reference.require_output(HOME_SERVER_ID),

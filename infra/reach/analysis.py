@@ -169,10 +169,15 @@ class Analysis:
                 continue
             if flow.scope is Scope.SAME_REGION:
                 pairs.append((source, source))
-            elif flow.scope is Scope.HOME_REGION or (
-                flow.scope is Scope.FROM_OTHER_REGIONS and not settings.is_home
-            ):
-                pairs.append((source, settings.home_stack))
+            elif flow.scope is Scope.HOME_REGION:
+                pairs.append((source, settings.writer_stack or settings.home_stack))
+            elif flow.scope is Scope.FROM_OTHER_REGIONS:
+                # a physical replica of a writer of its own cloud, in another region
+                if not settings.is_home and not settings.subscribes:
+                    pairs.append((source, settings.home_stack))
+            elif flow.scope is Scope.FROM_OTHER_CLOUD:
+                if settings.subscribes and settings.writer_stack is not None:
+                    pairs.append((source, settings.writer_stack))
             elif flow.scope is Scope.OTHER_REGIONS:
                 pairs += [(source, other) for other in stacks if other != source]
         return pairs

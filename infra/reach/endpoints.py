@@ -8,7 +8,7 @@ from typing import Any
 
 from infra.flows import Database
 from infra.reach.network import NetworkModel, Resource, Subnet, Traffic, block, network
-from infra.spec import ROLE_TAG, Role
+from infra.spec import ROLE_TAG, SUBSCRIBER_TAG, Role
 
 
 @dataclass
@@ -228,8 +228,14 @@ class Endpoints:
                 )
             raise self._missing(stack, role, "private endpoint to its cache")
         servers = self._in(stack, "azure-native:dbforpostgresql:Server")
-        writers = [s for s in servers if s.inputs.get("createMode", "Create") != "Replica"]
-        readers = [s for s in servers if s.inputs.get("createMode") == "Replica"]
+        # A logical-replication subscriber is the region's reader, never a writer.
+        subscribers = [s for s in servers if SUBSCRIBER_TAG in s.record.tags]
+        writers = [
+            s
+            for s in servers
+            if s.inputs.get("createMode", "Create") != "Replica" and s not in subscribers
+        ]
+        readers = [s for s in servers if s.inputs.get("createMode") == "Replica"] + subscribers
         chosen = writers if database is Database.WRITER else readers
         if not chosen:
             raise self._missing(stack, role, f"Postgres {database or 'server'}")

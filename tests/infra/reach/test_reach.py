@@ -76,7 +76,10 @@ def test_prod_every_flow_admitted_no_exposure(prod) -> None:
     assert report.exposures == [] and report.firewall_problems == []
     assert report.stacks == sorted([EU, USE, WEU, NEU, "prod-global"])
     # every flow of the table is checked somewhere, both clouds, both ways across clouds
-    assert {r.flow.name for r in report.results} == {f.name for f in flows.FLOWS}
+    # (no Azure region of prod is a physical replica of an Azure writer: they subscribe)
+    assert {r.flow.name for r in report.results} == {f.name for f in flows.FLOWS} - {
+        "replica-replication"
+    }
     assert ("room-lookup", NEU, USE) in {
         (r.flow.name, r.source_stack, r.destination_stack) for r in report.results
     }
@@ -92,10 +95,14 @@ def test_cross_region_settings_writes_pass_by_the_peered_rule_and_the_linked_zon
         and "10.11.0.0/16" in d
         for d in details
     )
-    azure = _result(report, "settings-write", NEU, WEU)
-    kinds = {(s.kind, s.resource.split(":")[0]) for s in azure.steps}
-    assert ("dns", NEU) in kinds and ("peering", "prod-global") in kinds
-    assert azure.admitted
+    # Azure regions write to, and subscribe from, the one writer in AWS, over the VPN
+    for flow, source in (("settings-write", NEU), ("settings-subscription", WEU)):
+        azure = _result(report, flow, source, USE)
+        kinds = {s.kind for s in azure.steps}
+        assert azure.admitted and {"vpn", "attachment", "firewall", "nsg"} <= kinds
+    # Azure regions reach each other by VNet peering (cross-region room lookup)
+    lookup = _result(report, "room-lookup", NEU, WEU)
+    assert [s.kind for s in lookup.steps if s.kind == "peering"] == ["peering"]
 
 
 def test_missing_route_blocks_at_the_route_table(prod) -> None:
@@ -164,14 +171,14 @@ def test_vnet_peering_one_side_only_is_not_connected(prod) -> None:
             if not (r.type.endswith("VirtualNetworkPeering") and r.name.endswith(WEU))
         ]
 
-    step = _blocked_at(_report(prod, one_side), "settings-write", NEU, WEU)
+    step = _blocked_at(_report(prod, one_side), "room-lookup", NEU, WEU)
     assert step.kind == "peering" and step.resource.endswith(f"--{WEU}-{NEU}")
     assert "no peering back" in step.detail
 
 
 def test_nsg_deny_at_a_lower_priority_number_wins(prod) -> None:
     def deny(plans: Plans) -> None:
-        nsg = _find(plans, WEU, "NetworkSecurityGroup", "prod-weu-postgres")
+        nsg = _find(plans, WEU, "NetworkSecurityGroup", "prod-weu-gateway")
         nsg.inputs["securityRules"].append(
             {
                 "name": "deny-northeurope",
@@ -181,25 +188,29 @@ def test_nsg_deny_at_a_lower_priority_number_wins(prod) -> None:
                 "protocol": "Tcp",
                 "sourceAddressPrefix": "10.31.0.0/16",
                 "destinationAddressPrefix": "*",
-                "destinationPortRange": "5432",
+                "destinationPortRange": "8080",
             }
         )
 
     report = _report(prod, deny)
-    step = _blocked_at(report, "settings-write", NEU, WEU)
+    step = _blocked_at(report, "room-lookup", NEU, WEU)
     assert step.kind == "nsg"
     assert step.resource == (
-        f"{WEU}:NetworkSecurityGroup/prod-weu-postgres rule deny-northeurope (priority 90)"
+        f"{WEU}:NetworkSecurityGroup/prod-weu-gateway rule deny-northeurope (priority 90)"
     )
-    assert _result(report, "settings-write", WEU, WEU).admitted
+    assert _result(report, "room-lookup", USE, WEU).admitted
 
 
 def test_private_dns_zone_not_linked_blocks_the_name(prod) -> None:
     def unlink(plans: Plans) -> None:
-        plans[NEU] = [r for r in plans[NEU] if r.name != "prod-neu-postgres-home-dns"]
+        plans[NEU] = [
+            r
+            for r in plans[NEU]
+            if not (r.type.endswith("VirtualNetworkLink") and r.name == "prod-neu-postgres-dns")
+        ]
 
-    step = _blocked_at(_report(prod, unlink), "settings-write", NEU, WEU)
-    assert (step.kind, step.resource) == ("dns", f"{WEU}:PrivateZone/prod-weu-postgres-dns")
+    step = _blocked_at(_report(prod, unlink), "gateway-settings-read", NEU, NEU)
+    assert (step.kind, step.resource) == ("dns", f"{NEU}:PrivateZone/prod-neu-postgres-dns")
     assert "not linked to prod-azure-northeurope:VirtualNetwork/prod-neu-vnet" in step.detail
 
 
