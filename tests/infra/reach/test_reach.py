@@ -298,3 +298,27 @@ def test_a_closed_admin_console_is_not_a_blocked_flow(prod) -> None:
     assert ("admin-console", EU) not in {(r.flow.name, r.destination_stack) for r in report.results}
     assert ("admin-console", USE) in {(r.flow.name, r.destination_stack) for r in report.results}
     assert report.passed
+
+
+def test_an_azure_writer_is_reached_by_peering_and_its_linked_zone() -> None:
+    """prod's Azure regions on their own, westeurope the writer: northeurope replicates it."""
+    from infra.plan.runner import StackConfigs
+    from tests.infra.conftest import example_values
+
+    configs = {s: example_values(s) for s in (WEU, NEU, "prod-global")}
+    for stack in (WEU, NEU):
+        configs[stack].pop("rtcfleet:writerStack", None)
+    configs["prod-global"] |= {
+        "rtcfleet:regions": [WEU, NEU],
+        "rtcfleet:homeRegion": WEU,
+        "rtcfleet:standbyRegion": NEU,
+    }
+    planner = Planner(StackConfigs(configs))
+    plans = {s: planner.plan(s) for s in configs}
+    regions = {s: p.settings for s, p in plans.items() if isinstance(p.settings, RegionSettings)}
+    report = analyse("prod", {s: p.resources for s, p in plans.items()}, regions)
+    assert report.blocked() == [] and report.exposures == []
+    write = _result(report, "settings-write", NEU, WEU)
+    [dns] = [s for s in write.steps if s.kind == "dns"]
+    assert dns.resource == f"{NEU}:VirtualNetworkLink/prod-neu-postgres-home-dns"
+    assert _result(report, "replica-replication", NEU, WEU).admitted
