@@ -1,4 +1,4 @@
-"""Application Gateways (TLS, probes, WAF), the internal signaling LB, the TURN/TLS LB."""
+"""Application Gateways (TLS, probes, WAF), the internal signaling LB; no media LB."""
 
 from __future__ import annotations
 
