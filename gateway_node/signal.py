@@ -49,9 +49,15 @@ RATE_LIMIT_NOTICE_INTERVAL_S = 1.0
 class SignalConnection:
     """One client socket: at most one session, validated frames, a token bucket."""
 
-    def __init__(self, gateway: Gateway, ws: web.WebSocketResponse) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport | None = None,
+    ) -> None:
         self.gateway = gateway
         self.ws = ws
+        self.transport = transport
         settings = gateway.settings
         self.bucket = TokenBucket(settings.rate_limit_per_second, settings.rate_limit_burst)
         self.violations = 0
@@ -162,7 +168,13 @@ class SignalConnection:
         gateway = self.gateway
         session_id = gateway.new_session_id()
         await gateway.save_session(session_id, grant, node.node_id)
-        session = Session(session_id=session_id, grant=grant, node_id=node.node_id, ws=self.ws)
+        session = Session(
+            session_id=session_id,
+            grant=grant,
+            node_id=node.node_id,
+            ws=self.ws,
+            transport=self.transport,
+        )
         self.session = session
         await gateway.attach(session)
         # the join answer first in the session's stream, before anything the node says
@@ -207,6 +219,7 @@ class SignalConnection:
             node_id=node_id,
             ws=self.ws,
             cursor=message.cursor or "0-0",
+            transport=self.transport,
         )
         self.session = session
         await self.ws.send_str(encode(self._joined(session.session_id, grant, node_id, True)))
@@ -236,7 +249,7 @@ async def signal_handler(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     ws = web.WebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, heartbeat=WS_HEARTBEAT_S)
     await ws.prepare(request)
-    connection = SignalConnection(gateway, ws)
+    connection = SignalConnection(gateway, ws, request.transport)
     try:
         await connection.run()
     except asyncio.CancelledError:
