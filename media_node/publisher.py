@@ -21,6 +21,7 @@ from media_node import rtp_hooks, transport_cc
 from media_node.codec_policy import CodecNotAllowed, codec_preferences
 from media_node.forwarder import vp8_keyframe_start
 from media_node.ice import IcePolicy, ice_candidate_from_dict
+from rtcfleet.signaling import MAX_MEDIA_SECTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,10 @@ CAP_REMB_INTERVAL = 1.0
 
 class PublishNotAllowed(PermissionError):
     """The participant has no grant to publish."""
+
+
+class TooManyTracks(ValueError):
+    """An offer would take the publisher past ``MAX_MEDIA_SECTIONS`` media sections."""
 
 
 class DownTrack(Protocol):
@@ -152,7 +157,11 @@ class Publisher:
     async def answer(self, offer_sdp: str) -> tuple[str, list[PublishedTrack]]:
         """Apply the client's offer; returns the answer and the tracks it newly published."""
         offer = SessionDescription.parse(offer_sdp)
-        known = {t.mid for t in self.pc.getTransceivers() if t.mid is not None}
+        transceivers = self.pc.getTransceivers()
+        known = {t.mid for t in transceivers if t.mid is not None}
+        added = sum(1 for m in offer.media if m.rtp.muxId not in known)
+        if len(offer.media) > MAX_MEDIA_SECTIONS or len(transceivers) + added > MAX_MEDIA_SECTIONS:
+            raise TooManyTracks(f"a publisher has at most {MAX_MEDIA_SECTIONS} media sections")
         new_tracks: list[tuple[Any, PublishedTrack, str]] = []
         for media in offer.media:
             if media.kind not in ("audio", "video") or media.rtp.muxId in known:

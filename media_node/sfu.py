@@ -16,7 +16,7 @@ from typing import Any, Literal
 from media_node.codec_policy import CodecNotAllowed
 from media_node.ice import IcePolicy, PortRangeError
 from media_node.load import SfuLoad, TrafficMeter
-from media_node.publisher import PublishNotAllowed
+from media_node.publisher import PublishNotAllowed, TooManyTracks
 from media_node.room import Room, RoomClosed, SubscribeNotAllowed, UnknownParticipant
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "SfuEventHandler",
     "SfuLoad",
     "SubscribeNotAllowed",
+    "TooManyTracks",
     "UnknownParticipant",
     "UnknownRoom",
 ]

@@ -24,6 +24,7 @@ from media_node.sfu import (
     Sfu,
     SfuConfig,
     SubscribeNotAllowed,
+    TooManyTracks,
     UnknownParticipant,
     UnknownRoom,
 )
@@ -142,6 +143,8 @@ class Worker:
                 log.warning("unknown worker command %r", op)
         except (PublishNotAllowed, SubscribeNotAllowed) as exc:
             self.to_session(session, error(ErrorCode.FORBIDDEN, str(exc) or "not granted"))
+        except TooManyTracks as exc:
+            self.to_session(session, error(ErrorCode.TOO_MANY_TRACKS, str(exc)))
         except CodecNotAllowed as exc:
             self.to_session(session, error(ErrorCode.MEDIA_ERROR, f"codec not allowed: {exc}"))
         except (UnknownParticipant, UnknownRoom, RoomClosed):

@@ -195,9 +195,7 @@ async def publish_offer_sdp(tracks: tuple[str, ...] = ("audio", "video")) -> str
     from aiortc import RTCConfiguration, RTCPeerConnection
     from aiortc.rtcconfiguration import RTCBundlePolicy
 
-    pc = RTCPeerConnection(
-        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-    )
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
     try:
         for kind in tracks:
             pc.addTransceiver(kind, direction="sendonly")
@@ -216,8 +214,8 @@ def flood_sdp(base: str, sections: int, *, first_mid: int = 0, video_codec: str 
     transport = [
         line
         for line in lines[first_media:]
-        if line.startswith(("a=ice-ufrag", "a=ice-pwd", "a=fingerprint", "a=setup"))
-    ][:4]
+        if line.startswith(("a=ice-ufrag", "a=ice-pwd", "a=fingerprint:sha-256", "a=setup"))
+    ]
     mids = [str(first_mid + i) for i in range(sections + (1 if video_codec else 0))]
     out = [*session, "a=group:BUNDLE " + " ".join(mids)]
     for index, mid in enumerate(mids):

@@ -51,8 +51,9 @@ async def test_a_client_that_stops_reading_is_disconnected_alone(
         await assert_unharmed(fleet, honest, mark)
         # still not reading: the gateway gives up on this client alone
         await wait_until(
-            lambda: "does not read its socket" in logs(fleet)
-            or "did not take a message" in logs(fleet),
+            lambda: (
+                "does not read its socket" in logs(fleet) or "did not take a message" in logs(fleet)
+            ),
             SESSION_SEND_TIMEOUT_S + 10,
             "the gateway to disconnect the slow reader",
         )
