@@ -360,8 +360,9 @@ class Gateway:
             session.node_id,
             {"op": "leave", "session": session.session_id, "room": session.grant.room},
         )
+        stream = bus.session_stream(session.session_id)
         await self.redis.delete(
-            bus.session_key(session.session_id), bus.session_stream(session.session_id)
+            bus.session_key(session.session_id), stream, bus.stream_bytes_key(stream)
         )
 
     async def _wake_relay(self) -> None:

@@ -19,9 +19,18 @@ import redis.asyncio as aioredis
 PREFIX = "rtc:"
 NODES = f"{PREFIX}nodes"
 GATEWAYS = f"{PREFIX}gateways"
+# Every stream is bounded in entries and in bytes; past either bound its oldest entries go.
+# A live reader takes entries within milliseconds, so the bounds only ever bite a reader that
+# is gone or far behind (its client is disconnected at the gateway's send queue long before).
 SESSION_STREAM_MAXLEN = 512
+SESSION_STREAM_MAX_BYTES = 1024 * 1024
+NODE_INBOX_MAXLEN = 4096
+NODE_INBOX_MAX_BYTES = 8 * 1024 * 1024
+# a node's inbox outlives its last command by this long: a dead node's inbox goes on its own
+NODE_INBOX_TTL_SECONDS = 60
 # how long a session outlives its last signaling connection before it is given up
 SESSION_TTL_SECONDS = 30
+SESSION_STREAM_TTL_SECONDS = SESSION_TTL_SECONDS * 4
 ROOM_CLAIM_TTL_SECONDS = 30
 
 
@@ -61,18 +70,66 @@ def gateway_wake(gateway_id: str) -> str:
     return f"{PREFIX}gw:{gateway_id}:wake"
 
 
+def stream_bytes_key(stream: str) -> str:
+    """The running total of a stream's payload bytes, kept beside it for its byte bound."""
+    return f"{stream}:bytes"
+
+
+# Append one entry, then drop the oldest until the stream is within both bounds; the byte total
+# lives in a counter beside the stream (one script, so the two never disagree), and both keys
+# expire together.
+_APPEND = """
+local id = redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])
+local total = redis.call('INCRBY', KEYS[2], string.len(ARGV[1]))
+local maxlen, maxbytes = tonumber(ARGV[2]), tonumber(ARGV[3])
+while total > maxbytes or redis.call('XLEN', KEYS[1]) > maxlen do
+  local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+  if #oldest == 0 or oldest[1][1] == id then break end
+  local fields = oldest[1][2]
+  local size = 0
+  for i = 1, #fields, 2 do
+    if fields[i] == 'm' then size = string.len(fields[i + 1]) end
+  end
+  redis.call('XDEL', KEYS[1], oldest[1][1])
+  total = redis.call('DECRBY', KEYS[2], size)
+end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return id
+"""
+
+
+async def append_bounded(
+    redis: aioredis.Redis, stream: str, payload: str, maxlen: int, max_bytes: int, ttl: int
+) -> str:
+    """XADD within an entry bound and a byte bound, dropping the oldest entries; the id."""
+    entry_id = await redis.eval(
+        _APPEND, 2, stream, stream_bytes_key(stream), payload, maxlen, max_bytes, ttl
+    )
+    return str(entry_id)
+
+
 async def send_to_node(redis: aioredis.Redis, node_id: str, command: dict[str, Any]) -> None:
-    await redis.xadd(node_inbox(node_id), {"m": json.dumps(command)}, maxlen=10_000)
+    await append_bounded(
+        redis,
+        node_inbox(node_id),
+        json.dumps(command),
+        NODE_INBOX_MAXLEN,
+        NODE_INBOX_MAX_BYTES,
+        NODE_INBOX_TTL_SECONDS,
+    )
 
 
 async def send_to_session(redis: aioredis.Redis, session_id: str, message: dict[str, Any]) -> str:
     """Append a server message to the session's stream; returns its cursor."""
-    stream = session_stream(session_id)
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.xadd(stream, {"m": json.dumps(message)}, maxlen=SESSION_STREAM_MAXLEN)
-        pipe.expire(stream, SESSION_TTL_SECONDS * 4)
-        cursor, _ = await pipe.execute()
-    return str(cursor)
+    return await append_bounded(
+        redis,
+        session_stream(session_id),
+        json.dumps(message),
+        SESSION_STREAM_MAXLEN,
+        SESSION_STREAM_MAX_BYTES,
+        SESSION_STREAM_TTL_SECONDS,
+    )
 
 
 StreamEntries = list[tuple[str, list[tuple[str, dict[str, str]]]]]

@@ -27,7 +27,7 @@ KEPT_FRAMES = 0.9
 NEW_JOIN_SECONDS = 2.0
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def fleet() -> Iterator[LocalFleet]:
     fleet = LocalFleet(FleetSpec(regions=1, gateways=1, media=1, workers_per_node=1)).start()
     print(f"fleet in {fleet.workdir}")
