@@ -140,7 +140,7 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self._fresh_nodes: set[str] = set()
         self._http: aiohttp.ClientSession | None = None
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[object]] = set()
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -183,7 +183,7 @@ class Gateway:
                 await self.redis.srem(bus.GATEWAYS, self.id)
             await self._redis.aclose()
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         """Run ``coro`` in the background, holding a reference until it ends."""
         task = asyncio.create_task(coro)
         self._background.add(task)

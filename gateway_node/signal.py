@@ -36,7 +36,7 @@ from rtcfleet.signaling import (
     error,
     parse_client_message,
 )
-from rtcfleet.tokens import Grant, verify_token
+from rtcfleet.tokens import CLOCK_SKEW_SECONDS, Grant, verify_token
 
 log = logging.getLogger("rtcfleet.gateway.signal")
 
@@ -44,6 +44,10 @@ log = logging.getLogger("rtcfleet.gateway.signal")
 WS_MAX_MSG_SIZE = 4 * MAX_FRAME_BYTES
 WS_HEARTBEAT_S = 15.0
 RATE_LIMIT_NOTICE_INTERVAL_S = 1.0
+# seconds a socket may stay open without a session (join, or a join that resumes one)
+JOIN_TIMEOUT_S = 10.0
+# a session places its media again at most this often, whatever number of sockets asks
+REJOIN_INTERVAL_S = 5.0
 
 
 class SignalConnection:
@@ -70,30 +74,46 @@ class SignalConnection:
             await self.ws.send_str(encode(error(code, message)))
 
     async def run(self) -> None:
+        # a socket that never joins holds a connection slot for nothing: it gets a deadline
+        deadline = asyncio.get_running_loop().call_later(JOIN_TIMEOUT_S, self._join_timeout)
         try:
             async for frame in self.ws:
-                if frame.type == WSMsgType.TEXT:
-                    await self.on_text(frame.data)
-                elif frame.type == WSMsgType.BINARY:
-                    await self.send_error(ErrorCode.BAD_MESSAGE, "binary frames are not accepted")
+                if frame.type in (WSMsgType.TEXT, WSMsgType.BINARY) and await self.allowed():
+                    if frame.type == WSMsgType.TEXT:
+                        await self.on_text(frame.data)
+                    else:
+                        await self.send_error(
+                            ErrorCode.BAD_MESSAGE, "binary frames are not accepted"
+                        )
                 elif frame.type == WSMsgType.ERROR:
                     break
+                if self.session is not None:
+                    deadline.cancel()
                 if self.violations >= self.gateway.settings.rate_limit_disconnect_after:
                     await self.ws.close(code=1008, message=b"rate limit")
                     break
         finally:
+            deadline.cancel()
             if self.session is not None:
                 # no leave: the session lives on in Redis for a resume until its TTL
                 self.gateway.detach(self.session)
 
+    def _join_timeout(self) -> None:
+        if self.session is None and not self.ws.closed:
+            self.gateway.spawn(self.ws.close(code=1008, message=b"join timeout"))
+
+    async def allowed(self) -> bool:
+        """Every frame, text or binary, spends from the socket's token bucket."""
+        if self.bucket.allow():
+            return True
+        self.violations += 1
+        now = time.monotonic()
+        if now - self._last_notice >= RATE_LIMIT_NOTICE_INTERVAL_S:
+            self._last_notice = now
+            await self.send_error(ErrorCode.RATE_LIMITED, "slow down: message dropped")
+        return False
+
     async def on_text(self, raw: str) -> None:
-        if not self.bucket.allow():
-            self.violations += 1
-            now = time.monotonic()
-            if now - self._last_notice >= RATE_LIMIT_NOTICE_INTERVAL_S:
-                self._last_notice = now
-                await self.send_error(ErrorCode.RATE_LIMITED, "slow down: message dropped")
-            return
         try:
             message = parse_client_message(raw)
             self.gateway.metrics.messages.labels("in", message.type).inc()
@@ -229,6 +249,19 @@ class SignalConnection:
     async def rejoin(self, session: Session) -> None:
         """Place the session's media again after its node died; same session, new node."""
         gateway = self.gateway
+        if session.grant.expires_at + CLOCK_SKEW_SECONDS < time.time():
+            raise SignalingError(ErrorCode.TOKEN_EXPIRED, "token has expired; join anew")
+        # one rejoin per interval per session, across every socket and gateway of the region
+        first = await gateway.redis.set(
+            bus.session_rejoin_key(session.session_id),
+            "1",
+            nx=True,
+            px=int(REJOIN_INTERVAL_S * 1000),
+        )
+        if not first:
+            raise SignalingError(
+                ErrorCode.RATE_LIMITED, f"one rejoin per {REJOIN_INTERVAL_S:.0f} s per session"
+            )
         async with session.lock:
             # the session belongs to this region: its media is placed here
             node = await self._place(session.grant.room, look_elsewhere=False)

@@ -58,6 +58,10 @@ def session_key(session_id: str) -> str:
     return f"{PREFIX}sess:{session_id}"
 
 
+def session_rejoin_key(session_id: str) -> str:
+    return f"{PREFIX}sess:{session_id}:rejoin"
+
+
 def session_stream(session_id: str) -> str:
     return f"{PREFIX}sess:{session_id}:out"
 

@@ -247,6 +247,9 @@ def parse_client_message(
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise SignalingError(ErrorCode.BAD_JSON, f"not JSON: {exc}") from None
+    except RecursionError:
+        # no message nests deeper than three levels; a deeper frame is not ours to parse
+        raise SignalingError(ErrorCode.BAD_JSON, "JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise SignalingError(ErrorCode.BAD_MESSAGE, "a message is a JSON object")
     kind = data.get("type")

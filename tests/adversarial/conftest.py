@@ -125,6 +125,9 @@ class Attacker:
     async def send(self, message: dict[str, Any]) -> None:
         await self.ws.send_str(json.dumps(message))
 
+    async def send_raw(self, text: str) -> None:
+        await self.ws.send_str(text)
+
     async def receive(self, timeout: float = 5.0) -> dict[str, Any]:
         frame = await self.ws.receive(timeout=timeout)
         if frame.type != aiohttp.WSMsgType.TEXT:
@@ -155,6 +158,15 @@ class Attacker:
                 kinds.append(str((await self.receive(quiet)).get("type")))
             except TimeoutError:
                 return kinds
+
+    async def drain_messages(self, quiet: float = 0.5) -> list[dict[str, Any]]:
+        """Every message waiting, until none comes for ``quiet`` seconds."""
+        messages = []
+        while True:
+            try:
+                messages.append(await self.receive(quiet))
+            except TimeoutError:
+                return messages
 
     async def join(self, token: str, **extra: Any) -> dict[str, Any]:
         await self.send({"type": "join", "token": token, **extra})
