@@ -139,6 +139,7 @@ class Gateway:
         self._pg: asyncpg.Pool | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._fresh_nodes: set[str] = set()
+        self._unseen_since: dict[str, float] = {}
         self._http: aiohttp.ClientSession | None = None
         self._background: set[asyncio.Task[object]] = set()
 
@@ -446,10 +447,22 @@ class Gateway:
         self.metrics.nodes.labels("healthy").set(len(fresh) - draining)
         self.metrics.nodes.labels("draining").set(draining)
         self.metrics.nodes.labels("stale").set(len(nodes) - len(fresh))
+        # a node counts as lost once it has been missing or stale for a whole staleness bound:
+        # a node whose record Redis lost registers again within a heartbeat
+        for node_id in fresh:
+            self._unseen_since.pop(node_id, None)
+        lost = set()
+        for session in self.sessions.values():
+            if session.node_id not in fresh:
+                since = self._unseen_since.setdefault(session.node_id, now)
+                if now - since >= self.settings.node_stale_seconds or any(
+                    n.node_id == session.node_id for n in nodes
+                ):
+                    lost.add(session.node_id)
         for session in list(self.sessions.values()):
             # a session placed after the snapshot may sit on a node the snapshot predates
             placed_before = session.placed_at < snapshot_at
-            if placed_before and session.node_id not in fresh and not session.reconnect_sent:
+            if placed_before and session.node_id in lost and not session.reconnect_sent:
                 session.reconnect_sent = True
                 log.info(
                     "node %s lost: session %s must rejoin", session.node_id, session.session_id
@@ -461,9 +474,10 @@ class Gateway:
         """Keep connected sessions alive in Redis and publish this gateway's client count."""
         while True:
             try:
+                sessions = list(self.sessions.values())
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for session_id in self.sessions:
-                        pipe.expire(bus.session_key(session_id), bus.SESSION_TTL_SECONDS)
+                    for session in sessions:
+                        pipe.expire(bus.session_key(session.session_id), bus.SESSION_TTL_SECONDS)
                     pipe.set(
                         bus.gateway_key(self.id),
                         json.dumps(
@@ -476,7 +490,12 @@ class Gateway:
                         ex=int(KEEPALIVE_INTERVAL_S * 3),
                     )
                     pipe.sadd(bus.GATEWAYS, self.id)
-                    await pipe.execute()
+                    kept = await pipe.execute()
+                # a record Redis lost (failover to a lagging replica) is written again, or the
+                # media node would sweep a session whose client is still here
+                for session, found in zip(sessions, kept, strict=False):
+                    if not found and self.sessions.get(session.session_id) is session:
+                        await self.save_session(session.session_id, session.grant, session.node_id)
             except (RedisError, OSError) as exc:
                 log.warning("keepalive failed: %s", exc)
             await asyncio.sleep(KEEPALIVE_INTERVAL_S)

@@ -190,18 +190,21 @@ class Supervisor:
             handle.rooms.add(room)
         return handle
 
+    def room_participants(self) -> dict[str, int]:
+        """Every room the node hosts, with its participants (0 for a room still being set up)."""
+        rooms = dict.fromkeys(self.room_worker, 0)
+        for handle in self.workers:
+            rooms.update(handle.load.room_participants)
+        return rooms
+
     def load(self) -> NodeLoad:
         loads = [w.load for w in self.workers]
-        room_participants: dict[str, int] = {}
-        for item in loads:
-            room_participants.update(item.room_participants)
         return NodeLoad(
             rooms=sum(item.rooms for item in loads),
             participants=sum(item.participants for item in loads),
             forwarded_streams=sum(item.forwarded_streams for item in loads),
             bitrate_out_bps=sum(item.bitrate_out_bps for item in loads),
             cpu_percent=round(sum(item.cpu_percent for item in loads), 1),
-            room_participants=room_participants,
         )
 
     # ---- commands from gateways -------------------------------------------------------------
@@ -213,6 +216,15 @@ class Supervisor:
             log.warning("command without room or session dropped: %s", command.get("op"))
             return
         if command.get("op") == "join":
+            if room not in self.room_worker:
+                # claim the room before hosting it: a claim released while this join was on
+                # its way may already name another node, and then the room lives there
+                holder = await bus.claim_for(self.redis, room, self.node_id)
+                if holder != self.node_id:
+                    log.warning("room %s is held by %s: join sent there", room, holder)
+                    moved = Reconnect(reason="room_moved").model_dump(mode="json")
+                    self._outbox.put_nowait((session, moved))
+                    return
             if self.draining and room not in self.room_worker:
                 await self._release_room(room)
                 refusal = error(ErrorCode.NO_MEDIA_NODE, "media node is draining; retry")
@@ -306,7 +318,18 @@ class Supervisor:
         self.heartbeat_interval = float(body.get("heartbeat_interval_seconds", 1.0))
         log.info("registered as %s in %s", self.node_id, self.settings.region)
 
+    async def hold_rooms(self) -> None:
+        """Keep this node's room claims, re-asserting any that Redis lost."""
+        try:
+            taken = await bus.hold_rooms(self.redis, self.node_id, self.room_participants())
+        except (RedisError, OSError) as exc:
+            log.warning("could not renew room claims: %s", exc)
+            return
+        for room in taken:
+            log.warning("room %s is claimed by another node while hosted here", room)
+
     async def heartbeat(self) -> None:
+        await self.hold_rooms()
         beat = Heartbeat(load=self.load(), draining=self.draining)
         status, body = await self._post(
             f"/internal/nodes/{self.node_id}/heartbeat", beat.model_dump_json()

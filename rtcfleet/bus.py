@@ -152,3 +152,52 @@ def decode_entry(fields: dict[str, str]) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("bus entry is not an object")
     return value
+
+
+# A node keeps its rooms' claims: extends its own, re-asserts lost ones (a Redis failover to a
+# replica that missed the write, a restart), and reports the rooms another node holds (a split
+# it must not deepen). Its room map is written beside, for the admin console.
+_HOLD_ROOMS = """
+local node, ttl = ARGV[1], ARGV[2]
+local lost = {}
+for i = 1, #KEYS - 1 do
+  local owner = redis.call('GET', KEYS[i])
+  if owner == false or owner == node then
+    redis.call('SET', KEYS[i], node, 'EX', ttl)
+  else
+    table.insert(lost, i)
+  end
+end
+local rooms = KEYS[#KEYS]
+redis.call('DEL', rooms)
+for i = 3, #ARGV, 2 do redis.call('HSET', rooms, ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', rooms, ttl)
+return lost
+"""
+
+
+async def hold_rooms(
+    redis: aioredis.Redis, node_id: str, room_participants: dict[str, int]
+) -> list[str]:
+    """Claim or extend every room the node hosts; returns the rooms another node holds."""
+    rooms = sorted(room_participants)
+    keys = [room_key(room) for room in rooms] + [node_rooms_key(node_id)]
+    args: list[str | int] = [node_id, ROOM_CLAIM_TTL_SECONDS]
+    for room in rooms:
+        args += [room, room_participants[room]]
+    lost = await redis.eval(_HOLD_ROOMS, len(keys), *keys, *args)
+    return [rooms[int(index) - 1] for index in lost]
+
+
+async def claim_for(redis: aioredis.Redis, room: str, node_id: str) -> str:
+    """Claim ``room`` for ``node_id`` unless another node holds it; returns the holder."""
+    owner = await redis.eval(
+        "local o = redis.call('GET', KEYS[1]) "
+        "if o == false or o == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) "
+        "return ARGV[1] end return o",
+        1,
+        room_key(room),
+        node_id,
+        ROOM_CLAIM_TTL_SECONDS,
+    )
+    return str(owner)

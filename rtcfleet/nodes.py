@@ -18,8 +18,9 @@ class NodeLoad(BaseModel):
     forwarded_streams: int = Field(default=0, ge=0)
     bitrate_out_bps: int = Field(default=0, ge=0)
     cpu_percent: float = Field(default=0.0, ge=0.0)
-    # participants per room, so the admin console and /stats list rooms without asking nodes
-    room_participants: dict[str, int] = Field(default_factory=dict)
+    # Ignored: nodes of earlier versions sent every room here, which grew a heartbeat without
+    # bound. A node now keeps its room map in Redis itself (``bus.hold_rooms``).
+    room_participants: dict[str, int] = Field(default_factory=dict, max_length=0)
 
 
 class NodeRegistration(BaseModel):
