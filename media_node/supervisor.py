@@ -41,6 +41,8 @@ INBOX_BLOCK_MS = 1000
 SESSION_SWEEP_INTERVAL_S = 2.0
 HTTP_TIMEOUT_S = 3.0
 WORKER_START_TIMEOUT_S = 60.0
+# commands waiting for one worker; past it a command is refused with an error to its session
+WORKER_COMMAND_QUEUE = 1024
 
 
 class RegistrationFailed(RuntimeError):
@@ -49,6 +51,13 @@ class RegistrationFailed(RuntimeError):
 
 @dataclass
 class WorkerHandle:
+    """A worker process and the pipe to it.
+
+    Commands wait in a bounded queue that one task writes to the pipe from a thread, so the
+    supervisor's loop never blocks on a worker that is busy (or on one writing to us at the
+    same time); a full queue refuses the command with an error to its session.
+    """
+
     index: int
     process: BaseProcess
     conn: Connection
@@ -56,6 +65,21 @@ class WorkerHandle:
     rooms: set[str] = field(default_factory=set)
     # set by the worker's first load report: its SFU is up and reading commands
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    commands: asyncio.Queue[dict[str, Any]] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=WORKER_COMMAND_QUEUE)
+    )
+    dead: bool = False
+    writer: asyncio.Task[None] | None = None
+
+    def submit(self, command: dict[str, Any]) -> bool:
+        """Queue a command without waiting; False when the queue is full or the worker dead."""
+        if self.dead:
+            return False
+        try:
+            self.commands.put_nowait(command)
+        except asyncio.QueueFull:
+            return False
+        return True
 
 
 class Supervisor:
@@ -117,21 +141,46 @@ class Supervisor:
         child.close()
         handle = WorkerHandle(index=index, process=process, conn=parent)
         asyncio.get_running_loop().add_reader(parent.fileno(), self._on_worker, handle)
+        handle.writer = asyncio.create_task(self._write_worker(handle), name=f"worker-{index}")
         return handle
+
+    async def _write_worker(self, handle: WorkerHandle) -> None:
+        while True:
+            command = await handle.commands.get()
+            try:
+                await asyncio.to_thread(handle.conn.send, command)
+            except (OSError, ValueError, EOFError):
+                self._worker_died(handle)
+                return
 
     def _on_worker(self, handle: WorkerHandle) -> None:
         try:
             while handle.conn.poll():
                 self._from_worker(handle, handle.conn.recv())
         except (EOFError, OSError):
+            self._worker_died(handle)
+
+    def _worker_died(self, handle: WorkerHandle) -> None:
+        if handle.dead:
+            return
+        handle.dead = True
+        with contextlib.suppress(ValueError, OSError):
             asyncio.get_running_loop().remove_reader(handle.conn.fileno())
-            if not self._stopped.is_set():
-                self._replace_worker(handle)
+        if handle.writer is not None and handle.writer is not asyncio.current_task():
+            handle.writer.cancel()
+        if not self._stopped.is_set():
+            self._replace_worker(handle)
 
     def _replace_worker(self, dead: WorkerHandle) -> None:
         """A worker died: its calls are gone, so their clients place their media again (on a
-        fresh worker of this node), and the node keeps its capacity."""
+        fresh worker of this node), and the node keeps its capacity. Commands it never took
+        are answered the same way, never dropped in silence."""
         log.error("worker %d died with %d rooms; replacing it", dead.index, len(dead.rooms))
+        while not dead.commands.empty():
+            command = dead.commands.get_nowait()
+            room = str(command.get("room", ""))
+            if room and room not in dead.rooms:
+                dead.rooms.add(room)
         reconnect = Reconnect(reason="media_worker_lost").model_dump(mode="json")
         for session, room in list(self.sessions.items()):
             if room in dead.rooms:
@@ -233,7 +282,9 @@ class Supervisor:
             self.sessions[session] = room
         handle = self.room_worker.get(room) if command.get("op") != "join" else None
         handle = handle or self.worker_for(room)
-        handle.conn.send(command)
+        if not handle.submit(command):
+            busy = error(ErrorCode.MEDIA_ERROR, "media node busy: command dropped, retry")
+            self._outbox.put_nowait((session, busy.model_dump(mode="json")))
 
     async def _inbox_loop(self) -> None:
         stream, cursor = bus.node_inbox(self.node_id), "$"
@@ -251,6 +302,8 @@ class Supervisor:
                         await self.handle_command(bus.decode_entry(fields))
                     except (ValueError, KeyError) as exc:
                         log.warning("bad command on the bus: %s", exc)
+                    except (RedisError, OSError) as exc:
+                        log.warning("command %s failed: %s", entry_id, exc)
 
     async def _sweep_loop(self) -> None:
         """Leave sessions whose clients are gone for good (their session record expired)."""
@@ -379,7 +432,7 @@ class Supervisor:
         }
         for handle in self.workers:
             with contextlib.suppress(OSError):
-                handle.conn.send(command)
+                handle.submit(command)
 
     async def _settings_loop(self) -> None:
         while not self._stopped.is_set():
@@ -407,6 +460,14 @@ class Supervisor:
                 if self.drain_agent is not None:
                     await self.drain_agent.release()
                 self._stopped.set()
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        """A loop of the node ended on its own: better a stopped node (deregistered, restarted
+        by its service manager) than one that heartbeats while it drops every command."""
+        if task.cancelled() or self._stopped.is_set():
+            return
+        log.error("node loop %s ended: %r; stopping", task.get_name(), task.exception())
+        self._stopped.set()
 
     def on_sigterm(self) -> None:
         if self.draining:
@@ -461,6 +522,8 @@ class Supervisor:
             ]
             if self.drain_agent is not None:
                 tasks.append(asyncio.create_task(self.drain_agent.run()))
+            for task in tasks:
+                task.add_done_callback(self._loop_ended)
             await self._stopped.wait()
             for task in tasks:
                 task.cancel()
@@ -472,7 +535,9 @@ class Supervisor:
 
     async def shutdown(self) -> None:
         for handle in self.workers:
-            with contextlib.suppress(OSError):
+            if handle.writer is not None:
+                handle.writer.cancel()
+            with contextlib.suppress(OSError, ValueError):
                 handle.conn.send({"op": "stop"})
         for handle in self.workers:
             await asyncio.to_thread(handle.process.join, 5)

@@ -8,7 +8,6 @@ no HTTP in the process that moves packets.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -43,6 +42,8 @@ from rtcfleet.signaling import (
 log = logging.getLogger("rtcfleet.media.worker")
 
 LOAD_INTERVAL_S = 1.0
+# messages waiting for the supervisor; past it the supervisor is not reading and they drop
+WORKER_OUTBOX = 4096
 
 
 @dataclass
@@ -68,12 +69,28 @@ class Worker:
         self._cpu_mark = (time.monotonic(), time.process_time())
         self._pending: set[asyncio.Task[None]] = set()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=WORKER_OUTBOX)
+        self.dropped = 0
 
     # ---- output -----------------------------------------------------------------------------
 
     def send(self, item: dict[str, Any]) -> None:
-        with contextlib.suppress(BrokenPipeError, OSError):
-            self.conn.send(item)
+        """Queue an item for the supervisor without blocking the packet loop; past the bound
+        the supervisor is not reading (stuck or gone) and the item is dropped and counted."""
+        try:
+            self._outgoing.put_nowait(item)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error("supervisor not reading: %d messages dropped", self.dropped)
+
+    async def _write(self) -> None:
+        while True:
+            item = await self._outgoing.get()
+            try:
+                await asyncio.to_thread(self.conn.send, item)
+            except (OSError, ValueError):
+                return  # the supervisor is gone; the command loop ends on the pipe's EOF
 
     def to_session(self, session: str, message: Any) -> None:
         self.send({"to_session": session, "message": message.model_dump(mode="json")})
@@ -226,6 +243,7 @@ class Worker:
         loop.add_reader(self.conn.fileno(), readable)
         self.send({"load": asdict(self.load())})  # the supervisor's signal that this worker is up
         reporter = asyncio.create_task(self._report_load())
+        writer = asyncio.create_task(self._write())
         try:
             while (command := await inbox.get()) is not None:
                 if command.get("op") == "stop":
@@ -237,6 +255,7 @@ class Worker:
         finally:
             reporter.cancel()
             await self.sfu.close()
+            writer.cancel()
 
     async def _serialized(self, command: dict[str, Any]) -> None:
         key = str(command.get("session", ""))
