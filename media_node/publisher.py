@@ -147,6 +147,7 @@ class Publisher:
         self._remb_cap = remb_cap
         self._on_closed = on_closed
         self._by_mid: dict[str, PublishedTrack] = {}
+        self.remote_candidates = 0
         self.transport_feedback = transport_cc.TransportWideFeedback()
         self._feedback_task: asyncio.Task[None] | None = None
         self.pc = RTCPeerConnection(
@@ -179,7 +180,9 @@ class Publisher:
             new_tracks.append((transceiver, track, media.direction or "sendrecv"))
         self._ice.apply(self.pc)
         try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            await self.pc.setRemoteDescription(
+                RTCSessionDescription(sdp=self._ice.filter_sdp(offer_sdp), type="offer")
+            )
         except Exception as exc:
             if "Failed to set remote" in str(exc):
                 raise CodecNotAllowed(str(exc)) from exc
@@ -199,7 +202,11 @@ class Publisher:
         return self.pc.localDescription.sdp, published
 
     async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
-        await self.pc.addIceCandidate(ice_candidate_from_dict(candidate))
+        parsed = ice_candidate_from_dict(candidate)
+        self._ice.check_candidate(parsed, self.remote_candidates)
+        if parsed is not None:
+            self.remote_candidates += 1
+        await self.pc.addIceCandidate(parsed)
 
     @property
     def transport_cc(self) -> bool:

@@ -61,6 +61,8 @@ class SfuConfig:
     port_max: int = 65535
     max_video_bitrate: int = 2_500_000
     allowed_codecs: tuple[str, ...] = ("VP8", "opus")
+    # see IcePolicy.local_candidates
+    local_candidates: bool = False
 
 
 class Sfu:
@@ -68,7 +70,9 @@ class Sfu:
         if config.max_video_bitrate <= 0:
             raise InvalidBitrate(f"max_video_bitrate {config.max_video_bitrate}")
         self.config = config
-        self._ice = IcePolicy(config.port_min, config.port_max, config.public_ip)
+        self._ice = IcePolicy(
+            config.port_min, config.port_max, config.public_ip, config.local_candidates
+        )
         self._on_event = on_event
         self._rooms: dict[str, Room] = {}
         self._meter = TrafficMeter()

@@ -117,6 +117,7 @@ class Supervisor:
             port_max=self.settings.port_max,
             max_video_bitrate=self.platform.max_video_bitrate_bps,
             allowed_codecs=tuple(self.platform.allowed_codecs),
+            local_candidates=self.settings.on_local_network(),
         )
 
     def start_workers(self) -> None:
