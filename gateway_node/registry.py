@@ -48,7 +48,7 @@ class NodeRegistry:
         state = NodeState.model_validate_json(raw)
         state = state.model_copy(
             update={
-                "load": beat.load,
+                "load": beat.load.model_copy(update={"room_participants": {}}),
                 "draining": beat.draining or bool(drain_requested),
                 "heartbeat_at": time.time(),
             }

@@ -18,9 +18,10 @@ class NodeLoad(BaseModel):
     forwarded_streams: int = Field(default=0, ge=0)
     bitrate_out_bps: int = Field(default=0, ge=0)
     cpu_percent: float = Field(default=0.0, ge=0.0)
-    # Ignored: nodes of earlier versions sent every room here, which grew a heartbeat without
-    # bound. A node now keeps its room map in Redis itself (``bus.hold_rooms``).
-    room_participants: dict[str, int] = Field(default_factory=dict, max_length=0)
+    # Accepted from nodes of earlier versions (so a rolling deploy keeps them placeable) and
+    # dropped by the registry: it grew a heartbeat with every room name. A node now keeps its
+    # room map in Redis itself (``bus.hold_rooms``).
+    room_participants: dict[str, int] = Field(default_factory=dict)
 
 
 class NodeRegistration(BaseModel):
