@@ -28,6 +28,7 @@ from gateway_node.placement import NoAvailableNodes, claim_room, placeable, sele
 from gateway_node.registry import NodeRegistry
 from gateway_node.settings import GatewaySettings
 from rtcfleet import bus, settings_store
+from rtcfleet.node_messages import NodeLeave
 from rtcfleet.nodes import NodeState
 from rtcfleet.redis_url import connect
 from rtcfleet.signaling import IceServer, Reconnect
@@ -359,7 +360,7 @@ class Gateway:
         await bus.send_to_node(
             self.redis,
             session.node_id,
-            {"op": "leave", "session": session.session_id, "room": session.grant.room},
+            NodeLeave(session=session.session_id, room=session.grant.room),
         )
         stream = bus.session_stream(session.session_id)
         await self.redis.delete(

@@ -19,6 +19,13 @@ from gateway_node.gateway import Gateway, RoomElsewhere, Session
 from gateway_node.placement import NoAvailableNodes
 from gateway_node.ratelimit import TokenBucket
 from rtcfleet import bus
+from rtcfleet.node_messages import (
+    AnyNodeCommand,
+    NodeJoin,
+    NodePublishOffer,
+    NodeSubscriberAnswer,
+    NodeTrickle,
+)
 from rtcfleet.nodes import NodeState
 from rtcfleet.signaling import (
     MAX_FRAME_BYTES,
@@ -136,15 +143,30 @@ class SignalConnection:
         if isinstance(message, PublishOffer):
             if not session.grant.can_publish:
                 raise SignalingError(ErrorCode.FORBIDDEN, "token does not grant publishing")
-            await self.to_node(session, {"op": "publish_offer", "sdp": message.sdp})
+            await self.to_node(
+                session,
+                NodePublishOffer(
+                    session=session.session_id, room=session.grant.room, sdp=message.sdp
+                ),
+            )
         elif isinstance(message, SubscriberAnswer):
             if not session.grant.can_subscribe:
                 raise SignalingError(ErrorCode.FORBIDDEN, "token does not grant subscribing")
-            await self.to_node(session, {"op": "subscriber_answer", "sdp": message.sdp})
-        elif isinstance(message, Trickle):
-            candidate = message.candidate.model_dump() if message.candidate else None
             await self.to_node(
-                session, {"op": "trickle", "target": message.target, "candidate": candidate}
+                session,
+                NodeSubscriberAnswer(
+                    session=session.session_id, room=session.grant.room, sdp=message.sdp
+                ),
+            )
+        elif isinstance(message, Trickle):
+            await self.to_node(
+                session,
+                NodeTrickle(
+                    session=session.session_id,
+                    room=session.grant.room,
+                    target=message.target,
+                    candidate=message.candidate,
+                ),
             )
         elif isinstance(message, Rejoin):
             await self.rejoin(session)
@@ -153,8 +175,7 @@ class SignalConnection:
             await self.gateway.end_session(session)
             await self.ws.close()
 
-    async def to_node(self, session: Session, command: dict[str, object]) -> None:
-        command = command | {"session": session.session_id, "room": session.grant.room}
+    async def to_node(self, session: Session, command: AnyNodeCommand) -> None:
         await bus.send_to_node(self.gateway.redis, session.node_id, command)
 
     def _joined(self, session_id: str, grant: Grant, node_id: str, resumed: bool) -> Joined:
@@ -200,17 +221,18 @@ class SignalConnection:
         # the join answer first in the session's stream, before anything the node says
         joined = self._joined(session_id, grant, node.node_id, resumed=False)
         await bus.send_to_session(gateway.redis, session_id, joined.model_dump(mode="json"))
-        await self.to_node(session, self._node_join(grant))
+        await self.to_node(session, self._node_join(session_id, grant))
         gateway.metrics.join_seconds.observe(time.perf_counter() - started)
 
     @staticmethod
-    def _node_join(grant: Grant) -> dict[str, object]:
-        return {
-            "op": "join",
-            "identity": grant.identity,
-            "can_publish": grant.can_publish,
-            "can_subscribe": grant.can_subscribe,
-        }
+    def _node_join(session_id: str, grant: Grant) -> NodeJoin:
+        return NodeJoin(
+            session=session_id,
+            room=grant.room,
+            identity=grant.identity,
+            can_publish=grant.can_publish,
+            can_subscribe=grant.can_subscribe,
+        )
 
     async def _place(self, room: str, *, look_elsewhere: bool = True) -> NodeState:
         try:
@@ -273,7 +295,7 @@ class SignalConnection:
             await bus.send_to_session(
                 gateway.redis, session.session_id, joined.model_dump(mode="json")
             )
-            await self.to_node(session, self._node_join(session.grant))
+            await self.to_node(session, self._node_join(session.session_id, session.grant))
 
 
 async def signal_handler(request: web.Request) -> web.StreamResponse:

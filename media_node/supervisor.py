@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from media_node.drain_agent import DrainAgent, cloud_agent
@@ -30,6 +31,19 @@ from media_node.settings import MediaNodeSettings
 from media_node.sfu import SfuConfig
 from media_node.worker import WorkerLoad, worker_main
 from rtcfleet import __version__, bus, settings_store
+from rtcfleet.node_messages import (
+    AnyNodeCommand,
+    NodeJoin,
+    NodeLeave,
+    RoomEmpty,
+    SessionLeft,
+    ToSession,
+    WorkerLoadReport,
+    WorkerSettings,
+    WorkerStop,
+    parse_node_command,
+    parse_worker_event,
+)
 from rtcfleet.nodes import Heartbeat, NodeLoad, NodeRegistration
 from rtcfleet.redis_url import connect
 from rtcfleet.settings_store import PlatformSettings
@@ -192,15 +206,20 @@ class Supervisor:
         self.workers[self.workers.index(dead)] = self._spawn_worker(dead.index)
 
     def _from_worker(self, handle: WorkerHandle, item: dict[str, Any]) -> None:
-        if "to_session" in item:
-            self._outbox.put_nowait((item["to_session"], item["message"]))
-        elif "load" in item:
-            handle.load = WorkerLoad(**item["load"])
+        try:
+            event = parse_worker_event(item)
+        except ValidationError as exc:
+            log.error("worker %d sent a malformed message: %s", handle.index, exc)
+            return
+        if isinstance(event, ToSession):
+            self._outbox.put_nowait((event.session, event.message))
+        elif isinstance(event, WorkerLoadReport):
+            handle.load = WorkerLoad(**event.model_dump(exclude={"kind"}))
             handle.ready.set()
-        elif "left" in item:
-            self.sessions.pop(item["left"], None)
-        elif "room_closed" in item:
-            room = item["room_closed"]
+        elif isinstance(event, SessionLeft):
+            self.sessions.pop(event.session, None)
+        elif isinstance(event, RoomEmpty):
+            room = event.room
             handle.rooms.discard(room)
             if self.room_worker.get(room) is handle:
                 del self.room_worker[room]
@@ -259,13 +278,9 @@ class Supervisor:
 
     # ---- commands from gateways -------------------------------------------------------------
 
-    async def handle_command(self, command: dict[str, Any]) -> None:
-        room = str(command.get("room", ""))
-        session = str(command.get("session", ""))
-        if not room or not session:
-            log.warning("command without room or session dropped: %s", command.get("op"))
-            return
-        if command.get("op") == "join":
+    async def handle_command(self, command: AnyNodeCommand) -> None:
+        room, session = command.room, command.session
+        if isinstance(command, NodeJoin):
             if room not in self.room_worker:
                 # claim the room before hosting it: a claim released while this join was on
                 # its way may already name another node, and then the room lives there
@@ -281,9 +296,9 @@ class Supervisor:
                 self._outbox.put_nowait((session, refusal.model_dump(mode="json")))
                 return
             self.sessions[session] = room
-        handle = self.room_worker.get(room) if command.get("op") != "join" else None
+        handle = self.room_worker.get(room) if not isinstance(command, NodeJoin) else None
         handle = handle or self.worker_for(room)
-        if not handle.submit(command):
+        if not handle.submit(command.model_dump(mode="json")):
             busy = error(ErrorCode.MEDIA_ERROR, "media node busy: command dropped, retry")
             self._outbox.put_nowait((session, busy.model_dump(mode="json")))
 
@@ -300,9 +315,9 @@ class Supervisor:
                 for entry_id, fields in entries:
                     cursor = entry_id
                     try:
-                        await self.handle_command(bus.decode_entry(fields))
-                    except (ValueError, KeyError) as exc:
-                        log.warning("bad command on the bus: %s", exc)
+                        await self.handle_command(parse_node_command(fields.get("m", "")))
+                    except ValidationError as exc:
+                        log.warning("malformed command %s refused: %s", entry_id, exc)
                     except (RedisError, OSError) as exc:
                         log.warning("command %s failed: %s", entry_id, exc)
 
@@ -325,7 +340,7 @@ class Supervisor:
                 continue
             for (session, room), exists in zip(sessions, flags, strict=True):
                 if not exists:
-                    await self.handle_command({"op": "leave", "session": session, "room": room})
+                    await self.handle_command(NodeLeave(session=session, room=room))
                     self.sessions.pop(session, None)
 
     # ---- region: registration, heartbeats, settings -----------------------------------------
@@ -425,15 +440,13 @@ class Supervisor:
         return True
 
     def _broadcast_settings(self) -> None:
-        command = {
-            "op": "settings",
-            "max_video_bitrate": self.platform.max_video_bitrate_bps,
-            "max_participants": self.platform.max_participants_per_room,
-            "allowed_codecs": self.platform.allowed_codecs,
-        }
+        command = WorkerSettings(
+            max_video_bitrate=self.platform.max_video_bitrate_bps,
+            max_participants=self.platform.max_participants_per_room,
+            allowed_codecs=list(self.platform.allowed_codecs),
+        ).model_dump(mode="json")
         for handle in self.workers:
-            with contextlib.suppress(OSError):
-                handle.submit(command)
+            handle.submit(command)
 
     async def _settings_loop(self) -> None:
         while not self._stopped.is_set():
@@ -539,7 +552,7 @@ class Supervisor:
             if handle.writer is not None:
                 handle.writer.cancel()
             with contextlib.suppress(OSError, ValueError):
-                handle.conn.send({"op": "stop"})
+                handle.conn.send(WorkerStop().model_dump(mode="json"))
         for handle in self.workers:
             await asyncio.to_thread(handle.process.join, 5)
             if handle.process.is_alive():

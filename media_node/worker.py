@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from pydantic import ValidationError
+
 from media_node.sfu import (
     CodecNotAllowed,
     PublishNotAllowed,
@@ -28,6 +30,21 @@ from media_node.sfu import (
     UnknownRoom,
 )
 from rtcfleet import ice_host
+from rtcfleet.node_messages import (
+    AnyWorkerCommand,
+    NodeJoin,
+    NodeLeave,
+    NodePublishOffer,
+    NodeSubscriberAnswer,
+    NodeTrickle,
+    RoomEmpty,
+    SessionLeft,
+    ToSession,
+    WorkerLoadReport,
+    WorkerSettings,
+    WorkerStop,
+    parse_worker_command,
+)
 from rtcfleet.signaling import (
     ErrorCode,
     ParticipantJoined,
@@ -93,7 +110,7 @@ class Worker:
                 return  # the supervisor is gone; the command loop ends on the pipe's EOF
 
     def to_session(self, session: str, message: Any) -> None:
-        self.send({"to_session": session, "message": message.model_dump(mode="json")})
+        self.send(ToSession(session=session, message=message.model_dump(mode="json")).model_dump())
 
     def to_room(self, room: str, message: Any, *, exclude: str | None = None) -> None:
         for identity, session in self.rooms.get(room, {}).items():
@@ -123,41 +140,38 @@ class Worker:
             return
         session = members.pop(identity)
         self.to_room(room, ParticipantLeft(identity=identity))
-        self.send({"left": session, "room": room})
+        self.send(SessionLeft(session=session, room=room).model_dump())
         if not members:
             del self.rooms[room]
-            self.send({"room_closed": room})
+            self.send(RoomEmpty(room=room).model_dump())
 
     # ---- commands ---------------------------------------------------------------------------
 
-    async def handle(self, command: dict[str, Any]) -> None:
-        op = command.get("op")
-        session = str(command.get("session", ""))
-        room = str(command.get("room", ""))
+    async def handle(self, command: AnyWorkerCommand) -> None:
+        if isinstance(command, WorkerSettings):
+            self.apply_settings(command)
+            return
+        if isinstance(command, WorkerStop):
+            return
+        op, session, room = command.op, command.session, command.room
         try:
-            if op == "join":
-                await self.join(room, session, command)
-                return
-            if op == "settings":
-                self.apply_settings(command)
+            if isinstance(command, NodeJoin):
+                await self.join(command)
                 return
             identity = self.identity_of(room, session)
             if identity is None:
                 raise UnknownParticipant(session)
-            if op == "publish_offer":
-                answer = await self.sfu.publish_offer(room, identity, command["sdp"])
+            if isinstance(command, NodePublishOffer):
+                answer = await self.sfu.publish_offer(room, identity, command.sdp)
                 self.to_session(session, PublishAnswer(sdp=answer))
-            elif op == "subscriber_answer":
-                await self.sfu.subscriber_answer(room, identity, command["sdp"])
-            elif op == "trickle":
-                await self.sfu.add_ice_candidate(
-                    room, identity, command["target"], command.get("candidate")
-                )
-            elif op == "leave":
+            elif isinstance(command, NodeSubscriberAnswer):
+                await self.sfu.subscriber_answer(room, identity, command.sdp)
+            elif isinstance(command, NodeTrickle):
+                candidate = command.candidate.model_dump() if command.candidate else None
+                await self.sfu.add_ice_candidate(room, identity, command.target, candidate)
+            elif isinstance(command, NodeLeave):
                 await self.sfu.leave(room, identity)
                 self._forget(room, identity)
-            else:
-                log.warning("unknown worker command %r", op)
         except (PublishNotAllowed, SubscribeNotAllowed) as exc:
             self.to_session(session, error(ErrorCode.FORBIDDEN, str(exc) or "not granted"))
         except TooManyTracks as exc:
@@ -170,15 +184,15 @@ class Worker:
             log.exception("command %s failed", op)
             self.to_session(session, error(ErrorCode.MEDIA_ERROR, f"{type(exc).__name__}: {exc}"))
 
-    async def join(self, room: str, session: str, command: dict[str, Any]) -> None:
-        identity = str(command["identity"])
+    async def join(self, command: NodeJoin) -> None:
+        room, session, identity = command.room, command.session, command.identity
         members = self.rooms.setdefault(room, {})
         if identity in members:
             # a rejoin, or the same identity joining again: the newest connection wins
             replaced = members.pop(identity)
             await self.sfu.leave(room, identity)
             if replaced != session:
-                self.send({"left": replaced, "room": room})
+                self.send(SessionLeft(session=replaced, room=room).model_dump())
         if len(members) >= self.max_participants:
             if not members:
                 del self.rooms[room]
@@ -191,8 +205,8 @@ class Worker:
             await self.sfu.join(
                 room,
                 identity,
-                can_publish=bool(command.get("can_publish")),
-                can_subscribe=bool(command.get("can_subscribe")),
+                can_publish=command.can_publish,
+                can_subscribe=command.can_subscribe,
             )
         except BaseException:
             members.pop(identity, None)
@@ -203,13 +217,11 @@ class Worker:
             self.to_session(session, ParticipantJoined(identity=other))
         self.to_room(room, ParticipantJoined(identity=identity), exclude=identity)
 
-    def apply_settings(self, command: dict[str, Any]) -> None:
-        self.max_participants = int(command.get("max_participants", self.max_participants))
-        if "max_video_bitrate" in command:
-            self.sfu.set_max_video_bitrate(int(command["max_video_bitrate"]))
-        if "allowed_codecs" in command:
-            # applies to connections negotiated from now on
-            self.sfu.config.allowed_codecs = tuple(command["allowed_codecs"])
+    def apply_settings(self, command: WorkerSettings) -> None:
+        self.max_participants = command.max_participants
+        self.sfu.set_max_video_bitrate(command.max_video_bitrate)
+        # applies to connections negotiated from now on
+        self.sfu.config.allowed_codecs = tuple(command.allowed_codecs)
 
     def load(self) -> WorkerLoad:
         sfu_load = self.sfu.load()
@@ -241,12 +253,17 @@ class Worker:
                 loop.remove_reader(self.conn.fileno())
 
         loop.add_reader(self.conn.fileno(), readable)
-        self.send({"load": asdict(self.load())})  # the supervisor's signal that this worker is up
+        self.send_load()  # the supervisor's signal that this worker is up
         reporter = asyncio.create_task(self._report_load())
         writer = asyncio.create_task(self._write())
         try:
-            while (command := await inbox.get()) is not None:
-                if command.get("op") == "stop":
+            while (raw := await inbox.get()) is not None:
+                try:
+                    command = parse_worker_command(raw)
+                except ValidationError as exc:
+                    log.error("malformed command from the supervisor refused: %s", exc)
+                    continue
+                if isinstance(command, WorkerStop):
                     break
                 # commands of one session stay in order; sessions do not wait for each other
                 task = asyncio.create_task(self._serialized(command))
@@ -257,18 +274,21 @@ class Worker:
             await self.sfu.close()
             writer.cancel()
 
-    async def _serialized(self, command: dict[str, Any]) -> None:
-        key = str(command.get("session", ""))
+    async def _serialized(self, command: AnyWorkerCommand) -> None:
+        key = getattr(command, "session", "")
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             await self.handle(command)
-        if command.get("op") == "leave":
+        if isinstance(command, NodeLeave) and not lock.locked():
             self._locks.pop(key, None)
 
     async def _report_load(self) -> None:
         while True:
             await asyncio.sleep(LOAD_INTERVAL_S)
-            self.send({"load": asdict(self.load())})
+            self.send_load()
+
+    def send_load(self) -> None:
+        self.send(WorkerLoadReport(**asdict(self.load())).model_dump())
 
 
 def worker_main(

@@ -15,6 +15,7 @@ import json
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+from pydantic import BaseModel
 
 PREFIX = "rtc:"
 NODES = f"{PREFIX}nodes"
@@ -113,11 +114,12 @@ async def append_bounded(
     return str(entry_id)
 
 
-async def send_to_node(redis: aioredis.Redis, node_id: str, command: dict[str, Any]) -> None:
+async def send_to_node(redis: aioredis.Redis, node_id: str, command: BaseModel) -> None:
+    """Append a command (``rtcfleet.node_messages.NodeCommand``) to the node's stream."""
     await append_bounded(
         redis,
         node_inbox(node_id),
-        json.dumps(command),
+        command.model_dump_json(),
         NODE_INBOX_MAXLEN,
         NODE_INBOX_MAX_BYTES,
         NODE_INBOX_TTL_SECONDS,
