@@ -53,6 +53,8 @@ log = logging.getLogger("rtcfleet.media")
 
 INBOX_BLOCK_MS = 1000
 SESSION_SWEEP_INTERVAL_S = 2.0
+# longer than a gateway's keepalive, which writes again a session record Redis lost
+SESSION_MISSING_GRACE_S = 12.0
 HTTP_TIMEOUT_S = 3.0
 WORKER_START_TIMEOUT_S = 60.0
 # commands waiting for one worker; past it a command is refused with an error to its session
@@ -108,6 +110,7 @@ class Supervisor:
         self.room_worker: dict[str, WorkerHandle] = {}
         # session -> room, for the sweep of sessions whose clients are gone
         self.sessions: dict[str, str] = {}
+        self._missing_since: dict[str, float] = {}
         self.heartbeat_interval = 1.0
         self._redis: aioredis.Redis | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -331,6 +334,7 @@ class Supervisor:
             try:
                 alive = await self.redis.exists(*[bus.session_key(s) for s, _ in sessions])
                 if alive == len(sessions):
+                    self._missing_since.clear()
                     continue
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for session, _ in sessions:
@@ -338,10 +342,20 @@ class Supervisor:
                     flags = await pipe.execute()
             except (RedisError, OSError):
                 continue
+            now = time.monotonic()
             for (session, room), exists in zip(sessions, flags, strict=True):
-                if not exists:
+                if exists:
+                    self._missing_since.pop(session, None)
+                    continue
+                # a record Redis lost is written again by the session's gateway within its
+                # keepalive: only a record missing for longer than that is a client gone
+                since = self._missing_since.setdefault(session, now)
+                if now - since >= SESSION_MISSING_GRACE_S:
+                    self._missing_since.pop(session, None)
                     await self.handle_command(NodeLeave(session=session, room=room))
                     self.sessions.pop(session, None)
+            for session in set(self._missing_since) - set(self.sessions):
+                del self._missing_since[session]
 
     # ---- region: registration, heartbeats, settings -----------------------------------------
 
