@@ -16,8 +16,10 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from aiortc.exceptions import InvalidAccessError, InvalidStateError
 from pydantic import ValidationError
 
+from media_node.ice import InvalidCandidate
 from media_node.sfu import (
     CodecNotAllowed,
     PublishNotAllowed,
@@ -29,6 +31,7 @@ from media_node.sfu import (
     UnknownParticipant,
     UnknownRoom,
 )
+from media_node.subscriber import SubscriberNotNegotiating
 from rtcfleet import ice_host
 from rtcfleet.node_messages import (
     AnyWorkerCommand,
@@ -59,6 +62,16 @@ from rtcfleet.signaling import (
 log = logging.getLogger("rtcfleet.media.worker")
 
 LOAD_INTERVAL_S = 1.0
+# Errors a client's own input causes (an answer out of turn, an SDP or candidate that does not
+# parse or apply): answered with media_error and noted in one log line, never a traceback, so
+# a client cannot fill the node's log.
+CLIENT_FAULTS = (
+    SubscriberNotNegotiating,
+    InvalidCandidate,
+    InvalidStateError,
+    InvalidAccessError,
+    ValueError,
+)
 # messages waiting for the supervisor; past it the supervisor is not reading and they drop
 WORKER_OUTBOX = 4096
 
@@ -180,6 +193,10 @@ class Worker:
             self.to_session(session, error(ErrorCode.MEDIA_ERROR, f"codec not allowed: {exc}"))
         except (UnknownParticipant, UnknownRoom, RoomClosed):
             self.to_session(session, error(ErrorCode.NOT_JOINED, "not in a room on this node"))
+        except CLIENT_FAULTS as exc:
+            # what a client sent does not apply: its answer says why, the log only notes it
+            log.info("command %s refused: %s: %s", op, type(exc).__name__, exc)
+            self.to_session(session, error(ErrorCode.MEDIA_ERROR, f"{type(exc).__name__}: {exc}"))
         except Exception as exc:  # a bad SDP must not take the worker down
             log.exception("command %s failed", op)
             self.to_session(session, error(ErrorCode.MEDIA_ERROR, f"{type(exc).__name__}: {exc}"))
