@@ -413,7 +413,7 @@ class Supervisor:
 
     async def heartbeat(self) -> None:
         await self.hold_rooms()
-        beat = Heartbeat(load=self.load(), draining=self.draining)
+        beat = Heartbeat(load=self.load(), draining=self.draining, settings=self.platform)
         status, body = await self._post(
             f"/internal/nodes/{self.node_id}/heartbeat", beat.model_dump_json()
         )
