@@ -70,7 +70,7 @@ def token_kinds(fleet: LocalFleet) -> st.SearchStrategy[str]:
         good,
         good,
         st.builds(forged, odd_claims, st.just(secret)),
-        st.builds(forged, odd_claims, st.just("not-the-secret")),
+        st.builds(forged, odd_claims, st.just("not-the-secret-but-as-long-as-one-0123456789")),
         st.text(max_size=60),
     )
 
