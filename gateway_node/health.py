@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from gateway_node.placement import placeable
 from rtcfleet import bus
+from rtcfleet.node_messages import NodeProbe
 
 if TYPE_CHECKING:
     from gateway_node.gateway import Gateway
@@ -75,7 +76,7 @@ async def probe_region(gateway: Gateway) -> list[str]:
     deadline = time.monotonic() + REGION_PROBE_TIMEOUT_S
     try:
         for probe_id, node_id in probes.items():
-            await bus.send_to_node(redis, node_id, {"op": PROBE_OP, "session": probe_id})
+            await bus.send_to_node(redis, node_id, NodeProbe(probe=probe_id))
         while (left := deadline - time.monotonic()) > 0 and len(answered) < len(asked):
             waiting = {s: c for s, c in cursors.items() if asked[s] not in answered}
             for stream, items in await bus.read_streams(redis, waiting, max(1, int(left * 1000))):

@@ -124,14 +124,17 @@ async def answer_probes(redis: aioredis.Redis, node_id: str, workers: int = 1) -
                 command = bus.decode_entry(fields)
                 if command.get("op") == health.PROBE_OP:
                     await bus.send_to_session(
-                        redis, command["session"], {"type": "probe", "workers_ready": workers}
+                        redis, command["probe"], {"type": "probe", "workers_ready": workers}
                     )
 
 
 async def test_liveness_holds_while_redis_and_postgres_hang() -> None:
-    async with hung_server() as port, gateway(
-        f"redis://127.0.0.1:{port}/0", f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    ) as gw:
+    async with (
+        hung_server() as port,
+        gateway(
+            f"redis://127.0.0.1:{port}/0", f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        ) as gw,
+    ):
         for app in (gw.client, gw.admin):
             started = time.monotonic()
             response = await app.get(LIVENESS_PATH)
