@@ -87,7 +87,7 @@ async def probe_region(gateway: Gateway) -> list[str]:
                     if ready > 0:
                         return []
     finally:
-        await redis.delete(*asked)
+        await redis.delete(*asked, *(bus.stream_bytes_key(stream) for stream in asked))
     return [
         f"media node {node_id} has no worker ready"
         if node_id in answered
