@@ -2,11 +2,14 @@
 
 Binaries come from the ``pgserver`` wheel (Postgres 16); a system installation is used
 instead only when it is newer. Postgres refuses to run as root, so under root the servers
-run as an unprivileged system user that owns their data folders.
+run as an unprivileged system user that owns their data folders. That user cannot enter a
+checkout under ``/root`` or in a private (0700) folder, so there the servers run from a linked
+copy of the installation in a temporary folder it can reach, removed when the process exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.util
 import os
@@ -48,7 +51,48 @@ def postgres_bindir() -> Path:
     complete = [d for d in candidates if all((d / name).exists() for name in _REQUIRED)]
     if not complete:
         raise FileNotFoundError("no Postgres server binaries: install rtcfleet[local] (pgserver)")
-    return max(complete, key=_major_version)
+    bindir = max(complete, key=_major_version)
+    return bindir if _server_user_can_run(bindir) else _reachable_copy(bindir)
+
+
+def _server_user_can_run(bindir: Path) -> bool:
+    user = server_user()
+    if user is None:
+        return True
+    try:
+        result = subprocess.run(
+            [str(bindir / "postgres"), "--version"],
+            capture_output=True,
+            check=False,
+            user=user,
+            env=_env(),
+        )
+    except OSError:
+        return False
+    return result.returncode == 0
+
+
+def _reachable_copy(bindir: Path) -> Path:
+    """The installation (bin, lib, share: Postgres finds the rest relative to its binary)
+    linked into a folder every user can enter; removed at exit."""
+    copy = Path(tempfile.mkdtemp(prefix="rtcfleet-postgres-"))
+    atexit.register(shutil.rmtree, copy, ignore_errors=True)
+    copy.chmod(0o755)
+    for part in ("bin", "lib", "share"):
+        if (bindir.parent / part).is_dir():
+            shutil.copytree(bindir.parent / part, copy / part, copy_function=_link_or_copy)
+    if not _server_user_can_run(copy / "bin"):
+        raise PermissionError(
+            f"user {server_user()} cannot run Postgres from {bindir} nor from a copy in {copy}"
+        )
+    return copy / "bin"
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 @cache
