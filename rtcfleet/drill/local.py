@@ -51,6 +51,9 @@ class LocalBackend:
     async def replication_lag(self) -> dict[str, float]:
         return await self.fleet.replication_lag()
 
+    async def wait_standby_replayed(self, timeout: float) -> bool:
+        return await self.fleet.wait_standby_replayed(timeout)
+
     async def inject(self, region: str) -> list[str]:
         processes = self.fleet.region_processes(region)
         await asyncio.to_thread(self.fleet.kill_region, region)
