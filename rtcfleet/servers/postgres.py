@@ -60,32 +60,44 @@ def _server_user_can_run(bindir: Path) -> bool:
     if user is None:
         return True
     try:
-        result = subprocess.run(
-            [str(bindir / "postgres"), "--version"],
-            capture_output=True,
-            check=False,
-            user=user,
-            env=_env(),
-        )
+        results = [
+            subprocess.run(
+                [str(bindir / program), "--version"],
+                capture_output=True,
+                check=False,
+                user=user,
+                env=_env(),
+            )
+            for program in ("postgres", "initdb")  # initdb also loads libpq
+        ]
     except OSError:
         return False
-    return result.returncode == 0
+    return all(result.returncode == 0 for result in results)
 
 
 def _reachable_copy(bindir: Path) -> Path:
-    """The installation (bin, lib, share: Postgres finds the rest relative to its binary)
-    linked into a folder every user can enter; removed at exit."""
+    """The installation linked into a folder every user can enter; removed at exit.
+
+    Postgres finds its lib and share folders relative to its binary, and pgserver's binaries
+    load libpq from ``pgserver.libs`` three levels up, so the copy keeps that layout.
+    """
+    install = bindir.parent  # .../site-packages/pgserver/pginstall
+    root = install.parent.parent
     copy = Path(tempfile.mkdtemp(prefix="rtcfleet-postgres-"))
     atexit.register(shutil.rmtree, copy, ignore_errors=True)
     copy.chmod(0o755)
+    target = copy / install.relative_to(root)
     for part in ("bin", "lib", "share"):
-        if (bindir.parent / part).is_dir():
-            shutil.copytree(bindir.parent / part, copy / part, copy_function=_link_or_copy)
-    if not _server_user_can_run(copy / "bin"):
+        if (install / part).is_dir():
+            shutil.copytree(install / part, target / part, copy_function=_link_or_copy)
+    vendored = root / f"{install.parent.name}.libs"
+    if vendored.is_dir():
+        shutil.copytree(vendored, copy / vendored.name, copy_function=_link_or_copy)
+    if not _server_user_can_run(target / "bin"):
         raise PermissionError(
             f"user {server_user()} cannot run Postgres from {bindir} nor from a copy in {copy}"
         )
-    return copy / "bin"
+    return target / "bin"
 
 
 def _link_or_copy(source: str, target: str) -> None:
