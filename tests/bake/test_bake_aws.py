@@ -122,7 +122,7 @@ def recording_copies(clients: bake.ClientFactory) -> tuple[bake.ClientFactory, l
 
 
 def spec(bundle: Path, **changes) -> bake.AwsBakeSpec:
-    values = dict(
+    values: dict[str, Any] = dict(
         bundle=bundle,
         version="1.2.3",
         bucket=BUCKET,

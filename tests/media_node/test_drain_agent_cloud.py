@@ -258,8 +258,12 @@ async def test_azure_scale_in_approves_the_event_after_the_call(
     for other in fleet.regions[fleet.home].media_nodes:
         if other.process.running():
             other.process.stop(timeout=30)
+
+            def gone(name: str = other.name) -> bool:
+                return node_state(fleet, name) in ("stale", "absent")
+
             await wait_until(
-                lambda o=other: node_state(fleet, o.name) in ("stale", "absent"),
+                gone,
                 15,
                 f"{other.name} out of the registry",
             )

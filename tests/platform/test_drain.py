@@ -12,7 +12,7 @@ from rtcfleet.local import LocalFleet
 from tests.platform.conftest import admin, start_call, wait_until
 
 
-def exited(process) -> int | None:  # type: ignore[no-untyped-def]
+def exited(process) -> int | None:
     try:
         return int(process.wait(0))
     except subprocess.TimeoutExpired:
