@@ -47,6 +47,10 @@ def render(report: dict[str, Any], console: Console) -> None:
         ("sessions dropped", str(report["sessions_dropped"])),
         ("settings writes acknowledged", str(report["settings_writes_acknowledged"])),
         ("settings writes lost", str(report["settings_writes_lost"])),
+        (
+            "standby replayed the last write before the fault",
+            "yes" if report["standby_replayed_before_fault"] else "no",
+        ),
         ("admin write after the fault", _seconds(report["settings_write_after_failover_s"])),
         ("replication lag at the fault", json.dumps(report["replication_lag_at_fault"])),
         ("settings fresh everywhere", _seconds(report["settings_fresh_everywhere_s"])),

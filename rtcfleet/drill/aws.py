@@ -174,6 +174,15 @@ class AwsBackend:
         points = stats.get("Datapoints", [])
         return max((float(p["Maximum"]) for p in points), default=0.0)
 
+    async def wait_standby_replayed(self, timeout: float) -> bool:
+        """RDS shows a drill no WAL positions: a standby ReplicaLag of 0 s is the nearest sign."""
+        deadline = time.monotonic() + timeout
+        while (await self.replication_lag()).get("seconds", 0.0) > 0.0:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(5.0)
+        return True
+
     async def inject(self, region: str) -> list[str]:
         return await asyncio.to_thread(self._inject, region)
 

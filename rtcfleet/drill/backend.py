@@ -36,6 +36,11 @@ class DrillBackend(Protocol):
         """Each region's settings copy: how it replicates and how far it trails the writer."""
         ...
 
+    async def wait_standby_replayed(self, timeout: float) -> bool:
+        """Wait until the standby has replayed every write the writer had made when called;
+        False if it has not within ``timeout`` seconds."""
+        ...
+
     async def inject(self, region: str) -> list[str]:
         """Take the region down; returns the steps taken, in order."""
         ...

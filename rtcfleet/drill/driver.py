@@ -10,6 +10,10 @@ Measured from the moment of the fault:
   lag at the moment of the fault, of every region's settings copy;
 - time until every surviving region reads fresh settings again: a setting written through the
   admin API after the fault, until each surviving region's media nodes all report it.
+
+Before the fault the drill waits (bounded) for the standby to replay the last acknowledged
+write, so a loss it reports is the failover's, not the drill's haste; if the standby does not
+catch up in time, the fault goes in anyway and the report says how many writes were lost.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ class DrillSpec:
     rooms: int = 3
     recovery_timeout_s: float = 60.0
     settings_writes: int = 20
+    # how long to wait for the standby to replay the last write before injecting the fault
+    replication_wait_s: float = 10.0
     bot_width: int = 320
     bot_height: int = 180
     bot_fps: int = 15
@@ -59,7 +65,10 @@ class DrillReport:
     affected_bots: int = 0
     sessions_dropped: int = 0
     settings_writes_acknowledged: int = 0
+    # None when the value read after the fault is neither the last value before the drill's
+    # writes nor one of them
     settings_writes_lost: int | None = None
+    standby_replayed_before_fault: bool = False
     settings_write_after_failover_s: float | None = None
     replication_lag_at_fault: dict[str, float] = field(default_factory=dict)
     replication_at_fault: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -166,6 +175,25 @@ async def _probe_join(backend: DrillBackend, urls: list[str], token: str) -> str
     return None
 
 
+def write_values(value_before: int | None, count: int) -> range:
+    """Distinct values for the drill's writes, none equal to the value already stored, so the
+    value read after the fault tells which writes survived."""
+    start = 100
+    if value_before is not None and start <= value_before < start + count:
+        start += count
+    return range(start, start + count)
+
+
+def writes_lost(seen: int, value_before: int | None, acknowledged: list[int]) -> int | None:
+    """Acknowledged writes after the one the surviving side reads; all of them if it reads the
+    value from before the drill; None if what it reads is neither."""
+    if seen in acknowledged:
+        return len(acknowledged) - 1 - acknowledged.index(seen)
+    if seen == value_before:
+        return len(acknowledged)
+    return None
+
+
 async def run_region_outage(backend: DrillBackend, spec: DrillSpec) -> DrillReport:
     regions = backend.regions()
     if spec.region not in regions:
@@ -212,11 +240,16 @@ async def run_region_outage(backend: DrillBackend, spec: DrillSpec) -> DrillRepo
                 raise TimeoutError(f"baseline: no media for {', '.join(missing)}")
             await asyncio.sleep(0.1)
         writer_region = survivors[0] if killed_home else backend.home()
-        last_written = None
-        for value in range(100, 100 + spec.settings_writes):
+        before = await admin.read(writer_region)
+        value_before = int(before[SETTINGS_KEY]) if before is not None else None
+        acknowledged: list[int] = []
+        for value in write_values(value_before, spec.settings_writes):
             if await admin.write(writer_region, {SETTINGS_KEY: value}):
-                report.settings_writes_acknowledged += 1
-                last_written = value
+                acknowledged.append(value)
+        report.settings_writes_acknowledged = len(acknowledged)
+        report.standby_replayed_before_fault = await backend.wait_standby_replayed(
+            spec.replication_wait_s
+        )
         report.replication_lag_at_fault = await backend.replication_lag()
         report.replication_at_fault = await backend.region_replication()
         affected = [(b, others) for b, _, others in bots if b.session.region == spec.region]
@@ -276,12 +309,9 @@ async def run_region_outage(backend: DrillBackend, spec: DrillSpec) -> DrillRepo
 
         # settings: what the surviving side reads, against what was acknowledged
         current = await admin.read(survivors[0])
-        if current is not None and last_written is not None:
-            seen = int(current.get(SETTINGS_KEY, 0))
-            # writes carried 100, 101, ...: a value below the last one means the later ones died
-            lost = last_written - seen if 100 <= seen <= last_written else None
-            report.settings_writes_lost = (
-                lost if lost is not None else report.settings_writes_acknowledged
+        if current is not None:
+            report.settings_writes_lost = writes_lost(
+                int(current[SETTINGS_KEY]), value_before, acknowledged
             )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(settings_write(), spec.recovery_timeout_s)

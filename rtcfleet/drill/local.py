@@ -55,6 +55,9 @@ class LocalBackend:
     async def region_replication(self) -> dict[str, dict[str, Any]]:
         return await asyncio.to_thread(self.fleet.region_replication)
 
+    async def wait_standby_replayed(self, timeout: float) -> bool:
+        return await self.fleet.wait_standby_replayed(timeout)
+
     async def inject(self, region: str) -> list[str]:
         processes = self.fleet.region_processes(region)
         await asyncio.to_thread(self.fleet.kill_region, region)

@@ -11,6 +11,7 @@ services run as the same processes the machine images run (``rtcfleet gateway``,
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -373,7 +374,10 @@ class LocalFleet:
         self.wait_ready(ready_timeout)
 
     async def replication_lag(self) -> dict[str, float]:
-        """How far the replicas trail the primary: WAL bytes not yet replayed, and seconds."""
+        """How far the replicas trail the primary: WAL bytes not yet replayed, and seconds.
+
+        ``standby_bytes`` is read on the standby itself, so a standby that stopped streaming
+        (absent from the primary's view) still shows what it lacks."""
         assert self.postgres is not None
         primary = await asyncpg.connect(self.postgres.primary.dsn, timeout=3)
         try:
@@ -382,13 +386,55 @@ class LocalFleet:
                 "EXTRACT(EPOCH FROM COALESCE(replay_lag, interval '0')) AS seconds "
                 "FROM pg_stat_replication"
             )
+            current = await primary.fetchval("SELECT pg_current_wal_lsn()::text")
         finally:
             await primary.close()
-        return {
+        lag = {
             "bytes": max((float(r["bytes"] or 0) for r in rows), default=0.0),
             "seconds": max((float(r["seconds"] or 0) for r in rows), default=0.0),
             "streaming_replicas": float(len(rows)),
         }
+        standby = self._standby_server()
+        if standby is not None:
+            replica = await asyncpg.connect(standby.dsn, timeout=3)
+            try:
+                behind = await replica.fetchval(
+                    "SELECT pg_wal_lsn_diff($1::text::pg_lsn, pg_last_wal_replay_lsn())", current
+                )
+            finally:
+                await replica.close()
+            lag["standby_bytes"] = max(float(behind or 0), 0.0)
+        return lag
+
+    def _standby_server(self) -> PostgresServer | None:
+        """The standby region's replica, unless the standby region holds the primary."""
+        assert self.postgres is not None
+        standby = self.regions[self.standby].settings_replica if self.standby else None
+        return None if standby is None or standby is self.postgres.primary else standby
+
+    async def wait_standby_replayed(self, timeout: float) -> bool:
+        """Wait until the standby region's replica has replayed the primary's WAL as of now."""
+        assert self.postgres is not None
+        standby = self._standby_server()
+        if standby is None:
+            return True
+        primary = await asyncpg.connect(self.postgres.primary.dsn, timeout=3)
+        try:
+            target = await primary.fetchval("SELECT pg_current_wal_lsn()::text")
+        finally:
+            await primary.close()
+        replica = await asyncpg.connect(standby.dsn, timeout=3)
+        try:
+            deadline = time.monotonic() + timeout
+            while not await replica.fetchval(
+                "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)", target
+            ):
+                if time.monotonic() > deadline:
+                    return False
+                await asyncio.sleep(0.05)
+            return True
+        finally:
+            await replica.close()
 
     def region_replication(self) -> dict[str, dict[str, Any]]:
         """Each region's settings copy: how it replicates, the writer's view of it (WAL bytes

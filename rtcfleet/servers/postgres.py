@@ -2,11 +2,14 @@
 
 Binaries come from the ``pgserver`` wheel (Postgres 16); a system installation is used
 instead only when it is newer. Postgres refuses to run as root, so under root the servers
-run as an unprivileged system user that owns their data folders.
+run as an unprivileged system user that owns their data folders. That user cannot enter a
+checkout under ``/root`` or in a private (0700) folder, so there the servers run from a linked
+copy of the installation in a temporary folder it can reach, removed when the process exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.util
 import os
@@ -48,7 +51,60 @@ def postgres_bindir() -> Path:
     complete = [d for d in candidates if all((d / name).exists() for name in _REQUIRED)]
     if not complete:
         raise FileNotFoundError("no Postgres server binaries: install rtcfleet[local] (pgserver)")
-    return max(complete, key=_major_version)
+    bindir = max(complete, key=_major_version)
+    return bindir if _server_user_can_run(bindir) else _reachable_copy(bindir)
+
+
+def _server_user_can_run(bindir: Path) -> bool:
+    user = server_user()
+    if user is None:
+        return True
+    try:
+        results = [
+            subprocess.run(
+                [str(bindir / program), "--version"],
+                capture_output=True,
+                check=False,
+                user=user,
+                env=_env(),
+            )
+            for program in ("postgres", "initdb")  # initdb also loads libpq
+        ]
+    except OSError:
+        return False
+    return all(result.returncode == 0 for result in results)
+
+
+def _reachable_copy(bindir: Path) -> Path:
+    """The installation linked into a folder every user can enter; removed at exit.
+
+    Postgres finds its lib and share folders relative to its binary, and pgserver's binaries
+    load libpq from ``pgserver.libs`` three levels up, so the copy keeps that layout.
+    """
+    install = bindir.parent  # .../site-packages/pgserver/pginstall
+    root = install.parent.parent
+    copy = Path(tempfile.mkdtemp(prefix="rtcfleet-postgres-"))
+    atexit.register(shutil.rmtree, copy, ignore_errors=True)
+    copy.chmod(0o755)
+    target = copy / install.relative_to(root)
+    for part in ("bin", "lib", "share"):
+        if (install / part).is_dir():
+            shutil.copytree(install / part, target / part, copy_function=_link_or_copy)
+    vendored = root / f"{install.parent.name}.libs"
+    if vendored.is_dir():
+        shutil.copytree(vendored, copy / vendored.name, copy_function=_link_or_copy)
+    if not _server_user_can_run(target / "bin"):
+        raise PermissionError(
+            f"user {server_user()} cannot run Postgres from {bindir} nor from a copy in {copy}"
+        )
+    return target / "bin"
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 @cache

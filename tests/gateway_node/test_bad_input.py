@@ -37,7 +37,12 @@ async def sessions_in_redis(gw: GatewayUnderTest) -> list[str]:
 
 async def node_commands(gw: GatewayUnderTest) -> list[dict]:
     entries = await gw.redis.xrange(bus.node_inbox(NODE))
-    return [bus.decode_entry(fields) for _, fields in entries]
+    assert entries is not None
+    # the client decodes responses: keys and values are str
+    return [
+        bus.decode_entry({str(k): str(v) for k, v in (fields or {}).items()})
+        for _, fields in entries
+    ]
 
 
 async def joined_socket(gw: GatewayUnderTest, **grants: object):
