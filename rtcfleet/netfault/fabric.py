@@ -123,7 +123,7 @@ class Fabric:
             if not free:
                 raise FabricError(f"no free /24 left in {SUPERNET}")
             octet = free[secrets.randbelow(len(free))]
-            self.subnet = ipaddress.ip_network(f"10.254.{octet}.0/24")
+            self.subnet = ipaddress.IPv4Network(f"10.254.{octet}.0/24")
             self._add_netns(self.bridge_netns)
             _run(["ip", "-n", self.bridge_netns, "link", "add", "br0", "type", "bridge"])
             _run(["ip", "-n", self.bridge_netns, "link", "set", "br0", "up"])

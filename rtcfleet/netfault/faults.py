@@ -8,6 +8,7 @@ zone losing power or a cut link looks like from outside.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 TABLE = "rtcfleet_faults"
@@ -73,7 +74,7 @@ class Loss:
 Fault = Blackhole | Partition | Loss
 
 
-def ruleset(faults: list[Fault] | tuple[Fault, ...]) -> str:
+def ruleset(faults: Sequence[Fault]) -> str:
     """An ``nft -f`` script that replaces the fabric's fault table in one transaction."""
     rules = [rule for fault in faults for rule in fault.rules()]
     body = "".join(f"    {rule}\n" for rule in rules)
