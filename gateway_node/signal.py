@@ -26,6 +26,8 @@ from rtcfleet.signaling import (
     Join,
     Joined,
     Leave,
+    Ping,
+    Pong,
     PublishOffer,
     Redirect,
     Rejoin,
@@ -99,8 +101,12 @@ class SignalConnection:
             await self.send_error(ErrorCode.INTERNAL, "signaling backend unavailable, retry")
 
     async def dispatch(
-        self, message: Join | PublishOffer | SubscriberAnswer | Trickle | Rejoin | Leave
+        self, message: Join | PublishOffer | SubscriberAnswer | Trickle | Rejoin | Leave | Ping
     ) -> None:
+        if isinstance(message, Ping):
+            if not self.ws.closed:
+                await self.ws.send_str(encode(Pong()))
+            return
         if isinstance(message, Join):
             await self.join(message)
             return

@@ -8,6 +8,11 @@ Measured from the moment of the fault:
 - sessions dropped (bots without media at the end of the bound), settings writes lost (writes
   the admin API acknowledged before the fault but not readable after it), and the replication
   lag at the moment of the fault.
+
+The fault is a kill, a blackhole or a partition (``FaultKind``). A partition lasts
+``partition_s``: nothing should be detected and nobody should lose media, and two bots join one
+new room, one through each side, while both sides' state is read every 100 ms: a room hosted
+by two regions at once is a split brain, and the report counts the samples that saw one.
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ from typing import Any
 import aiohttp
 
 from rtcfleet.client.bot import Bot
-from rtcfleet.drill.backend import DrillBackend
+from rtcfleet.drill.backend import DrillBackend, FaultKind
 from rtcfleet.signaling import Join, encode
 
 PROBE_INTERVAL_S = 0.1
+SPLIT_BRAIN_SAMPLE_S = 0.1
 SETTINGS_KEY = "max_participants_per_room"
 
 
@@ -41,6 +47,8 @@ class DrillSpec:
     bot_height: int = 180
     bot_fps: int = 15
     restore: bool = True
+    fault: FaultKind = FaultKind.KILL
+    partition_s: float = 30.0
 
 
 @dataclass
@@ -48,6 +56,7 @@ class DrillReport:
     target: str
     region: str
     home_region_killed: bool
+    fault: str = FaultKind.KILL.value
     steps: list[str] = field(default_factory=list)
     time_to_detect_s: float | None = None
     time_to_new_joins_s: float | None = None
@@ -58,6 +67,7 @@ class DrillReport:
     settings_writes_lost: int | None = None
     settings_write_after_failover_s: float | None = None
     replication_lag_at_fault: dict[str, float] = field(default_factory=dict)
+    split_brain: dict[str, Any] = field(default_factory=dict)
 
     @property
     def time_to_media_p50_s(self) -> float | None:
@@ -137,9 +147,14 @@ async def run_region_outage(backend: DrillBackend, spec: DrillSpec) -> DrillRepo
         raise ValueError(f"unknown region {spec.region!r}; the deployment has {regions}")
     if len(regions) < 2:
         raise ValueError("a region-outage drill needs at least two regions")
+    if spec.fault not in backend.faults:
+        raise ValueError(
+            f"the {backend.target} backend injects {sorted(backend.faults)}, not {spec.fault}"
+        )
+    partition = spec.fault is FaultKind.PARTITION
     survivors = [r for r in regions if r != spec.region]
     killed_home = spec.region == backend.home()
-    report = DrillReport(backend.target, spec.region, killed_home)
+    report = DrillReport(backend.target, spec.region, killed_home, spec.fault.value)
 
     # ---- baseline: bots in rooms spread over the regions, settings written ---------------------
     bots: list[tuple[Bot, str, list[str]]] = []
@@ -188,8 +203,8 @@ async def run_region_outage(backend: DrillBackend, spec: DrillSpec) -> DrillRepo
 
         # ---- inject ---------------------------------------------------------------------------
         fault_at = time.monotonic()
-        report.steps += await backend.inject(spec.region)
-        if killed_home:
+        report.steps += await backend.inject(spec.region, spec.fault)
+        if killed_home and not partition:
             report.steps += await backend.fail_over_database()
 
         # ---- measure --------------------------------------------------------------------------
@@ -222,9 +237,15 @@ async def run_region_outage(backend: DrillBackend, spec: DrillSpec) -> DrillRepo
                 await asyncio.sleep(PROBE_INTERVAL_S)
             report.settings_write_after_failover_s = time.monotonic() - fault_at
 
-        measures = [detect(), new_joins(), *(media_again(b, o) for b, o in affected)]
-        tasks = [asyncio.ensure_future(m) for m in measures]
-        _, pending = await asyncio.wait(tasks, timeout=spec.recovery_timeout_s)
+        media = [media_again(b, o) for b, o in affected]
+        if partition:
+            # the partition holds for its whole length whatever finishes first
+            tasks = [asyncio.ensure_future(m) for m in media]
+            await _split_brain(backend, spec, report)
+            pending = {t for t in tasks if not t.done()}
+        else:
+            tasks = [asyncio.ensure_future(m) for m in (detect(), new_joins(), *media)]
+            _, pending = await asyncio.wait(tasks, timeout=spec.recovery_timeout_s)
         for task in pending:
             task.cancel()
         report.sessions_dropped = report.affected_bots - len(report.time_to_media_s)
@@ -246,5 +267,54 @@ async def run_region_outage(backend: DrillBackend, spec: DrillSpec) -> DrillRepo
 
     # ---- restore --------------------------------------------------------------------------------
     if spec.restore:
-        report.steps += await backend.restore(spec.region)
+        report.steps += await backend.restore(spec.region, spec.fault)
     return report
+
+
+async def _split_brain(backend: DrillBackend, spec: DrillSpec, report: DrillReport) -> None:
+    """For ``spec.partition_s``: two bots join one new room, one through each side, while
+    every region's own state is read every 100 ms."""
+    regions = backend.regions()
+    other = next(r for r in regions if r != spec.region)
+    room = "drill-split"
+    pair = [
+        Bot(backend.signal_urls(side), backend.token(room, f"split-{side}"), name=f"split-{side}",
+            width=spec.bot_width, height=spec.bot_height, fps=spec.bot_fps)
+        for side in (spec.region, other)
+    ]  # fmt: skip
+    started = time.monotonic()
+    samples = both = 0
+    first_both: float | None = None
+    hosts: dict[str, set[str]] = {r: set() for r in regions}
+    joins = [asyncio.ensure_future(bot.start()) for bot in pair]
+    try:
+        while time.monotonic() - started < spec.partition_s:
+            owners = await asyncio.gather(*(backend.room_owner(r, room) for r in regions))
+            samples += 1
+            for region, owner in zip(regions, owners, strict=True):
+                if owner is not None:
+                    hosts[region].add(owner)
+            if sum(owner is not None for owner in owners) > 1:
+                both += 1
+                if first_both is None:
+                    first_both = time.monotonic() - started
+            await asyncio.sleep(SPLIT_BRAIN_SAMPLE_S)
+    finally:
+        results = await asyncio.gather(*joins, return_exceptions=True)
+        report.split_brain = {
+            "room": room,
+            "seconds": round(time.monotonic() - started, 2),
+            "samples": samples,
+            "samples_live_in_two_regions": both,
+            "first_seen_in_two_regions_s": first_both,
+            "owners_seen": {r: sorted(n) for r, n in hosts.items()},
+            "bots": [
+                {
+                    "name": bot.name,
+                    "joined_region": bot.session.region,
+                    "error": None if not isinstance(result, BaseException) else repr(result),
+                }
+                for bot, result in zip(pair, results, strict=True)
+            ],
+        }
+        await asyncio.gather(*(bot.close() for bot in pair), return_exceptions=True)
