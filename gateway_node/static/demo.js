@@ -28,6 +28,16 @@ let pubPc = null;
 let subPc = null;
 let queue = Promise.resolve();
 let statsTimer = null;
+// A dropped path closes nothing: ping every second, give the socket up after 2.5 s of silence,
+// then resume at the next URL (this one, then the fallback URLs of the join answer).
+const PING_INTERVAL_MS = 1000;
+const SIGNALING_DEAD_AFTER_MS = 2500;
+let urls = [];
+let urlIndex = 0;
+let sessionId = null;
+let cursor = null;
+let lastHeard = 0;
+let pingTimer = null;
 const previous = new Map();  // stats id -> {bytes, timestamp}
 const remoteTiles = new Map();  // identity -> {root, video, stats, stream}
 
@@ -67,25 +77,60 @@ function gathered(pc, timeoutMs = 3000) {
 
 function connect(url) {
   setStatus(`connecting to ${url}`);
-  ws = new WebSocket(url);
-  ws.onopen = () => send({ type: "join", token });
-  ws.onmessage = (event) => {
+  if (!urls.includes(url)) urls.unshift(url);
+  urlIndex = urls.indexOf(url);
+  const socket = new WebSocket(url);
+  ws = socket;
+  lastHeard = Date.now();
+  socket.onopen = () => {
+    lastHeard = Date.now();
+    const join = { type: "join", token };
+    if (sessionId) Object.assign(join, { session_id: sessionId, cursor });
+    send(join);
+  };
+  clearInterval(pingTimer);
+  pingTimer = setInterval(() => {
+    if (ws !== socket) return;
+    if (Date.now() - lastHeard > SIGNALING_DEAD_AFTER_MS) {
+      demo.signalingTimeouts = (demo.signalingTimeouts || 0) + 1;
+      resumeElsewhere(socket);
+    } else {
+      send({ type: "ping" });
+    }
+  }, PING_INTERVAL_MS / 2);
+  socket.onmessage = (event) => {
+    lastHeard = Date.now();
     const message = JSON.parse(event.data);
+    if (message.type === "pong") return;
+    if (message.cursor) cursor = message.cursor;
     demo.messages += 1;
     queue = queue.then(() => onMessage(message)).catch((err) => {
       demo.errors.push(String(err));
       setStatus(`error: ${err}`);
     });
   };
-  ws.onclose = () => {
-    if (demo.status !== "left") setStatus("signaling closed");
+  socket.onclose = () => {
+    if (demo.status === "left" || ws !== socket) return;
+    setStatus("signaling closed; resuming");
+    resumeElsewhere(socket);
   };
+}
+
+function resumeElsewhere(socket) {
+  socket.onclose = null;
+  socket.close();
+  const next = urls[(urlIndex + 1) % urls.length];
+  setTimeout(() => connect(next), 100);
 }
 
 async function onMessage(message) {
   switch (message.type) {
     case "joined":
+      if (demo.joined && demo.joined.node_id !== message.node_id) closeMedia();
       demo.joined = message;
+      sessionId = message.session_id;
+      for (const url of message.fallback_urls || []) if (!urls.includes(url)) urls.push(url);
+      if (message.resumed) demo.resumes = (demo.resumes || 0) + 1;
       iceServers = (message.ice_servers || []).map((s) => ({
         urls: s.urls, username: s.username || undefined, credential: s.credential || undefined,
       }));
@@ -114,6 +159,13 @@ async function onMessage(message) {
       send({ type: "rejoin" });
       break;
     case "error":
+      if (message.code === "session_not_found") {
+        // resumed in a region that never knew the session: start over there
+        sessionId = cursor = null;
+        closeMedia();
+        send({ type: "join", token });
+        break;
+      }
       demo.errors.push(`${message.code}: ${message.message}`);
       setStatus(`error ${message.code}: ${message.message}`);
       break;
@@ -319,6 +371,8 @@ form.addEventListener("submit", (event) => {
 
 leaveButton.addEventListener("click", () => {
   send({ type: "leave" });
+  clearInterval(pingTimer);
+  sessionId = cursor = null;
   closeMedia();
   setStatus("left");
   leaveButton.disabled = true;

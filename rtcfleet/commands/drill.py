@@ -166,6 +166,9 @@ def _aws(
     from rtcfleet.drill import run_region_outage
     from rtcfleet.drill.aws import AwsBackend, AwsDrillConfig
 
+    if spec.fault is not FaultKind.KILL:
+        console.print(f"--fault {spec.fault}: the AWS backend injects kill only")
+        raise typer.Exit(2)
     if config is None:
         console.print("--config: the AWS drill needs its config file")
         raise typer.Exit(2)
