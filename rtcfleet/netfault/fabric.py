@@ -189,12 +189,12 @@ class Fabric:
         self.hosts.clear()
 
 
-def leftovers() -> list[str]:
-    """Namespaces and links named like a fabric's that exist now (for teardown checks)."""
+def leftovers(tag: str = "") -> list[str]:
+    """Namespaces and links of the fabric ``tag`` (every fabric's by default) that exist now."""
     names = _run(["ip", "netns", "list"]).split()
     links = [
         line.split(":")[1].strip().split("@")[0]
         for line in _run(["ip", "-o", "link"]).splitlines()
         if ":" in line
     ]
-    return [n for n in (*names, *links) if n.startswith(PREFIX)]
+    return [n for n in (*names, *links) if n.startswith(PREFIX + tag)]
