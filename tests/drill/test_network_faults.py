@@ -1,0 +1,101 @@
+"""Faults that drop packets, on a two-region local fleet whose hosts sit in network namespaces.
+
+A blackholed gateway or region resets nothing: clients learn of it only from the silence of
+their pings, and must leave it in seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from rtcfleet import ice_host
+from rtcfleet.client.bot import Bot
+from rtcfleet.drill import DrillSpec, run_region_outage
+from rtcfleet.drill.backend import FaultKind
+from rtcfleet.drill.local import LocalBackend
+from rtcfleet.local import FleetSpec, LocalFleet
+from rtcfleet.netfault import Blackhole, Fabric, leftovers, missing_tools
+from tests.platform.conftest import wait_until
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(bool(missing_tools()), reason=f"network namespaces need {missing_tools()}"),
+]
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[LocalFleet]:
+    fabric = Fabric().start()
+    try:
+        ice_host.restrict_host_addresses([fabric.client_address])
+        fleet = LocalFleet(FleetSpec(regions=2, gateways=2, media=1), fabric=fabric).start()
+        try:
+            yield fleet
+        finally:
+            fleet.remove()
+    finally:
+        fabric.remove()
+        ice_host.restrict_from_environment()
+    assert leftovers(fabric.tag) == []
+
+
+def fresh_media(bot: Bot, publisher: str, since: float) -> bool:
+    stats = bot.peer.received(publisher, "video")
+    return stats is not None and stats.last_frame_at is not None and stats.last_frame_at > since
+
+
+async def test_a_blackholed_gateway_is_left_and_media_never_stops(fleet: LocalFleet) -> None:
+    assert fleet.fabric is not None
+    urls = fleet.gateway_urls("local-1")
+    bots = [
+        Bot(urls, fleet.token("gw-fault", name), name=name, width=320, height=180, fps=15)
+        for name in ("ann", "ben")
+    ]
+    try:
+        for bot in bots:
+            await bot.start()
+        ann, ben = bots
+        await wait_until(
+            lambda: fresh_media(ann, "ben", 0) and fresh_media(ben, "ann", 0), 20, "media"
+        )
+        used = ann.session.gateway_url
+        assert used == ben.session.gateway_url == urls[0]
+        gateway = fleet.regions["local-1"].gateways[0]
+        fleet.fabric.apply([Blackhole(fleet.host_addresses(gateway.name))])
+        fault_at = time.monotonic()
+        took = await wait_until(
+            lambda: all(b.session.gateway_url != used and b.session.events.resumes for b in bots),
+            20,
+            "both sessions resumed on the other gateway",
+        )
+        print(f"signaling resumed on the other gateway {took:.2f} s after the blackhole")
+        for bot in bots:
+            assert bot.session.events.signaling_timeouts >= 1, "the silence was not noticed"
+            assert bot.session.events.media_rejoins == 0, "media does not pass through gateways"
+        now = time.monotonic()
+        await wait_until(
+            lambda: fresh_media(ann, "ben", now) and fresh_media(ben, "ann", now), 5, "media"
+        )
+        assert fresh_media(ann, "ben", fault_at)
+    finally:
+        fleet.fabric.heal()
+        await asyncio.gather(*(b.close() for b in bots))
+
+
+async def test_a_blackholed_region_drill(fleet: LocalFleet) -> None:
+    backend = LocalBackend(fleet)
+    spec = DrillSpec(region="local-2", bots=4, rooms=2, fault=FaultKind.BLACKHOLE)
+    report = await run_region_outage(backend, spec)
+    print(json.dumps(report.to_json(), indent=1))
+    assert report.fault == "blackhole"
+    assert report.affected_bots >= 2, "a room must have lived in the blackholed region"
+    assert report.sessions_dropped == 0
+    assert len(report.time_to_media_s) == report.affected_bots
+    assert report.time_to_detect_s is not None
+    assert any("blackhole" in step for step in report.steps)
+    assert not fleet.fabric or fleet.fabric.faults == [], "the drill heals what it broke"
