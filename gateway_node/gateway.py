@@ -38,6 +38,11 @@ RELAY_BLOCK_MS = 1000
 MONITOR_INTERVAL_S = 0.5
 KEEPALIVE_INTERVAL_S = 5.0
 PLACEMENT_ATTEMPTS = 3
+# A client that lost its media names its node; the gateway believes it once the node has also
+# missed a heartbeat (1.5 intervals without one): a client's own network problem then does not
+# move a room off a node that is fine, and a dead node loses its rooms in seconds, not at
+# staleness.
+SUSPECT_AFTER_BEATS = 1.5
 
 
 class RoomElsewhere(Exception):
@@ -98,6 +103,19 @@ class Gateway:
     @property
     def registry(self) -> NodeRegistry:
         return NodeRegistry(self.redis, self.settings.node_stale_seconds)
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """How often media nodes beat (told to them at registration)."""
+        return min(1.0, self.settings.node_stale_seconds / 5)
+
+    async def node_suspect(self, node_id: str) -> bool:
+        """Has the node missed a heartbeat (or left the registry)? Corroborates a client's
+        report that its media died."""
+        node = await self.registry.get(node_id)
+        if node is None:
+            return True
+        return time.time() - node.heartbeat_at > SUSPECT_AFTER_BEATS * self.heartbeat_interval
 
     async def start(self) -> None:
         self._redis = connect(self.settings.redis_url)
@@ -211,9 +229,12 @@ class Gateway:
         found.sort(key=lambda a: ranked.index(a.region) if a.region in ranked else len(ranked))
         return found[0] if found else None
 
-    async def place(self, room: str, *, look_elsewhere: bool = True) -> NodeState:
+    async def place(
+        self, room: str, *, look_elsewhere: bool = True, avoid: str | None = None
+    ) -> NodeState:
         """The node that hosts ``room``: its live owner, or a newly claimed least-loaded node.
 
+        ``avoid``: a node believed dead before its heartbeat goes stale; the room moves off it.
         Raises ``RoomElsewhere`` when the room is new here but live in another region.
         """
         registry = self.registry
@@ -223,6 +244,8 @@ class Gateway:
                 raise elsewhere
         for _ in range(PLACEMENT_ATTEMPTS):
             nodes = {node.node_id: node for node in await registry.nodes()}
+            if avoid is not None:
+                nodes.pop(avoid, None)
             now = time.time()
             owner = cast(str | None, await self.redis.get(bus.room_key(room)))
             if owner in nodes and nodes[owner].is_fresh(now, registry.stale_after):

@@ -50,7 +50,7 @@ async def register(request: web.Request) -> web.Response:
         {
             "node_id": state.node_id,
             "stale_after_seconds": gateway.settings.node_stale_seconds,
-            "heartbeat_interval_seconds": min(1.0, gateway.settings.node_stale_seconds / 5),
+            "heartbeat_interval_seconds": gateway.heartbeat_interval,
         }
     )
 

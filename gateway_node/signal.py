@@ -186,9 +186,11 @@ class SignalConnection:
             "can_subscribe": grant.can_subscribe,
         }
 
-    async def _place(self, room: str, *, look_elsewhere: bool = True) -> NodeState:
+    async def _place(
+        self, room: str, *, look_elsewhere: bool = True, avoid: str | None = None
+    ) -> NodeState:
         try:
-            return await self.gateway.place(room, look_elsewhere=look_elsewhere)
+            return await self.gateway.place(room, look_elsewhere=look_elsewhere, avoid=avoid)
         except NoAvailableNodes as exc:
             raise SignalingError(ErrorCode.NO_MEDIA_NODE, str(exc)) from None
 
@@ -223,8 +225,13 @@ class SignalConnection:
         """Place the session's media again after its node died; same session, new node."""
         gateway = self.gateway
         async with session.lock:
+            avoid = None
+            if not session.reconnect_sent and await gateway.node_suspect(session.node_id):
+                # the client found its media dead on its own, and the node went quiet too
+                avoid = session.node_id
+                log.info("node %s suspected by session %s", avoid, session.session_id)
             # the session belongs to this region: its media is placed here
-            node = await self._place(session.grant.room, look_elsewhere=False)
+            node = await self._place(session.grant.room, look_elsewhere=False, avoid=avoid)
             session.node_id = node.node_id
             session.reconnect_sent = False
             session.placed_at = time.time()

@@ -76,6 +76,8 @@ class Bot:
             "time_to_first_frame_s": self.time_to_first_frame(),
             "resumes": events.resumes,
             "media_rejoins": events.media_rejoins,
+            "signaling_timeouts": events.signaling_timeouts,
+            "media_timeouts": events.media_timeouts,
             "errors": [e.get("code") for e in events.errors],
             "tracks": tracks,
         }

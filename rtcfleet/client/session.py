@@ -12,6 +12,11 @@ its gateway every ``PING_INTERVAL_S`` and gives the socket up when nothing at al
 ``SIGNALING_DEAD_AFTER_S``; it reconnects by racing the next gateways (a new attempt every
 ``CONNECT_STAGGER_S`` while earlier ones hang), so one blackholed address costs a stagger, not
 a connect timeout.
+
+The media path is watched the same way: when every remote track it was receiving has been
+silent for ``MEDIA_DEAD_AFTER_S``, the session drops its peer connections and sends ``rejoin``
+without waiting for the gateway's ``reconnect`` (which comes only when the node's heartbeat
+goes stale).
 """
 
 from __future__ import annotations
@@ -48,6 +53,10 @@ RECONNECT_BACKOFF_S = (0.05, 0.1, 0.25, 0.5, 1.0)
 # a TCP handshake that has not finished in this long goes to a host that drops packets
 CONNECT_TIMEOUT_S = 2.0
 CONNECT_STAGGER_S = 0.25
+# Audio alone brings 50 packets a second: 1.5 s of nothing from every remote track is a dead
+# path or node, not jitter, loss that NACK repairs, or a keyframe wait.
+MEDIA_DEAD_AFTER_S = 1.5
+MEDIA_WATCH_INTERVAL_S = 0.25
 
 
 class JoinFailed(RuntimeError):
@@ -67,6 +76,7 @@ class SessionEvents:
     redirects: int = 0
     fresh_joins: int = 0
     media_rejoins: int = 0
+    media_timeouts: int = 0
     signaling_gaps: list[float] = field(default_factory=list)
     signaling_timeouts: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
@@ -114,6 +124,7 @@ class ClientSession:
     async def start(self, timeout: float = 15.0) -> None:
         """Connect and join; returns once the join answer arrived (media follows)."""
         self._task = asyncio.create_task(self._run(), name="client-session")
+        self._spawn(self._watch_media())
         joined = asyncio.create_task(self._joined.wait())
         done, _ = await asyncio.wait(
             {joined, self._task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
@@ -326,6 +337,30 @@ class ClientSession:
             self.node_id = message["node_id"]
             if self.can_publish:
                 await self._send(PublishOffer(sdp=await self.peer.create_publish_offer()))
+
+    def media_silent(self, now: float) -> bool:
+        """Everything this peer was receiving from its active publishers has stopped."""
+        active = self.peer.active_publishers()
+        heard = [
+            stats.last_frame_at
+            for (publisher, _), stats in self.peer.remote.items()
+            if publisher in active and stats.last_frame_at is not None
+        ]
+        return bool(heard) and now - max(heard) > MEDIA_DEAD_AFTER_S
+
+    async def _watch_media(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(MEDIA_WATCH_INTERVAL_S)
+            if self.node_id is None or not self.media_silent(time.monotonic()):
+                continue
+            log.info("media from %s silent for %.1f s: rejoining", self.node_id, MEDIA_DEAD_AFTER_S)
+            self.events.media_timeouts += 1
+            try:
+                await self._restart_media()
+                await self._send(Rejoin())
+            except ConnectionError:
+                # no signaling right now: the resume that follows places the media again
+                continue
 
     async def _restart_media(self) -> None:
         self.events.media_rejoins += 1

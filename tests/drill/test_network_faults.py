@@ -87,6 +87,55 @@ async def test_a_blackholed_gateway_is_left_and_media_never_stops(fleet: LocalFl
         await asyncio.gather(*(b.close() for b in bots))
 
 
+@pytest.mark.parametrize("fault", ["blackhole", "kill"])
+async def test_a_lost_media_node_loses_its_room_before_its_heartbeat_is_stale(
+    fleet: LocalFleet, fault: str
+) -> None:
+    assert fleet.fabric is not None
+    region = fleet.regions["local-1"]
+    if sum(m.process.running() for m in region.media_nodes) < 2:
+        fleet.start_media_node("local-1")
+        await asyncio.to_thread(fleet.wait_ready)
+    urls = fleet.gateway_urls("local-1")
+    room = f"node-{fault}"
+    bots = [
+        Bot(urls, fleet.token(room, name), name=name, width=320, height=180, fps=15)
+        for name in ("ann", "ben")
+    ]
+    try:
+        for bot in bots:
+            await bot.start()
+        ann, ben = bots
+        await wait_until(
+            lambda: fresh_media(ann, "ben", 0) and fresh_media(ben, "ann", 0), 20, "media"
+        )
+        lost = ann.session.node_id
+        assert lost is not None
+        if fault == "blackhole":
+            fleet.fabric.apply([Blackhole(fleet.host_addresses(lost))])
+        else:
+            next(m for m in region.media_nodes if m.name == lost).process.kill()
+        fault_at = time.monotonic()
+        took = await wait_until(
+            lambda: all(
+                b.session.node_id not in (None, lost)
+                and fresh_media(b, "ben" if b is ann else "ann", fault_at)
+                for b in bots
+            ),
+            20,
+            "media on another node",
+        )
+        print(f"media node {fault}: media back on another node after {took:.2f} s")
+        assert any(b.session.events.media_timeouts for b in bots), "the silence was not noticed"
+        for bot in bots:
+            # moved on the clients' word and the node's missed beats, before the gateway's own
+            # reconnect (sent only when the heartbeat goes stale)
+            assert "reconnect" not in [m["type"] for m in bot.session.events.messages]
+    finally:
+        fleet.fabric.heal()
+        await asyncio.gather(*(b.close() for b in bots))
+
+
 async def test_a_blackholed_region_drill(fleet: LocalFleet) -> None:
     backend = LocalBackend(fleet)
     spec = DrillSpec(region="local-2", bots=4, rooms=2, fault=FaultKind.BLACKHOLE)
