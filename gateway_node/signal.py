@@ -161,7 +161,7 @@ class SignalConnection:
             await self.resume(message, grant)
             return
         try:
-            node = await self._place(grant.room)
+            node = await self._place(grant.room, unreachable=frozenset(message.unreachable_regions))
         except RoomElsewhere as elsewhere:
             await self.ws.send_str(encode(Redirect(region=elsewhere.region, urls=elsewhere.urls)))
             return
@@ -187,10 +187,17 @@ class SignalConnection:
         }
 
     async def _place(
-        self, room: str, *, look_elsewhere: bool = True, avoid: str | None = None
+        self,
+        room: str,
+        *,
+        look_elsewhere: bool = True,
+        avoid: str | None = None,
+        unreachable: frozenset[str] = frozenset(),
     ) -> NodeState:
         try:
-            return await self.gateway.place(room, look_elsewhere=look_elsewhere, avoid=avoid)
+            return await self.gateway.place(
+                room, look_elsewhere=look_elsewhere, avoid=avoid, unreachable=unreachable
+            )
         except NoAvailableNodes as exc:
             raise SignalingError(ErrorCode.NO_MEDIA_NODE, str(exc)) from None
 

@@ -85,6 +85,11 @@ class Join(_Message):
     session_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
     # last server message cursor the client saw; the gateway replays what came after it
     cursor: Annotated[str, Field(pattern=r"^\d{1,20}-\d{1,20}$")] | None = None
+    # regions this client failed to reach in the last REGION_UNREACHABLE_MEMORY_S: a region
+    # that cannot ask a room's home itself takes the room over only on this word
+    unreachable_regions: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=16)
+    ] = []
 
 
 class PublishOffer(_Message):
@@ -139,6 +144,7 @@ CLIENT_TYPES = frozenset(
 # a ping every PING_INTERVAL_S; nothing heard for SIGNALING_DEAD_AFTER_S means the path is dead.
 PING_INTERVAL_S = 1.0
 SIGNALING_DEAD_AFTER_S = 2.5
+REGION_UNREACHABLE_MEMORY_S = 30.0
 
 
 # ---- gateway / media node -> client ------------------------------------------------------------

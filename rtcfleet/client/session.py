@@ -35,6 +35,7 @@ import aiohttp
 from rtcfleet.client.peer import ClientPeer
 from rtcfleet.signaling import (
     PING_INTERVAL_S,
+    REGION_UNREACHABLE_MEMORY_S,
     SIGNALING_DEAD_AFTER_S,
     Join,
     Leave,
@@ -118,6 +119,10 @@ class ClientSession:
         self._task: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
         self._redirect: list[str] | None = None
+        self._redirect_region: str | None = None
+        # region -> when this client last failed to reach it (its socket went silent, or a
+        # redirect there led nowhere); sent with every join (Join.unreachable_regions)
+        self._unreachable: dict[str, float] = {}
 
     # ---- public -----------------------------------------------------------------------------
 
@@ -155,6 +160,20 @@ class ClientSession:
         await self._http.close()
 
     # ---- connection loop --------------------------------------------------------------------
+
+    def unreachable_regions(self) -> list[str]:
+        now = time.monotonic()
+        return sorted(
+            r for r, at in self._unreachable.items() if now - at < REGION_UNREACHABLE_MEMORY_S
+        )
+
+    def _join(self) -> Join:
+        return Join(
+            token=self.token,
+            session_id=self.session_id,
+            cursor=self.cursor,
+            unreachable_regions=self.unreachable_regions(),
+        )
 
     async def _connect_any(self, start: int) -> tuple[str, aiohttp.ClientWebSocketResponse] | None:
         """The first of the URLs (from ``start`` on, in order) that answers; a new attempt
@@ -217,7 +236,12 @@ class ClientSession:
                 continue
             url, self._ws = connected
             self.gateway_url = url
-            await self._send(Join(token=self.token, session_id=self.session_id, cursor=self.cursor))
+            if self._redirect_region is not None:
+                if self._redirect is not None and url not in self._redirect:
+                    # sent to a region none of whose URLs answered
+                    self._unreachable[self._redirect_region] = time.monotonic()
+                self._redirect_region = self._redirect = None
+            await self._send(self._join())
             if dropped_at is not None:
                 self.events.signaling_gaps.append(time.monotonic() - dropped_at)
             attempt = self.urls.index(url)
@@ -227,7 +251,6 @@ class ClientSession:
             if self._redirect is not None:
                 # the room lives in another region: join there afresh, keep the rest as fallbacks
                 self.urls = list(dict.fromkeys([*self._redirect, *self.urls]))
-                self._redirect = None
                 self.events.redirects += 1
                 attempt, dropped_at = 0, None
                 continue
@@ -258,6 +281,8 @@ class ClientSession:
                 # nothing, not even a pong: the path drops packets; a close handshake would
                 # hang on it too, so the old socket closes in the background
                 self.events.signaling_timeouts += 1
+                if self.region is not None:
+                    self._unreachable[self.region] = time.monotonic()
                 log.info(
                     "signaling to %s silent for %.1f s", self.gateway_url, SIGNALING_DEAD_AFTER_S
                 )
@@ -301,6 +326,7 @@ class ClientSession:
             self.events.participants.discard(message["identity"])
         elif kind == "redirect":
             self._redirect = list(message["urls"])
+            self._redirect_region = str(message["region"])
             self.session_id = self.cursor = None
             assert self._ws is not None
             await self._ws.close()
@@ -313,7 +339,7 @@ class ClientSession:
                 # resumed in a region that never knew the session (its region died): start over
                 self.session_id = self.cursor = None
                 self.events.fresh_joins += 1
-                await self._send(Join(token=self.token))
+                await self._send(self._join())
             elif not self._joined.is_set():
                 raise JoinFailed(message.get("code", "?"), message.get("message", ""))
 
@@ -321,6 +347,7 @@ class ClientSession:
         new_node = message["node_id"] != self.node_id
         self.session_id = message["session_id"]
         self.region = message["region"]
+        self._unreachable.pop(self.region, None)
         self.can_publish = bool(message["can_publish"])
         for url in message.get("fallback_urls", []):
             if url not in self.urls:

@@ -250,6 +250,9 @@ class LocalFleet:
             "RTCFLEET_GATEWAY_PEER_REGIONS": json.dumps(
                 {other: self.internal_urls(other) for other in others}
             ),
+            "RTCFLEET_GATEWAY_PEER_SIGNAL_URLS": json.dumps(
+                {other: self.gateway_urls(other) for other in others}
+            ),
             "RTCFLEET_GATEWAY_API_KEYS": json.dumps({self.spec.api_key: self.spec.api_secret}),
             "RTCFLEET_GATEWAY_CLUSTER_SECRET": self.spec.cluster_secret,
             "RTCFLEET_GATEWAY_ADMIN_TOKEN": self.spec.admin_token,

@@ -148,3 +148,19 @@ async def test_a_blackholed_region_drill(fleet: LocalFleet) -> None:
     assert report.time_to_detect_s is not None
     assert any("blackhole" in step for step in report.steps)
     assert not fleet.fabric or fleet.fabric.faults == [], "the drill heals what it broke"
+
+
+async def test_a_partition_never_leaves_a_room_live_in_two_regions(fleet: LocalFleet) -> None:
+    """Shorter than the drill's 30 s (the figure for that is in the report), same checks."""
+    backend = LocalBackend(fleet)
+    spec = DrillSpec(region="local-2", bots=4, rooms=2, fault=FaultKind.PARTITION, partition_s=8)
+    report = await run_region_outage(backend, spec)
+    print(json.dumps(report.split_brain, indent=1))
+    split = report.split_brain
+    assert split["samples"] > 10
+    assert split["samples_live_in_two_regions"] == 0
+    owners = split["owners_seen"]
+    assert sum(1 for nodes in owners.values() if nodes) == 1, owners
+    assert all(bot["error"] is None for bot in split["bots"]), split["bots"]
+    assert len({bot["joined_region"] for bot in split["bots"]}) == 1
+    assert report.sessions_dropped == 0, "a partition between regions must not cut clients off"
