@@ -128,22 +128,32 @@ def _receives_all(
     return True
 
 
-async def _probe_join(backend: DrillBackend, urls: list[str], token: str) -> str | None:
-    """One signaling-only join through ``urls`` in order; the region that answered, if any."""
+async def _probe_join(backend: DrillBackend, regions: list[str], token: str) -> str | None:
+    """One signaling-only join through ``regions`` in order, as the protocol asks of a client:
+    a region none of whose URLs answer is named in the next joins' ``unreachable_regions``.
+    The region that answered ``joined``, if any."""
+    unreachable: list[str] = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
-        for url in urls:
-            try:
-                async with http.ws_connect(url) as ws:
-                    await ws.send_str(encode(Join(token=token)))
-                    frame = await ws.receive(timeout=2)
-                    if frame.type != aiohttp.WSMsgType.TEXT:
-                        continue
-                    message = json.loads(frame.data)
-                    if message.get("type") == "joined":
-                        await ws.send_str(json.dumps({"type": "leave"}))
-                        return str(message["region"])
-            except (aiohttp.ClientError, TimeoutError, OSError):
-                continue
+        for region in regions:
+            reached = False
+            for url in backend.signal_urls(region):
+                try:
+                    async with http.ws_connect(url) as ws:
+                        reached = True
+                        join = Join(token=token, unreachable_regions=unreachable)
+                        await ws.send_str(encode(join))
+                        frame = await ws.receive(timeout=2)
+                        if frame.type != aiohttp.WSMsgType.TEXT:
+                            continue
+                        message = json.loads(frame.data)
+                        if message.get("type") == "joined":
+                            await ws.send_str(json.dumps({"type": "leave"}))
+                            return str(message["region"])
+                        break  # redirected or refused: on to the next region
+                except (aiohttp.ClientError, TimeoutError, OSError):
+                    continue
+            if not reached:
+                unreachable.append(region)
     return None
 
 
@@ -220,14 +230,11 @@ async def run_region_outage(backend: DrillBackend, spec: DrillSpec) -> DrillRepo
             report.time_to_detect_s = time.monotonic() - fault_at
 
         async def new_joins() -> None:
-            urls = backend.signal_urls(spec.region) + [
-                u for r in survivors for u in backend.signal_urls(r)
-            ]
             attempt = 0
             while True:
                 attempt += 1
                 token = backend.token("drill-probe", f"probe-{attempt}")
-                answered = await _probe_join(backend, urls, token)
+                answered = await _probe_join(backend, [spec.region, *survivors], token)
                 if answered is not None and answered != spec.region:
                     report.time_to_new_joins_s = time.monotonic() - fault_at
                     return
