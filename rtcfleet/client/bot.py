@@ -62,6 +62,7 @@ class Bot:
                     "frames_decoded": stats.frames_decoded,
                     "frames_expected": expected,
                     "frames_lost": max(expected - len(numbers), 0),
+                    "longest_gap_s": round(stats.longest_gap_s, 3),
                     "width": stats.width,
                     "height": stats.height,
                 }
