@@ -38,6 +38,14 @@ let sessionId = null;
 let cursor = null;
 let lastHeard = 0;
 let pingTimer = null;
+// region -> when this page last failed to reach it; sent with joins for 30 s
+const unreachable = new Map();
+let redirect = null;  // {region, urls} of the last redirect
+
+function unreachableRegions() {
+  const now = Date.now();
+  return [...unreachable].filter(([, at]) => now - at < 30000).map(([region]) => region);
+}
 const previous = new Map();  // stats id -> {bytes, timestamp}
 const remoteTiles = new Map();  // identity -> {root, video, stats, stream}
 
@@ -84,7 +92,9 @@ function connect(url) {
   lastHeard = Date.now();
   socket.onopen = () => {
     lastHeard = Date.now();
-    const join = { type: "join", token };
+    if (redirect && !redirect.urls.includes(url)) unreachable.set(redirect.region, Date.now());
+    redirect = null;
+    const join = { type: "join", token, unreachable_regions: unreachableRegions() };
     if (sessionId) Object.assign(join, { session_id: sessionId, cursor });
     send(join);
   };
@@ -93,6 +103,7 @@ function connect(url) {
     if (ws !== socket) return;
     if (Date.now() - lastHeard > SIGNALING_DEAD_AFTER_MS) {
       demo.signalingTimeouts = (demo.signalingTimeouts || 0) + 1;
+      if (demo.joined) unreachable.set(demo.joined.region, Date.now());
       resumeElsewhere(socket);
     } else {
       send({ type: "ping" });
@@ -129,6 +140,7 @@ async function onMessage(message) {
       if (demo.joined && demo.joined.node_id !== message.node_id) closeMedia();
       demo.joined = message;
       sessionId = message.session_id;
+      unreachable.delete(message.region);
       for (const url of message.fallback_urls || []) if (!urls.includes(url)) urls.push(url);
       if (message.resumed) demo.resumes = (demo.resumes || 0) + 1;
       iceServers = (message.ice_servers || []).map((s) => ({
@@ -150,6 +162,8 @@ async function onMessage(message) {
       removeTile(message.identity);
       break;
     case "redirect":
+      redirect = { region: message.region, urls: message.urls };
+      for (const url of message.urls) if (!urls.includes(url)) urls.push(url);
       ws.onclose = null;
       ws.close();
       connect(message.urls[0]);
@@ -163,7 +177,7 @@ async function onMessage(message) {
         // resumed in a region that never knew the session: start over there
         sessionId = cursor = null;
         closeMedia();
-        send({ type: "join", token });
+        send({ type: "join", token, unreachable_regions: unreachableRegions() });
         break;
       }
       demo.errors.push(`${message.code}: ${message.message}`);
