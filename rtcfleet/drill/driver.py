@@ -307,6 +307,7 @@ async def _split_brain(backend: DrillBackend, spec: DrillSpec, report: DrillRepo
     joins = [asyncio.ensure_future(bot.start()) for bot in pair]
     try:
         while time.monotonic() - started < spec.partition_s:
+            sampled_at = time.monotonic()
             owners = await asyncio.gather(*(backend.room_owner(r, room) for r in regions))
             samples += 1
             for region, owner in zip(regions, owners, strict=True):
@@ -316,7 +317,7 @@ async def _split_brain(backend: DrillBackend, spec: DrillSpec, report: DrillRepo
                 both += 1
                 if first_both is None:
                     first_both = time.monotonic() - started
-            await asyncio.sleep(SPLIT_BRAIN_SAMPLE_S)
+            await asyncio.sleep(max(0.0, SPLIT_BRAIN_SAMPLE_S - (time.monotonic() - sampled_at)))
     finally:
         results = await asyncio.gather(*joins, return_exceptions=True)
         report.split_brain = {
