@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class FaultKind(StrEnum):
@@ -47,6 +47,10 @@ class DrillBackend(Protocol):
 
     async def replication_lag(self) -> dict[str, float]: ...
 
+    async def region_replication(self) -> dict[str, dict[str, Any]]:
+        """Each region's settings copy: how it replicates and how far it trails the writer."""
+        ...
+
     async def inject(self, region: str, fault: FaultKind = FaultKind.KILL) -> list[str]:
         """Take the region down; returns the steps taken, in order."""
         ...
@@ -56,7 +60,8 @@ class DrillBackend(Protocol):
         ...
 
     async def fail_over_database(self) -> list[str]:
-        """Promote the standby region's replica after the home region died."""
+        """Promote the standby region's replica after the home region died, and point every
+        other region's settings copy (replica or subscription) at it."""
         ...
 
     async def restore(self, region: str, fault: FaultKind = FaultKind.KILL) -> list[str]: ...

@@ -67,6 +67,9 @@ class LocalBackend:
     async def replication_lag(self) -> dict[str, float]:
         return await self.fleet.replication_lag()
 
+    async def region_replication(self) -> dict[str, dict[str, Any]]:
+        return await asyncio.to_thread(self.fleet.region_replication)
+
     def _addresses(self, regions: list[str]) -> tuple[str, ...]:
         return self.fleet.host_addresses(*(h for r in regions for h in self.fleet.region_hosts(r)))
 
@@ -109,7 +112,8 @@ class LocalBackend:
     async def fail_over_database(self) -> list[str]:
         standby = self.fleet.standby
         server = await asyncio.to_thread(self.fleet.promote_standby)
-        return [f"promoted the Postgres replica of {standby} (port {server.port}) to read/write"]
+        steps = [f"promoted the Postgres replica of {standby} (port {server.port}) to read/write"]
+        return steps + await asyncio.to_thread(self.fleet.follow_writer)
 
     async def restore(self, region: str, fault: FaultKind = FaultKind.KILL) -> list[str]:
         await self.close()  # the state readers of the fault's duration
