@@ -13,6 +13,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -20,7 +21,7 @@ import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from gateway_node.metrics import GatewayMetrics
 from gateway_node.placement import NoAvailableNodes, claim_room, placeable, select_node
@@ -29,6 +30,7 @@ from gateway_node.replication import SettingsReplication
 from gateway_node.room_home import RESERVATION_TTL_S, reservation_key, room_home
 from gateway_node.settings import GatewaySettings
 from rtcfleet import bus, settings_store
+from rtcfleet.node_messages import NodeLeave
 from rtcfleet.nodes import NodeState
 from rtcfleet.redis_url import connect
 from rtcfleet.signaling import IceServer, Reconnect
@@ -40,6 +42,13 @@ RELAY_BLOCK_MS = 1000
 MONITOR_INTERVAL_S = 0.5
 KEEPALIVE_INTERVAL_S = 5.0
 PLACEMENT_ATTEMPTS = 3
+# Messages queued for one client before it counts as not reading and is disconnected.
+SESSION_SEND_QUEUE = 256
+SESSION_SEND_TIMEOUT_S = 10.0
+SESSION_CLOSE_TIMEOUT_S = 2.0
+# WebSocket close code for a client that let its queue fill ("try again later")
+WS_CLOSE_SLOW_READER = 1013
+
 # A client that lost its media names its node; the gateway believes it once the node has also
 # missed a heartbeat (1.5 intervals without one): a client's own network problem then does not
 # move a room off a node that is fine, and a dead node loses its rooms in seconds, not at
@@ -77,28 +86,75 @@ class RoomElsewhere(Exception):
 
 @dataclass
 class Session:
-    """A client session whose signaling socket is connected to this gateway."""
+    """A client session whose signaling socket is connected to this gateway.
+
+    Messages for the client wait in a bounded queue that one writer task drains, so the relay
+    never waits for a socket: a client that stops reading fills only its own queue, and at the
+    bound it is disconnected (it resumes from its last cursor once it reads again).
+    """
 
     session_id: str
     grant: Grant
     node_id: str
     ws: web.WebSocketResponse
+    # how far the relay has read this session's stream (queued, not necessarily sent yet)
     cursor: str = "0-0"
     reconnect_sent: bool = False
     delivered: int = 0
     placed_at: float = field(default_factory=time.time)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    outbox: asyncio.Queue[str] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=SESSION_SEND_QUEUE)
+    )
+    overflowed: bool = False
+    # the socket's transport, cut when a closing handshake cannot get through a full buffer
+    transport: asyncio.Transport | None = None
+    _writer: asyncio.Task[None] | None = None
 
-    async def deliver(self, cursor: str, message: dict[str, Any]) -> bool:
-        if self.ws.closed:
+    def offer(self, cursor: str, message: dict[str, Any]) -> bool:
+        """Queue one message without waiting; False once the client is too slow or gone."""
+        if self.ws.closed or self.overflowed:
             return False
         try:
-            await self.ws.send_str(json.dumps(message | {"cursor": cursor}))
-        except (ConnectionError, RuntimeError):
+            self.outbox.put_nowait(json.dumps(message | {"cursor": cursor}))
+        except asyncio.QueueFull:
+            self.overflowed = True
             return False
         self.cursor = cursor
-        self.delivered += 1
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write(), name=f"send-{self.session_id}")
         return True
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                text = await self.outbox.get()
+                await asyncio.wait_for(self.ws.send_str(text), SESSION_SEND_TIMEOUT_S)
+                self.delivered += 1
+        except TimeoutError:
+            self.overflowed = True
+            log.warning(
+                "session %s did not take a message in %.0f s: disconnected",
+                self.session_id,
+                SESSION_SEND_TIMEOUT_S,
+            )
+            await self.disconnect(WS_CLOSE_SLOW_READER, "slow reader")
+        except (ConnectionError, RuntimeError):
+            self.overflowed = True
+
+    async def disconnect(self, code: int, reason: str) -> None:
+        """Close the socket without waiting on a client that does not read."""
+        try:
+            await asyncio.wait_for(
+                self.ws.close(code=code, message=reason.encode()), SESSION_CLOSE_TIMEOUT_S
+            )
+        except (TimeoutError, ConnectionError, RuntimeError):
+            if self.transport is not None:
+                self.transport.abort()
+
+    def stop(self) -> None:
+        if self._writer is not None and self._writer is not asyncio.current_task():
+            self._writer.cancel()
 
 
 class Gateway:
@@ -111,7 +167,9 @@ class Gateway:
         self._pg: asyncpg.Pool | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._fresh_nodes: set[str] = set()
+        self._unseen_since: dict[str, float] = {}
         self._http: aiohttp.ClientSession | None = None
+        self._background: set[asyncio.Task[object]] = set()
         self.replication = SettingsReplication(
             settings.region,
             settings.settings_replica_dsn,
@@ -175,6 +233,12 @@ class Gateway:
             with contextlib.suppress(RedisError, OSError):
                 await self.redis.srem(bus.GATEWAYS, self.id)
             await self._redis.aclose()
+
+    def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        """Run ``coro`` in the background, holding a reference until it ends."""
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _connect_postgres(self) -> None:
         """Keep trying: the gateway serves signaling while Postgres is still coming up."""
@@ -394,6 +458,7 @@ class Gateway:
     def detach(self, session: Session) -> None:
         if self.sessions.get(session.session_id) is session:
             del self.sessions[session.session_id]
+        session.stop()
         self.metrics.clients.set(len(self.sessions))
 
     async def end_session(self, session: Session) -> None:
@@ -402,10 +467,11 @@ class Gateway:
         await bus.send_to_node(
             self.redis,
             session.node_id,
-            {"op": "leave", "session": session.session_id, "room": session.grant.room},
+            NodeLeave(session=session.session_id, room=session.grant.room),
         )
+        stream = bus.session_stream(session.session_id)
         await self.redis.delete(
-            bus.session_key(session.session_id), bus.session_stream(session.session_id)
+            bus.session_key(session.session_id), stream, bus.stream_bytes_key(stream)
         )
 
     async def _wake_relay(self) -> None:
@@ -414,7 +480,11 @@ class Gateway:
     # ---- loops ----------------------------------------------------------------------------
 
     async def _relay_loop(self) -> None:
-        """Move server messages from session streams to this gateway's sockets, in order."""
+        """Move server messages from session streams to this gateway's sockets, in order.
+
+        The loop only queues: a slow client is disconnected at its queue's bound, and a stream
+        that makes Redis refuse the read (a cursor it rejects) costs only its own session.
+        """
         wake = bus.gateway_wake(self.id)
         while True:
             streams = {wake: "$"}
@@ -423,6 +493,10 @@ class Gateway:
                 streams[bus.session_stream(session.session_id)] = session.cursor
             try:
                 result = await bus.read_streams(self.redis, streams, RELAY_BLOCK_MS)
+            except ResponseError as exc:
+                log.warning("relay read refused: %s", exc)
+                await self._drop_unreadable(sessions)
+                continue
             except (RedisError, OSError) as exc:
                 log.warning("relay read failed: %s", exc)
                 await asyncio.sleep(0.5)
@@ -437,8 +511,30 @@ class Gateway:
                 for cursor, fields in entries:
                     message = bus.decode_entry(fields)
                     self.metrics.messages.labels("out", message.get("type", "?")).inc()
-                    if not await target.deliver(cursor, message):
+                    if not target.offer(cursor, message):
                         break
+                if target.overflowed:
+                    log.warning(
+                        "session %s does not read its socket (%d queued): disconnected",
+                        target.session_id,
+                        target.outbox.qsize(),
+                    )
+                    self.detach(target)
+                    self.metrics.errors.labels("slow_reader").inc()
+                    self.spawn(target.disconnect(WS_CLOSE_SLOW_READER, "slow reader"))
+
+    async def _drop_unreadable(self, sessions: list[Session]) -> None:
+        """Find the sessions whose stream read Redis refuses and disconnect them alone."""
+        for session in sessions:
+            stream = bus.session_stream(session.session_id)
+            try:
+                await self.redis.xread({stream: session.cursor}, count=1)
+            except ResponseError:
+                log.warning("session %s has an unreadable cursor; dropped", session.session_id)
+                self.detach(session)
+                self.spawn(session.disconnect(1008, "unreadable cursor"))
+            except (RedisError, OSError):
+                return
 
     async def _monitor_loop(self) -> None:
         """Notice dead media nodes and tell their sessions to place their media again."""
@@ -459,10 +555,22 @@ class Gateway:
         self.metrics.nodes.labels("healthy").set(len(fresh) - draining)
         self.metrics.nodes.labels("draining").set(draining)
         self.metrics.nodes.labels("stale").set(len(nodes) - len(fresh))
+        # a node counts as lost once it has been missing or stale for a whole staleness bound:
+        # a node whose record Redis lost registers again within a heartbeat
+        for node_id in fresh:
+            self._unseen_since.pop(node_id, None)
+        lost = set()
+        for session in self.sessions.values():
+            if session.node_id not in fresh:
+                since = self._unseen_since.setdefault(session.node_id, now)
+                if now - since >= self.settings.node_stale_seconds or any(
+                    n.node_id == session.node_id for n in nodes
+                ):
+                    lost.add(session.node_id)
         for session in list(self.sessions.values()):
             # a session placed after the snapshot may sit on a node the snapshot predates
             placed_before = session.placed_at < snapshot_at
-            if placed_before and session.node_id not in fresh and not session.reconnect_sent:
+            if placed_before and session.node_id in lost and not session.reconnect_sent:
                 session.reconnect_sent = True
                 log.info(
                     "node %s lost: session %s must rejoin", session.node_id, session.session_id
@@ -474,9 +582,10 @@ class Gateway:
         """Keep connected sessions alive in Redis and publish this gateway's client count."""
         while True:
             try:
+                sessions = list(self.sessions.values())
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for session_id in self.sessions:
-                        pipe.expire(bus.session_key(session_id), bus.SESSION_TTL_SECONDS)
+                    for session in sessions:
+                        pipe.expire(bus.session_key(session.session_id), bus.SESSION_TTL_SECONDS)
                     pipe.set(
                         bus.gateway_key(self.id),
                         json.dumps(
@@ -489,7 +598,12 @@ class Gateway:
                         ex=int(KEEPALIVE_INTERVAL_S * 3),
                     )
                     pipe.sadd(bus.GATEWAYS, self.id)
-                    await pipe.execute()
+                    kept = await pipe.execute()
+                # a record Redis lost (failover to a lagging replica) is written again, or the
+                # media node would sweep a session whose client is still here
+                for session, found in zip(sessions, kept, strict=False):
+                    if not found and self.sessions.get(session.session_id) is session:
+                        await self.save_session(session.session_id, session.grant, session.node_id)
             except (RedisError, OSError) as exc:
                 log.warning("keepalive failed: %s", exc)
             await asyncio.sleep(KEEPALIVE_INTERVAL_S)

@@ -11,7 +11,6 @@ import hmac
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway_node.placement import renew_claims
 from gateway_node.registry import UnknownNode
 from rtcfleet.nodes import Heartbeat, NodeRegistration
 
@@ -63,7 +62,6 @@ async def heartbeat(request: web.Request) -> web.Response:
         state = await gateway.registry.heartbeat(node_id, beat)
     except UnknownNode:
         return web.json_response({"error": "unknown_node", "register": True}, status=404)
-    await renew_claims(gateway.redis, node_id, beat.load.room_participants)
     return web.json_response({"drain": state.draining})
 
 

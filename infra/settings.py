@@ -119,7 +119,6 @@ class RegionSettings(BaseModel):
     postgres_backup_days: int = Field(spec.DEFAULT_POSTGRES_BACKUP_DAYS, ge=1, le=35)
     vpc_cidr: IPv4Network
     peered_cidrs: list[IPv4Network] = Field(default_factory=list)
-    turn_tls_lb: bool = False
 
     cloud_regions: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 

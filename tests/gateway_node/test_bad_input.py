@@ -32,7 +32,7 @@ async def receive(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> 
 
 async def sessions_in_redis(gw: GatewayUnderTest) -> list[str]:
     keys = [key async for key in gw.redis.scan_iter(match=f"{bus.PREFIX}sess:*")]
-    return [key for key in keys if not key.endswith(":out")]
+    return [key for key in keys if key.count(":") == 2]
 
 
 async def node_commands(gw: GatewayUnderTest) -> list[dict]:
