@@ -82,6 +82,12 @@ async def test_a_blackholed_gateway_is_left_and_media_never_stops(fleet: LocalFl
             lambda: fresh_media(ann, "ben", now) and fresh_media(ben, "ann", now), 5, "media"
         )
         assert fresh_media(ann, "ben", fault_at)
+        gaps = {
+            b.name: stats.longest_gap_s
+            for b, other in ((ann, "ben"), (ben, "ann"))
+            if (stats := b.peer.received(other, "video")) is not None
+        }
+        print(f"longest video gap of each bot over the call: {gaps}")
     finally:
         fleet.fabric.heal()
         await asyncio.gather(*(b.close() for b in bots))
