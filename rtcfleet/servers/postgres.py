@@ -23,7 +23,7 @@ import time
 from functools import cache
 from pathlib import Path
 
-from rtcfleet.servers.ports import LOOPBACK, free_port
+from rtcfleet.servers.ports import LOCAL, Bind, free_port
 from rtcfleet.servers.process import ServerProcess
 
 SUPERUSER = "postgres"
@@ -157,15 +157,16 @@ def _env() -> dict[str, str]:
 class PostgresServer:
     """One Postgres server on loopback: a primary, or a streaming replica of another server."""
 
-    def __init__(self, datadir: Path, *, port: int | None = None) -> None:
+    def __init__(self, datadir: Path, *, port: int | None = None, bind: Bind = LOCAL) -> None:
         self.datadir = datadir
+        self.bind = bind
         self.port = port or free_port()
         self.process: ServerProcess | None = None
         self.bindir = postgres_bindir()
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://{SUPERUSER}@{LOOPBACK}:{self.port}/postgres"
+        return f"postgresql://{SUPERUSER}@{self.bind.address}:{self.port}/postgres"
 
     def init_primary(self) -> PostgresServer:
         _make_owned_dir(self.datadir)
@@ -180,6 +181,11 @@ class PostgresServer:
                 "--no-sync",
             ]
         )  # fmt: skip
+        if self.bind.netns is not None:
+            # in a namespace of its own the server is reached over its subnet, not loopback;
+            # replicas copy this file with the data
+            with (self.datadir / "pg_hba.conf").open("a") as hba:
+                hba.write("host all all samenet trust\nhost replication all samenet trust\n")
         return self
 
     def init_replica_of(self, primary: PostgresServer) -> PostgresServer:
@@ -188,7 +194,7 @@ class PostgresServer:
         _run(
             [
                 str(self.bindir / "pg_basebackup"),
-                "-h", LOOPBACK,
+                "-h", primary.bind.address,
                 "-p", str(primary.port),
                 "-U", SUPERUSER,
                 "-D", str(self.datadir),
@@ -204,7 +210,7 @@ class PostgresServer:
         argv = [
             str(self.bindir / "postgres"),
             "-D", str(self.datadir),
-            "-c", f"listen_addresses={LOOPBACK}",
+            "-c", f"listen_addresses={self.bind.address}",
             "-c", f"port={self.port}",
             "-c", f"unix_socket_directories={self.datadir}",
             "-c", "wal_level=logical",  # physical replicas and subscribers in other clouds
@@ -222,6 +228,7 @@ class PostgresServer:
             self.datadir.parent / f"{self.datadir.name}.log",
             user=server_user(),
             env=_env(),
+            netns=self.bind.netns,
         )
         self.process.start()
         self._wait_ready(timeout)
@@ -230,7 +237,9 @@ class PostgresServer:
     def _wait_ready(self, timeout: float) -> None:
         assert self.process is not None
         deadline = time.monotonic() + timeout
-        isready = [str(self.bindir / "pg_isready"), "-h", LOOPBACK, "-p", str(self.port), "-q"]
+        isready = [
+            str(self.bindir / "pg_isready"), "-h", self.bind.address, "-p", str(self.port), "-q"
+        ]  # fmt: skip
         while subprocess.run(isready, check=False).returncode != 0:
             self.process.check_alive()
             if time.monotonic() > deadline:
@@ -256,15 +265,23 @@ class PostgresServer:
 class ReplicatedPostgres:
     """The settings database as deployed: one read/write primary, streaming read replicas."""
 
-    def __init__(self, replicas: int = 1, workdir: Path | None = None) -> None:
+    def __init__(
+        self, replicas: int = 1, workdir: Path | None = None, binds: list[Bind] | None = None
+    ) -> None:
+        """``binds``: where the primary listens, then each replica (default: loopback)."""
         if workdir is None:
             # not under a private temp folder: the unprivileged server user must reach it
             workdir = Path(tempfile.mkdtemp(prefix="rtcfleet-pg-"))
         workdir.mkdir(parents=True, exist_ok=True)
         workdir.chmod(0o755)
         self.workdir = workdir
-        self.primary = PostgresServer(workdir / "primary")
-        self.replicas = [PostgresServer(workdir / f"replica{i}") for i in range(replicas)]
+        binds = binds or [LOCAL] * (replicas + 1)
+        if len(binds) != replicas + 1:
+            raise ValueError(f"{replicas} replicas and a primary need {replicas + 1} binds")
+        self.primary = PostgresServer(workdir / "primary", bind=binds[0])
+        self.replicas = [
+            PostgresServer(workdir / f"replica{i}", bind=binds[i + 1]) for i in range(replicas)
+        ]
 
     def start(self) -> ReplicatedPostgres:
         self.primary.init_primary().start()

@@ -215,3 +215,23 @@ def test_arbitrary_bytes_never_crash_the_parser(raw: bytes | str) -> None:
             ErrorCode.UNKNOWN_TYPE,
             ErrorCode.TOO_LARGE,
         }
+
+
+async def test_ping_is_answered_before_and_after_join_and_leaves_no_trace(
+    gw: GatewayUnderTest,
+) -> None:
+    """The liveness probe of the signaling path: answered at once, no session, no cursor."""
+    await gw.register_node(NODE)
+    ws = await gw.signal()
+    await ws.send_str(json.dumps({"type": "ping"}))
+    assert await receive(ws) == {"type": "pong"}
+    assert await sessions_in_redis(gw) == []
+    await ws.send_str(json.dumps({"type": "join", "token": gw.token("room", "alice")}))
+    assert (await receive(ws))["type"] == "joined"
+    await ws.send_str(json.dumps({"type": "ping"}))
+    while (answer := await receive(ws))["type"] != "pong":
+        pass
+    assert "cursor" not in answer
+    await ws.send_str(json.dumps({"type": "ping", "extra": 1}))
+    assert (await receive(ws))["code"] == ErrorCode.BAD_MESSAGE.value
+    await ws.close()
