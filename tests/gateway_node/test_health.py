@@ -42,11 +42,11 @@ async def gateway(
         gateway_id=f"gw-{uuid.uuid4().hex[:6]}",
         region="test",
         redis_url=redis_url,
-        postgres_dsn=postgres_dsn,  # type: ignore[arg-type]
+        postgres_dsn=postgres_dsn,
         settings_refresh_seconds=settings_refresh,
-        api_keys={API_KEY: API_SECRET},  # type: ignore[dict-item]
-        cluster_secret=CLUSTER_SECRET,  # type: ignore[arg-type]
-        admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
+        api_keys={API_KEY: API_SECRET},
+        cluster_secret=CLUSTER_SECRET,
+        admin_token=ADMIN_TOKEN,
     )
     client_app, admin_app = create_apps(settings)
     client, admin = TestClient(TestServer(client_app)), TestClient(TestServer(admin_app))

@@ -7,7 +7,8 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 
 import aiohttp
 import pytest
@@ -108,7 +109,7 @@ async def calls(fleet: LocalFleet, tag: str) -> list[tuple[Bot, Bot]]:
         pairs.append((a, b))
         await a.start()
         await b.start()
-        await wait_until(lambda a=a: receives_from(a, ["b"]), 30, f"media in {region}")
+        await wait_until(partial(receives_from, a, ["b"]), 30, f"media in {region}")
     return pairs
 
 
@@ -171,14 +172,12 @@ async def test_home_postgres_lost_joins_and_calls_go_on_writes_wait_for_promotio
         assert min(decoded) >= 0.7 * 10 * WRITER_OUTAGE_S
         # the new value reached every region's replica and every gateway's copy
         for region in fleet.regions:
-            await wait_until(
-                lambda r=region: admin(fleet, "GET", "/api/settings", region=r)[1].get(
-                    "max_participants_per_room"
-                )
-                == 43,
-                15,
-                f"settings in {region}",
-            )
+
+            def written(r: str = region) -> bool:
+                body = admin(fleet, "GET", "/api/settings", region=r)[1]
+                return bool(body.get("max_participants_per_room") == 43)
+
+            await wait_until(written, 15, f"settings in {region}")
     finally:
         for a, b in pairs:
             await asyncio.gather(a.close(), b.close())
@@ -249,7 +248,9 @@ async def test_media_nodes_lost_region_health_red_gateways_live(regions: LocalFl
     await wait_until_async(lambda: region_health(fleet, name), 60, "region health green again")
 
 
-async def wait_until_async(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+async def wait_until_async(
+    predicate: Callable[[], Awaitable[bool]], timeout: float, what: str
+) -> None:
     deadline = time.monotonic() + timeout
     while not await predicate():
         if time.monotonic() > deadline:
