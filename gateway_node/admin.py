@@ -12,7 +12,7 @@ import time
 from html import escape
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BasicAuth, web
 
 from rtcfleet import bus, settings_store
 from rtcfleet.settings_store import SettingsError
@@ -28,17 +28,34 @@ def _gateway(request: web.Request):  # type: ignore[no-untyped-def]
 UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz"})
 
 
+def _given_token(request: web.Request) -> str:
+    """The token from ``Authorization``: Bearer for the API, Basic (any user) for a browser.
+
+    Never from the query string, where it would land in access logs and browser history.
+    """
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header.removeprefix("Bearer ")
+    if header.startswith("Basic "):
+        try:
+            return BasicAuth.decode(header).password
+        except ValueError:
+            return ""
+    return ""
+
+
 @web.middleware
 async def admin_auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
     if request.path in UNAUTHENTICATED_PATHS:
         return await handler(request)
     expected = _gateway(request).settings.admin_token.get_secret_value().encode()
-    header = request.headers.get("Authorization", "")
-    given = header.removeprefix("Bearer ") if header.startswith("Bearer ") else ""
-    # the console page is opened in a browser: the token may come as ?token=
-    given = given or request.query.get("token", "")
-    if not hmac.compare_digest(given.encode(), expected):
-        return web.json_response({"error": "unauthorized"}, status=401)
+    if not hmac.compare_digest(_given_token(request).encode(), expected):
+        # the challenge lets a browser open the console by asking for the token once
+        return web.json_response(
+            {"error": "unauthorized"},
+            status=401,
+            headers={"WWW-Authenticate": 'Basic realm="rtcfleet admin", charset="UTF-8"'},
+        )
     return await handler(request)
 
 
