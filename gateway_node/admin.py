@@ -80,6 +80,16 @@ async def put_settings(request: web.Request) -> web.Response:
     return web.json_response(new.model_dump())
 
 
+async def delete_setting(request: web.Request) -> web.Response:
+    key = request.match_info["key"]
+    try:
+        async with _gateway(request).postgres.acquire() as conn:
+            new = await settings_store.delete(conn, key)
+    except SettingsError as exc:
+        return web.json_response({"error": "unknown_setting", "detail": str(exc)}, status=404)
+    return web.json_response(new.model_dump())
+
+
 async def _nodes(request: web.Request) -> list[dict[str, Any]]:
     gateway = _gateway(request)
     now = time.time()
@@ -187,6 +197,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/settings", get_settings)
     app.router.add_put("/api/settings", put_settings)
     app.router.add_patch("/api/settings", put_settings)
+    app.router.add_delete("/api/settings/{key}", delete_setting)
     app.router.add_get("/api/nodes", list_nodes)
     app.router.add_get("/api/rooms", list_rooms)
     app.router.add_post("/api/nodes/{node_id}/drain", drain_node)

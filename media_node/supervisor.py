@@ -455,7 +455,7 @@ class Supervisor:
             log.warning("settings replica unreachable, keeping last copy: %s", exc)
             return False
         try:
-            platform = await settings_store.load(conn)
+            platform = await settings_store.load(conn, fallback=self.platform)
         except (OSError, asyncpg.PostgresError) as exc:
             log.warning("settings read failed, keeping last copy: %s", exc)
             return False
