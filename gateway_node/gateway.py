@@ -27,6 +27,7 @@ from gateway_node.metrics import GatewayMetrics
 from gateway_node.placement import NoAvailableNodes, claim_room, placeable, select_node
 from gateway_node.registry import NodeRegistry
 from gateway_node.replication import SettingsReplication
+from gateway_node.room_home import RESERVATION_TTL_S, reservation_key, room_home
 from gateway_node.settings import GatewaySettings
 from rtcfleet import bus, settings_store
 from rtcfleet.node_messages import NodeLeave
@@ -47,6 +48,31 @@ SESSION_SEND_TIMEOUT_S = 10.0
 SESSION_CLOSE_TIMEOUT_S = 2.0
 # WebSocket close code for a client that let its queue fill ("try again later")
 WS_CLOSE_SLOW_READER = 1013
+
+# A client that lost its media names its node; the gateway believes it once the node has also
+# missed a heartbeat (1.5 intervals without one): a client's own network problem then does not
+# move a room off a node that is fine, and a dead node loses its rooms in seconds, not at
+# staleness.
+SUSPECT_AFTER_BEATS = 1.5
+
+
+# SET the reservation to ARGV[1] unless another region holds it; ARGV[2] is a holder known to
+# be stale (empty: none). Returns the holder afterwards.
+_RESERVE = """
+local current = redis.call('GET', KEYS[1])
+if (not current) or current == ARGV[1] or current == ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+  return ARGV[1]
+end
+return current
+"""
+
+
+class Unreachable:
+    """A region that did not answer a room lookup in time."""
+
+
+UNREACHABLE = Unreachable()
 
 
 class RoomElsewhere(Exception):
@@ -165,6 +191,19 @@ class Gateway:
     def registry(self) -> NodeRegistry:
         return NodeRegistry(self.redis, self.settings.node_stale_seconds)
 
+    @property
+    def heartbeat_interval(self) -> float:
+        """How often media nodes beat (told to them at registration)."""
+        return min(1.0, self.settings.node_stale_seconds / 5)
+
+    async def node_suspect(self, node_id: str) -> bool:
+        """Has the node missed a heartbeat (or left the registry)? Corroborates a client's
+        report that its media died."""
+        node = await self.registry.get(node_id)
+        if node is None:
+            return True
+        return time.time() - node.heartbeat_at > SUSPECT_AFTER_BEATS * self.heartbeat_interval
+
     async def start(self) -> None:
         self._redis = connect(self.settings.redis_url)
         self._http = aiohttp.ClientSession(
@@ -249,22 +288,41 @@ class Gateway:
         node = await self.registry.get(owner)
         return node if node is not None and self.registry.is_fresh(node) else None
 
-    async def find_remote(self, room: str) -> RoomElsewhere | None:
-        """Ask every other region, concurrently and within a bound, whether it hosts ``room``.
+    def all_regions(self) -> list[str]:
+        return [self.settings.region, *self.settings.peer_regions]
 
-        An unreachable or slow region is skipped: a region outage must not block joins here.
-        """
+    def is_home(self, room: str) -> bool:
+        return room_home(room, self.all_regions()) == self.settings.region
+
+    def redirect_to(self, region: str) -> RoomElsewhere | None:
+        """Where to send a client for ``region``; None when its URLs are not configured."""
+        urls = self.settings.peer_signal_urls.get(region)
+        return RoomElsewhere(region, list(urls)) if urls else None
+
+    async def reserve(self, room: str, holder: str, stale: str | None = None) -> str:
+        """Record in this (home) region that ``holder`` holds ``room``, unless another region
+        does (``stale``: a holder known not to host it any more); returns the holder."""
+        result = await self.redis.eval(
+            _RESERVE, 1, reservation_key(room), holder, stale or "", str(RESERVATION_TTL_S)
+        )
+        return str(result)
+
+    async def ask_regions(self, room: str) -> dict[str, RoomElsewhere | Unreachable | None]:
+        """Ask every other region, concurrently and within a bound, whether it hosts ``room``:
+        where it lives, ``None`` (not there; the room's home has then reserved it for this
+        region), or ``UNREACHABLE``."""
         if not self.settings.peer_regions or self._http is None:
-            return None
+            return {}
         secret = self.settings.cluster_secret.get_secret_value()
         headers = {"Authorization": f"Bearer {secret}"}
+        asker = {"for": self.settings.region}
 
-        async def ask(region: str, urls: list[str]) -> RoomElsewhere | None:
+        async def ask(region: str, urls: list[str]) -> RoomElsewhere | Unreachable | None:
             assert self._http is not None
             for url in urls:
                 try:
                     async with self._http.get(
-                        f"{url.rstrip('/')}/internal/rooms/{room}", headers=headers
+                        f"{url.rstrip('/')}/internal/rooms/{room}", headers=headers, params=asker
                     ) as response:
                         if response.status == 404:
                             return None
@@ -273,29 +331,68 @@ class Gateway:
                             return RoomElsewhere(body["region"], list(body["signal_urls"]))
                 except (TimeoutError, aiohttp.ClientError, ValueError, KeyError):
                     continue
-            return None
+            return UNREACHABLE
 
+        regions = list(self.settings.peer_regions)
         answers = await asyncio.gather(
-            *(ask(region, urls) for region, urls in self.settings.peer_regions.items()),
+            *(ask(region, self.settings.peer_regions[region]) for region in regions),
             return_exceptions=True,
         )
-        found = [a for a in answers if isinstance(a, RoomElsewhere)]
-        ranked = self.settings.ordered_regions()
-        found.sort(key=lambda a: ranked.index(a.region) if a.region in ranked else len(ranked))
-        return found[0] if found else None
+        return {
+            region: UNREACHABLE if isinstance(answer, BaseException) else answer
+            for region, answer in zip(regions, answers, strict=True)
+        }
 
-    async def place(self, room: str, *, look_elsewhere: bool = True) -> NodeState:
+    async def may_create(
+        self,
+        room: str,
+        answers: dict[str, RoomElsewhere | Unreachable | None],
+        unreachable: frozenset[str],
+    ) -> None:
+        """Raise ``RoomElsewhere`` unless this region may create ``room`` now (see
+        ``gateway_node.room_home``); ``unreachable``: regions the client cannot reach."""
+        found = [a for a in answers.values() if isinstance(a, RoomElsewhere)]
+        if found:
+            ranked = self.settings.ordered_regions()
+            found.sort(key=lambda a: ranked.index(a.region) if a.region in ranked else len(ranked))
+            raise found[0]
+        home = room_home(room, self.all_regions())
+        if home != self.settings.region:
+            if answers.get(home) is UNREACHABLE and home not in unreachable:
+                redirect = self.redirect_to(home)
+                if redirect is not None:
+                    raise redirect
+            return
+        holder = await self.reserve(room, self.settings.region)
+        if holder == self.settings.region:
+            return
+        # reserved by another region that did not say it hosts the room
+        if answers.get(holder) is UNREACHABLE and holder not in unreachable:
+            redirect = self.redirect_to(holder)
+            if redirect is not None:
+                raise redirect
+        await self.reserve(room, self.settings.region, stale=holder)
+
+    async def place(
+        self,
+        room: str,
+        *,
+        look_elsewhere: bool = True,
+        avoid: str | None = None,
+        unreachable: frozenset[str] = frozenset(),
+    ) -> NodeState:
         """The node that hosts ``room``: its live owner, or a newly claimed least-loaded node.
 
+        ``avoid``: a node believed dead before its heartbeat goes stale; the room moves off it.
         Raises ``RoomElsewhere`` when the room is new here but live in another region.
         """
         registry = self.registry
         if look_elsewhere and await self.local_owner(room) is None:
-            elsewhere = await self.find_remote(room)
-            if elsewhere is not None:
-                raise elsewhere
+            await self.may_create(room, await self.ask_regions(room), unreachable)
         for _ in range(PLACEMENT_ATTEMPTS):
             nodes = {node.node_id: node for node in await registry.nodes()}
+            if avoid is not None:
+                nodes.pop(avoid, None)
             now = time.time()
             owner = cast(str | None, await self.redis.get(bus.room_key(room)))
             if owner in nodes and nodes[owner].is_fresh(now, registry.stale_after):

@@ -33,6 +33,8 @@ from rtcfleet.signaling import (
     Join,
     Joined,
     Leave,
+    Ping,
+    Pong,
     PublishOffer,
     Redirect,
     Rejoin,
@@ -132,8 +134,12 @@ class SignalConnection:
             await self.send_error(ErrorCode.INTERNAL, "signaling backend unavailable, retry")
 
     async def dispatch(
-        self, message: Join | PublishOffer | SubscriberAnswer | Trickle | Rejoin | Leave
+        self, message: Join | PublishOffer | SubscriberAnswer | Trickle | Rejoin | Leave | Ping
     ) -> None:
+        if isinstance(message, Ping):
+            if not self.ws.closed:
+                await self.ws.send_str(encode(Pong()))
+            return
         if isinstance(message, Join):
             await self.join(message)
             return
@@ -202,7 +208,7 @@ class SignalConnection:
             await self.resume(message, grant)
             return
         try:
-            node = await self._place(grant.room)
+            node = await self._place(grant.room, unreachable=frozenset(message.unreachable_regions))
         except RoomElsewhere as elsewhere:
             await self.ws.send_str(encode(Redirect(region=elsewhere.region, urls=elsewhere.urls)))
             return
@@ -234,9 +240,18 @@ class SignalConnection:
             can_subscribe=grant.can_subscribe,
         )
 
-    async def _place(self, room: str, *, look_elsewhere: bool = True) -> NodeState:
+    async def _place(
+        self,
+        room: str,
+        *,
+        look_elsewhere: bool = True,
+        avoid: str | None = None,
+        unreachable: frozenset[str] = frozenset(),
+    ) -> NodeState:
         try:
-            return await self.gateway.place(room, look_elsewhere=look_elsewhere)
+            return await self.gateway.place(
+                room, look_elsewhere=look_elsewhere, avoid=avoid, unreachable=unreachable
+            )
         except NoAvailableNodes as exc:
             raise SignalingError(ErrorCode.NO_MEDIA_NODE, str(exc)) from None
 
@@ -285,8 +300,13 @@ class SignalConnection:
                 ErrorCode.RATE_LIMITED, f"one rejoin per {REJOIN_INTERVAL_S:.0f} s per session"
             )
         async with session.lock:
+            avoid = None
+            if not session.reconnect_sent and await gateway.node_suspect(session.node_id):
+                # the client found its media dead on its own, and the node went quiet too
+                avoid = session.node_id
+                log.info("node %s suspected by session %s", avoid, session.session_id)
             # the session belongs to this region: its media is placed here
-            node = await self._place(session.grant.room, look_elsewhere=False)
+            node = await self._place(session.grant.room, look_elsewhere=False, avoid=avoid)
             session.node_id = node.node_id
             session.reconnect_sent = False
             session.placed_at = time.time()

@@ -102,6 +102,11 @@ class Join(_Message):
     session_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
     # last server message cursor the client saw; the gateway replays what came after it
     cursor: Cursor | None = None
+    # regions this client failed to reach in the last REGION_UNREACHABLE_MEMORY_S: a region
+    # that cannot ask a room's home itself takes the room over only on this word
+    unreachable_regions: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=16)
+    ] = []
 
 
 class PublishOffer(_Message):
@@ -136,12 +141,27 @@ class Leave(_Message):
     type: Literal["leave"] = "leave"
 
 
+class Ping(_Message):
+    """Is the signaling path alive? The gateway answers ``pong`` at once, joined or not.
+
+    A path that drops packets closes nothing; only an answer that fails to come tells."""
+
+    type: Literal["ping"] = "ping"
+
+
 ClientMessage = Annotated[
-    Join | PublishOffer | SubscriberAnswer | Trickle | Rejoin | Leave, Field(discriminator="type")
+    Join | PublishOffer | SubscriberAnswer | Trickle | Rejoin | Leave | Ping,
+    Field(discriminator="type"),
 ]
 CLIENT_TYPES = frozenset(
-    {"join", "publish_offer", "subscriber_answer", "trickle", "rejoin", "leave"}
+    {"join", "publish_offer", "subscriber_answer", "trickle", "rejoin", "leave", "ping"}
 )
+
+# How a client watches its signaling path (the protocol's recommendation, see docs/signaling.md):
+# a ping every PING_INTERVAL_S; nothing heard for SIGNALING_DEAD_AFTER_S means the path is dead.
+PING_INTERVAL_S = 1.0
+SIGNALING_DEAD_AFTER_S = 2.5
+REGION_UNREACHABLE_MEMORY_S = 30.0
 
 
 # ---- gateway / media node -> client ------------------------------------------------------------
@@ -218,6 +238,12 @@ class Error(_Message):
     message: str
 
 
+class Pong(_Message):
+    """The answer to ``ping``; not part of the session stream (no cursor)."""
+
+    type: Literal["pong"] = "pong"
+
+
 ServerMessage = Annotated[
     Joined
     | PublishAnswer
@@ -229,7 +255,8 @@ ServerMessage = Annotated[
     | TrackUnpublished
     | Reconnect
     | Redirect
-    | Error,
+    | Error
+    | Pong,
     Field(discriminator="type"),
 ]
 
@@ -239,7 +266,7 @@ _server_adapter: TypeAdapter[Any] = TypeAdapter(ServerMessage)
 
 def parse_client_message(
     raw: str | bytes,
-) -> Join | PublishOffer | SubscriberAnswer | Trickle | Rejoin | Leave:
+) -> Join | PublishOffer | SubscriberAnswer | Trickle | Rejoin | Leave | Ping:
     """Validate one client frame, raising ``SignalingError`` with the code that fits."""
     if len(raw) > MAX_FRAME_BYTES:
         raise SignalingError(ErrorCode.TOO_LARGE, f"message over {MAX_FRAME_BYTES} bytes")

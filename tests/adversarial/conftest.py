@@ -9,6 +9,7 @@ two-party call running during its attack and checks afterwards that the call dec
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 import uuid
@@ -71,7 +72,7 @@ class HonestCall:
             await bot.start()
         for bot in self.bots:
             others = [n for n in self.names if n != bot.name]
-            await wait_until(lambda b=bot, o=others: receives_from(b, o), 30, f"{bot.name} media")
+            await wait_until(functools.partial(receives_from, bot, others), 30, f"{bot.name} media")
 
     def mark(self) -> Mark:
         return Mark({bot.name: bot.frames_sent() for bot in self.bots})

@@ -165,9 +165,9 @@ async def run_traffic(fleet: LocalFleet, traffic: list[tuple[int, Any]]) -> dict
             # a 20th of the sockets' allowed rate each: the limiter is tested elsewhere
             await asyncio.sleep(0.004)
     finally:
-        for ws in sockets:
-            if ws is not None:
-                await ws.close()
+        for opened in sockets:
+            if opened is not None:
+                await opened.close()
         for task in readers:
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)

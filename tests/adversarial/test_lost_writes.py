@@ -20,10 +20,8 @@ async def test_lost_claims_sessions_and_node_index_are_rebuilt(
     node_id = fleet.regions[fleet.home].media_nodes[0].name
     try:
         mark = honest.mark()
-        room = honest.bots[0].session.session_id and (
-            await redis.hget(bus.session_key(honest.bots[0].session.session_id or ""), "room")
-        )
-        assert room
+        room = await redis.hget(bus.session_key(honest.bots[0].session.session_id or ""), "room")
+        assert isinstance(room, str) and room
         sessions = [bot.session.session_id or "" for bot in honest.bots]
         await redis.delete(bus.room_key(room), bus.NODES, *(bus.session_key(s) for s in sessions))
         await asyncio.sleep(OUTAGE_S)
@@ -31,7 +29,7 @@ async def test_lost_claims_sessions_and_node_index_are_rebuilt(
         nodes = await redis.smembers(bus.NODES)
         records = [await redis.exists(bus.session_key(s)) for s in sessions]
         rejoins = [bot.session.events.media_rejoins for bot in honest.bots]
-        print(f"claim {owner}, nodes {nodes}, session records {records}, rejoins {rejoins}")
+        print(f"claim {owner!r}, nodes {nodes}, session records {records}, rejoins {rejoins}")
         await assert_unharmed(fleet, honest, mark)
         assert rejoins == [0, 0], "sessions were told to reconnect"
         assert owner == node_id, "the room's claim was not re-asserted"

@@ -31,6 +31,7 @@ async def test_a_client_that_stops_reading_is_disconnected_alone(
     sdp = await publish_offer_sdp(("audio", "video") * 8)  # the largest offer allowed
     # the attacker's own client stops reading: its kernel buffer fills, then the gateway's sends
     transport = attacker.ws._response.connection.transport  # type: ignore[union-attr]
+    assert transport is not None
     try:
         await attacker.join(fleet.token("slow", "sloth"))
         transport.pause_reading()
