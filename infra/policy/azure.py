@@ -432,6 +432,54 @@ def distinct_computer_names(args: StackValidationArgs, report: Report) -> None:
         seen[prefix] = scale_set.name
 
 
+IMAGE_TEMPLATE = "azure-native:virtualmachineimages:VirtualMachineImageTemplate"
+
+
+def _assignments_before(resource: Any) -> list[Any]:
+    """Role assignments a resource waits for, directly or through a propagation wait."""
+    found = _depends_on(resource, ROLE_ASSIGNMENT)
+    for sleep in _depends_on(resource, SLEEP):
+        if _seconds(sleep.props.get("createDuration")) >= MIN_ROLE_PROPAGATION_SECONDS:
+            found += _depends_on(sleep, ROLE_ASSIGNMENT)
+    return found
+
+
+def image_builder_can_build(args: StackValidationArgs, report: Report) -> None:
+    """An image template runs, after its identity may read the bundle, stage and write versions."""
+    for template in (r for r in args.resources if r.resource_type == IMAGE_TEMPLATE):
+        props = template.props
+        if (props.get("autoRun") or {}).get("state") != "Enabled":
+            report(f"{template.name} never runs: set autoRun.state Enabled", template.urn)
+        scopes = [str(a.props.get("scope") or "") for a in _assignments_before(template)]
+        needs: dict[str, str] = {}
+        staging = str(props.get("stagingResourceGroup") or "")
+        needs["the staging resource group"] = staging or "(none set)"
+        for distributor in props.get("distribute") or []:
+            image = str(distributor.get("galleryImageId") or "")
+            needs["the gallery"] = image.split("/images/")[0]
+            if "/versions/" not in image:
+                report(
+                    f"{template.name} writes an unnamed version: region stacks need its id",
+                    template.urn,
+                )
+        for customizer in props.get("customize") or []:
+            match = re.match(
+                r"^https://([a-z0-9]+)\.blob\.core\.windows\.net/([^/]+)/",
+                str(customizer.get("sourceUri") or ""),
+            )
+            if match:
+                needs["the bundle's container"] = (
+                    f"/storageAccounts/{match[1]}/blobServices/default/containers/{match[2]}"
+                )
+        for what, scope in needs.items():
+            if not scope or not any(s.lower().endswith(scope.lower()) for s in scopes):
+                report(
+                    f"{template.name}: its identity holds no role on {what} before the build "
+                    f"({scope})",
+                    template.urn,
+                )
+
+
 def _stack_policy(
     name: str, validate: Callable[[StackValidationArgs, Report], None]
 ) -> StackValidationPolicy:
@@ -451,6 +499,7 @@ AZURE_POLICIES: Sequence[ResourceValidationPolicy | StackValidationPolicy] = (
     ),
     _stack_policy("rtcfleet-azure-nat-gateways-zonal", nat_gateways_zonal),
     _stack_policy("rtcfleet-azure-distinct-computer-names", distinct_computer_names),
+    _stack_policy("rtcfleet-azure-image-builder-can-build", image_builder_can_build),
     _policy("rtcfleet-azure-nsg-matches-spec", nsg_matches_spec),
     _policy("rtcfleet-azure-no-ssh", no_ssh),
     _policy("rtcfleet-azure-no-public-data-stores", no_public_data_stores),
