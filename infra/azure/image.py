@@ -22,14 +22,13 @@ import pulumiverse_time as time
 
 from infra.azure.identities import grant, role_definition_id, stable_guid
 from infra.spec import ROLE_TAG
+from rtcfleet.bake.aws import INSTALL_PREFIX
+from rtcfleet.bake.azure import BUNDLE_PATH, DEBIAN_12, install_commands
 
 vmi = azure_native.virtualmachineimages
 compute = azure_native.compute
 
-INSTALL_PREFIX = "/opt/rtcfleet"
-BUNDLE_PATH = "/tmp/rtcfleet-node.tar.gz"
 IMAGE_ROLE = "image"
-DEBIAN_12 = ("Debian", "debian-12", "12-gen2")
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 # Azure Image Builder's documented permissions for distributing to a Compute Gallery.
@@ -71,17 +70,6 @@ class AzureImageArgs:
     @property
     def all_locations(self) -> list[str]:
         return [self.location, *(loc for loc in self.locations if loc != self.location)]
-
-
-def install_commands(sha256: str) -> list[str]:
-    return [
-        "set -euo pipefail",
-        f"echo '{sha256}  {BUNDLE_PATH}' | sha256sum -c -",
-        "mkdir -p /tmp/rtcfleet-node",
-        f"tar -xzf {BUNDLE_PATH} -C /tmp/rtcfleet-node",
-        "sudo apt-get update -q",
-        f"sudo /tmp/rtcfleet-node/*/install.sh --prefix {INSTALL_PREFIX}",
-    ]
 
 
 class AzureNodeImage(pulumi.ComponentResource):

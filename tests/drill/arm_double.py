@@ -1,7 +1,8 @@
 """A local stand-in for the Azure Resource Manager endpoints the drill and the bake call.
 
-Shapes follow Azure's REST API reference: a long-running POST/PATCH/PUT answers ``202
-Accepted`` with ``Azure-AsyncOperation`` and ``Location`` headers (``Retry-After: 0``); the
+Shapes follow Azure's REST API reference: a long-running POST/PATCH/DELETE answers ``202
+Accepted`` with ``Azure-AsyncOperation`` and ``Location`` headers (``Retry-After: 0``), a PUT
+answers ``201 Created`` with the resource and an ``Azure-AsyncOperation`` header; the
 operation URL answers ``{"status": "InProgress"}`` once, then ``Succeeded`` (or ``Failed`` with
 an ``error``); the ``Location`` URL answers the operation's result. It serves HTTPS on
 127.0.0.1 with a certificate of its own (the SDK refuses bearer tokens over plain HTTP), runs in
@@ -274,6 +275,18 @@ class ArmDouble:
             profile.setdefault("publishedDate", datetime.datetime.now(datetime.UTC).isoformat())
             document["properties"]["provisioningState"] = "Succeeded"
         self.resources[key] = document
+        if method == "PUT":
+            operation = uuid.uuid4().hex
+            self.operations[operation] = Operation(result=document)
+            return web.json_response(
+                {**document, "properties": {**document.get("properties", {}),
+                                            "provisioningState": "Creating"}},
+                status=201,
+                headers={
+                    "Azure-AsyncOperation": f"{self.url}/operations/{operation}",
+                    "Retry-After": "0",
+                },
+            )  # fmt: skip
         return self._accepted(document, status=200)
 
     def _delete(self, path: str) -> web.Response:
