@@ -36,15 +36,19 @@ import pulumi_azure_native as azure_native
 
 from infra.azure.identities import grant, stable_guid
 from infra.node_boot import boot_script
-from infra.spec import CLIENT_SIGNALING_PORT, HEALTH_CHECK_PATH, ROLE_TAG, Role
+from infra.spec import (
+    CLIENT_SIGNALING_PORT,
+    ENV_TAG,
+    HEALTH_CHECK_PATH,
+    KEY_VAULT_TAG,
+    ROLE_TAG,
+    Role,
+)
 
 ADMIN_USER = "rtcfleet"
 # Each role's computer names start differently, so a host name says what the machine is and
 # two scale sets never hand out the same name (Uniform appends the instance id to the prefix).
 COMPUTER_NAME_PREFIXES = {Role.GATEWAY: "gw", Role.MEDIA_NODE: "media"}
-# The vault a node reads when its custom data is lost: first boot falls back to this tag.
-KEY_VAULT_TAG = "rtcfleet:keyVault"
-ENV_TAG = "rtcfleet:env"
 # Azure's longest terminate notice; the drain agent approves the event as soon as it is done.
 TERMINATE_NOTICE = "PT15M"
 HEALTH_GRACE = "PT10M"

@@ -36,6 +36,8 @@ from infra.azure.firewall_rules import (
 from infra.azure.rbac import KEY_VAULT_SECRETS_USER
 from infra.policy.aws import Report, _cidr, _int, _policy, _tags, _truthy
 from infra.spec import (
+    ENV_TAG,
+    KEY_VAULT_TAG,
     MIN_AVAILABILITY_ZONES,
     MIN_GATEWAYS,
     MIN_REDIS_REPLICAS,
@@ -61,8 +63,6 @@ PUBLIC_IP = "azure-native:network:PublicIPAddress"
 SLEEP = "time:index/sleep:Sleep"
 # Azure documents RBAC changes taking minutes to apply; a shorter wait is no wait.
 MIN_ROLE_PROPAGATION_SECONDS = 120
-KEY_VAULT_TAG = "rtcfleet:keyVault"
-ENV_TAG = "rtcfleet:env"
 
 ANYWHERE = ("*", "0.0.0.0/0", "Internet")
 MAX_TERMINATE_NOTICE_MINUTES = 15
