@@ -256,3 +256,27 @@ async def test_region_outage_drill_through_resource_manager(
         "scale set prod-l1-media started",
         "Application Gateway prod-l1-client started",
     ]
+
+
+def test_the_repoint_script_moves_only_the_writer_host(tmp_path: Path) -> None:
+    import subprocess
+
+    from rtcfleet.drill.azure import GATEWAY_ENV, REPOINT_SCRIPT
+
+    env = tmp_path / "gateway.env"
+    env.write_text(
+        'RTCFLEET_GATEWAY_POSTGRES_DSN="postgresql://rtcfleet:p%40ss@old.postgres.database.azure'
+        '.com:5432/rtcfleet?sslmode=require"\n'
+        'RTCFLEET_GATEWAY_REDIS_URL="rediss://:key@old.redis.cache.windows.net:6380/0"\n'
+    )
+    script = [line.replace(GATEWAY_ENV, str(env)) for line in REPOINT_SCRIPT[:-1]]
+    subprocess.run(
+        ["bash", "-c", "\n".join(script)],
+        env={"WRITE_HOST": "new.postgres.database.azure.com", "PATH": "/usr/bin:/bin"},
+        check=True,
+    )
+    assert env.read_text().splitlines() == [
+        'RTCFLEET_GATEWAY_POSTGRES_DSN="postgresql://rtcfleet:p%40ss@new.postgres.database.azure'
+        '.com:5432/rtcfleet?sslmode=require"',
+        'RTCFLEET_GATEWAY_REDIS_URL="rediss://:key@old.redis.cache.windows.net:6380/0"',
+    ]
