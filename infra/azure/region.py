@@ -23,12 +23,15 @@ from infra.azure.sizes import vm_size
 from infra.references import stack_reference_name
 from infra.secret_values import configured_secrets, secret_values
 from infra.settings import AzureRegionSettings, SettingsError, config_key
-from infra.spec import Role
+from infra.spec import Role, settings_subscription
 
 # Outputs of the home region's stack that the other regions read.
 HOME_SERVER_ID = "postgresServerId"
 HOME_WRITE_ENDPOINT = "postgresWriteEndpoint"
 HOME_DB_PASSWORD = "dbPassword"
+# The private DNS zone holding the writer's name, and its resource group.
+HOME_DNS_ZONE = "postgresDnsZoneName"
+HOME_RESOURCE_GROUP = "resourceGroupName"
 # Output of the image stack: the Compute Gallery image version the nodes boot.
 IMAGE_VERSION_ID = "azureImageVersionId"
 # Azure generates the cache's access key; the region reads it instead of setting one.
@@ -47,11 +50,15 @@ def signaling_address(gateway_cidr: str) -> str:
 
 @dataclass
 class HomeDatabase:
-    """What a non-home region needs from the home region's stack."""
+    """What a non-home region needs from the home region's stack (or, for a subscriber, from
+    the environment's writer stack in another cloud: no server id)."""
 
-    server_id: pulumi.Input[str]
+    server_id: pulumi.Input[str] | None
     write_endpoint: pulumi.Input[str]
     password: pulumi.Input[str]
+    # The writer's private DNS zone and its resource group (an Azure writer only).
+    dns_zone_name: pulumi.Input[str] | None = None
+    resource_group_name: pulumi.Input[str] | None = None
 
 
 @dataclass
@@ -144,7 +151,6 @@ class AzureRegion(pulumi.ComponentResource):
                 admin_certificate=s.admin_certificate or s.certificate,
                 certificate_vault_id=s.certificate_vault_id,
                 dns_label=f"rtcfleet-{prefix}",
-                turn_tls=s.turn_tls_lb,
                 tags=tags,
             ),
             opts=child,
@@ -184,6 +190,8 @@ class AzureRegion(pulumi.ComponentResource):
                 resource_group_name=rg,
                 location=s.region,
                 home=s.is_home,
+                subscriber=s.subscribes,
+                writer_stack=s.writer_stack,
                 sku=vm_size(Role.POSTGRES, s.postgres_size, s.postgres_sku),
                 zones=zones,
                 subnet_id=network.subnet_id(Role.POSTGRES),
@@ -192,9 +200,16 @@ class AzureRegion(pulumi.ComponentResource):
                 backup_days=s.postgres_backup_days,
                 version=s.postgres_version,
                 production=s.production,
-                password=values["dbPassword"] if s.is_home else None,
+                password=values["dbPassword"] if s.is_home or s.subscribes else None,
                 source_server_id=args.home.server_id if args.home else None,
                 source_endpoint=args.home.write_endpoint if args.home else None,
+                source_dns_zone=(
+                    (args.home.dns_zone_name, args.home.resource_group_name)
+                    if args.home is not None
+                    and args.home.dns_zone_name is not None
+                    and args.home.resource_group_name is not None
+                    else None
+                ),
                 tags=tags,
             ),
             opts=child,
@@ -228,7 +243,16 @@ class AzureRegion(pulumi.ComponentResource):
                         "region": s.region,
                         "homeRegion": s.home_region,
                         "redis": redis_doc,
-                        "postgres": {**postgres_doc, "writeHost": postgres.write_endpoint},
+                        "postgres": {
+                            **postgres_doc,
+                            "writeHost": postgres.write_endpoint,
+                            # the subscription the gateways keep following the writer
+                            **(
+                                {"subscription": settings_subscription(s.region)}
+                                if s.subscribes
+                                else {}
+                            ),
+                        },
                         "signalingPort": spec.CLIENT_SIGNALING_PORT,
                         "adminPort": spec.ADMIN_PORT,
                     },
@@ -292,7 +316,6 @@ class AzureRegion(pulumi.ComponentResource):
                 vm_size=vm_size(Role.MEDIA_NODE, s.media_size, s.media_vm_size),
                 capacity=s.media_min,
                 public_ip=True,
-                load_balancer_pools=lbs.media_lb_pools,
                 autoscale=CpuAutoscale(
                     target_percent=s.media_cpu_target,
                     cooldown_seconds=s.media_warmup_seconds,
@@ -307,7 +330,7 @@ class AzureRegion(pulumi.ComponentResource):
         self.exports = {
             "region": pulumi.Output.from_input(s.region),
             "location": pulumi.Output.from_input(s.region),
-            "resourceGroupName": rg,
+            HOME_RESOURCE_GROUP: rg,
             "vnetId": network.vnet.id,
             "vnetCidr": pulumi.Output.from_input(str(s.vpc_cidr)),
             "gatewaySubnetId": network.vpn_subnet.id,
@@ -324,6 +347,7 @@ class AzureRegion(pulumi.ComponentResource):
         }
         if postgres.primary is not None:
             self.exports[HOME_SERVER_ID] = postgres.primary.id
+            self.exports[HOME_DNS_ZONE] = postgres.dns_zone_name
             self.exports[HOME_DB_PASSWORD] = pulumi.Output.secret(values["dbPassword"])
         self.register_outputs(self.exports)
 
@@ -338,11 +362,20 @@ def azure_region_program(settings: AzureRegionSettings) -> dict[str, pulumi.Outp
         )
     provider = azure_native.Provider(f"azure-native-{settings.region}", location=settings.region)
     home = None
-    if not settings.is_home:
+    if settings.subscribes and settings.writer_stack is not None:
+        writer = pulumi.StackReference(stack_reference_name(settings.writer_stack))
+        home = HomeDatabase(
+            server_id=None,
+            write_endpoint=writer.require_output(HOME_WRITE_ENDPOINT),
+            password=writer.require_output(HOME_DB_PASSWORD),
+        )
+    elif not settings.is_home:
         reference = pulumi.StackReference(stack_reference_name(settings.home_stack))
         home = HomeDatabase(
             server_id=reference.require_output(HOME_SERVER_ID),
             write_endpoint=reference.require_output(HOME_WRITE_ENDPOINT),
+            dns_zone_name=reference.require_output(HOME_DNS_ZONE),
+            resource_group_name=reference.require_output(HOME_RESOURCE_GROUP),
             password=reference.require_output(HOME_DB_PASSWORD),
         )
     image_id: pulumi.Input[str]

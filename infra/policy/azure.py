@@ -44,6 +44,7 @@ from infra.spec import (
     PRIVATE_RANGES,
     ROLE_TAG,
     SSH_PORT,
+    SUBSCRIBER_TAG,
     Ingress,
     Role,
     Source,
@@ -177,7 +178,7 @@ def nsg_matches_spec(args: ResourceValidationArgs, report: Report) -> None:
         if not any(_allowed(spec, rule) for spec in expected) and not _platform(role, rule):
             report(f"{role_name}: inbound {_describe(rule)} is not allowed by FIREWALL")
     for spec in expected:
-        if spec.source is Source.ADMIN_ALLOW_LIST:
+        if spec.source in (Source.ADMIN_ALLOW_LIST, Source.PEERED_NETWORKS):
             continue
         if not any(_allowed(spec, rule) for rule in allows):
             report(
@@ -287,6 +288,9 @@ def postgres_ha_with_backups(args: ResourceValidationArgs, report: Report) -> No
     if args.props.get("createMode") == "Replica":
         if not args.props.get("sourceServerResourceId"):
             report("a replica needs its source server")
+        return
+    if _tags(args.props).get(SUBSCRIBER_TAG):
+        # a copy of another cloud's writer: a new server copies it again, nothing to back up
         return
     ha = args.props.get("highAvailability") or {}
     if ha.get("mode") != "ZoneRedundant":

@@ -190,6 +190,11 @@ class AzureBackend:
         """Not measured on Azure yet (it lives in Azure Monitor's metrics, not in ARM)."""
         return {}
 
+    async def region_replication(self) -> dict[str, dict[str, Any]]:
+        """Not measured through Resource Manager: each region's gateways report their copy's
+        lag as ``rtcfleet_settings_replication_lag_seconds``."""
+        return {}
+
     async def inject(self, region: str) -> list[str]:
         return await asyncio.to_thread(self._inject, region)
 

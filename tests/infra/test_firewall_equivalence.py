@@ -41,6 +41,7 @@ def _aws_rules(plan: StackPlan) -> set[Rule]:
     role_of_group = {g.id: g.tags[ROLE_TAG] for g in groups}
     allow_list = sorted(str(c) for c in plan.settings.admin_allow_list)
     private = sorted(plan.settings.private_cidrs)
+    peered = sorted(str(c) for c in plan.settings.peered_cidrs)
     found: set[Rule] = set()
     for group in groups:
         for rule in group.inputs.get("ingress") or []:
@@ -53,6 +54,7 @@ def _aws_rules(plan: StackPlan) -> set[Rule]:
                     ("0.0.0.0/0",): Source.ANYWHERE,
                     tuple(allow_list): Source.ADMIN_ALLOW_LIST,
                     tuple(private): Source.PRIVATE_NETWORK,
+                    tuple(peered): Source.PEERED_NETWORKS,
                 }[tuple(cidrs)].value
                 found.add(_entry(group.tags[ROLE_TAG], rule, kind))
     return found
@@ -70,6 +72,7 @@ def _azure_rules(plan: StackPlan) -> tuple[set[Rule], set[tuple[str, str]]]:
     }
     allow_list = tuple(sorted(str(c) for c in plan.settings.admin_allow_list))
     private = tuple(sorted(plan.settings.private_cidrs))
+    peered = tuple(sorted(str(c) for c in plan.settings.peered_cidrs))
     found: set[Rule] = set()
     platform: set[tuple[str, str]] = set()
     for group in plan.of_type("azure-native:network:NetworkSecurityGroup"):
@@ -89,6 +92,8 @@ def _azure_rules(plan: StackPlan) -> tuple[set[Rule], set[tuple[str, str]]]:
                 kind = Source.ADMIN_ALLOW_LIST
             elif sources == private:
                 kind = Source.PRIVATE_NETWORK
+            elif sources == peered:
+                kind = Source.PEERED_NETWORKS
             else:
                 [subnet] = sources
                 kind = subnets[subnet]

@@ -15,7 +15,7 @@ import pytest
 
 from infra.azure import firewall, node_groups, redis
 from infra.plan.runner import CLOUD_API, Planner, StackConfigs, StackPlan
-from tests.infra.conftest import example_values
+from tests.infra.azure.conftest import HOME, REPLICA
 
 REDIS = "azure-native:redis:Redis"
 VMSS = "azure-native:compute:VirtualMachineScaleSet"
@@ -70,18 +70,19 @@ CASES: list[tuple[Callable[[pytest.MonkeyPatch], None], str]] = [
 
 @pytest.mark.parametrize(("breakage", "message"), CASES, ids=[c[0].__name__ for c in CASES])
 def test_a_refused_create_fails_the_plan(
+    azure_planner: Planner,
     weu_plan: StackPlan,
     monkeypatch: pytest.MonkeyPatch,
     breakage: Callable[[pytest.MonkeyPatch], None],
     message: str,
 ) -> None:
     breakage(monkeypatch)
-    # northeurope alone, reading the home region's already planned outputs
+    # northeurope alone (as the Azure tests plan it), reading westeurope's planned outputs
+    assert isinstance(azure_planner.source, StackConfigs)
     stacks = StackConfigs(
-        {"prod-azure-northeurope": example_values("prod-azure-northeurope")},
-        {"prod-azure-westeurope": weu_plan.exports},
+        {REPLICA: azure_planner.source.configs[REPLICA]}, {HOME: weu_plan.exports}
     )
-    plan = Planner(stacks).plan("prod-azure-northeurope")
+    plan = Planner(stacks).plan(REPLICA)
     assert not plan.passed
     assert any(message in refusal for refusal in _refusals(plan)), _refusals(plan)
 
