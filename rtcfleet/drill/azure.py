@@ -25,6 +25,7 @@ import aiohttp
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from rtcfleet.drill.backend import FaultKind
 from rtcfleet.tokens import mint_token
 
 GATEWAY_ENV = "/etc/rtcfleet/gateway.env"
@@ -117,6 +118,8 @@ class AzureBackend:
     verify: str | bool = True
     log: Callable[[str], None] = print
     target: str = "azure"
+    # the region's front door and machines go away: as a kill looks from outside
+    faults: frozenset[FaultKind] = frozenset({FaultKind.KILL})
     calls: list[str] = field(default_factory=list)
     _home: str = ""
 
@@ -195,7 +198,16 @@ class AzureBackend:
         lag as ``rtcfleet_settings_replication_lag_seconds``."""
         return {}
 
-    async def inject(self, region: str) -> list[str]:
+    async def wait_standby_replayed(self, timeout: float) -> bool:
+        """Resource Manager shows no WAL positions: unknown, so reported as not confirmed."""
+        return False
+
+    async def room_owner(self, region: str, room: str) -> str | None:
+        raise NotImplementedError("the Azure backend does not read regions' room state")
+
+    async def inject(self, region: str, fault: FaultKind = FaultKind.KILL) -> list[str]:
+        if fault not in self.faults:
+            raise ValueError(f"the Azure backend injects {sorted(self.faults)}, not {fault}")
         return await asyncio.to_thread(self._inject, region)
 
     def _inject(self, region: str) -> list[str]:
@@ -272,7 +284,7 @@ class AzureBackend:
         self._home = standby
         return steps
 
-    async def restore(self, region: str) -> list[str]:
+    async def restore(self, region: str, fault: FaultKind = FaultKind.KILL) -> list[str]:
         return await asyncio.to_thread(self._restore, region)
 
     def _restore(self, region: str) -> list[str]:

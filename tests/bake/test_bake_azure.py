@@ -10,6 +10,7 @@ import datetime
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -32,8 +33,8 @@ TEMPLATES = (
 )
 
 
-def spec(bundle: Path, version: str = "1.5.0", keep: int = 2, **changes) -> AzureBakeSpec:  # type: ignore[no-untyped-def]
-    values = {
+def spec(bundle: Path, version: str = "1.5.0", keep: int = 2, **changes: Any) -> AzureBakeSpec:
+    values: dict[str, Any] = {
         "bundle": bundle,
         "bundle_url": "https://rtcfleetbundles.blob.core.windows.net/b/node-1.5.0.tar.gz",
         "version": version,

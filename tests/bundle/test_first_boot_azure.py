@@ -119,7 +119,7 @@ def test_without_custom_data_the_scale_set_tags_name_role_env_and_vault(
     assert cloud.azure.secret_reads == ["gateway-settings", "gateway-secrets"]
     env = read_env_file(tmp_path / "gateway.env")
     assert env["RTCFLEET_GATEWAY_ADMIN_TOKEN"] == "admin-token-1"
-    assert POSTGRES["writeHost"] in env["RTCFLEET_GATEWAY_POSTGRES_DSN"]
+    assert str(POSTGRES["writeHost"]) in env["RTCFLEET_GATEWAY_POSTGRES_DSN"]
     assert cloud.azure.token_client_ids == [None], "one identity: IMDS needs no client_id"
 
 

@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -91,7 +92,7 @@ def double(tmp_path: Path) -> Iterator[ArmDouble]:
     server.stop()
 
 
-def backend_for(double: ArmDouble, config: dict, **kwargs) -> AzureBackend:  # type: ignore[no-untyped-def]
+def backend_for(double: ArmDouble, config: dict[str, Any], **kwargs: Any) -> AzureBackend:
     clients = AzureClients.create(
         SUB,
         credential=StaticToken(),

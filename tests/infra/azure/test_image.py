@@ -95,7 +95,7 @@ def test_template_runs_once_its_identity_may_build(run) -> None:
     assert {g["principalId"] for g in grants.values()} == {identity.outputs["principalId"]}
     gallery = _one(run, "azure-native:compute:Gallery")
     assert grants["reads-bundle"]["scope"] == (
-        CONFIG["rtcfleet:azureBundleStorageId"] + "/blobServices/default/containers/b"
+        f"{CONFIG['rtcfleet:azureBundleStorageId']}/blobServices/default/containers/b"
     )
     assert grants["reads-bundle"]["roleDefinitionId"].endswith(STORAGE_BLOB_DATA_READER)
     assert grants["stages"]["scope"] == staging.id

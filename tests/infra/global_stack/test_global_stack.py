@@ -47,7 +47,7 @@ def _recorded(stack: str) -> dict[str, dict[str, Any]]:
     return {stack: dict(recorded)}
 
 
-def _providers(plan: StackPlan) -> dict[str, str]:
+def _providers(plan: StackPlan) -> dict[str, str | None]:
     return {r.id: r.inputs.get("region") for r in plan.of_type("pulumi:providers:aws")}
 
 
