@@ -52,6 +52,10 @@ DRAIN_HOOK_NAME = "rtcfleet-drain"
 
 # Tag on every resource that plays a role, so policies can check it against FIREWALL.
 ROLE_TAG = "rtcfleet:role"
+# Tags a node's first boot falls back to when its user data or custom data is lost.
+ENV_TAG = "rtcfleet:env"
+# Azure: the name of the Key Vault holding the node role's settings and secrets.
+KEY_VAULT_TAG = "rtcfleet:keyVault"
 # on a settings server that is a logical-replication subscriber: its data is the writer's
 SUBSCRIBER_TAG = "rtcfleet:settings-subscriber-of"
 
