@@ -17,7 +17,7 @@ from html import escape
 from typing import Any, TypeVar
 
 import asyncpg
-from aiohttp import web
+from aiohttp import BasicAuth, web
 
 from infra.spec import (
     LIVENESS_PATH,
@@ -51,17 +51,34 @@ WRITER_ERRORS = (
 )
 
 
+def _given_token(request: web.Request) -> str:
+    """The token from ``Authorization``: Bearer for the API, Basic (any user) for a browser.
+
+    Never from the query string, where it would land in access logs and browser history.
+    """
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header.removeprefix("Bearer ")
+    if header.startswith("Basic "):
+        try:
+            return BasicAuth.decode(header).password
+        except ValueError:
+            return ""
+    return ""
+
+
 @web.middleware
 async def admin_auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
     if request.path in UNAUTHENTICATED_PATHS:
         return await handler(request)
     expected = _gateway(request).settings.admin_token.get_secret_value().encode()
-    header = request.headers.get("Authorization", "")
-    given = header.removeprefix("Bearer ") if header.startswith("Bearer ") else ""
-    # the console page is opened in a browser: the token may come as ?token=
-    given = given or request.query.get("token", "")
-    if not hmac.compare_digest(given.encode(), expected):
-        return web.json_response({"error": "unauthorized"}, status=401)
+    if not hmac.compare_digest(_given_token(request).encode(), expected):
+        # the challenge lets a browser open the console by asking for the token once
+        return web.json_response(
+            {"error": "unauthorized"},
+            status=401,
+            headers={"WWW-Authenticate": 'Basic realm="rtcfleet admin", charset="UTF-8"'},
+        )
     return await handler(request)
 
 
@@ -134,6 +151,16 @@ async def put_settings(request: web.Request) -> web.Response:
     except WRITER_ERRORS as exc:
         return writer_unavailable(exc)
     gateway.platform.stored(new)
+    return web.json_response(new.model_dump())
+
+
+async def delete_setting(request: web.Request) -> web.Response:
+    key = request.match_info["key"]
+    try:
+        async with _gateway(request).postgres.acquire() as conn:
+            new = await settings_store.delete(conn, key)
+    except SettingsError as exc:
+        return web.json_response({"error": "unknown_setting", "detail": str(exc)}, status=404)
     return web.json_response(new.model_dump())
 
 
@@ -244,6 +271,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/settings", get_settings)
     app.router.add_put("/api/settings", put_settings)
     app.router.add_patch("/api/settings", put_settings)
+    app.router.add_delete("/api/settings/{key}", delete_setting)
     app.router.add_get("/api/nodes", list_nodes)
     app.router.add_get("/api/rooms", list_rooms)
     app.router.add_post("/api/nodes/{node_id}/drain", drain_node)

@@ -14,6 +14,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway_node import admin, demo, health, internal
+from gateway_node.access_log import RedactingAccessLogger
 from gateway_node.gateway import Gateway
 from gateway_node.settings import GatewaySettings
 from gateway_node.signal import signal_handler
@@ -134,7 +135,9 @@ def create_apps(settings: GatewaySettings) -> tuple[web.Application, web.Applica
 async def serve(settings: GatewaySettings) -> None:
     """Run both ports until SIGTERM/SIGINT; the load balancer drains sockets to other gateways."""
     client, admin_app = create_apps(settings)
-    runners = [web.AppRunner(client), web.AppRunner(admin_app)]
+    runners = [
+        web.AppRunner(app, access_log_class=RedactingAccessLogger) for app in (client, admin_app)
+    ]
     for runner in runners:
         await runner.setup()
     await web.TCPSite(runners[0], settings.host, settings.client_port).start()

@@ -29,6 +29,8 @@ SETTINGS_PUBLICATION = "rtcfleet_settings"
 def settings_subscription(region: str) -> str:
     """``westeurope`` -> ``rtcfleet_westeurope``: valid as a subscription and slot name."""
     return "rtcfleet_" + re.sub(r"[^a-z0-9]+", "_", region.lower()).strip("_")[:54]
+
+
 SSH_PORT = 22
 
 # Three health signals, each read by one kind of judge (docs/health.md):
@@ -66,6 +68,10 @@ DRAIN_HOOK_NAME = "rtcfleet-drain"
 
 # Tag on every resource that plays a role, so policies can check it against FIREWALL.
 ROLE_TAG = "rtcfleet:role"
+# Tags a node's first boot falls back to when its user data or custom data is lost.
+ENV_TAG = "rtcfleet:env"
+# Azure: the name of the Key Vault holding the node role's settings and secrets.
+KEY_VAULT_TAG = "rtcfleet:keyVault"
 # on a settings server that is a logical-replication subscriber: its data is the writer's
 SUBSCRIBER_TAG = "rtcfleet:settings-subscriber-of"
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_azure_native as azure_native
+import pulumiverse_time as time
 
 from infra.azure.identities import KEY_VAULT_SECRETS_USER, grant, role_definition_id
 from infra.spec import (
@@ -42,6 +43,9 @@ PROBE_INTERVAL_SECONDS = 10
 # Application Gateway v2 autoscaling: two instances keep a zone's loss invisible.
 MIN_GATEWAY_INSTANCES = 2
 MAX_GATEWAY_INSTANCES = 10
+# Azure RBAC takes up to several minutes to honour a new role assignment; an Application
+# Gateway created sooner cannot read its certificate and its first create fails.
+ROLE_PROPAGATION = "300s"
 
 
 @dataclass
@@ -116,6 +120,12 @@ class LoadBalancers(pulumi.ComponentResource):
             parent=self,
         )
         self._identity = identity
+        propagated = time.Sleep(
+            f"{prefix}-certificate-reader-propagation",
+            create_duration=ROLE_PROPAGATION,
+            triggers={"assignment": certificate_reader.id},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[certificate_reader]),
+        )
 
         self.waf_policy = azure_native.network.WebApplicationFirewallPolicy(
             f"{prefix}-client-waf",
@@ -156,7 +166,7 @@ class LoadBalancers(pulumi.ComponentResource):
 
         self.client_public_ip = self._public_ip("client", args.dns_label)
         self.admin_public_ip = self._public_ip("admin", f"{args.dns_label}-admin")
-        deps = pulumi.ResourceOptions(parent=self, depends_on=[certificate_reader])
+        deps = pulumi.ResourceOptions(parent=self, depends_on=[propagated])
         self.client = self._app_gateway(
             "client",
             Role.CLIENT_LB,

@@ -184,9 +184,7 @@ async def test_leaving_renegotiates_and_the_others_keep_going(conference) -> Non
     await wait_until(lambda: bool(alice.received("erin", "video")), 15, "alice decoding erin")
     assert len(subscriber.slots) == slots_before
     recycled = next(
-        s
-        for s in subscriber.slots
-        if s.track and s.track.publisher == "erin" and s.kind == "video"
+        s for s in subscriber.slots if s.track and s.track.publisher == "erin" and s.kind == "video"
     )
     assert recycled.forwarder is not None and len(recycled.forwarder.stats.sources) == 2
     ratios = await decoded_ratios([alice, bob, erin], [alice, bob, erin], 2.0)
