@@ -75,15 +75,17 @@ class MediaNodeSettings(ServiceSettings):
         return [url.rstrip("/") for url in urls]
 
     def on_local_network(self) -> bool:
-        """Whether the node binds a loopback or private address with no public one: then its
-        clients share that network, and their candidates name addresses on it."""
-        if self.public_ip is not None or self.bind_ip is None:
+        """Whether the address clients reach the node at (its public IP, or else the address it
+        binds) is loopback or private: then its clients share that network, and their
+        candidates name addresses on it."""
+        address = self.public_ip if self.public_ip is not None else self.bind_ip
+        if address is None:
             return False
         try:
-            ip = ipaddress.ip_address(self.bind_ip)
+            ip = ipaddress.ip_address(address)
         except ValueError:
             return False
-        return ip.is_loopback or ip.is_private
+        return not ip.is_unspecified and (ip.is_loopback or ip.is_private)
 
     @model_validator(mode="after")
     def _range(self) -> MediaNodeSettings:

@@ -66,3 +66,23 @@ def test_the_outbox_is_bounded_and_drops_beyond_it() -> None:
         supervisor._from_worker(handle, event)  # type: ignore[arg-type]
     assert supervisor._outbox.qsize() == OUTBOX_LIMIT
     assert supervisor.outbox_dropped == extra
+
+
+@pytest.mark.parametrize(
+    ("public_ip", "bind_ip", "local"),
+    [
+        ("52.95.110.1", "10.0.1.7", False),  # a cloud node behind 1:1 NAT
+        (None, "0.0.0.0", False),
+        ("127.0.0.1", None, True),  # an image booted on loopback, IMDS giving 127.0.0.1
+        (None, "10.254.3.2", True),  # a local fleet in network namespaces
+        (None, None, False),
+    ],
+)
+def test_clients_share_the_network_of_the_address_they_reach(
+    public_ip: str | None, bind_ip: str | None, local: bool
+) -> None:
+    """Private candidates are accepted only where clients reach the node on such a network."""
+    settings = node_settings("postgresql://127.0.0.1:1/x").model_copy(
+        update={"public_ip": public_ip, "bind_ip": bind_ip}
+    )
+    assert settings.on_local_network() is local
