@@ -386,9 +386,7 @@ def settings_from_values(stack: str, values: Mapping[str, Any]) -> RegionSetting
     name = StackName.parse(stack)
     model = SETTINGS_MODELS.get(name.cloud)
     if model is None:
-        raise SettingsError.one(
-            "stack", f"{stack}: no {name.cloud} region stack exists"
-        )
+        raise SettingsError.one("stack", f"{stack}: no {name.cloud} region stack exists")
     fields: dict[str, Any] = {}
     problems: list[tuple[str, str]] = []
     for key, value in values.items():

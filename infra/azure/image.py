@@ -3,7 +3,7 @@ Compute Gallery image with replicas in every region of the deployment.
 
 The template's identity may read the bundle's blob and write the gallery image only. A File
 customizer fetches the bundle (Azure Image Builder checks its SHA-256), a Shell customizer
-installs it, and an in-VM validation runs its health check before distribution. Each build
+runs the image build script on it (the one EC2 Image Builder runs), and an in-VM validation runs its health check before distribution. Each build
 adds a version to the gallery image definition; scale sets reference the definition, so they
 boot its latest version.
 """
@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_azure_native as azure_native
 
+from infra.image_build import BUNDLE_PATH, INSTALL_PREFIX, image_build_commands
 from infra.spec import ROLE_TAG
 
 vmi = azure_native.virtualmachineimages
 compute = azure_native.compute
 
-INSTALL_PREFIX = "/opt/rtcfleet"
-BUNDLE_PATH = "/tmp/rtcfleet-node.tar.gz"
 IMAGE_ROLE = "image"
 DEBIAN_12 = ("Debian", "debian-12", "12-gen2")
 
@@ -47,17 +46,6 @@ class AzureImageArgs:
     @property
     def all_locations(self) -> list[str]:
         return [self.location, *(loc for loc in self.locations if loc != self.location)]
-
-
-def install_commands(sha256: str) -> list[str]:
-    return [
-        "set -euo pipefail",
-        f"echo '{sha256}  {BUNDLE_PATH}' | sha256sum -c -",
-        "mkdir -p /tmp/rtcfleet-node",
-        f"tar -xzf {BUNDLE_PATH} -C /tmp/rtcfleet-node",
-        "sudo apt-get update -q",
-        f"sudo /tmp/rtcfleet-node/*/install.sh --prefix {INSTALL_PREFIX}",
-    ]
 
 
 class AzureNodeImage(pulumi.ComponentResource):
@@ -126,7 +114,9 @@ class AzureNodeImage(pulumi.ComponentResource):
                     destination=BUNDLE_PATH,
                 ),
                 vmi.ImageTemplateShellCustomizerArgs(
-                    type="Shell", name="install", inline=install_commands(args.bundle_sha256)
+                    type="Shell",
+                    name="install",
+                    inline=image_build_commands("azure", args.bundle_sha256, sudo=True),
                 ),
             ],
             validate=vmi.ImageTemplatePropertiesValidateArgs(

@@ -222,7 +222,6 @@ class Planner:
         self._plans[stack] = plan
         return plan
 
-
     def _outputs_of(self, stack: str, chain: tuple[str, ...]) -> Mapping[str, Any]:
         """A referenced stack's planned outputs; recorded ones for a stack without a file."""
         recorded = self.source.recorded_outputs(stack)

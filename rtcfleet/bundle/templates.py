@@ -171,7 +171,8 @@ INSTALL_SCRIPT = """\
 # Installs this bundle: a venv from the bundled wheels (no index), units, sysctl, scripts.
 #   install.sh [--prefix /opt/rtcfleet] [--etc-dir /etc/rtcfleet] [--unit-dir DIR]
 #              [--sysctl-dir DIR] [--python python3] [--no-system]
-# --no-system installs files only: no user, no apt, no systemctl, no sysctl reload.
+# --no-system installs files only: no user, no systemctl, no sysctl reload. Debian packages
+# (python3-venv, coturn) are the image build script's job.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 prefix=/opt/rtcfleet etc=/etc/rtcfleet unit_dir=/etc/systemd/system
@@ -187,10 +188,6 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
-if [ "$system" = 1 ] && command -v apt-get >/dev/null 2>&1; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv coturn
-  systemctl disable --now coturn.service 2>/dev/null || true
-fi
 install -d -m 0755 "$prefix" "$prefix/bin" "$unit_dir" "$sysctl_dir"
 install -d -m 0750 "$etc"
 "$python" -m venv "$prefix/venv"
@@ -217,9 +214,12 @@ if [ "$system" = 1 ]; then
   id rtcfleet >/dev/null 2>&1 \\
     || useradd --system --no-create-home --shell /usr/sbin/nologin rtcfleet
   chgrp rtcfleet "$etc"
-  sysctl --system >/dev/null
-  systemctl daemon-reload
   systemctl enable rtcfleet-first-boot.service
+  if [ -d /run/systemd/system ]; then
+    # a running system (not an image being built in a container) takes the settings now
+    sysctl --system >/dev/null
+    systemctl daemon-reload
+  fi
 fi
 echo "rtcfleet $(cat "$here/VERSION") installed in $prefix"
 """
