@@ -32,7 +32,10 @@ while [ $# -gt 0 ]; do
     *) echo "build-image: unknown option $1" >&2; exit 2 ;;
   esac
 done
-case "$cloud" in aws|azure|none) ;; *) echo "build-image: --cloud aws|azure|none" >&2; exit 2 ;; esac
+case "$cloud" in
+  aws|azure|none) ;;
+  *) echo "build-image: --cloud aws|azure|none" >&2; exit 2 ;;
+esac
 [ -n "$bundle" ] && [ -n "$sha" ] || {{ echo "build-image: --bundle and --sha256" >&2; exit 2; }}
 echo "$sha  $bundle" | sha256sum -c -
 export DEBIAN_FRONTEND=noninteractive

@@ -55,7 +55,7 @@ class ImageBuilderArgs:
 
 
 def component_document(bundle_uri: str, sha256: str) -> str:
-    """The AWSTOE document: build runs the image build script, validate and test the health check."""
+    """The AWSTOE document: build runs the image build script, the tests its health check."""
     health = {
         "name": "HealthCheck",
         "action": "ExecuteBash",

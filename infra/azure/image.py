@@ -3,9 +3,9 @@ Compute Gallery image with replicas in every region of the deployment.
 
 The template's identity may read the bundle's blob and write the gallery image only. A File
 customizer fetches the bundle (Azure Image Builder checks its SHA-256), a Shell customizer
-runs the image build script on it (the one EC2 Image Builder runs), and an in-VM validation runs its health check before distribution. Each build
-adds a version to the gallery image definition; scale sets reference the definition, so they
-boot its latest version.
+runs the image build script on it (the one EC2 Image Builder runs), and an in-VM validation
+runs its health check before distribution. Each build adds a version to the gallery image
+definition; scale sets reference the definition, so they boot its latest version.
 """
 
 from __future__ import annotations

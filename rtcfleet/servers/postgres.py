@@ -101,15 +101,16 @@ def _env() -> dict[str, str]:
 class PostgresServer:
     """One Postgres server on loopback: a primary, or a streaming replica of another server."""
 
-    def __init__(self, datadir: Path, *, port: int | None = None) -> None:
+    def __init__(self, datadir: Path, *, port: int | None = None, host: str = LOOPBACK) -> None:
         self.datadir = datadir
-        self.port = port or free_port()
+        self.host = host
+        self.port = port or free_port(host)
         self.process: ServerProcess | None = None
         self.bindir = postgres_bindir()
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://{SUPERUSER}@{LOOPBACK}:{self.port}/postgres"
+        return f"postgresql://{SUPERUSER}@{self.host}:{self.port}/postgres"
 
     def init_primary(self) -> PostgresServer:
         _make_owned_dir(self.datadir)
@@ -124,6 +125,10 @@ class PostgresServer:
                 "--no-sync",
             ]
         )  # fmt: skip
+        if self.host != LOOPBACK:
+            # clients on the host's own networks (the rehearsal's instances), as trusted as loopback
+            with (self.datadir / "pg_hba.conf").open("a") as hba:
+                hba.write("host all all samenet trust\n")
         return self
 
     def init_replica_of(self, primary: PostgresServer) -> PostgresServer:
@@ -148,7 +153,7 @@ class PostgresServer:
         argv = [
             str(self.bindir / "postgres"),
             "-D", str(self.datadir),
-            "-c", f"listen_addresses={LOOPBACK}",
+            "-c", f"listen_addresses={self.host}",
             "-c", f"port={self.port}",
             "-c", f"unix_socket_directories={self.datadir}",
             "-c", "wal_level=replica",
@@ -174,7 +179,7 @@ class PostgresServer:
     def _wait_ready(self, timeout: float) -> None:
         assert self.process is not None
         deadline = time.monotonic() + timeout
-        isready = [str(self.bindir / "pg_isready"), "-h", LOOPBACK, "-p", str(self.port), "-q"]
+        isready = [str(self.bindir / "pg_isready"), "-h", self.host, "-p", str(self.port), "-q"]
         while subprocess.run(isready, check=False).returncode != 0:
             self.process.check_alive()
             if time.monotonic() > deadline:

@@ -51,10 +51,12 @@ class _LoopbackServer:
     port: int
     process: ServerProcess
 
+    host: str = LOOPBACK
+
     def start(self, timeout: float = 15.0) -> Self:
         self.process.start()
         try:
-            wait_for_port(self.port, timeout=timeout)
+            wait_for_port(self.port, self.host, timeout=timeout)
         except TimeoutError:
             self.process.check_alive()
             raise
@@ -68,19 +70,25 @@ class _LoopbackServer:
 
 
 class RedisServer(_LoopbackServer):
-    """One redis-server on loopback; ephemeral by design (no RDB, no AOF)."""
+    """One redis-server on loopback (or ``host``); ephemeral by design (no RDB, no AOF)."""
 
     def __init__(
-        self, workdir: Path, *, port: int | None = None, replica_of: int | None = None
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        replica_of: int | None = None,
+        host: str = LOOPBACK,
     ) -> None:
-        self.port = port or free_port()
+        self.host = host
+        self.port = port or free_port(host)
         self.workdir = workdir
         self.replica_of = replica_of
         workdir.mkdir(parents=True, exist_ok=True)
         argv = [
             redis_server_binary(),
             "--port", str(self.port),
-            "--bind", LOOPBACK,
+            "--bind", host,
             "--save", "",
             "--appendonly", "no",
             "--dir", str(workdir),
@@ -92,7 +100,7 @@ class RedisServer(_LoopbackServer):
 
     @property
     def url(self) -> str:
-        return f"redis://{LOOPBACK}:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
 
 class SentinelServer(_LoopbackServer):
