@@ -237,7 +237,8 @@ install -m 0644 "$here/sysctl/90-rtcfleet.conf" "$sysctl_dir/90-rtcfleet.conf"
 install -m 0644 "$here/manifest.json" "$prefix/manifest.json"
 if [ "$system" = 1 ]; then
   id rtcfleet >/dev/null 2>&1 \\
-    || useradd --system --no-create-home --shell /usr/sbin/nologin rtcfleet
+    || useradd --system --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin \\
+         rtcfleet
   chgrp rtcfleet "$etc"
   systemctl enable rtcfleet-first-boot.service
   if [ -d /run/systemd/system ]; then
