@@ -141,6 +141,7 @@ def gateway_environment(facts: NodeFacts) -> dict[str, str]:
         ("signalingPort", "CLIENT_PORT"),
         ("adminPort", "ADMIN_PORT"),
         ("publicUrl", "PUBLIC_URL"),
+        ("turnPort", "NODE_TURN_PORT"),
     ):
         if s.get(key) is not None:
             env[f"RTCFLEET_GATEWAY_{var}"] = str(s[key])
