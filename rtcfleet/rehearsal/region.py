@@ -10,6 +10,7 @@ the stacks' launch templates carry.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import secrets
 import shutil
@@ -159,6 +160,7 @@ class RehearsedRegion:
                 "postgres": {**postgres_doc, "writeHost": self.postgres.host},
                 "signalingPort": CLIENT_SIGNALING_PORT,
                 "adminPort": ADMIN_PORT,
+                "turnPort": TURN_PORT,
             },
             Role.MEDIA_NODE: {
                 "env": self.env,
@@ -197,12 +199,10 @@ class RehearsedRegion:
         ssm.put_parameter(
             Name=self.parameter(role), Value=json.dumps(document), Type="String", Overwrite=True
         )
-        try:
+        with contextlib.suppress(secrets_manager.exceptions.ResourceExistsException):
             secrets_manager.create_secret(
                 Name=self.secret_id(role), SecretString=json.dumps(self.secrets)
             )
-        except secrets_manager.exceptions.ResourceExistsException:
-            pass
 
     def parameter(self, role: Role) -> str:
         return f"/rtcfleet/{self.env}/{self.region}/{role.value}/settings"
@@ -217,6 +217,7 @@ class RehearsedRegion:
         role: Role,
         *,
         cloud: str = "aws",
+        # the address the cloud's 1:1 NAT gives it ("self": its own private address)
         public_ip: str | None = None,
         extra_user_data: dict[str, str] | None = None,
     ) -> BootedNode:
@@ -227,6 +228,8 @@ class RehearsedRegion:
         index = len(self.nodes) + 1
         name = f"{role.value}-{index}"
         namespace, address = self.bridge.attach(name)
+        if public_ip == "self":
+            public_ip = address
         instance_id = f"i-0{secrets.token_hex(8)}"
         cloud_instance = self.doubles.add(
             CloudInstance(
@@ -240,9 +243,7 @@ class RehearsedRegion:
         )
         if cloud == "aws":
             script = base64.b64decode(
-                user_data(
-                    role, self.env, self.region, self.parameter(role), self.secret_id(role)
-                )
+                user_data(role, self.env, self.region, self.parameter(role), self.secret_id(role))
             ).decode()
         else:
             raise RehearsalError(f"cloud {cloud!r}: the rehearsal boots aws instances")
@@ -329,6 +330,16 @@ class RehearsedRegion:
                     raise RehearsalError(f"{node.instance.name}: {url} not ready")
                 time.sleep(0.3)
         return time.monotonic() - started
+
+    def retire(self, node: BootedNode) -> None:
+        """Powers one instance off and removes its namespace."""
+        node.instance.stop()
+        if self.bridge is not None:
+            self.bridge.detach(node.instance.namespace)
+        if node in self.nodes:
+            self.nodes.remove(node)
+        if self.doubles is not None:
+            self.doubles.instances.pop(node.address, None)
 
     def stop(self) -> None:
         for node in reversed(self.nodes):
