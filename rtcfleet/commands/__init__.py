@@ -7,7 +7,15 @@ import importlib
 import typer
 
 # One line per command module; each defines `register(app: typer.Typer) -> None`.
-COMMAND_MODULES: tuple[str, ...] = ("services", "local", "drill", "plan", "bundle", "stacks")
+COMMAND_MODULES: tuple[str, ...] = (
+    "services",
+    "local",
+    "drill",
+    "plan",
+    "bundle",
+    "stacks",
+    "rehearse",
+)
 
 
 def register_all(app: typer.Typer) -> None:
