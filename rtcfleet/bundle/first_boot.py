@@ -32,6 +32,7 @@ import aiohttp
 
 from infra.spec import INTERNAL_PATH_PREFIX, MEDIA_PORT_MAX, MEDIA_PORT_MIN, TURN_PORT
 from media_node.cloud_metadata import AzureMetadata, Ec2Metadata, MetadataError
+from media_node.public_address import PublicAddressError, public_address
 from rtcfleet.bundle.templates import TURNSERVER_CONF
 
 ETC_DIR = Path("/etc/rtcfleet")
@@ -387,6 +388,12 @@ def main(argv: list[str] | None = None) -> int:
     cloud = args.cloud or read_env_file(args.etc_dir / NODE_ENV).get("RTCFLEET_CLOUD") or "aws"
     try:
         facts = learn_facts_patiently(args, cloud)
+        if facts.role == "media" and not facts.public_ip and facts.settings.get("stunUrls"):
+            # the cloud does not say (Azure Standard IPs): ask a STUN server outside the NAT
+            facts.public_ip = asyncio.run(
+                public_address(list(facts.settings["stunUrls"]), facts.private_ip)
+            )
+            print(f"public address {facts.public_ip} (STUN)", flush=True)
         if facts.role == "media":
             # the drain agent talks to the same endpoints first boot did
             if args.metadata_url:
@@ -394,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.endpoint_url:
                 facts.extra["RTCFLEET_MEDIA_CLOUD_API_URL"] = args.endpoint_url
         written = write_outputs(facts, args.etc_dir)
-    except (FirstBootError, KeyError, ValueError) as exc:
+    except (FirstBootError, PublicAddressError, KeyError, ValueError) as exc:
         print(f"rtcfleet first boot failed: {exc}", file=sys.stderr)
         return 1
     for path in written:

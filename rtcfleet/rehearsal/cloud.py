@@ -58,6 +58,8 @@ class CloudDoubles:
         self.api_port = free_port(host)
         self.stun_port = free_port(host)
         self.instances: dict[str, CloudInstance] = {}
+        # Key Vault's secrets by name (Azure nodes read their settings and secrets there)
+        self.vault: dict[str, str] = {}
         self.access_key = "ASIA" + secrets.token_hex(8).upper()
         self.secret_key = secrets.token_hex(20)
         # monotonic time from which the instance role may read its secrets
@@ -127,6 +129,10 @@ class CloudDoubles:
         metadata.router.add_put("/latest/api/token", self._ec2_token)
         metadata.router.add_get("/latest/meta-data/{path:.*}", self._ec2_metadata)
         metadata.router.add_get("/metadata/instance", self._azure_instance)
+        metadata.router.add_get("/metadata/scheduledevents", self._azure_events)
+        metadata.router.add_get("/metadata/identity/oauth2/token", self._azure_token)
+        # Key Vault, served here too: its URL is whatever the node's custom data names
+        metadata.router.add_get("/secrets/{name}", self._key_vault_secret)
         self._runner = web.AppRunner(metadata, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.metadata_port).start()
@@ -183,10 +189,10 @@ class CloudDoubles:
         }
         if instance.public_ip:
             items["public-ipv4"] = instance.public_ip
-        for key, value in instance.tags.items():
-            items[f"tags/instance/{key}"] = value
-        value = items.get(request.match_info["path"])
-        return web.Response(text=value) if value is not None else web.Response(status=404)
+        for key, tag in instance.tags.items():
+            items[f"tags/instance/{key}"] = tag
+        found = items.get(request.match_info["path"])
+        return web.Response(text=found) if found is not None else web.Response(status=404)
 
     # ---- AWS APIs: moto behind a permission that arrives late --------------------------------
 
@@ -247,6 +253,37 @@ class CloudDoubles:
         address = {"privateIpAddress": instance.address, "publicIpAddress": ""}
         network = {"interface": [{"ipv4": {"ipAddress": [address]}}]}
         return web.json_response({"compute": compute, "network": network})
+
+    async def _azure_events(self, request: web.Request) -> web.Response:
+        if self._caller(request) is None or request.headers.get("Metadata") != "true":
+            return web.Response(status=400)
+        return web.json_response({"DocumentIncarnation": 1, "Events": []})
+
+    async def _azure_token(self, request: web.Request) -> web.Response:
+        if (
+            self._caller(request) is None
+            or request.headers.get("Metadata") != "true"
+            or "resource" not in request.query
+        ):
+            return web.Response(status=400)
+        token = f"rehearsal-token-for-{request.query['resource']}"
+        return web.json_response({"access_token": token, "token_type": "Bearer"})
+
+    async def _key_vault_secret(self, request: web.Request) -> web.Response:
+        if (
+            request.headers.get("Authorization")
+            != "Bearer rehearsal-token-for-https://vault.azure.net"
+        ):
+            return web.json_response({"error": {"code": "Unauthorized"}}, status=401)
+        if time.monotonic() < self.secret_read_allowed_at:
+            self.denied_reads += 1
+            # the identity's role assignment has not reached Key Vault yet
+            return web.json_response({"error": {"code": "Forbidden"}}, status=403)
+        name = request.match_info["name"]
+        if name not in self.vault:
+            return web.json_response({"error": {"code": "SecretNotFound"}}, status=404)
+        self.allowed_reads += 1
+        return web.json_response({"value": self.vault[name], "id": f"/secrets/{name}"})
 
 
 class _NatStun(asyncio.DatagramProtocol):

@@ -77,6 +77,14 @@ class BootedNode:
     cloud: CloudInstance
     boot_seconds: float = 0.0
     ready_seconds: float = 0.0
+    cloud_name: str = "aws"
+
+    @property
+    def node_id(self) -> str:
+        """The id the node registers under (Azure: the VM name, as first boot derives it)."""
+        if self.cloud_name == "azure":
+            return self.cloud.azure_name.replace("_", "-")
+        return self.cloud.instance_id
 
     @property
     def address(self) -> str:
@@ -173,6 +181,8 @@ class RehearsedRegion:
                 "mediaPorts": [MEDIA_PORT_MIN, MEDIA_PORT_MAX],
                 "turnPort": TURN_PORT,
                 "drainTimeoutSeconds": 30,
+                # a STUN server outside the NAT, for clouds that do not show the public IP
+                "stunUrls": [self.doubles.stun_url] if self.doubles else [],
             },
         }
 
@@ -195,6 +205,9 @@ class RehearsedRegion:
             raise RehearsalError("launch a gateway first: media nodes register with it")
         gateway_address = gateways[0].address if gateways else ""
         document = self.settings_documents(gateway_address)[role]
+        assert self.doubles is not None
+        self.doubles.vault[f"{role.value}-settings"] = json.dumps(document)
+        self.doubles.vault[f"{role.value}-secrets"] = json.dumps(self.secrets)
         ssm, secrets_manager = self._aws("ssm"), self._aws("secretsmanager")
         ssm.put_parameter(
             Name=self.parameter(role), Value=json.dumps(document), Type="String", Overwrite=True
@@ -245,8 +258,24 @@ class RehearsedRegion:
             script = base64.b64decode(
                 user_data(role, self.env, self.region, self.parameter(role), self.secret_id(role))
             ).decode()
+        elif cloud == "azure":
+            # the variables the scale set's custom data carries (infra.azure.node_groups)
+            script = base64.b64decode(
+                boot_script(
+                    role,
+                    {
+                        "RTCFLEET_ROLE": role.value,
+                        "RTCFLEET_ENV": self.env,
+                        "RTCFLEET_REGION": self.region,
+                        "RTCFLEET_CLOUD": "azure",
+                        "RTCFLEET_KEY_VAULT_URI": self.doubles.metadata_url,
+                        "RTCFLEET_SECRET_NAME": f"{role.value}-secrets",
+                        "RTCFLEET_SETTINGS_SECRET_NAME": f"{role.value}-settings",
+                    },
+                )
+            ).decode()
         else:
-            raise RehearsalError(f"cloud {cloud!r}: the rehearsal boots aws instances")
+            raise RehearsalError(f"cloud {cloud!r}: aws or azure")
         if extra_user_data:
             variables = dict(
                 line.split("=", 1)
@@ -274,7 +303,7 @@ class RehearsedRegion:
                 "/etc/systemd/system/rtcfleet-first-boot.service.d/cloud.conf": dropin,
             },
         )
-        node = BootedNode(role, instance, cloud_instance)
+        node = BootedNode(role, instance, cloud_instance, cloud_name=cloud)
         self.nodes.append(node)
         instance.boot()
         return node
@@ -308,7 +337,7 @@ class RehearsedRegion:
         assert self.redis_server is not None
         client = redis.Redis(host=self.redis_server.host, port=self.redis_server.port)
         try:
-            return bool(client.exists(bus.node_key(node.cloud.instance_id)))
+            return bool(client.exists(bus.node_key(node.node_id)))
         finally:
             client.close()
 
