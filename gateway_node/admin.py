@@ -78,6 +78,7 @@ async def _nodes(request: web.Request) -> list[dict[str, Any]]:
                 "heartbeat_age_seconds": round(now - node.heartbeat_at, 2),
                 "utilization": round(node.utilization, 3),
                 "load": node.load.model_dump(exclude={"room_participants"}),
+                "settings": None if node.settings is None else node.settings.model_dump(),
             }
         )
     return out
@@ -127,7 +128,9 @@ async def console(request: web.Request) -> web.Response:
     nodes = await _nodes(request)
     for node in nodes:
         node.update(node.pop("load"))
+        node.pop("settings")
     rooms = await _rooms(request)
+    replication = gateway.replication.last.to_json()
     try:
         async with gateway.postgres.acquire() as conn:
             settings_json = json.dumps((await settings_store.load(conn)).model_dump(), indent=2)
@@ -156,6 +159,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head>
     }
 <h2>Rooms</h2>{_table(rooms, ["room", "node_id", "participants"])}
 <h2>Settings</h2><pre>{escape(settings_json)}</pre>
+<h2>Settings replication</h2>{_table([replication], ["kind", "connected", "lag_seconds", "error"])}
 </body></html>"""
     return web.Response(text=page, content_type="text/html")
 

@@ -57,6 +57,7 @@ async def stats(request: web.Request) -> web.Response:
             "rooms": rooms,
             "participants": participants,
             "media_nodes": by_state,
+            "settings_replication": gateway.replication.last.to_json(),
         }
     )
 

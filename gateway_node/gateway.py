@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from gateway_node.metrics import GatewayMetrics
 from gateway_node.placement import NoAvailableNodes, claim_room, placeable, select_node
 from gateway_node.registry import NodeRegistry
+from gateway_node.replication import SettingsReplication
 from gateway_node.settings import GatewaySettings
 from rtcfleet import bus, settings_store
 from rtcfleet.nodes import NodeState
@@ -86,6 +87,14 @@ class Gateway:
         self._tasks: list[asyncio.Task[None]] = []
         self._fresh_nodes: set[str] = set()
         self._http: aiohttp.ClientSession | None = None
+        self.replication = SettingsReplication(
+            settings.region,
+            settings.settings_replica_dsn,
+            lambda: self.postgres,
+            self.metrics,
+            subscription=settings.settings_subscription,
+            writer_conninfo=settings.postgres_dsn,
+        )
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -109,6 +118,7 @@ class Gateway:
             asyncio.create_task(self._monitor_loop(), name="monitor"),
             asyncio.create_task(self._keepalive_loop(), name="keepalive"),
             asyncio.create_task(self._connect_postgres(), name="postgres"),
+            asyncio.create_task(self.replication.run(), name="settings-replication"),
         ]
 
     async def close(self) -> None:

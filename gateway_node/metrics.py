@@ -43,3 +43,15 @@ class GatewayMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=self.registry,
         )
+        self.settings_lag = Gauge(
+            "rtcfleet_settings_replication_lag_seconds",
+            "Seconds the region's settings copy trails the writer (heartbeat age; NaN unknown)",
+            ["region", "kind"],
+            registry=self.registry,
+        )
+        self.settings_connected = Gauge(
+            "rtcfleet_settings_replication_connected",
+            "1 when the region's settings copy streams from the writer",
+            ["region", "kind"],
+            registry=self.registry,
+        )

@@ -49,6 +49,7 @@ class NodeRegistry:
         state = state.model_copy(
             update={
                 "load": beat.load,
+                "settings": beat.settings,
                 "draining": beat.draining or bool(drain_requested),
                 "heartbeat_at": time.time(),
             }

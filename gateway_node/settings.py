@@ -38,6 +38,11 @@ class GatewaySettings(ServiceSettings):
 
     redis_url: str
     postgres_dsn: SecretStr
+    # the region's settings copy (what its media nodes read): its lag is shown and measured
+    settings_replica_dsn: SecretStr | None = None
+    # set when that copy is a logical-replication subscriber of a writer in another cloud:
+    # the subscription this region's gateways keep following the writer (postgres_dsn)
+    settings_subscription: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
 
     api_keys: dict[str, SecretStr] = Field(min_length=1)
     cluster_secret: SecretStr

@@ -92,6 +92,9 @@ class RegionSettings(BaseModel):
     cloud: str
     region: str
     home_region: str
+    # the one settings writer of the whole environment, ``<env>-<cloud>-<region>``; a region
+    # of another cloud reads through a logical-replication subscriber of it
+    writer_stack: str | None = None
     availability_zones: list[str] = Field(min_length=spec.MIN_AVAILABILITY_ZONES, max_length=6)
     admin_allow_list: list[IPv4Network] = Field(default_factory=list)
     certificate: str = Field(min_length=1)
@@ -153,9 +156,17 @@ class RegionSettings(BaseModel):
         return f"{self.env}-{self.cloud}-{self.region}"
 
     @property
+    def subscribes(self) -> bool:
+        """The environment's writer is in another cloud: this region's settings server is a
+        logical-replication subscriber of it, not a replica of a writer of its own cloud."""
+        if self.writer_stack is None:
+            return False
+        return self.writer_stack.split("-", 2)[1:2] != [self.cloud]
+
+    @property
     def is_home(self) -> bool:
         """The home region holds the Postgres read/write node."""
-        return self.region == self.home_region
+        return self.region == self.home_region and not self.subscribes
 
     @property
     def home_stack(self) -> str:
@@ -177,7 +188,11 @@ class RegionSettings(BaseModel):
 
     def referenced_stacks(self) -> list[str]:
         """Stacks whose outputs this one reads (for the offline plan to provide)."""
-        refs = [] if self.is_home else [self.home_stack]
+        refs: list[str] = []
+        if self.subscribes and self.writer_stack is not None:
+            refs.append(self.writer_stack)
+        elif not self.is_home:
+            refs.append(self.home_stack)
         if self.image_id is None:
             refs.append(self.image_stack_name)
         return refs
@@ -200,6 +215,7 @@ class RegionSettings(BaseModel):
             problems.append(
                 (config_key("homeRegion"), f"unknown {self.cloud} region {self.home_region!r}")
             )
+        problems += self._check_writer_stack()
         if self.gateway_max < self.gateway_count:
             problems.append((config_key("gatewayMax"), "is below rtcfleet:gatewayCount"))
         if self.media_max < self.media_min:
@@ -210,6 +226,31 @@ class RegionSettings(BaseModel):
                     (config_key("peeredCidrs"), f"{peer} overlaps rtcfleet:vpcCidr {self.vpc_cidr}")
                 )
         return problems
+
+    def _check_writer_stack(self) -> list[tuple[str, str]]:
+        if self.writer_stack is None:
+            return []
+        key = config_key("writerStack")
+        try:
+            writer = StackName.parse(self.writer_stack)
+        except SettingsError as exc:
+            return [(key, str(exc.problems[0][1]) if exc.problems else str(exc))]
+        if writer.env != self.env:
+            return [(key, f"{self.writer_stack} is not a stack of environment {self.env!r}")]
+        if writer.cloud != self.cloud and self.cloud != "azure":
+            return [
+                (key, f"{self.cloud} regions do not subscribe to a writer in {writer.cloud}")
+            ]
+        home_known = self.home_region in self.cloud_regions
+        if writer.cloud == self.cloud and home_known and writer.region != self.home_region:
+            return [
+                (
+                    key,
+                    f"{self.writer_stack} is in this stack's cloud: it must be the home region "
+                    f"(rtcfleet:homeRegion {self.home_region}), one writer per environment",
+                )
+            ]
+        return []
 
 
 _ACM_ARN = re.compile(r"^arn:aws:acm:(?P<region>[a-z0-9-]+):\d{12}:certificate/[A-Za-z0-9-]+$")

@@ -8,6 +8,7 @@ clouds cannot drift apart: a test compares what each cloud opens against
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
@@ -20,6 +21,14 @@ MEDIA_PORT_MIN = 49152
 MEDIA_PORT_MAX = 65535
 REDIS_PORT = 6379
 POSTGRES_PORT = 5432
+# the settings publication on the environment's writer, and a region's subscription to it
+# (a subscription's name is also its replication slot's on the writer)
+SETTINGS_PUBLICATION = "rtcfleet_settings"
+
+
+def settings_subscription(region: str) -> str:
+    """``westeurope`` -> ``rtcfleet_westeurope``: valid as a subscription and slot name."""
+    return "rtcfleet_" + re.sub(r"[^a-z0-9]+", "_", region.lower()).strip("_")[:54]
 SSH_PORT = 22
 
 HEALTH_CHECK_PATH = "/readyz"
@@ -43,6 +52,8 @@ DRAIN_HOOK_NAME = "rtcfleet-drain"
 
 # Tag on every resource that plays a role, so policies can check it against FIREWALL.
 ROLE_TAG = "rtcfleet:role"
+# on a settings server that is a logical-replication subscriber: its data is the writer's
+SUBSCRIBER_TAG = "rtcfleet:settings-subscriber-of"
 
 ANYWHERE_V4 = "0.0.0.0/0"
 ANYWHERE_V6 = "::/0"

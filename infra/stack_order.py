@@ -7,7 +7,8 @@ networks, transit gateways). So the phases are:
 
 0. ``images``: the image stack (``<env>-image``), read by regions without ``rtcfleet:imageId``;
 1. ``home``: region stacks that hold their Postgres writer;
-2. ``replicas``: region stacks that replicate from a home region;
+2. ``replicas``: region stacks that replicate from a home region (or, in another cloud than
+   the environment's writer, ``rtcfleet:writerStack``, subscribe to it);
 3. ``global``: DNS and the private network between the regions, over their outputs.
 
 The CI deploy workflow and a person at a terminal both take the order from here
@@ -95,7 +96,12 @@ def dependencies(stack: str, values: Mapping[str, Any]) -> tuple[str, list[str]]
         raise StackOrderError(f"{stack}: {config_key('homeRegion')} is not set")
     after: list[str] = []
     phase = "home"
-    if home_region != name.region:
+    writer = _value(values, "writerStack")
+    if writer and str(writer).split("-", 2)[1:2] != [name.cloud]:
+        # a subscriber of the environment's writer in another cloud
+        phase = "replicas"
+        after.append(str(writer))
+    elif home_region != name.region:
         phase = "replicas"
         after.append(f"{name.env}-{name.cloud}-{home_region}")
     if not _value(values, "imageId"):

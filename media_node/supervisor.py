@@ -307,7 +307,7 @@ class Supervisor:
         log.info("registered as %s in %s", self.node_id, self.settings.region)
 
     async def heartbeat(self) -> None:
-        beat = Heartbeat(load=self.load(), draining=self.draining)
+        beat = Heartbeat(load=self.load(), draining=self.draining, settings=self.platform)
         status, body = await self._post(
             f"/internal/nodes/{self.node_id}/heartbeat", beat.model_dump_json()
         )

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rtcfleet.settings_store import PlatformSettings
+
 NODE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
@@ -39,6 +41,8 @@ class Heartbeat(BaseModel):
 
     load: NodeLoad
     draining: bool = False
+    # the platform settings the node applies now, as read from its region's copy
+    settings: PlatformSettings | None = None
 
 
 class NodeState(BaseModel):
@@ -47,6 +51,7 @@ class NodeState(BaseModel):
     registration: NodeRegistration
     load: NodeLoad = Field(default_factory=NodeLoad)
     draining: bool = False
+    settings: PlatformSettings | None = None
     registered_at: float
     heartbeat_at: float
 

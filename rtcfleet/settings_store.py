@@ -1,7 +1,14 @@
 """Platform settings that operators change at run time, stored in Postgres.
 
 The gateway writes them through the read/write node; media nodes read them from their
-region's read-only replica. One row per setting keeps a write from clobbering the others.
+region's read-only copy (a streaming replica, or across clouds a logical-replication
+subscriber). One row per setting keeps a write from clobbering the others.
+
+Logical replication carries only tables with a primary key and types both sides know, and no
+DDL: every table here has a primary key and plain types, and a schema change goes through
+``rtcfleet.servers.logical.apply_schema_change`` (subscribers first when it adds a column).
+The heartbeat row, rewritten every second by the gateways, is how every region measures how
+far its copy trails the writer, whichever way it replicates.
 """
 
 from __future__ import annotations
@@ -12,7 +19,14 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from infra.spec import SETTINGS_PUBLICATION
+
 TABLE = "rtcfleet_settings"
+HEARTBEAT_TABLE = "rtcfleet_heartbeat"
+# every table the settings path replicates, with its primary-key column
+REPLICATED_TABLES = {TABLE: "key", HEARTBEAT_TABLE: "id"}
+# what subscribers in other clouds subscribe to
+PUBLICATION = SETTINGS_PUBLICATION
 AUDIO_CODECS = frozenset({"opus"})
 VIDEO_CODECS = frozenset({"VP8", "H264"})
 
@@ -21,6 +35,10 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     key text PRIMARY KEY,
     value jsonb NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE TABLE IF NOT EXISTS {HEARTBEAT_TABLE} (
+    id int PRIMARY KEY CHECK (id = 1),
+    at timestamptz NOT NULL
 )
 """
 
@@ -49,11 +67,17 @@ class SettingsError(ValueError):
     """A settings write that would store an invalid value; nothing was written."""
 
 
-async def ensure_schema(conn: asyncpg.Connection) -> None:
+async def ensure_schema(conn: asyncpg.Connection, *, publish: bool = True) -> None:
+    """The tables, and on the writer (``publish``) the publication other clouds subscribe to."""
     # gateways start together: serialize the CREATE so none trips over another's
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", TABLE)
         await conn.execute(SCHEMA)
+        if publish and not await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)", PUBLICATION
+        ):
+            tables = ", ".join(REPLICATED_TABLES)
+            await conn.execute(f"CREATE PUBLICATION {PUBLICATION} FOR TABLE {tables}")
 
 
 async def load(conn: asyncpg.Connection) -> PlatformSettings:
@@ -87,3 +111,23 @@ async def update(conn: asyncpg.Connection, changes: dict[str, Any]) -> PlatformS
                 json.dumps(getattr(new, key)),
             )
     return new
+
+
+async def beat(conn: asyncpg.Connection) -> None:
+    """Stamp the writer's clock into the heartbeat row; replicas measure their lag against it."""
+    await conn.execute(
+        f"INSERT INTO {HEARTBEAT_TABLE} (id, at) VALUES (1, clock_timestamp()) "
+        "ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at"
+    )
+
+
+async def staleness(conn: asyncpg.Connection) -> float | None:
+    """Seconds since the newest heartbeat this server holds was written on the writer (lag plus
+    up to one heartbeat interval); None before the first heartbeat arrived."""
+    try:
+        value = await conn.fetchval(
+            f"SELECT EXTRACT(EPOCH FROM clock_timestamp() - at) FROM {HEARTBEAT_TABLE} WHERE id = 1"
+        )
+    except asyncpg.UndefinedTableError:
+        return None
+    return None if value is None else max(float(value), 0.0)

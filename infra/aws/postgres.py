@@ -2,7 +2,9 @@
 
 In the home region: a multi-AZ primary and an in-region replica for media nodes. Elsewhere: a
 cross-region replica of the home primary, found through the home stack's output, which a
-failover can promote.
+failover can promote. The primary runs with ``rds.logical_replication`` on (a parameter group
+of its own), so regions in another cloud can subscribe to its settings publication; a cross-region
+replica gets the same group in its region, so a promoted one publishes too.
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ from infra.spec import POSTGRES_PORT, ROLE_TAG, Role
 
 DATABASE = "rtcfleet"
 MASTER_USER = "rtcfleet"
+# a slot and a WAL sender per subscriber in another cloud, and room for a re-subscription
+LOGICAL_REPLICATION_PARAMETERS = {
+    "rds.logical_replication": "1",
+    "max_replication_slots": "20",
+    "max_wal_senders": "25",
+}
 
 
 @dataclass
@@ -43,6 +51,7 @@ class Postgres(pulumi.ComponentResource):
     """Settings storage: one writer for the whole platform, a local reader in every region."""
 
     key: aws.kms.Key
+    parameter_group: aws.rds.ParameterGroup
     primary: aws.rds.Instance | None
     replica: aws.rds.Instance
     write_endpoint: pulumi.Output[str]
@@ -71,6 +80,21 @@ class Postgres(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
+        # rds.logical_replication is static: it needs a reboot, so it is set from the start
+        parameters = aws.rds.ParameterGroup(
+            f"{prefix}-postgres",
+            family=f"postgres{args.engine_version.split('.')[0]}",
+            description="rtcfleet settings: logical replication for other clouds",
+            parameters=[
+                aws.rds.ParameterGroupParameterArgs(
+                    name=name, value=value, apply_method="pending-reboot"
+                )
+                for name, value in LOGICAL_REPLICATION_PARAMETERS.items()
+            ],
+            tags=tags,
+            opts=child,
+        )
+        self.parameter_group = parameters
         common: dict[str, Any] = {
             "instance_class": args.instance_class,
             "storage_encrypted": True,
@@ -78,6 +102,7 @@ class Postgres(pulumi.ComponentResource):
             "publicly_accessible": False,
             "vpc_security_group_ids": [args.security_group_id],
             "port": POSTGRES_PORT,
+            "parameter_group_name": parameters.name,
             "auto_minor_version_upgrade": True,
             "copy_tags_to_snapshot": True,
             "deletion_protection": args.production,

@@ -5,6 +5,12 @@ failover) and an in-region read replica for media nodes. Elsewhere: a cross-regi
 replica of the home writer, found through the home stack's output, which a failover promotes
 (Azure offers no HA on a replica; the promotion runbook turns it on after promoting). Every
 server lives in the Postgres subnet (VNet integration), with no public access.
+
+The writer runs with ``wal_level=logical`` so regions in another cloud can subscribe to its
+settings publication. When the environment's writer is in another cloud (``subscriber``), the
+region's server is a stand-alone one whose settings tables a logical-replication subscription
+fills (the gateways' reconciler keeps it following the writer, docs/settings-replication.md);
+writes go to the other cloud's writer over the private network.
 """
 
 from __future__ import annotations
@@ -19,10 +25,16 @@ import pulumi_azure_native as azure_native
 
 from infra.azure.private_dns import private_zone
 from infra.azure.sizes import postgres_tier
-from infra.spec import ROLE_TAG, Role
+from infra.spec import ROLE_TAG, SUBSCRIBER_TAG, Role
 
 DATABASE = "rtcfleet"
 ADMIN_USER = "rtcfleet"
+# the writer's server parameters for subscribers in another cloud (a restart applies them)
+LOGICAL_REPLICATION_SETTINGS = {
+    "wal_level": "logical",
+    "max_replication_slots": "20",
+    "max_wal_senders": "25",
+}
 
 
 @dataclass
@@ -45,6 +57,10 @@ class PostgresArgs:
     # Other regions: the home writer's resource id and address (from the home stack).
     source_server_id: pulumi.Input[str] | None = None
     source_endpoint: pulumi.Input[str] | None = None
+    # the environment's writer is in another cloud: a stand-alone subscriber server, whose
+    # administrator password is the writer's (``password``) so one secret opens both
+    subscriber: bool = False
+    writer_stack: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -88,7 +104,9 @@ class Postgres(pulumi.ComponentResource):
             ),
             "tags": tags,
         }
-        if args.home:
+        if args.subscriber:
+            self._subscriber(args, common)
+        elif args.home:
             if args.password is None:
                 raise ValueError("the home region's writer needs a password")
             self.primary = azure_native.dbforpostgresql.Server(
@@ -131,6 +149,16 @@ class Postgres(pulumi.ComponentResource):
                 **common,
                 opts=child,
             )
+            for setting, value in LOGICAL_REPLICATION_SETTINGS.items():
+                azure_native.dbforpostgresql.Configuration(
+                    f"{prefix}-postgres-{setting.replace('_', '-')}",
+                    configuration_name=setting,
+                    server_name=self.primary.name,
+                    resource_group_name=args.resource_group_name,
+                    value=value,
+                    source="user-override",
+                    opts=child,
+                )
             self.write_endpoint = self.primary.fully_qualified_domain_name.apply(
                 lambda host: host or ""
             )
@@ -152,3 +180,37 @@ class Postgres(pulumi.ComponentResource):
         self.register_outputs(
             {"writeEndpoint": self.write_endpoint, "readEndpoint": self.read_endpoint}
         )
+
+    def _subscriber(self, args: PostgresArgs, common: dict[str, Any]) -> None:
+        if args.password is None or args.source_endpoint is None:
+            raise ValueError("a subscriber needs the writer's endpoint and password")
+        digest = hashlib.sha1(args.stack.encode()).hexdigest()[:6]
+        self.primary = None
+        tags = {**common["tags"], SUBSCRIBER_TAG: args.writer_stack or "another cloud"}
+        self.replica = azure_native.dbforpostgresql.Server(
+            f"{args.prefix}-postgres-subscriber",
+            server_name=f"{args.prefix}-pg-sub-{digest}",
+            create_mode="Create",
+            version=args.version,
+            administrator_login=ADMIN_USER,
+            administrator_login_password=pulumi.Output.secret(args.password),
+            availability_zone=args.zones[0],
+            backup=azure_native.dbforpostgresql.BackupArgs(
+                backup_retention_days=args.backup_days, geo_redundant_backup="Disabled"
+            ),
+            auth_config=azure_native.dbforpostgresql.AuthConfigArgs(
+                password_auth="Enabled", active_directory_auth="Disabled"
+            ),
+            **(common | {"tags": tags}),
+            opts=pulumi.ResourceOptions(parent=self, protect=args.production),
+        )
+        azure_native.dbforpostgresql.Database(
+            f"{args.prefix}-postgres-{DATABASE}",
+            database_name=DATABASE,
+            server_name=self.replica.name,
+            resource_group_name=args.resource_group_name,
+            charset="UTF8",
+            collation="en_US.utf8",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.write_endpoint = pulumi.Output.from_input(args.source_endpoint)

@@ -23,7 +23,7 @@ from infra.azure.sizes import vm_size
 from infra.references import stack_reference_name
 from infra.secret_values import configured_secrets, secret_values
 from infra.settings import AzureRegionSettings, SettingsError, config_key
-from infra.spec import Role
+from infra.spec import Role, settings_subscription
 
 # Outputs of the home region's stack that the other regions read.
 HOME_SERVER_ID = "postgresServerId"
@@ -48,9 +48,10 @@ def signaling_address(gateway_cidr: str) -> str:
 
 @dataclass
 class HomeDatabase:
-    """What a non-home region needs from the home region's stack."""
+    """What a non-home region needs from the home region's stack (or, for a subscriber, from
+    the environment's writer stack in another cloud: no server id)."""
 
-    server_id: pulumi.Input[str]
+    server_id: pulumi.Input[str] | None
     write_endpoint: pulumi.Input[str]
     password: pulumi.Input[str]
 
@@ -184,6 +185,8 @@ class AzureRegion(pulumi.ComponentResource):
                 resource_group_name=rg,
                 location=s.region,
                 home=s.is_home,
+                subscriber=s.subscribes,
+                writer_stack=s.writer_stack,
                 sku=vm_size(Role.POSTGRES, s.postgres_size, s.postgres_sku),
                 zones=zones,
                 subnet_id=network.subnet_id(Role.POSTGRES),
@@ -192,7 +195,7 @@ class AzureRegion(pulumi.ComponentResource):
                 backup_days=s.postgres_backup_days,
                 version=s.postgres_version,
                 production=s.production,
-                password=values["dbPassword"] if s.is_home else None,
+                password=values["dbPassword"] if s.is_home or s.subscribes else None,
                 source_server_id=args.home.server_id if args.home else None,
                 source_endpoint=args.home.write_endpoint if args.home else None,
                 tags=tags,
@@ -228,7 +231,16 @@ class AzureRegion(pulumi.ComponentResource):
                         "region": s.region,
                         "homeRegion": s.home_region,
                         "redis": redis_doc,
-                        "postgres": {**postgres_doc, "writeHost": postgres.write_endpoint},
+                        "postgres": {
+                            **postgres_doc,
+                            "writeHost": postgres.write_endpoint,
+                            # the subscription the gateways keep following the writer
+                            **(
+                                {"subscription": settings_subscription(s.region)}
+                                if s.subscribes
+                                else {}
+                            ),
+                        },
                         "signalingPort": spec.CLIENT_SIGNALING_PORT,
                         "adminPort": spec.ADMIN_PORT,
                         # sessions get STUN/TURN on their media node's coturn at this port
@@ -340,7 +352,14 @@ def azure_region_program(settings: AzureRegionSettings) -> dict[str, pulumi.Outp
         )
     provider = azure_native.Provider(f"azure-native-{settings.region}", location=settings.region)
     home = None
-    if not settings.is_home:
+    if settings.subscribes and settings.writer_stack is not None:
+        writer = pulumi.StackReference(stack_reference_name(settings.writer_stack))
+        home = HomeDatabase(
+            server_id=None,
+            write_endpoint=writer.require_output(HOME_WRITE_ENDPOINT),
+            password=writer.require_output(HOME_DB_PASSWORD),
+        )
+    elif not settings.is_home:
         reference = pulumi.StackReference(stack_reference_name(settings.home_stack))
         home = HomeDatabase(
             server_id=reference.require_output(HOME_SERVER_ID),

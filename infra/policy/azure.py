@@ -34,6 +34,7 @@ from infra.spec import (
     PRIVATE_RANGES,
     ROLE_TAG,
     SSH_PORT,
+    SUBSCRIBER_TAG,
     Ingress,
     Role,
     Source,
@@ -266,6 +267,9 @@ def postgres_ha_with_backups(args: ResourceValidationArgs, report: Report) -> No
     if args.props.get("createMode") == "Replica":
         if not args.props.get("sourceServerResourceId"):
             report("a replica needs its source server")
+        return
+    if _tags(args.props).get(SUBSCRIBER_TAG):
+        # a copy of another cloud's writer: a new server copies it again, nothing to back up
         return
     ha = args.props.get("highAvailability") or {}
     if ha.get("mode") != "ZoneRedundant":

@@ -138,6 +138,13 @@ def gateway_environment(facts: NodeFacts) -> dict[str, str]:
         "RTCFLEET_GATEWAY_ADMIN_TOKEN": _require(secrets, "adminToken", "the role's secret"),
         "RTCFLEET_GATEWAY_TURN_SECRET": turn_secret(secrets),
     }
+    postgres = s.get("postgres") or {}
+    if postgres.get("readHost"):
+        # the region's settings copy: its lag in /stats and /metrics
+        env["RTCFLEET_GATEWAY_SETTINGS_REPLICA_DSN"] = postgres_dsn(s, secrets, "readHost")
+    if postgres.get("subscription"):
+        # the copy subscribes to a writer in another cloud: the gateways keep it following
+        env["RTCFLEET_GATEWAY_SETTINGS_SUBSCRIPTION"] = str(postgres["subscription"])
     for key, var in (
         ("signalingPort", "CLIENT_PORT"),
         ("adminPort", "ADMIN_PORT"),

@@ -25,6 +25,10 @@ class Target(StrEnum):
     AZURE = "azure"
 
 
+def split_clouds(text: str | None) -> list[str]:
+    return [] if not text else [cloud.strip() for cloud in text.split(",")]
+
+
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} s"
 
@@ -45,7 +49,12 @@ def render(report: dict[str, Any], console: Console) -> None:
         ("settings writes lost", str(report["settings_writes_lost"])),
         ("admin write after the fault", _seconds(report["settings_write_after_failover_s"])),
         ("replication lag at the fault", json.dumps(report["replication_lag_at_fault"])),
+        ("settings fresh everywhere", _seconds(report["settings_fresh_everywhere_s"])),
     ]
+    for name, fresh in report["settings_fresh_s"].items():
+        rows.append((f"settings fresh in {name}", _seconds(fresh)))
+    for name, copy in report["replication_at_fault"].items():
+        rows.append((f"{name} settings copy at the fault", json.dumps(copy)))
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
@@ -63,6 +72,13 @@ def region_outage(
         Path | None, typer.Option(help="AWS drill config (YAML): regions, checks, groups")
     ] = None,
     regions: Annotated[int, typer.Option(min=2, max=5, help="Local fleet regions")] = 2,
+    clouds: Annotated[
+        str | None,
+        typer.Option(
+            help="Local fleet: each region's cloud, comma-separated (aws,aws,azure); regions "
+            "outside the first one's cloud read settings through logical replication"
+        ),
+    ] = None,
     bots: Annotated[int, typer.Option(min=2, help="Bots in the baseline")] = 6,
     rooms: Annotated[int, typer.Option(min=1, help="Rooms the bots spread over")] = 3,
 ) -> None:
@@ -89,7 +105,12 @@ def region_outage(
         from rtcfleet.local import FleetSpec, LocalFleet
 
         ice_host.restrict_host_addresses(["127.0.0.1"])
-        fleet = LocalFleet(FleetSpec(regions=regions, gateways=1, media=1))
+        try:
+            fleet = LocalFleet(
+                FleetSpec(regions=regions, gateways=1, media=1, clouds=split_clouds(clouds))
+            )
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--clouds") from None
         if region not in fleet.spec.region_names():
             console.print(f"--region: the local fleet's regions are {fleet.spec.region_names()}")
             raise typer.Exit(2)

@@ -88,6 +88,13 @@ def up(
     gateways: Annotated[int, typer.Option(min=1, max=8, help="Gateways per region")] = 2,
     media: Annotated[int, typer.Option(min=1, max=8, help="Media nodes per region")] = 2,
     workers: Annotated[int, typer.Option(min=1, help="Forwarding workers per media node")] = 1,
+    clouds: Annotated[
+        str | None,
+        typer.Option(
+            help="Each region's cloud, comma-separated (aws,aws,azure); regions outside the "
+            "first one's cloud read settings through a logical-replication subscriber"
+        ),
+    ] = None,
     detach: Annotated[bool, typer.Option(help="Leave the fleet running in the background")] = False,
 ) -> None:
     """Start the fleet, print its URLs and tokens, and run until Ctrl-C."""
@@ -95,12 +102,23 @@ def up(
     if read_state() is not None:
         console.print("a local fleet is already running: `rtcfleet local status` or `local down`")
         raise typer.Exit(1)
-    if detach:
-        _detach(regions, gateways, media, workers, console)
-        return
+    from rtcfleet.commands.drill import split_clouds
     from rtcfleet.local import FleetSpec, LocalFleet
 
-    spec = FleetSpec(regions=regions, gateways=gateways, media=media, workers_per_node=workers)
+    spec = FleetSpec(
+        regions=regions,
+        gateways=gateways,
+        media=media,
+        workers_per_node=workers,
+        clouds=split_clouds(clouds),
+    )
+    try:
+        spec.region_clouds()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--clouds") from None
+    if detach:
+        _detach(regions, gateways, media, workers, clouds, console)
+        return
     fleet = LocalFleet(spec)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -123,13 +141,16 @@ def up(
         fleet.remove()
 
 
-def _detach(regions: int, gateways: int, media: int, workers: int, console: Console) -> None:
+def _detach(
+    regions: int, gateways: int, media: int, workers: int, clouds: str | None, console: Console
+) -> None:
     state_dir().mkdir(parents=True, exist_ok=True)
     log = state_dir() / "local.log"
     argv = [
         sys.executable, "-m", "rtcfleet", "local", "up",
         "--regions", str(regions), "--gateways", str(gateways),
         "--media", str(media), "--workers", str(workers),
+        *(["--clouds", clouds] if clouds else []),
     ]  # fmt: skip
     with open(log, "ab") as out:
         process = subprocess.Popen(

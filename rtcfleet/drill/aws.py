@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,18 +146,33 @@ class AwsBackend:
         replica = self.config.regions[self.config.standby].db_replica_id
         if replica is None:
             return {}
+        seconds = await asyncio.to_thread(self._replica_lag, self.config.standby, replica)
+        return {"seconds": seconds}
+
+    async def region_replication(self) -> dict[str, dict[str, Any]]:
+        """Every region's RDS replica lag (CloudWatch ReplicaLag, last minute); regions in other
+        clouds are measured by their gateways' ``rtcfleet_settings_replication_lag_seconds``."""
+        out: dict[str, dict[str, Any]] = {}
+        for region, target in self.config.regions.items():
+            if region == self._home or target.db_replica_id is None:
+                continue
+            seconds = await asyncio.to_thread(self._replica_lag, region, target.db_replica_id)
+            out[region] = {"kind": "physical", "lag_s": seconds}
+        return out
+
+    def _replica_lag(self, region: str, instance: str) -> float:
         import datetime
 
         now = datetime.datetime.now(datetime.UTC)
-        stats = await asyncio.to_thread(
-            self._call, "cloudwatch", self.config.standby, "get_metric_statistics",
+        stats = self._call(
+            "cloudwatch", region, "get_metric_statistics",
             Namespace="AWS/RDS", MetricName="ReplicaLag",
-            Dimensions=[{"Name": "DBInstanceIdentifier", "Value": replica}],
+            Dimensions=[{"Name": "DBInstanceIdentifier", "Value": instance}],
             StartTime=now - datetime.timedelta(minutes=1), EndTime=now,
             Period=60, Statistics=["Maximum"],
         )  # fmt: skip
         points = stats.get("Datapoints", [])
-        return {"seconds": max((float(p["Maximum"]) for p in points), default=0.0)}
+        return max((float(p["Maximum"]) for p in points), default=0.0)
 
     async def inject(self, region: str) -> list[str]:
         return await asyncio.to_thread(self._inject, region)
@@ -214,7 +230,9 @@ class AwsBackend:
         )
         instances = described.get("DBInstances", [{}])
         endpoint = instances[0].get("Endpoint", {}).get("Address", "<promoted endpoint>")
+        promoted_arn = instances[0].get("DBInstanceArn", f"<arn of {target.db_replica_id}>")
         steps.append(f"RDS replica {target.db_replica_id} in {standby} promoted ({endpoint})")
+        steps += self._replace_replicas(promoted_arn)
         for region, other in self.config.regions.items():
             if region == self.config.home:
                 continue
@@ -242,6 +260,52 @@ class AwsBackend:
             )  # fmt: skip
             steps.append(f"ElastiCache global datastore primary moved to {standby}")
         self._home = standby
+        return steps
+
+    def _replace_replicas(self, promoted_arn: str) -> list[str]:
+        """An RDS replica cannot change its source: every other surviving region's replica of
+        the dead writer gets a replacement replicating from the promoted one, with the old
+        one's class, subnets, security groups and the region's key. The region's readers move
+        to it, and the old replica goes, with the region's next ``pulumi up`` against the new
+        home (``rtcfleet:homeRegion``)."""
+        steps = []
+        for region, other in self.config.regions.items():
+            if region in (self.config.home, self.config.standby) or other.db_replica_id is None:
+                continue
+            described = self._call(
+                "rds", region, "describe_db_instances", DBInstanceIdentifier=other.db_replica_id
+            )
+            old = (described.get("DBInstances") or [{}])[0]
+            replacement = f"{other.db_replica_id}-r{int(time.time())}"
+            params: dict[str, Any] = {
+                "DBInstanceIdentifier": replacement,
+                "SourceDBInstanceIdentifier": promoted_arn,
+                "SourceRegion": self.config.standby,
+                "DBInstanceClass": old.get("DBInstanceClass", "<class of the old replica>"),
+                "DBSubnetGroupName": old.get("DBSubnetGroup", {}).get(
+                    "DBSubnetGroupName", "<subnet group of the old replica>"
+                ),
+                "VpcSecurityGroupIds": [
+                    g["VpcSecurityGroupId"] for g in old.get("VpcSecurityGroups", [])
+                ]
+                or ["<security groups of the old replica>"],
+                "KmsKeyId": old.get("KmsKeyId", "<key of the old replica>"),
+                "PubliclyAccessible": False,
+                "MultiAZ": bool(old.get("MultiAZ", True)),
+            }
+            if old.get("DBParameterGroups"):
+                params["DBParameterGroupName"] = old["DBParameterGroups"][0]["DBParameterGroupName"]
+            self._call("rds", region, "create_db_instance_read_replica", **params)
+            if not self.dry_run:
+                waiter = self._client("rds", region).get_waiter("db_instance_available")
+                waiter.wait(
+                    DBInstanceIdentifier=replacement,
+                    WaiterConfig={"Delay": 15, "MaxAttempts": 160},
+                )
+            steps.append(
+                f"{region}: replacement replica {replacement} of the promoted writer "
+                f"(the old {other.db_replica_id} followed the dead one)"
+            )
         return steps
 
     async def restore(self, region: str) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class DrillBackend(Protocol):
@@ -32,12 +32,17 @@ class DrillBackend(Protocol):
 
     async def replication_lag(self) -> dict[str, float]: ...
 
+    async def region_replication(self) -> dict[str, dict[str, Any]]:
+        """Each region's settings copy: how it replicates and how far it trails the writer."""
+        ...
+
     async def inject(self, region: str) -> list[str]:
         """Take the region down; returns the steps taken, in order."""
         ...
 
     async def fail_over_database(self) -> list[str]:
-        """Promote the standby region's replica after the home region died."""
+        """Promote the standby region's replica after the home region died, and point every
+        other region's settings copy (replica or subscription) at it."""
         ...
 
     async def restore(self, region: str) -> list[str]: ...

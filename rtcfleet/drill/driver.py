@@ -7,7 +7,9 @@ Measured from the moment of the fault:
 - time until each bot that was in the dead region has media again (p50, max);
 - sessions dropped (bots without media at the end of the bound), settings writes lost (writes
   the admin API acknowledged before the fault but not readable after it), and the replication
-  lag at the moment of the fault.
+  lag at the moment of the fault, of every region's settings copy;
+- time until every surviving region reads fresh settings again: a setting written through the
+  admin API after the fault, until each surviving region's media nodes all report it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from rtcfleet.signaling import Join, encode
 
 PROBE_INTERVAL_S = 0.1
 SETTINGS_KEY = "max_participants_per_room"
+# written after the fault; distinct from the default and from the baseline's 100, 101, ...
+FRESH_VALUE = 60
 
 
 @dataclass
@@ -58,6 +62,21 @@ class DrillReport:
     settings_writes_lost: int | None = None
     settings_write_after_failover_s: float | None = None
     replication_lag_at_fault: dict[str, float] = field(default_factory=dict)
+    replication_at_fault: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # per surviving region: seconds from the fault until its media nodes all applied the
+    # setting written after it (and from that write's acknowledgement)
+    settings_fresh_s: dict[str, float] = field(default_factory=dict)
+    settings_fresh_after_write_s: dict[str, float] = field(default_factory=dict)
+    replication_after_recovery: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    surviving_regions: list[str] = field(default_factory=list)
+
+    @property
+    def settings_fresh_everywhere_s(self) -> float | None:
+        """Until the last surviving region has fresh settings; None when one never did."""
+        if not self.settings_fresh_s or set(self.surviving_regions) - set(self.settings_fresh_s):
+            return None
+        return max(self.settings_fresh_s.values())
 
     @property
     def time_to_media_p50_s(self) -> float | None:
@@ -71,6 +90,7 @@ class DrillReport:
         data = asdict(self)
         data["time_to_media_p50_s"] = self.time_to_media_p50_s
         data["time_to_media_max_s"] = self.time_to_media_max_s
+        data["settings_fresh_everywhere_s"] = self.settings_fresh_everywhere_s
         return data
 
 
@@ -91,6 +111,21 @@ class _Admin:
                 return response.status == 200
         except (aiohttp.ClientError, TimeoutError):
             return False
+
+    async def nodes(self, region: str) -> list[dict[str, Any]] | None:
+        try:
+            async with self.http.get(
+                self.backend.admin_url(region) + "/api/nodes", headers=self._headers()
+            ) as response:
+                return list(await response.json()) if response.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return None
+
+    async def applied_everywhere(self, region: str, key: str, value: Any) -> bool:
+        """Every healthy media node of the region reports ``key`` at ``value``."""
+        nodes = await self.nodes(region)
+        healthy = [n for n in nodes or [] if n.get("state") == "healthy"]
+        return bool(healthy) and all((n.get("settings") or {}).get(key) == value for n in healthy)
 
     async def read(self, region: str) -> dict[str, Any] | None:
         try:
@@ -139,7 +174,7 @@ async def run_region_outage(backend: DrillBackend, spec: DrillSpec) -> DrillRepo
         raise ValueError("a region-outage drill needs at least two regions")
     survivors = [r for r in regions if r != spec.region]
     killed_home = spec.region == backend.home()
-    report = DrillReport(backend.target, spec.region, killed_home)
+    report = DrillReport(backend.target, spec.region, killed_home, surviving_regions=survivors)
 
     # ---- baseline: bots in rooms spread over the regions, settings written ---------------------
     bots: list[tuple[Bot, str, list[str]]] = []
@@ -183,6 +218,7 @@ async def run_region_outage(backend: DrillBackend, spec: DrillSpec) -> DrillRepo
                 report.settings_writes_acknowledged += 1
                 last_written = value
         report.replication_lag_at_fault = await backend.replication_lag()
+        report.replication_at_fault = await backend.region_replication()
         affected = [(b, others) for b, _, others in bots if b.session.region == spec.region]
         report.affected_bots = len(affected)
 
@@ -218,9 +254,18 @@ async def run_region_outage(backend: DrillBackend, spec: DrillSpec) -> DrillRepo
             report.time_to_media_s.append(time.monotonic() - fault_at)
 
         async def settings_write() -> None:
-            while not await admin.write(survivors[0], {SETTINGS_KEY: 50}):
+            while not await admin.write(survivors[0], {SETTINGS_KEY: FRESH_VALUE}):
                 await asyncio.sleep(PROBE_INTERVAL_S)
-            report.settings_write_after_failover_s = time.monotonic() - fault_at
+            written_at = time.monotonic()
+            report.settings_write_after_failover_s = written_at - fault_at
+            await asyncio.gather(*(fresh(region, written_at) for region in survivors))
+
+        async def fresh(region: str, written_at: float) -> None:
+            while not await admin.applied_everywhere(region, SETTINGS_KEY, FRESH_VALUE):
+                await asyncio.sleep(PROBE_INTERVAL_S)
+            now = time.monotonic()
+            report.settings_fresh_s[region] = round(now - fault_at, 3)
+            report.settings_fresh_after_write_s[region] = round(now - written_at, 3)
 
         measures = [detect(), new_joins(), *(media_again(b, o) for b, o in affected)]
         tasks = [asyncio.ensure_future(m) for m in measures]
@@ -240,6 +285,7 @@ async def run_region_outage(backend: DrillBackend, spec: DrillSpec) -> DrillRepo
             )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(settings_write(), spec.recovery_timeout_s)
+        report.replication_after_recovery = await backend.region_replication()
     finally:
         await asyncio.gather(*(b.close() for b, _, _ in bots), return_exceptions=True)
         await http.close()

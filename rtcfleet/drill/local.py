@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 
@@ -51,6 +52,9 @@ class LocalBackend:
     async def replication_lag(self) -> dict[str, float]:
         return await self.fleet.replication_lag()
 
+    async def region_replication(self) -> dict[str, dict[str, Any]]:
+        return await asyncio.to_thread(self.fleet.region_replication)
+
     async def inject(self, region: str) -> list[str]:
         processes = self.fleet.region_processes(region)
         await asyncio.to_thread(self.fleet.kill_region, region)
@@ -60,7 +64,8 @@ class LocalBackend:
     async def fail_over_database(self) -> list[str]:
         standby = self.fleet.standby
         server = await asyncio.to_thread(self.fleet.promote_standby)
-        return [f"promoted the Postgres replica of {standby} (port {server.port}) to read/write"]
+        steps = [f"promoted the Postgres replica of {standby} (port {server.port}) to read/write"]
+        return steps + await asyncio.to_thread(self.fleet.follow_writer)
 
     async def restore(self, region: str) -> list[str]:
         await asyncio.to_thread(self.fleet.restore_region, region)

@@ -2,7 +2,9 @@
 
 Each region has its own Redis (primary + replica + Sentinel), gateways and media nodes, as a
 cloud region would; one Postgres read/write server lives in the home region (the first) with a
-streaming replica per region that the region's media nodes read settings from. The node
+read server per region that the region's media nodes read settings from: a streaming replica
+in the home region's cloud, a logical-replication subscriber in any other (``FleetSpec.clouds``
+says which region is in which cloud; see ``rtcfleet.local.replication``). The node
 services run as the same processes the machine images run (``rtcfleet gateway``,
 ``rtcfleet media-node``), with their settings in environment variables.
 """
@@ -24,6 +26,9 @@ from typing import Any
 
 import asyncpg
 
+from rtcfleet.local import replication
+from rtcfleet.local.replication import LOGICAL, PHYSICAL
+from rtcfleet.logical_replication import subscription_name
 from rtcfleet.servers import PostgresServer, ReplicatedPostgres, SentinelRedis, free_port
 from rtcfleet.servers.ports import LOOPBACK
 from rtcfleet.servers.process import ServerProcess
@@ -46,9 +51,21 @@ class FleetSpec:
     cluster_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     log_level: str = "INFO"
+    # the cloud of each region, in order (empty: all one cloud); regions outside the home
+    # region's cloud read settings through a logical-replication subscriber
+    clouds: list[str] = field(default_factory=list)
 
     def region_names(self) -> list[str]:
         return [f"local-{i + 1}" for i in range(self.regions)]
+
+    def region_clouds(self) -> list[str]:
+        if not self.clouds:
+            return ["local"] * self.regions
+        if len(self.clouds) != self.regions or not all(self.clouds):
+            raise ValueError(
+                f"clouds: one non-empty cloud name per region ({self.regions}), got {self.clouds}"
+            )
+        return list(self.clouds)
 
 
 @dataclass
@@ -80,6 +97,9 @@ class Region:
     name: str
     redis: SentinelRedis
     settings_replica: PostgresServer
+    cloud: str = "local"
+    # how settings_replica follows the writer: a streaming replica, or a subscriber
+    replication: str = PHYSICAL
     gateways: list[ServiceProcess] = field(default_factory=list)
     media_nodes: list[ServiceProcess] = field(default_factory=list)
 
@@ -93,6 +113,7 @@ class LocalFleet:
         self.spec = spec or FleetSpec()
         if self.spec.regions < 1 or self.spec.gateways < 1 or self.spec.media < 0:
             raise ValueError("a fleet needs at least one region with one gateway")
+        self.clouds = dict(zip(self.spec.region_names(), self.spec.region_clouds(), strict=True))
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="rtcfleet-local-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         # the unprivileged Postgres user must reach its data folders below this one
@@ -108,13 +129,27 @@ class LocalFleet:
 
     def start(self, ready_timeout: float = 60.0) -> LocalFleet:
         names = self.spec.region_names()
+        home_cloud = self.clouds[names[0]]
+        physical = [n for n in names if self.clouds[n] == home_cloud]
         try:
             self.postgres = ReplicatedPostgres(
-                replicas=len(names), workdir=self.workdir / "postgres"
+                replicas=len(physical), workdir=self.workdir / "postgres"
             ).start()
-            for index, name in enumerate(names):
+            readers = dict(zip(physical, self.postgres.replicas, strict=True))
+            for name, replica in readers.items():
+                replication.stream_from(replica, self.postgres.primary, name)
+            writer_dsn = _writer_dsn([self.postgres.primary, *self.postgres.replicas])
+            for name in names:
+                if name not in readers:
+                    readers[name] = PostgresServer(self.workdir / "postgres" / f"subscriber-{name}")
+                    self.postgres.replicas.append(readers[name])
+                    replication.new_subscriber(
+                        readers[name], self.postgres.primary, name, writer_dsn
+                    )
+            for name in names:
                 redis = SentinelRedis(self.workdir / f"redis-{name}").start()
-                self.regions[name] = Region(name, redis, self.postgres.replicas[index])
+                kind = PHYSICAL if name in physical else LOGICAL
+                self.regions[name] = Region(name, redis, readers[name], self.clouds[name], kind)
                 self._gateway_ports[name] = [
                     (free_port(), free_port()) for _ in range(self.spec.gateways)
                 ]
@@ -167,17 +202,22 @@ class LocalFleet:
 
     @property
     def standby(self) -> str | None:
-        """The region whose replica is promoted when the home region dies."""
-        names = self.spec.region_names()
-        return names[1] if len(names) > 1 else None
+        """The region whose replica is promoted when the home region dies: the next region
+        in the home region's cloud (a subscriber is no promotion candidate)."""
+        home_cloud = self.clouds[self.home]
+        candidates = [
+            n for n in self.spec.region_names() if n != self.home and self.clouds[n] == home_cloud
+        ]
+        return candidates[0] if candidates else None
 
     def settings_dsn(self) -> str:
-        """Every Postgres server, asking for the writable one: after a promotion, gateways'
-        new connections find the promoted replica without a restart."""
+        """The writer and its streaming replicas, asking for the writable one: after a
+        promotion, gateways' new connections find the promoted replica without a restart.
+        Subscribers are left out: they accept writes, and a write there would reach nobody."""
         assert self.postgres is not None
-        servers = [self.postgres.primary, *self.postgres.replicas]
-        hosts = ",".join(f"{LOOPBACK}:{server.port}" for server in servers)
-        return f"postgresql://postgres@{hosts}/postgres?target_session_attrs=read-write"
+        physical = [r.settings_replica for r in self.regions.values() if r.replication == PHYSICAL]
+        servers = [self.postgres.primary, *(s for s in physical if s is not self.postgres.primary)]
+        return _writer_dsn(servers)
 
     def internal_urls(self, region: str) -> list[str]:
         return [f"http://{LOOPBACK}:{client}" for client, _ in self._gateway_ports[region]]
@@ -204,6 +244,12 @@ class LocalFleet:
             "RTCFLEET_GATEWAY_FALLBACK_URLS": json.dumps(fallback),
             "RTCFLEET_GATEWAY_REDIS_URL": region.redis.url,
             "RTCFLEET_GATEWAY_POSTGRES_DSN": self.settings_dsn(),
+            "RTCFLEET_GATEWAY_SETTINGS_REPLICA_DSN": region.settings_replica.dsn,
+            **(
+                {"RTCFLEET_GATEWAY_SETTINGS_SUBSCRIPTION": subscription_name(region_name)}
+                if region.replication == LOGICAL
+                else {}
+            ),
             "RTCFLEET_GATEWAY_PEER_REGIONS": json.dumps(
                 {other: self.internal_urls(other) for other in others}
             ),
@@ -273,6 +319,31 @@ class LocalFleet:
         self.postgres.primary, self._home = standby, self.standby
         return standby
 
+    def follow_writer(self) -> list[str]:
+        """Point every surviving region's settings copy at the current writer."""
+        assert self.postgres is not None
+        writer = self.postgres.primary
+        steps = []
+        for region in self.regions.values():
+            server = region.settings_replica
+            if server is writer or server.process is None or not server.process.running():
+                continue
+            started = time.monotonic()
+            if region.replication == PHYSICAL:
+                how = replication.follow_physical(server, writer, region.name)
+            else:
+                how = "re-subscribed by the region's gateways"
+                while not replication.subscribed(writer, region.name):
+                    if time.monotonic() - started > replication.REPOINT_TIMEOUT_S * 3:
+                        how = "not re-subscribed yet"
+                        break
+                    time.sleep(0.1)
+            steps.append(
+                f"{region.name}: {region.replication} copy {how} to port {writer.port} "
+                f"in {time.monotonic() - started:.2f} s"
+            )
+        return steps
+
     def restore_region(self, name: str, ready_timeout: float = 60.0) -> None:
         """Bring a dead region back: fresh Redis, a replica of the current primary, services."""
         assert self.postgres is not None
@@ -283,9 +354,16 @@ class LocalFleet:
             self.workdir / f"redis-{name}-restored-{self._counter}"
         ).start()
         replica = PostgresServer(self.workdir / "postgres" / f"{name}-restored-{self._counter}")
-        replica.init_replica_of(self.postgres.primary).start()
+        if region.replication == PHYSICAL:
+            replica.init_replica_of(self.postgres.primary).start()
+            replication.stream_from(replica, self.postgres.primary, name)
+        else:
+            replication.new_subscriber(replica, self.postgres.primary, name, self.settings_dsn())
+        self.postgres.replicas = [
+            replica if server is region.settings_replica else server
+            for server in self.postgres.replicas
+        ]
         region.settings_replica = replica
-        self.postgres.replicas[self.spec.region_names().index(name)] = replica
         count = len(region.media_nodes)
         region.media_nodes = []
         for index in range(len(region.gateways)):
@@ -311,6 +389,29 @@ class LocalFleet:
             "seconds": max((float(r["seconds"] or 0) for r in rows), default=0.0),
             "streaming_replicas": float(len(rows)),
         }
+
+    def region_replication(self) -> dict[str, dict[str, Any]]:
+        """Each region's settings copy: how it replicates, the writer's view of it (WAL bytes
+        not yet replayed or applied, replay lag) and its heartbeat age (lag + up to 1 s)."""
+        assert self.postgres is not None
+        try:
+            streams = replication.writer_lag(self.postgres.primary)
+        except (OSError, asyncpg.PostgresError):
+            streams = {}
+        out: dict[str, dict[str, Any]] = {}
+        for region in self.regions.values():
+            if region.settings_replica is self.postgres.primary:
+                out[region.name] = {"kind": "writer", "heartbeat_age_s": 0.0}
+                continue
+            stream = streams.get(region.name) or streams.get(subscription_name(region.name))
+            out[region.name] = {
+                "kind": region.replication,
+                "streaming": stream is not None and stream["state"] == "streaming",
+                "lag_bytes": None if stream is None else stream["bytes"],
+                "lag_s": None if stream is None else stream["seconds"],
+                "heartbeat_age_s": replication.staleness(region.settings_replica),
+            }
+        return out
 
     # ---- readiness and facts ----------------------------------------------------------------
 
@@ -356,12 +457,19 @@ class LocalFleet:
                     "admin_url": region.gateways[0].admin_url,
                     "redis": region.redis.url,
                     "settings_replica": region.settings_replica.dsn,
+                    "cloud": region.cloud,
+                    "settings_replication": region.replication,
                     "gateways": [g.name for g in region.gateways],
                     "media_nodes": [m.name for m in region.media_nodes],
                 }
                 for region in self.regions.values()
             ],
         }
+
+
+def _writer_dsn(servers: list[PostgresServer]) -> str:
+    hosts = ",".join(f"{LOOPBACK}:{server.port}" for server in servers)
+    return f"postgresql://postgres@{hosts}/postgres?target_session_attrs=read-write"
 
 
 def _healthy_nodes(url: str) -> int:

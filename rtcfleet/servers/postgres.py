@@ -156,7 +156,7 @@ class PostgresServer:
             "-c", f"listen_addresses={self.host}",
             "-c", f"port={self.port}",
             "-c", f"unix_socket_directories={self.datadir}",
-            "-c", "wal_level=replica",
+            "-c", "wal_level=logical",  # physical replicas and subscribers in other clouds
             "-c", "max_wal_senders=10",
             "-c", "max_replication_slots=10",
             "-c", "hot_standby=on",

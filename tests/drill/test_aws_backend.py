@@ -227,3 +227,38 @@ def test_bad_config_and_azure_are_clear_errors(tmp_path: Path) -> None:
         app, ["drill", "region-outage", "--target", "azure", "--region", "westeurope"]
     )
     assert result.exit_code == 2 and "not supported yet" in result.output
+
+
+def test_dry_run_replaces_a_third_regions_replica_from_the_promoted_one(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    document = config({HOME: "hc-home", STANDBY: "hc-standby"}).model_dump()
+    third = "ap-southeast-1"
+    document["regions"][third] = document["regions"][STANDBY] | {
+        "health_check_id": "hc-third",
+        "db_replica_id": f"prod-{third}-replica",
+        "gateway_parameter": PARAM.format(third),
+    }
+    path = tmp_path / "drill.yaml"
+    path.write_text(yaml.safe_dump(document))
+    result = CliRunner().invoke(
+        app,
+        ["drill", "region-outage", "--target", "aws", "--region", HOME, "--dry-run",
+         "--config", str(path)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("would call")]
+    promote = next(i for i, line in enumerate(lines) if "rds.promote_read_replica" in line)
+    replace = next(
+        i for i, line in enumerate(lines) if "rds.create_db_instance_read_replica" in line
+    )
+    assert promote < replace
+    assert f'"prod-{third}-replica-r' in lines[replace]
+    assert f'SourceDBInstanceIdentifier="<arn of prod-{STANDBY}-replica>"' in lines[replace]
+    assert f'SourceRegion="{STANDBY}"' in lines[replace]
+    assert not any(
+        "create_db_instance_read_replica" in line and STANDBY + "]" in line for line in lines
+    )

@@ -13,15 +13,16 @@ from rtcfleet.servers import ReplicatedPostgres
 REPLICATION_WAIT_S = 30.0
 
 
-async def _wait_for_row(dsn: str, key: str, deadline: float) -> str | None:
+async def _wait_for_replay(dsn: str, lsn: str, deadline: float) -> bool:
+    """Wait until the replica has replayed up to the primary's LSN: reading the table before
+    then can fail because the replica has not yet replayed its creation."""
     conn = await asyncpg.connect(dsn)
     try:
         while time.monotonic() < deadline:
-            value = await conn.fetchval("SELECT value FROM probe WHERE key = $1", key)
-            if value is not None:
-                return str(value)
+            if await conn.fetchval("SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn", lsn):
+                return True
             await asyncio.sleep(0.05)
-        return None
+        return False
     finally:
         await conn.close()
 
@@ -33,10 +34,16 @@ async def test_replica_serves_primary_writes_and_outlives_it(
     conn = await asyncpg.connect(primary.dsn)
     await conn.execute("CREATE TABLE probe (key text PRIMARY KEY, value text NOT NULL)")
     await conn.execute("INSERT INTO probe VALUES ('bitrate', '1500000')")
+    written = str(await conn.fetchval("SELECT pg_current_wal_flush_lsn()::text"))
     await conn.close()
 
     deadline = time.monotonic() + REPLICATION_WAIT_S
-    assert await _wait_for_row(replica.dsn, "bitrate", deadline) == "1500000"
+    assert await _wait_for_replay(replica.dsn, written, deadline)
+
+    replica_conn = await asyncpg.connect(replica.dsn)
+    value = await replica_conn.fetchval("SELECT value FROM probe WHERE key = 'bitrate'")
+    await replica_conn.close()
+    assert value == "1500000"
 
     replica_conn = await asyncpg.connect(replica.dsn)
     assert await replica_conn.fetchval("SELECT pg_is_in_recovery()") is True

@@ -1,0 +1,52 @@
+"""First boot hands a gateway its region's settings copy and, across clouds, its subscription."""
+
+from __future__ import annotations
+
+from gateway_node.settings import GatewaySettings
+from rtcfleet.bundle.first_boot import NodeFacts, gateway_environment
+
+SECRETS = {
+    "apiSecret": "a" * 32,
+    "clusterSecret": "c" * 32,
+    "adminToken": "t" * 24,
+    "redisAuthToken": "r" * 24,
+    "dbPassword": "p@ss/word",
+}
+
+
+def facts(postgres: dict[str, object]) -> NodeFacts:
+    settings = {
+        "redis": {"host": "redis.internal", "port": 6380, "tls": True},
+        "postgres": {"port": 5432, "database": "rtcfleet", "user": "rtcfleet", **postgres},
+    }
+    return NodeFacts(
+        "azure", "gateway", "prod", "westeurope", "vm-1", "10.30.1.4", None, settings, SECRETS
+    )
+
+
+def test_a_subscriber_region_gateway_reconciles_its_subscription(monkeypatch) -> None:
+    env = gateway_environment(
+        facts(
+            {
+                "writeHost": "writer.us-east-1.rds.example",
+                "readHost": "sub.weu.postgres.example",
+                "subscription": "rtcfleet_westeurope",
+            }
+        )
+    )
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = GatewaySettings()  # type: ignore[call-arg]
+    assert settings.settings_subscription == "rtcfleet_westeurope"
+    replica = settings.settings_replica_dsn
+    assert replica is not None
+    assert replica.get_secret_value() == (
+        "postgresql://rtcfleet:p%40ss%2Fword@sub.weu.postgres.example:5432/rtcfleet?sslmode=require"
+    )
+    assert "writer.us-east-1.rds.example" in settings.postgres_dsn.get_secret_value()
+
+
+def test_a_region_of_the_writers_cloud_has_no_subscription() -> None:
+    env = gateway_environment(facts({"writeHost": "w", "readHost": "r"}))
+    assert "RTCFLEET_GATEWAY_SETTINGS_SUBSCRIPTION" not in env
+    assert env["RTCFLEET_GATEWAY_SETTINGS_REPLICA_DSN"].split("@")[1].startswith("r:5432/")
