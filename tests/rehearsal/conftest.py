@@ -18,11 +18,16 @@ from rtcfleet.rehearsal.region import BootedNode, RehearsedRegion
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if os.geteuid() != 0:
-        skip = pytest.mark.skip(reason="the rehearsal boots containers: it needs root")
-        for item in items:
-            if "tests/rehearsal/" in str(item.fspath):
-                item.add_marker(skip)
+    skip = pytest.mark.skip(reason="the rehearsal boots containers: it needs root")
+    for item in items:
+        if "tests/rehearsal/" not in str(item.fspath):
+            continue
+        item.add_marker(pytest.mark.slow)
+        # whichever test comes first builds the region: debootstrap (uncached), the bundle and
+        # the image take about five minutes on a 2-core machine
+        item.add_marker(pytest.mark.timeout(900))
+        if os.geteuid() != 0:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
