@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 import socket
 import struct
@@ -93,6 +94,8 @@ class CloudDoubles:
     def start(self) -> CloudDoubles:
         from moto.server import ThreadedMotoServer
 
+        # moto's server logs every request it answers
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         moto_port = free_port()
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
         self._moto.start()
