@@ -93,7 +93,7 @@ async def _relay(conn: Connection) -> None:
                 pc.addTrack(relay.subscribe(sources[kind], buffered=False))
             await pc.setLocalDescription(await pc.createOffer())
             message = {"type": "subscriber_offer", "sdp": pc.localDescription.sdp}
-            conn.send({"to_session": session, "message": message})
+            conn.send({"kind": "to_session", "session": session, "message": message})
         elif op == "publish_offer":
             pc = pcs[session] = RTCPeerConnection(config)
 
@@ -109,7 +109,7 @@ async def _relay(conn: Connection) -> None:
             await pc.setRemoteDescription(RTCSessionDescription(command["sdp"], "offer"))
             await pc.setLocalDescription(await pc.createAnswer())
             message = {"type": "publish_answer", "sdp": pc.localDescription.sdp}
-            conn.send({"to_session": session, "message": message})
+            conn.send({"kind": "to_session", "session": session, "message": message})
         elif op == "subscriber_answer":
             await pcs[session].setRemoteDescription(RTCSessionDescription(command["sdp"], "answer"))
     for sink in sinks:
@@ -216,10 +216,13 @@ class Server:
             asyncio.get_running_loop().remove_reader(self.conn.fileno())
 
     def _dispatch(self, item: dict[str, Any]) -> None:
-        if "load" in item:
-            self.loads.append(item["load"])
+        # the worker's side of rtcfleet.node_messages: WorkerLoadReport and ToSession
+        if item.get("kind") == "load":
+            self.loads.append(item)
             del self.loads[:-30]
-        handler = self.handlers.get(item.get("to_session", ""))
+        handler = (
+            self.handlers.get(item.get("session", "")) if item.get("kind") == "to_session" else None
+        )
         if handler is not None:
             task = asyncio.create_task(handler(item["message"]))
             self._tasks.add(task)

@@ -41,7 +41,6 @@ def fleet(size: int) -> dict[str, dict[str, Any]]:
             "rtcfleet:mediaMin": 3,
             "rtcfleet:mediaMax": 40,
             "rtcfleet:redisReplicas": 2,
-            "rtcfleet:turnTlsLb": True,
         }
     return configs
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from rtcfleet import settings_store
+from rtcfleet import bus, settings_store
 from rtcfleet.settings_store import SettingsError
 
 
@@ -90,8 +90,9 @@ async def _rooms(request: web.Request) -> list[dict[str, Any]]:
     for node in await gateway.registry.nodes():
         if not gateway.registry.is_fresh(node):
             continue
-        for room, participants in sorted(node.load.room_participants.items()):
-            rooms.append({"room": room, "node_id": node.node_id, "participants": participants})
+        hosted = await gateway.redis.hgetall(bus.node_rooms_key(node.node_id))
+        for room, participants in sorted(hosted.items()):
+            rooms.append({"room": room, "node_id": node.node_id, "participants": int(participants)})
     return rooms
 
 

@@ -13,6 +13,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -20,14 +21,16 @@ import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from gateway_node.metrics import GatewayMetrics
 from gateway_node.placement import NoAvailableNodes, claim_room, placeable, select_node
 from gateway_node.registry import NodeRegistry
 from gateway_node.replication import SettingsReplication
+from gateway_node.room_home import RESERVATION_TTL_S, reservation_key, room_home
 from gateway_node.settings import GatewaySettings
 from rtcfleet import bus, settings_store
+from rtcfleet.node_messages import NodeLeave
 from rtcfleet.nodes import NodeState
 from rtcfleet.redis_url import connect
 from rtcfleet.signaling import IceServer, Reconnect
@@ -39,6 +42,37 @@ RELAY_BLOCK_MS = 1000
 MONITOR_INTERVAL_S = 0.5
 KEEPALIVE_INTERVAL_S = 5.0
 PLACEMENT_ATTEMPTS = 3
+# Messages queued for one client before it counts as not reading and is disconnected.
+SESSION_SEND_QUEUE = 256
+SESSION_SEND_TIMEOUT_S = 10.0
+SESSION_CLOSE_TIMEOUT_S = 2.0
+# WebSocket close code for a client that let its queue fill ("try again later")
+WS_CLOSE_SLOW_READER = 1013
+
+# A client that lost its media names its node; the gateway believes it once the node has also
+# missed a heartbeat (1.5 intervals without one): a client's own network problem then does not
+# move a room off a node that is fine, and a dead node loses its rooms in seconds, not at
+# staleness.
+SUSPECT_AFTER_BEATS = 1.5
+
+
+# SET the reservation to ARGV[1] unless another region holds it; ARGV[2] is a holder known to
+# be stale (empty: none). Returns the holder afterwards.
+_RESERVE = """
+local current = redis.call('GET', KEYS[1])
+if (not current) or current == ARGV[1] or current == ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+  return ARGV[1]
+end
+return current
+"""
+
+
+class Unreachable:
+    """A region that did not answer a room lookup in time."""
+
+
+UNREACHABLE = Unreachable()
 
 
 class RoomElsewhere(Exception):
@@ -52,28 +86,75 @@ class RoomElsewhere(Exception):
 
 @dataclass
 class Session:
-    """A client session whose signaling socket is connected to this gateway."""
+    """A client session whose signaling socket is connected to this gateway.
+
+    Messages for the client wait in a bounded queue that one writer task drains, so the relay
+    never waits for a socket: a client that stops reading fills only its own queue, and at the
+    bound it is disconnected (it resumes from its last cursor once it reads again).
+    """
 
     session_id: str
     grant: Grant
     node_id: str
     ws: web.WebSocketResponse
+    # how far the relay has read this session's stream (queued, not necessarily sent yet)
     cursor: str = "0-0"
     reconnect_sent: bool = False
     delivered: int = 0
     placed_at: float = field(default_factory=time.time)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    outbox: asyncio.Queue[str] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=SESSION_SEND_QUEUE)
+    )
+    overflowed: bool = False
+    # the socket's transport, cut when a closing handshake cannot get through a full buffer
+    transport: asyncio.Transport | None = None
+    _writer: asyncio.Task[None] | None = None
 
-    async def deliver(self, cursor: str, message: dict[str, Any]) -> bool:
-        if self.ws.closed:
+    def offer(self, cursor: str, message: dict[str, Any]) -> bool:
+        """Queue one message without waiting; False once the client is too slow or gone."""
+        if self.ws.closed or self.overflowed:
             return False
         try:
-            await self.ws.send_str(json.dumps(message | {"cursor": cursor}))
-        except (ConnectionError, RuntimeError):
+            self.outbox.put_nowait(json.dumps(message | {"cursor": cursor}))
+        except asyncio.QueueFull:
+            self.overflowed = True
             return False
         self.cursor = cursor
-        self.delivered += 1
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write(), name=f"send-{self.session_id}")
         return True
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                text = await self.outbox.get()
+                await asyncio.wait_for(self.ws.send_str(text), SESSION_SEND_TIMEOUT_S)
+                self.delivered += 1
+        except TimeoutError:
+            self.overflowed = True
+            log.warning(
+                "session %s did not take a message in %.0f s: disconnected",
+                self.session_id,
+                SESSION_SEND_TIMEOUT_S,
+            )
+            await self.disconnect(WS_CLOSE_SLOW_READER, "slow reader")
+        except (ConnectionError, RuntimeError):
+            self.overflowed = True
+
+    async def disconnect(self, code: int, reason: str) -> None:
+        """Close the socket without waiting on a client that does not read."""
+        try:
+            await asyncio.wait_for(
+                self.ws.close(code=code, message=reason.encode()), SESSION_CLOSE_TIMEOUT_S
+            )
+        except (TimeoutError, ConnectionError, RuntimeError):
+            if self.transport is not None:
+                self.transport.abort()
+
+    def stop(self) -> None:
+        if self._writer is not None and self._writer is not asyncio.current_task():
+            self._writer.cancel()
 
 
 class Gateway:
@@ -86,7 +167,9 @@ class Gateway:
         self._pg: asyncpg.Pool | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._fresh_nodes: set[str] = set()
+        self._unseen_since: dict[str, float] = {}
         self._http: aiohttp.ClientSession | None = None
+        self._background: set[asyncio.Task[object]] = set()
         self.replication = SettingsReplication(
             settings.region,
             settings.settings_replica_dsn,
@@ -107,6 +190,19 @@ class Gateway:
     @property
     def registry(self) -> NodeRegistry:
         return NodeRegistry(self.redis, self.settings.node_stale_seconds)
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """How often media nodes beat (told to them at registration)."""
+        return min(1.0, self.settings.node_stale_seconds / 5)
+
+    async def node_suspect(self, node_id: str) -> bool:
+        """Has the node missed a heartbeat (or left the registry)? Corroborates a client's
+        report that its media died."""
+        node = await self.registry.get(node_id)
+        if node is None:
+            return True
+        return time.time() - node.heartbeat_at > SUSPECT_AFTER_BEATS * self.heartbeat_interval
 
     async def start(self) -> None:
         self._redis = connect(self.settings.redis_url)
@@ -137,6 +233,12 @@ class Gateway:
             with contextlib.suppress(RedisError, OSError):
                 await self.redis.srem(bus.GATEWAYS, self.id)
             await self._redis.aclose()
+
+    def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        """Run ``coro`` in the background, holding a reference until it ends."""
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _connect_postgres(self) -> None:
         """Keep trying: the gateway serves signaling while Postgres is still coming up."""
@@ -186,22 +288,41 @@ class Gateway:
         node = await self.registry.get(owner)
         return node if node is not None and self.registry.is_fresh(node) else None
 
-    async def find_remote(self, room: str) -> RoomElsewhere | None:
-        """Ask every other region, concurrently and within a bound, whether it hosts ``room``.
+    def all_regions(self) -> list[str]:
+        return [self.settings.region, *self.settings.peer_regions]
 
-        An unreachable or slow region is skipped: a region outage must not block joins here.
-        """
+    def is_home(self, room: str) -> bool:
+        return room_home(room, self.all_regions()) == self.settings.region
+
+    def redirect_to(self, region: str) -> RoomElsewhere | None:
+        """Where to send a client for ``region``; None when its URLs are not configured."""
+        urls = self.settings.peer_signal_urls.get(region)
+        return RoomElsewhere(region, list(urls)) if urls else None
+
+    async def reserve(self, room: str, holder: str, stale: str | None = None) -> str:
+        """Record in this (home) region that ``holder`` holds ``room``, unless another region
+        does (``stale``: a holder known not to host it any more); returns the holder."""
+        result = await self.redis.eval(
+            _RESERVE, 1, reservation_key(room), holder, stale or "", str(RESERVATION_TTL_S)
+        )
+        return str(result)
+
+    async def ask_regions(self, room: str) -> dict[str, RoomElsewhere | Unreachable | None]:
+        """Ask every other region, concurrently and within a bound, whether it hosts ``room``:
+        where it lives, ``None`` (not there; the room's home has then reserved it for this
+        region), or ``UNREACHABLE``."""
         if not self.settings.peer_regions or self._http is None:
-            return None
+            return {}
         secret = self.settings.cluster_secret.get_secret_value()
         headers = {"Authorization": f"Bearer {secret}"}
+        asker = {"for": self.settings.region}
 
-        async def ask(region: str, urls: list[str]) -> RoomElsewhere | None:
+        async def ask(region: str, urls: list[str]) -> RoomElsewhere | Unreachable | None:
             assert self._http is not None
             for url in urls:
                 try:
                     async with self._http.get(
-                        f"{url.rstrip('/')}/internal/rooms/{room}", headers=headers
+                        f"{url.rstrip('/')}/internal/rooms/{room}", headers=headers, params=asker
                     ) as response:
                         if response.status == 404:
                             return None
@@ -210,29 +331,68 @@ class Gateway:
                             return RoomElsewhere(body["region"], list(body["signal_urls"]))
                 except (TimeoutError, aiohttp.ClientError, ValueError, KeyError):
                     continue
-            return None
+            return UNREACHABLE
 
+        regions = list(self.settings.peer_regions)
         answers = await asyncio.gather(
-            *(ask(region, urls) for region, urls in self.settings.peer_regions.items()),
+            *(ask(region, self.settings.peer_regions[region]) for region in regions),
             return_exceptions=True,
         )
-        found = [a for a in answers if isinstance(a, RoomElsewhere)]
-        ranked = self.settings.ordered_regions()
-        found.sort(key=lambda a: ranked.index(a.region) if a.region in ranked else len(ranked))
-        return found[0] if found else None
+        return {
+            region: UNREACHABLE if isinstance(answer, BaseException) else answer
+            for region, answer in zip(regions, answers, strict=True)
+        }
 
-    async def place(self, room: str, *, look_elsewhere: bool = True) -> NodeState:
+    async def may_create(
+        self,
+        room: str,
+        answers: dict[str, RoomElsewhere | Unreachable | None],
+        unreachable: frozenset[str],
+    ) -> None:
+        """Raise ``RoomElsewhere`` unless this region may create ``room`` now (see
+        ``gateway_node.room_home``); ``unreachable``: regions the client cannot reach."""
+        found = [a for a in answers.values() if isinstance(a, RoomElsewhere)]
+        if found:
+            ranked = self.settings.ordered_regions()
+            found.sort(key=lambda a: ranked.index(a.region) if a.region in ranked else len(ranked))
+            raise found[0]
+        home = room_home(room, self.all_regions())
+        if home != self.settings.region:
+            if answers.get(home) is UNREACHABLE and home not in unreachable:
+                redirect = self.redirect_to(home)
+                if redirect is not None:
+                    raise redirect
+            return
+        holder = await self.reserve(room, self.settings.region)
+        if holder == self.settings.region:
+            return
+        # reserved by another region that did not say it hosts the room
+        if answers.get(holder) is UNREACHABLE and holder not in unreachable:
+            redirect = self.redirect_to(holder)
+            if redirect is not None:
+                raise redirect
+        await self.reserve(room, self.settings.region, stale=holder)
+
+    async def place(
+        self,
+        room: str,
+        *,
+        look_elsewhere: bool = True,
+        avoid: str | None = None,
+        unreachable: frozenset[str] = frozenset(),
+    ) -> NodeState:
         """The node that hosts ``room``: its live owner, or a newly claimed least-loaded node.
 
+        ``avoid``: a node believed dead before its heartbeat goes stale; the room moves off it.
         Raises ``RoomElsewhere`` when the room is new here but live in another region.
         """
         registry = self.registry
         if look_elsewhere and await self.local_owner(room) is None:
-            elsewhere = await self.find_remote(room)
-            if elsewhere is not None:
-                raise elsewhere
+            await self.may_create(room, await self.ask_regions(room), unreachable)
         for _ in range(PLACEMENT_ATTEMPTS):
             nodes = {node.node_id: node for node in await registry.nodes()}
+            if avoid is not None:
+                nodes.pop(avoid, None)
             now = time.time()
             owner = cast(str | None, await self.redis.get(bus.room_key(room)))
             if owner in nodes and nodes[owner].is_fresh(now, registry.stale_after):
@@ -303,6 +463,7 @@ class Gateway:
     def detach(self, session: Session) -> None:
         if self.sessions.get(session.session_id) is session:
             del self.sessions[session.session_id]
+        session.stop()
         self.metrics.clients.set(len(self.sessions))
 
     async def end_session(self, session: Session) -> None:
@@ -311,10 +472,11 @@ class Gateway:
         await bus.send_to_node(
             self.redis,
             session.node_id,
-            {"op": "leave", "session": session.session_id, "room": session.grant.room},
+            NodeLeave(session=session.session_id, room=session.grant.room),
         )
+        stream = bus.session_stream(session.session_id)
         await self.redis.delete(
-            bus.session_key(session.session_id), bus.session_stream(session.session_id)
+            bus.session_key(session.session_id), stream, bus.stream_bytes_key(stream)
         )
 
     async def _wake_relay(self) -> None:
@@ -323,7 +485,11 @@ class Gateway:
     # ---- loops ----------------------------------------------------------------------------
 
     async def _relay_loop(self) -> None:
-        """Move server messages from session streams to this gateway's sockets, in order."""
+        """Move server messages from session streams to this gateway's sockets, in order.
+
+        The loop only queues: a slow client is disconnected at its queue's bound, and a stream
+        that makes Redis refuse the read (a cursor it rejects) costs only its own session.
+        """
         wake = bus.gateway_wake(self.id)
         while True:
             streams = {wake: "$"}
@@ -332,6 +498,10 @@ class Gateway:
                 streams[bus.session_stream(session.session_id)] = session.cursor
             try:
                 result = await bus.read_streams(self.redis, streams, RELAY_BLOCK_MS)
+            except ResponseError as exc:
+                log.warning("relay read refused: %s", exc)
+                await self._drop_unreadable(sessions)
+                continue
             except (RedisError, OSError) as exc:
                 log.warning("relay read failed: %s", exc)
                 await asyncio.sleep(0.5)
@@ -346,8 +516,30 @@ class Gateway:
                 for cursor, fields in entries:
                     message = bus.decode_entry(fields)
                     self.metrics.messages.labels("out", message.get("type", "?")).inc()
-                    if not await target.deliver(cursor, message):
+                    if not target.offer(cursor, message):
                         break
+                if target.overflowed:
+                    log.warning(
+                        "session %s does not read its socket (%d queued): disconnected",
+                        target.session_id,
+                        target.outbox.qsize(),
+                    )
+                    self.detach(target)
+                    self.metrics.errors.labels("slow_reader").inc()
+                    self.spawn(target.disconnect(WS_CLOSE_SLOW_READER, "slow reader"))
+
+    async def _drop_unreadable(self, sessions: list[Session]) -> None:
+        """Find the sessions whose stream read Redis refuses and disconnect them alone."""
+        for session in sessions:
+            stream = bus.session_stream(session.session_id)
+            try:
+                await self.redis.xread({stream: session.cursor}, count=1)
+            except ResponseError:
+                log.warning("session %s has an unreadable cursor; dropped", session.session_id)
+                self.detach(session)
+                self.spawn(session.disconnect(1008, "unreadable cursor"))
+            except (RedisError, OSError):
+                return
 
     async def _monitor_loop(self) -> None:
         """Notice dead media nodes and tell their sessions to place their media again."""
@@ -368,10 +560,22 @@ class Gateway:
         self.metrics.nodes.labels("healthy").set(len(fresh) - draining)
         self.metrics.nodes.labels("draining").set(draining)
         self.metrics.nodes.labels("stale").set(len(nodes) - len(fresh))
+        # a node counts as lost once it has been missing or stale for a whole staleness bound:
+        # a node whose record Redis lost registers again within a heartbeat
+        for node_id in fresh:
+            self._unseen_since.pop(node_id, None)
+        lost = set()
+        for session in self.sessions.values():
+            if session.node_id not in fresh:
+                since = self._unseen_since.setdefault(session.node_id, now)
+                if now - since >= self.settings.node_stale_seconds or any(
+                    n.node_id == session.node_id for n in nodes
+                ):
+                    lost.add(session.node_id)
         for session in list(self.sessions.values()):
             # a session placed after the snapshot may sit on a node the snapshot predates
             placed_before = session.placed_at < snapshot_at
-            if placed_before and session.node_id not in fresh and not session.reconnect_sent:
+            if placed_before and session.node_id in lost and not session.reconnect_sent:
                 session.reconnect_sent = True
                 log.info(
                     "node %s lost: session %s must rejoin", session.node_id, session.session_id
@@ -383,9 +587,10 @@ class Gateway:
         """Keep connected sessions alive in Redis and publish this gateway's client count."""
         while True:
             try:
+                sessions = list(self.sessions.values())
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for session_id in self.sessions:
-                        pipe.expire(bus.session_key(session_id), bus.SESSION_TTL_SECONDS)
+                    for session in sessions:
+                        pipe.expire(bus.session_key(session.session_id), bus.SESSION_TTL_SECONDS)
                     pipe.set(
                         bus.gateway_key(self.id),
                         json.dumps(
@@ -398,7 +603,12 @@ class Gateway:
                         ex=int(KEEPALIVE_INTERVAL_S * 3),
                     )
                     pipe.sadd(bus.GATEWAYS, self.id)
-                    await pipe.execute()
+                    kept = await pipe.execute()
+                # a record Redis lost (failover to a lagging replica) is written again, or the
+                # media node would sweep a session whose client is still here
+                for session, found in zip(sessions, kept, strict=False):
+                    if not found and self.sessions.get(session.session_id) is session:
+                        await self.save_session(session.session_id, session.grant, session.node_id)
             except (RedisError, OSError) as exc:
                 log.warning("keepalive failed: %s", exc)
             await asyncio.sleep(KEEPALIVE_INTERVAL_S)

@@ -11,7 +11,6 @@ import hmac
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway_node.placement import renew_claims
 from gateway_node.registry import UnknownNode
 from rtcfleet.nodes import Heartbeat, NodeRegistration
 
@@ -50,7 +49,7 @@ async def register(request: web.Request) -> web.Response:
         {
             "node_id": state.node_id,
             "stale_after_seconds": gateway.settings.node_stale_seconds,
-            "heartbeat_interval_seconds": min(1.0, gateway.settings.node_stale_seconds / 5),
+            "heartbeat_interval_seconds": gateway.heartbeat_interval,
         }
     )
 
@@ -63,15 +62,26 @@ async def heartbeat(request: web.Request) -> web.Response:
         state = await gateway.registry.heartbeat(node_id, beat)
     except UnknownNode:
         return web.json_response({"error": "unknown_node", "register": True}, status=404)
-    await renew_claims(gateway.redis, node_id, beat.load.room_participants)
     return web.json_response({"drain": state.draining})
 
 
 async def room_lookup(request: web.Request) -> web.Response:
-    """Another region asks whether this region hosts a room before placing it itself."""
+    """Another region asks whether this region hosts a room before placing it itself.
+
+    When this region is the room's home, "not here" also reserves the room for the asker
+    (``?for=<region>``), unless a third region holds it: then the answer names that region.
+    """
     gateway = _app_gateway(request)
     room = request.match_info["room"]
     node = await gateway.local_owner(room)
+    asker = request.query.get("for")
+    if node is None and asker in gateway.settings.peer_regions and gateway.is_home(room):
+        holder = await gateway.reserve(room, asker, stale=gateway.settings.region)
+        elsewhere = gateway.redirect_to(holder) if holder != asker else None
+        if elsewhere is not None:
+            return web.json_response(
+                {"room": room, "found": True, "region": holder, "signal_urls": elsewhere.urls}
+            )
     if node is None:
         return web.json_response({"room": room, "found": False}, status=404)
     urls = [gateway.settings.public_url] if gateway.settings.public_url else []

@@ -77,18 +77,3 @@ async def claim_room(redis: aioredis.Redis, room: str, expected: str | None, can
         _CLAIM, 1, bus.room_key(room), expected or "", candidate, str(bus.ROOM_CLAIM_TTL_SECONDS)
     )
     return str(owner)
-
-
-_RENEW = """
-for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then redis.call('EXPIRE', key, ARGV[2]) end
-end
-return 0
-"""
-
-
-async def renew_claims(redis: aioredis.Redis, node_id: str, rooms: Iterable[str]) -> None:
-    """Keep a live node's rooms on it; claims of a dead node simply expire."""
-    keys = [bus.room_key(room) for room in rooms]
-    if keys:
-        await redis.eval(_RENEW, len(keys), *keys, node_id, str(bus.ROOM_CLAIM_TTL_SECONDS))

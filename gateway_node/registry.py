@@ -48,13 +48,17 @@ class NodeRegistry:
         state = NodeState.model_validate_json(raw)
         state = state.model_copy(
             update={
-                "load": beat.load,
+                "load": beat.load.model_copy(update={"room_participants": {}}),
                 "settings": beat.settings,
                 "draining": beat.draining or bool(drain_requested),
                 "heartbeat_at": time.time(),
             }
         )
-        await self.redis.set(bus.node_key(node_id), state.model_dump_json(), ex=self._ttl)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(bus.node_key(node_id), state.model_dump_json(), ex=self._ttl)
+            # the index may have been lost (a failover to a lagging replica): put the node back
+            pipe.sadd(bus.NODES, node_id)
+            await pipe.execute()
         return state
 
     async def request_drain(self, node_id: str) -> None:

@@ -35,6 +35,9 @@ class GatewaySettings(ServiceSettings):
     # room is placed here so a room is never split across regions
     peer_regions: dict[str, list[str]] = Field(default_factory=dict)
     peer_lookup_timeout_seconds: float = Field(default=0.5, gt=0, le=10)
+    # other regions' client signaling URLs: where a client goes when the region that must
+    # decide about its room cannot be asked from here (see gateway_node/room_home.py)
+    peer_signal_urls: dict[str, list[str]] = Field(default_factory=dict)
 
     redis_url: str
     postgres_dsn: SecretStr

@@ -19,6 +19,13 @@ from gateway_node.gateway import Gateway, RoomElsewhere, Session
 from gateway_node.placement import NoAvailableNodes
 from gateway_node.ratelimit import TokenBucket
 from rtcfleet import bus
+from rtcfleet.node_messages import (
+    AnyNodeCommand,
+    NodeJoin,
+    NodePublishOffer,
+    NodeSubscriberAnswer,
+    NodeTrickle,
+)
 from rtcfleet.nodes import NodeState
 from rtcfleet.signaling import (
     MAX_FRAME_BYTES,
@@ -26,6 +33,8 @@ from rtcfleet.signaling import (
     Join,
     Joined,
     Leave,
+    Ping,
+    Pong,
     PublishOffer,
     Redirect,
     Rejoin,
@@ -36,7 +45,7 @@ from rtcfleet.signaling import (
     error,
     parse_client_message,
 )
-from rtcfleet.tokens import Grant, verify_token
+from rtcfleet.tokens import CLOCK_SKEW_SECONDS, Grant, verify_token
 
 log = logging.getLogger("rtcfleet.gateway.signal")
 
@@ -44,14 +53,24 @@ log = logging.getLogger("rtcfleet.gateway.signal")
 WS_MAX_MSG_SIZE = 4 * MAX_FRAME_BYTES
 WS_HEARTBEAT_S = 15.0
 RATE_LIMIT_NOTICE_INTERVAL_S = 1.0
+# seconds a socket may stay open without a session (join, or a join that resumes one)
+JOIN_TIMEOUT_S = 10.0
+# a session places its media again at most this often, whatever number of sockets asks
+REJOIN_INTERVAL_S = 5.0
 
 
 class SignalConnection:
     """One client socket: at most one session, validated frames, a token bucket."""
 
-    def __init__(self, gateway: Gateway, ws: web.WebSocketResponse) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport | None = None,
+    ) -> None:
         self.gateway = gateway
         self.ws = ws
+        self.transport = transport
         settings = gateway.settings
         self.bucket = TokenBucket(settings.rate_limit_per_second, settings.rate_limit_burst)
         self.violations = 0
@@ -64,30 +83,46 @@ class SignalConnection:
             await self.ws.send_str(encode(error(code, message)))
 
     async def run(self) -> None:
+        # a socket that never joins holds a connection slot for nothing: it gets a deadline
+        deadline = asyncio.get_running_loop().call_later(JOIN_TIMEOUT_S, self._join_timeout)
         try:
             async for frame in self.ws:
-                if frame.type == WSMsgType.TEXT:
-                    await self.on_text(frame.data)
-                elif frame.type == WSMsgType.BINARY:
-                    await self.send_error(ErrorCode.BAD_MESSAGE, "binary frames are not accepted")
+                if frame.type in (WSMsgType.TEXT, WSMsgType.BINARY) and await self.allowed():
+                    if frame.type == WSMsgType.TEXT:
+                        await self.on_text(frame.data)
+                    else:
+                        await self.send_error(
+                            ErrorCode.BAD_MESSAGE, "binary frames are not accepted"
+                        )
                 elif frame.type == WSMsgType.ERROR:
                     break
+                if self.session is not None:
+                    deadline.cancel()
                 if self.violations >= self.gateway.settings.rate_limit_disconnect_after:
                     await self.ws.close(code=1008, message=b"rate limit")
                     break
         finally:
+            deadline.cancel()
             if self.session is not None:
                 # no leave: the session lives on in Redis for a resume until its TTL
                 self.gateway.detach(self.session)
 
+    def _join_timeout(self) -> None:
+        if self.session is None and not self.ws.closed:
+            self.gateway.spawn(self.ws.close(code=1008, message=b"join timeout"))
+
+    async def allowed(self) -> bool:
+        """Every frame, text or binary, spends from the socket's token bucket."""
+        if self.bucket.allow():
+            return True
+        self.violations += 1
+        now = time.monotonic()
+        if now - self._last_notice >= RATE_LIMIT_NOTICE_INTERVAL_S:
+            self._last_notice = now
+            await self.send_error(ErrorCode.RATE_LIMITED, "slow down: message dropped")
+        return False
+
     async def on_text(self, raw: str) -> None:
-        if not self.bucket.allow():
-            self.violations += 1
-            now = time.monotonic()
-            if now - self._last_notice >= RATE_LIMIT_NOTICE_INTERVAL_S:
-                self._last_notice = now
-                await self.send_error(ErrorCode.RATE_LIMITED, "slow down: message dropped")
-            return
         try:
             message = parse_client_message(raw)
             self.gateway.metrics.messages.labels("in", message.type).inc()
@@ -99,8 +134,12 @@ class SignalConnection:
             await self.send_error(ErrorCode.INTERNAL, "signaling backend unavailable, retry")
 
     async def dispatch(
-        self, message: Join | PublishOffer | SubscriberAnswer | Trickle | Rejoin | Leave
+        self, message: Join | PublishOffer | SubscriberAnswer | Trickle | Rejoin | Leave | Ping
     ) -> None:
+        if isinstance(message, Ping):
+            if not self.ws.closed:
+                await self.ws.send_str(encode(Pong()))
+            return
         if isinstance(message, Join):
             await self.join(message)
             return
@@ -110,15 +149,30 @@ class SignalConnection:
         if isinstance(message, PublishOffer):
             if not session.grant.can_publish:
                 raise SignalingError(ErrorCode.FORBIDDEN, "token does not grant publishing")
-            await self.to_node(session, {"op": "publish_offer", "sdp": message.sdp})
+            await self.to_node(
+                session,
+                NodePublishOffer(
+                    session=session.session_id, room=session.grant.room, sdp=message.sdp
+                ),
+            )
         elif isinstance(message, SubscriberAnswer):
             if not session.grant.can_subscribe:
                 raise SignalingError(ErrorCode.FORBIDDEN, "token does not grant subscribing")
-            await self.to_node(session, {"op": "subscriber_answer", "sdp": message.sdp})
-        elif isinstance(message, Trickle):
-            candidate = message.candidate.model_dump() if message.candidate else None
             await self.to_node(
-                session, {"op": "trickle", "target": message.target, "candidate": candidate}
+                session,
+                NodeSubscriberAnswer(
+                    session=session.session_id, room=session.grant.room, sdp=message.sdp
+                ),
+            )
+        elif isinstance(message, Trickle):
+            await self.to_node(
+                session,
+                NodeTrickle(
+                    session=session.session_id,
+                    room=session.grant.room,
+                    target=message.target,
+                    candidate=message.candidate,
+                ),
             )
         elif isinstance(message, Rejoin):
             await self.rejoin(session)
@@ -127,8 +181,7 @@ class SignalConnection:
             await self.gateway.end_session(session)
             await self.ws.close()
 
-    async def to_node(self, session: Session, command: dict[str, object]) -> None:
-        command = command | {"session": session.session_id, "room": session.grant.room}
+    async def to_node(self, session: Session, command: AnyNodeCommand) -> None:
         await bus.send_to_node(self.gateway.redis, session.node_id, command)
 
     def _joined(
@@ -162,14 +215,20 @@ class SignalConnection:
             await self.resume(message, grant)
             return
         try:
-            node = await self._place(grant.room)
+            node = await self._place(grant.room, unreachable=frozenset(message.unreachable_regions))
         except RoomElsewhere as elsewhere:
             await self.ws.send_str(encode(Redirect(region=elsewhere.region, urls=elsewhere.urls)))
             return
         gateway = self.gateway
         session_id = gateway.new_session_id()
         await gateway.save_session(session_id, grant, node.node_id)
-        session = Session(session_id=session_id, grant=grant, node_id=node.node_id, ws=self.ws)
+        session = Session(
+            session_id=session_id,
+            grant=grant,
+            node_id=node.node_id,
+            ws=self.ws,
+            transport=self.transport,
+        )
         self.session = session
         await gateway.attach(session)
         # the join answer first in the session's stream, before anything the node says
@@ -177,21 +236,31 @@ class SignalConnection:
             session_id, grant, node.node_id, resumed=False, node_address=node.registration.public_ip
         )
         await bus.send_to_session(gateway.redis, session_id, joined.model_dump(mode="json"))
-        await self.to_node(session, self._node_join(grant))
+        await self.to_node(session, self._node_join(session_id, grant))
         gateway.metrics.join_seconds.observe(time.perf_counter() - started)
 
     @staticmethod
-    def _node_join(grant: Grant) -> dict[str, object]:
-        return {
-            "op": "join",
-            "identity": grant.identity,
-            "can_publish": grant.can_publish,
-            "can_subscribe": grant.can_subscribe,
-        }
+    def _node_join(session_id: str, grant: Grant) -> NodeJoin:
+        return NodeJoin(
+            session=session_id,
+            room=grant.room,
+            identity=grant.identity,
+            can_publish=grant.can_publish,
+            can_subscribe=grant.can_subscribe,
+        )
 
-    async def _place(self, room: str, *, look_elsewhere: bool = True) -> NodeState:
+    async def _place(
+        self,
+        room: str,
+        *,
+        look_elsewhere: bool = True,
+        avoid: str | None = None,
+        unreachable: frozenset[str] = frozenset(),
+    ) -> NodeState:
         try:
-            return await self.gateway.place(room, look_elsewhere=look_elsewhere)
+            return await self.gateway.place(
+                room, look_elsewhere=look_elsewhere, avoid=avoid, unreachable=unreachable
+            )
         except NoAvailableNodes as exc:
             raise SignalingError(ErrorCode.NO_MEDIA_NODE, str(exc)) from None
 
@@ -216,6 +285,7 @@ class SignalConnection:
             node_id=node_id,
             ws=self.ws,
             cursor=message.cursor or "0-0",
+            transport=self.transport,
         )
         self.session = session
         placed = await gateway.registry.get(node_id)
@@ -228,9 +298,27 @@ class SignalConnection:
     async def rejoin(self, session: Session) -> None:
         """Place the session's media again after its node died; same session, new node."""
         gateway = self.gateway
+        if session.grant.expires_at + CLOCK_SKEW_SECONDS < time.time():
+            raise SignalingError(ErrorCode.TOKEN_EXPIRED, "token has expired; join anew")
+        # one rejoin per interval per session, across every socket and gateway of the region
+        first = await gateway.redis.set(
+            bus.session_rejoin_key(session.session_id),
+            "1",
+            nx=True,
+            px=int(REJOIN_INTERVAL_S * 1000),
+        )
+        if not first:
+            raise SignalingError(
+                ErrorCode.RATE_LIMITED, f"one rejoin per {REJOIN_INTERVAL_S:.0f} s per session"
+            )
         async with session.lock:
+            avoid = None
+            if not session.reconnect_sent and await gateway.node_suspect(session.node_id):
+                # the client found its media dead on its own, and the node went quiet too
+                avoid = session.node_id
+                log.info("node %s suspected by session %s", avoid, session.session_id)
             # the session belongs to this region: its media is placed here
-            node = await self._place(session.grant.room, look_elsewhere=False)
+            node = await self._place(session.grant.room, look_elsewhere=False, avoid=avoid)
             session.node_id = node.node_id
             session.reconnect_sent = False
             session.placed_at = time.time()
@@ -245,7 +333,7 @@ class SignalConnection:
             await bus.send_to_session(
                 gateway.redis, session.session_id, joined.model_dump(mode="json")
             )
-            await self.to_node(session, self._node_join(session.grant))
+            await self.to_node(session, self._node_join(session.session_id, session.grant))
 
 
 async def signal_handler(request: web.Request) -> web.StreamResponse:
@@ -254,7 +342,7 @@ async def signal_handler(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     ws = web.WebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, heartbeat=WS_HEARTBEAT_S)
     await ws.prepare(request)
-    connection = SignalConnection(gateway, ws)
+    connection = SignalConnection(gateway, ws, request.transport)
     try:
         await connection.run()
     except asyncio.CancelledError:

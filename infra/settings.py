@@ -119,7 +119,6 @@ class RegionSettings(BaseModel):
     postgres_backup_days: int = Field(spec.DEFAULT_POSTGRES_BACKUP_DAYS, ge=1, le=35)
     vpc_cidr: IPv4Network
     peered_cidrs: list[IPv4Network] = Field(default_factory=list)
-    turn_tls_lb: bool = False
 
     cloud_regions: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
@@ -238,9 +237,7 @@ class RegionSettings(BaseModel):
         if writer.env != self.env:
             return [(key, f"{self.writer_stack} is not a stack of environment {self.env!r}")]
         if writer.cloud != self.cloud and self.cloud != "azure":
-            return [
-                (key, f"{self.cloud} regions do not subscribe to a writer in {writer.cloud}")
-            ]
+            return [(key, f"{self.cloud} regions do not subscribe to a writer in {writer.cloud}")]
         home_known = self.home_region in self.cloud_regions
         if writer.cloud == self.cloud and home_known and writer.region != self.home_region:
             return [

@@ -3,7 +3,7 @@
 The AWS and Azure components, the policy pack and the node services all read
 their ports, port ranges, role names and HA minimums from here, so the two
 clouds cannot drift apart: a test compares what each cloud opens against
-``FIREWALL``.
+``FIREWALL``, and ``infra.flows`` holds ``FIREWALL`` to the flows the platform needs.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ SETTINGS_PUBLICATION = "rtcfleet_settings"
 def settings_subscription(region: str) -> str:
     """``westeurope`` -> ``rtcfleet_westeurope``: valid as a subscription and slot name."""
     return "rtcfleet_" + re.sub(r"[^a-z0-9]+", "_", region.lower()).strip("_")[:54]
+
+
 SSH_PORT = 22
 
 HEALTH_CHECK_PATH = "/readyz"
@@ -78,6 +80,8 @@ class Source(StrEnum):
     ANYWHERE = "anywhere"
     ADMIN_ALLOW_LIST = "admin-allow-list"
     PRIVATE_NETWORK = "private-network"
+    # Other regions' networks only (their ranges in ``peeredCidrs``), over the private network.
+    PEERED_NETWORKS = "peered-networks"
     CLIENT_LB = "client-lb"
     ADMIN_LB = "admin-lb"
     SIGNALING_LB = "signaling-lb"
@@ -120,7 +124,6 @@ FIREWALL: dict[Role, tuple[Ingress, ...]] = {
     Role.MEDIA_NODE: (
         Ingress("udp", TURN_PORT, TURN_PORT, Source.ANYWHERE, "STUN/TURN"),
         Ingress("udp", MEDIA_PORT_MIN, MEDIA_PORT_MAX, Source.ANYWHERE, "media (ICE/SRTP)"),
-        _tcp(HTTPS_PORT, Source.ANYWHERE, "TURN over TLS"),
         _tcp(TURN_PORT, Source.ANYWHERE, "TURN over TCP"),
     ),
     Role.REDIS: (
@@ -130,6 +133,8 @@ FIREWALL: dict[Role, tuple[Ingress, ...]] = {
     Role.POSTGRES: (
         _tcp(POSTGRES_PORT, Source.GATEWAYS, "settings"),
         _tcp(POSTGRES_PORT, Source.MEDIA_NODES, "settings (read replica)"),
+        # Security-group references do not cross a transit gateway: other regions by range.
+        _tcp(POSTGRES_PORT, Source.PEERED_NETWORKS, "settings writes from other regions"),
     ),
 }
 

@@ -24,6 +24,10 @@ from media_node import rtp_hooks
 BIND_ATTEMPTS = 64
 
 
+class InvalidCandidate(ValueError):
+    """A trickled ICE candidate could not be parsed or is not allowed."""
+
+
 class PortRangeError(ValueError):
     """The configured media port range is invalid."""
 
@@ -36,11 +40,54 @@ class InvalidPublicIp(ValueError):
     """The configured public IP is not an IP address."""
 
 
+# Remote candidates one peer connection accepts; a browser offers a handful.
+MAX_REMOTE_CANDIDATES = 32
+
+
 @dataclass(frozen=True)
 class IcePolicy:
     port_min: int = 49152
     port_max: int = 65535
     public_ip: str | None = None
+    # Whether clients may name loopback and private addresses as candidates: only where the
+    # node itself lives on such a network (a local fleet); elsewhere a candidate is where the
+    # node sends STUN, and a client must not aim it at the node's own private network.
+    local_candidates: bool = False
+
+    def candidate_allowed(self, address: str) -> bool:
+        """Whether the node may send connectivity checks to ``address``."""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return address.endswith(".local")  # a browser's mDNS name
+        if ip.is_unspecified or ip.is_multicast or ip.is_link_local or ip.is_reserved:
+            return False
+        if ip.is_loopback or ip.is_private:
+            return self.local_candidates
+        return True
+
+    def check_candidate(self, candidate: RTCIceCandidate | None, accepted: int) -> None:
+        """Raise ``InvalidCandidate`` for a candidate the node must not check."""
+        if candidate is None:
+            return
+        if accepted >= MAX_REMOTE_CANDIDATES:
+            raise InvalidCandidate(f"over {MAX_REMOTE_CANDIDATES} candidates on one connection")
+        if not self.candidate_allowed(candidate.ip):
+            raise InvalidCandidate(f"candidate address {candidate.ip} is not allowed")
+
+    def filter_sdp(self, sdp: str) -> str:
+        """The SDP without candidate lines the node must not check (and past the bound)."""
+        kept, lines = 0, []
+        for line in sdp.split("\r\n"):
+            if line.startswith("a=candidate:"):
+                parts = line.split()
+                if kept >= MAX_REMOTE_CANDIDATES or len(parts) < 5:
+                    continue
+                if not self.candidate_allowed(parts[4]):
+                    continue
+                kept += 1
+            lines.append(line)
+        return "\r\n".join(lines)
 
     def __post_init__(self) -> None:
         if not 1024 <= self.port_min <= self.port_max <= 65535:
@@ -72,10 +119,6 @@ class IcePolicy:
 def bound_ports(pc: RTCPeerConnection) -> list[int]:
     """The UDP ports `pc`'s ICE sockets are bound to."""
     return rtp_hooks.bound_ports(pc)
-
-
-class InvalidCandidate(ValueError):
-    """A trickled ICE candidate could not be parsed."""
 
 
 def ice_candidate_from_dict(candidate: dict[str, Any] | None) -> RTCIceCandidate | None:

@@ -21,6 +21,7 @@ from media_node import rtp_hooks, transport_cc
 from media_node.codec_policy import CodecNotAllowed, codec_preferences
 from media_node.forwarder import vp8_keyframe_start
 from media_node.ice import IcePolicy, ice_candidate_from_dict
+from rtcfleet.signaling import MAX_MEDIA_SECTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,10 @@ CAP_REMB_INTERVAL = 1.0
 
 class PublishNotAllowed(PermissionError):
     """The participant has no grant to publish."""
+
+
+class TooManyTracks(ValueError):
+    """An offer would take the publisher past ``MAX_MEDIA_SECTIONS`` media sections."""
 
 
 class DownTrack(Protocol):
@@ -142,6 +147,7 @@ class Publisher:
         self._remb_cap = remb_cap
         self._on_closed = on_closed
         self._by_mid: dict[str, PublishedTrack] = {}
+        self.remote_candidates = 0
         self.transport_feedback = transport_cc.TransportWideFeedback()
         self._feedback_task: asyncio.Task[None] | None = None
         self.pc = RTCPeerConnection(
@@ -152,7 +158,11 @@ class Publisher:
     async def answer(self, offer_sdp: str) -> tuple[str, list[PublishedTrack]]:
         """Apply the client's offer; returns the answer and the tracks it newly published."""
         offer = SessionDescription.parse(offer_sdp)
-        known = {t.mid for t in self.pc.getTransceivers() if t.mid is not None}
+        transceivers = self.pc.getTransceivers()
+        known = {t.mid for t in transceivers if t.mid is not None}
+        added = sum(1 for m in offer.media if m.rtp.muxId not in known)
+        if len(offer.media) > MAX_MEDIA_SECTIONS or len(transceivers) + added > MAX_MEDIA_SECTIONS:
+            raise TooManyTracks(f"a publisher has at most {MAX_MEDIA_SECTIONS} media sections")
         new_tracks: list[tuple[Any, PublishedTrack, str]] = []
         for media in offer.media:
             if media.kind not in ("audio", "video") or media.rtp.muxId in known:
@@ -170,7 +180,9 @@ class Publisher:
             new_tracks.append((transceiver, track, media.direction or "sendrecv"))
         self._ice.apply(self.pc)
         try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            await self.pc.setRemoteDescription(
+                RTCSessionDescription(sdp=self._ice.filter_sdp(offer_sdp), type="offer")
+            )
         except Exception as exc:
             if "Failed to set remote" in str(exc):
                 raise CodecNotAllowed(str(exc)) from exc
@@ -190,7 +202,11 @@ class Publisher:
         return self.pc.localDescription.sdp, published
 
     async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
-        await self.pc.addIceCandidate(ice_candidate_from_dict(candidate))
+        parsed = ice_candidate_from_dict(candidate)
+        self._ice.check_candidate(parsed, self.remote_candidates)
+        if parsed is not None:
+            self.remote_candidates += 1
+        await self.pc.addIceCandidate(parsed)
 
     @property
     def transport_cc(self) -> bool:

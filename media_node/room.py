@@ -104,7 +104,16 @@ class Room:
                 self._remb_cap,
                 on_closed=lambda publisher: self._spawn(self._publisher_closed(publisher)),
             )
-        answer, published = await participant.publisher.answer(sdp)
+        publisher = participant.publisher
+        try:
+            answer, published = await publisher.answer(sdp)
+        except BaseException:
+            # a failed offer leaves the connection half-negotiated (transceivers added, no
+            # description): drop it, so the next offer starts on a clean connection
+            participant.publisher = None
+            await self._unpublish(publisher)
+            await publisher.close()
+            raise
         for track in published:
             self._emit(
                 name,

@@ -6,6 +6,7 @@ Environment variables are ``RTCFLEET_MEDIA_<FIELD>`` (lists as JSON); a file nam
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import uuid
@@ -64,6 +65,17 @@ class MediaNodeSettings(ServiceSettings):
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"{url!r} is not an http(s) URL")
         return [url.rstrip("/") for url in urls]
+
+    def on_local_network(self) -> bool:
+        """Whether the node binds a loopback or private address with no public one: then its
+        clients share that network, and their candidates name addresses on it."""
+        if self.public_ip is not None or self.bind_ip is None:
+            return False
+        try:
+            ip = ipaddress.ip_address(self.bind_ip)
+        except ValueError:
+            return False
+        return ip.is_loopback or ip.is_private
 
     @model_validator(mode="after")
     def _range(self) -> MediaNodeSettings:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from media_node.codec_policy import CodecNotAllowed
 from media_node.ice import IcePolicy, PortRangeError
 from media_node.load import SfuLoad, TrafficMeter
-from media_node.publisher import PublishNotAllowed
+from media_node.publisher import PublishNotAllowed, TooManyTracks
 from media_node.room import Room, RoomClosed, SubscribeNotAllowed, UnknownParticipant
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "SfuEventHandler",
     "SfuLoad",
     "SubscribeNotAllowed",
+    "TooManyTracks",
     "UnknownParticipant",
     "UnknownRoom",
 ]
@@ -60,6 +61,8 @@ class SfuConfig:
     port_max: int = 65535
     max_video_bitrate: int = 2_500_000
     allowed_codecs: tuple[str, ...] = ("VP8", "opus")
+    # see IcePolicy.local_candidates
+    local_candidates: bool = False
 
 
 class Sfu:
@@ -67,7 +70,9 @@ class Sfu:
         if config.max_video_bitrate <= 0:
             raise InvalidBitrate(f"max_video_bitrate {config.max_video_bitrate}")
         self.config = config
-        self._ice = IcePolicy(config.port_min, config.port_max, config.public_ip)
+        self._ice = IcePolicy(
+            config.port_min, config.port_max, config.public_ip, config.local_candidates
+        )
         self._on_event = on_event
         self._rooms: dict[str, Room] = {}
         self._meter = TrafficMeter()

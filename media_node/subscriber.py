@@ -139,6 +139,7 @@ class Subscriber:
         self.slots: list[Slot] = []
         self.offers_sent = 0
         self._ice = ice
+        self.remote_candidates = 0
         self._allowed = allowed_codecs
         self._on_offer = on_offer
         self._on_sent = on_sent
@@ -178,12 +179,18 @@ class Subscriber:
                 raise SubscriberNotNegotiating(
                     f"{self.participant}: no subscriber offer outstanding"
                 )
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            await self.pc.setRemoteDescription(
+                RTCSessionDescription(sdp=self._ice.filter_sdp(sdp), type="answer")
+            )
             if self._dirty:
                 await self._negotiate()
 
     async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
-        await self.pc.addIceCandidate(ice_candidate_from_dict(candidate))
+        parsed = ice_candidate_from_dict(candidate)
+        self._ice.check_candidate(parsed, self.remote_candidates)
+        if parsed is not None:
+            self.remote_candidates += 1
+        await self.pc.addIceCandidate(parsed)
 
     async def close(self) -> None:
         for slot in self.slots:

@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from media_node.drain_agent import DrainAgent, cloud_agent
@@ -30,6 +31,19 @@ from media_node.settings import MediaNodeSettings
 from media_node.sfu import SfuConfig
 from media_node.worker import WorkerLoad, worker_main
 from rtcfleet import __version__, bus, settings_store
+from rtcfleet.node_messages import (
+    AnyNodeCommand,
+    NodeJoin,
+    NodeLeave,
+    RoomEmpty,
+    SessionLeft,
+    ToSession,
+    WorkerLoadReport,
+    WorkerSettings,
+    WorkerStop,
+    parse_node_command,
+    parse_worker_event,
+)
 from rtcfleet.nodes import Heartbeat, NodeLoad, NodeRegistration
 from rtcfleet.redis_url import connect
 from rtcfleet.settings_store import PlatformSettings
@@ -39,8 +53,12 @@ log = logging.getLogger("rtcfleet.media")
 
 INBOX_BLOCK_MS = 1000
 SESSION_SWEEP_INTERVAL_S = 2.0
+# longer than a gateway's keepalive, which writes again a session record Redis lost
+SESSION_MISSING_GRACE_S = 12.0
 HTTP_TIMEOUT_S = 3.0
 WORKER_START_TIMEOUT_S = 60.0
+# commands waiting for one worker; past it a command is refused with an error to its session
+WORKER_COMMAND_QUEUE = 1024
 
 
 class RegistrationFailed(RuntimeError):
@@ -49,6 +67,13 @@ class RegistrationFailed(RuntimeError):
 
 @dataclass
 class WorkerHandle:
+    """A worker process and the pipe to it.
+
+    Commands wait in a bounded queue that one task writes to the pipe from a thread, so the
+    supervisor's loop never blocks on a worker that is busy (or on one writing to us at the
+    same time); a full queue refuses the command with an error to its session.
+    """
+
     index: int
     process: BaseProcess
     conn: Connection
@@ -56,6 +81,21 @@ class WorkerHandle:
     rooms: set[str] = field(default_factory=set)
     # set by the worker's first load report: its SFU is up and reading commands
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    commands: asyncio.Queue[dict[str, Any]] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=WORKER_COMMAND_QUEUE)
+    )
+    dead: bool = False
+    writer: asyncio.Task[None] | None = None
+
+    def submit(self, command: dict[str, Any]) -> bool:
+        """Queue a command without waiting; False when the queue is full or the worker dead."""
+        if self.dead:
+            return False
+        try:
+            self.commands.put_nowait(command)
+        except asyncio.QueueFull:
+            return False
+        return True
 
 
 class Supervisor:
@@ -70,6 +110,7 @@ class Supervisor:
         self.room_worker: dict[str, WorkerHandle] = {}
         # session -> room, for the sweep of sessions whose clients are gone
         self.sessions: dict[str, str] = {}
+        self._missing_since: dict[str, float] = {}
         self.heartbeat_interval = 1.0
         self._redis: aioredis.Redis | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -93,6 +134,7 @@ class Supervisor:
             port_max=self.settings.port_max,
             max_video_bitrate=self.platform.max_video_bitrate_bps,
             allowed_codecs=tuple(self.platform.allowed_codecs),
+            local_candidates=self.settings.on_local_network(),
         )
 
     def start_workers(self) -> None:
@@ -117,21 +159,46 @@ class Supervisor:
         child.close()
         handle = WorkerHandle(index=index, process=process, conn=parent)
         asyncio.get_running_loop().add_reader(parent.fileno(), self._on_worker, handle)
+        handle.writer = asyncio.create_task(self._write_worker(handle), name=f"worker-{index}")
         return handle
+
+    async def _write_worker(self, handle: WorkerHandle) -> None:
+        while True:
+            command = await handle.commands.get()
+            try:
+                await asyncio.to_thread(handle.conn.send, command)
+            except (OSError, ValueError, EOFError):
+                self._worker_died(handle)
+                return
 
     def _on_worker(self, handle: WorkerHandle) -> None:
         try:
             while handle.conn.poll():
                 self._from_worker(handle, handle.conn.recv())
         except (EOFError, OSError):
+            self._worker_died(handle)
+
+    def _worker_died(self, handle: WorkerHandle) -> None:
+        if handle.dead:
+            return
+        handle.dead = True
+        with contextlib.suppress(ValueError, OSError):
             asyncio.get_running_loop().remove_reader(handle.conn.fileno())
-            if not self._stopped.is_set():
-                self._replace_worker(handle)
+        if handle.writer is not None and handle.writer is not asyncio.current_task():
+            handle.writer.cancel()
+        if not self._stopped.is_set():
+            self._replace_worker(handle)
 
     def _replace_worker(self, dead: WorkerHandle) -> None:
         """A worker died: its calls are gone, so their clients place their media again (on a
-        fresh worker of this node), and the node keeps its capacity."""
+        fresh worker of this node), and the node keeps its capacity. Commands it never took
+        are answered the same way, never dropped in silence."""
         log.error("worker %d died with %d rooms; replacing it", dead.index, len(dead.rooms))
+        while not dead.commands.empty():
+            command = dead.commands.get_nowait()
+            room = str(command.get("room", ""))
+            if room and room not in dead.rooms:
+                dead.rooms.add(room)
         reconnect = Reconnect(reason="media_worker_lost").model_dump(mode="json")
         for session, room in list(self.sessions.items()):
             if room in dead.rooms:
@@ -142,15 +209,20 @@ class Supervisor:
         self.workers[self.workers.index(dead)] = self._spawn_worker(dead.index)
 
     def _from_worker(self, handle: WorkerHandle, item: dict[str, Any]) -> None:
-        if "to_session" in item:
-            self._outbox.put_nowait((item["to_session"], item["message"]))
-        elif "load" in item:
-            handle.load = WorkerLoad(**item["load"])
+        try:
+            event = parse_worker_event(item)
+        except ValidationError as exc:
+            log.error("worker %d sent a malformed message: %s", handle.index, exc)
+            return
+        if isinstance(event, ToSession):
+            self._outbox.put_nowait((event.session, event.message))
+        elif isinstance(event, WorkerLoadReport):
+            handle.load = WorkerLoad(**event.model_dump(exclude={"kind"}))
             handle.ready.set()
-        elif "left" in item:
-            self.sessions.pop(item["left"], None)
-        elif "room_closed" in item:
-            room = item["room_closed"]
+        elif isinstance(event, SessionLeft):
+            self.sessions.pop(event.session, None)
+        elif isinstance(event, RoomEmpty):
+            room = event.room
             handle.rooms.discard(room)
             if self.room_worker.get(room) is handle:
                 del self.room_worker[room]
@@ -190,38 +262,48 @@ class Supervisor:
             handle.rooms.add(room)
         return handle
 
+    def room_participants(self) -> dict[str, int]:
+        """Every room the node hosts, with its participants (0 for a room still being set up)."""
+        rooms = dict.fromkeys(self.room_worker, 0)
+        for handle in self.workers:
+            rooms.update(handle.load.room_participants)
+        return rooms
+
     def load(self) -> NodeLoad:
         loads = [w.load for w in self.workers]
-        room_participants: dict[str, int] = {}
-        for item in loads:
-            room_participants.update(item.room_participants)
         return NodeLoad(
             rooms=sum(item.rooms for item in loads),
             participants=sum(item.participants for item in loads),
             forwarded_streams=sum(item.forwarded_streams for item in loads),
             bitrate_out_bps=sum(item.bitrate_out_bps for item in loads),
             cpu_percent=round(sum(item.cpu_percent for item in loads), 1),
-            room_participants=room_participants,
         )
 
     # ---- commands from gateways -------------------------------------------------------------
 
-    async def handle_command(self, command: dict[str, Any]) -> None:
-        room = str(command.get("room", ""))
-        session = str(command.get("session", ""))
-        if not room or not session:
-            log.warning("command without room or session dropped: %s", command.get("op"))
-            return
-        if command.get("op") == "join":
+    async def handle_command(self, command: AnyNodeCommand) -> None:
+        room, session = command.room, command.session
+        if isinstance(command, NodeJoin):
+            if room not in self.room_worker:
+                # claim the room before hosting it: a claim released while this join was on
+                # its way may already name another node, and then the room lives there
+                holder = await bus.claim_for(self.redis, room, self.node_id)
+                if holder != self.node_id:
+                    log.warning("room %s is held by %s: join sent there", room, holder)
+                    moved = Reconnect(reason="room_moved").model_dump(mode="json")
+                    self._outbox.put_nowait((session, moved))
+                    return
             if self.draining and room not in self.room_worker:
                 await self._release_room(room)
                 refusal = error(ErrorCode.NO_MEDIA_NODE, "media node is draining; retry")
                 self._outbox.put_nowait((session, refusal.model_dump(mode="json")))
                 return
             self.sessions[session] = room
-        handle = self.room_worker.get(room) if command.get("op") != "join" else None
+        handle = self.room_worker.get(room) if not isinstance(command, NodeJoin) else None
         handle = handle or self.worker_for(room)
-        handle.conn.send(command)
+        if not handle.submit(command.model_dump(mode="json")):
+            busy = error(ErrorCode.MEDIA_ERROR, "media node busy: command dropped, retry")
+            self._outbox.put_nowait((session, busy.model_dump(mode="json")))
 
     async def _inbox_loop(self) -> None:
         stream, cursor = bus.node_inbox(self.node_id), "$"
@@ -236,9 +318,11 @@ class Supervisor:
                 for entry_id, fields in entries:
                     cursor = entry_id
                     try:
-                        await self.handle_command(bus.decode_entry(fields))
-                    except (ValueError, KeyError) as exc:
-                        log.warning("bad command on the bus: %s", exc)
+                        await self.handle_command(parse_node_command(fields.get("m", "")))
+                    except ValidationError as exc:
+                        log.warning("malformed command %s refused: %s", entry_id, exc)
+                    except (RedisError, OSError) as exc:
+                        log.warning("command %s failed: %s", entry_id, exc)
 
     async def _sweep_loop(self) -> None:
         """Leave sessions whose clients are gone for good (their session record expired)."""
@@ -250,6 +334,7 @@ class Supervisor:
             try:
                 alive = await self.redis.exists(*[bus.session_key(s) for s, _ in sessions])
                 if alive == len(sessions):
+                    self._missing_since.clear()
                     continue
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for session, _ in sessions:
@@ -257,10 +342,20 @@ class Supervisor:
                     flags = await pipe.execute()
             except (RedisError, OSError):
                 continue
+            now = time.monotonic()
             for (session, room), exists in zip(sessions, flags, strict=True):
-                if not exists:
-                    await self.handle_command({"op": "leave", "session": session, "room": room})
+                if exists:
+                    self._missing_since.pop(session, None)
+                    continue
+                # a record Redis lost is written again by the session's gateway within its
+                # keepalive: only a record missing for longer than that is a client gone
+                since = self._missing_since.setdefault(session, now)
+                if now - since >= SESSION_MISSING_GRACE_S:
+                    self._missing_since.pop(session, None)
+                    await self.handle_command(NodeLeave(session=session, room=room))
                     self.sessions.pop(session, None)
+            for session in set(self._missing_since) - set(self.sessions):
+                del self._missing_since[session]
 
     # ---- region: registration, heartbeats, settings -----------------------------------------
 
@@ -306,7 +401,18 @@ class Supervisor:
         self.heartbeat_interval = float(body.get("heartbeat_interval_seconds", 1.0))
         log.info("registered as %s in %s", self.node_id, self.settings.region)
 
+    async def hold_rooms(self) -> None:
+        """Keep this node's room claims, re-asserting any that Redis lost."""
+        try:
+            taken = await bus.hold_rooms(self.redis, self.node_id, self.room_participants())
+        except (RedisError, OSError) as exc:
+            log.warning("could not renew room claims: %s", exc)
+            return
+        for room in taken:
+            log.warning("room %s is claimed by another node while hosted here", room)
+
     async def heartbeat(self) -> None:
+        await self.hold_rooms()
         beat = Heartbeat(load=self.load(), draining=self.draining, settings=self.platform)
         status, body = await self._post(
             f"/internal/nodes/{self.node_id}/heartbeat", beat.model_dump_json()
@@ -348,15 +454,13 @@ class Supervisor:
         return True
 
     def _broadcast_settings(self) -> None:
-        command = {
-            "op": "settings",
-            "max_video_bitrate": self.platform.max_video_bitrate_bps,
-            "max_participants": self.platform.max_participants_per_room,
-            "allowed_codecs": self.platform.allowed_codecs,
-        }
+        command = WorkerSettings(
+            max_video_bitrate=self.platform.max_video_bitrate_bps,
+            max_participants=self.platform.max_participants_per_room,
+            allowed_codecs=list(self.platform.allowed_codecs),
+        ).model_dump(mode="json")
         for handle in self.workers:
-            with contextlib.suppress(OSError):
-                handle.conn.send(command)
+            handle.submit(command)
 
     async def _settings_loop(self) -> None:
         while not self._stopped.is_set():
@@ -384,6 +488,14 @@ class Supervisor:
                 if self.drain_agent is not None:
                     await self.drain_agent.release()
                 self._stopped.set()
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        """A loop of the node ended on its own: better a stopped node (deregistered, restarted
+        by its service manager) than one that heartbeats while it drops every command."""
+        if task.cancelled() or self._stopped.is_set():
+            return
+        log.error("node loop %s ended: %r; stopping", task.get_name(), task.exception())
+        self._stopped.set()
 
     def on_sigterm(self) -> None:
         if self.draining:
@@ -438,6 +550,8 @@ class Supervisor:
             ]
             if self.drain_agent is not None:
                 tasks.append(asyncio.create_task(self.drain_agent.run()))
+            for task in tasks:
+                task.add_done_callback(self._loop_ended)
             await self._stopped.wait()
             for task in tasks:
                 task.cancel()
@@ -449,8 +563,10 @@ class Supervisor:
 
     async def shutdown(self) -> None:
         for handle in self.workers:
-            with contextlib.suppress(OSError):
-                handle.conn.send({"op": "stop"})
+            if handle.writer is not None:
+                handle.writer.cancel()
+            with contextlib.suppress(OSError, ValueError):
+                handle.conn.send(WorkerStop().model_dump(mode="json"))
         for handle in self.workers:
             await asyncio.to_thread(handle.process.join, 5)
             if handle.process.is_alive():

@@ -8,7 +8,6 @@ no HTTP in the process that moves packets.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -17,6 +16,10 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from aiortc.exceptions import InvalidAccessError, InvalidStateError
+from pydantic import ValidationError
+
+from media_node.ice import InvalidCandidate
 from media_node.sfu import (
     CodecNotAllowed,
     PublishNotAllowed,
@@ -24,10 +27,27 @@ from media_node.sfu import (
     Sfu,
     SfuConfig,
     SubscribeNotAllowed,
+    TooManyTracks,
     UnknownParticipant,
     UnknownRoom,
 )
+from media_node.subscriber import SubscriberNotNegotiating
 from rtcfleet import ice_host
+from rtcfleet.node_messages import (
+    AnyWorkerCommand,
+    NodeJoin,
+    NodeLeave,
+    NodePublishOffer,
+    NodeSubscriberAnswer,
+    NodeTrickle,
+    RoomEmpty,
+    SessionLeft,
+    ToSession,
+    WorkerLoadReport,
+    WorkerSettings,
+    WorkerStop,
+    parse_worker_command,
+)
 from rtcfleet.signaling import (
     ErrorCode,
     ParticipantJoined,
@@ -42,6 +62,18 @@ from rtcfleet.signaling import (
 log = logging.getLogger("rtcfleet.media.worker")
 
 LOAD_INTERVAL_S = 1.0
+# Errors a client's own input causes (an answer out of turn, an SDP or candidate that does not
+# parse or apply): answered with media_error and noted in one log line, never a traceback, so
+# a client cannot fill the node's log.
+CLIENT_FAULTS = (
+    SubscriberNotNegotiating,
+    InvalidCandidate,
+    InvalidStateError,
+    InvalidAccessError,
+    ValueError,
+)
+# messages waiting for the supervisor; past it the supervisor is not reading and they drop
+WORKER_OUTBOX = 4096
 
 
 @dataclass
@@ -67,15 +99,31 @@ class Worker:
         self._cpu_mark = (time.monotonic(), time.process_time())
         self._pending: set[asyncio.Task[None]] = set()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=WORKER_OUTBOX)
+        self.dropped = 0
 
     # ---- output -----------------------------------------------------------------------------
 
     def send(self, item: dict[str, Any]) -> None:
-        with contextlib.suppress(BrokenPipeError, OSError):
-            self.conn.send(item)
+        """Queue an item for the supervisor without blocking the packet loop; past the bound
+        the supervisor is not reading (stuck or gone) and the item is dropped and counted."""
+        try:
+            self._outgoing.put_nowait(item)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error("supervisor not reading: %d messages dropped", self.dropped)
+
+    async def _write(self) -> None:
+        while True:
+            item = await self._outgoing.get()
+            try:
+                await asyncio.to_thread(self.conn.send, item)
+            except (OSError, ValueError):
+                return  # the supervisor is gone; the command loop ends on the pipe's EOF
 
     def to_session(self, session: str, message: Any) -> None:
-        self.send({"to_session": session, "message": message.model_dump(mode="json")})
+        self.send(ToSession(session=session, message=message.model_dump(mode="json")).model_dump())
 
     def to_room(self, room: str, message: Any, *, exclude: str | None = None) -> None:
         for identity, session in self.rooms.get(room, {}).items():
@@ -105,60 +153,63 @@ class Worker:
             return
         session = members.pop(identity)
         self.to_room(room, ParticipantLeft(identity=identity))
-        self.send({"left": session, "room": room})
+        self.send(SessionLeft(session=session, room=room).model_dump())
         if not members:
             del self.rooms[room]
-            self.send({"room_closed": room})
+            self.send(RoomEmpty(room=room).model_dump())
 
     # ---- commands ---------------------------------------------------------------------------
 
-    async def handle(self, command: dict[str, Any]) -> None:
-        op = command.get("op")
-        session = str(command.get("session", ""))
-        room = str(command.get("room", ""))
+    async def handle(self, command: AnyWorkerCommand) -> None:
+        if isinstance(command, WorkerSettings):
+            self.apply_settings(command)
+            return
+        if isinstance(command, WorkerStop):
+            return
+        op, session, room = command.op, command.session, command.room
         try:
-            if op == "join":
-                await self.join(room, session, command)
-                return
-            if op == "settings":
-                self.apply_settings(command)
+            if isinstance(command, NodeJoin):
+                await self.join(command)
                 return
             identity = self.identity_of(room, session)
             if identity is None:
                 raise UnknownParticipant(session)
-            if op == "publish_offer":
-                answer = await self.sfu.publish_offer(room, identity, command["sdp"])
+            if isinstance(command, NodePublishOffer):
+                answer = await self.sfu.publish_offer(room, identity, command.sdp)
                 self.to_session(session, PublishAnswer(sdp=answer))
-            elif op == "subscriber_answer":
-                await self.sfu.subscriber_answer(room, identity, command["sdp"])
-            elif op == "trickle":
-                await self.sfu.add_ice_candidate(
-                    room, identity, command["target"], command.get("candidate")
-                )
-            elif op == "leave":
+            elif isinstance(command, NodeSubscriberAnswer):
+                await self.sfu.subscriber_answer(room, identity, command.sdp)
+            elif isinstance(command, NodeTrickle):
+                candidate = command.candidate.model_dump() if command.candidate else None
+                await self.sfu.add_ice_candidate(room, identity, command.target, candidate)
+            elif isinstance(command, NodeLeave):
                 await self.sfu.leave(room, identity)
                 self._forget(room, identity)
-            else:
-                log.warning("unknown worker command %r", op)
         except (PublishNotAllowed, SubscribeNotAllowed) as exc:
             self.to_session(session, error(ErrorCode.FORBIDDEN, str(exc) or "not granted"))
+        except TooManyTracks as exc:
+            self.to_session(session, error(ErrorCode.TOO_MANY_TRACKS, str(exc)))
         except CodecNotAllowed as exc:
             self.to_session(session, error(ErrorCode.MEDIA_ERROR, f"codec not allowed: {exc}"))
         except (UnknownParticipant, UnknownRoom, RoomClosed):
             self.to_session(session, error(ErrorCode.NOT_JOINED, "not in a room on this node"))
+        except CLIENT_FAULTS as exc:
+            # what a client sent does not apply: its answer says why, the log only notes it
+            log.info("command %s refused: %s: %s", op, type(exc).__name__, exc)
+            self.to_session(session, error(ErrorCode.MEDIA_ERROR, f"{type(exc).__name__}: {exc}"))
         except Exception as exc:  # a bad SDP must not take the worker down
             log.exception("command %s failed", op)
             self.to_session(session, error(ErrorCode.MEDIA_ERROR, f"{type(exc).__name__}: {exc}"))
 
-    async def join(self, room: str, session: str, command: dict[str, Any]) -> None:
-        identity = str(command["identity"])
+    async def join(self, command: NodeJoin) -> None:
+        room, session, identity = command.room, command.session, command.identity
         members = self.rooms.setdefault(room, {})
         if identity in members:
             # a rejoin, or the same identity joining again: the newest connection wins
             replaced = members.pop(identity)
             await self.sfu.leave(room, identity)
             if replaced != session:
-                self.send({"left": replaced, "room": room})
+                self.send(SessionLeft(session=replaced, room=room).model_dump())
         if len(members) >= self.max_participants:
             if not members:
                 del self.rooms[room]
@@ -171,8 +222,8 @@ class Worker:
             await self.sfu.join(
                 room,
                 identity,
-                can_publish=bool(command.get("can_publish")),
-                can_subscribe=bool(command.get("can_subscribe")),
+                can_publish=command.can_publish,
+                can_subscribe=command.can_subscribe,
             )
         except BaseException:
             members.pop(identity, None)
@@ -183,13 +234,11 @@ class Worker:
             self.to_session(session, ParticipantJoined(identity=other))
         self.to_room(room, ParticipantJoined(identity=identity), exclude=identity)
 
-    def apply_settings(self, command: dict[str, Any]) -> None:
-        self.max_participants = int(command.get("max_participants", self.max_participants))
-        if "max_video_bitrate" in command:
-            self.sfu.set_max_video_bitrate(int(command["max_video_bitrate"]))
-        if "allowed_codecs" in command:
-            # applies to connections negotiated from now on
-            self.sfu.config.allowed_codecs = tuple(command["allowed_codecs"])
+    def apply_settings(self, command: WorkerSettings) -> None:
+        self.max_participants = command.max_participants
+        self.sfu.set_max_video_bitrate(command.max_video_bitrate)
+        # applies to connections negotiated from now on
+        self.sfu.config.allowed_codecs = tuple(command.allowed_codecs)
 
     def load(self) -> WorkerLoad:
         sfu_load = self.sfu.load()
@@ -221,11 +270,17 @@ class Worker:
                 loop.remove_reader(self.conn.fileno())
 
         loop.add_reader(self.conn.fileno(), readable)
-        self.send({"load": asdict(self.load())})  # the supervisor's signal that this worker is up
+        self.send_load()  # the supervisor's signal that this worker is up
         reporter = asyncio.create_task(self._report_load())
+        writer = asyncio.create_task(self._write())
         try:
-            while (command := await inbox.get()) is not None:
-                if command.get("op") == "stop":
+            while (raw := await inbox.get()) is not None:
+                try:
+                    command = parse_worker_command(raw)
+                except ValidationError as exc:
+                    log.error("malformed command from the supervisor refused: %s", exc)
+                    continue
+                if isinstance(command, WorkerStop):
                     break
                 # commands of one session stay in order; sessions do not wait for each other
                 task = asyncio.create_task(self._serialized(command))
@@ -234,19 +289,23 @@ class Worker:
         finally:
             reporter.cancel()
             await self.sfu.close()
+            writer.cancel()
 
-    async def _serialized(self, command: dict[str, Any]) -> None:
-        key = str(command.get("session", ""))
+    async def _serialized(self, command: AnyWorkerCommand) -> None:
+        key = getattr(command, "session", "")
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             await self.handle(command)
-        if command.get("op") == "leave":
+        if isinstance(command, NodeLeave) and not lock.locked():
             self._locks.pop(key, None)
 
     async def _report_load(self) -> None:
         while True:
             await asyncio.sleep(LOAD_INTERVAL_S)
-            self.send({"load": asdict(self.load())})
+            self.send_load()
+
+    def send_load(self) -> None:
+        self.send(WorkerLoadReport(**asdict(self.load())).model_dump())
 
 
 def worker_main(

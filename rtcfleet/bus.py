@@ -15,13 +15,23 @@ import json
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+from pydantic import BaseModel
 
 PREFIX = "rtc:"
 NODES = f"{PREFIX}nodes"
 GATEWAYS = f"{PREFIX}gateways"
+# Every stream is bounded in entries and in bytes; past either bound its oldest entries go.
+# A live reader takes entries within milliseconds, so the bounds only ever bite a reader that
+# is gone or far behind (its client is disconnected at the gateway's send queue long before).
 SESSION_STREAM_MAXLEN = 512
+SESSION_STREAM_MAX_BYTES = 1024 * 1024
+NODE_INBOX_MAXLEN = 4096
+NODE_INBOX_MAX_BYTES = 8 * 1024 * 1024
+# a node's inbox outlives its last command by this long: a dead node's inbox goes on its own
+NODE_INBOX_TTL_SECONDS = 60
 # how long a session outlives its last signaling connection before it is given up
 SESSION_TTL_SECONDS = 30
+SESSION_STREAM_TTL_SECONDS = SESSION_TTL_SECONDS * 4
 ROOM_CLAIM_TTL_SECONDS = 30
 
 
@@ -49,6 +59,10 @@ def session_key(session_id: str) -> str:
     return f"{PREFIX}sess:{session_id}"
 
 
+def session_rejoin_key(session_id: str) -> str:
+    return f"{PREFIX}sess:{session_id}:rejoin"
+
+
 def session_stream(session_id: str) -> str:
     return f"{PREFIX}sess:{session_id}:out"
 
@@ -61,18 +75,67 @@ def gateway_wake(gateway_id: str) -> str:
     return f"{PREFIX}gw:{gateway_id}:wake"
 
 
-async def send_to_node(redis: aioredis.Redis, node_id: str, command: dict[str, Any]) -> None:
-    await redis.xadd(node_inbox(node_id), {"m": json.dumps(command)}, maxlen=10_000)
+def stream_bytes_key(stream: str) -> str:
+    """The running total of a stream's payload bytes, kept beside it for its byte bound."""
+    return f"{stream}:bytes"
+
+
+# Append one entry, then drop the oldest until the stream is within both bounds; the byte total
+# lives in a counter beside the stream (one script, so the two never disagree), and both keys
+# expire together.
+_APPEND = """
+local id = redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])
+local total = redis.call('INCRBY', KEYS[2], string.len(ARGV[1]))
+local maxlen, maxbytes = tonumber(ARGV[2]), tonumber(ARGV[3])
+while total > maxbytes or redis.call('XLEN', KEYS[1]) > maxlen do
+  local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+  if #oldest == 0 or oldest[1][1] == id then break end
+  local fields = oldest[1][2]
+  local size = 0
+  for i = 1, #fields, 2 do
+    if fields[i] == 'm' then size = string.len(fields[i + 1]) end
+  end
+  redis.call('XDEL', KEYS[1], oldest[1][1])
+  total = redis.call('DECRBY', KEYS[2], size)
+end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return id
+"""
+
+
+async def append_bounded(
+    redis: aioredis.Redis, stream: str, payload: str, maxlen: int, max_bytes: int, ttl: int
+) -> str:
+    """XADD within an entry bound and a byte bound, dropping the oldest entries; the id."""
+    entry_id = await redis.eval(
+        _APPEND, 2, stream, stream_bytes_key(stream), payload, maxlen, max_bytes, ttl
+    )
+    return str(entry_id)
+
+
+async def send_to_node(redis: aioredis.Redis, node_id: str, command: BaseModel) -> None:
+    """Append a command (``rtcfleet.node_messages.NodeCommand``) to the node's stream."""
+    await append_bounded(
+        redis,
+        node_inbox(node_id),
+        command.model_dump_json(),
+        NODE_INBOX_MAXLEN,
+        NODE_INBOX_MAX_BYTES,
+        NODE_INBOX_TTL_SECONDS,
+    )
 
 
 async def send_to_session(redis: aioredis.Redis, session_id: str, message: dict[str, Any]) -> str:
     """Append a server message to the session's stream; returns its cursor."""
-    stream = session_stream(session_id)
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.xadd(stream, {"m": json.dumps(message)}, maxlen=SESSION_STREAM_MAXLEN)
-        pipe.expire(stream, SESSION_TTL_SECONDS * 4)
-        cursor, _ = await pipe.execute()
-    return str(cursor)
+    return await append_bounded(
+        redis,
+        session_stream(session_id),
+        json.dumps(message),
+        SESSION_STREAM_MAXLEN,
+        SESSION_STREAM_MAX_BYTES,
+        SESSION_STREAM_TTL_SECONDS,
+    )
 
 
 StreamEntries = list[tuple[str, list[tuple[str, dict[str, str]]]]]
@@ -91,3 +154,52 @@ def decode_entry(fields: dict[str, str]) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("bus entry is not an object")
     return value
+
+
+# A node keeps its rooms' claims: extends its own, re-asserts lost ones (a Redis failover to a
+# replica that missed the write, a restart), and reports the rooms another node holds (a split
+# it must not deepen). Its room map is written beside, for the admin console.
+_HOLD_ROOMS = """
+local node, ttl = ARGV[1], ARGV[2]
+local lost = {}
+for i = 1, #KEYS - 1 do
+  local owner = redis.call('GET', KEYS[i])
+  if owner == false or owner == node then
+    redis.call('SET', KEYS[i], node, 'EX', ttl)
+  else
+    table.insert(lost, i)
+  end
+end
+local rooms = KEYS[#KEYS]
+redis.call('DEL', rooms)
+for i = 3, #ARGV, 2 do redis.call('HSET', rooms, ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', rooms, ttl)
+return lost
+"""
+
+
+async def hold_rooms(
+    redis: aioredis.Redis, node_id: str, room_participants: dict[str, int]
+) -> list[str]:
+    """Claim or extend every room the node hosts; returns the rooms another node holds."""
+    rooms = sorted(room_participants)
+    keys = [room_key(room) for room in rooms] + [node_rooms_key(node_id)]
+    args: list[str | int] = [node_id, ROOM_CLAIM_TTL_SECONDS]
+    for room in rooms:
+        args += [room, room_participants[room]]
+    lost = await redis.eval(_HOLD_ROOMS, len(keys), *keys, *args)
+    return [rooms[int(index) - 1] for index in lost]
+
+
+async def claim_for(redis: aioredis.Redis, room: str, node_id: str) -> str:
+    """Claim ``room`` for ``node_id`` unless another node holds it; returns the holder."""
+    owner = await redis.eval(
+        "local o = redis.call('GET', KEYS[1]) "
+        "if o == false or o == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) "
+        "return ARGV[1] end return o",
+        1,
+        room_key(room),
+        node_id,
+        ROOM_CLAIM_TTL_SECONDS,
+    )
+    return str(owner)

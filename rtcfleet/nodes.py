@@ -20,7 +20,9 @@ class NodeLoad(BaseModel):
     forwarded_streams: int = Field(default=0, ge=0)
     bitrate_out_bps: int = Field(default=0, ge=0)
     cpu_percent: float = Field(default=0.0, ge=0.0)
-    # participants per room, so the admin console and /stats list rooms without asking nodes
+    # Accepted from nodes of earlier versions (so a rolling deploy keeps them placeable) and
+    # dropped by the registry: it grew a heartbeat with every room name. A node now keeps its
+    # room map in Redis itself (``bus.hold_rooms``).
     room_participants: dict[str, int] = Field(default_factory=dict)
 
 

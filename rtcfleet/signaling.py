@@ -11,7 +11,7 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 PROTOCOL_VERSION = 1
 MAX_SDP_BYTES = 64 * 1024
@@ -19,9 +19,25 @@ MAX_SDP_BYTES = 64 * 1024
 # `too_large` error instead of a closed socket.
 MAX_FRAME_BYTES = MAX_SDP_BYTES + 16 * 1024
 MAX_NAME_LENGTH = 128
+# Media sections (m-lines) in one publisher offer, and tracks one publisher may have at once:
+# audio, camera and a screen share with its sound fit many times over; every track is forwarded
+# to every subscriber of the room, so one publisher must not multiply everyone's work.
+MAX_MEDIA_SECTIONS = 16
 
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH, pattern=r"^[\w.@:+-]+$")]
 Sdp = Annotated[str, Field(min_length=1)]
+# Redis stream ids are two unsigned 64-bit integers; one id outside that range fails the whole
+# XREAD that names it, so a resume cursor is checked against the range, not only the pattern.
+STREAM_ID_PART_MAX = 2**64 - 1
+
+
+def _stream_id_in_range(value: str) -> str:
+    if any(int(part) > STREAM_ID_PART_MAX for part in value.split("-")):
+        raise ValueError("cursor is outside the range of stream ids")
+    return value
+
+
+Cursor = Annotated[str, Field(pattern=r"^\d{1,20}-\d{1,20}$"), AfterValidator(_stream_id_in_range)]
 
 
 class ErrorCode(StrEnum):
@@ -31,6 +47,7 @@ class ErrorCode(StrEnum):
     BAD_MESSAGE = "bad_message"
     UNKNOWN_TYPE = "unknown_type"
     TOO_LARGE = "too_large"
+    TOO_MANY_TRACKS = "too_many_tracks"
     UNAUTHORIZED = "unauthorized"
     TOKEN_EXPIRED = "token_expired"
     FORBIDDEN = "forbidden"
@@ -84,7 +101,12 @@ class Join(_Message):
     token: Annotated[str, Field(min_length=1, max_length=4096)]
     session_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
     # last server message cursor the client saw; the gateway replays what came after it
-    cursor: Annotated[str, Field(pattern=r"^\d{1,20}-\d{1,20}$")] | None = None
+    cursor: Cursor | None = None
+    # regions this client failed to reach in the last REGION_UNREACHABLE_MEMORY_S: a region
+    # that cannot ask a room's home itself takes the room over only on this word
+    unreachable_regions: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=16)
+    ] = []
 
 
 class PublishOffer(_Message):
@@ -119,12 +141,27 @@ class Leave(_Message):
     type: Literal["leave"] = "leave"
 
 
+class Ping(_Message):
+    """Is the signaling path alive? The gateway answers ``pong`` at once, joined or not.
+
+    A path that drops packets closes nothing; only an answer that fails to come tells."""
+
+    type: Literal["ping"] = "ping"
+
+
 ClientMessage = Annotated[
-    Join | PublishOffer | SubscriberAnswer | Trickle | Rejoin | Leave, Field(discriminator="type")
+    Join | PublishOffer | SubscriberAnswer | Trickle | Rejoin | Leave | Ping,
+    Field(discriminator="type"),
 ]
 CLIENT_TYPES = frozenset(
-    {"join", "publish_offer", "subscriber_answer", "trickle", "rejoin", "leave"}
+    {"join", "publish_offer", "subscriber_answer", "trickle", "rejoin", "leave", "ping"}
 )
+
+# How a client watches its signaling path (the protocol's recommendation, see docs/signaling.md):
+# a ping every PING_INTERVAL_S; nothing heard for SIGNALING_DEAD_AFTER_S means the path is dead.
+PING_INTERVAL_S = 1.0
+SIGNALING_DEAD_AFTER_S = 2.5
+REGION_UNREACHABLE_MEMORY_S = 30.0
 
 
 # ---- gateway / media node -> client ------------------------------------------------------------
@@ -201,6 +238,12 @@ class Error(_Message):
     message: str
 
 
+class Pong(_Message):
+    """The answer to ``ping``; not part of the session stream (no cursor)."""
+
+    type: Literal["pong"] = "pong"
+
+
 ServerMessage = Annotated[
     Joined
     | PublishAnswer
@@ -212,7 +255,8 @@ ServerMessage = Annotated[
     | TrackUnpublished
     | Reconnect
     | Redirect
-    | Error,
+    | Error
+    | Pong,
     Field(discriminator="type"),
 ]
 
@@ -222,7 +266,7 @@ _server_adapter: TypeAdapter[Any] = TypeAdapter(ServerMessage)
 
 def parse_client_message(
     raw: str | bytes,
-) -> Join | PublishOffer | SubscriberAnswer | Trickle | Rejoin | Leave:
+) -> Join | PublishOffer | SubscriberAnswer | Trickle | Rejoin | Leave | Ping:
     """Validate one client frame, raising ``SignalingError`` with the code that fits."""
     if len(raw) > MAX_FRAME_BYTES:
         raise SignalingError(ErrorCode.TOO_LARGE, f"message over {MAX_FRAME_BYTES} bytes")
@@ -230,6 +274,9 @@ def parse_client_message(
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise SignalingError(ErrorCode.BAD_JSON, f"not JSON: {exc}") from None
+    except RecursionError:
+        # no message nests deeper than three levels; a deeper frame is not ours to parse
+        raise SignalingError(ErrorCode.BAD_JSON, "JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise SignalingError(ErrorCode.BAD_MESSAGE, "a message is a JSON object")
     kind = data.get("type")
@@ -238,6 +285,10 @@ def parse_client_message(
     sdp = data.get("sdp")
     if isinstance(sdp, str) and len(sdp.encode()) > MAX_SDP_BYTES:
         raise SignalingError(ErrorCode.TOO_LARGE, f"SDP over {MAX_SDP_BYTES} bytes")
+    if isinstance(sdp, str) and media_sections(sdp) > MAX_MEDIA_SECTIONS:
+        raise SignalingError(
+            ErrorCode.TOO_MANY_TRACKS, f"SDP with over {MAX_MEDIA_SECTIONS} media sections"
+        )
     try:
         message = _client_adapter.validate_python(data)
     except ValidationError as exc:
@@ -245,6 +296,11 @@ def parse_client_message(
         where = ".".join(str(part) for part in first["loc"][1:]) or "message"
         raise SignalingError(ErrorCode.BAD_MESSAGE, f"{where}: {first['msg']}") from None
     return message
+
+
+def media_sections(sdp: str) -> int:
+    """How many m-lines an SDP has (counted as a parser would: lines that start with ``m=``)."""
+    return sum(1 for line in sdp.splitlines() if line.startswith("m="))
 
 
 def parse_server_message(data: dict[str, Any]) -> Any:

@@ -13,12 +13,30 @@ import time
 from dataclasses import dataclass
 
 import jwt
+from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError
 
-from rtcfleet.signaling import ErrorCode, SignalingError
+from rtcfleet.signaling import ErrorCode, Name, SignalingError
 
 ALGORITHM = "HS256"
 DEFAULT_TTL_SECONDS = 6 * 3600
+# A token is a bearer credential: one that lived for months would be a password in a URL.
+MAX_TTL_SECONDS = 24 * 3600
 CLOCK_SKEW_SECONDS = 10
+
+
+class JoinClaims(BaseModel):
+    """The claims of a join token, as docs/signaling.md documents them; nothing is coerced
+    (the string ``"false"`` is not a grant) and room and identity are protocol names, since
+    both end up in other participants' SDP and in Redis keys."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    room: Name
+    identity: Name
+    can_publish: StrictBool = False
+    can_subscribe: StrictBool = False
+    iat: int
+    exp: int
 
 
 @dataclass(frozen=True)
@@ -43,6 +61,8 @@ def mint_token(
     ttl_seconds: int = DEFAULT_TTL_SECONDS,
     now: float | None = None,
 ) -> str:
+    if not 0 < ttl_seconds <= MAX_TTL_SECONDS:
+        raise ValueError(f"a token lives 1 to {MAX_TTL_SECONDS} seconds")
     issued = int(now if now is not None else time.time())
     claims = {
         "iss": api_key,
@@ -74,21 +94,30 @@ def verify_token(token: str, api_keys: dict[str, str]) -> Grant:
             algorithms=[ALGORITHM],
             issuer=key,
             leeway=CLOCK_SKEW_SECONDS,
-            options={"require": ["exp", "iss", "room", "identity"]},
+            options={"require": ["exp", "iat", "iss", "room", "identity"]},
         )
     except jwt.ExpiredSignatureError:
         raise SignalingError(ErrorCode.TOKEN_EXPIRED, "token has expired") from None
     except jwt.PyJWTError as exc:
         raise SignalingError(ErrorCode.UNAUTHORIZED, f"token rejected: {exc}") from None
-    room, identity = claims.get("room"), claims.get("identity")
-    if not (isinstance(room, str) and room and isinstance(identity, str) and identity):
-        raise SignalingError(ErrorCode.UNAUTHORIZED, "token lacks room or identity")
+    try:
+        checked = JoinClaims.model_validate(claims)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "claims"
+        raise SignalingError(
+            ErrorCode.UNAUTHORIZED, f"token claim {where}: {first['msg']}"
+        ) from None
+    if checked.exp - checked.iat > MAX_TTL_SECONDS:
+        raise SignalingError(
+            ErrorCode.UNAUTHORIZED, f"token lifetime over {MAX_TTL_SECONDS} seconds"
+        )
     return Grant(
-        room=room,
-        identity=identity,
-        can_publish=bool(claims.get("can_publish", False)),
-        can_subscribe=bool(claims.get("can_subscribe", False)),
-        expires_at=int(claims["exp"]),
+        room=checked.room,
+        identity=checked.identity,
+        can_publish=checked.can_publish,
+        can_subscribe=checked.can_subscribe,
+        expires_at=checked.exp,
     )
 
 

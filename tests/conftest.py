@@ -43,6 +43,19 @@ def sentinel_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentine
     cluster.stop()
 
 
+# Fixtures that start real servers, a fleet or WebRTC calls: a test using one takes seconds,
+# and is marked slow without having to say so (``-m "not slow"`` leaves it out).
+SLOW_FIXTURES = frozenset(
+    {"fleet", "two_regions", "postgres_cluster", "sentinel_redis", "conference", "installed"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 # Every WebRTC peer in the suite, in-process or child process, keeps its media on loopback.
 os.environ[ice_host.ENV] = "127.0.0.1"
 ice_host.restrict_from_environment()

@@ -28,6 +28,24 @@ let pubPc = null;
 let subPc = null;
 let queue = Promise.resolve();
 let statsTimer = null;
+// A dropped path closes nothing: ping every second, give the socket up after 2.5 s of silence,
+// then resume at the next URL (this one, then the fallback URLs of the join answer).
+const PING_INTERVAL_MS = 1000;
+const SIGNALING_DEAD_AFTER_MS = 2500;
+let urls = [];
+let urlIndex = 0;
+let sessionId = null;
+let cursor = null;
+let lastHeard = 0;
+let pingTimer = null;
+// region -> when this page last failed to reach it; sent with joins for 30 s
+const unreachable = new Map();
+let redirect = null;  // {region, urls} of the last redirect
+
+function unreachableRegions() {
+  const now = Date.now();
+  return [...unreachable].filter(([, at]) => now - at < 30000).map(([region]) => region);
+}
 const previous = new Map();  // stats id -> {bytes, timestamp}
 const remoteTiles = new Map();  // identity -> {root, video, stats, stream}
 
@@ -67,25 +85,64 @@ function gathered(pc, timeoutMs = 3000) {
 
 function connect(url) {
   setStatus(`connecting to ${url}`);
-  ws = new WebSocket(url);
-  ws.onopen = () => send({ type: "join", token });
-  ws.onmessage = (event) => {
+  if (!urls.includes(url)) urls.unshift(url);
+  urlIndex = urls.indexOf(url);
+  const socket = new WebSocket(url);
+  ws = socket;
+  lastHeard = Date.now();
+  socket.onopen = () => {
+    lastHeard = Date.now();
+    if (redirect && !redirect.urls.includes(url)) unreachable.set(redirect.region, Date.now());
+    redirect = null;
+    const join = { type: "join", token, unreachable_regions: unreachableRegions() };
+    if (sessionId) Object.assign(join, { session_id: sessionId, cursor });
+    send(join);
+  };
+  clearInterval(pingTimer);
+  pingTimer = setInterval(() => {
+    if (ws !== socket) return;
+    if (Date.now() - lastHeard > SIGNALING_DEAD_AFTER_MS) {
+      demo.signalingTimeouts = (demo.signalingTimeouts || 0) + 1;
+      if (demo.joined) unreachable.set(demo.joined.region, Date.now());
+      resumeElsewhere(socket);
+    } else {
+      send({ type: "ping" });
+    }
+  }, PING_INTERVAL_MS / 2);
+  socket.onmessage = (event) => {
+    lastHeard = Date.now();
     const message = JSON.parse(event.data);
+    if (message.type === "pong") return;
+    if (message.cursor) cursor = message.cursor;
     demo.messages += 1;
     queue = queue.then(() => onMessage(message)).catch((err) => {
       demo.errors.push(String(err));
       setStatus(`error: ${err}`);
     });
   };
-  ws.onclose = () => {
-    if (demo.status !== "left") setStatus("signaling closed");
+  socket.onclose = () => {
+    if (demo.status === "left" || ws !== socket) return;
+    setStatus("signaling closed; resuming");
+    resumeElsewhere(socket);
   };
+}
+
+function resumeElsewhere(socket) {
+  socket.onclose = null;
+  socket.close();
+  const next = urls[(urlIndex + 1) % urls.length];
+  setTimeout(() => connect(next), 100);
 }
 
 async function onMessage(message) {
   switch (message.type) {
     case "joined":
+      if (demo.joined && demo.joined.node_id !== message.node_id) closeMedia();
       demo.joined = message;
+      sessionId = message.session_id;
+      unreachable.delete(message.region);
+      for (const url of message.fallback_urls || []) if (!urls.includes(url)) urls.push(url);
+      if (message.resumed) demo.resumes = (demo.resumes || 0) + 1;
       iceServers = (message.ice_servers || []).map((s) => ({
         urls: s.urls, username: s.username || undefined, credential: s.credential || undefined,
       }));
@@ -105,6 +162,8 @@ async function onMessage(message) {
       removeTile(message.identity);
       break;
     case "redirect":
+      redirect = { region: message.region, urls: message.urls };
+      for (const url of message.urls) if (!urls.includes(url)) urls.push(url);
       ws.onclose = null;
       ws.close();
       connect(message.urls[0]);
@@ -114,6 +173,13 @@ async function onMessage(message) {
       send({ type: "rejoin" });
       break;
     case "error":
+      if (message.code === "session_not_found") {
+        // resumed in a region that never knew the session: start over there
+        sessionId = cursor = null;
+        closeMedia();
+        send({ type: "join", token, unreachable_regions: unreachableRegions() });
+        break;
+      }
       demo.errors.push(`${message.code}: ${message.message}`);
       setStatus(`error ${message.code}: ${message.message}`);
       break;
@@ -319,6 +385,8 @@ form.addEventListener("submit", (event) => {
 
 leaveButton.addEventListener("click", () => {
   send({ type: "leave" });
+  clearInterval(pingTimer);
+  sessionId = cursor = null;
   closeMedia();
   setStatus("left");
   leaveButton.disabled = true;

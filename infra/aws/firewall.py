@@ -101,6 +101,9 @@ class Firewall(pulumi.ComponentResource):
             Source.ANYWHERE: [ANYWHERE_V4],
             Source.ADMIN_ALLOW_LIST: self._args.admin_allow_list,
             Source.PRIVATE_NETWORK: self._args.private_cidrs,
+            Source.PEERED_NETWORKS: [
+                cidr for cidr in self._args.private_cidrs if cidr != self._args.vpc_cidr
+            ],
         }
         return mapping[source]
 
@@ -114,7 +117,7 @@ class Firewall(pulumi.ComponentResource):
             else:
                 cidrs = list(self._cidrs(rule.source))
                 if not cidrs:
-                    # An empty allow-list opens nothing: no admin access at all.
+                    # An empty allow-list opens nothing (no admin access), nor do absent peers.
                     continue
             rules.append(
                 aws.ec2.SecurityGroupIngressArgs(

@@ -1,4 +1,4 @@
-"""The region's load balancers: client and admin ALBs, the internal media-signaling ALB, TURN/TLS.
+"""The region's load balancers: client and admin ALBs, the internal media-signaling ALB.
 
 Target ports and health checks come from ``infra.spec`` so the gateways and the load balancers
 agree on where a node answers.
@@ -43,7 +43,6 @@ class LoadBalancersArgs:
     signaling_security_group_id: pulumi.Input[str]
     certificate_arn: str
     admin_certificate_arn: str
-    turn_tls: bool = False
     deletion_protection: bool = False
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -63,14 +62,16 @@ def _http_health_check(port: int) -> aws.lb.TargetGroupHealthCheckArgs:
 
 
 class LoadBalancers(pulumi.ComponentResource):
-    """Where clients, admins and media nodes reach the gateways, and clients reach TURN/TLS."""
+    """Where clients, admins and media nodes reach the gateways.
+
+    Media nodes have none: clients reach each node at its own public address (1:1 NAT),
+    TURN on UDP and TCP 3478 (see docs/network.md for why there is no TURN over TLS).
+    """
 
     client: aws.lb.LoadBalancer
     admin: aws.lb.LoadBalancer
     signaling: aws.lb.LoadBalancer
-    turn_tls: aws.lb.LoadBalancer | None
     gateway_target_groups: list[aws.lb.TargetGroup]
-    media_target_groups: list[aws.lb.TargetGroup]
 
     def __init__(
         self, name: str, args: LoadBalancersArgs, opts: pulumi.ResourceOptions | None = None
@@ -218,49 +219,6 @@ class LoadBalancers(pulumi.ComponentResource):
             ],
             opts=child,
         )
-
-        self.media_target_groups = []
-        self.turn_tls = None
-        if args.turn_tls:
-            # No security group of its own: the NLB keeps client addresses and the media nodes'
-            # group (TCP 443 from anywhere) is the firewall.
-            turn_targets = aws.lb.TargetGroup(
-                f"{prefix}-turn-tls",
-                port=HTTPS_PORT,
-                protocol="TCP",
-                target_type="instance",
-                vpc_id=args.vpc_id,
-                preserve_client_ip="true",
-                health_check=aws.lb.TargetGroupHealthCheckArgs(
-                    enabled=True, protocol="TCP", port="traffic-port", interval=10
-                ),
-                deregistration_delay=DEREGISTRATION_DELAY_SECONDS,
-                tags=tags(Role.MEDIA_NODE, "turn-tls"),
-                opts=child,
-            )
-            self.media_target_groups.append(turn_targets)
-            self.turn_tls = aws.lb.LoadBalancer(
-                f"{prefix}-turn-tls",
-                load_balancer_type="network",
-                internal=False,
-                subnets=args.public_subnet_ids,
-                enable_cross_zone_load_balancing=True,
-                enable_deletion_protection=args.deletion_protection,
-                tags=tags(Role.MEDIA_NODE, "turn-tls"),
-                opts=child,
-            )
-            aws.lb.Listener(
-                f"{prefix}-turn-tls",
-                load_balancer_arn=self.turn_tls.arn,
-                port=HTTPS_PORT,
-                protocol="TCP",
-                default_actions=[
-                    aws.lb.ListenerDefaultActionArgs(
-                        type="forward", target_group_arn=turn_targets.arn
-                    )
-                ],
-                opts=child,
-            )
 
         self.register_outputs(
             {

@@ -126,7 +126,6 @@ class AwsRegion(pulumi.ComponentResource):
                 signaling_security_group_id=firewall.group_id(Role.SIGNALING_LB),
                 certificate_arn=s.certificate,
                 admin_certificate_arn=s.admin_certificate or s.certificate,
-                turn_tls=s.turn_tls_lb,
                 deletion_protection=s.production,
                 tags=tags,
             ),
@@ -252,7 +251,6 @@ class AwsRegion(pulumi.ComponentResource):
                 public_ip=True,
                 min_size=s.media_min,
                 max_size=s.media_max,
-                target_group_arns=[tg.arn for tg in lbs.media_target_groups],
                 scaling=CpuScaling(s.media_cpu_target, s.media_warmup_seconds),
                 drain=Drain(spec.LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS, s.drain_timeout_seconds),
             ),
@@ -280,8 +278,6 @@ class AwsRegion(pulumi.ComponentResource):
             self.exports[TRANSIT_ROUTE_TABLE_ID] = (
                 network.transit_gateway.association_default_route_table_id
             )
-        if lbs.turn_tls is not None:
-            self.exports["turnTlsLbDnsName"] = lbs.turn_tls.dns_name
         if postgres.primary is not None:
             self.exports[HOME_PRIMARY_ARN] = postgres.primary.arn
             self.exports[HOME_DB_PASSWORD] = pulumi.Output.secret(secrets.values["dbPassword"])

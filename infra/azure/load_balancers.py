@@ -9,7 +9,8 @@ the media nodes' internal paths on the public side. Each gateway has its own sub
 admin one is closed by its NSG to everything but the allow list.
 
 Media nodes register through an internal Standard Load Balancer on 8080 (L4, private frontend
-in the gateway subnet); the optional TURN/TLS load balancer is a public Standard one on 443.
+in the gateway subnet). Clients reach media nodes at their own public addresses: no load
+balancer stands in front of them.
 """
 
 from __future__ import annotations
@@ -58,7 +59,6 @@ class LoadBalancersArgs:
     admin_certificate: str
     certificate_vault_id: str
     dns_label: str
-    turn_tls: bool = False
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -79,18 +79,16 @@ class _Ids:
 
 
 class LoadBalancers(pulumi.ComponentResource):
-    """Where clients, admins and media nodes reach the gateways, and clients reach TURN/TLS."""
+    """Where clients, admins and media nodes reach the gateways."""
 
     client: azure_native.network.ApplicationGateway
     admin: azure_native.network.ApplicationGateway
     signaling: azure_native.network.LoadBalancer
-    turn_tls: azure_native.network.LoadBalancer | None
     client_public_ip: azure_native.network.PublicIPAddress
     admin_public_ip: azure_native.network.PublicIPAddress
     waf_policy: azure_native.network.WebApplicationFirewallPolicy
     gateway_app_pools: list[pulumi.Output[str]]
     gateway_lb_pools: list[pulumi.Output[str]]
-    media_lb_pools: list[pulumi.Output[str]]
 
     def __init__(
         self, name: str, args: LoadBalancersArgs, opts: pulumi.ResourceOptions | None = None
@@ -213,34 +211,6 @@ class LoadBalancers(pulumi.ComponentResource):
             _Ids(args, "loadBalancers", f"{prefix}-signaling")("backendAddressPools", "gateways")
         ]
 
-        self.turn_tls = None
-        self.media_lb_pools = []
-        if args.turn_tls:
-            # No NSG of its own: it keeps client addresses and the media NSG (TCP 443 from
-            # anywhere) is the firewall; media nodes leave through their own public IPs.
-            address = self._public_ip("turn-tls", f"{args.dns_label}-turn")
-            self.turn_tls = self._standard_lb(
-                "turn-tls",
-                Role.MEDIA_NODE,
-                frontend=azure_native.network.FrontendIPConfigurationArgs(
-                    name="frontend",
-                    public_ip_address=azure_native.network.PublicIPAddressArgs(id=address.id),
-                ),
-                port=HTTPS_PORT,
-                probe=azure_native.network.ProbeArgs(
-                    name="tcp",
-                    protocol="Tcp",
-                    port=HTTPS_PORT,
-                    interval_in_seconds=PROBE_INTERVAL_SECONDS,
-                    probe_threshold=2,
-                ),
-                probe_name="tcp",
-                idle_minutes=SIGNALING_IDLE_MINUTES,
-                pool="media",
-            )
-            self.media_lb_pools = [
-                _Ids(args, "loadBalancers", f"{prefix}-turn-tls")("backendAddressPools", "media")
-            ]
         self.register_outputs(
             {
                 "clientAddress": self.client_public_ip.ip_address,

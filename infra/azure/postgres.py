@@ -57,6 +57,9 @@ class PostgresArgs:
     # Other regions: the home writer's resource id and address (from the home stack).
     source_server_id: pulumi.Input[str] | None = None
     source_endpoint: pulumi.Input[str] | None = None
+    # Other regions: the home writer's private DNS zone (name, resource group), linked here so
+    # this region's gateways resolve the writer's name over the peering.
+    source_dns_zone: tuple[pulumi.Input[str], pulumi.Input[str]] | None = None
     # the environment's writer is in another cloud: a stand-alone subscriber server, whose
     # administrator password is the writer's (``password``) so one secret opens both
     subscriber: bool = False
@@ -71,6 +74,7 @@ class Postgres(pulumi.ComponentResource):
     replica: azure_native.dbforpostgresql.Server
     write_endpoint: pulumi.Output[str]
     read_endpoint: pulumi.Output[str]
+    dns_zone_name: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: PostgresArgs, opts: pulumi.ResourceOptions | None = None
@@ -176,6 +180,20 @@ class Postgres(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, protect=args.production),
             )
             self.write_endpoint = pulumi.Output.from_input(args.source_endpoint)
+            if args.source_dns_zone is not None:
+                zone_name, zone_group = args.source_dns_zone
+                azure_native.privatedns.VirtualNetworkLink(
+                    f"{prefix}-postgres-home-dns",
+                    virtual_network_link_name=f"{prefix}-vnet",
+                    private_zone_name=zone_name,
+                    resource_group_name=zone_group,
+                    location="global",
+                    virtual_network=azure_native.privatedns.SubResourceArgs(id=args.vnet_id),
+                    registration_enabled=False,
+                    tags=args.tags,
+                    opts=child,
+                )
+        self.dns_zone_name = zone.name
         self.read_endpoint = self.replica.fully_qualified_domain_name.apply(lambda h: h or "")
         self.register_outputs(
             {"writeEndpoint": self.write_endpoint, "readEndpoint": self.read_endpoint}

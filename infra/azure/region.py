@@ -29,6 +29,9 @@ from infra.spec import Role, settings_subscription
 HOME_SERVER_ID = "postgresServerId"
 HOME_WRITE_ENDPOINT = "postgresWriteEndpoint"
 HOME_DB_PASSWORD = "dbPassword"
+# The private DNS zone holding the writer's name, and its resource group.
+HOME_DNS_ZONE = "postgresDnsZoneName"
+HOME_RESOURCE_GROUP = "resourceGroupName"
 # Output of the image stack: the Compute Gallery image version the nodes boot.
 IMAGE_VERSION_ID = "azureImageVersionId"
 # Azure generates the cache's access key; the region reads it instead of setting one.
@@ -54,6 +57,9 @@ class HomeDatabase:
     server_id: pulumi.Input[str] | None
     write_endpoint: pulumi.Input[str]
     password: pulumi.Input[str]
+    # The writer's private DNS zone and its resource group (an Azure writer only).
+    dns_zone_name: pulumi.Input[str] | None = None
+    resource_group_name: pulumi.Input[str] | None = None
 
 
 @dataclass
@@ -145,7 +151,6 @@ class AzureRegion(pulumi.ComponentResource):
                 admin_certificate=s.admin_certificate or s.certificate,
                 certificate_vault_id=s.certificate_vault_id,
                 dns_label=f"rtcfleet-{prefix}",
-                turn_tls=s.turn_tls_lb,
                 tags=tags,
             ),
             opts=child,
@@ -198,6 +203,13 @@ class AzureRegion(pulumi.ComponentResource):
                 password=values["dbPassword"] if s.is_home or s.subscribes else None,
                 source_server_id=args.home.server_id if args.home else None,
                 source_endpoint=args.home.write_endpoint if args.home else None,
+                source_dns_zone=(
+                    (args.home.dns_zone_name, args.home.resource_group_name)
+                    if args.home is not None
+                    and args.home.dns_zone_name is not None
+                    and args.home.resource_group_name is not None
+                    else None
+                ),
                 tags=tags,
             ),
             opts=child,
@@ -306,7 +318,6 @@ class AzureRegion(pulumi.ComponentResource):
                 vm_size=vm_size(Role.MEDIA_NODE, s.media_size, s.media_vm_size),
                 capacity=s.media_min,
                 public_ip=True,
-                load_balancer_pools=lbs.media_lb_pools,
                 autoscale=CpuAutoscale(
                     target_percent=s.media_cpu_target,
                     cooldown_seconds=s.media_warmup_seconds,
@@ -321,7 +332,7 @@ class AzureRegion(pulumi.ComponentResource):
         self.exports = {
             "region": pulumi.Output.from_input(s.region),
             "location": pulumi.Output.from_input(s.region),
-            "resourceGroupName": rg,
+            HOME_RESOURCE_GROUP: rg,
             "vnetId": network.vnet.id,
             "vnetCidr": pulumi.Output.from_input(str(s.vpc_cidr)),
             "gatewaySubnetId": network.vpn_subnet.id,
@@ -338,6 +349,7 @@ class AzureRegion(pulumi.ComponentResource):
         }
         if postgres.primary is not None:
             self.exports[HOME_SERVER_ID] = postgres.primary.id
+            self.exports[HOME_DNS_ZONE] = postgres.dns_zone_name
             self.exports[HOME_DB_PASSWORD] = pulumi.Output.secret(values["dbPassword"])
         self.register_outputs(self.exports)
 
@@ -364,6 +376,8 @@ def azure_region_program(settings: AzureRegionSettings) -> dict[str, pulumi.Outp
         home = HomeDatabase(
             server_id=reference.require_output(HOME_SERVER_ID),
             write_endpoint=reference.require_output(HOME_WRITE_ENDPOINT),
+            dns_zone_name=reference.require_output(HOME_DNS_ZONE),
+            resource_group_name=reference.require_output(HOME_RESOURCE_GROUP),
             password=reference.require_output(HOME_DB_PASSWORD),
         )
     image_id: pulumi.Input[str]

@@ -29,6 +29,12 @@ from infra.global_stack.peering import (
     TransitPeeringArgs,
     link_name,
 )
+from infra.global_stack.vnet_peering import (
+    AZURE_VNET_ID,
+    AzureNetwork,
+    VnetPeering,
+    VnetPeeringArgs,
+)
 from infra.global_stack.vpn import (
     AZURE_GATEWAY_SUBNET_ID,
     AZURE_LOCATION,
@@ -45,6 +51,7 @@ from infra.global_stack.vpn import (
 AWS_REGION_OUTPUTS = (CLIENT_LB_DNS_NAME, VPC_CIDR, TRANSIT_GATEWAY_ID, TRANSIT_ROUTE_TABLE_ID)
 AZURE_REGION_OUTPUTS = (
     CLIENT_LB_DNS_NAME,
+    AZURE_VNET_ID,
     AZURE_LOCATION,
     AZURE_VNET_CIDR,
     AZURE_GATEWAY_SUBNET_ID,
@@ -80,6 +87,7 @@ def global_program(settings: GlobalSettings) -> dict[str, pulumi.Output[Any]]:
     endpoints: list[RegionEndpoint] = []
     aws_ends: list[AwsRegionEnd] = []
     azure_ends: list[AzureRegionEnd] = []
+    azure_networks: list[AzureNetwork] = []
     azure_provider = None
     for stack, name in names.items():
         reference = pulumi.StackReference(stack_reference_name(stack))
@@ -116,6 +124,14 @@ def global_program(settings: GlobalSettings) -> dict[str, pulumi.Output[Any]]:
                     provider=azure_provider,
                 )
             )
+            azure_networks.append(
+                AzureNetwork(
+                    stack=stack,
+                    vnet_id=reference.require_output(AZURE_VNET_ID),
+                    resource_group_name=reference.require_output(AZURE_RESOURCE_GROUP),
+                    provider=azure_provider,
+                )
+            )
 
     dns = GlobalDns(
         f"{settings.env}-dns",
@@ -147,6 +163,12 @@ def global_program(settings: GlobalSettings) -> dict[str, pulumi.Output[Any]]:
         for aws_end in aws_ends:
             link = link_name(aws_end.stack, azure_end.stack)
             CrossCloudVpn(link, CrossCloudVpnArgs(aws_end, azure_end, gateway, tags))
+            links.append(link)
+
+    for index, first in enumerate(azure_networks):
+        for second in azure_networks[index + 1 :]:
+            link = link_name(first.stack, second.stack)
+            VnetPeering(link, VnetPeeringArgs(first, second, tags))
             links.append(link)
 
     return {

@@ -56,6 +56,7 @@ _CHILDREN = {
     "Subnet": ("virtualNetworks", "virtualNetworkName", "subnets"),
     "Secret": ("vaults", "vaultName", "secrets"),
     "VirtualNetworkLink": ("privateDnsZones", "privateZoneName", "virtualNetworkLinks"),
+    "VirtualNetworkPeering": ("virtualNetworks", "virtualNetworkName", "virtualNetworkPeerings"),
     "PrivateDnsZoneGroup": ("privateEndpoints", "privateEndpointName", "privateDnsZoneGroups"),
 }
 

@@ -101,6 +101,10 @@ def _cidr(value: Any) -> IPv4Network | None:
     return network if isinstance(network, IPv4Network) else None
 
 
+# Sources given as address ranges; the others are security groups.
+_CIDR_SOURCES = (Source.ADMIN_ALLOW_LIST, Source.PRIVATE_NETWORK, Source.PEERED_NETWORKS)
+
+
 def _source_matches(source: Source, rule: Mapping[str, Any]) -> bool:
     cidrs = list(rule.get("cidrBlocks") or [])
     v6 = list(rule.get("ipv6CidrBlocks") or [])
@@ -110,15 +114,13 @@ def _source_matches(source: Source, rule: Mapping[str, Any]) -> bool:
     if source is Source.ANYWHERE:
         return cidrs == [ANYWHERE_V4] and v6 in ([], [ANYWHERE_V6]) and not groups
     if groups or v6:
-        return (
-            source not in (Source.ADMIN_ALLOW_LIST, Source.PRIVATE_NETWORK) and not cidrs and not v6
-        )
-    if not cidrs or source not in (Source.ADMIN_ALLOW_LIST, Source.PRIVATE_NETWORK):
+        return source not in _CIDR_SOURCES and not cidrs and not v6
+    if not cidrs or source not in _CIDR_SOURCES:
         return False
     networks = [_cidr(c) for c in cidrs]
     if any(n is None or n.prefixlen == 0 for n in networks):
         return False
-    if source is Source.PRIVATE_NETWORK:
+    if source in (Source.PRIVATE_NETWORK, Source.PEERED_NETWORKS):
         return all(any(n.subnet_of(p) for p in _PRIVATE) for n in networks if n is not None)
     return True
 
@@ -150,8 +152,9 @@ def firewall_matches_spec(args: ResourceValidationArgs, report: Report) -> None:
         if not any(_allowed(spec, rule) for spec in expected):
             report(f"{role_name}: ingress {_describe(rule)} is not allowed by FIREWALL")
     for spec in expected:
-        # An empty admin allow-list leaves the admin console closed, which is allowed.
-        if spec.source is Source.ADMIN_ALLOW_LIST:
+        # An empty admin allow-list leaves the admin console closed, and a region without
+        # peers has no other region to admit: both are allowed.
+        if spec.source in (Source.ADMIN_ALLOW_LIST, Source.PEERED_NETWORKS):
             continue
         if not any(_allowed(spec, rule) for rule in rules):
             report(
@@ -216,7 +219,7 @@ def redis_encrypted_in_transit(args: ResourceValidationArgs, report: Report) -> 
 
 
 def no_public_data_stores(args: ResourceValidationArgs, report: Report) -> None:
-    """Redis and Postgres are reachable from the gateway and media groups only."""
+    """Redis and Postgres are reachable from groups and peered private ranges only."""
     props = args.props
     if args.resource_type == DB_INSTANCE and _truthy(props.get("publiclyAccessible")):
         report("RDS instance is publicly accessible")
@@ -226,8 +229,10 @@ def no_public_data_stores(args: ResourceValidationArgs, report: Report) -> None:
             report("data store without security groups falls back to the VPC default group")
     elif args.resource_type == SECURITY_GROUP and _tags(props).get(ROLE_TAG) in _DATA_ROLES:
         for rule in _ingress(props):
-            if rule.get("cidrBlocks") or rule.get("ipv6CidrBlocks"):
-                report(f"data store ingress {_describe(rule)} admits address ranges")
+            networks = [_cidr(c) for c in rule.get("cidrBlocks") or []]
+            public = any(n is None or not any(n.subnet_of(p) for p in _PRIVATE) for n in networks)
+            if public or rule.get("ipv6CidrBlocks"):
+                report(f"data store ingress {_describe(rule)} admits public address ranges")
 
 
 def gateways_span_zones(args: ResourceValidationArgs, report: Report) -> None:

@@ -162,7 +162,7 @@ def nsg_matches_spec(args: ResourceValidationArgs, report: Report) -> None:
         if not any(_allowed(spec, rule) for spec in expected) and not _platform(role, rule):
             report(f"{role_name}: inbound {_describe(rule)} is not allowed by FIREWALL")
     for spec in expected:
-        if spec.source is Source.ADMIN_ALLOW_LIST:
+        if spec.source in (Source.ADMIN_ALLOW_LIST, Source.PEERED_NETWORKS):
             continue
         if not any(_allowed(spec, rule) for rule in allows):
             report(

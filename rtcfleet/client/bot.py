@@ -69,6 +69,7 @@ class Bot:
                     "frames_decoded": stats.frames_decoded,
                     "frames_expected": expected,
                     "frames_lost": max(expected - len(numbers), 0),
+                    "longest_gap_s": round(stats.longest_gap_s, 3),
                     "width": stats.width,
                     "height": stats.height,
                 }
@@ -83,6 +84,8 @@ class Bot:
             "time_to_first_frame_s": self.time_to_first_frame(),
             "resumes": events.resumes,
             "media_rejoins": events.media_rejoins,
+            "signaling_timeouts": events.signaling_timeouts,
+            "media_timeouts": events.media_timeouts,
             "errors": [e.get("code") for e in events.errors],
             "tracks": tracks,
         }

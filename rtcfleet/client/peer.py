@@ -50,6 +50,8 @@ class RemoteTrackStats:
     height: int | None = None
     first_frame_at: float | None = None
     last_frame_at: float | None = None
+    # the longest wait between two decoded frames: a freeze, as a viewer sees it
+    longest_gap_s: float = 0.0
 
     def received_between(self, first: int, last: int) -> int:
         """How many of the sender's frames numbered first..last (inclusive) were decoded."""
@@ -190,6 +192,8 @@ class ClientPeer:
             stats = self._stats_for(info, track.kind)
             now = time.monotonic()
             stats.frames_decoded += 1
+            if stats.last_frame_at is not None:
+                stats.longest_gap_s = max(stats.longest_gap_s, now - stats.last_frame_at)
             stats.last_frame_at = now
             if stats.first_frame_at is None:
                 stats.first_frame_at = now

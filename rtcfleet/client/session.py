@@ -6,6 +6,17 @@ A ``ClientSession`` keeps one room session alive across two kinds of failure:
   last cursor; media keeps flowing meanwhile;
 - its media node dies (``reconnect``): it closes both peer connections and sends ``rejoin``,
   and the gateway places the room on another node.
+
+A path that drops packets closes nothing, so the session does not wait to be told: it pings
+its gateway every ``PING_INTERVAL_S`` and gives the socket up when nothing at all arrived for
+``SIGNALING_DEAD_AFTER_S``; it reconnects by racing the next gateways (a new attempt every
+``CONNECT_STAGGER_S`` while earlier ones hang), so one blackholed address costs a stagger, not
+a connect timeout.
+
+The media path is watched the same way: when every remote track it was receiving has been
+silent for ``MEDIA_DEAD_AFTER_S``, the session drops its peer connections and sends ``rejoin``
+without waiting for the gateway's ``reconnect`` (which comes only when the node's heartbeat
+goes stale).
 """
 
 from __future__ import annotations
@@ -24,8 +35,12 @@ from aiortc import RTCIceServer
 
 from rtcfleet.client.peer import ClientPeer
 from rtcfleet.signaling import (
+    PING_INTERVAL_S,
+    REGION_UNREACHABLE_MEMORY_S,
+    SIGNALING_DEAD_AFTER_S,
     Join,
     Leave,
+    Ping,
     PublishOffer,
     Rejoin,
     SubscriberAnswer,
@@ -34,7 +49,16 @@ from rtcfleet.signaling import (
 
 log = logging.getLogger("rtcfleet.client")
 
+_WS_OPTIONS: dict[str, Any] = {"timeout": aiohttp.ClientWSTimeout(ws_close=2.0)}
+
 RECONNECT_BACKOFF_S = (0.05, 0.1, 0.25, 0.5, 1.0)
+# a TCP handshake that has not finished in this long goes to a host that drops packets
+CONNECT_TIMEOUT_S = 2.0
+CONNECT_STAGGER_S = 0.25
+# Audio alone brings 50 packets a second: 1.5 s of nothing from every remote track is a dead
+# path or node, not jitter, loss that NACK repairs, or a keyframe wait.
+MEDIA_DEAD_AFTER_S = 1.5
+MEDIA_WATCH_INTERVAL_S = 0.25
 
 
 class JoinFailed(RuntimeError):
@@ -54,7 +78,9 @@ class SessionEvents:
     redirects: int = 0
     fresh_joins: int = 0
     media_rejoins: int = 0
+    media_timeouts: int = 0
     signaling_gaps: list[float] = field(default_factory=list)
+    signaling_timeouts: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
     participants: set[str] = field(default_factory=set)
     messages: list[dict[str, Any]] = field(default_factory=list)
@@ -89,19 +115,27 @@ class ClientSession:
         self.can_publish = False
         self.gateway_url: str | None = None
         self.events = SessionEvents()
-        self._http = aiohttp.ClientSession()
+        self._http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT_S)
+        )
+        self._background: set[asyncio.Task[Any]] = set()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._joined = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
         self._redirect: list[str] | None = None
+        self._redirect_region: str | None = None
+        # region -> when this client last failed to reach it (its socket went silent, or a
+        # redirect there led nowhere); sent with every join (Join.unreachable_regions)
+        self._unreachable: dict[str, float] = {}
 
     # ---- public -----------------------------------------------------------------------------
 
     async def start(self, timeout: float = 15.0) -> None:
         """Connect and join; returns once the join answer arrived (media follows)."""
         self._task = asyncio.create_task(self._run(), name="client-session")
+        self._spawn(self._watch_media())
         joined = asyncio.create_task(self._joined.wait())
         done, _ = await asyncio.wait(
             {joined, self._task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
@@ -119,7 +153,10 @@ class ClientSession:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await self._send(Leave())
         if self._ws is not None:
-            await self._ws.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ws.close(), 2.0)
+        for task in self._background:
+            task.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -130,27 +167,87 @@ class ClientSession:
 
     # ---- connection loop --------------------------------------------------------------------
 
+    def unreachable_regions(self) -> list[str]:
+        now = time.monotonic()
+        return sorted(
+            r for r, at in self._unreachable.items() if now - at < REGION_UNREACHABLE_MEMORY_S
+        )
+
+    def _join(self) -> Join:
+        return Join(
+            token=self.token,
+            session_id=self.session_id,
+            cursor=self.cursor,
+            unreachable_regions=self.unreachable_regions(),
+        )
+
+    async def _connect_any(self, start: int) -> tuple[str, aiohttp.ClientWebSocketResponse] | None:
+        """The first of the URLs (from ``start`` on, in order) that answers; a new attempt
+        starts every ``CONNECT_STAGGER_S`` while the earlier ones are still hanging."""
+        order = [self.urls[(start + i) % len(self.urls)] for i in range(len(self.urls))]
+        attempts: dict[asyncio.Task[aiohttp.ClientWebSocketResponse], str] = {}
+        won: tuple[str, aiohttp.ClientWebSocketResponse] | None = None
+
+        async def settle(timeout: float | None) -> None:
+            nonlocal won
+            pending = [t for t in attempts if not t.done()]
+            if pending:
+                await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            for task, url in attempts.items():
+                if won is None and task.done() and not task.cancelled():
+                    if task.exception() is None:
+                        won = (url, task.result())
+                    else:
+                        log.info("signaling %s unreachable: %s", url, task.exception())
+
+        try:
+            for url in order:
+                attempts[asyncio.create_task(self._http.ws_connect(url, **_WS_OPTIONS))] = url
+                await settle(CONNECT_STAGGER_S)
+                if won is not None:
+                    return won
+            while won is None and any(not t.done() for t in attempts):
+                await settle(None)
+            return won
+        finally:
+            for task in attempts:
+                if not task.done():
+                    task.cancel()
+                elif (
+                    won is not None
+                    and not task.cancelled()
+                    and task.exception() is None
+                    and task.result() is not won[1]
+                ):
+                    self._spawn(task.result().close())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def _run(self) -> None:
         attempt = 0
         dropped_at: float | None = None
         while not self._closing:
-            url = self.urls[attempt % len(self.urls)]
-            try:
-                self._ws = await self._http.ws_connect(
-                    url, heartbeat=5.0, timeout=aiohttp.ClientWSTimeout(ws_close=2.0)
-                )
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                log.info("signaling %s unreachable: %s", url, exc)
+            connected = await self._connect_any(attempt % len(self.urls))
+            if connected is None:
                 if (
                     dropped_at is not None
                     and time.monotonic() - dropped_at > self.reconnect_timeout
                 ):
-                    raise ConnectionError("no gateway reachable") from exc
+                    raise ConnectionError("no gateway reachable")
                 await asyncio.sleep(RECONNECT_BACKOFF_S[min(attempt, len(RECONNECT_BACKOFF_S) - 1)])
                 attempt += 1
                 continue
+            url, self._ws = connected
             self.gateway_url = url
-            await self._send(Join(token=self.token, session_id=self.session_id, cursor=self.cursor))
+            if self._redirect_region is not None:
+                if self._redirect is not None and url not in self._redirect:
+                    # sent to a region none of whose URLs answered
+                    self._unreachable[self._redirect_region] = time.monotonic()
+                self._redirect_region = self._redirect = None
+            await self._send(self._join())
             if dropped_at is not None:
                 self.events.signaling_gaps.append(time.monotonic() - dropped_at)
             attempt = self.urls.index(url)
@@ -160,7 +257,6 @@ class ClientSession:
             if self._redirect is not None:
                 # the room lives in another region: join there afresh, keep the rest as fallbacks
                 self.urls = list(dict.fromkeys([*self._redirect, *self.urls]))
-                self._redirect = None
                 self.events.redirects += 1
                 attempt, dropped_at = 0, None
                 continue
@@ -168,12 +264,41 @@ class ClientSession:
             log.info("signaling to %s dropped; resuming elsewhere", url)
             attempt += 1
 
+    async def _ping_loop(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        while not ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_str(encode(Ping()))
+            await asyncio.sleep(PING_INTERVAL_S)
+
     async def _read_loop(self) -> None:
-        assert self._ws is not None
-        async for frame in self._ws:
+        ws = self._ws
+        assert ws is not None
+        pinger = asyncio.create_task(self._ping_loop(ws), name="signaling-ping")
+        try:
+            await self._read_frames(ws)
+        finally:
+            pinger.cancel()
+
+    async def _read_frames(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        while True:
+            try:
+                frame = await ws.receive(timeout=SIGNALING_DEAD_AFTER_S)
+            except TimeoutError:
+                # nothing, not even a pong: the path drops packets; a close handshake would
+                # hang on it too, so the old socket closes in the background
+                self.events.signaling_timeouts += 1
+                if self.region is not None:
+                    self._unreachable[self.region] = time.monotonic()
+                log.info(
+                    "signaling to %s silent for %.1f s", self.gateway_url, SIGNALING_DEAD_AFTER_S
+                )
+                self._spawn(ws.close())
+                return
             if frame.type != aiohttp.WSMsgType.TEXT:
                 break
             message = json.loads(frame.data)
+            if message.get("type") == "pong":
+                continue
             try:
                 await self._on_message(message)
             except JoinFailed:
@@ -207,6 +332,7 @@ class ClientSession:
             self.events.participants.discard(message["identity"])
         elif kind == "redirect":
             self._redirect = list(message["urls"])
+            self._redirect_region = str(message["region"])
             self.session_id = self.cursor = None
             assert self._ws is not None
             await self._ws.close()
@@ -219,7 +345,7 @@ class ClientSession:
                 # resumed in a region that never knew the session (its region died): start over
                 self.session_id = self.cursor = None
                 self.events.fresh_joins += 1
-                await self._send(Join(token=self.token))
+                await self._send(self._join())
             elif not self._joined.is_set():
                 raise JoinFailed(message.get("code", "?"), message.get("message", ""))
 
@@ -227,6 +353,7 @@ class ClientSession:
         new_node = message["node_id"] != self.node_id
         self.session_id = message["session_id"]
         self.region = message["region"]
+        self._unreachable.pop(self.region, None)
         self.can_publish = bool(message["can_publish"])
         for url in message.get("fallback_urls", []):
             if url not in self.urls:
@@ -261,6 +388,30 @@ class ClientSession:
         if self.ice_from_join:
             return self.peer_factory(ice_servers=self.ice_servers)
         return self.peer_factory()
+
+    def media_silent(self, now: float) -> bool:
+        """Everything this peer was receiving from its active publishers has stopped."""
+        active = self.peer.active_publishers()
+        heard = [
+            stats.last_frame_at
+            for (publisher, _), stats in self.peer.remote.items()
+            if publisher in active and stats.last_frame_at is not None
+        ]
+        return bool(heard) and now - max(heard) > MEDIA_DEAD_AFTER_S
+
+    async def _watch_media(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(MEDIA_WATCH_INTERVAL_S)
+            if self.node_id is None or not self.media_silent(time.monotonic()):
+                continue
+            log.info("media from %s silent for %.1f s: rejoining", self.node_id, MEDIA_DEAD_AFTER_S)
+            self.events.media_timeouts += 1
+            try:
+                await self._restart_media()
+                await self._send(Rejoin())
+            except ConnectionError:
+                # no signaling right now: the resume that follows places the media again
+                continue
 
     async def _restart_media(self) -> None:
         self.events.media_rejoins += 1

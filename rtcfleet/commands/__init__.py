@@ -12,6 +12,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "local",
     "drill",
     "plan",
+    "reach",
     "bundle",
     "stacks",
     "rehearse",

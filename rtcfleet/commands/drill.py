@@ -13,8 +13,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from rtcfleet.drill.backend import FaultKind
+
 if TYPE_CHECKING:
     from rtcfleet.drill import DrillSpec
+    from rtcfleet.netfault import Fabric
 
 drill_app = typer.Typer(help="Failover drills.", no_args_is_help=True)
 
@@ -34,11 +37,13 @@ def _seconds(value: float | None) -> str:
 
 
 def render(report: dict[str, Any], console: Console) -> None:
-    table = Table(title=f"region outage: {report['region']} ({report['target']})")
+    fault = report.get("fault", "kill")
+    table = Table(title=f"region outage: {report['region']} ({report['target']}, {fault})")
     table.add_column("measure")
     table.add_column("value", justify="right")
     rows = [
-        ("home region killed", "yes" if report["home_region_killed"] else "no"),
+        ("fault", fault),
+        ("home region hit", "yes" if report["home_region_killed"] else "no"),
         ("time to detect", _seconds(report["time_to_detect_s"])),
         ("time until new joins land elsewhere", _seconds(report["time_to_new_joins_s"])),
         ("bots in the region", str(report["affected_bots"])),
@@ -47,6 +52,10 @@ def render(report: dict[str, Any], console: Console) -> None:
         ("sessions dropped", str(report["sessions_dropped"])),
         ("settings writes acknowledged", str(report["settings_writes_acknowledged"])),
         ("settings writes lost", str(report["settings_writes_lost"])),
+        (
+            "standby replayed the last write before the fault",
+            "yes" if report["standby_replayed_before_fault"] else "no",
+        ),
         ("admin write after the fault", _seconds(report["settings_write_after_failover_s"])),
         ("replication lag at the fault", json.dumps(report["replication_lag_at_fault"])),
         ("settings fresh everywhere", _seconds(report["settings_fresh_everywhere_s"])),
@@ -55,6 +64,17 @@ def render(report: dict[str, Any], console: Console) -> None:
         rows.append((f"settings fresh in {name}", _seconds(fresh)))
     for name, copy in report["replication_at_fault"].items():
         rows.append((f"{name} settings copy at the fault", json.dumps(copy)))
+    split = report.get("split_brain") or {}
+    if split:
+        rows += [
+            ("partition length", _seconds(split["seconds"])),
+            ("state samples (both regions, every 100 ms)", str(split["samples"])),
+            (
+                "samples with the room live in two regions",
+                str(split["samples_live_in_two_regions"]),
+            ),
+            ("room owners seen per region", json.dumps(split["owners_seen"])),
+        ]
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
@@ -81,11 +101,24 @@ def region_outage(
     ] = None,
     bots: Annotated[int, typer.Option(min=2, help="Bots in the baseline")] = 6,
     rooms: Annotated[int, typer.Option(min=1, help="Rooms the bots spread over")] = 3,
+    fault: Annotated[
+        FaultKind,
+        typer.Option(
+            help="kill: SIGKILL the region; blackhole: drop its packets (no resets); "
+            "partition: cut it off from the other regions while clients reach both "
+            "(blackhole and partition: local target, as root, with ip and nft)"
+        ),
+    ] = FaultKind.KILL,
+    partition_seconds: Annotated[
+        float, typer.Option(min=1, max=600, help="How long a partition holds")
+    ] = 30.0,
 ) -> None:
     """Take a whole region down and measure how the platform recovers."""
     from rtcfleet.drill import DrillSpec, run_region_outage
 
-    spec = DrillSpec(region=region, bots=bots, rooms=rooms)
+    spec = DrillSpec(
+        region=region, bots=bots, rooms=rooms, fault=fault, partition_s=partition_seconds
+    )
     console = Console(stderr=as_json)
     if target is Target.AZURE:
         from rtcfleet.drill.aws import AZURE_STEPS
@@ -104,28 +137,49 @@ def region_outage(
         from rtcfleet.drill.local import LocalBackend
         from rtcfleet.local import FleetSpec, LocalFleet
 
-        ice_host.restrict_host_addresses(["127.0.0.1"])
+        fleet_spec = FleetSpec(regions=regions, gateways=1, media=1, clouds=split_clouds(clouds))
         try:
-            fleet = LocalFleet(
-                FleetSpec(regions=regions, gateways=1, media=1, clouds=split_clouds(clouds))
-            )
+            fleet_spec.region_clouds()
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--clouds") from None
-        if region not in fleet.spec.region_names():
-            console.print(f"--region: the local fleet's regions are {fleet.spec.region_names()}")
+        if region not in fleet_spec.region_names():
+            console.print(f"--region: the local fleet's regions are {fleet_spec.region_names()}")
             raise typer.Exit(2)
-        console.print(f"starting a {regions}-region local fleet ...")
-        fleet.start()
+        fabric = _fabric(fault, console)
         try:
-            report = asyncio.run(run_region_outage(LocalBackend(fleet), spec)).to_json()
+            ice_host.restrict_host_addresses(
+                [fabric.client_address if fabric is not None else "127.0.0.1"]
+            )
+            fleet = LocalFleet(fleet_spec, fabric=fabric)
+            where = "in network namespaces" if fabric is not None else "on loopback"
+            console.print(f"starting a {regions}-region local fleet {where} ...")
+            fleet.start()
+            try:
+                report = asyncio.run(run_region_outage(LocalBackend(fleet), spec)).to_json()
+            finally:
+                fleet.remove()
         finally:
-            fleet.remove()
+            if fabric is not None:
+                fabric.remove()
     if report is None:
         return
     if as_json:
         typer.echo(json.dumps(report))
     else:
         render(report, console)
+
+
+def _fabric(fault: FaultKind, console: Console) -> Fabric | None:
+    """A network fabric for the faults that drop packets; none for a kill."""
+    if fault is FaultKind.KILL:
+        return None
+    from rtcfleet.netfault import Fabric, FabricError
+
+    try:
+        return Fabric().start()
+    except FabricError as exc:
+        console.print(f"--fault {fault}: {exc}")
+        raise typer.Exit(2) from None
 
 
 def _aws(
@@ -136,6 +190,9 @@ def _aws(
     from rtcfleet.drill import run_region_outage
     from rtcfleet.drill.aws import AwsBackend, AwsDrillConfig
 
+    if spec.fault is not FaultKind.KILL:
+        console.print(f"--fault {spec.fault}: the AWS backend injects kill only")
+        raise typer.Exit(2)
     if config is None:
         console.print("--config: the AWS drill needs its config file")
         raise typer.Exit(2)

@@ -24,6 +24,7 @@ import boto3
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from rtcfleet.drill.backend import FaultKind
 from rtcfleet.tokens import mint_token
 
 SUSPENDED_PROCESSES = [
@@ -83,6 +84,7 @@ class AwsBackend:
     session: Any = None
     log: Callable[[str], None] = print
     target: str = "aws"
+    faults: frozenset[FaultKind] = frozenset({FaultKind.KILL})
     calls: list[str] = field(default_factory=list)
     _capacity: dict[str, _Capacity] = field(default_factory=dict)
     _home: str = ""
@@ -174,8 +176,22 @@ class AwsBackend:
         points = stats.get("Datapoints", [])
         return max((float(p["Maximum"]) for p in points), default=0.0)
 
-    async def inject(self, region: str) -> list[str]:
+    async def wait_standby_replayed(self, timeout: float) -> bool:
+        """RDS shows a drill no WAL positions: a standby ReplicaLag of 0 s is the nearest sign."""
+        deadline = time.monotonic() + timeout
+        while (await self.replication_lag()).get("seconds", 0.0) > 0.0:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(5.0)
+        return True
+
+    async def inject(self, region: str, fault: FaultKind = FaultKind.KILL) -> list[str]:
+        if fault not in self.faults:
+            raise ValueError(f"the AWS backend injects {sorted(self.faults)}, not {fault}")
         return await asyncio.to_thread(self._inject, region)
+
+    async def room_owner(self, region: str, room: str) -> str | None:
+        raise NotImplementedError("the AWS backend does not read regions' room state")
 
     def _inject(self, region: str) -> list[str]:
         target = self.config.regions[region]
@@ -308,7 +324,7 @@ class AwsBackend:
             )
         return steps
 
-    async def restore(self, region: str) -> list[str]:
+    async def restore(self, region: str, fault: FaultKind = FaultKind.KILL) -> list[str]:
         return await asyncio.to_thread(self._restore, region)
 
     def _restore(self, region: str) -> list[str]:

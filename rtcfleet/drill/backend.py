@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, Protocol
+
+
+class FaultKind(StrEnum):
+    """How a region goes away.
+
+    ``kill``: every process SIGKILLed (peers get resets at once); ``blackhole``: every packet to
+    and from the region dropped, processes left running (what a power or network loss looks
+    like from outside); ``partition``: the region and the others stop seeing each other while
+    clients still reach both."""
+
+    KILL = "kill"
+    BLACKHOLE = "blackhole"
+    PARTITION = "partition"
 
 
 class DrillBackend(Protocol):
     target: str
+    faults: frozenset[FaultKind]
 
     def regions(self) -> list[str]: ...
 
@@ -36,8 +51,17 @@ class DrillBackend(Protocol):
         """Each region's settings copy: how it replicates and how far it trails the writer."""
         ...
 
-    async def inject(self, region: str) -> list[str]:
+    async def wait_standby_replayed(self, timeout: float) -> bool:
+        """Wait until the standby has replayed every write the writer had made when called;
+        False if it has not within ``timeout`` seconds."""
+        ...
+
+    async def inject(self, region: str, fault: FaultKind = FaultKind.KILL) -> list[str]:
         """Take the region down; returns the steps taken, in order."""
+        ...
+
+    async def room_owner(self, region: str, room: str) -> str | None:
+        """The media node the region's own state says hosts ``room`` (None: not live there)."""
         ...
 
     async def fail_over_database(self) -> list[str]:
@@ -45,4 +69,4 @@ class DrillBackend(Protocol):
         other region's settings copy (replica or subscription) at it."""
         ...
 
-    async def restore(self, region: str) -> list[str]: ...
+    async def restore(self, region: str, fault: FaultKind = FaultKind.KILL) -> list[str]: ...

@@ -1,13 +1,23 @@
-"""The drill's local backend: a local fleet whose region is killed with SIGKILL."""
+"""The drill's local backend: a local fleet whose region is killed, blackholed or cut off.
+
+``kill`` works on any local fleet; ``blackhole`` and ``partition`` need the fleet on a network
+fabric (``rtcfleet.netfault``): each host in its own namespace, the fault a set of drop rules.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextlib
+from typing import Any, cast
 
 import aiohttp
+from redis.exceptions import RedisError
 
+from rtcfleet import bus
+from rtcfleet.drill.backend import FaultKind
 from rtcfleet.local import LocalFleet
+from rtcfleet.netfault import Blackhole, Partition
+from rtcfleet.redis_url import connect
 
 
 class LocalBackend:
@@ -15,6 +25,11 @@ class LocalBackend:
 
     def __init__(self, fleet: LocalFleet) -> None:
         self.fleet = fleet
+        self._redis: dict[str, Any] = {}
+        kinds = {FaultKind.KILL}
+        if fleet.fabric is not None:
+            kinds |= {FaultKind.BLACKHOLE, FaultKind.PARTITION}
+        self.faults = frozenset(kinds)
 
     def regions(self) -> list[str]:
         return list(self.fleet.regions)
@@ -55,11 +70,47 @@ class LocalBackend:
     async def region_replication(self) -> dict[str, dict[str, Any]]:
         return await asyncio.to_thread(self.fleet.region_replication)
 
-    async def inject(self, region: str) -> list[str]:
-        processes = self.fleet.region_processes(region)
-        await asyncio.to_thread(self.fleet.kill_region, region)
-        names = ", ".join(p.name for p in processes)
-        return [f"SIGKILL {len(processes)} processes of {region}: {names}"]
+    async def wait_standby_replayed(self, timeout: float) -> bool:
+        return await self.fleet.wait_standby_replayed(timeout)
+
+    def _addresses(self, regions: list[str]) -> tuple[str, ...]:
+        return self.fleet.host_addresses(*(h for r in regions for h in self.fleet.region_hosts(r)))
+
+    async def inject(self, region: str, fault: FaultKind = FaultKind.KILL) -> list[str]:
+        if fault not in self.faults:
+            raise ValueError(f"this local fleet injects {sorted(self.faults)}, not {fault}")
+        if fault is FaultKind.KILL:
+            processes = self.fleet.region_processes(region)
+            await asyncio.to_thread(self.fleet.kill_region, region)
+            names = ", ".join(p.name for p in processes)
+            return [f"SIGKILL {len(processes)} processes of {region}: {names}"]
+        assert self.fleet.fabric is not None
+        mine = self._addresses([region])
+        rule: Blackhole | Partition
+        if fault is FaultKind.BLACKHOLE:
+            rule = Blackhole(mine)
+        else:
+            others = self._addresses([r for r in self.fleet.regions if r != region])
+            rule = Partition(mine, others)
+        await asyncio.to_thread(self.fleet.fabric.apply, [rule])
+        return [f"nftables on the fabric bridge: {rule.describe()}"]
+
+    async def room_owner(self, region: str, room: str) -> str | None:
+        url = self.fleet.regions[region].redis.url
+        if url not in self._redis:
+            self._redis[url] = connect(url)
+        try:
+            return cast(
+                str | None, await asyncio.wait_for(self._redis[url].get(bus.room_key(room)), 1)
+            )
+        except (RedisError, OSError, TimeoutError):
+            return None
+
+    async def close(self) -> None:
+        for redis in self._redis.values():
+            with contextlib.suppress(RedisError, OSError):
+                await redis.aclose()
+        self._redis.clear()
 
     async def fail_over_database(self) -> list[str]:
         standby = self.fleet.standby
@@ -67,8 +118,18 @@ class LocalBackend:
         steps = [f"promoted the Postgres replica of {standby} (port {server.port}) to read/write"]
         return steps + await asyncio.to_thread(self.fleet.follow_writer)
 
-    async def restore(self, region: str) -> list[str]:
+    async def restore(self, region: str, fault: FaultKind = FaultKind.KILL) -> list[str]:
+        await self.close()  # the state readers of the fault's duration
+        steps = []
+        if self.fleet.fabric is not None and self.fleet.fabric.faults:
+            await asyncio.to_thread(self.fleet.fabric.heal)
+            steps.append("removed the fault rules from the fabric bridge")
+        if fault is FaultKind.PARTITION:
+            return steps
+        # a blackholed region's processes kept running on stale state (and its Postgres may
+        # still think it is the primary): it comes back fresh, as after a kill
         await asyncio.to_thread(self.fleet.restore_region, region)
         return [
-            f"restored {region}: Redis, a replica of the current primary, gateways, media nodes"
+            *steps,
+            f"restored {region}: Redis, a replica of the current primary, gateways, media nodes",
         ]

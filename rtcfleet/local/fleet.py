@@ -11,6 +11,7 @@ services run as the same processes the machine images run (``rtcfleet gateway``,
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -22,7 +23,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -30,9 +31,12 @@ from rtcfleet.local import replication
 from rtcfleet.local.replication import LOGICAL, PHYSICAL
 from rtcfleet.logical_replication import subscription_name
 from rtcfleet.servers import PostgresServer, ReplicatedPostgres, SentinelRedis, free_port
-from rtcfleet.servers.ports import LOOPBACK
+from rtcfleet.servers.ports import LOCAL, Bind
 from rtcfleet.servers.process import ServerProcess
 from rtcfleet.tokens import mint_token
+
+if TYPE_CHECKING:
+    from rtcfleet.netfault import Fabric
 
 DEFAULT_API_KEY = "local"
 
@@ -78,18 +82,19 @@ class ServiceProcess:
     process: ServerProcess
     client_port: int | None = None
     admin_port: int | None = None
+    bind: Bind = LOCAL
 
     @property
     def http_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.client_port}"
+        return f"http://{self.bind.address}:{self.client_port}"
 
     @property
     def signal_url(self) -> str:
-        return f"ws://{LOOPBACK}:{self.client_port}/v1/signal"
+        return f"ws://{self.bind.address}:{self.client_port}/v1/signal"
 
     @property
     def admin_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.admin_port}"
+        return f"http://{self.bind.address}:{self.admin_port}"
 
 
 @dataclass
@@ -109,8 +114,16 @@ class FleetNotReady(TimeoutError):
 
 
 class LocalFleet:
-    def __init__(self, spec: FleetSpec | None = None, workdir: Path | None = None) -> None:
+    def __init__(
+        self,
+        spec: FleetSpec | None = None,
+        workdir: Path | None = None,
+        fabric: Fabric | None = None,
+    ) -> None:
+        """``fabric``: run every host in its own network namespace on it, so faults can be
+        drops (``rtcfleet.netfault``); without one, everything listens on loopback."""
         self.spec = spec or FleetSpec()
+        self.fabric = fabric
         if self.spec.regions < 1 or self.spec.gateways < 1 or self.spec.media < 0:
             raise ValueError("a fleet needs at least one region with one gateway")
         self.clouds = dict(zip(self.spec.region_names(), self.spec.region_clouds(), strict=True))
@@ -133,7 +146,9 @@ class LocalFleet:
         physical = [n for n in names if self.clouds[n] == home_cloud]
         try:
             self.postgres = ReplicatedPostgres(
-                replicas=len(physical), workdir=self.workdir / "postgres"
+                replicas=len(physical),
+                workdir=self.workdir / "postgres",
+                binds=[self.bind(f"{names[0]}-data"), *(self.bind(f"{n}-data") for n in physical)],
             ).start()
             readers = dict(zip(physical, self.postgres.replicas, strict=True))
             for name, replica in readers.items():
@@ -141,13 +156,18 @@ class LocalFleet:
             writer_dsn = _writer_dsn([self.postgres.primary, *self.postgres.replicas])
             for name in names:
                 if name not in readers:
-                    readers[name] = PostgresServer(self.workdir / "postgres" / f"subscriber-{name}")
+                    readers[name] = PostgresServer(
+                        self.workdir / "postgres" / f"subscriber-{name}",
+                        bind=self.bind(f"{name}-data"),
+                    )
                     self.postgres.replicas.append(readers[name])
                     replication.new_subscriber(
                         readers[name], self.postgres.primary, name, writer_dsn
                     )
             for name in names:
-                redis = SentinelRedis(self.workdir / f"redis-{name}").start()
+                redis = SentinelRedis(
+                    self.workdir / f"redis-{name}", bind=self.bind(f"{name}-data")
+                ).start()
                 kind = PHYSICAL if name in physical else LOGICAL
                 self.regions[name] = Region(name, redis, readers[name], self.clouds[name], kind)
                 self._gateway_ports[name] = [
@@ -180,6 +200,22 @@ class LocalFleet:
 
     # ---- services ---------------------------------------------------------------------------
 
+    def bind(self, host: str) -> Bind:
+        """Where the fleet's ``host`` listens: its own namespace on the fabric, or loopback."""
+        if self.fabric is None:
+            return LOCAL
+        made = self.fabric.add_host(host)
+        return Bind(made.address, made.netns)
+
+    def host_addresses(self, *hosts: str) -> tuple[str, ...]:
+        """The fabric addresses of the named hosts (``<region>-data``, a service's name)."""
+        return tuple(self.bind(host).address for host in hosts)
+
+    def region_hosts(self, region: str) -> list[str]:
+        """Every host of a region: its data stores, gateways and media nodes."""
+        found = self.regions[region]
+        return [f"{region}-data", *(s.name for s in (*found.gateways, *found.media_nodes))]
+
     @property
     def home(self) -> str:
         return self._home or self.spec.region_names()[0]
@@ -187,15 +223,16 @@ class LocalFleet:
     def _env(self, extra: dict[str, str]) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RTCFLEET_")}
         env["RTCFLEET_LOG_LEVEL"] = self.spec.log_level
-        env["RTCFLEET_ICE_ADDRESSES"] = LOOPBACK
         return env | extra
 
     def _spawn(self, role: str, name: str, env: dict[str, str]) -> ServerProcess:
+        bind = self.bind(name)
         process = ServerProcess(
             name,
             [sys.executable, "-m", "rtcfleet", role],
             self.workdir / "logs" / f"{name}.log",
-            env=self._env(env),
+            env=self._env({"RTCFLEET_ICE_ADDRESSES": bind.address, **env}),
+            netns=bind.netns,
         )
         process.start()
         return process
@@ -219,11 +256,21 @@ class LocalFleet:
         servers = [self.postgres.primary, *(s for s in physical if s is not self.postgres.primary)]
         return _writer_dsn(servers)
 
+    def _gateway_addresses(self, region: str) -> list[str]:
+        count = len(self._gateway_ports[region])
+        return [self.bind(f"gateway-{region}-{i + 1}").address for i in range(count)]
+
     def internal_urls(self, region: str) -> list[str]:
-        return [f"http://{LOOPBACK}:{client}" for client, _ in self._gateway_ports[region]]
+        ports = self._gateway_ports[region]
+        addresses = self._gateway_addresses(region)
+        return [f"http://{a}:{client}" for a, (client, _) in zip(addresses, ports, strict=True)]
 
     def gateway_urls(self, region: str) -> list[str]:
-        return [f"ws://{LOOPBACK}:{client}/v1/signal" for client, _ in self._gateway_ports[region]]
+        ports = self._gateway_ports[region]
+        addresses = self._gateway_addresses(region)
+        return [
+            f"ws://{a}:{client}/v1/signal" for a, (client, _) in zip(addresses, ports, strict=True)
+        ]
 
     def start_gateway(self, region_name: str, index: int) -> ServiceProcess:
         assert self.postgres is not None
@@ -237,7 +284,7 @@ class LocalFleet:
             "RTCFLEET_GATEWAY_GATEWAY_ID": name,
             "RTCFLEET_GATEWAY_REGION": region_name,
             "RTCFLEET_GATEWAY_REGIONS_BY_DISTANCE": json.dumps(others),
-            "RTCFLEET_GATEWAY_HOST": LOOPBACK,
+            "RTCFLEET_GATEWAY_HOST": self.bind(name).address,
             "RTCFLEET_GATEWAY_CLIENT_PORT": str(client_port),
             "RTCFLEET_GATEWAY_ADMIN_PORT": str(admin_port),
             "RTCFLEET_GATEWAY_PUBLIC_URL": self.gateway_urls(region_name)[index],
@@ -253,6 +300,9 @@ class LocalFleet:
             "RTCFLEET_GATEWAY_PEER_REGIONS": json.dumps(
                 {other: self.internal_urls(other) for other in others}
             ),
+            "RTCFLEET_GATEWAY_PEER_SIGNAL_URLS": json.dumps(
+                {other: self.gateway_urls(other) for other in others}
+            ),
             "RTCFLEET_GATEWAY_API_KEYS": json.dumps({self.spec.api_key: self.spec.api_secret}),
             "RTCFLEET_GATEWAY_CLUSTER_SECRET": self.spec.cluster_secret,
             "RTCFLEET_GATEWAY_ADMIN_TOKEN": self.spec.admin_token,
@@ -265,6 +315,7 @@ class LocalFleet:
             self._spawn("gateway", name, env),
             client_port=client_port,
             admin_port=admin_port,
+            bind=self.bind(name),
         )
         if index < len(region.gateways):
             region.gateways[index] = service
@@ -286,10 +337,12 @@ class LocalFleet:
             "RTCFLEET_MEDIA_SETTINGS_DSN": region.settings_replica.dsn,
             "RTCFLEET_MEDIA_SETTINGS_REFRESH_SECONDS": str(self.spec.settings_refresh_seconds),
             "RTCFLEET_MEDIA_WORKERS": str(self.spec.workers_per_node),
-            "RTCFLEET_MEDIA_BIND_IP": LOOPBACK,
+            "RTCFLEET_MEDIA_BIND_IP": self.bind(name).address,
             "RTCFLEET_MEDIA_DRAIN_TIMEOUT_SECONDS": str(self.spec.drain_timeout_seconds),
         }
-        service = ServiceProcess("media", name, region_name, self._spawn("media-node", name, env))
+        service = ServiceProcess(
+            "media", name, region_name, self._spawn("media-node", name, env), bind=self.bind(name)
+        )
         region.media_nodes.append(service)
         return service
 
@@ -351,9 +404,12 @@ class LocalFleet:
         for process in self.region_processes(name):
             process.kill()
         region.redis = SentinelRedis(
-            self.workdir / f"redis-{name}-restored-{self._counter}"
+            self.workdir / f"redis-{name}-restored-{self._counter}", bind=self.bind(f"{name}-data")
         ).start()
-        replica = PostgresServer(self.workdir / "postgres" / f"{name}-restored-{self._counter}")
+        replica = PostgresServer(
+            self.workdir / "postgres" / f"{name}-restored-{self._counter}",
+            bind=self.bind(f"{name}-data"),
+        )
         if region.replication == PHYSICAL:
             replica.init_replica_of(self.postgres.primary).start()
             replication.stream_from(replica, self.postgres.primary, name)
@@ -373,7 +429,10 @@ class LocalFleet:
         self.wait_ready(ready_timeout)
 
     async def replication_lag(self) -> dict[str, float]:
-        """How far the replicas trail the primary: WAL bytes not yet replayed, and seconds."""
+        """How far the replicas trail the primary: WAL bytes not yet replayed, and seconds.
+
+        ``standby_bytes`` is read on the standby itself, so a standby that stopped streaming
+        (absent from the primary's view) still shows what it lacks."""
         assert self.postgres is not None
         primary = await asyncpg.connect(self.postgres.primary.dsn, timeout=3)
         try:
@@ -382,13 +441,55 @@ class LocalFleet:
                 "EXTRACT(EPOCH FROM COALESCE(replay_lag, interval '0')) AS seconds "
                 "FROM pg_stat_replication"
             )
+            current = await primary.fetchval("SELECT pg_current_wal_lsn()::text")
         finally:
             await primary.close()
-        return {
+        lag = {
             "bytes": max((float(r["bytes"] or 0) for r in rows), default=0.0),
             "seconds": max((float(r["seconds"] or 0) for r in rows), default=0.0),
             "streaming_replicas": float(len(rows)),
         }
+        standby = self._standby_server()
+        if standby is not None:
+            replica = await asyncpg.connect(standby.dsn, timeout=3)
+            try:
+                behind = await replica.fetchval(
+                    "SELECT pg_wal_lsn_diff($1::text::pg_lsn, pg_last_wal_replay_lsn())", current
+                )
+            finally:
+                await replica.close()
+            lag["standby_bytes"] = max(float(behind or 0), 0.0)
+        return lag
+
+    def _standby_server(self) -> PostgresServer | None:
+        """The standby region's replica, unless the standby region holds the primary."""
+        assert self.postgres is not None
+        standby = self.regions[self.standby].settings_replica if self.standby else None
+        return None if standby is None or standby is self.postgres.primary else standby
+
+    async def wait_standby_replayed(self, timeout: float) -> bool:
+        """Wait until the standby region's replica has replayed the primary's WAL as of now."""
+        assert self.postgres is not None
+        standby = self._standby_server()
+        if standby is None:
+            return True
+        primary = await asyncpg.connect(self.postgres.primary.dsn, timeout=3)
+        try:
+            target = await primary.fetchval("SELECT pg_current_wal_lsn()::text")
+        finally:
+            await primary.close()
+        replica = await asyncpg.connect(standby.dsn, timeout=3)
+        try:
+            deadline = time.monotonic() + timeout
+            while not await replica.fetchval(
+                "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)", target
+            ):
+                if time.monotonic() > deadline:
+                    return False
+                await asyncio.sleep(0.05)
+            return True
+        finally:
+            await replica.close()
 
     def region_replication(self) -> dict[str, dict[str, Any]]:
         """Each region's settings copy: how it replicates, the writer's view of it (WAL bytes
@@ -468,7 +569,7 @@ class LocalFleet:
 
 
 def _writer_dsn(servers: list[PostgresServer]) -> str:
-    hosts = ",".join(f"{LOOPBACK}:{server.port}" for server in servers)
+    hosts = ",".join(f"{server.bind.address}:{server.port}" for server in servers)
     return f"postgresql://postgres@{hosts}/postgres?target_session_attrs=read-write"
 
 

@@ -24,7 +24,6 @@ import asyncpg
 
 from rtcfleet import logical_replication, settings_store
 from rtcfleet.servers import PostgresServer
-from rtcfleet.servers.ports import LOOPBACK
 from rtcfleet.servers.postgres import SUPERUSER
 
 PHYSICAL = "physical"
@@ -47,7 +46,7 @@ def _on(server: PostgresServer, work: Callable[[asyncpg.Connection], Awaitable[T
 
 def conninfo(writer: PostgresServer, application_name: str) -> str:
     return logical_replication.writer_conninfo(
-        LOOPBACK,
+        writer.bind.address,
         writer.port,
         user=SUPERUSER,
         dbname="postgres",

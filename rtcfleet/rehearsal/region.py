@@ -43,6 +43,7 @@ from rtcfleet.rehearsal.instance import Instance, NodeImage, build_image
 from rtcfleet.rehearsal.network import Bridge
 from rtcfleet.rehearsal.rootfs import RehearsalError, ensure_rootfs
 from rtcfleet.servers import PostgresServer, RedisServer
+from rtcfleet.servers.ports import Bind
 
 UNITS = {Role.GATEWAY: "rtcfleet-gateway.service", Role.MEDIA_NODE: "rtcfleet-media.service"}
 SERVICE_USERS = {
@@ -144,17 +145,21 @@ class RehearsedRegion:
         self.bridge = Bridge().create()
         host = self.bridge.address
         self.doubles = CloudDoubles(host).start()
-        self.redis_server = RedisServer(self.workdir / "redis", host=host).start()
-        self.postgres = PostgresServer(self.workdir / "postgres", host=host).init_primary()
+        self.redis_server = RedisServer(self.workdir / "redis", bind=Bind(host)).start()
+        self.postgres = PostgresServer(self.workdir / "postgres", bind=Bind(host)).init_primary()
         self.postgres.start()
         return self
 
     def settings_documents(self, gateway_address: str) -> dict[Role, dict[str, Any]]:
         """The documents the stacks publish, pointing at this region's servers."""
         assert self.redis_server is not None and self.postgres is not None
-        redis_doc = {"host": self.redis_server.host, "port": self.redis_server.port, "tls": False}
+        redis_doc = {
+            "host": self.redis_server.bind.address,
+            "port": self.redis_server.port,
+            "tls": False,
+        }
         postgres_doc = {
-            "readHost": self.postgres.host,
+            "readHost": self.postgres.bind.address,
             "port": self.postgres.port,
             "database": "postgres",
             "user": "postgres",
@@ -165,7 +170,7 @@ class RehearsedRegion:
                 "env": self.env,
                 "region": self.region,
                 "redis": redis_doc,
-                "postgres": {**postgres_doc, "writeHost": self.postgres.host},
+                "postgres": {**postgres_doc, "writeHost": self.postgres.bind.address},
                 "signalingPort": CLIENT_SIGNALING_PORT,
                 "adminPort": ADMIN_PORT,
                 "turnPort": TURN_PORT,
@@ -335,7 +340,7 @@ class RehearsedRegion:
             except OSError:
                 return False
         assert self.redis_server is not None
-        client = redis.Redis(host=self.redis_server.host, port=self.redis_server.port)
+        client = redis.Redis(host=self.redis_server.bind.address, port=self.redis_server.port)
         try:
             return bool(client.exists(bus.node_key(node.node_id)))
         finally:

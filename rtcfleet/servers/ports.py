@@ -4,8 +4,21 @@ from __future__ import annotations
 
 import socket
 import time
+from dataclasses import dataclass
 
 LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Bind:
+    """Where a server listens: an address, and the network namespace that holds it
+    (``None``: this process's own)."""
+
+    address: str = LOOPBACK
+    netns: str | None = None
+
+
+LOCAL = Bind()
 
 
 def free_port(host: str = LOOPBACK) -> int:

@@ -2,11 +2,14 @@
 
 Binaries come from the ``pgserver`` wheel (Postgres 16); a system installation is used
 instead only when it is newer. Postgres refuses to run as root, so under root the servers
-run as an unprivileged system user that owns their data folders.
+run as an unprivileged system user that owns their data folders. That user cannot enter a
+checkout under ``/root`` or in a private (0700) folder, so there the servers run from a linked
+copy of the installation in a temporary folder it can reach, removed when the process exits.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.util
 import os
@@ -20,7 +23,7 @@ import time
 from functools import cache
 from pathlib import Path
 
-from rtcfleet.servers.ports import LOOPBACK, free_port
+from rtcfleet.servers.ports import LOCAL, Bind, free_port
 from rtcfleet.servers.process import ServerProcess
 
 SUPERUSER = "postgres"
@@ -48,7 +51,60 @@ def postgres_bindir() -> Path:
     complete = [d for d in candidates if all((d / name).exists() for name in _REQUIRED)]
     if not complete:
         raise FileNotFoundError("no Postgres server binaries: install rtcfleet[local] (pgserver)")
-    return max(complete, key=_major_version)
+    bindir = max(complete, key=_major_version)
+    return bindir if _server_user_can_run(bindir) else _reachable_copy(bindir)
+
+
+def _server_user_can_run(bindir: Path) -> bool:
+    user = server_user()
+    if user is None:
+        return True
+    try:
+        results = [
+            subprocess.run(
+                [str(bindir / program), "--version"],
+                capture_output=True,
+                check=False,
+                user=user,
+                env=_env(),
+            )
+            for program in ("postgres", "initdb")  # initdb also loads libpq
+        ]
+    except OSError:
+        return False
+    return all(result.returncode == 0 for result in results)
+
+
+def _reachable_copy(bindir: Path) -> Path:
+    """The installation linked into a folder every user can enter; removed at exit.
+
+    Postgres finds its lib and share folders relative to its binary, and pgserver's binaries
+    load libpq from ``pgserver.libs`` three levels up, so the copy keeps that layout.
+    """
+    install = bindir.parent  # .../site-packages/pgserver/pginstall
+    root = install.parent.parent
+    copy = Path(tempfile.mkdtemp(prefix="rtcfleet-postgres-"))
+    atexit.register(shutil.rmtree, copy, ignore_errors=True)
+    copy.chmod(0o755)
+    target = copy / install.relative_to(root)
+    for part in ("bin", "lib", "share"):
+        if (install / part).is_dir():
+            shutil.copytree(install / part, target / part, copy_function=_link_or_copy)
+    vendored = root / f"{install.parent.name}.libs"
+    if vendored.is_dir():
+        shutil.copytree(vendored, copy / vendored.name, copy_function=_link_or_copy)
+    if not _server_user_can_run(target / "bin"):
+        raise PermissionError(
+            f"user {server_user()} cannot run Postgres from {bindir} nor from a copy in {copy}"
+        )
+    return target / "bin"
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 @cache
@@ -101,16 +157,16 @@ def _env() -> dict[str, str]:
 class PostgresServer:
     """One Postgres server on loopback: a primary, or a streaming replica of another server."""
 
-    def __init__(self, datadir: Path, *, port: int | None = None, host: str = LOOPBACK) -> None:
+    def __init__(self, datadir: Path, *, port: int | None = None, bind: Bind = LOCAL) -> None:
         self.datadir = datadir
-        self.host = host
-        self.port = port or free_port(host)
+        self.bind = bind
+        self.port = port or free_port()
         self.process: ServerProcess | None = None
         self.bindir = postgres_bindir()
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://{SUPERUSER}@{self.host}:{self.port}/postgres"
+        return f"postgresql://{SUPERUSER}@{self.bind.address}:{self.port}/postgres"
 
     def init_primary(self) -> PostgresServer:
         _make_owned_dir(self.datadir)
@@ -125,10 +181,12 @@ class PostgresServer:
                 "--no-sync",
             ]
         )  # fmt: skip
-        if self.host != LOOPBACK:
-            # clients on the host's own networks (the rehearsal's instances), as trusted as loopback
+        if self.bind != LOCAL:
+            # off loopback (an address of its own, or a namespace of its own) the server is
+            # reached over its subnet;
+            # replicas copy this file with the data
             with (self.datadir / "pg_hba.conf").open("a") as hba:
-                hba.write("host all all samenet trust\n")
+                hba.write("host all all samenet trust\nhost replication all samenet trust\n")
         return self
 
     def init_replica_of(self, primary: PostgresServer) -> PostgresServer:
@@ -137,7 +195,7 @@ class PostgresServer:
         _run(
             [
                 str(self.bindir / "pg_basebackup"),
-                "-h", LOOPBACK,
+                "-h", primary.bind.address,
                 "-p", str(primary.port),
                 "-U", SUPERUSER,
                 "-D", str(self.datadir),
@@ -153,7 +211,7 @@ class PostgresServer:
         argv = [
             str(self.bindir / "postgres"),
             "-D", str(self.datadir),
-            "-c", f"listen_addresses={self.host}",
+            "-c", f"listen_addresses={self.bind.address}",
             "-c", f"port={self.port}",
             "-c", f"unix_socket_directories={self.datadir}",
             "-c", "wal_level=logical",  # physical replicas and subscribers in other clouds
@@ -171,6 +229,7 @@ class PostgresServer:
             self.datadir.parent / f"{self.datadir.name}.log",
             user=server_user(),
             env=_env(),
+            netns=self.bind.netns,
         )
         self.process.start()
         self._wait_ready(timeout)
@@ -179,7 +238,9 @@ class PostgresServer:
     def _wait_ready(self, timeout: float) -> None:
         assert self.process is not None
         deadline = time.monotonic() + timeout
-        isready = [str(self.bindir / "pg_isready"), "-h", self.host, "-p", str(self.port), "-q"]
+        isready = [
+            str(self.bindir / "pg_isready"), "-h", self.bind.address, "-p", str(self.port), "-q"
+        ]  # fmt: skip
         while subprocess.run(isready, check=False).returncode != 0:
             self.process.check_alive()
             if time.monotonic() > deadline:
@@ -205,15 +266,23 @@ class PostgresServer:
 class ReplicatedPostgres:
     """The settings database as deployed: one read/write primary, streaming read replicas."""
 
-    def __init__(self, replicas: int = 1, workdir: Path | None = None) -> None:
+    def __init__(
+        self, replicas: int = 1, workdir: Path | None = None, binds: list[Bind] | None = None
+    ) -> None:
+        """``binds``: where the primary listens, then each replica (default: loopback)."""
         if workdir is None:
             # not under a private temp folder: the unprivileged server user must reach it
             workdir = Path(tempfile.mkdtemp(prefix="rtcfleet-pg-"))
         workdir.mkdir(parents=True, exist_ok=True)
         workdir.chmod(0o755)
         self.workdir = workdir
-        self.primary = PostgresServer(workdir / "primary")
-        self.replicas = [PostgresServer(workdir / f"replica{i}") for i in range(replicas)]
+        binds = binds or [LOCAL] * (replicas + 1)
+        if len(binds) != replicas + 1:
+            raise ValueError(f"{replicas} replicas and a primary need {replicas + 1} binds")
+        self.primary = PostgresServer(workdir / "primary", bind=binds[0])
+        self.replicas = [
+            PostgresServer(workdir / f"replica{i}", bind=binds[i + 1]) for i in range(replicas)
+        ]
 
     def start(self) -> ReplicatedPostgres:
         self.primary.init_primary().start()

@@ -21,9 +21,17 @@ class ServerProcess:
         *,
         user: str | None = None,
         env: dict[str, str] | None = None,
+        netns: str | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
+        if netns is not None:
+            # ip netns exec and setpriv both exec in place: the pid is still the server's
+            if user is not None:
+                self.argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups",
+                             "--", *self.argv]  # fmt: skip
+                user = None
+            self.argv = ["ip", "netns", "exec", netns, *self.argv]
         self.log_path = log_path
         self.user = user
         self.env = env

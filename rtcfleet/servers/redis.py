@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Self
 
-from rtcfleet.servers.ports import LOOPBACK, free_port, wait_for_port
+from rtcfleet.servers.ports import LOCAL, Bind, free_port, wait_for_port
 from rtcfleet.servers.process import ServerProcess
 
 SENTINEL_MASTER_NAME = "rtcfleet"
@@ -50,13 +50,12 @@ class _LoopbackServer:
 
     port: int
     process: ServerProcess
-
-    host: str = LOOPBACK
+    bind: Bind
 
     def start(self, timeout: float = 15.0) -> Self:
         self.process.start()
         try:
-            wait_for_port(self.port, self.host, timeout=timeout)
+            wait_for_port(self.port, self.bind.address, timeout=timeout)
         except TimeoutError:
             self.process.check_alive()
             raise
@@ -70,7 +69,7 @@ class _LoopbackServer:
 
 
 class RedisServer(_LoopbackServer):
-    """One redis-server on loopback (or ``host``); ephemeral by design (no RDB, no AOF)."""
+    """One redis-server on loopback; ephemeral by design (no RDB, no AOF)."""
 
     def __init__(
         self,
@@ -78,68 +77,82 @@ class RedisServer(_LoopbackServer):
         *,
         port: int | None = None,
         replica_of: int | None = None,
-        host: str = LOOPBACK,
+        bind: Bind = LOCAL,
     ) -> None:
-        self.host = host
-        self.port = port or free_port(host)
+        self.bind = bind
+        self.port = port or free_port()
         self.workdir = workdir
         self.replica_of = replica_of
         workdir.mkdir(parents=True, exist_ok=True)
         argv = [
             redis_server_binary(),
             "--port", str(self.port),
-            "--bind", host,
+            "--bind", bind.address,
             "--save", "",
             "--appendonly", "no",
             "--dir", str(workdir),
             "--protected-mode", "no",
         ]  # fmt: skip
         if replica_of is not None:
-            argv += ["--replicaof", LOOPBACK, str(replica_of)]
-        self.process = ServerProcess(f"redis:{self.port}", argv, workdir / "redis.log")
+            argv += ["--replicaof", bind.address, str(replica_of)]
+        self.process = ServerProcess(
+            f"redis:{self.port}", argv, workdir / "redis.log", netns=bind.netns
+        )
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        return f"redis://{self.bind.address}:{self.port}/0"
 
 
 class SentinelServer(_LoopbackServer):
     """A redis-server in Sentinel mode watching one primary."""
 
-    def __init__(self, workdir: Path, primary_port: int, down_after_ms: int = 1000) -> None:
+    def __init__(
+        self, workdir: Path, primary_port: int, down_after_ms: int = 1000, bind: Bind = LOCAL
+    ) -> None:
+        self.bind = bind
         self.port = free_port()
         workdir.mkdir(parents=True, exist_ok=True)
         conf = workdir / "sentinel.conf"
         conf.write_text(
             f"port {self.port}\n"
-            f"bind {LOOPBACK}\n"
+            f"bind {bind.address}\n"
             f"dir {workdir}\n"
-            f"sentinel monitor {SENTINEL_MASTER_NAME} {LOOPBACK} {primary_port} 1\n"
+            f"sentinel monitor {SENTINEL_MASTER_NAME} {bind.address} {primary_port} 1\n"
             f"sentinel down-after-milliseconds {SENTINEL_MASTER_NAME} {down_after_ms}\n"
             f"sentinel failover-timeout {SENTINEL_MASTER_NAME} 10000\n"
             f"sentinel parallel-syncs {SENTINEL_MASTER_NAME} 1\n"
         )
         argv = [redis_server_binary(), str(conf), "--sentinel"]
-        self.process = ServerProcess(f"sentinel:{self.port}", argv, workdir / "sentinel.log")
+        self.process = ServerProcess(
+            f"sentinel:{self.port}", argv, workdir / "sentinel.log", netns=bind.netns
+        )
 
 
 class SentinelRedis:
     """A region's Redis as production runs it: primary, replica and Sentinel for failover."""
 
-    def __init__(self, workdir: Path | None = None, down_after_ms: int = 1000) -> None:
+    def __init__(
+        self, workdir: Path | None = None, down_after_ms: int = 1000, bind: Bind = LOCAL
+    ) -> None:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="rtcfleet-redis-"))
-        self.primary = RedisServer(self.workdir / "primary")
-        self.replica = RedisServer(self.workdir / "replica", replica_of=self.primary.port)
-        self.sentinel = SentinelServer(self.workdir / "sentinel", self.primary.port, down_after_ms)
+        self.bind = bind
+        self.primary = RedisServer(self.workdir / "primary", bind=bind)
+        self.replica = RedisServer(
+            self.workdir / "replica", replica_of=self.primary.port, bind=bind
+        )
+        self.sentinel = SentinelServer(
+            self.workdir / "sentinel", self.primary.port, down_after_ms, bind=bind
+        )
 
     @property
     def sentinels(self) -> list[tuple[str, int]]:
-        return [(LOOPBACK, self.sentinel.port)]
+        return [(self.bind.address, self.sentinel.port)]
 
     @property
     def url(self) -> str:
         """A ``redis+sentinel://`` URL the gateway and media node settings accept."""
-        return f"redis+sentinel://{LOOPBACK}:{self.sentinel.port}/{SENTINEL_MASTER_NAME}"
+        return f"redis+sentinel://{self.bind.address}:{self.sentinel.port}/{SENTINEL_MASTER_NAME}"
 
     def start(self, timeout: float = 30.0) -> SentinelRedis:
         self.primary.start()
@@ -151,7 +164,7 @@ class SentinelRedis:
     def _wait_replica_linked(self, timeout: float) -> None:
         import redis
 
-        client = redis.Redis(host=LOOPBACK, port=self.replica.port)
+        client = redis.Redis(host=self.bind.address, port=self.replica.port)
         deadline = time.monotonic() + timeout
         try:
             while client.info("replication").get("master_link_status") != "up":

@@ -53,9 +53,17 @@ class CdpError(RuntimeError):
     """A DevTools command failed or a page script threw."""
 
 
+BINARIES = ("chromium", "chromium-browser")
+
+
+def find_chromium() -> str | None:
+    """Debian names the binary ``chromium``; some derivatives ``chromium-browser``."""
+    return next((found for name in BINARIES if (found := shutil.which(name))), None)
+
+
 def ensure_chromium(install: bool = True) -> str:
     """The Chromium binary, installed with apt-get when missing (as CI does)."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    found = find_chromium()
     if found:
         return found
     if install and shutil.which("apt-get") and os.geteuid() == 0:
@@ -67,9 +75,10 @@ def ensure_chromium(install: bool = True) -> str:
             )
         except (subprocess.SubprocessError, OSError) as exc:
             raise ChromiumUnavailable(f"apt-get install chromium failed: {exc}") from exc
-        found = shutil.which("chromium")
+        found = find_chromium()
         if found:
             return found
+        raise ChromiumUnavailable(f"apt-get installed chromium, but none of {BINARIES} is on PATH")
     raise ChromiumUnavailable(
         "no chromium binary, and apt-get as root is unavailable to install Debian's chromium"
     )

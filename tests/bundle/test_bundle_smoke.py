@@ -14,6 +14,7 @@ import base64
 import json
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -24,15 +25,17 @@ from pathlib import Path
 
 import boto3
 import pytest
+from aioice.stun import TransactionFailed
+from aioice.turn import create_turn_endpoint
 from moto.server import ThreadedMotoServer
 
 from infra.aws.node_groups import user_data
-from infra.spec import Role
-from rtcfleet.bundle.first_boot import read_env_file, turn_secret
+from infra.spec import MEDIA_PORT_MAX, MEDIA_PORT_MIN, Role
+from rtcfleet.bundle.first_boot import NodeFacts, read_env_file, turn_secret, turnserver_conf
 from rtcfleet.client.bot import Bot
 from rtcfleet.servers import RedisServer, ReplicatedPostgres, free_port
 from rtcfleet.servers.process import ServerProcess
-from rtcfleet.tokens import mint_token
+from rtcfleet.tokens import mint_token, turn_credentials
 from tests.media_node.cloud_double import AwsInstance, CloudDouble
 
 pytestmark = pytest.mark.slow
@@ -139,45 +142,79 @@ def test_bundle_holds_pinned_node_wheels_units_sysctl_and_turn(installed) -> Non
     assert where.startswith(str(installed["prefix"])), where
 
 
-def test_health_check_and_systemd_verify(installed) -> None:
+def test_health_check_passes(installed) -> None:
     result = run([str(installed["prefix"] / "bin" / "rtcfleet-health-check")])
     assert "rtcfleet bundle healthy" in result.stdout
+
+
+def test_systemd_verifies_every_unit(installed) -> None:
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed")
-    units = installed["units"]
-    run(
-        [
-            "systemd-analyze",
-            "verify",
-            *(
-                str(units / n)
-                for n in (
-                    "rtcfleet-first-boot.service",
-                    "rtcfleet-gateway.service",
-                    "rtcfleet-media.service",
-                )
-            ),
-        ]
-    )
-    turn = subprocess.run(
-        ["systemd-analyze", "verify", str(units / "rtcfleet-turn.service")],
-        capture_output=True,
-        text=True,
-    )
-    if shutil.which("turnserver"):
-        assert turn.returncode == 0, turn.stderr
-    else:
-        # the image installs coturn; here only its binary may be missing
-        problems = [line for line in turn.stderr.splitlines() if line.strip()]
-        assert all("turnserver" in line for line in problems), problems
+    assert shutil.which("turnserver"), "coturn is not installed (apt-get install coturn)"
+    run(["systemd-analyze", "verify", *map(str, sorted(installed["units"].iterdir()))])
 
 
-def unit_command(unit: Path) -> tuple[list[str], Path]:
+async def test_turn_unit_relays_for_the_gateways_credentials_only(installed) -> None:
+    """coturn started as its unit starts it, with the config first boot writes, allocates a
+    relay for credentials the gateway signs with the shared secret, and refuses others."""
+    assert shutil.which("turnserver"), "coturn is not installed (apt-get install coturn)"
+    port = free_port()
+    facts = NodeFacts(
+        cloud="aws",
+        role="media",
+        env=ENV,
+        region=REGION,
+        node_id="i-0media00000000002",
+        private_ip="127.0.0.1",
+        public_ip=None,
+        settings={"turnPort": port, "mediaPorts": [MEDIA_PORT_MIN, MEDIA_PORT_MAX]},
+        secrets=SECRETS,
+    )
+    (installed["etc"] / "turnserver.conf").write_text(turnserver_conf(facts))
+    argv, _ = unit_command(installed["units"] / "rtcfleet-turn.service", environment=False)
+    assert argv[0] == shutil.which("turnserver") and argv[2] == str(
+        installed["etc"] / "turnserver.conf"
+    ), argv
+    process = ServerProcess("turnserver", argv, installed["etc"] / "turnserver.log")
+    process.start()
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            process.check_alive()
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, process.log_tail()
+                await asyncio.sleep(0.1)
+
+        username, password = turn_credentials(turn_secret(SECRETS), "alice", 600)
+        relay, _ = await create_turn_endpoint(
+            asyncio.DatagramProtocol, ("127.0.0.1", port), username, password, lifetime=60
+        )
+        try:
+            relayed_ip, relayed_port = relay.get_extra_info("sockname")[:2]
+        finally:
+            relay.close()
+        print(f"coturn relayed alice at {relayed_ip}:{relayed_port}")
+        assert relayed_ip == "127.0.0.1"
+        assert MEDIA_PORT_MIN <= relayed_port <= MEDIA_PORT_MAX
+
+        forged = turn_credentials("not-the-shared-secret", "mallory", 600)
+        with pytest.raises(TransactionFailed, match="401"):
+            await create_turn_endpoint(
+                asyncio.DatagramProtocol, ("127.0.0.1", port), *forged, lifetime=60
+            )
+    finally:
+        process.stop(timeout=10)
+
+
+def unit_command(unit: Path, environment: bool = True) -> tuple[list[str], Path | None]:
     text = unit.read_text()
     exec_start = re.search(r"^ExecStart=(.+)$", text, re.M)
     env_file = re.search(r"^EnvironmentFile=(.+)$", text, re.M)
-    assert exec_start and env_file
-    return exec_start[1].split(), Path(env_file[1])
+    assert exec_start and (env_file or not environment)
+    return exec_start[1].split(), Path(env_file[1]) if env_file else None
 
 
 def node_env_file(role: Role) -> str:
@@ -284,6 +321,7 @@ async def test_installed_services_carry_a_bot_call(
                 env={"PATH": "/usr/bin:/bin", **AWS},
             )
             argv, env_file = unit_command(installed["units"] / unit)
+            assert env_file is not None
             env = read_env_file(etc / env_file.name)
             assert (etc / env_file.name).stat().st_mode & 0o077 == 0, "settings readable by all"
             services[role] = (argv, env)

@@ -36,7 +36,7 @@ def test_a_subscriber_region_gateway_reconciles_its_subscription(monkeypatch) ->
     )
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    settings = GatewaySettings()  # type: ignore[call-arg]
+    settings = GatewaySettings()
     assert settings.settings_subscription == "rtcfleet_westeurope"
     replica = settings.settings_replica_dsn
     assert replica is not None

@@ -15,7 +15,8 @@ WORKFLOWS = Path(__file__).resolve().parents[2] / ".github" / "workflows"
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+(\.\d+)*$")
 
 
-def _load(name: str) -> dict[str, Any]:
+def _load(name: str) -> dict[Any, Any]:
+    """YAML 1.1 reads the ``on:`` key as ``True``, hence keys of any type."""
     return yaml.safe_load((WORKFLOWS / name).read_text())
 
 

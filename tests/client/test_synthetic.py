@@ -24,6 +24,7 @@ async def test_numbers_survive_low_bitrate_vp8() -> None:
         payloads, timestamp = encoder.encode(frame)
         data = b"".join(vp8_depayload(p) for p in payloads)
         for decoded in decoder.decode(JitterFrame(data=data, timestamp=timestamp)):
+            assert isinstance(decoded, VideoFrame)
             assert (decoded.width, decoded.height) == (320, 180)
             read.append(read_sequence_number(decoded))
     assert read == list(range(30))
@@ -52,5 +53,6 @@ async def test_audio_frames_are_20ms_of_48khz() -> None:
     track = SyntheticAudioTrack()
     first, second = await track.recv(), await track.recv()
     assert (first.samples, first.sample_rate, first.layout.name) == (960, 48000, "mono")
+    assert first.pts is not None and second.pts is not None
     assert second.pts - first.pts == 960
     assert any(bytes(first.planes[0]))

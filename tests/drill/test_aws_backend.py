@@ -71,7 +71,7 @@ class StubbedElastiCache:
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def aws(monkeypatch: pytest.MonkeyPatch):
     for key, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",

@@ -72,10 +72,10 @@ async def gw(
         gateway_id=f"gw-{uuid.uuid4().hex[:6]}",
         region="test",
         redis_url=redis_server.url,
-        postgres_dsn=postgres.primary.dsn,  # type: ignore[arg-type]
-        api_keys={API_KEY: API_SECRET},  # type: ignore[dict-item]
-        cluster_secret=CLUSTER_SECRET,  # type: ignore[arg-type]
-        admin_token=ADMIN_TOKEN,  # type: ignore[arg-type]
+        postgres_dsn=postgres.primary.dsn,
+        api_keys={API_KEY: API_SECRET},
+        cluster_secret=CLUSTER_SECRET,
+        admin_token=ADMIN_TOKEN,
         rate_limit_per_second=20,
         rate_limit_burst=20,
         rate_limit_disconnect_after=100,

@@ -32,12 +32,17 @@ async def receive(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> 
 
 async def sessions_in_redis(gw: GatewayUnderTest) -> list[str]:
     keys = [key async for key in gw.redis.scan_iter(match=f"{bus.PREFIX}sess:*")]
-    return [key for key in keys if not key.endswith(":out")]
+    return [key for key in keys if key.count(":") == 2]
 
 
 async def node_commands(gw: GatewayUnderTest) -> list[dict]:
     entries = await gw.redis.xrange(bus.node_inbox(NODE))
-    return [bus.decode_entry(fields) for _, fields in entries]
+    assert entries is not None
+    # the client decodes responses: keys and values are str
+    return [
+        bus.decode_entry({str(k): str(v) for k, v in (fields or {}).items()})
+        for _, fields in entries
+    ]
 
 
 async def joined_socket(gw: GatewayUnderTest, **grants: object):
@@ -210,3 +215,23 @@ def test_arbitrary_bytes_never_crash_the_parser(raw: bytes | str) -> None:
             ErrorCode.UNKNOWN_TYPE,
             ErrorCode.TOO_LARGE,
         }
+
+
+async def test_ping_is_answered_before_and_after_join_and_leaves_no_trace(
+    gw: GatewayUnderTest,
+) -> None:
+    """The liveness probe of the signaling path: answered at once, no session, no cursor."""
+    await gw.register_node(NODE)
+    ws = await gw.signal()
+    await ws.send_str(json.dumps({"type": "ping"}))
+    assert await receive(ws) == {"type": "pong"}
+    assert await sessions_in_redis(gw) == []
+    await ws.send_str(json.dumps({"type": "join", "token": gw.token("room", "alice")}))
+    assert (await receive(ws))["type"] == "joined"
+    await ws.send_str(json.dumps({"type": "ping"}))
+    while (answer := await receive(ws))["type"] != "pong":
+        pass
+    assert "cursor" not in answer
+    await ws.send_str(json.dumps({"type": "ping", "extra": 1}))
+    assert (await receive(ws))["code"] == ErrorCode.BAD_MESSAGE.value
+    await ws.close()

@@ -52,13 +52,13 @@ def test_join_answer_ice_servers_carry_time_limited_turn_credentials() -> None:
 
     settings = GatewaySettings(
         redis_url="redis://127.0.0.1:1/0",
-        postgres_dsn="postgresql://x@127.0.0.1/x",  # type: ignore[arg-type]
-        api_keys={"k": "s" * 40},  # type: ignore[dict-item]
-        cluster_secret="c" * 20,  # type: ignore[arg-type]
-        admin_token="a" * 20,  # type: ignore[arg-type]
+        postgres_dsn="postgresql://x@127.0.0.1/x",
+        api_keys={"k": "s" * 40},
+        cluster_secret="c" * 20,
+        admin_token="a" * 20,
         stun_urls=["stun:turn.example.test:3478"],
         turn_urls=["turn:turn.example.test:3478?transport=udp", "turns:turn.example.test:443"],
-        turn_secret="shared-turn-secret",  # type: ignore[arg-type]
+        turn_secret="shared-turn-secret",
         turn_ttl_seconds=600,
     )
     stun, turn = Gateway(settings).ice_servers("alice")
@@ -82,11 +82,11 @@ def test_join_answer_points_at_the_media_nodes_own_coturn() -> None:
 
     settings = GatewaySettings(
         redis_url="redis://127.0.0.1:1/0",
-        postgres_dsn="postgresql://x@127.0.0.1/x",  # type: ignore[arg-type]
-        api_keys={"k": "s" * 40},  # type: ignore[dict-item]
-        cluster_secret="c" * 20,  # type: ignore[arg-type]
-        admin_token="a" * 20,  # type: ignore[arg-type]
-        turn_secret="shared-turn-secret",  # type: ignore[arg-type]
+        postgres_dsn="postgresql://x@127.0.0.1/x",
+        api_keys={"k": "s" * 40},
+        cluster_secret="c" * 20,
+        admin_token="a" * 20,
+        turn_secret="shared-turn-secret",
     )
     stun, turn = Gateway(settings).ice_servers("bob", "203.0.113.7")
     assert stun.urls == ["stun:203.0.113.7:3478"]
@@ -108,9 +108,9 @@ def test_turn_urls_must_be_turn_urls() -> None:
     with pytest.raises(ValidationError, match="turn_urls"):
         GatewaySettings(
             redis_url="redis://127.0.0.1:1/0",
-            postgres_dsn="postgresql://x@127.0.0.1/x",  # type: ignore[arg-type]
-            api_keys={"k": "s" * 40},  # type: ignore[dict-item]
-            cluster_secret="c" * 20,  # type: ignore[arg-type]
-            admin_token="a" * 20,  # type: ignore[arg-type]
+            postgres_dsn="postgresql://x@127.0.0.1/x",
+            api_keys={"k": "s" * 40},
+            cluster_secret="c" * 20,
+            admin_token="a" * 20,
             turn_urls=["http://nope"],
         )

@@ -16,6 +16,7 @@ from infra.azure.firewall_rules import (
     nsg_ingress,
 )
 from infra.plan.runner import StackPlan
+from infra.settings import RegionSettings
 from infra.spec import FIREWALL, REDIS_PORT, ROLE_TAG, Role, Source
 
 Rule = tuple[str, str, int, int, str]
@@ -36,11 +37,18 @@ def _spec(firewall: dict[Role, tuple]) -> set[Rule]:
     }
 
 
+def region_settings(plan: StackPlan) -> RegionSettings:
+    assert isinstance(plan.settings, RegionSettings), "a region stack's plan"
+    return plan.settings
+
+
 def _aws_rules(plan: StackPlan) -> set[Rule]:
     groups = plan.of_type("aws:ec2/securityGroup:SecurityGroup")
     role_of_group = {g.id: g.tags[ROLE_TAG] for g in groups}
-    allow_list = sorted(str(c) for c in plan.settings.admin_allow_list)
-    private = sorted(plan.settings.private_cidrs)
+    settings = region_settings(plan)
+    allow_list = sorted(str(c) for c in settings.admin_allow_list)
+    private = sorted(settings.private_cidrs)
+    peered = sorted(str(c) for c in settings.peered_cidrs)
     found: set[Rule] = set()
     for group in groups:
         for rule in group.inputs.get("ingress") or []:
@@ -53,6 +61,7 @@ def _aws_rules(plan: StackPlan) -> set[Rule]:
                     ("0.0.0.0/0",): Source.ANYWHERE,
                     tuple(allow_list): Source.ADMIN_ALLOW_LIST,
                     tuple(private): Source.PRIVATE_NETWORK,
+                    tuple(peered): Source.PEERED_NETWORKS,
                 }[tuple(cidrs)].value
                 found.add(_entry(group.tags[ROLE_TAG], rule, kind))
     return found
@@ -68,8 +77,10 @@ def _azure_rules(plan: StackPlan) -> tuple[set[Rule], set[tuple[str, str]]]:
         s.inputs["addressPrefix"]: SOURCE_OF_ROLE.get(s.inputs["subnetName"])
         for s in plan.of_type("azure-native:network:Subnet")
     }
-    allow_list = tuple(sorted(str(c) for c in plan.settings.admin_allow_list))
-    private = tuple(sorted(plan.settings.private_cidrs))
+    settings = region_settings(plan)
+    allow_list = tuple(sorted(str(c) for c in settings.admin_allow_list))
+    private = tuple(sorted(settings.private_cidrs))
+    peered = tuple(sorted(str(c) for c in settings.peered_cidrs))
     found: set[Rule] = set()
     platform: set[tuple[str, str]] = set()
     for group in plan.of_type("azure-native:network:NetworkSecurityGroup"):
@@ -89,9 +100,13 @@ def _azure_rules(plan: StackPlan) -> tuple[set[Rule], set[tuple[str, str]]]:
                 kind = Source.ADMIN_ALLOW_LIST
             elif sources == private:
                 kind = Source.PRIVATE_NETWORK
+            elif sources == peered:
+                kind = Source.PEERED_NETWORKS
             else:
                 [subnet] = sources
-                kind = subnets[subnet]
+                from_subnet = subnets[subnet]
+                assert from_subnet is not None, f"{rule['name']}: from an unknown subnet"
+                kind = from_subnet
             low, _, high = rule["destinationPortRange"].partition("-")
             found.add((role, rule["protocol"].lower(), int(low), int(high or low), kind.value))
     return found, platform

@@ -64,9 +64,10 @@ def test_azure_regions_subscribe_to_the_aws_writer(planner: Planner, stack: str)
     assert server.inputs["tags"][SUBSCRIBER_TAG] == "prod-aws-us-east-1"
     assert server.inputs["network"]["publicNetworkAccess"] == "Disabled"
     # admin writes go to the one writer, across the VPN
-    assert plan.exports["postgresWriteEndpoint"] == planner.plan("prod-aws-us-east-1").exports[
-        "postgresWriteEndpoint"
-    ]
+    assert (
+        plan.exports["postgresWriteEndpoint"]
+        == planner.plan("prod-aws-us-east-1").exports["postgresWriteEndpoint"]
+    )
 
 
 def _prod_configs(**changes: dict[str, Any]) -> StackConfigs:

@@ -93,6 +93,11 @@ def public_database(rs):
     _find(rs, "rds/instance:Instance", "-postgres").inputs["publiclyAccessible"] = True
 
 
+def database_open_to_the_internet(rs):
+    # Peered private ranges may write settings; a public range may not.
+    _rule(rs, "-postgres", 5432)["cidrBlocks"] = ["0.0.0.0/0"]
+
+
 def one_zone_gateways(rs):
     group = _find(rs, "autoscaling/group:Group", "-gateway")
     group.inputs["vpcZoneIdentifiers"] = group.inputs["vpcZoneIdentifiers"][:1]
@@ -131,6 +136,7 @@ CASES: list[tuple[str, Breakage, str]] = [
     ("rtcfleet-encryption-at-rest", plain_redis_at_rest, "atRestEncryptionEnabled"),
     ("rtcfleet-redis-encrypted-in-transit", redis_without_tls, "transitEncryptionEnabled"),
     ("rtcfleet-no-public-data-stores", public_database, "publicly accessible"),
+    ("rtcfleet-no-public-data-stores", database_open_to_the_internet, "public address ranges"),
     ("rtcfleet-gateways-span-zones", one_zone_gateways, "span 1 zone"),
     ("rtcfleet-gateways-span-zones", one_gateway, "minSize 1"),
     ("rtcfleet-redis-multi-az-failover", redis_without_failover, "automaticFailoverEnabled"),

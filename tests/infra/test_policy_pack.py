@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -22,6 +23,7 @@ def analyzer():
         [sys.executable, str(PACK)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
+        assert process.stdout is not None
         port = int(process.stdout.readline())
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         yield analyzer_pb2_grpc.AnalyzerStub(channel)
@@ -48,7 +50,7 @@ def test_pack_serves_every_policy(analyzer) -> None:
 
 
 def test_pack_flags_an_open_admin_group(analyzer) -> None:
-    group = {
+    group: dict[str, Any] = {
         "tags": {"rtcfleet:role": "admin-lb"},
         "ingress": [
             {"protocol": "tcp", "fromPort": 443, "toPort": 443, "cidrBlocks": ["0.0.0.0/0"]}

@@ -96,7 +96,7 @@ def test_config_values_arrive_as_text_from_pulumi() -> None:
     }
     settings = settings_from_values("prod-aws-us-east-1", values)
     assert isinstance(settings, AwsRegionSettings)
-    assert settings.gateway_count == 3 and settings.turn_tls_lb is True
+    assert settings.gateway_count == 3
     assert [str(c) for c in settings.admin_allow_list] == ["198.51.100.0/26", "203.0.113.10/32"]
 
 

@@ -60,7 +60,10 @@ def stacks(tmp_path: Path) -> Path:
     for stack in (*AWS_EXAMPLES, "prod-global"):
         shutil.copy(STACKS / f"Pulumi.{stack}.yaml", tmp_path)
     global_file = tmp_path / "Pulumi.prod-global.yaml"
-    global_file.write_text(global_file.read_text().replace("    - prod-azure-westeurope\n", ""))
+    text = global_file.read_text()
+    for azure in ("prod-azure-westeurope", "prod-azure-northeurope"):
+        text = text.replace(f"    - {azure}\n", "")
+    global_file.write_text(text)
     return tmp_path
 
 

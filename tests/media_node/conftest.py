@@ -26,7 +26,10 @@ async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -
 
 class Conference:
     def __init__(self, config: SfuConfig | None = None) -> None:
-        self.sfu = Sfu(config or SfuConfig(), self._on_event)
+        # the peers live on loopback, as the SFU does: their candidates name it
+        config = config or SfuConfig()
+        config.local_candidates = True
+        self.sfu = Sfu(config, self._on_event)
         self.peers: dict[str, ClientPeer] = {}
         self.events: list[tuple[str, str, str, dict[str, Any]]] = []
         self.errors: list[BaseException] = []

@@ -26,9 +26,11 @@ async def test_publisher_encoder_follows_the_cap(conference) -> None:
 
     await wait_until(lambda: len(rembs) >= 3 and 0 < target() <= 400_000, 15, "a capped target")
     track = next(t for t in conf.sfu.room(ROOM).tracks() if t.kind == "video")
-    print(f"estimate {track.receiver.last_estimate}, REMBs {rembs[:5]}, target {target()}")
+    receiver = track.receiver
+    assert receiver is not None
+    print(f"estimate {receiver.last_estimate}, REMBs {rembs[:5]}, target {target()}")
     assert max(rembs) <= 400_000
-    await wait_until(lambda: (track.receiver.last_estimate or 0) > 400_000, 15, "estimate > cap")
+    await wait_until(lambda: (receiver.last_estimate or 0) > 400_000, 15, "estimate > cap")
     assert max(rembs) <= 400_000  # the estimator would allow more: the cap is what binds
 
     # lowered live: the publisher hears it at once and its encoder follows

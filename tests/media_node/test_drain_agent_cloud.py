@@ -12,6 +12,7 @@ import asyncio
 import subprocess
 from collections.abc import Callable, Iterator
 
+import aiohttp
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
@@ -20,8 +21,9 @@ from rtcfleet.client.bot import Bot
 from rtcfleet.local import FleetSpec, LocalFleet
 from rtcfleet.local.fleet import ServiceProcess
 from rtcfleet.servers import free_port
+from rtcfleet.signaling import Join, encode
 from tests.media_node.cloud_double import AwsInstance, AzureInstance, CloudDouble
-from tests.platform.conftest import receives_from, wait_until
+from tests.platform.conftest import admin, receives_from, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -169,6 +171,22 @@ async def call_survives_drain(
     assert not released(), "the node was released while its call was live"
 
 
+def node_state(fleet: LocalFleet, node_id: str) -> str:
+    """healthy, draining or stale, as the admin API reports the node."""
+    status, nodes = admin(fleet, "GET", "/api/nodes")
+    assert status == 200, nodes
+    return next((str(n["state"]) for n in nodes if n["node_id"] == node_id), "absent")
+
+
+async def join_answer(fleet: LocalFleet, room: str, identity: str) -> dict[str, str]:
+    """The gateway's answer to one join, as type and error code (signaling only)."""
+    url = fleet.regions[fleet.home].gateways[0].signal_url
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        await ws.send_str(encode(Join(token=fleet.token(room, identity))))
+        answer = await ws.receive_json(timeout=10)
+    return {"type": answer["type"], "code": answer.get("code", "")}
+
+
 def protected_in_moto(autoscaling, instance_id: str) -> bool:
     found = autoscaling.describe_auto_scaling_instances(InstanceIds=[instance_id])
     return bool(found["AutoScalingInstances"][0]["ProtectedFromScaleIn"])
@@ -236,6 +254,19 @@ async def test_azure_scale_in_approves_the_event_after_the_call(
 ) -> None:
     azure = cloud.azure
     assert azure is not None
+    # the region's only node, so a room it refuses has nowhere else to go
+    for other in fleet.regions[fleet.home].media_nodes:
+        if other.process.running():
+            other.process.stop(timeout=30)
+
+            def gone(name: str = other.name) -> bool:
+                return node_state(fleet, name) in ("stale", "absent")
+
+            await wait_until(
+                gone,
+                15,
+                f"{other.name} out of the registry",
+            )
     fleet.media_env = cloud_env(cloud, "azure")
     node = fleet.start_media_node(fleet.home)
     fleet.wait_ready(30)
@@ -245,8 +276,19 @@ async def test_azure_scale_in_approves_the_event_after_the_call(
         protection_changes = len(azure.protection)
         # the platform's notice: Terminate no earlier than 5 minutes from now
         event_id = cloud.schedule_azure_event("Terminate", 300)
-        await asyncio.sleep(1.5)
+        await wait_until(
+            lambda: node_state(fleet, node.name) == "draining", 10, "the node to report draining"
+        )
+        # the only node drains: a new room finds no node to take it
+        assert await join_answer(fleet, "scale-in-azure-2", "carol") == {
+            "type": "error",
+            "code": "no_media_node",
+        }
         await call_survives_drain(fleet, alice, bob, node, lambda: bool(azure.approvals))
+        await alice.close()
+        await asyncio.sleep(2.0)  # two polls of the agent with bob still in the room
+        assert not azure.approvals, "approved while a participant was still in the room"
+        assert exit_code(node) is None, "the node left while a participant was still in the room"
     finally:
         await asyncio.gather(alice.close(), bob.close())
 

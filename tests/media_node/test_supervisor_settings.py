@@ -16,9 +16,9 @@ from rtcfleet.servers import ReplicatedPostgres
 def node_settings(dsn: str) -> MediaNodeSettings:
     return MediaNodeSettings(
         gateway_urls=["http://127.0.0.1:1"],
-        cluster_secret="c" * 20,  # type: ignore[arg-type]
+        cluster_secret="c" * 20,
         redis_url="redis://127.0.0.1:1/0",
-        settings_dsn=dsn,  # type: ignore[arg-type]
+        settings_dsn=dsn,
         workers=1,
     )
 
@@ -46,9 +46,9 @@ def test_bad_node_settings_name_the_field(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(ValidationError) as caught:
         MediaNodeSettings(
             gateway_urls=["ftp://nope"],
-            cluster_secret="c",  # type: ignore[arg-type]
+            cluster_secret="c",
             redis_url="redis://x",
-            settings_dsn="postgresql://x",  # type: ignore[arg-type]
+            settings_dsn="postgresql://x",
             port_min=60000,
             port_max=50000,
         )

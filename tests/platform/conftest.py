@@ -8,6 +8,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -60,7 +61,7 @@ def admin(
         return exc.code, json.loads(exc.read())
 
 
-async def start_call(fleet: LocalFleet, room: str, names: list[str], **video: int) -> list[Bot]:
+async def start_call(fleet: LocalFleet, room: str, names: list[str], **video: Any) -> list[Bot]:
     """Bots joined to ``room`` through the home region's gateways, each decoding every other;
     the caller closes them. On failure the bots already started are closed here."""
     urls = [g.signal_url for g in fleet.regions[fleet.home].gateways]
@@ -70,7 +71,7 @@ async def start_call(fleet: LocalFleet, room: str, names: list[str], **video: in
             await bot.start()
         for bot in bots:
             others = [n for n in names if n != bot.name]
-            await wait_until(lambda b=bot, o=others: receives_from(b, o), 30, f"{bot.name}'s media")
+            await wait_until(partial(receives_from, bot, others), 30, f"{bot.name}'s media")
     except BaseException:
         await asyncio.gather(*(bot.close() for bot in bots), return_exceptions=True)
         raise

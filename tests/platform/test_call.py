@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from rtcfleet.client.bot import Bot
 from rtcfleet.local import LocalFleet
@@ -22,7 +23,7 @@ async def test_three_bots_through_two_gateways_decode_each_other(fleet: LocalFle
             await bot.start()
         for name, bot in bots.items():
             others = [o for o in names if o != name]
-            await wait_until(lambda b=bot, o=others: receives_from(b, o), 30, f"{name}'s media")
+            await wait_until(partial(receives_from, bot, others), 30, f"{name}'s media")
         assert {bot.session.gateway_url for bot in bots.values()} == {first, second}
         assert len({bot.session.node_id for bot in bots.values()}) == 1, "room split"
 
@@ -58,7 +59,7 @@ async def test_the_same_participants_meet_again_in_a_reused_room(fleet: LocalFle
         try:
             for bot in bots:
                 await bot.start()
-            await wait_until(lambda b=bots: receives_from(b[0], ["ben"]), 20, f"round {round_}")
-            await wait_until(lambda b=bots: receives_from(b[1], ["ann"]), 20, f"round {round_}")
+            await wait_until(partial(receives_from, bots[0], ["ben"]), 20, f"round {round_}")
+            await wait_until(partial(receives_from, bots[1], ["ann"]), 20, f"round {round_}")
         finally:
             await asyncio.gather(*(bot.close() for bot in bots))

@@ -98,10 +98,12 @@ async def test_media_node_killed_rooms_move_to_another_node(fleet: LocalFleet) -
         assert out_after <= 6.0
 
         for bot, other in ((bots[0], "bob"), (bots[1], "alice")):
+
+            def moved(b: Bot = bot, o: str = other) -> bool:
+                return b.session.node_id not in (None, node_id) and receives_from(b, [o])
+
             await wait_until(
-                lambda b=bot, o=other: (
-                    b.session.node_id not in (None, node_id) and receives_from(b, [o])
-                ),
+                moved,
                 30,
                 f"{bot.name}'s media on another node",
             )
@@ -138,10 +140,12 @@ async def test_a_dead_worker_is_replaced_and_its_calls_come_back(fleet: LocalFle
         os.kill(worker, signal.SIGKILL)
         killed = time.monotonic()
         for bot, other in ((bots[0], "bob"), (bots[1], "alice")):
+
+            def rejoined(b: Bot = bot, o: str = other) -> bool:
+                return b.session.events.media_rejoins == 1 and receives_from(b, [o])
+
             await wait_until(
-                lambda b=bot, o=other: (
-                    b.session.events.media_rejoins == 1 and receives_from(b, [o])
-                ),
+                rejoined,
                 30,
                 f"{bot.name}'s media after the worker's death",
             )

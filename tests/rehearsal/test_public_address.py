@@ -19,7 +19,7 @@ def test_azure_media_node_advertises_the_public_address_the_nat_gives_it(
     try:
         region.wait_ready(node)
         assert region.redis_server is not None
-        client = redis.Redis(host=region.redis_server.host, port=region.redis_server.port)
+        client = redis.Redis(host=region.redis_server.bind.address, port=region.redis_server.port)
         try:
             raw = client.get(bus.node_key(node.node_id))
         finally:

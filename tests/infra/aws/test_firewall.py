@@ -43,13 +43,14 @@ def test_each_group_says_exactly_the_issue_rules(run_component) -> None:
     assert rule_set(groups["media"]) == {
         ("udp", 3478, 3478, ANY, ()),
         ("udp", 49152, 65535, ANY, ()),
-        ("tcp", 443, 443, ANY, ()),
         ("tcp", 3478, 3478, ANY, ()),
     }
     for store, port in (("redis", 6379), ("postgres", 5432)):
+        peered = {("tcp", port, port, ("10.1.0.0/16",), ())} if store == "postgres" else set()
         assert rule_set(groups[store]) == {
             ("tcp", port, port, (), (sg["gateway"],)),
             ("tcp", port, port, (), (sg["media"],)),
+            *peered,
         }
 
 
@@ -87,5 +88,5 @@ def test_example_stack_admin_group_uses_its_allow_list(home_plan) -> None:
     admin = by_role(home_plan.resources, SECURITY_GROUP)["admin-lb"]
     assert rule_set(admin) == {("tcp", 443, 443, ("198.51.100.0/26", "203.0.113.10/32"), ())}
     signaling = by_role(home_plan.resources, SECURITY_GROUP)["signaling-lb"]
-    private = ("10.10.0.0/16", "10.11.0.0/16", "10.30.0.0/16")
+    private = ("10.10.0.0/16", "10.11.0.0/16", "10.30.0.0/16", "10.31.0.0/16")
     assert rule_set(signaling) == {("tcp", 8080, 8080, private, ())}

@@ -65,18 +65,9 @@ def test_signaling_lb_is_internal_on_8080_in_private_subnets(home_plan) -> None:
     assert _target(home_plan, listener).inputs["port"] == 8080
 
 
-def test_turn_tls_nlb_targets_media_nodes(home_plan) -> None:
-    lb = home_plan.named(LB, "prod-use1-turn-tls")
-    assert lb.inputs["loadBalancerType"] == "network" and lb.inputs["internal"] is False
-    listener = _listener_of(home_plan, "prod-use1-turn-tls")
-    assert (listener.inputs["protocol"], listener.inputs["port"]) == ("TCP", 443)
-    target = _target(home_plan, listener)
-    assert (target.inputs["protocol"], target.inputs["port"]) == ("TCP", 443)
-    media = home_plan.named("aws:autoscaling/group:Group", "prod-use1-media")
-    assert media.inputs["targetGroupArns"] == [target.outputs["arn"]]
-
-
-def test_turn_tls_nlb_is_optional(dev_plan) -> None:
+def test_media_nodes_have_no_load_balancer(home_plan, dev_plan) -> None:
+    # Clients reach each media node at its own address; TURN is on 3478, never TLS on 443.
+    assert not [lb.name for lb in home_plan.of_type(LB) if "turn" in lb.name]
     assert sorted(lb.name for lb in dev_plan.of_type(LB)) == [
         "dev-use1-admin",
         "dev-use1-client",

@@ -53,7 +53,6 @@ def test_each_nsg_says_exactly_the_issue_rules(weu_plan) -> None:
     assert _rules(groups["media"]) == {
         ("Udp", "3478", ("*",), c["media"]),
         ("Udp", "49152-65535", ("*",), c["media"]),
-        ("Tcp", "443", ("*",), c["media"]),
         ("Tcp", "3478", ("*",), c["media"]),
     }
     assert _rules(groups["redis"]) == {

@@ -1,4 +1,4 @@
-"""Application Gateways (TLS, probes, WAF), the internal signaling LB, the TURN/TLS LB."""
+"""Application Gateways (TLS, probes, WAF), the internal signaling LB; no media LB."""
 
 from __future__ import annotations
 
@@ -74,10 +74,7 @@ def test_signaling_lb_is_internal_on_8080_with_readyz_probe(weu_plan) -> None:
     assert weu_plan.exports["signalingAddress"] == "10.30.47.254"
 
 
-def test_turn_tls_lb_only_when_asked(weu_plan, neu_plan) -> None:
-    turn = weu_plan.named(LB, "prod-weu-turn-tls").inputs
-    assert turn["loadBalancingRules"][0]["frontendPort"] == 443
-    assert turn["frontendIPConfigurations"][0]["publicIPAddress"]["id"].endswith(
-        "prod-weu-turn-tls"
-    )
+def test_media_nodes_have_no_load_balancer(weu_plan, neu_plan) -> None:
+    # Clients reach each media node at its own address; TURN is on 3478, never TLS on 443.
+    assert [lb.name for lb in weu_plan.of_type(LB)] == ["prod-weu-signaling"]
     assert [lb.name for lb in neu_plan.of_type(LB)] == ["prod-neu-signaling"]

@@ -45,7 +45,7 @@ def _recorded(stack: str) -> dict[str, dict[str, Any]]:
     return {stack: dict(recorded)}
 
 
-def _providers(plan: StackPlan) -> dict[str, str]:
+def _providers(plan: StackPlan) -> dict[str, str | None]:
     return {r.id: r.inputs.get("region") for r in plan.of_type("pulumi:providers:aws")}
 
 
@@ -166,6 +166,8 @@ def test_no_region_stack_reads_the_global_stack(planner: Planner) -> None:
 def _global_configs(**changes: Any) -> dict[str, dict[str, Any]]:
     configs: dict[str, dict[str, Any]] = {s: example_values(s) for s in EXAMPLE_STACKS}
     values = dict(example_values(GLOBAL))
+    # The AWS regions and one Azure region (answered by its recorded outputs).
+    values["rtcfleet:regions"] = [US, EU, AZ]
     for key, value in changes.items():
         values[f"rtcfleet:{key}"] = value
     configs[GLOBAL] = values

@@ -1,0 +1,123 @@
+"""A call through a lossy path: one subscriber's packets dropped at random, the others' not.
+
+A one-region local fleet runs on a network fabric (``rtcfleet.netfault``, root needed); three
+bots join one room, each in a process of its own with its own address on the fabric (ICE
+gathers on that address only). Once media flows, ``--loss`` % of the UDP packets to and from
+the "lossy" bot's address are dropped on the bridge (nftables' random drop) for ``--seconds``.
+For the publisher's video as each subscriber decoded it: the share of frames decoded (by
+sequence number), the frames lost, and the longest freeze.
+
+    .venv/bin/python -m benchmarks.impairment --loss 5 --seconds 60
+
+Delay and jitter are not applied: this kernel has no netem, and a relay in the path is not
+built yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results" / "impairment.json"
+
+
+async def _participant(urls: list[str], token: str, name: str, seconds: float) -> None:
+    from rtcfleet import ice_host
+    from rtcfleet.client.bot import Bot
+
+    ice_host.restrict_from_environment()
+    bot = Bot(urls, token, name=name, width=320, height=180, fps=15)
+    await bot.start()
+    await asyncio.sleep(seconds)
+    print(json.dumps(bot.report()), flush=True)
+    await bot.close()
+
+
+def _summary(report: dict[str, Any], publisher: str) -> dict[str, Any]:
+    video = next(
+        t for t in report["tracks"] if t["publisher"] == publisher and t["kind"] == "video"
+    )
+    expected = video["frames_expected"]
+    kept = expected - video["frames_lost"]
+    return {
+        "subscriber": report["name"],
+        "frames_expected": expected,
+        "frames_decoded_share": round(kept / expected, 4) if expected else None,
+        "frames_lost": video["frames_lost"],
+        "longest_freeze_s": video["longest_gap_s"],
+        "media_rejoins": report["media_rejoins"],
+        "media_timeouts": report["media_timeouts"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--loss", type=int, default=5, help="percent of UDP packets dropped")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--participant", nargs=3, metavar=("URL", "TOKEN", "NAME"))
+    args = parser.parse_args()
+    if not 0 < args.seconds <= 600:
+        parser.error("--seconds must be in (0, 600]")
+    if args.participant:
+        url, token, name = args.participant
+        asyncio.run(_participant([url], token, name, args.seconds))
+        return
+
+    from rtcfleet.local import FleetSpec, LocalFleet
+    from rtcfleet.netfault import Fabric, Loss
+
+    fabric = Fabric().start()
+    children: list[subprocess.Popen[str]] = []
+    try:
+        fleet = LocalFleet(FleetSpec(regions=1, gateways=1, media=1), fabric=fabric).start()
+        try:
+            url = fleet.gateway_urls("local-1")[0]
+            names = ["publisher", "lossy", "clean"]
+            settle = 8.0
+            for index, name in enumerate(names):
+                env = os.environ | {"RTCFLEET_ICE_ADDRESSES": fabric.client_addresses[index]}
+                children.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "benchmarks.impairment",
+                         "--seconds", str(args.seconds + settle),
+                         "--participant", url, fleet.token("impaired", name), name],
+                        stdout=subprocess.PIPE, text=True, env=env,
+                    )
+                )  # fmt: skip
+            time.sleep(settle)
+            loss = Loss((fabric.client_addresses[1],), args.loss)
+            fabric.apply([loss])
+            started = time.monotonic()
+            reports = []
+            for child in children:
+                out, _ = child.communicate(timeout=args.seconds + settle + 60)
+                reports.append(json.loads(out.strip().splitlines()[-1]))
+            impaired_for = time.monotonic() - started
+            fabric.heal()
+        finally:
+            fleet.remove()
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+        fabric.remove()
+    result = {
+        "fault": loss.describe() + " (the lossy subscriber's address)",
+        "impaired_seconds": round(impaired_for, 1),
+        "settle_seconds_before_loss": settle,
+        "load_average": os.getloadavg(),
+        "publisher_video_as_received": [_summary(r, "publisher") for r in reports[1:]],
+    }
+    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
