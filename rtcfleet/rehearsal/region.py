@@ -38,6 +38,7 @@ from infra.spec import (
     Role,
 )
 from rtcfleet import bus
+from rtcfleet.nodes import NodeState
 from rtcfleet.rehearsal.cloud import CloudDoubles, CloudInstance
 from rtcfleet.rehearsal.instance import Instance, NodeImage, build_image
 from rtcfleet.rehearsal.network import Bridge
@@ -365,9 +366,25 @@ class RehearsedRegion:
                 time.sleep(0.3)
         return time.monotonic() - started
 
-    def retire(self, node: BootedNode) -> None:
-        """Powers one instance off and removes its namespace."""
+    def retire(self, node: BootedNode, stale_after: float = 5.0) -> None:
+        """Powers one instance off and removes its namespace; a media node is then waited out
+        of placement (its last heartbeat older than the gateways' staleness bound)."""
         node.instance.stop()
+        if node.role is Role.MEDIA_NODE and self.redis_server is not None:
+            client = redis.Redis(host=self.redis_server.bind.address, port=self.redis_server.port)
+            try:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    raw = client.get(bus.node_key(node.node_id))
+                    if (
+                        raw is None
+                        or time.time() - NodeState.model_validate_json(raw).heartbeat_at
+                        > stale_after + 1
+                    ):
+                        break
+                    time.sleep(0.5)
+            finally:
+                client.close()
         if self.bridge is not None:
             self.bridge.detach(node.instance.namespace)
         if node in self.nodes:
