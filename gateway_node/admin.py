@@ -1,19 +1,30 @@
 """Admin console and API on port 9090, behind the admin token (and the admin allow-list).
 
-Settings are written through the Postgres read/write node; media nodes pick them up from
-their replica.
+Settings are written through the Postgres read/write node, in the home region, over the
+private network from every region (docs/health.md); media nodes and gateways pick them up
+from their region's replica. When the writer does not answer, a write gets 503 naming the
+cause and a read gets the gateway's last copy with its age: nothing else waits for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
+from collections.abc import Awaitable, Callable
 from html import escape
-from typing import Any
+from typing import Any, TypeVar
 
-from aiohttp import web
+import asyncpg
+from aiohttp import BasicAuth, web
 
+from infra.spec import (
+    LIVENESS_PATH,
+    READINESS_PATH,
+    REGION_HEALTH_PATH,
+    REGISTRATION_READINESS_PATH,
+)
 from rtcfleet import bus, settings_store
 from rtcfleet.settings_store import SettingsError
 
@@ -25,7 +36,35 @@ def _gateway(request: web.Request):  # type: ignore[no-untyped-def]
 
 
 # the admin load balancer's health check reaches these without a token
-UNAUTHENTICATED_PATHS = frozenset({"/healthz", "/readyz"})
+UNAUTHENTICATED_PATHS = frozenset(
+    {LIVENESS_PATH, READINESS_PATH, REGISTRATION_READINESS_PATH, REGION_HEALTH_PATH}
+)
+T = TypeVar("T")
+# An admin write waits this long for the settings writer, then answers 503.
+WRITER_TIMEOUT_S = 3.0
+WRITER_ERRORS = (
+    TimeoutError,
+    ConnectionError,
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+
+
+def _given_token(request: web.Request) -> str:
+    """The token from ``Authorization``: Bearer for the API, Basic (any user) for a browser.
+
+    Never from the query string, where it would land in access logs and browser history.
+    """
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return header.removeprefix("Bearer ")
+    if header.startswith("Basic "):
+        try:
+            return BasicAuth.decode(header).password
+        except ValueError:
+            return ""
+    return ""
 
 
 @web.middleware
@@ -33,18 +72,67 @@ async def admin_auth(request: web.Request, handler):  # type: ignore[no-untyped-
     if request.path in UNAUTHENTICATED_PATHS:
         return await handler(request)
     expected = _gateway(request).settings.admin_token.get_secret_value().encode()
-    header = request.headers.get("Authorization", "")
-    given = header.removeprefix("Bearer ") if header.startswith("Bearer ") else ""
-    # the console page is opened in a browser: the token may come as ?token=
-    given = given or request.query.get("token", "")
-    if not hmac.compare_digest(given.encode(), expected):
-        return web.json_response({"error": "unauthorized"}, status=401)
+    if not hmac.compare_digest(_given_token(request).encode(), expected):
+        # the challenge lets a browser open the console by asking for the token once
+        return web.json_response(
+            {"error": "unauthorized"},
+            status=401,
+            headers={"WWW-Authenticate": 'Basic realm="rtcfleet admin", charset="UTF-8"'},
+        )
     return await handler(request)
 
 
+async def with_writer(gateway: Any, work: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``work`` on a writer connection within ``WRITER_TIMEOUT_S``.
+
+    A hung server is not left to cancellation alone: a cancelled transaction still waits for
+    its ROLLBACK, and the pool for the connection's reset, on the same hung socket. The
+    connection is terminated instead, which fails whatever waits on it at once.
+    """
+    held: list[Any] = []
+
+    async def run() -> T:
+        async with gateway.postgres.acquire() as conn:
+            held.append(conn)
+            return await work(conn)
+
+    task = asyncio.ensure_future(run())
+    done, _ = await asyncio.wait({task}, timeout=WRITER_TIMEOUT_S)
+    if task in done:
+        return task.result()
+    for conn in held:
+        conn.terminate()
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    raise TimeoutError(f"no answer within {WRITER_TIMEOUT_S:.0f} s")
+
+
+def writer_unavailable(exc: BaseException) -> web.Response:
+    detail = str(exc) or f"no answer within {WRITER_TIMEOUT_S:.0f} s"
+    return web.json_response(
+        {
+            "error": "settings_writer_unavailable",
+            "detail": f"the settings database's read/write node is unreachable: {detail}",
+        },
+        status=503,
+        headers={"Retry-After": "5"},
+    )
+
+
 async def get_settings(request: web.Request) -> web.Response:
-    async with _gateway(request).postgres.acquire() as conn:
-        current = await settings_store.load(conn)
+    """From the writer when it answers, else the last copy (``X-Settings-Age-Seconds`` says)."""
+    gateway = _gateway(request)
+    try:
+        current = await with_writer(gateway, settings_store.load)
+    except WRITER_ERRORS:
+        age = gateway.platform.age()
+        if age is None:
+            return writer_unavailable(ConnectionError("no copy of the settings read yet"))
+        return web.json_response(
+            gateway.platform.platform.model_dump(),
+            headers={"X-Settings-Age-Seconds": f"{age:.1f}"},
+        )
+    gateway.platform.stored(current)
     return web.json_response(current.model_dump())
 
 
@@ -55,11 +143,24 @@ async def put_settings(request: web.Request) -> web.Response:
         return web.json_response({"error": "bad_json"}, status=400)
     if not isinstance(changes, dict) or not changes:
         return web.json_response({"error": "expected a JSON object of settings"}, status=400)
+    gateway = _gateway(request)
     try:
-        async with _gateway(request).postgres.acquire() as conn:
-            new = await settings_store.update(conn, changes)
+        new = await with_writer(gateway, lambda conn: settings_store.update(conn, changes))
     except SettingsError as exc:
         return web.json_response({"error": "invalid_setting", "detail": str(exc)}, status=400)
+    except WRITER_ERRORS as exc:
+        return writer_unavailable(exc)
+    gateway.platform.stored(new)
+    return web.json_response(new.model_dump())
+
+
+async def delete_setting(request: web.Request) -> web.Response:
+    key = request.match_info["key"]
+    try:
+        async with _gateway(request).postgres.acquire() as conn:
+            new = await settings_store.delete(conn, key)
+    except SettingsError as exc:
+        return web.json_response({"error": "unknown_setting", "detail": str(exc)}, status=404)
     return web.json_response(new.model_dump())
 
 
@@ -131,12 +232,12 @@ async def console(request: web.Request) -> web.Response:
         node.update(node.pop("load"))
         node.pop("settings")
     rooms = await _rooms(request)
+    copy = gateway.platform.to_json()
+    settings_json = json.dumps(copy["values"], indent=2) + (
+        f"\n(read {copy['age_seconds']} s ago"
+        + (f"; {copy['last_error']})" if copy["last_error"] else ")")
+    )
     replication = gateway.replication.last.to_json()
-    try:
-        async with gateway.postgres.acquire() as conn:
-            settings_json = json.dumps((await settings_store.load(conn)).model_dump(), indent=2)
-    except ConnectionError as exc:
-        settings_json = f"unavailable: {exc}"
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>rtcfleet admin — {escape(gateway.settings.region)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
@@ -170,6 +271,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/settings", get_settings)
     app.router.add_put("/api/settings", put_settings)
     app.router.add_patch("/api/settings", put_settings)
+    app.router.add_delete("/api/settings/{key}", delete_setting)
     app.router.add_get("/api/nodes", list_nodes)
     app.router.add_get("/api/rooms", list_rooms)
     app.router.add_post("/api/nodes/{node_id}/drain", drain_node)

@@ -13,23 +13,59 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway_node import admin, demo, internal
+from gateway_node import admin, demo, health, internal
+from gateway_node.access_log import RedactingAccessLogger
 from gateway_node.gateway import Gateway
 from gateway_node.settings import GatewaySettings
 from gateway_node.signal import signal_handler
+from infra.spec import (
+    LIVENESS_PATH,
+    READINESS_PATH,
+    REGION_HEALTH_PATH,
+    REGISTRATION_READINESS_PATH,
+)
 
 GATEWAY = web.AppKey("gateway", Gateway)
 
 
+# Whether a health answer carries its reasons: the admin port does; the public port, which the
+# internet reaches through the client load balancer, answers with the verdict only, so no
+# backend host name or error text leaves the private network.
+DETAILED = web.AppKey("detailed", bool)
+
+
+def _verdict(request: web.Request, ok: bool, reasons: list[str], key: str) -> web.Response:
+    body: dict[str, object] = {key: ok}
+    if request.app[DETAILED]:
+        body["reasons"] = reasons
+    return web.json_response(body, status=200 if ok else 503)
+
+
 async def healthz(request: web.Request) -> web.Response:
+    """Liveness: answered by the event loop alone, whatever Redis or Postgres are doing."""
     return web.json_response({"alive": True, "gateway_id": request.app[GATEWAY].id})
 
 
 async def readyz(request: web.Request) -> web.Response:
-    reasons = await request.app[GATEWAY].readiness()
-    return web.json_response(
-        {"ready": not reasons, "reasons": reasons}, status=503 if reasons else 200
-    )
+    reasons = await health.readiness(request.app[GATEWAY])
+    return _verdict(request, not reasons, reasons, "ready")
+
+
+async def readyz_registration(request: web.Request) -> web.Response:
+    reasons = await health.readiness(request.app[GATEWAY], registration=True)
+    return _verdict(request, not reasons, reasons, "ready")
+
+
+async def regionz(request: web.Request) -> web.Response:
+    healthy, reasons = request.app[GATEWAY].region_health.current()
+    return _verdict(request, healthy, reasons, "healthy")
+
+
+def _add_health_routes(app: web.Application) -> None:
+    app.router.add_get(LIVENESS_PATH, healthz)
+    app.router.add_get(READINESS_PATH, readyz)
+    app.router.add_get(REGISTRATION_READINESS_PATH, readyz_registration)
+    app.router.add_get(REGION_HEALTH_PATH, regionz)
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -57,6 +93,7 @@ async def stats(request: web.Request) -> web.Response:
             "rooms": rooms,
             "participants": participants,
             "media_nodes": by_state,
+            "settings": gateway.platform.to_json(),
             "settings_replication": gateway.replication.last.to_json(),
         }
     )
@@ -78,9 +115,9 @@ def create_apps(settings: GatewaySettings) -> tuple[web.Application, web.Applica
 
     client = web.Application(middlewares=[internal.cluster_auth])
     client[GATEWAY] = gateway
+    client[DETAILED] = False
     client.cleanup_ctx.append(lifetime)
-    client.router.add_get("/healthz", healthz)
-    client.router.add_get("/readyz", readyz)
+    _add_health_routes(client)
     client.router.add_get("/stats", stats)
     client.router.add_get("/metrics", metrics)
     client.router.add_get("/v1/signal", signal_handler)
@@ -89,8 +126,8 @@ def create_apps(settings: GatewaySettings) -> tuple[web.Application, web.Applica
 
     admin_app = web.Application(middlewares=[admin.admin_auth])
     admin_app[GATEWAY] = gateway
-    admin_app.router.add_get("/healthz", healthz)
-    admin_app.router.add_get("/readyz", readyz)
+    admin_app[DETAILED] = True
+    _add_health_routes(admin_app)
     admin.add_routes(admin_app)
     return client, admin_app
 
@@ -98,7 +135,9 @@ def create_apps(settings: GatewaySettings) -> tuple[web.Application, web.Applica
 async def serve(settings: GatewaySettings) -> None:
     """Run both ports until SIGTERM/SIGINT; the load balancer drains sockets to other gateways."""
     client, admin_app = create_apps(settings)
-    runners = [web.AppRunner(client), web.AppRunner(admin_app)]
+    runners = [
+        web.AppRunner(app, access_log_class=RedactingAccessLogger) for app in (client, admin_app)
+    ]
     for runner in runners:
         await runner.setup()
     await web.TCPSite(runners[0], settings.host, settings.client_port).start()

@@ -32,7 +32,7 @@ def _serve(name: str) -> web.Response:
 
 
 async def page(request: web.Request) -> web.Response:
-    """The page; token, room and signaling URL come from the query string or its form."""
+    """The page; it joins only on its Join button, with a token from its form or ``#token=``."""
     return _serve("demo.html")
 
 

@@ -23,12 +23,14 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis.exceptions import RedisError, ResponseError
 
+from gateway_node.health import RegionHealth
 from gateway_node.metrics import GatewayMetrics
 from gateway_node.placement import NoAvailableNodes, claim_room, placeable, select_node
 from gateway_node.registry import NodeRegistry
 from gateway_node.replication import SettingsReplication
 from gateway_node.room_home import RESERVATION_TTL_S, reservation_key, room_home
 from gateway_node.settings import GatewaySettings
+from gateway_node.settings_copy import SettingsCopy
 from rtcfleet import bus, settings_store
 from rtcfleet.node_messages import NodeLeave
 from rtcfleet.nodes import NodeState
@@ -169,6 +171,9 @@ class Gateway:
         self._fresh_nodes: set[str] = set()
         self._unseen_since: dict[str, float] = {}
         self._http: aiohttp.ClientSession | None = None
+        self.platform = SettingsCopy()
+        self.metrics.settings_age.set_function(lambda: self.platform.age() or float("inf"))
+        self.region_health = RegionHealth(self)
         self._background: set[asyncio.Task[object]] = set()
         self.replication = SettingsReplication(
             settings.region,
@@ -214,10 +219,13 @@ class Gateway:
             asyncio.create_task(self._monitor_loop(), name="monitor"),
             asyncio.create_task(self._keepalive_loop(), name="keepalive"),
             asyncio.create_task(self._connect_postgres(), name="postgres"),
+            asyncio.create_task(self._settings_loop(), name="settings"),
             asyncio.create_task(self.replication.run(), name="settings-replication"),
         ]
+        self.region_health.start()
 
     async def close(self) -> None:
+        await self.region_health.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -228,7 +236,11 @@ class Gateway:
         if self._http is not None:
             await self._http.close()
         if self._pg is not None:
-            await self._pg.close()
+            # a hung writer must not hold the gateway's shutdown
+            try:
+                await asyncio.wait_for(self._pg.close(), 5)
+            except TimeoutError:
+                self._pg.terminate()
         if self._redis is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self.redis.srem(bus.GATEWAYS, self.id)
@@ -255,28 +267,23 @@ class Gateway:
 
     @property
     def postgres(self) -> asyncpg.Pool:
+        """The settings writer; only admin writes use it, never a join or a health signal."""
         if self._pg is None:
-            raise ConnectionError("postgres is not connected")
+            raise ConnectionError("the settings database's read/write node is not connected")
         return self._pg
 
-    # ---- health ---------------------------------------------------------------------------
-
-    async def readiness(self) -> list[str]:
-        """Reasons this gateway should not get traffic; empty when it is ready."""
-        reasons = []
-        try:
-            await asyncio.wait_for(self.redis.ping(), 2)
-            nodes = await self.registry.nodes()
-            if not any(self.registry.is_fresh(node) for node in nodes):
-                reasons.append("no media node with a fresh heartbeat")
-        except (TimeoutError, RedisError, OSError) as exc:
-            reasons.append(f"redis unreachable: {exc}")
-        try:
-            async with self.postgres.acquire(timeout=2) as conn:
-                await conn.fetchval("SELECT 1")
-        except (TimeoutError, ConnectionError, OSError, asyncpg.PostgresError) as exc:
-            reasons.append(f"postgres unreachable: {exc}")
-        return reasons
+    async def _settings_loop(self) -> None:
+        """Keep a copy of the settings fresh; joins use the copy, never the database."""
+        source = self.settings.settings_replica_dsn or self.settings.postgres_dsn
+        while True:
+            if not await self.platform.refresh(source.get_secret_value()):
+                age = self.platform.age()
+                log.warning(
+                    "%s; serving %s",
+                    self.platform.last_error,
+                    "the defaults" if age is None else f"the settings read {age:.0f} s ago",
+                )
+            await asyncio.sleep(self.settings.settings_refresh_seconds)
 
     # ---- placement ------------------------------------------------------------------------
 

@@ -43,6 +43,16 @@ class GatewayMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=self.registry,
         )
+        self.settings_age = Gauge(
+            "rtcfleet_gateway_settings_age_seconds",
+            "Age of the platform settings this gateway serves with (+Inf before the first read)",
+            registry=self.registry,
+        )
+        self.region_healthy = Gauge(
+            "rtcfleet_gateway_region_healthy",
+            "1 while this gateway's last region probe placed and reached a media node",
+            registry=self.registry,
+        )
         self.settings_lag = Gauge(
             "rtcfleet_settings_replication_lag_seconds",
             "Seconds the region's settings copy trails the writer (heartbeat age; NaN unknown)",

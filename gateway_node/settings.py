@@ -40,12 +40,14 @@ class GatewaySettings(ServiceSettings):
     peer_signal_urls: dict[str, list[str]] = Field(default_factory=dict)
 
     redis_url: str
+    # the settings database's read/write node (admin writes only; in the home region)
     postgres_dsn: SecretStr
     # the region's settings copy (what its media nodes read): its lag is shown and measured
     settings_replica_dsn: SecretStr | None = None
     # set when that copy is a logical-replication subscriber of a writer in another cloud:
     # the subscription this region's gateways keep following the writer (postgres_dsn)
     settings_subscription: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    settings_refresh_seconds: float = Field(default=5.0, gt=0, le=300)
 
     api_keys: dict[str, SecretStr] = Field(min_length=1)
     cluster_secret: SecretStr

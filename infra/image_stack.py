@@ -1,7 +1,8 @@
 """The ``<env>-image`` stack: the node image of one environment, on AWS and optionally Azure.
 
 Region stacks read its outputs when they set no image id of their own: ``imageIds`` (AMI per
-AWS region) and ``azureImageVersionId`` (the Compute Gallery image their scale sets boot).
+AWS region) and ``azureImageVersionId`` (the Compute Gallery image version their scale sets
+boot, ``.../images/rtcfleet-node/versions/<version>``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,16 @@ from infra.settings import NAMESPACE, SettingsError, _decode, _describe
 IMAGE_SUFFIX = "-image"
 _IMAGE = re.compile(r"^(?P<env>[a-z][a-z0-9]{0,15})-image$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# A Compute Gallery version name: three integers.
+_GALLERY_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+_BLOB_URI = re.compile(
+    r"^https://(?P<account>[a-z0-9]{3,24})\.blob\.core\.windows\.net/(?P<container>[^/]+)/.+"
+)
+_STORAGE_ACCOUNT_ID = re.compile(
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Storage/storageAccounts/"
+    r"(?P<account>[a-z0-9]{3,24})$",
+    re.IGNORECASE,
+)
 
 
 def is_image_stack(stack: str) -> bool:
@@ -39,6 +50,8 @@ class ImageSettings(BaseModel):
     azure_location: str | None = None
     azure_locations: list[str] = Field(default_factory=list)
     azure_bundle_uri: str | None = None
+    # the storage account holding the bundle blob (its resource id)
+    azure_bundle_storage_id: str | None = None
 
     @field_validator("bundle_uri")
     @classmethod
@@ -80,11 +93,51 @@ def image_settings_from_values(stack: str, values: dict[str, Any]) -> ImageSetti
         settings = ImageSettings.model_validate({**fields, "env": match["env"]})
     except ValidationError as exc:
         raise SettingsError(_describe(error) for error in exc.errors()) from None
-    if settings.azure_location and not settings.azure_bundle_uri:
-        raise SettingsError.one(
-            f"{NAMESPACE}:azureBundleUri", "required with rtcfleet:azureLocation"
-        )
+    if settings.azure_location:
+        _check_azure(settings)
     return settings
+
+
+def _check_azure(settings: ImageSettings) -> None:
+    problems = []
+    uri = _BLOB_URI.match(settings.azure_bundle_uri or "")
+    account = _STORAGE_ACCOUNT_ID.match(settings.azure_bundle_storage_id or "")
+    if uri is None:
+        problems.append(
+            (
+                f"{NAMESPACE}:azureBundleUri",
+                "required with rtcfleet:azureLocation: https://<account>.blob.core.windows.net/"
+                "<container>/<blob>",
+            )
+        )
+    if account is None:
+        problems.append(
+            (
+                f"{NAMESPACE}:azureBundleStorageId",
+                "required with rtcfleet:azureLocation: the bundle's storage account resource id",
+            )
+        )
+    elif uri is not None and uri["account"] != account["account"].lower():
+        problems.append(
+            (
+                f"{NAMESPACE}:azureBundleStorageId",
+                f"names account {account['account']}; the bundle is in {uri['account']}",
+            )
+        )
+    if not _GALLERY_VERSION.match(settings.version):
+        problems.append(
+            (f"{NAMESPACE}:version", "a Compute Gallery version is three integers (1.4.0)")
+        )
+    if problems:
+        raise SettingsError(problems)
+
+
+def bundle_container_id(settings: ImageSettings) -> str:
+    """The bundle's container as a resource id: the image builder reads there only."""
+    uri = _BLOB_URI.match(settings.azure_bundle_uri or "")
+    if uri is None or settings.azure_bundle_storage_id is None:
+        raise SettingsError.one(f"{NAMESPACE}:azureBundleUri", "not a blob URL")
+    return f"{settings.azure_bundle_storage_id}/blobServices/default/containers/{uri['container']}"
 
 
 def image_program(stack: str) -> dict[str, pulumi.Output[Any]]:
@@ -125,11 +178,19 @@ def declare_images(s: ImageSettings) -> dict[str, pulumi.Output[Any]]:
         import pulumi_azure_native as azure_native
 
         from infra.azure.image import AzureImageArgs, AzureNodeImage
+        from infra.azure.region import IMAGE_VERSION_ID
 
         azure = azure_native.Provider(f"azure-{s.azure_location}", location=s.azure_location)
         opts = pulumi.ResourceOptions(providers=[azure])
+        client = azure_native.authorization.get_client_config_output(
+            opts=pulumi.InvokeOptions(provider=azure)
+        )
         group = azure_native.resources.ResourceGroup(
             f"{s.env}-images", location=s.azure_location, tags=tags, opts=opts
+        )
+        # Image Builder wants the staging group empty and in the template's region.
+        staging = azure_native.resources.ResourceGroup(
+            f"{s.env}-image-staging", location=s.azure_location, tags=tags, opts=opts
         )
         identity = azure_native.managedidentity.UserAssignedIdentity(
             f"{s.env}-image-builder",
@@ -148,10 +209,14 @@ def declare_images(s: ImageSettings) -> dict[str, pulumi.Output[Any]]:
                 locations=s.azure_locations,
                 bundle_uri=s.azure_bundle_uri,
                 bundle_sha256=s.bundle_sha256,
+                bundle_container_id=bundle_container_id(s),
+                subscription_id=client.subscription_id,
                 identity_id=identity.id,
+                identity_principal_id=identity.principal_id,
+                staging_group_id=staging.id,
                 tags=tags,
             ),
             opts=opts,
         )
-        exports["azureImageVersionId"] = azure_image.image_definition.id
+        exports[IMAGE_VERSION_ID] = azure_image.version_id
     return exports

@@ -311,6 +311,35 @@ _GALLERY_IMAGE_VERSION = re.compile(
 
 
 AZURE_POSTGRES_MIN_BACKUP_DAYS = 7
+AZURE_SSH_MIN_RSA_BITS = 2048
+
+
+def ssh_rsa_problem(key: str) -> str | None:
+    """Why Azure would refuse ``key`` as a VM's SSH key: it takes ssh-rsa of 2048 bits or more."""
+    import base64
+    import binascii
+
+    words = key.split()
+    if len(words) < 2 or words[0] != "ssh-rsa":
+        return "must be an OpenSSH public key starting with ssh-rsa (Azure VMs take RSA keys)"
+    try:
+        blob = base64.b64decode(words[1], validate=True)
+    except (binascii.Error, ValueError):
+        return "the key's base64 body does not decode"
+    fields: list[bytes] = []
+    offset = 0
+    while offset + 4 <= len(blob) and len(fields) < 3:
+        size = int.from_bytes(blob[offset : offset + 4], "big")
+        fields.append(blob[offset + 4 : offset + 4 + size])
+        offset += 4 + size
+    if len(fields) != 3 or fields[0] != b"ssh-rsa":
+        return "the key's body is not an ssh-rsa public key"
+    bits = int.from_bytes(fields[2], "big").bit_length()
+    if bits < AZURE_SSH_MIN_RSA_BITS:
+        return f"a {bits}-bit RSA key; Azure needs at least {AZURE_SSH_MIN_RSA_BITS} bits"
+    return None
+
+
 AZURE_REDIS_MAX_REPLICAS = 3
 
 
@@ -323,6 +352,8 @@ class AzureRegionSettings(RegionSettings):
     """
 
     certificate_vault_id: str
+    # The operators' break-glass login on every node (password logins are off).
+    node_ssh_public_key: str
     gateway_vm_size: str | None = None
     media_vm_size: str | None = None
     redis_capacity: int | None = Field(None, ge=1, le=5)
@@ -340,6 +371,14 @@ class AzureRegionSettings(RegionSettings):
                 "must be a Key Vault secret id (https://<vault>.vault.azure.net/secrets/<name>)"
             )
         return value
+
+    @field_validator("node_ssh_public_key")
+    @classmethod
+    def _ssh_key(cls, value: str) -> str:
+        problem = ssh_rsa_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value.strip()
 
     @field_validator("certificate_vault_id")
     @classmethod

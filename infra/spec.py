@@ -33,8 +33,22 @@ def settings_subscription(region: str) -> str:
 
 SSH_PORT = 22
 
-HEALTH_CHECK_PATH = "/readyz"
+# Three health signals, each read by one kind of judge (docs/health.md):
+# liveness (the process answers) is all a node group's health check or repair acts on;
 LIVENESS_PATH = "/healthz"
+# readiness (this gateway can take joins for its region now) is what load balancers route on;
+READINESS_PATH = "/readyz"
+# registration readiness (this gateway can take media-node registrations: its Redis answers) is
+# what the media-signaling load balancer routes on: it never waits for a registered media node,
+# so a region with no media node yet can still register its first one;
+REGISTRATION_READINESS_PATH = "/readyz/registration"
+# region health (this region can place a room on a media node that answers, end to end) is what
+# DNS failover and the drills read.
+REGION_HEALTH_PATH = "/regionz"
+# A media node's liveness, on the machine itself (health extension, liveness watcher).
+MEDIA_HEALTH_PORT = 8081
+# Seconds a node group gives a new machine before its liveness counts.
+LIVENESS_GRACE_SECONDS = 300
 INTERNAL_PATH_PREFIX = "/internal/"
 
 # WebSocket signaling stays open for the whole call; load balancers must not cut it.
@@ -54,6 +68,10 @@ DRAIN_HOOK_NAME = "rtcfleet-drain"
 
 # Tag on every resource that plays a role, so policies can check it against FIREWALL.
 ROLE_TAG = "rtcfleet:role"
+# Tags a node's first boot falls back to when its user data or custom data is lost.
+ENV_TAG = "rtcfleet:env"
+# Azure: the name of the Key Vault holding the node role's settings and secrets.
+KEY_VAULT_TAG = "rtcfleet:keyVault"
 # on a settings server that is a logical-replication subscriber: its data is the writer's
 SUBSCRIBER_TAG = "rtcfleet:settings-subscriber-of"
 

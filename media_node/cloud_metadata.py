@@ -176,12 +176,15 @@ class AzureMetadata:
             if response.status != 200:
                 raise MetadataError(f"approving scheduled event answered {response.status}")
 
-    async def access_token(self, resource: str) -> str:
-        """A managed-identity bearer token for ``resource`` (ARM, Key Vault)."""
-        body = await self._get_json(
-            "/metadata/identity/oauth2/token",
-            {"api-version": self.IDENTITY_API, "resource": resource},
-        )
+    async def access_token(self, resource: str, client_id: str | None = None) -> str:
+        """A managed-identity bearer token for ``resource`` (ARM, Key Vault).
+
+        ``client_id`` picks the user-assigned identity when the machine has several.
+        """
+        params = {"api-version": self.IDENTITY_API, "resource": resource}
+        if client_id:
+            params["client_id"] = client_id
+        body = await self._get_json("/metadata/identity/oauth2/token", params)
         token = body.get("access_token")
         if not isinstance(token, str):
             raise MetadataError("managed identity answered no access_token")

@@ -15,7 +15,12 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from infra.spec import DEFAULT_DRAIN_TIMEOUT_SECONDS, MEDIA_PORT_MAX, MEDIA_PORT_MIN
+from infra.spec import (
+    DEFAULT_DRAIN_TIMEOUT_SECONDS,
+    MEDIA_HEALTH_PORT,
+    MEDIA_PORT_MAX,
+    MEDIA_PORT_MIN,
+)
 from rtcfleet.config_file import ServiceSettings
 from rtcfleet.nodes import NODE_ID_PATTERN
 
@@ -49,6 +54,9 @@ class MediaNodeSettings(ServiceSettings):
     bind_ip: str | None = None
     port_min: int = Field(default=MEDIA_PORT_MIN, ge=1024, le=65535)
     port_max: int = Field(default=MEDIA_PORT_MAX, ge=1024, le=65535)
+    # liveness (media_node.liveness): probed on the machine itself, so loopback by default
+    health_host: str = "127.0.0.1"
+    health_port: int = Field(default=MEDIA_HEALTH_PORT, ge=1, le=65535)
     drain_timeout_seconds: float = Field(default=DEFAULT_DRAIN_TIMEOUT_SECONDS, gt=0)
     # Scale-in agent (media_node.drain_agent): set by the image's first boot; off when unset.
     cloud: Literal["aws", "azure"] | None = None

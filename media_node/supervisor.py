@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
+from media_node import liveness
 from media_node.drain_agent import DrainAgent, cloud_agent
 from media_node.settings import MediaNodeSettings
 from media_node.sfu import SfuConfig
@@ -35,6 +36,7 @@ from rtcfleet.node_messages import (
     AnyNodeCommand,
     NodeJoin,
     NodeLeave,
+    NodeProbe,
     RoomEmpty,
     SessionLeft,
     ToSession,
@@ -59,6 +61,9 @@ HTTP_TIMEOUT_S = 3.0
 WORKER_START_TIMEOUT_S = 60.0
 # commands waiting for one worker; past it a command is refused with an error to its session
 WORKER_COMMAND_QUEUE = 1024
+# messages waiting for Redis on their way to sessions; at the bound a message is dropped, its
+# client recovers by its own timeouts (no answer: a new offer; silence: a rejoin)
+OUTBOX_LIMIT = 4096
 
 
 class RegistrationFailed(RuntimeError):
@@ -116,7 +121,10 @@ class Supervisor:
         self._http: aiohttp.ClientSession | None = None
         self._stopped = asyncio.Event()
         self._gateway_index = 0
-        self._outbox: asyncio.Queue[tuple[str | None, dict[str, Any]]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[tuple[str | None, dict[str, Any]]] = asyncio.Queue(
+            maxsize=OUTBOX_LIMIT
+        )
+        self.outbox_dropped = 0
         # The cloud's scale-in agent; set while run() runs on a cloud machine.
         self.drain_agent: DrainAgent | None = None
 
@@ -202,7 +210,7 @@ class Supervisor:
         reconnect = Reconnect(reason="media_worker_lost").model_dump(mode="json")
         for session, room in list(self.sessions.items()):
             if room in dead.rooms:
-                self._outbox.put_nowait((session, reconnect))
+                self._to_outbox(session, reconnect)
                 del self.sessions[session]
         for room in dead.rooms:
             self.room_worker.pop(room, None)
@@ -215,7 +223,7 @@ class Supervisor:
             log.error("worker %d sent a malformed message: %s", handle.index, exc)
             return
         if isinstance(event, ToSession):
-            self._outbox.put_nowait((event.session, event.message))
+            self._to_outbox(event.session, event.message)
         elif isinstance(event, WorkerLoadReport):
             handle.load = WorkerLoad(**event.model_dump(exclude={"kind"}))
             handle.ready.set()
@@ -226,7 +234,16 @@ class Supervisor:
             handle.rooms.discard(room)
             if self.room_worker.get(room) is handle:
                 del self.room_worker[room]
-            self._outbox.put_nowait((None, {"release": room}))
+            self._to_outbox(None, {"release": room})
+
+    def _to_outbox(self, session: str | None, message: dict[str, Any]) -> None:
+        """Queue for the outbox loop; a full outbox means Redis stalls, and memory must not grow."""
+        try:
+            self._outbox.put_nowait((session, message))
+        except asyncio.QueueFull:
+            self.outbox_dropped += 1
+            if self.outbox_dropped % 1000 == 1:
+                log.warning("outbox full: %d messages dropped so far", self.outbox_dropped)
 
     async def _outbox_loop(self) -> None:
         """One writer, so each session's messages reach its stream in the order they were made."""
@@ -282,6 +299,10 @@ class Supervisor:
     # ---- commands from gateways -------------------------------------------------------------
 
     async def handle_command(self, command: AnyNodeCommand) -> None:
+        if isinstance(command, NodeProbe):
+            # a gateway's region-health probe: this node's bus, loop and workers answer
+            self._outbox.put_nowait((command.probe, self.probe_answer()))
+            return
         room, session = command.room, command.session
         if isinstance(command, NodeJoin):
             if room not in self.room_worker:
@@ -291,19 +312,19 @@ class Supervisor:
                 if holder != self.node_id:
                     log.warning("room %s is held by %s: join sent there", room, holder)
                     moved = Reconnect(reason="room_moved").model_dump(mode="json")
-                    self._outbox.put_nowait((session, moved))
+                    self._to_outbox(session, moved)
                     return
             if self.draining and room not in self.room_worker:
                 await self._release_room(room)
                 refusal = error(ErrorCode.NO_MEDIA_NODE, "media node is draining; retry")
-                self._outbox.put_nowait((session, refusal.model_dump(mode="json")))
+                self._to_outbox(session, refusal.model_dump(mode="json"))
                 return
             self.sessions[session] = room
         handle = self.room_worker.get(room) if not isinstance(command, NodeJoin) else None
         handle = handle or self.worker_for(room)
         if not handle.submit(command.model_dump(mode="json")):
             busy = error(ErrorCode.MEDIA_ERROR, "media node busy: command dropped, retry")
-            self._outbox.put_nowait((session, busy.model_dump(mode="json")))
+            self._to_outbox(session, busy.model_dump(mode="json"))
 
     async def _inbox_loop(self) -> None:
         stream, cursor = bus.node_inbox(self.node_id), "$"
@@ -356,6 +377,14 @@ class Supervisor:
                     self.sessions.pop(session, None)
             for session in set(self._missing_since) - set(self.sessions):
                 del self._missing_since[session]
+
+    def probe_answer(self) -> dict[str, Any]:
+        alive = [w for w in self.workers if w.ready.is_set() and w.process.is_alive()]
+        return {
+            "type": "probe",
+            "node_id": self.node_id,
+            "workers_ready": 0 if self.draining else len(alive),
+        }
 
     # ---- region: registration, heartbeats, settings -----------------------------------------
 
@@ -440,7 +469,7 @@ class Supervisor:
             log.warning("settings replica unreachable, keeping last copy: %s", exc)
             return False
         try:
-            platform = await settings_store.load(conn)
+            platform = await settings_store.load(conn, fallback=self.platform)
         except (OSError, asyncpg.PostgresError) as exc:
             log.warning("settings read failed, keeping last copy: %s", exc)
             return False
@@ -514,6 +543,10 @@ class Supervisor:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S))
         agent_scope = contextlib.AsyncExitStack()
         try:
+            health = await liveness.serve(
+                self, self.settings.health_host, self.settings.health_port
+            )
+            agent_scope.push_async_callback(health.cleanup)
             self.drain_agent = await agent_scope.enter_async_context(
                 cloud_agent(
                     self,

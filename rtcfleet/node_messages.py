@@ -59,8 +59,15 @@ class NodeLeave(_SessionCommand):
     op: Literal["leave"] = "leave"
 
 
+class NodeProbe(_Internal):
+    """A gateway's region-health probe; the node answers on ``bus.session_stream(probe)``."""
+
+    op: Literal["probe"] = "probe"
+    probe: Annotated[str, Field(pattern=r"^probe-[\w.-]{1,100}$")]
+
+
 NodeCommand = Annotated[
-    NodeJoin | NodePublishOffer | NodeSubscriberAnswer | NodeTrickle | NodeLeave,
+    NodeJoin | NodePublishOffer | NodeSubscriberAnswer | NodeTrickle | NodeLeave | NodeProbe,
     Field(discriminator="op"),
 ]
 
@@ -131,8 +138,9 @@ _node_command: TypeAdapter[Any] = TypeAdapter(NodeCommand)
 _worker_command: TypeAdapter[Any] = TypeAdapter(WorkerCommand)
 _worker_event: TypeAdapter[Any] = TypeAdapter(WorkerEvent)
 
-AnyNodeCommand = NodeJoin | NodePublishOffer | NodeSubscriberAnswer | NodeTrickle | NodeLeave
-AnyWorkerCommand = AnyNodeCommand | WorkerSettings | WorkerStop
+AnySessionCommand = NodeJoin | NodePublishOffer | NodeSubscriberAnswer | NodeTrickle | NodeLeave
+AnyNodeCommand = AnySessionCommand | NodeProbe
+AnyWorkerCommand = AnySessionCommand | WorkerSettings | WorkerStop
 AnyWorkerEvent = ToSession | WorkerLoadReport | SessionLeft | RoomEmpty
 
 

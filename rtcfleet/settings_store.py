@@ -14,12 +14,15 @@ far its copy trails the writer, whichever way it replicates.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from infra.spec import SETTINGS_PUBLICATION
+
+log = logging.getLogger("rtcfleet.settings")
 
 TABLE = "rtcfleet_settings"
 HEARTBEAT_TABLE = "rtcfleet_heartbeat"
@@ -80,15 +83,48 @@ async def ensure_schema(conn: asyncpg.Connection, *, publish: bool = True) -> No
             await conn.execute(f"CREATE PUBLICATION {PUBLICATION} FOR TABLE {tables}")
 
 
-async def load(conn: asyncpg.Connection) -> PlatformSettings:
-    """Stored values over defaults; a database without the table yields the defaults."""
+async def load(
+    conn: asyncpg.Connection, fallback: PlatformSettings | None = None
+) -> PlatformSettings:
+    """Stored values over defaults; a database without the table yields the defaults.
+
+    A stored value that does not validate (written around the API, or by an older release) is
+    skipped and logged, keeping ``fallback``'s value for it (the last good copy) or else the
+    default: one bad row must not stop media nodes or the admin API that repairs it.
+    """
+    good = PlatformSettings().model_dump()
     try:
-        rows = await conn.fetch(f"SELECT key, value FROM {TABLE}")
+        rows = await conn.fetch(f"SELECT key, value FROM {TABLE} ORDER BY key")
     except asyncpg.UndefinedTableError:
         return PlatformSettings()
     known = set(PlatformSettings.model_fields)
-    values = {row["key"]: json.loads(row["value"]) for row in rows if row["key"] in known}
-    return PlatformSettings.model_validate(values)
+    for row in rows:
+        key = row["key"]
+        if key not in known:
+            continue
+        value = json.loads(row["value"])
+        try:
+            PlatformSettings.model_validate(good | {key: value})
+        except ValidationError as exc:
+            kept = getattr(fallback, key) if fallback is not None else good[key]
+            log.warning(
+                "stored setting %s=%r is invalid, keeping %r: %s",
+                key,
+                value,
+                kept,
+                exc.errors()[0]["msg"],
+            )
+            value = kept
+        good[key] = value
+    return PlatformSettings.model_validate(good)
+
+
+async def delete(conn: asyncpg.Connection, key: str) -> PlatformSettings:
+    """Remove a stored setting so its default applies again (also clears a bad stored value)."""
+    if key not in PlatformSettings.model_fields:
+        raise SettingsError(f"{key}: unknown setting")
+    await conn.execute(f"DELETE FROM {TABLE} WHERE key = $1", key)
+    return await load(conn)
 
 
 async def update(conn: asyncpg.Connection, changes: dict[str, Any]) -> PlatformSettings:

@@ -54,10 +54,20 @@ function setStatus(text) {
   statusLine.textContent = text;
 }
 
+// A link may name the signaling URL, but only on this page's own origin: a crafted link must
+// not send the token, camera and microphone to someone else's server.
 function signalUrl() {
-  if (params.get("signal")) return params.get("signal");
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}/v1/signal`;
+  const own = `${scheme}//${location.host}/v1/signal`;
+  if (!params.get("signal")) return own;
+  let given;
+  try {
+    given = new URL(params.get("signal"), location.href);
+  } catch (e) {
+    return null;
+  }
+  if (!["ws:", "wss:"].includes(given.protocol) || given.host !== location.host) return null;
+  return given.href;
 }
 
 function videoSize() {
@@ -368,16 +378,20 @@ function closeMedia() {
 }
 
 function join(givenToken) {
+  const url = signalUrl();
+  if (!url) {
+    setStatus(`refused: the signaling URL ${params.get("signal")} is not on ${location.host}`);
+    return;
+  }
   token = givenToken;
   leaveButton.disabled = false;
-  connect(signalUrl());
+  connect(url);
 }
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   const data = new FormData(form);
   const url = new URL(location.href);
-  url.searchParams.set("token", data.get("token"));
   if (data.get("room")) url.searchParams.set("room", data.get("room"));
   history.replaceState(null, "", url);
   join(String(data.get("token")));
@@ -392,6 +406,14 @@ leaveButton.addEventListener("click", () => {
   leaveButton.disabled = true;
 });
 
+// Joining publishes camera and microphone: only the Join button starts it, never a link. A
+// token may come in the fragment (#token=..., never sent to a server) and leaves the history.
+const fragment = new URLSearchParams(location.hash.slice(1));
 form.elements.room.value = params.get("room") || "";
-form.elements.token.value = params.get("token") || "";
-if (params.get("token")) join(params.get("token"));
+form.elements.token.value = fragment.get("token") || params.get("token") || "";
+if (fragment.has("token") || params.has("token")) {
+  const url = new URL(location.href);
+  url.searchParams.delete("token");
+  url.hash = "";
+  history.replaceState(null, "", url);
+}

@@ -1,7 +1,11 @@
 """The region's load balancers: client and admin ALBs, the internal media-signaling ALB.
 
 Target ports and health checks come from ``infra.spec`` so the gateways and the load balancers
-agree on where a node answers.
+agree on where a node answers. The client and admin target groups route on readiness; the
+media-signaling one on registration readiness, which no media node is needed to pass, so the
+first media node of a new region can register. When every target of a group fails its check,
+an ALB routes to all of them (fails open): a region-wide readiness fault degrades to errors on
+the affected requests, never to a load balancer that refuses everything.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ import pulumi_aws as aws
 from infra.spec import (
     ADMIN_PORT,
     CLIENT_SIGNALING_PORT,
-    HEALTH_CHECK_PATH,
     HTTPS_PORT,
     INTERNAL_PATH_PREFIX,
+    READINESS_PATH,
+    REGISTRATION_READINESS_PATH,
     ROLE_TAG,
     SIGNALING_IDLE_TIMEOUT_SECONDS,
     Role,
@@ -47,12 +52,12 @@ class LoadBalancersArgs:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def _http_health_check(port: int) -> aws.lb.TargetGroupHealthCheckArgs:
+def _http_health_check(port: int, path: str = READINESS_PATH) -> aws.lb.TargetGroupHealthCheckArgs:
     return aws.lb.TargetGroupHealthCheckArgs(
         enabled=True,
         protocol="HTTP",
         port=str(port),
-        path=HEALTH_CHECK_PATH,
+        path=path,
         matcher="200",
         interval=10,
         timeout=5,
@@ -114,7 +119,7 @@ class LoadBalancers(pulumi.ComponentResource):
             protocol="HTTP",
             target_type="instance",
             vpc_id=args.vpc_id,
-            health_check=_http_health_check(CLIENT_SIGNALING_PORT),
+            health_check=_http_health_check(CLIENT_SIGNALING_PORT, REGISTRATION_READINESS_PATH),
             deregistration_delay=DEREGISTRATION_DELAY_SECONDS,
             tags=tags(Role.GATEWAY, "signaling"),
             opts=child,

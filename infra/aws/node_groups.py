@@ -224,7 +224,10 @@ class NodeGroup(pulumi.ComponentResource):
                 id=self.launch_template.id, version=self.launch_template.latest_version.apply(str)
             ),
             target_group_arns=args.target_group_arns,
-            health_check_type="ELB" if args.target_group_arns else "EC2",
+            # Never "ELB": the target groups probe readiness, and a group that replaced machines
+            # on it would replace every gateway of a region whose Redis fails over. The group
+            # acts on the machine's own state; the process's liveness is systemd's to restart.
+            health_check_type="EC2",
             health_check_grace_period=HEALTH_CHECK_GRACE_SECONDS,
             default_instance_warmup=args.scaling.warmup_seconds if args.scaling else None,
             instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(

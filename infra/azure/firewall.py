@@ -38,6 +38,7 @@ from infra.azure.firewall_rules import (
     SOURCE_ROLES,
     SPEC_PRIORITY,
     nsg_ingress,
+    platform_destination,
     port_range,
     rule_name,
 )
@@ -112,6 +113,7 @@ class Firewall(pulumi.ComponentResource):
         ports: str,
         sources: Sequence[str],
         description: str,
+        destination: str | None = None,
     ) -> azure_native.network.SecurityRuleArgs:
         single = len(sources) == 1
         return azure_native.network.SecurityRuleArgs(
@@ -123,7 +125,7 @@ class Firewall(pulumi.ComponentResource):
             source_address_prefix=sources[0] if single else None,
             source_address_prefixes=None if single else list(sources),
             source_port_range="*",
-            destination_address_prefix=self._args.subnet_cidrs[role],
+            destination_address_prefix=destination or self._args.subnet_cidrs[role],
             destination_port_range=ports,
             description=description,
         )
@@ -162,6 +164,7 @@ class Firewall(pulumi.ComponentResource):
                     port_range(platform.from_port, platform.to_port),
                     sources,
                     f"{role.value}: {platform.reason}",
+                    platform_destination(role, platform.source),
                 )
             )
             priority += 10

@@ -50,6 +50,16 @@ DENY_ALL_NAME = "deny-all-inbound"
 DENY_ALL_PRIORITY = 4096
 SPEC_PRIORITY = 100
 PLATFORM_PRIORITY = 1000
+# Application Gateway v2 refuses a subnet NSG whose GatewayManager / AzureLoadBalancer rules
+# name a destination other than Any; the subnet itself is not accepted there.
+APP_GATEWAY_ROLES = (Role.CLIENT_LB, Role.ADMIN_LB)
+SERVICE_TAG_SOURCES = (GATEWAY_MANAGER, AZURE_LOAD_BALANCER)
+ANY = "*"
+
+
+def platform_destination(role: Role, source: str) -> str | None:
+    """``ANY`` where Azure demands it of a platform rule; ``None``: the role's subnet."""
+    return ANY if role in APP_GATEWAY_ROLES and source in SERVICE_TAG_SOURCES else None
 
 
 @dataclass(frozen=True)

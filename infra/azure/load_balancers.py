@@ -20,14 +20,16 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_azure_native as azure_native
+import pulumiverse_time as time
 
 from infra.azure.identities import KEY_VAULT_SECRETS_USER, grant, role_definition_id
 from infra.spec import (
     ADMIN_PORT,
     CLIENT_SIGNALING_PORT,
-    HEALTH_CHECK_PATH,
     HTTPS_PORT,
     INTERNAL_PATH_PREFIX,
+    READINESS_PATH,
+    REGISTRATION_READINESS_PATH,
     ROLE_TAG,
     SIGNALING_IDLE_TIMEOUT_SECONDS,
     Role,
@@ -41,6 +43,9 @@ PROBE_INTERVAL_SECONDS = 10
 # Application Gateway v2 autoscaling: two instances keep a zone's loss invisible.
 MIN_GATEWAY_INSTANCES = 2
 MAX_GATEWAY_INSTANCES = 10
+# Azure RBAC takes up to several minutes to honour a new role assignment; an Application
+# Gateway created sooner cannot read its certificate and its first create fails.
+ROLE_PROPAGATION = "300s"
 
 
 @dataclass
@@ -115,6 +120,12 @@ class LoadBalancers(pulumi.ComponentResource):
             parent=self,
         )
         self._identity = identity
+        propagated = time.Sleep(
+            f"{prefix}-certificate-reader-propagation",
+            create_duration=ROLE_PROPAGATION,
+            triggers={"assignment": certificate_reader.id},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[certificate_reader]),
+        )
 
         self.waf_policy = azure_native.network.WebApplicationFirewallPolicy(
             f"{prefix}-client-waf",
@@ -155,7 +166,7 @@ class LoadBalancers(pulumi.ComponentResource):
 
         self.client_public_ip = self._public_ip("client", args.dns_label)
         self.admin_public_ip = self._public_ip("admin", f"{args.dns_label}-admin")
-        deps = pulumi.ResourceOptions(parent=self, depends_on=[certificate_reader])
+        deps = pulumi.ResourceOptions(parent=self, depends_on=[propagated])
         self.client = self._app_gateway(
             "client",
             Role.CLIENT_LB,
@@ -196,13 +207,18 @@ class LoadBalancers(pulumi.ComponentResource):
                 zones=list(args.zones),
             ),
             port=CLIENT_SIGNALING_PORT,
+            # Media nodes register through this load balancer, so it routes on registration
+            # readiness (the gateway's Redis answers), which needs no registered media node; and
+            # when every gateway is probed down it still sends new flows to all of them, as an
+            # ALB does, instead of refusing the whole region's signaling.
             probe=azure_native.network.ProbeArgs(
                 name="readyz",
                 protocol="Http",
                 port=CLIENT_SIGNALING_PORT,
-                request_path=HEALTH_CHECK_PATH,
+                request_path=REGISTRATION_READINESS_PATH,
                 interval_in_seconds=PROBE_INTERVAL_SECONDS,
                 probe_threshold=2,
+                no_healthy_backends_behavior=azure_native.network.ProbeNoHealthyBackendsBehavior.ALL_PROBED_UP,
             ),
             probe_name="readyz",
             idle_minutes=SIGNALING_IDLE_MINUTES,
@@ -296,7 +312,7 @@ class LoadBalancers(pulumi.ComponentResource):
                     protocol="Http",
                     host="127.0.0.1",
                     port=backend_port,
-                    path=HEALTH_CHECK_PATH,
+                    path=READINESS_PATH,
                     interval=PROBE_INTERVAL_SECONDS,
                     timeout=5,
                     unhealthy_threshold=2,

@@ -4,6 +4,11 @@ Azure subnets span every zone of the region, so the zone spread lives in the blo
 machines (scale sets, Application Gateways, Redis, Postgres HA). Nothing here needs a public
 subnet: media nodes carry their own public IPs, gateways leave through a NAT gateway, and the
 data stores have no outbound internet at all.
+
+A NAT gateway is a zonal resource: it and its address are pinned to one zone (the first of the
+region's), so a zone's loss is a known one, not whichever zone Azure picked. Nothing on the call
+path leaves through it (Key Vault is reached over service endpoints, the data stores privately);
+only the gateways' outbound internet shares that zone's fate.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ class NetworkArgs:
     location: str
     cidr: str
     nsg_ids: Mapping[Role, pulumi.Input[str]]
+    # The zone of the NAT gateway and its address.
+    nat_zone: str = "1"
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -80,6 +87,7 @@ class Network(pulumi.ComponentResource):
             public_ip_address_name=f"{prefix}-nat",
             sku=azure_native.network.PublicIPAddressSkuArgs(name="Standard", tier="Regional"),
             public_ip_allocation_method="Static",
+            zones=[args.nat_zone],
             tags=args.tags,
             resource_group_name=rg,
             location=location,
@@ -91,6 +99,7 @@ class Network(pulumi.ComponentResource):
             sku=azure_native.network.NatGatewaySkuArgs(name="Standard"),
             public_ip_addresses=[azure_native.network.SubResourceArgs(id=nat_ip.id)],
             idle_timeout_in_minutes=10,
+            zones=[args.nat_zone],
             tags=args.tags,
             resource_group_name=rg,
             location=location,

@@ -1,9 +1,14 @@
 """Virtual machine scale sets of gateways and media nodes, from the Compute Gallery image.
 
-Uniform orchestration: it is the mode in which instance protection, terminate notifications,
-a scale-in policy and a public IP per instance all work together on one scale set. Every
-instance runs as its role's user-assigned identity, which may read its role's Key Vault
-secrets and nothing else; no SSH key is ever installed and the NSGs deny port 22.
+Uniform orchestration: it is the mode in which instance protection (``protectFromScaleIn``),
+terminate notifications, a scale-in policy and a public IP per instance all work together on
+one scale set; Flexible orchestration offers only resource locks in place of instance
+protection (docs/azure.md says why that decides it). Properties Azure documents as
+Flexible-only (``networkApiVersion``, the OS disk's ``deleteOption``, a public-IP ``sku``) are
+therefore never set. Every instance runs as its role's user-assigned identity, which may read
+its role's Key Vault secrets and nothing else. Logins take the operators' SSH key only
+(password authentication off), and no NSG admits port 22: the key is for break-glass access
+through Azure Bastion or the serial console, never for routine work.
 
 Graceful scale-in of media nodes (the node-side drain agent is built separately):
 
@@ -31,9 +36,20 @@ import pulumi_azure_native as azure_native
 
 from infra.azure.identities import grant, stable_guid
 from infra.node_boot import boot_script
-from infra.spec import CLIENT_SIGNALING_PORT, HEALTH_CHECK_PATH, ROLE_TAG, Role
+from infra.spec import (
+    CLIENT_SIGNALING_PORT,
+    ENV_TAG,
+    KEY_VAULT_TAG,
+    LIVENESS_PATH,
+    MEDIA_HEALTH_PORT,
+    ROLE_TAG,
+    Role,
+)
 
 ADMIN_USER = "rtcfleet"
+# Each role's computer names start differently, so a host name says what the machine is and
+# two scale sets never hand out the same name (Uniform appends the instance id to the prefix).
+COMPUTER_NAME_PREFIXES = {Role.GATEWAY: "gw", Role.MEDIA_NODE: "media"}
 # Azure's longest terminate notice; the drain agent approves the event as soon as it is done.
 TERMINATE_NOTICE = "PT15M"
 HEALTH_GRACE = "PT10M"
@@ -80,9 +96,10 @@ class NodeGroupArgs:
     identity_client_id: pulumi.Input[str]
     identity_principal_id: pulumi.Input[str]
     vault_uri: pulumi.Input[str]
+    vault_name: str
     secret_name: str
     settings_name: str
-    admin_password: pulumi.Input[str]
+    ssh_public_key: str
     app_gateway_pools: Sequence[pulumi.Input[str]] = ()
     load_balancer_pools: Sequence[pulumi.Input[str]] = ()
     # Media nodes advertise their own public address in ICE candidates (1:1 NAT).
@@ -92,6 +109,11 @@ class NodeGroupArgs:
     drain: bool = False
     disk_gb: int = 30
     tags: dict[str, str] = field(default_factory=dict)
+
+
+def computer_name_prefix(prefix: str, role: Role) -> str:
+    """``prod-weu`` + media -> ``prod-weu-media``; Uniform appends a 6-character instance id."""
+    return f"{prefix}-{COMPUTER_NAME_PREFIXES[role]}"
 
 
 def custom_data(args: NodeGroupArgs, vault_uri: str, client_id: str) -> str:
@@ -125,7 +147,12 @@ class NodeGroup(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         compute = azure_native.compute
         base = f"{args.prefix}-{args.role.value}"
-        tags = {**args.tags, ROLE_TAG: args.role.value}
+        tags = {
+            **args.tags,
+            ROLE_TAG: args.role.value,
+            ENV_TAG: args.env,
+            KEY_VAULT_TAG: args.vault_name,
+        }
         boot = pulumi.Output.all(args.vault_uri, args.identity_client_id).apply(
             lambda values: custom_data(args, str(values[0]), str(values[1]))
         )
@@ -143,18 +170,18 @@ class NodeGroup(pulumi.ComponentResource):
             or None,
             public_ip_address_configuration=(
                 compute.VirtualMachineScaleSetPublicIPAddressConfigurationArgs(
-                    name="public",
-                    sku=compute.PublicIPAddressSkuArgs(name="Standard", tier="Regional"),
-                    public_ip_address_version="IPv4",
-                    idle_timeout_in_minutes=15,
-                    delete_option="Delete",
+                    name="public", public_ip_address_version="IPv4", idle_timeout_in_minutes=15
                 )
                 if args.public_ip
                 else None
             ),
         )
+        # The health extension probes liveness on the machine itself, and automatic repairs act
+        # on it alone: a gateway whose Redis fails over, or a media node whose gateway is away,
+        # is alive and stays. (Load balancers route on readiness; see load_balancers.py.)
+        health_port = CLIENT_SIGNALING_PORT if args.role is Role.GATEWAY else MEDIA_HEALTH_PORT
         health = None
-        if args.role is Role.GATEWAY:
+        if args.role in (Role.GATEWAY, Role.MEDIA_NODE):
             health = compute.VirtualMachineScaleSetExtensionProfileArgs(
                 extensions=[
                     compute.VirtualMachineScaleSetExtensionArgs(
@@ -165,8 +192,8 @@ class NodeGroup(pulumi.ComponentResource):
                         auto_upgrade_minor_version=True,
                         settings={
                             "protocol": "http",
-                            "port": CLIENT_SIGNALING_PORT,
-                            "requestPath": HEALTH_CHECK_PATH,
+                            "port": health_port,
+                            "requestPath": LIVENESS_PATH,
                         },
                     )
                 ]
@@ -199,7 +226,7 @@ class NodeGroup(pulumi.ComponentResource):
                         prioritize_unhealthy_instances=True,
                     ),
                 )
-                if health
+                if args.role is Role.GATEWAY
                 # Media nodes are replaced by draining, never by an in-place rolling upgrade.
                 else compute.UpgradePolicyArgs(mode=compute.UpgradeMode.MANUAL)
             ),
@@ -215,14 +242,20 @@ class NodeGroup(pulumi.ComponentResource):
             ),
             virtual_machine_profile=compute.VirtualMachineScaleSetVMProfileArgs(
                 os_profile=compute.VirtualMachineScaleSetOSProfileArgs(
-                    computer_name_prefix=base[:9],
+                    computer_name_prefix=computer_name_prefix(args.prefix, args.role),
                     admin_username=ADMIN_USER,
-                    # A generalized image needs a credential; this one is random, never
-                    # exported, and unusable over the network (no NSG admits port 22).
-                    admin_password=args.admin_password,
                     custom_data=boot,
                     linux_configuration=compute.LinuxConfigurationArgs(
-                        disable_password_authentication=False, provision_vm_agent=True
+                        disable_password_authentication=True,
+                        provision_vm_agent=True,
+                        ssh=compute.SshConfigurationArgs(
+                            public_keys=[
+                                compute.SshPublicKeyArgs(
+                                    path=f"/home/{ADMIN_USER}/.ssh/authorized_keys",
+                                    key_data=args.ssh_public_key,
+                                )
+                            ]
+                        ),
                     ),
                 ),
                 storage_profile=compute.VirtualMachineScaleSetStorageProfileArgs(
@@ -231,14 +264,12 @@ class NodeGroup(pulumi.ComponentResource):
                         create_option="FromImage",
                         caching=compute.CachingTypes.READ_WRITE,
                         disk_size_gb=args.disk_gb,
-                        delete_option="Delete",
                         managed_disk=compute.VirtualMachineScaleSetManagedDiskParametersArgs(
                             storage_account_type="Premium_LRS"
                         ),
                     ),
                 ),
                 network_profile=compute.VirtualMachineScaleSetNetworkProfileArgs(
-                    network_api_version="2020-11-01",
                     network_interface_configurations=[
                         compute.VirtualMachineScaleSetNetworkConfigurationArgs(
                             name="primary",
@@ -271,14 +302,22 @@ class NodeGroup(pulumi.ComponentResource):
 
         self.protection_role = None
         if args.drain:
+            # A role definition is assignable at a management group, subscription or resource
+            # group only; the assignment below narrows it to this one scale set.
+            group_id = pulumi.Output.concat(
+                "/subscriptions/",
+                args.subscription_id,
+                "/resourceGroups/",
+                args.resource_group_name,
+            )
             self.protection_role = azure_native.authorization.RoleDefinition(
                 f"{base}-scale-in-protection",
                 role_definition_id=stable_guid(base, "scale-in-protection"),
                 role_name=f"rtcfleet {base} scale-in protection",
                 description="Media nodes protect themselves from scale-in while rooms are live",
                 role_type="CustomRole",
-                scope=self.scale_set.id,
-                assignable_scopes=[self.scale_set.id],
+                scope=group_id,
+                assignable_scopes=[group_id],
                 permissions=[
                     azure_native.authorization.PermissionArgs(actions=list(PROTECTION_ACTIONS))
                 ],

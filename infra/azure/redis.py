@@ -36,6 +36,11 @@ class RedisArgs:
     tags: dict[str, str] = field(default_factory=dict)
 
 
+def cache_zones(zones: Sequence[str], replicas: int) -> list[str]:
+    """The zones the cache's nodes go to: no more zones than it has nodes."""
+    return list(zones)[: replicas + 1]
+
+
 class Redis(pulumi.ComponentResource):
     """Ephemeral state of the region; losing it loses nothing clients cannot rebuild."""
 
@@ -55,8 +60,9 @@ class Redis(pulumi.ComponentResource):
             resource_group_name=args.resource_group_name,
             location=args.location,
             sku=azure_native.redis.SkuArgs(name="Premium", family="P", capacity=args.capacity),
-            # Primary and replicas spread over the zones so one zone's loss promotes a replica.
-            zones=list(args.zones),
+            # Primary and replicas spread over the zones so one zone's loss promotes a replica;
+            # Azure needs at least as many nodes (primary + replicas) as zones.
+            zones=cache_zones(args.zones, args.replicas),
             zonal_allocation_policy="UserDefined",
             replicas_per_primary=args.replicas,
             enable_non_ssl_port=False,

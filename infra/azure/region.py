@@ -36,7 +36,6 @@ HOME_RESOURCE_GROUP = "resourceGroupName"
 IMAGE_VERSION_ID = "azureImageVersionId"
 # Azure generates the cache's access key; the region reads it instead of setting one.
 REDIS_KEY = "redisAuthToken"
-ADMIN_PASSWORD = "nodeAdminPassword"
 
 
 def region_prefix(env: str, region: str) -> str:
@@ -120,6 +119,7 @@ class AzureRegion(pulumi.ComponentResource):
                 location=s.region,
                 cidr=str(s.vpc_cidr),
                 nsg_ids={role: firewall.group_id(role) for role in firewall.groups},
+                nat_zone=zones[0],
                 tags=tags,
             ),
             opts=child,
@@ -275,7 +275,6 @@ class AzureRegion(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        admin_password = secret_values(prefix, {}, parent=self, names=[ADMIN_PASSWORD])
 
         def group_args(role: Role, **kwargs: Any) -> NodeGroupArgs:
             return NodeGroupArgs(
@@ -293,9 +292,10 @@ class AzureRegion(pulumi.ComponentResource):
                 identity_client_id=identities[role].client_id,
                 identity_principal_id=identities[role].principal_id,
                 vault_uri=vault.uri,
+                vault_name=vault.name,
                 secret_name=secret_name(role),
                 settings_name=settings_name(role),
-                admin_password=admin_password[ADMIN_PASSWORD],
+                ssh_public_key=s.node_ssh_public_key,
                 tags=tags,
                 **kwargs,
             )

@@ -43,7 +43,8 @@ class GlobalDnsArgs:
 
 
 class GlobalDns(pulumi.ComponentResource):
-    """Health checks on every region's ``/readyz`` and the records that obey them."""
+    """Health checks on every region's region health (a room placed on a media node that
+    answers, end to end) and the records that obey them."""
 
     health_checks: dict[str, aws.route53.HealthCheck]
 
@@ -56,21 +57,24 @@ class GlobalDns(pulumi.ComponentResource):
         self.health_checks = {}
         for endpoint in args.endpoints:
             self.health_checks[endpoint.stack] = aws.route53.HealthCheck(
-                f"{endpoint.stack}-readyz",
+                f"{endpoint.stack}-region-health",
                 type=HTTPS,
                 fqdn=endpoint.dns_name,
                 port=spec.HTTPS_PORT,
-                resource_path=spec.HEALTH_CHECK_PATH,
+                resource_path=spec.REGION_HEALTH_PATH,
                 enable_sni=True,
                 request_interval=args.interval,
                 failure_threshold=args.failures,
                 measure_latency=True,
                 tags={
                     **args.tags,
-                    "Name": f"{endpoint.stack} {spec.HEALTH_CHECK_PATH}",
+                    "Name": f"{endpoint.stack} {spec.REGION_HEALTH_PATH}",
                     STACK_TAG: endpoint.stack,
                 },
-                opts=child,
+                # the same check, updated in place, where it probed a gateway's readiness
+                opts=pulumi.ResourceOptions(
+                    parent=self, aliases=[pulumi.Alias(name=f"{endpoint.stack}-readyz")]
+                ),
             )
             aws.route53.Record(
                 f"{endpoint.stack}-latency",

@@ -157,12 +157,21 @@ def global_program(settings: GlobalSettings) -> dict[str, pulumi.Output[Any]]:
             TransitPeering(link, TransitPeeringArgs(requester, accepter, tags))
             links.append(link)
     for azure_end in azure_ends:
-        gateway = AzureVpnGateway(
-            f"{azure_end.stack}-vpn-gateway", AzureVpnGatewayArgs(azure_end, tags)
+        import pulumi_azure_native as azure_native
+
+        client = azure_native.authorization.get_client_config_output(
+            opts=pulumi.InvokeOptions(provider=azure_end.provider)
         )
-        for aws_end in aws_ends:
+        gateway_args = AzureVpnGatewayArgs(
+            azure_end, client.subscription_id, aws_regions=len(aws_ends), tags=tags
+        )
+        gateway = AzureVpnGateway(f"{azure_end.stack}-vpn-gateway", gateway_args)
+        for aws_index, aws_end in enumerate(aws_ends):
             link = link_name(aws_end.stack, azure_end.stack)
-            CrossCloudVpn(link, CrossCloudVpnArgs(aws_end, azure_end, gateway, tags))
+            CrossCloudVpn(
+                link,
+                CrossCloudVpnArgs(aws_end, azure_end, gateway, gateway_args, aws_index, tags),
+            )
             links.append(link)
 
     for index, first in enumerate(azure_networks):

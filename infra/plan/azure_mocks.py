@@ -28,6 +28,7 @@ _NAMESPACES = {
     "authorization": "Microsoft.Authorization",
     "monitor": "Microsoft.Insights",
     "privatedns": "Microsoft.Network",
+    "virtualmachineimages": "Microsoft.VirtualMachineImages",
 }
 # ARM type segments that are not the kind's name in lower camel case plus "s".
 _ARM_TYPES = {
@@ -38,6 +39,8 @@ _ARM_TYPES = {
     "AutoscaleSetting": "autoscalesettings",
     "PublicIPAddress": "publicIPAddresses",
     "WebApplicationFirewallPolicy": "ApplicationGatewayWebApplicationFirewallPolicies",
+    "Gallery": "galleries",
+    "VirtualMachineImageTemplate": "imageTemplates",
 }
 # The input holding a resource's own name, where it is not ``<kind>Name``.
 _NAME_KEYS = {
@@ -58,6 +61,7 @@ _CHILDREN = {
     "VirtualNetworkLink": ("privateDnsZones", "privateZoneName", "virtualNetworkLinks"),
     "VirtualNetworkPeering": ("virtualNetworks", "virtualNetworkName", "virtualNetworkPeerings"),
     "PrivateDnsZoneGroup": ("privateEndpoints", "privateEndpointName", "privateDnsZoneGroups"),
+    "GalleryImage": ("galleries", "galleryName", "images"),
 }
 
 

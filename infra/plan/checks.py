@@ -57,6 +57,19 @@ async def _await(awaitable: Any) -> None:
     await awaitable
 
 
+def _policy_resources(resources: Sequence[RecordedResource]) -> list[PolicyResource]:
+    """The stack as CrossGuard hands it over, each resource with its dependencies."""
+    made = {
+        r.urn or r.name: PolicyResource(
+            r.type, r.inputs, r.urn, r.name, _options(), None, None, [], {}
+        )
+        for r in resources
+    }
+    for r in resources:
+        made[r.urn or r.name].dependencies = [made[u] for u in r.dependencies if u in made]
+    return list(made.values())
+
+
 def evaluate(resources: Iterable[RecordedResource], policies: Sequence[Any]) -> list[Violation]:
     """Every violation the policies report on the resources (advisory ones marked so)."""
     resources = [r for r in resources if not r.type.startswith("pulumi:")]
@@ -97,11 +110,6 @@ def evaluate(resources: Iterable[RecordedResource], policies: Sequence[Any]) -> 
                         # Unknown until deployed: the engine reports the policy as not applicable.
                         continue
         elif isinstance(policy, StackValidationPolicy) and policy.validate is not None:
-            stack = StackValidationArgs(
-                resources=[
-                    PolicyResource(r.type, r.inputs, r.urn, r.name, _options(), None, None, [], {})
-                    for r in resources
-                ]
-            )
+            stack = StackValidationArgs(resources=_policy_resources(resources))
             _run(policy.validate(stack, reporter(None)))
     return violations

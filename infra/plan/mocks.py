@@ -13,6 +13,7 @@ from typing import Any
 
 import pulumi
 
+from infra.azure import arm_rules
 from infra.plan import azure_mocks
 
 ACCOUNT_ID = "123456789012"
@@ -87,6 +88,8 @@ class RecordedResource:
     urn: str = ""
     # Input properties that held Pulumi secrets (unwrapped in ``inputs``).
     secret_inputs: frozenset[str] = frozenset()
+    # URNs of the resources it depends on (explicit ``depends_on`` and through its inputs).
+    dependencies: list[str] = field(default_factory=list)
 
     @property
     def tags(self) -> dict[str, str]:
@@ -96,12 +99,26 @@ class RecordedResource:
         return dict(tags) if isinstance(tags, dict) else {}
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A create the cloud's API would refuse, with the reason it would give."""
+
+    type: str
+    name: str
+    message: str
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
-    """Records resources; ``stack_outputs`` answers StackReferences by short stack name."""
+    """Records resources; ``stack_outputs`` answers StackReferences by short stack name.
+
+    Azure resources are also judged by ``infra.azure.arm_rules`` as Resource Manager would
+    judge the create: what it would refuse lands in ``refusals``.
+    """
 
     def __init__(self, stack_outputs: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.stack_outputs = {name: dict(out) for name, out in (stack_outputs or {}).items()}
         self.resources: list[RecordedResource] = []
+        self.refusals: list[Refusal] = []
         self._regions: dict[str, str] = {}
 
     def call(
@@ -134,20 +151,42 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.typ.startswith(azure_mocks.PREFIX):
             resource_id = azure_mocks.resource_id(args.typ, args.name, inputs)
             outputs = {**outputs, **azure_mocks.outputs(args.typ, args.name, inputs, region)}
-        self.resources.append(
-            RecordedResource(
-                type=args.typ,
-                name=args.name,
-                inputs=inputs,
-                provider=args.provider or None,
-                id=resource_id,
-                custom=bool(args.custom),
-                region=region,
-                outputs=outputs,
-                secret_inputs=frozenset(secret_inputs),
-            )
+        recorded = RecordedResource(
+            type=args.typ,
+            name=args.name,
+            inputs=inputs,
+            provider=args.provider or None,
+            id=resource_id,
+            custom=bool(args.custom),
+            region=region,
+            outputs=outputs,
+            secret_inputs=frozenset(secret_inputs),
         )
+        if args.typ.startswith(azure_mocks.PREFIX):
+            self._judge(recorded)
+        self.resources.append(recorded)
         return resource_id, {**args.inputs, **outputs}
+
+    def _judge(self, resource: RecordedResource) -> None:
+        messages = arm_rules.refusals(resource.type, resource.inputs)
+        if resource.type == arm_rules.APPLICATION_GATEWAY:
+            messages += self._app_gateway_subnet_refusals(resource)
+        self.refusals += [Refusal(resource.type, resource.name, m) for m in messages]
+
+    def _app_gateway_subnet_refusals(self, gateway: RecordedResource) -> list[str]:
+        """Azure validates the NSG of the subnet an Application Gateway is created in."""
+        by_id = {r.id: r for r in self.resources}
+        messages = []
+        for configuration in gateway.inputs.get("gatewayIPConfigurations") or []:
+            subnet = by_id.get(str((configuration.get("subnet") or {}).get("id")))
+            nsg_id = ((subnet.inputs.get("networkSecurityGroup") or {}) if subnet else {}).get("id")
+            nsg = by_id.get(str(nsg_id))
+            if nsg is not None:
+                messages += [
+                    f"subnet {subnet.name if subnet else '?'} NSG {nsg.name}: {m}"
+                    for m in arm_rules.app_gateway_nsg_refusals(nsg.inputs)
+                ]
+        return messages
 
     def _stack_reference(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         full_name = str(args.inputs.get("name") or args.resource_id or args.name)

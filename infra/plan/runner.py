@@ -23,7 +23,7 @@ from pulumi.runtime.stack import run_pulumi_func
 
 from infra.global_settings import GlobalSettings, StackSettings, stack_settings
 from infra.plan.checks import Violation, evaluate
-from infra.plan.mocks import RecordedResource, RecordingMocks
+from infra.plan.mocks import RecordedResource, RecordingMocks, Refusal
 from infra.settings import (
     RegionSettings,
     SettingsError,
@@ -98,6 +98,12 @@ class StackConfigs:
 class ProgramRun:
     resources: list[RecordedResource]
     exports: dict[str, Any]
+    # Creates the cloud's API would refuse (see ``infra.azure.arm_rules``).
+    refusals: list[Refusal] = field(default_factory=list)
+
+
+# What a refused create is reported as among the plan's violations.
+CLOUD_API = "cloud-api-refuses"
 
 
 @dataclass
@@ -160,6 +166,7 @@ def run_program(
         )
         runtime_settings.SETTINGS.rpc_manager.clear()
         runtime_settings.SETTINGS.outputs.clear()
+        dependencies = _record_dependencies(runtime_settings.SETTINGS.monitor)
 
         async def body() -> None:
             declared = program(stack)
@@ -175,7 +182,21 @@ def run_program(
         loop.close()
     for resource in mocks.resources:
         resource.urn = urns.get(resource.id, "")
-    return ProgramRun(mocks.resources, exports)
+        resource.dependencies = dependencies.get((resource.type, resource.name), [])
+    return ProgramRun(mocks.resources, exports, mocks.refusals)
+
+
+def _record_dependencies(monitor: Any) -> dict[tuple[str, str], list[str]]:
+    """Each registration's dependency URNs, which Pulumi's mocks do not hand to ``Mocks``."""
+    recorded: dict[tuple[str, str], list[str]] = {}
+    register = monitor.RegisterResource
+
+    def register_recording(request: Any) -> Any:
+        recorded.setdefault((request.type, request.name), []).extend(request.dependencies)
+        return register(request)
+
+    monitor.RegisterResource = register_recording
+    return recorded
 
 
 class Planner:
@@ -208,7 +229,11 @@ class Planner:
             config[key] = placeholder(key)
         started = time.perf_counter()
         run = run_program(stack, config, sorted(stack_file.secure_keys), outputs)
-        violations = evaluate(run.resources, self.policies)
+        violations = [
+            Violation(CLOUD_API, refusal.name, refusal.type, refusal.message)
+            for refusal in run.refusals
+        ]
+        violations += evaluate(run.resources, self.policies)
         plan = StackPlan(
             stack=stack,
             settings=settings,

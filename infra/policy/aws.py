@@ -20,6 +20,8 @@ from infra.spec import (
     MIN_GATEWAYS,
     MIN_REDIS_REPLICAS,
     PRIVATE_RANGES,
+    READINESS_PATH,
+    REGISTRATION_READINESS_PATH,
     ROLE_TAG,
     SSH_PORT,
     Ingress,
@@ -41,6 +43,9 @@ EBS_VOLUME = "aws:ebs/volume:Volume"
 AUTOSCALING_GROUP = "aws:autoscaling/group:Group"
 REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 DB_INSTANCE = "aws:rds/instance:Instance"
+TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
+# the target group media nodes register through (its Name tag ends so)
+SIGNALING_TARGETS_SUFFIX = "-signaling"
 
 _PROTOCOLS = {"6": "tcp", "17": "udp", "-1": "all", "all": "all", "tcp": "tcp", "udp": "udp"}
 _PRIVATE = tuple(IPv4Network(cidr) for cidr in PRIVATE_RANGES)
@@ -279,6 +284,30 @@ def postgres_multi_az_with_backups(args: ResourceValidationArgs, report: Report)
         report("backups are off (backupRetentionPeriod < 1)")
 
 
+def node_groups_act_on_liveness(args: ResourceValidationArgs, report: Report) -> None:
+    """A node group replaces machines on their own state, never on a load balancer's readiness
+    ("ELB"): a regional fault (Redis failover) would replace every gateway of the region."""
+    if args.resource_type != AUTOSCALING_GROUP:
+        return
+    kind = args.props.get("healthCheckType") or "EC2"
+    if kind != "EC2":
+        report(f"healthCheckType {kind} replaces machines on readiness; use EC2 (liveness only)")
+
+
+def load_balancers_route_on_readiness(args: ResourceValidationArgs, report: Report) -> None:
+    """HTTP target groups probe readiness; the media-signaling group probes registration
+    readiness, which a region without media nodes passes (else no first node can register)."""
+    if args.resource_type != TARGET_GROUP or args.props.get("protocol") != "HTTP":
+        return
+    name = str(_tags(args.props).get("Name", ""))
+    expected = (
+        REGISTRATION_READINESS_PATH if name.endswith(SIGNALING_TARGETS_SUFFIX) else READINESS_PATH
+    )
+    check = args.props.get("healthCheck") or {}
+    if not _truthy(check.get("enabled", True)) or check.get("path") != expected:
+        report(f"target group {name} must probe {expected}, not {check.get('path')!r}")
+
+
 def _policy(
     name: str, validate: Callable[[ResourceValidationArgs, Report], None]
 ) -> ResourceValidationPolicy:
@@ -300,6 +329,8 @@ AWS_POLICIES: Sequence[ResourceValidationPolicy] = (
     _policy("rtcfleet-gateways-span-zones", gateways_span_zones),
     _policy("rtcfleet-redis-multi-az-failover", redis_multi_az_failover),
     _policy("rtcfleet-postgres-multi-az-with-backups", postgres_multi_az_with_backups),
+    _policy("rtcfleet-node-groups-act-on-liveness", node_groups_act_on_liveness),
+    _policy("rtcfleet-load-balancers-route-on-readiness", load_balancers_route_on_readiness),
 )
 
 __all__ = ["AWS_POLICIES"]

@@ -9,12 +9,20 @@ under ``pulumi preview --policy-pack policy`` and in the offline ``rtcfleet plan
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pulumi_policy import ResourceValidationArgs, ResourceValidationPolicy
+from pulumi_policy import (
+    EnforcementLevel,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
 
+from infra.azure import arm_rules
 from infra.azure.firewall_rules import (
+    APP_GATEWAY_ROLES,
     AZURE_LOAD_BALANCER,
     DENY_ALL_NAME,
     GATEWAY_MANAGER,
@@ -28,10 +36,15 @@ from infra.azure.firewall_rules import (
 from infra.azure.rbac import KEY_VAULT_SECRETS_USER
 from infra.policy.aws import Report, _cidr, _int, _policy, _tags, _truthy
 from infra.spec import (
+    ENV_TAG,
+    KEY_VAULT_TAG,
+    LIVENESS_PATH,
     MIN_AVAILABILITY_ZONES,
     MIN_GATEWAYS,
     MIN_REDIS_REPLICAS,
     PRIVATE_RANGES,
+    READINESS_PATH,
+    REGISTRATION_READINESS_PATH,
     ROLE_TAG,
     SSH_PORT,
     SUBSCRIBER_TAG,
@@ -48,6 +61,16 @@ REDIS = "azure-native:redis:Redis"
 POSTGRES = "azure-native:dbforpostgresql:Server"
 VAULT = "azure-native:keyvault:Vault"
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
+LOAD_BALANCER = "azure-native:network:LoadBalancer"
+APPLICATION_GATEWAY = "azure-native:network:ApplicationGateway"
+HEALTH_EXTENSIONS = ("ApplicationHealthLinux", "ApplicationHealthWindows")
+FAIL_OPEN = "AllProbedUp"
+APPLICATION_GATEWAY = "azure-native:network:ApplicationGateway"
+NAT_GATEWAY = "azure-native:network:NatGateway"
+PUBLIC_IP = "azure-native:network:PublicIPAddress"
+SLEEP = "time:index/sleep:Sleep"
+# Azure documents RBAC changes taking minutes to apply; a shorter wait is no wait.
+MIN_ROLE_PROPAGATION_SECONDS = 120
 
 ANYWHERE = ("*", "0.0.0.0/0", "Internet")
 MAX_TERMINATE_NOTICE_MINUTES = 15
@@ -186,7 +209,7 @@ def nsg_matches_spec(args: ResourceValidationArgs, report: Report) -> None:
 
 
 def no_ssh(args: ResourceValidationArgs, report: Report) -> None:
-    """No port 22 from anywhere and no SSH keys on machines."""
+    """No port 22 from anywhere; machines log in with an SSH key, never a password."""
     if args.resource_type == NSG:
         for rule in _inbound(args.props, "Allow"):
             # The AzureLoadBalancer tag is only the platform's probe address (168.63.129.16).
@@ -199,9 +222,14 @@ def no_ssh(args: ResourceValidationArgs, report: Report) -> None:
             report(f"security rule opens SSH (port {SSH_PORT})")
     elif args.resource_type in (SCALE_SET, VIRTUAL_MACHINE):
         profile = args.props.get("virtualMachineProfile") or args.props
-        linux = (profile.get("osProfile") or {}).get("linuxConfiguration") or {}
-        if (linux.get("ssh") or {}).get("publicKeys"):
-            report("machines must not carry SSH public keys")
+        os_profile = profile.get("osProfile") or {}
+        linux = os_profile.get("linuxConfiguration") or {}
+        if os_profile.get("adminPassword") or not _truthy(
+            linux.get("disablePasswordAuthentication")
+        ):
+            report("logins must take an SSH key only: no admin password, password logins off")
+        if not (linux.get("ssh") or {}).get("publicKeys"):
+            report("machines need the operators' SSH public key (osProfile.linuxConfiguration)")
 
 
 def no_public_data_stores(args: ResourceValidationArgs, report: Report) -> None:
@@ -329,7 +357,198 @@ def key_vault_rbac(args: ResourceValidationArgs, report: Report) -> None:
             report(f"Key Vault Secrets User granted on {scope}: scope it to a vault or a secret")
 
 
-AZURE_POLICIES: Sequence[ResourceValidationPolicy] = (
+def repairs_act_on_liveness(args: ResourceValidationArgs, report: Report) -> None:
+    """A scale set's health extension, and so its automatic repairs, probe liveness only."""
+    if args.resource_type != SCALE_SET:
+        return
+    profile = args.props.get("virtualMachineProfile") or {}
+    extensions = (profile.get("extensionProfile") or {}).get("extensions") or []
+    health = [e for e in extensions if e.get("type") in HEALTH_EXTENSIONS]
+    for extension in health:
+        path = (extension.get("settings") or {}).get("requestPath")
+        if path != LIVENESS_PATH:
+            report(f"health extension probes {path!r}; it must probe liveness {LIVENESS_PATH}")
+    repairs = args.props.get("automaticRepairsPolicy") or {}
+    if _truthy(repairs.get("enabled")) and not health:
+        report("automatic repairs without a health extension act on no liveness signal")
+
+
+def load_balancers_route_on_readiness(args: ResourceValidationArgs, report: Report) -> None:
+    """Load balancer probes use readiness; the media-signaling one uses registration readiness
+    and fails open (AllProbedUp), so media nodes can register in a region that has none yet."""
+    if args.resource_type == APPLICATION_GATEWAY:
+        for probe in args.props.get("probes") or []:
+            if probe.get("path") != READINESS_PATH:
+                report(f"probe {probe.get('name')} must probe {READINESS_PATH}")
+    elif args.resource_type == LOAD_BALANCER:
+        signaling = _tags(args.props).get(ROLE_TAG) == Role.SIGNALING_LB.value
+        for probe in args.props.get("probes") or []:
+            if str(probe.get("protocol")).lower() not in ("http", "https"):
+                continue
+            expected = REGISTRATION_READINESS_PATH if signaling else READINESS_PATH
+            if probe.get("requestPath") != expected:
+                report(f"probe {probe.get('name')} must probe {expected}")
+            if signaling and probe.get("noHealthyBackendsBehavior") != FAIL_OPEN:
+                report(
+                    f"probe {probe.get('name')}: with every gateway probed down the signaling "
+                    f"load balancer must fail open (noHealthyBackendsBehavior {FAIL_OPEN})"
+                )
+
+
+def resource_manager_accepts(args: ResourceValidationArgs, report: Report) -> None:
+    """Nothing Azure Resource Manager documents it refuses (``infra.azure.arm_rules``)."""
+    for message in arm_rules.refusals(args.resource_type, args.props):
+        report(message)
+    if args.resource_type == NSG and _tags(args.props).get(ROLE_TAG) in {
+        role.value for role in APP_GATEWAY_ROLES
+    }:
+        for message in arm_rules.app_gateway_nsg_refusals(args.props):
+            report(message)
+
+
+def nodes_name_themselves(args: ResourceValidationArgs, report: Report) -> None:
+    """Scale sets carry the tags first boot falls back to: role, env and the Key Vault."""
+    if args.resource_type != SCALE_SET:
+        return
+    tags = _tags(args.props)
+    for key in (ROLE_TAG, ENV_TAG, KEY_VAULT_TAG):
+        if not tags.get(key):
+            report(f"scale set has no {key} tag (first boot reads it when custom data is lost)")
+
+
+def _seconds(duration: Any) -> float:
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", str(duration or ""))
+    if not match or not any(match.groups()):
+        return 0.0
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _depends_on(resource: Any, type_token: str) -> list[Any]:
+    return [d for d in resource.dependencies or () if d.resource_type == type_token]
+
+
+def certificates_read_after_propagation(args: StackValidationArgs, report: Report) -> None:
+    """An Application Gateway reading Key Vault waits for its identity's role to apply."""
+    for gateway in (r for r in args.resources if r.resource_type == APPLICATION_GATEWAY):
+        vaulted = [
+            c
+            for c in gateway.props.get("sslCertificates") or []
+            if isinstance(c, Mapping) and c.get("keyVaultSecretId")
+        ]
+        if not vaulted:
+            continue
+        waits = [
+            sleep
+            for sleep in _depends_on(gateway, SLEEP)
+            if _seconds(sleep.props.get("createDuration")) >= MIN_ROLE_PROPAGATION_SECONDS
+            and _depends_on(sleep, ROLE_ASSIGNMENT)
+        ]
+        if not waits:
+            report(
+                f"{gateway.name} reads its certificate from Key Vault without waiting "
+                f"{MIN_ROLE_PROPAGATION_SECONDS} s or more after its role assignment "
+                "(RBAC propagation fails the first create)",
+                gateway.urn,
+            )
+
+
+def nat_gateways_zonal(args: StackValidationArgs, report: Report) -> None:
+    """Each NAT gateway is pinned to a zone and its addresses are in that zone."""
+    ips = {
+        str(ip.props.get("publicIpAddressName")): ip.props
+        for ip in args.resources
+        if ip.resource_type == PUBLIC_IP
+    }
+    for nat in (r for r in args.resources if r.resource_type == NAT_GATEWAY):
+        ids = [str(a.get("id")) for a in nat.props.get("publicIpAddresses") or []]
+        own = [props for name, props in ips.items() if any(i.endswith(f"/{name}") for i in ids)]
+        for problem in arm_rules.nat_zone_problems(nat.props, own):
+            report(f"{nat.name}: {problem}", nat.urn)
+
+
+def distinct_computer_names(args: StackValidationArgs, report: Report) -> None:
+    """No two scale sets share a computer-name prefix: host names say what a machine is."""
+    seen: dict[str, str] = {}
+    for scale_set in (r for r in args.resources if r.resource_type == SCALE_SET):
+        profile = scale_set.props.get("virtualMachineProfile") or {}
+        prefix = str((profile.get("osProfile") or {}).get("computerNamePrefix") or "")
+        if prefix in seen:
+            report(
+                f"{scale_set.name} and {seen[prefix]} share computerNamePrefix {prefix!r}",
+                scale_set.urn,
+            )
+        seen[prefix] = scale_set.name
+
+
+IMAGE_TEMPLATE = "azure-native:virtualmachineimages:VirtualMachineImageTemplate"
+
+
+def _assignments_before(resource: Any) -> list[Any]:
+    """Role assignments a resource waits for, directly or through a propagation wait."""
+    found = _depends_on(resource, ROLE_ASSIGNMENT)
+    for sleep in _depends_on(resource, SLEEP):
+        if _seconds(sleep.props.get("createDuration")) >= MIN_ROLE_PROPAGATION_SECONDS:
+            found += _depends_on(sleep, ROLE_ASSIGNMENT)
+    return found
+
+
+def image_builder_can_build(args: StackValidationArgs, report: Report) -> None:
+    """An image template runs, after its identity may read the bundle, stage and write versions."""
+    for template in (r for r in args.resources if r.resource_type == IMAGE_TEMPLATE):
+        props = template.props
+        if (props.get("autoRun") or {}).get("state") != "Enabled":
+            report(f"{template.name} never runs: set autoRun.state Enabled", template.urn)
+        scopes = [str(a.props.get("scope") or "") for a in _assignments_before(template)]
+        needs: dict[str, str] = {}
+        staging = str(props.get("stagingResourceGroup") or "")
+        needs["the staging resource group"] = staging or "(none set)"
+        for distributor in props.get("distribute") or []:
+            image = str(distributor.get("galleryImageId") or "")
+            needs["the gallery"] = image.split("/images/")[0]
+            if "/versions/" not in image:
+                report(
+                    f"{template.name} writes an unnamed version: region stacks need its id",
+                    template.urn,
+                )
+        for customizer in props.get("customize") or []:
+            match = re.match(
+                r"^https://([a-z0-9]+)\.blob\.core\.windows\.net/([^/]+)/",
+                str(customizer.get("sourceUri") or ""),
+            )
+            if match:
+                needs["the bundle's container"] = (
+                    f"/storageAccounts/{match[1]}/blobServices/default/containers/{match[2]}"
+                )
+        for what, scope in needs.items():
+            if not scope or not any(s.lower().endswith(scope.lower()) for s in scopes):
+                report(
+                    f"{template.name}: its identity holds no role on {what} before the build "
+                    f"({scope})",
+                    template.urn,
+                )
+
+
+def _stack_policy(
+    name: str, validate: Callable[[StackValidationArgs, Report], None]
+) -> StackValidationPolicy:
+    return StackValidationPolicy(
+        name=name,
+        description=(validate.__doc__ or name).strip(),
+        validate=validate,
+        enforcement_level=EnforcementLevel.MANDATORY,
+    )
+
+
+AZURE_POLICIES: Sequence[ResourceValidationPolicy | StackValidationPolicy] = (
+    _policy("rtcfleet-azure-resource-manager-accepts", resource_manager_accepts),
+    _policy("rtcfleet-azure-nodes-name-themselves", nodes_name_themselves),
+    _stack_policy(
+        "rtcfleet-azure-certificates-read-after-propagation", certificates_read_after_propagation
+    ),
+    _stack_policy("rtcfleet-azure-nat-gateways-zonal", nat_gateways_zonal),
+    _stack_policy("rtcfleet-azure-distinct-computer-names", distinct_computer_names),
+    _stack_policy("rtcfleet-azure-image-builder-can-build", image_builder_can_build),
     _policy("rtcfleet-azure-nsg-matches-spec", nsg_matches_spec),
     _policy("rtcfleet-azure-no-ssh", no_ssh),
     _policy("rtcfleet-azure-no-public-data-stores", no_public_data_stores),
@@ -339,6 +558,8 @@ AZURE_POLICIES: Sequence[ResourceValidationPolicy] = (
     _policy("rtcfleet-azure-postgres-ha-with-backups", postgres_ha_with_backups),
     _policy("rtcfleet-azure-media-graceful-scale-in", media_graceful_scale_in),
     _policy("rtcfleet-azure-key-vault-rbac", key_vault_rbac),
+    _policy("rtcfleet-azure-repairs-act-on-liveness", repairs_act_on_liveness),
+    _policy("rtcfleet-azure-load-balancers-route-on-readiness", load_balancers_route_on_readiness),
 )
 
 __all__ = ["AZURE_POLICIES"]

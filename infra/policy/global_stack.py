@@ -15,7 +15,8 @@ from typing import Any
 
 from pulumi_policy import EnforcementLevel, StackValidationArgs, StackValidationPolicy
 
-from infra.spec import HEALTH_CHECK_PATH, HTTPS_PORT
+from infra.global_stack.vpn_routes import single_points, tunnels
+from infra.spec import HTTPS_PORT, REGION_HEALTH_PATH
 
 Report = Callable[..., None]
 
@@ -28,6 +29,7 @@ VPN_CONNECTION = "aws:ec2/vpnConnection:VpnConnection"
 CUSTOMER_GATEWAY = "aws:ec2/customerGateway:CustomerGateway"
 AZURE_LOCAL_GATEWAY = "azure-native:network:LocalNetworkGateway"
 AZURE_CONNECTION = "azure-native:network:VirtualNetworkGatewayConnection"
+AZURE_VPN_GATEWAY = "azure-native:network:VirtualNetworkGateway"
 STACK_TAG = "rtcfleet:stack"
 LINK_TAG = "rtcfleet:link"
 LINK_SEPARATOR = "--"
@@ -70,7 +72,8 @@ def _linked_stacks(args: StackValidationArgs) -> set[str]:
 
 
 def health_check_per_region(args: StackValidationArgs, report: Report) -> None:
-    """Every region the stack serves or links has a Route 53 HTTPS check of its /readyz."""
+    """Every region the stack serves or links has a Route 53 HTTPS check of its region health
+    (not a gateway's readiness: DNS moves clients when the region cannot carry a call)."""
     checks = _checked_stacks(args)
     served = {str(r.props.get("setIdentifier")) for r in _of(args, RECORD) if _routing(r.props)}
     for stack in sorted((served | _linked_stacks(args)) - set(checks)):
@@ -79,8 +82,8 @@ def health_check_per_region(args: StackValidationArgs, report: Report) -> None:
         props = check.props
         if props.get("type") != "HTTPS" or props.get("port") != HTTPS_PORT:
             report(f"{stack}: health check must be HTTPS on port {HTTPS_PORT}")
-        if props.get("resourcePath") != HEALTH_CHECK_PATH:
-            report(f"{stack}: health check must probe {HEALTH_CHECK_PATH}")
+        if props.get("resourcePath") != REGION_HEALTH_PATH:
+            report(f"{stack}: health check must probe region health {REGION_HEALTH_PATH}")
         if not props.get("fqdn"):
             report(f"{stack}: health check has no target (fqdn)")
     if not checks:
@@ -132,16 +135,28 @@ def private_links_both_sides(args: StackValidationArgs, report: Report) -> None:
             if len(routes[link]) != 2 or len(tables) != 2:
                 report(f"{link}: peering needs a route on each side's transit gateway")
         if kinds.get(VPN_CONNECTION):
-            if not kinds.get(CUSTOMER_GATEWAY):
-                report(f"{link}: VPN without a customer gateway for the Azure end")
-            if not routes[link]:
+            connections = kinds[VPN_CONNECTION]
+            if len(kinds.get(CUSTOMER_GATEWAY, [])) != len(connections):
+                report(f"{link}: each VPN connection needs its customer gateway (an Azure address)")
+            static = [c for c in connections if c.props.get("staticRoutesOnly")]
+            if static and not routes[link]:
                 report(f"{link}: no transit gateway route to the Azure network")
             for kind in (AZURE_LOCAL_GATEWAY, AZURE_CONNECTION):
-                if len(kinds.get(kind, [])) != VPN_TUNNELS:
+                if len(kinds.get(kind, [])) != VPN_TUNNELS * len(connections):
                     short = kind.rsplit(":", 1)[-1]
-                    report(f"{link}: Azure side needs a {short} for each of the two tunnels")
+                    report(f"{link}: Azure side needs a {short} for each AWS tunnel")
         elif kinds.get(AZURE_CONNECTION):
             report(f"{link}: Azure connections without the AWS VPN connection")
+
+
+def vpn_survives_a_tunnel(args: StackValidationArgs, report: Report) -> None:
+    """Azure's VPN gateways are active-active with BGP, and no one tunnel's loss cuts a link."""
+    for gateway in _of(args, AZURE_VPN_GATEWAY):
+        if not gateway.props.get("activeActive") or not gateway.props.get("enableBgp"):
+            report(f"{gateway.name}: the VPN gateway must be active-active with BGP")
+    found = tunnels((r.resource_type, str(r.name), r.props) for r in args.resources)
+    for link, cut in single_points(found).items():
+        report(f"{link}: losing {', '.join(cut)} alone cuts Azure <-> AWS (no other path)")
 
 
 def _policy(
@@ -178,6 +193,7 @@ GLOBAL_POLICIES: Sequence[StackValidationPolicy] = (
     _policy("rtcfleet-dns-health-check-per-region", _only_global(health_check_per_region)),
     _policy("rtcfleet-dns-records-follow-health-checks", records_follow_health_checks),
     _policy("rtcfleet-private-links-both-sides", private_links_both_sides),
+    _policy("rtcfleet-vpn-survives-a-tunnel", vpn_survives_a_tunnel),
 )
 
 __all__ = ["GLOBAL_POLICIES"]

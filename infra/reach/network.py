@@ -242,10 +242,29 @@ class NetworkModel:
         for gateway in self.of("azure-native:network:VirtualNetworkGateway"):
             if self.gateway_vnet(gateway) != vnet_id:
                 continue
-            for _, local in self.gateway_connections(gateway):
+            for connection, local in self.gateway_connections(gateway):
                 space = (local.inputs.get("localNetworkAddressSpace") or {}).get("addressPrefixes")
                 prefixes += [n for n in map(network, space or []) if n is not None]
+                if connection.inputs.get("enableBgp") and local.inputs.get("bgpSettings"):
+                    prefixes += self.aws_prefixes_behind(str(local.inputs.get("gatewayIpAddress")))
         return prefixes
+
+    def aws_prefixes_behind(self, tunnel_address: str) -> list[IPv4Network]:
+        """What a BGP tunnel's AWS end advertises: the VPC ranges its transit gateway carries."""
+        for vpn in self.of("aws:ec2/vpnConnection:VpnConnection"):
+            if tunnel_address not in (
+                vpn.outputs.get("tunnel1Address"),
+                vpn.outputs.get("tunnel2Address"),
+            ):
+                continue
+            tgw_id = vpn.inputs.get("transitGatewayId")
+            return [
+                cidr
+                for attachment in self.of("aws:ec2transitgateway/vpcAttachment:VpcAttachment")
+                if attachment.inputs.get("transitGatewayId") == tgw_id
+                for cidr in self.network_cidrs(str(attachment.inputs.get("vpcId")))
+            ]
+        return []
 
 
 def port_in(text: Any, port: int) -> bool:

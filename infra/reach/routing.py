@@ -100,6 +100,18 @@ class Router:
                 continue
             for vpc_cidr in self.model.network_cidrs(str(attachment.inputs.get("vpcId"))):
                 candidates.append((vpc_cidr, attachment.id, "propagated"))
+        for vpn in self.model.of("aws:ec2/vpnConnection:VpnConnection"):
+            # a BGP VPN propagates what its peer advertises: the Azure gateway's VNet range
+            if vpn.inputs.get("transitGatewayId") != tgw_id or not propagate:
+                continue
+            if vpn.inputs.get("staticRoutesOnly") is not False:
+                continue
+            gateway = self._vpn_gateway(vpn)
+            if gateway is None:
+                continue
+            vpn_attachment = str(vpn.outputs.get("transitGatewayAttachmentId"))
+            for cidr in self.model.network_cidrs(self.model.gateway_vnet(gateway)):
+                candidates.append((cidr, vpn_attachment, f"propagated over BGP ({vpn.label})"))
         for route in self.model.of("aws:ec2transitgateway/route:Route"):
             if route.inputs.get("transitGatewayRouteTableId") != table:
                 continue
@@ -165,6 +177,12 @@ class Router:
             f"route to {destination} names attachment {attachment_id}, which no stack declares",
         )
 
+    def _vpn_gateway(self, vpn: Resource) -> Resource | None:
+        customer = self.model.by_id.get(str(vpn.inputs.get("customerGatewayId")))
+        if customer is None:
+            return None
+        return self.model.azure_gateway_at(str(customer.inputs.get("ipAddress")))
+
     def _vpn_to_azure(self, vpn: Resource, destination: IPv4Network, steps: list[Step]) -> str:
         customer = self.model.by_id.get(str(vpn.inputs.get("customerGatewayId")))
         if customer is None:
@@ -222,7 +240,12 @@ class Router:
                 continue
             for connection, local in self.model.gateway_connections(gateway):
                 space = (local.inputs.get("localNetworkAddressSpace") or {}).get("addressPrefixes")
-                if not covered([destination], [n for n in map(network, space or []) if n]):
+                learned = [n for n in map(network, space or []) if n]
+                if connection.inputs.get("enableBgp") and local.inputs.get("bgpSettings"):
+                    learned += self.model.aws_prefixes_behind(
+                        str(local.inputs.get("gatewayIpAddress"))
+                    )
+                if not covered([destination], learned):
                     continue
                 address = local.inputs.get("gatewayIpAddress")
                 vpn = next(

@@ -30,7 +30,15 @@ from urllib.parse import quote
 
 import aiohttp
 
-from infra.spec import INTERNAL_PATH_PREFIX, MEDIA_PORT_MAX, MEDIA_PORT_MIN, TURN_PORT
+from infra.spec import (
+    ENV_TAG,
+    INTERNAL_PATH_PREFIX,
+    KEY_VAULT_TAG,
+    MEDIA_PORT_MAX,
+    MEDIA_PORT_MIN,
+    ROLE_TAG,
+    TURN_PORT,
+)
 from media_node.cloud_metadata import AzureMetadata, Ec2Metadata, MetadataError
 from media_node.public_address import PublicAddressError, public_address
 from rtcfleet.bundle.templates import TURNSERVER_CONF
@@ -38,7 +46,7 @@ from rtcfleet.bundle.templates import TURNSERVER_CONF
 ETC_DIR = Path("/etc/rtcfleet")
 NODE_ENV = "node.env"
 KEY_VAULT_API = "7.4"
-AZURE_TAG_PREFIX = "rtcfleet-"
+KEY_VAULT_RESOURCE = "https://vault.azure.net"
 
 
 class FirstBootError(RuntimeError):
@@ -235,8 +243,8 @@ async def aws_facts(etc_dir: Path, metadata_url: str | None, endpoint_url: str |
         metadata = Ec2Metadata(session, metadata_url)
         instance_id = await metadata.instance_id()
         region = node.get("RTCFLEET_REGION") or await metadata.region()
-        role = node.get("RTCFLEET_ROLE") or await metadata.tag("rtcfleet:role")
-        env = node.get("RTCFLEET_ENV") or await metadata.tag("rtcfleet:env")
+        role = node.get("RTCFLEET_ROLE") or await metadata.tag(ROLE_TAG)
+        env = node.get("RTCFLEET_ENV") or await metadata.tag(ENV_TAG)
         private_ip = await metadata.require("meta-data/local-ipv4")
         public_ip = await metadata.get("meta-data/public-ipv4")
     if not role or not env:
@@ -265,6 +273,14 @@ async def aws_facts(etc_dir: Path, metadata_url: str | None, endpoint_url: str |
 # ---- Azure ------------------------------------------------------------------------------------
 
 
+def key_vault_uri(node: dict[str, str], tags: dict[str, str]) -> str | None:
+    """The vault custom data names, else the one the scale set's ``rtcfleet:keyVault`` tag names."""
+    if node.get("RTCFLEET_KEY_VAULT_URI"):
+        return node["RTCFLEET_KEY_VAULT_URI"]
+    name = tags.get(KEY_VAULT_TAG)
+    return f"https://{name}.vault.azure.net/" if name else None
+
+
 async def azure_facts(
     etc_dir: Path, metadata_url: str | None, key_vault_url: str | None
 ) -> NodeFacts:
@@ -273,17 +289,17 @@ async def azure_facts(
         metadata = AzureMetadata(session, metadata_url)
         compute = await metadata.compute()
         tags = await metadata.tags()
-        role = node.get("RTCFLEET_ROLE") or tags.get(f"{AZURE_TAG_PREFIX}role")
-        env = node.get("RTCFLEET_ENV") or tags.get(f"{AZURE_TAG_PREFIX}env")
-        vault = key_vault_url or node.get("RTCFLEET_KEY_VAULT_URI")
-        if not vault and tags.get(f"{AZURE_TAG_PREFIX}keyvault"):
-            vault = f"https://{tags[AZURE_TAG_PREFIX + 'keyvault']}.vault.azure.net"
+        role = node.get("RTCFLEET_ROLE") or tags.get(ROLE_TAG)
+        env = node.get("RTCFLEET_ENV") or tags.get(ENV_TAG)
+        vault = key_vault_url or key_vault_uri(node, tags)
         if not role or not env or not vault:
             raise FirstBootError(f"{etc_dir / NODE_ENV} and the VM's tags name no role/env/vault")
         secrets_name = node.get("RTCFLEET_SECRET_NAME") or f"{role}-secrets"
         settings_name = node.get("RTCFLEET_SETTINGS_SECRET_NAME") or f"{role}-settings"
         address = (await metadata.instance())["network"]["interface"][0]["ipv4"]["ipAddress"][0]
-        token = await metadata.access_token("https://vault.azure.net")
+        token = await metadata.access_token(
+            KEY_VAULT_RESOURCE, client_id=node.get("AZURE_CLIENT_ID") or None
+        )
 
         async def secret(name: str) -> str:
             async with session.get(

@@ -1,4 +1,4 @@
-"""``rtcfleet bundle`` builds the node bundle; ``rtcfleet bake aws`` bakes it into AMIs."""
+"""``rtcfleet bundle`` builds the node bundle; ``rtcfleet bake aws|azure`` bakes it into images."""
 
 from __future__ import annotations
 
@@ -104,6 +104,61 @@ def bake_aws(
     try:
         result = AwsBaker(spec, boto3_clients(endpoint_url)).bake()
     except (BakeFailed, ValueError) as exc:
+        typer.echo(f"bake failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps(result.as_dict(), indent=2))
+
+
+@bake_app.command("azure")
+def bake_azure(
+    bundle: Annotated[Path, typer.Option(help="Bundle archive from `rtcfleet bundle`")],
+    bundle_url: Annotated[
+        str, typer.Option(help="https URL of the bundle's blob (the builder identity reads it)")
+    ],
+    subscription: Annotated[str, typer.Option(envvar="AZURE_SUBSCRIPTION_ID", help="Subscription")],
+    resource_group: Annotated[str, typer.Option(help="Resource group of the Compute Gallery")],
+    gallery: Annotated[str, typer.Option(help="Compute Gallery name")],
+    location: Annotated[str, typer.Option(help="Location the image is built in")],
+    identity: Annotated[str, typer.Option(help="Resource id of Image Builder's identity")],
+    staging_group: Annotated[str, typer.Option(help="Resource id of the empty staging group")],
+    region: Annotated[
+        list[str] | None, typer.Option(help="Every other location of the environment (repeat)")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option(help="Gallery version x.y.z (default: bundle's)")
+    ] = None,
+    image_definition: Annotated[str, typer.Option(help="Gallery image definition")] = (
+        "rtcfleet-node"
+    ),
+    vm_size: Annotated[str, typer.Option(help="Build VM size")] = "Standard_D2s_v5",
+    keep: Annotated[int, typer.Option(help="Versions of the definition kept")] = 3,
+) -> None:
+    """Bake a Compute Gallery version with Image Builder: build, check, replicate, tag, prune."""
+    from rtcfleet.bake.azure import AzureBakeClients, AzureBakeFailed, AzureBaker, AzureBakeSpec
+    from rtcfleet.bundle.builder import bundle_version
+
+    logging.basicConfig(level=os.environ.get("RTCFLEET_LOG_LEVEL", "INFO"))
+    if not bundle.is_file():
+        typer.echo(f"no bundle at {bundle}", err=True)
+        raise typer.Exit(2)
+    spec = AzureBakeSpec(
+        bundle=bundle,
+        bundle_url=bundle_url,
+        version=version or bundle_version(bundle),
+        subscription_id=subscription,
+        resource_group=resource_group,
+        gallery=gallery,
+        location=location,
+        locations=[location, *(region or [])],
+        identity_id=identity,
+        staging_group_id=staging_group,
+        image_definition=image_definition,
+        vm_size=vm_size,
+        keep=keep,
+    )
+    try:
+        result = AzureBaker(spec, AzureBakeClients.create(subscription)).bake()
+    except (AzureBakeFailed, ValueError) as exc:
         typer.echo(f"bake failed: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(json.dumps(result.as_dict(), indent=2))

@@ -89,7 +89,8 @@ def region_outage(
     dry_run: Annotated[bool, typer.Option(help="Print the fault and restore calls only")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
     config: Annotated[
-        Path | None, typer.Option(help="AWS drill config (YAML): regions, checks, groups")
+        Path | None,
+        typer.Option(help="Cloud drill config (YAML): regions, entry points, scale groups"),
     ] = None,
     regions: Annotated[int, typer.Option(min=2, max=5, help="Local fleet regions")] = 2,
     clouds: Annotated[
@@ -121,13 +122,8 @@ def region_outage(
     )
     console = Console(stderr=as_json)
     if target is Target.AZURE:
-        from rtcfleet.drill.aws import AZURE_STEPS
-
-        console.print("the Azure drill backend is not supported yet; its steps would be:")
-        for step in AZURE_STEPS:
-            console.print(f"  - {step}")
-        raise typer.Exit(2)
-    if target is Target.AWS:
+        report = _azure(spec, config, dry_run, console)
+    elif target is Target.AWS:
         report = _aws(spec, config, dry_run, console)
     else:
         if dry_run:
@@ -220,6 +216,45 @@ def _aws(
     if not backend.admin_token_value or not backend.api_secret:
         console.print("RTCFLEET_ADMIN_TOKEN and RTCFLEET_API_SECRET must be set for a live drill")
         raise typer.Exit(2)
+    return asyncio.run(run_region_outage(backend, spec)).to_json()
+
+
+def _azure(
+    spec: DrillSpec, config: Path | None, dry_run: bool, console: Console
+) -> dict[str, Any] | None:
+    from pydantic import ValidationError
+
+    from rtcfleet.drill import run_region_outage
+    from rtcfleet.drill.azure import AzureBackend, AzureClients, AzureDrillConfig
+
+    if config is None:
+        console.print("--config: the Azure drill needs its config file")
+        raise typer.Exit(2)
+    try:
+        settings = AzureDrillConfig.load(config)
+    except (OSError, ValidationError, ValueError) as exc:
+        console.print(f"--config {config}: {exc}")
+        raise typer.Exit(2) from None
+    if spec.region not in settings.regions:
+        console.print(f"--region: {config} lists {sorted(settings.regions)}")
+        raise typer.Exit(2)
+    backend = AzureBackend(
+        settings,
+        admin_token_value=os.environ.get("RTCFLEET_ADMIN_TOKEN", ""),
+        api_secret=os.environ.get("RTCFLEET_API_SECRET", ""),
+        dry_run=dry_run,
+        log=lambda line: console.print(line, highlight=False, soft_wrap=True),
+    )
+    if dry_run:
+        asyncio.run(backend.inject(spec.region))
+        if spec.region == settings.home:
+            asyncio.run(backend.fail_over_database())
+        asyncio.run(backend.restore(spec.region))
+        return None
+    if not backend.admin_token_value or not backend.api_secret:
+        console.print("RTCFLEET_ADMIN_TOKEN and RTCFLEET_API_SECRET must be set for a live drill")
+        raise typer.Exit(2)
+    backend.clients = AzureClients.create(settings.subscription_id)
     return asyncio.run(run_region_outage(backend, spec)).to_json()
 
 

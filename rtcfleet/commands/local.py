@@ -76,7 +76,7 @@ def render(state: dict[str, Any], console: Console) -> None:
     console.print(f"join token for room '{DEMO_ROOM}': {state['join_token']}")
     first = state["regions"][0]["signal_urls"][0]
     console.print(
-        f"in a browser: {first.replace('ws://', 'http://').split('/v1/')[0]}/demo?token={state['join_token']}"
+        f"in a browser: {first.replace('ws://', 'http://').split('/v1/')[0]}/demo#token={state['join_token']}"
     )
     console.print(f"try it: rtcfleet bot --room {DEMO_ROOM} --gateway {first} --token <join token>")
     console.print(f"logs: {state['workdir']}/logs")

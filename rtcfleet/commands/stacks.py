@@ -50,7 +50,10 @@ def set_images(
     bake_report: Annotated[
         Path, typer.Option("--bake-report", help="JSON of `rtcfleet bake`, with imageIds")
     ],
-    cloud: Annotated[str, typer.Option(help="Cloud whose stacks the images are for")] = "aws",
+    cloud: Annotated[
+        str | None,
+        typer.Option(help="Cloud whose stacks the images are for (default: the report's, or aws)"),
+    ] = None,
     stacks_dir: Annotated[
         Path, typer.Option("--stacks-dir", help="Where Pulumi.<stack>.yaml files live")
     ] = Path("stacks"),
@@ -59,11 +62,12 @@ def set_images(
     from infra.stack_order import set_image_ids
 
     try:
-        images = json.loads(bake_report.read_text())["imageIds"]
-    except (OSError, ValueError, KeyError) as exc:
+        report = json.loads(bake_report.read_text())
+        images = report["imageIds"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         typer.echo(f"no imageIds in {bake_report}: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_ORDER) from None
-    for stack in set_image_ids(stacks_dir, cloud, images):
+    for stack in set_image_ids(stacks_dir, cloud or str(report.get("cloud", "aws")), images):
         typer.echo(stack)
 
 

@@ -349,13 +349,3 @@ class AwsBackend:
         )  # fmt: skip
         steps.append(f"Route 53 health check {target.health_check_id} restored")
         return steps
-
-
-AZURE_STEPS = [
-    "remove the region's client endpoint from the Traffic Manager / Front Door profile",
-    "scale the region's gateway and media VM scale sets to zero (az vmss scale)",
-    "when the region was home: promote the standby's PostgreSQL Flexible Server replica "
-    "(az postgres flexible-server replica promote) and repoint the gateways' Key Vault setting",
-    "restart the surviving gateways (az vmss run-command)",
-    "restore: re-enable the endpoint and restore scale-set capacity",
-]

@@ -42,7 +42,8 @@ class DrillBackend(Protocol):
     def token(self, room: str, identity: str) -> str: ...
 
     async def region_healthy(self, region: str) -> bool:
-        """What the DNS health check sees: the region's client entry point answering /readyz."""
+        """What the DNS health check sees: the region's client entry point answering its region
+        health (``infra.spec.REGION_HEALTH_PATH``): a room can be placed and its node answers."""
         ...
 
     async def replication_lag(self) -> dict[str, float]: ...

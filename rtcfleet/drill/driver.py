@@ -1,7 +1,8 @@
 """The region-outage drill: baseline, inject, measure, restore — the same for every target.
 
 Measured from the moment of the fault:
-- time to detect: the region's entry point stops passing its health check (what DNS sees);
+- time to detect: the region's entry point stops passing its region health check (what DNS
+  sees: a room placed on a media node that answers, end to end);
 - time until a new join lands in a surviving region (a probe joins through the global
   fallback order, the dead region first, until one is answered elsewhere);
 - time until each bot that was in the dead region has media again (p50, max);

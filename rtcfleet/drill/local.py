@@ -13,6 +13,7 @@ from typing import Any, cast
 import aiohttp
 from redis.exceptions import RedisError
 
+from infra.spec import REGION_HEALTH_PATH
 from rtcfleet import bus
 from rtcfleet.drill.backend import FaultKind
 from rtcfleet.local import LocalFleet
@@ -53,11 +54,12 @@ class LocalBackend:
         return self.fleet.token(room, identity)
 
     async def region_healthy(self, region: str) -> bool:
-        """Healthy while any of the region's gateways passes /readyz, as a load balancer sees."""
+        """Healthy while a gateway of the region answers its region health with 200: what a DNS
+        health check sees through the client load balancer."""
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as http:
             for gateway in self.fleet.regions[region].gateways:
                 try:
-                    async with http.get(gateway.http_url + "/readyz") as response:
+                    async with http.get(gateway.http_url + REGION_HEALTH_PATH) as response:
                         if response.status == 200:
                             return True
                 except (aiohttp.ClientError, TimeoutError, OSError):

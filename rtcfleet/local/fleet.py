@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from infra.spec import LIVENESS_PATH, READINESS_PATH
 from rtcfleet.local import replication
 from rtcfleet.local.replication import LOGICAL, PHYSICAL
 from rtcfleet.logical_replication import subscription_name
@@ -82,6 +83,7 @@ class ServiceProcess:
     process: ServerProcess
     client_port: int | None = None
     admin_port: int | None = None
+    health_port: int | None = None
     bind: Bind = LOCAL
 
     @property
@@ -95,6 +97,12 @@ class ServiceProcess:
     @property
     def admin_url(self) -> str:
         return f"http://{self.bind.address}:{self.admin_port}"
+
+    @property
+    def liveness_url(self) -> str:
+        """Where the node group's health check would ask: the process's own liveness."""
+        port = self.client_port if self.role == "gateway" else self.health_port
+        return f"http://{self.bind.address}:{port}{LIVENESS_PATH}"
 
 
 @dataclass
@@ -140,7 +148,8 @@ class LocalFleet:
 
     # ---- start / stop -----------------------------------------------------------------------
 
-    def start(self, ready_timeout: float = 60.0) -> LocalFleet:
+    def start(self, ready_timeout: float | None = 60.0) -> LocalFleet:
+        """Start every server and service; wait until ready unless ``ready_timeout`` is None."""
         names = self.spec.region_names()
         home_cloud = self.clouds[names[0]]
         physical = [n for n in names if self.clouds[n] == home_cloud]
@@ -178,7 +187,8 @@ class LocalFleet:
                     self.start_gateway(name, index)
                 for _ in range(self.spec.media):
                     self.start_media_node(name)
-            self.wait_ready(ready_timeout)
+            if ready_timeout is not None:
+                self.wait_ready(ready_timeout)
         except BaseException:
             self.stop()
             raise
@@ -291,6 +301,7 @@ class LocalFleet:
             "RTCFLEET_GATEWAY_FALLBACK_URLS": json.dumps(fallback),
             "RTCFLEET_GATEWAY_REDIS_URL": region.redis.url,
             "RTCFLEET_GATEWAY_POSTGRES_DSN": self.settings_dsn(),
+            "RTCFLEET_GATEWAY_SETTINGS_REFRESH_SECONDS": str(self.spec.settings_refresh_seconds),
             "RTCFLEET_GATEWAY_SETTINGS_REPLICA_DSN": region.settings_replica.dsn,
             **(
                 {"RTCFLEET_GATEWAY_SETTINGS_SUBSCRIPTION": subscription_name(region_name)}
@@ -323,11 +334,16 @@ class LocalFleet:
             region.gateways.append(service)
         return service
 
-    def start_media_node(self, region_name: str) -> ServiceProcess:
+    def start_media_node(
+        self, region_name: str, signaling_urls: list[str] | None = None
+    ) -> ServiceProcess:
+        """A media node that registers through ``signaling_urls`` (a load balancer in front of
+        the region's gateways), or with the gateways directly."""
         region = self.regions[region_name]
         self._counter += 1
         name = f"media-{region_name}-{self._counter}"
-        gateways = self.internal_urls(region_name)
+        gateways = signaling_urls or self.internal_urls(region_name)
+        health_port = free_port()
         env = {
             "RTCFLEET_MEDIA_NODE_ID": name,
             "RTCFLEET_MEDIA_REGION": region_name,
@@ -339,9 +355,16 @@ class LocalFleet:
             "RTCFLEET_MEDIA_WORKERS": str(self.spec.workers_per_node),
             "RTCFLEET_MEDIA_BIND_IP": self.bind(name).address,
             "RTCFLEET_MEDIA_DRAIN_TIMEOUT_SECONDS": str(self.spec.drain_timeout_seconds),
+            "RTCFLEET_MEDIA_HEALTH_HOST": self.bind(name).address,
+            "RTCFLEET_MEDIA_HEALTH_PORT": str(health_port),
         }
         service = ServiceProcess(
-            "media", name, region_name, self._spawn("media-node", name, env), bind=self.bind(name)
+            "media",
+            name,
+            region_name,
+            self._spawn("media-node", name, env),
+            health_port=health_port,
+            bind=self.bind(name),
         )
         region.media_nodes.append(service)
         return service
@@ -517,8 +540,8 @@ class LocalFleet:
     # ---- readiness and facts ----------------------------------------------------------------
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        """Every gateway answers /readyz 200 (Redis, Postgres and a fresh media node), and every
-        running media node of its region is registered and healthy."""
+        """Every gateway answers /readyz 200 (its Redis and a media node that can take a room),
+        and every running media node of its region is registered and healthy."""
         deadline = time.monotonic() + timeout
         for region in self.regions.values():
             nodes = sum(1 for m in region.media_nodes if m.process.running())
@@ -526,7 +549,7 @@ class LocalFleet:
                 reason = "not started"
                 while True:
                     gateway.process.check_alive()
-                    ready, reason = _probe(gateway.http_url + "/readyz")
+                    ready, reason = _probe(gateway.admin_url + READINESS_PATH)
                     if ready:
                         healthy = _healthy_nodes(gateway.http_url + "/stats")
                         if healthy >= nodes:

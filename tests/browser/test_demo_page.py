@@ -46,6 +46,10 @@ BOT_TILE = """(() => {
           stats: tile.querySelector(".stats").textContent};
 })()"""
 
+LOADED = "document.readyState === 'complete' && !!window.rtcfleetDemo"
+JOIN_CLICK = "document.querySelector('#join button[type=submit]').click()"
+REFUSED = "window.rtcfleetDemo.status.startsWith('refused') && window.rtcfleetDemo.status"
+
 
 async def outbound(page: Page) -> dict[str, Any]:
     sample = await page.evaluate(OUTBOUND_VIDEO)
@@ -79,10 +83,23 @@ async def test_chromium_and_a_bot_see_each_other_through_the_platform(
     browser = await Browser(chromium, (f"--use-file-for-fake-video-capture={camera}",)).start()
     ramping: asyncio.Task[tuple[float | None, list[float]]] | None = None
     try:
-        url = f"{gateway.http_url}/demo?room={ROOM}&video=960x540&token=" + fleet.token(
-            ROOM, "chromium"
-        )
+        token = fleet.token(ROOM, "chromium")
+        # a link naming another origin's signaling URL is refused at Join
+        elsewhere = "ws://127.0.0.2:9/v1/signal"
+        page = await browser.open(f"{gateway.http_url}/demo?signal={elsewhere}#token={token}")
+        await page.wait_for(LOADED, 10, "the demo script")
+        await page.evaluate(JOIN_CLICK)
+        status = await page.wait_for(REFUSED, 10, "the foreign signaling URL refused")
+        assert elsewhere in status and await page.evaluate("window.rtcfleetDemo.joined") is None
+
+        url = f"{gateway.http_url}/demo?room={ROOM}&video=960x540#token={token}"
         page = await browser.open(url)
+        await page.wait_for(LOADED, 10, "the demo script")
+        # the token leaves the address bar and history; nothing joins or publishes before Join
+        assert token not in await page.evaluate("location.href")
+        await asyncio.sleep(2.0)
+        assert await page.evaluate("window.rtcfleetDemo.status") == "idle"
+        await page.evaluate(JOIN_CLICK)
         joined = await page.wait_for("window.rtcfleetDemo?.joined", 30, "the page to join")
         assert joined["room"] == ROOM and joined["identity"] == "chromium"
         ramping = asyncio.create_task(ramp(page, time.monotonic()))

@@ -350,6 +350,7 @@ async def test_installed_services_carry_a_bot_call(
                 | {
                     "RTCFLEET_MEDIA_WORKERS": "1",
                     "RTCFLEET_MEDIA_BIND_IP": "127.0.0.1",
+                    "RTCFLEET_MEDIA_HEALTH_PORT": str(free_port()),
                     "RTCFLEET_ICE_ADDRESSES": "127.0.0.1",
                 },
             ),

@@ -216,17 +216,13 @@ def test_dry_run_prints_every_call_and_makes_none(tmp_path: Path, monkeypatch) -
     assert "Inverted=false" in lines[-1]
 
 
-def test_bad_config_and_azure_are_clear_errors(tmp_path: Path) -> None:
+def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "drill.yaml"
     path.write_text("env: prod\nhome: us-east-1\n")
     result = CliRunner().invoke(
         app, ["drill", "region-outage", "--target", "aws", "--region", HOME, "--config", str(path)]
     )
     assert result.exit_code == 2 and "standby" in result.output
-    result = CliRunner().invoke(
-        app, ["drill", "region-outage", "--target", "azure", "--region", "westeurope"]
-    )
-    assert result.exit_code == 2 and "not supported yet" in result.output
 
 
 def test_dry_run_replaces_a_third_regions_replica_from_the_promoted_one(

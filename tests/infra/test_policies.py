@@ -123,6 +123,20 @@ def postgres_without_backups(rs):
     _find(rs, "rds/instance:Instance", "-postgres").inputs["backupRetentionPeriod"] = 0.0
 
 
+def gateways_replaced_on_readiness(rs):
+    _find(rs, "autoscaling/group:Group", "-gateway").inputs["healthCheckType"] = "ELB"
+
+
+def client_targets_probe_liveness(rs):
+    _find(rs, "lb/targetGroup:TargetGroup", "-client").inputs["healthCheck"]["path"] = "/healthz"
+
+
+def signaling_targets_probe_join_readiness(rs):
+    # today's deadlock: registration waits for a registered media node
+    targets = _find(rs, "lb/targetGroup:TargetGroup", "-signaling")
+    targets.inputs["healthCheck"]["path"] = "/readyz"
+
+
 CASES: list[tuple[str, Breakage, str]] = [
     ("rtcfleet-firewall-matches-spec", open_admin, "admin-lb: ingress tcp 443-443 from 0.0.0.0/0"),
     ("rtcfleet-firewall-matches-spec", extra_media_port, "media: ingress tcp 8080-8080"),
@@ -143,6 +157,17 @@ CASES: list[tuple[str, Breakage, str]] = [
     ("rtcfleet-redis-multi-az-failover", redis_without_replica, "0 replica"),
     ("rtcfleet-postgres-multi-az-with-backups", single_az_postgres, "primary must be multi-AZ"),
     ("rtcfleet-postgres-multi-az-with-backups", postgres_without_backups, "backups are off"),
+    ("rtcfleet-node-groups-act-on-liveness", gateways_replaced_on_readiness, "healthCheckType ELB"),
+    (
+        "rtcfleet-load-balancers-route-on-readiness",
+        client_targets_probe_liveness,
+        "-client must probe /readyz, not '/healthz'",
+    ),
+    (
+        "rtcfleet-load-balancers-route-on-readiness",
+        signaling_targets_probe_join_readiness,
+        "-signaling must probe /readyz/registration, not '/readyz'",
+    ),
 ]
 
 

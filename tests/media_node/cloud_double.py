@@ -47,6 +47,11 @@ class AzureInstance:
     incarnation: int = 1
     approvals: list[str] = field(default_factory=list)
     protection: list[bool] = field(default_factory=list)
+    # the identity (client_id) each managed-identity token was asked for
+    token_client_ids: list[str | None] = field(default_factory=list)
+    # Key Vault: secret name -> value, served at /secrets/<name> to a Key Vault token only
+    secrets: dict[str, str] = field(default_factory=dict)
+    secret_reads: list[str] = field(default_factory=list)
 
 
 class CloudDouble:
@@ -77,6 +82,7 @@ class CloudDouble:
         app.router.add_get("/metadata/scheduledevents", self._azure_events)
         app.router.add_post("/metadata/scheduledevents", self._azure_approve)
         app.router.add_get("/metadata/identity/oauth2/token", self._azure_token)
+        app.router.add_get("/secrets/{name}", self._key_vault_secret)
         app.router.add_put("/subscriptions/{path:.*}", self._arm_put)
         app.router.add_post("/autoscaling", self._autoscaling)
         self._runner = web.AppRunner(app)
@@ -194,10 +200,28 @@ class CloudDouble:
         return web.Response(status=200)
 
     async def _azure_token(self, request: web.Request) -> web.Response:
-        if self._azure_request(request) is None or "resource" not in request.query:
+        azure = self._azure_request(request)
+        if azure is None or "resource" not in request.query:
             return web.Response(status=400)
+        azure.token_client_ids.append(request.query.get("client_id"))
         return web.json_response(
             {"access_token": f"token-for-{request.query['resource']}", "token_type": "Bearer"}
+        )
+
+    async def _key_vault_secret(self, request: web.Request) -> web.Response:
+        """Key Vault's Get Secret: a bearer token for https://vault.azure.net, api-version set."""
+        azure = self.azure
+        assert azure is not None
+        name = request.match_info["name"]
+        if request.headers.get("Authorization") != "Bearer token-for-https://vault.azure.net":
+            return web.json_response({"error": {"code": "Unauthorized"}}, status=401)
+        if "api-version" not in request.query:
+            return web.json_response({"error": {"code": "BadParameter"}}, status=400)
+        if name not in azure.secrets:
+            return web.json_response({"error": {"code": "SecretNotFound"}}, status=404)
+        azure.secret_reads.append(name)
+        return web.json_response(
+            {"value": azure.secrets[name], "id": f"{self.url}/secrets/{name}/0123456789abcdef"}
         )
 
     async def _arm_put(self, request: web.Request) -> web.Response:

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from media_node.settings import ENV_PREFIX, MediaNodeSettings
-from media_node.supervisor import Supervisor
+from media_node.supervisor import OUTBOX_LIMIT, Supervisor
 from rtcfleet import settings_store
 from rtcfleet.config_file import describe_errors
 from rtcfleet.servers import ReplicatedPostgres
@@ -54,3 +54,15 @@ def test_bad_node_settings_name_the_field(monkeypatch: pytest.MonkeyPatch) -> No
         )
     text = describe_errors(caught.value, ENV_PREFIX)
     assert "RTCFLEET_MEDIA_GATEWAY_URLS: Value error, 'ftp://nope' is not an http(s) URL" in text
+
+
+def test_the_outbox_is_bounded_and_drops_beyond_it() -> None:
+    """Workers keep talking while Redis stalls: the queue stops at its bound, nothing raises."""
+    supervisor = Supervisor(node_settings("postgresql://127.0.0.1:1/rtcfleet"))
+    handle = None
+    extra = 10
+    for n in range(OUTBOX_LIMIT + extra):
+        event = {"kind": "to_session", "session": "a" * 32, "message": {"type": "n", "n": n}}
+        supervisor._from_worker(handle, event)  # type: ignore[arg-type]
+    assert supervisor._outbox.qsize() == OUTBOX_LIMIT
+    assert supervisor.outbox_dropped == extra

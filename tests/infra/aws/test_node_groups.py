@@ -23,7 +23,8 @@ def test_gateways_span_private_subnets_of_every_zone(home_plan, dev_plan) -> Non
     subnets = {s.id: s.name for s in home_plan.of_type("aws:ec2/subnet:Subnet")}
     assert all("private" in subnets[i] for i in gateways.inputs["vpcZoneIdentifiers"])
     assert len(gateways.inputs["targetGroupArns"]) == 3
-    assert gateways.inputs["healthCheckType"] == "ELB"
+    # the target groups probe readiness; the group must not replace machines on it
+    assert gateways.inputs["healthCheckType"] == "EC2"
     small = dev_plan.named(GROUP, "dev-use1-gateway")
     assert small.inputs["minSize"] >= 2 and _zones(dev_plan, small) == {"us-east-1a", "us-east-1b"}
 

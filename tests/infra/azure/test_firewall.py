@@ -36,13 +36,15 @@ def test_each_nsg_says_exactly_the_issue_rules(weu_plan) -> None:
     c = _cidrs(weu_plan)
     assert _rules(groups["client-lb"]) == {
         ("Tcp", "443", ("*",), c["client-lb"]),
-        ("Tcp", "65200-65535", ("GatewayManager",), c["client-lb"]),
-        ("*", "*", ("AzureLoadBalancer",), c["client-lb"]),
+        # Application Gateway v2 accepts only Any as these rules' destination
+        ("Tcp", "65200-65535", ("GatewayManager",), "*"),
+        ("*", "*", ("AzureLoadBalancer",), "*"),
     }
     assert _rules(groups["admin-lb"]) == {
         ("Tcp", "443", ALLOW_LIST, c["admin-lb"]),
-        ("Tcp", "65200-65535", ("GatewayManager",), c["admin-lb"]),
-        ("*", "*", ("AzureLoadBalancer",), c["admin-lb"]),
+        # Application Gateway v2 accepts only Any as these rules' destination
+        ("Tcp", "65200-65535", ("GatewayManager",), "*"),
+        ("*", "*", ("AzureLoadBalancer",), "*"),
     }
     assert _rules(groups["gateway"]) == {
         ("Tcp", "8080", (c["client-lb"],), c["gateway"]),

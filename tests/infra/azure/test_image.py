@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 
 import pytest
 
+from infra.azure.image import STORAGE_BLOB_DATA_READER
 from infra.image_build import IMAGE_BUILD_SCRIPT, script_in
 from infra.plan import runner
+from infra.plan.checks import evaluate
+from infra.policy import POLICIES
 
 SHA = "cd" * 32
 LOCATIONS = ["westeurope", "northeurope", "eastus"]
@@ -19,6 +24,10 @@ CONFIG = {
     "rtcfleet:azureLocation": "westeurope",
     "rtcfleet:azureLocations": LOCATIONS,
     "rtcfleet:azureBundleUri": "https://rtcfleetbundles.blob.core.windows.net/b/node-1.4.0.tar.gz",
+    "rtcfleet:azureBundleStorageId": (
+        "/subscriptions/s/resourceGroups/bundles/providers/Microsoft.Storage/"
+        "storageAccounts/rtcfleetbundles"
+    ),
 }
 TEMPLATE = "azure-native:virtualmachineimages:VirtualMachineImageTemplate"
 
@@ -65,12 +74,94 @@ def test_distribution_replicates_to_every_deployment_region(run) -> None:
     (distributor,) = template.inputs["distribute"]
     image = _one(run, "azure-native:compute:GalleryImage")
     assert distributor["type"] == "SharedImage"
-    assert distributor["galleryImageId"] == image.id
+    assert distributor["galleryImageId"] == f"{image.id}/versions/1.4.0"
     targets = distributor["targetRegions"]
     assert [t["name"] for t in targets] == LOCATIONS
     assert all(t["replicaCount"] >= 1 for t in targets)
     assert image.inputs["osState"] == "Generalized" and image.inputs["hyperVGeneration"] == "V2"
-    assert run.exports["azureImageVersionId"] == image.id
+    # region stacks boot exactly this version
+    assert run.exports["azureImageVersionId"] == f"{image.id}/versions/1.4.0"
+    assert re.fullmatch(
+        r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Compute/galleries/"
+        r"prod_images/images/rtcfleet-node/versions/1\.4\.0",
+        run.exports["azureImageVersionId"],
+    )
+
+
+def test_template_runs_once_its_identity_may_build(run) -> None:
+    template = _one(run, TEMPLATE)
+    assert template.inputs["autoRun"] == {"state": "Enabled"}
+    identity = _one(run, "azure-native:managedidentity:UserAssignedIdentity")
+    staging = next(r for r in run.resources if r.name == "prod-image-staging")
+    assert template.inputs["stagingResourceGroup"] == staging.id
+    grants = {
+        r.name.removeprefix("prod-image-builder-"): r.inputs
+        for r in run.resources
+        if r.type == "azure-native:authorization:RoleAssignment"
+    }
+    assert {g["principalId"] for g in grants.values()} == {identity.outputs["principalId"]}
+    gallery = _one(run, "azure-native:compute:Gallery")
+    assert grants["reads-bundle"]["scope"] == (
+        f"{CONFIG['rtcfleet:azureBundleStorageId']}/blobServices/default/containers/b"
+    )
+    assert grants["reads-bundle"]["roleDefinitionId"].endswith(STORAGE_BLOB_DATA_READER)
+    assert grants["stages"]["scope"] == staging.id
+    assert grants["writes-gallery"]["scope"] == gallery.id
+    role = _one(run, "azure-native:authorization:RoleDefinition").inputs
+    assert "Microsoft.Compute/galleries/images/versions/write" in role["permissions"][0]["actions"]
+    assert role["assignableScopes"] == [role["scope"]] and "/resourceGroups/" in role["scope"]
+    # the template waits for the roles to apply: a propagation wait between them
+    [wait] = [r for r in run.resources if r.type == "time:index/sleep:Sleep"]
+    assert wait.urn in template.dependencies
+    assert sum("RoleAssignment" in d for d in wait.dependencies) == 3
+    assert evaluate(run.resources, POLICIES) == []
+
+
+def _template(resources):
+    return next(r for r in resources if r.type == TEMPLATE)
+
+
+def never_runs(resources):
+    _template(resources).inputs.pop("autoRun")
+
+
+def builds_at_once(resources):
+    template = _template(resources)
+    template.dependencies = [d for d in template.dependencies if "sleep" not in d]
+
+
+def unnamed_version(resources):
+    distributor = _template(resources).inputs["distribute"][0]
+    distributor["galleryImageId"] = distributor["galleryImageId"].split("/versions/")[0]
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        (never_runs, "never runs"),
+        (builds_at_once, "holds no role on the staging resource group"),
+        (unnamed_version, "unnamed version"),
+    ],
+)
+def test_image_policy_fails_a_template_that_cannot_build(run, breakage, message) -> None:
+    resources = copy.deepcopy(run.resources)
+    breakage(resources)
+    violations = evaluate(resources, POLICIES)
+    assert any(
+        v.policy == "rtcfleet-azure-image-builder-can-build" and message in v.message
+        for v in violations
+    ), violations
+
+
+def test_azure_image_settings_are_checked() -> None:
+    from infra.image_stack import image_settings_from_values
+    from infra.settings import SettingsError
+
+    values = {**CONFIG, "rtcfleet:version": "1.4.0-rc1"}
+    values.pop("rtcfleet:azureBundleStorageId")
+    with pytest.raises(SettingsError) as caught:
+        image_settings_from_values("prod-image", values)
+    assert set(caught.value.keys) == {"rtcfleet:version", "rtcfleet:azureBundleStorageId"}
 
 
 def test_image_builder_and_azure_template_run_the_same_build_script(run) -> None:

@@ -59,7 +59,7 @@ def test_gateways_read_certificates_with_their_own_identity(weu_plan) -> None:
         assert identities == [identity.id]
 
 
-def test_signaling_lb_is_internal_on_8080_with_readyz_probe(weu_plan) -> None:
+def test_signaling_lb_is_internal_on_8080_with_registration_probe(weu_plan) -> None:
     i = weu_plan.named(LB, "prod-weu-signaling").inputs
     [frontend] = i["frontendIPConfigurations"]
     assert "publicIPAddress" not in frontend
@@ -67,7 +67,13 @@ def test_signaling_lb_is_internal_on_8080_with_readyz_probe(weu_plan) -> None:
     assert frontend["subnet"]["id"].endswith("/subnets/gateway")
     assert frontend["zones"] == ["1", "2", "3"]
     [probe] = i["probes"]
-    assert (probe["protocol"], probe["port"], probe["requestPath"]) == ("Http", 8080, "/readyz")
+    # media nodes register through it: a probe that needs a registered node would deadlock
+    assert (probe["protocol"], probe["port"], probe["requestPath"]) == (
+        "Http",
+        8080,
+        "/readyz/registration",
+    )
+    assert probe["noHealthyBackendsBehavior"] == "AllProbedUp"
     [rule] = i["loadBalancingRules"]
     assert (rule["protocol"], rule["frontendPort"], rule["backendPort"]) == ("Tcp", 8080, 8080)
     assert rule["probe"]["id"].endswith("/loadBalancers/prod-weu-signaling/probes/readyz")

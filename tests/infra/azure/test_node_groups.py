@@ -38,7 +38,16 @@ def test_media_nodes_have_a_public_ip_each(weu_plan) -> None:
     assert media.inputs["sku"] == {"name": "Standard_F8s_v2", "tier": "Standard", "capacity": 3}
     ip = _ip(media)
     assert ip["subnet"]["id"].endswith("/subnets/media")
-    assert ip["publicIPAddressConfiguration"]["sku"]["name"] == "Standard"
+    # a public IP each, without the Flexible-only sku
+    assert ip["publicIPAddressConfiguration"] == {
+        "name": "public",
+        "publicIPAddressVersion": "IPv4",
+        "idleTimeoutInMinutes": 15,
+    }
+    assert media.inputs["orchestrationMode"] == "Uniform"
+    profile = media.inputs["virtualMachineProfile"]
+    assert "networkApiVersion" not in profile["networkProfile"]
+    assert "deleteOption" not in profile["storageProfile"]["osDisk"]
     assert media.inputs["upgradePolicy"]["mode"] == "Manual"
     assert media.inputs["overprovision"] is False
 
@@ -80,7 +89,9 @@ def test_media_scale_in_waits_for_the_drain(weu_plan) -> None:
     assert events["terminateNotificationProfile"] == {"enable": True, "notBeforeTimeout": "PT15M"}
     assert media.inputs["scaleInPolicy"] == {"rules": ["OldestVM"], "forceDeletion": False}
     role = weu_plan.named(ROLE_DEF, "prod-weu-media-scale-in-protection")
-    assert role.inputs["assignableScopes"] == [media.id] and role.inputs["scope"] == media.id
+    group = weu_plan.named("azure-native:resources:ResourceGroup", "prod-weu-rg").id
+    # assignable at the resource group (Azure accepts no narrower scope), granted on the scale set
+    assert role.inputs["assignableScopes"] == [group] and role.inputs["scope"] == group
     assert role.inputs["permissions"][0]["actions"] == [
         "Microsoft.Compute/virtualMachineScaleSets/read",
         "Microsoft.Compute/virtualMachineScaleSets/virtualMachines/read",
@@ -112,5 +123,20 @@ def test_custom_data_says_where_but_holds_no_secret(weu_plan) -> None:
         assert not any(value in script for value in secrets)
         assert "planned-redis-key" not in script
         assert scale_set.inputs["identity"]["userAssignedIdentities"] == [identity.id]
-        assert "ssh" not in profile["osProfile"]["linuxConfiguration"]
+        linux = profile["osProfile"]["linuxConfiguration"]
+        assert linux["disablePasswordAuthentication"] is True
+        assert "adminPassword" not in profile["osProfile"]
+        [key] = linux["ssh"]["publicKeys"]
+        assert key["keyData"] == weu_plan.settings.node_ssh_public_key
+        assert key["path"] == "/home/rtcfleet/.ssh/authorized_keys"
+        assert (
+            profile["osProfile"]["computerNamePrefix"]
+            == {
+                "gateway": "prod-weu-gw",
+                "media": "prod-weu-media",
+            }[role]
+        )
+        vault = weu_plan.exports["keyVaultUri"].removeprefix("https://").split(".")[0]
+        assert scale_set.tags["rtcfleet:keyVault"] == vault
+        assert scale_set.tags["rtcfleet:env"] == "prod"
         assert profile["storageProfile"]["imageReference"]["id"] == weu_plan.settings.image_id

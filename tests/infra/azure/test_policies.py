@@ -76,10 +76,65 @@ def ssh_from_vnet(rs):
     )
 
 
-def ssh_key(rs):
+def password_login(rs):
     profile = _find(rs, ":VirtualMachineScaleSet", "prod-weu-gateway").inputs
-    linux = profile["virtualMachineProfile"]["osProfile"]["linuxConfiguration"]
-    linux["ssh"] = {"publicKeys": [{"path": "/home/rtcfleet/.ssh/authorized_keys"}]}
+    os_profile = profile["virtualMachineProfile"]["osProfile"]
+    os_profile["adminPassword"] = "not-a-key"
+    os_profile["linuxConfiguration"]["disablePasswordAuthentication"] = False
+
+
+def no_ssh_key(rs):
+    profile = _find(rs, ":VirtualMachineScaleSet", "prod-weu-media").inputs
+    profile["virtualMachineProfile"]["osProfile"]["linuxConfiguration"].pop("ssh")
+
+
+def flexible_only_on_uniform(rs):
+    profile = _find(rs, ":VirtualMachineScaleSet", "prod-weu-media").inputs["virtualMachineProfile"]
+    profile["networkProfile"]["networkApiVersion"] = "2020-11-01"
+
+
+def public_ip_sku_on_uniform(rs):
+    profile = _find(rs, ":VirtualMachineScaleSet", "prod-weu-media").inputs["virtualMachineProfile"]
+    nic = profile["networkProfile"]["networkInterfaceConfigurations"][0]
+    nic["ipConfigurations"][0]["publicIPAddressConfiguration"]["sku"] = {"name": "Standard"}
+
+
+def role_assignable_at_scale_set(rs):
+    role = _find(rs, ":RoleDefinition", "prod-weu-media-scale-in-protection").inputs
+    media = _find(rs, ":VirtualMachineScaleSet", "prod-weu-media")
+    role["assignableScopes"] = [media.id]
+
+
+def redis_more_zones_than_nodes(rs):
+    _find(rs, "redis:Redis", "prod-weu-redis").inputs["replicasPerPrimary"] = 1.0
+
+
+def app_gateway_rule_to_its_subnet(rs):
+    rule = next(r for r in _rules(rs, "client-lb") if r["name"].endswith("infrastructure"))
+    rule["destinationAddressPrefix"] = "10.30.0.0/20"
+
+
+def no_vault_tag(rs):
+    _find(rs, ":VirtualMachineScaleSet", "prod-weu-media").inputs["tags"].pop("rtcfleet:keyVault")
+
+
+def certificate_read_at_once(rs):
+    gateway = _find(rs, ":ApplicationGateway", "prod-weu-client")
+    gateway.dependencies = [d for d in gateway.dependencies if "time:index/sleep" not in d]
+
+
+def nat_without_zone(rs):
+    _find(rs, ":NatGateway", "prod-weu-nat").inputs.pop("zones")
+
+
+def nat_address_elsewhere(rs):
+    _find(rs, ":PublicIPAddress", "prod-weu-nat").inputs["zones"] = ["2"]
+
+
+def shared_computer_names(rs):
+    for role in ("gateway", "media"):
+        scale_set = _find(rs, ":VirtualMachineScaleSet", f"prod-weu-{role}").inputs
+        scale_set["virtualMachineProfile"]["osProfile"]["computerNamePrefix"] = "prod-weu-"
 
 
 def public_redis(rs):
@@ -135,13 +190,51 @@ def secrets_user_on_the_group(rs):
     grant.inputs["scope"] = grant.inputs["scope"].split("/providers/")[0]
 
 
+def repairs_on_readiness(rs):
+    scale_set = _find(rs, ":VirtualMachineScaleSet", "prod-weu-gateway").inputs
+    [health] = scale_set["virtualMachineProfile"]["extensionProfile"]["extensions"]
+    health["settings"]["requestPath"] = "/readyz"
+
+
+def repairs_without_health(rs):
+    scale_set = _find(rs, ":VirtualMachineScaleSet", "prod-weu-media").inputs
+    scale_set["virtualMachineProfile"].pop("extensionProfile")
+
+
+def signaling_probe_join_readiness(rs):
+    # today's deadlock: media nodes register through a probe that needs a registered node
+    [probe] = _find(rs, ":LoadBalancer", "prod-weu-signaling").inputs["probes"]
+    probe["requestPath"] = "/readyz"
+
+
+def signaling_probe_fails_closed(rs):
+    [probe] = _find(rs, ":LoadBalancer", "prod-weu-signaling").inputs["probes"]
+    probe["noHealthyBackendsBehavior"] = "AllProbedDown"
+
+
+def client_probe_liveness(rs):
+    [probe] = _find(rs, ":ApplicationGateway", "prod-weu-client").inputs["probes"]
+    probe["path"] = "/healthz"
+
+
 CASES: list[tuple[str, Breakage, str]] = [
     ("rtcfleet-azure-nsg-matches-spec", open_admin, "admin-lb: inbound allow-tcp-443"),
     ("rtcfleet-azure-nsg-matches-spec", extra_media_port, "media: inbound extra Tcp 8080"),
     ("rtcfleet-azure-nsg-matches-spec", no_deny_all, "AllowVnetInBound"),
     ("rtcfleet-azure-nsg-matches-spec", redis_from_anywhere, "Tcp 6380 from * is not allowed"),
     ("rtcfleet-azure-no-ssh", ssh_from_vnet, "opens SSH"),
-    ("rtcfleet-azure-no-ssh", ssh_key, "SSH public keys"),
+    ("rtcfleet-azure-no-ssh", password_login, "SSH key only"),
+    ("rtcfleet-azure-no-ssh", no_ssh_key, "need the operators' SSH public key"),
+    ("rtcfleet-azure-resource-manager-accepts", flexible_only_on_uniform, "networkApiVersion"),
+    ("rtcfleet-azure-resource-manager-accepts", public_ip_sku_on_uniform, "public IP sku"),
+    ("rtcfleet-azure-resource-manager-accepts", role_assignable_at_scale_set, "resource group"),
+    ("rtcfleet-azure-resource-manager-accepts", redis_more_zones_than_nodes, "3 zones for 2"),
+    ("rtcfleet-azure-resource-manager-accepts", app_gateway_rule_to_its_subnet, "must be Any"),
+    ("rtcfleet-azure-nodes-name-themselves", no_vault_tag, "rtcfleet:keyVault"),
+    ("rtcfleet-azure-certificates-read-after-propagation", certificate_read_at_once, "waiting"),
+    ("rtcfleet-azure-nat-gateways-zonal", nat_without_zone, "pin it to one zone"),
+    ("rtcfleet-azure-nat-gateways-zonal", nat_address_elsewhere, "must be ['1']"),
+    ("rtcfleet-azure-distinct-computer-names", shared_computer_names, "share computerNamePrefix"),
     ("rtcfleet-azure-no-public-data-stores", public_redis, "publicNetworkAccess"),
     ("rtcfleet-azure-no-public-data-stores", public_postgres, "Postgres network"),
     ("rtcfleet-azure-redis-tls-only", plain_redis, "enableNonSslPort"),
@@ -154,11 +247,30 @@ CASES: list[tuple[str, Breakage, str]] = [
     ("rtcfleet-azure-media-graceful-scale-in", media_notice_too_long, "20 min"),
     ("rtcfleet-azure-key-vault-rbac", vault_access_policies, "RBAC"),
     ("rtcfleet-azure-key-vault-rbac", secrets_user_on_the_group, "scope it to a vault"),
+    ("rtcfleet-azure-repairs-act-on-liveness", repairs_on_readiness, "must probe liveness"),
+    ("rtcfleet-azure-repairs-act-on-liveness", repairs_without_health, "no liveness signal"),
+    (
+        "rtcfleet-azure-load-balancers-route-on-readiness",
+        signaling_probe_join_readiness,
+        "must probe /readyz/registration",
+    ),
+    (
+        "rtcfleet-azure-load-balancers-route-on-readiness",
+        signaling_probe_fails_closed,
+        "must fail open",
+    ),
+    (
+        "rtcfleet-azure-load-balancers-route-on-readiness",
+        client_probe_liveness,
+        "must probe /readyz",
+    ),
 ]
 
 
 def test_every_azure_policy_has_a_failing_case() -> None:
-    assert {p.name for p in AZURE_POLICIES} == {name for name, _, _ in CASES}
+    # the image stack's policy has its failing cases with the image stack (test_image.py)
+    image = {"rtcfleet-azure-image-builder-can-build"}
+    assert {p.name for p in AZURE_POLICIES} == {name for name, _, _ in CASES} | image
     assert {p.name for p in AZURE_POLICIES} <= {p.name for p in POLICIES}
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from infra.global_settings import global_settings_from_values
+from infra.global_stack.vpn_routes import carriers, single_points, tunnels
 from infra.plan.runner import PlanError, Planner, StackConfigs, StackFiles, StackPlan
 from infra.settings import SettingsError
 from tests.infra.conftest import EXAMPLE_STACKS, example_values
@@ -56,13 +58,13 @@ def test_plan_passes_and_reads_every_region(global_plan: StackPlan) -> None:
     assert global_plan.exports["standbyRegion"] == EU
 
 
-def test_a_readyz_health_check_on_each_region_client_lb(global_plan, planner) -> None:
+def test_a_region_health_check_on_each_region_client_lb(global_plan, planner) -> None:
     checks = {r.tags["rtcfleet:stack"]: r.inputs for r in global_plan.of_type(HEALTH_CHECK)}
     assert set(checks) == {US, EU, AZ}
     for stack in (US, EU):
         assert checks[stack]["fqdn"] == _region_exports(planner, stack)["clientLbDnsName"]
     for check in checks.values():
-        assert (check["type"], check["port"], check["resourcePath"]) == ("HTTPS", 443, "/readyz")
+        assert (check["type"], check["port"], check["resourcePath"]) == ("HTTPS", 443, "/regionz")
         assert check["requestInterval"] == 10 and check["failureThreshold"] == 3
 
 
@@ -121,36 +123,115 @@ def test_transit_peering_is_accepted_and_routed_on_both_sides(global_plan, plann
     }
 
 
-def test_each_aws_region_has_a_two_tunnel_vpn_to_azure(global_plan, planner) -> None:
-    connections = global_plan.of_type("aws:ec2/vpnConnection:VpnConnection")
-    assert {c.region for c in connections} == {"us-east-1", "eu-west-1"}
-    gateway_ip = global_plan.named("azure-native:network:PublicIPAddress", f"{AZ}-vpn-ip").outputs[
-        "ipAddress"
+def test_each_aws_region_has_four_bgp_tunnels_to_an_active_active_azure_gateway(
+    global_plan, planner
+) -> None:
+    gateway = global_plan.named("azure-native:network:VirtualNetworkGateway", f"{AZ}-vpn").inputs
+    assert gateway["activeActive"] is True and gateway["enableBgp"] is True
+    assert gateway["bgpSettings"]["asn"] == 65000
+    configurations = gateway["ipConfigurations"]
+    addresses = [
+        global_plan.named("azure-native:network:PublicIPAddress", f"{AZ}-vpn-ip-{i}")
+        for i in (0, 1)
     ]
-    for customer in global_plan.of_type("aws:ec2/customerGateway:CustomerGateway"):
-        assert customer.inputs["ipAddress"] == gateway_ip
-    locals_ = global_plan.of_type("azure-native:network:LocalNetworkGateway")
-    for connection, stack in ((c, US if c.region == "us-east-1" else EU) for c in connections):
+    assert [c["publicIPAddress"]["id"] for c in configurations] == [a.id for a in addresses]
+    # APIPA addresses: instance 0 speaks from .2 of each /30, instance 1 from .6
+    peering = {
+        p["ipconfigurationId"].rsplit("/", 1)[-1]: p["customBgpIpAddresses"]
+        for p in gateway["bgpSettings"]["bgpPeeringAddresses"]
+    }
+    assert peering["instance-0"] == [
+        "169.254.21.2",
+        "169.254.22.2",
+        "169.254.21.10",
+        "169.254.22.10",
+    ]
+    assert peering["instance-1"] == [
+        "169.254.21.6",
+        "169.254.22.6",
+        "169.254.21.14",
+        "169.254.22.14",
+    ]
+
+    connections = global_plan.of_type("aws:ec2/vpnConnection:VpnConnection")
+    assert sorted(c.region for c in connections) == [
+        "eu-west-1",
+        "eu-west-1",
+        "us-east-1",
+        "us-east-1",
+    ]
+    customers = {c.id: c for c in global_plan.of_type("aws:ec2/customerGateway:CustomerGateway")}
+    locals_ = {g.name: g for g in global_plan.of_type("azure-native:network:LocalNetworkGateway")}
+    azure_connections = {
+        c.name: c
+        for c in global_plan.of_type("azure-native:network:VirtualNetworkGatewayConnection")
+    }
+    for connection in connections:
+        stack = US if connection.region == "us-east-1" else EU
+        instance = int(connection.name.rsplit("-", 1)[-1])
         exports = _region_exports(planner, stack)
         assert connection.inputs["transitGatewayId"] == exports["transitGatewayId"]
-        assert connection.inputs["staticRoutesOnly"] is True
-        tunnels = {connection.outputs["tunnel1Address"], connection.outputs["tunnel2Address"]}
-        mine = [g for g in locals_ if g.inputs["gatewayIpAddress"] in tunnels]
-        assert len(mine) == 2
-        assert all(
-            g.inputs["localNetworkAddressSpace"]["addressPrefixes"] == [exports["vpcCidr"]]
-            for g in mine
-        )
-        (route,) = [
-            r
-            for r in global_plan.of_type(ROUTE)
-            if r.inputs["transitGatewayAttachmentId"]
-            == connection.outputs["transitGatewayAttachmentId"]
-        ]
-        assert route.inputs["destinationCidrBlock"] == "10.30.0.0/16"
-    azure_connections = global_plan.of_type("azure-native:network:VirtualNetworkGatewayConnection")
-    assert len(azure_connections) == 4
-    assert all("sharedKey" in c.secret_inputs for c in azure_connections)
+        assert connection.inputs["staticRoutesOnly"] is False, "BGP, not static routes"
+        customer = customers[connection.inputs["customerGatewayId"]]
+        assert customer.inputs["ipAddress"] == addresses[instance].outputs["ipAddress"]
+        assert customer.inputs["bgpAsn"] == "65000"
+        for tunnel in (1, 2):
+            name = f"{stack}--{AZ}-{instance}-tunnel{tunnel}"
+            local = locals_[name].inputs
+            assert local["gatewayIpAddress"] == connection.outputs[f"tunnel{tunnel}Address"]
+            inside = connection.inputs[f"tunnel{tunnel}InsideCidr"]
+            assert inside.startswith(f"169.254.{20 + tunnel}.") and inside.endswith("/30")
+            assert local["bgpSettings"] == {
+                "asn": 64512,
+                "bgpPeeringAddress": str(IPv4Network(inside).network_address + 1),
+            }
+            azure = azure_connections[name]
+            assert azure.inputs["enableBgp"] is True and "sharedKey" in azure.secret_inputs
+    assert len(azure_connections) == 8 and len(customers) == 4
+    # no static transit routes towards Azure: the transit gateways learn its range over BGP
+    assert not [r for r in global_plan.of_type(ROUTE) if "azure" in r.name]
+
+
+def test_a_tunnel_down_moves_the_route_to_the_others(global_plan: StackPlan) -> None:
+    found = tunnels((r.type, r.name, r.inputs) for r in global_plan.resources)
+    link = f"{US}--{AZ}"
+    every = carriers(found, link)
+    assert len(every) == 4
+    first = f"{link}-0-tunnel1"
+    after = carriers(found, link, {first})
+    assert first not in after and sorted(after) == sorted(set(every) - {first})
+    # a whole Azure instance lost (both its tunnels): the other instance carries the link
+    assert sorted(carriers(found, link, {first, f"{link}-0-tunnel2"})) == [
+        f"{link}-1-tunnel1",
+        f"{link}-1-tunnel2",
+    ]
+    assert single_points(found) == {}
+
+
+def static_single_gateway(resources):
+    """The VPN as it was: static routes, the same prefix behind two local gateways."""
+    for r in resources:
+        if r.type == "azure-native:network:VirtualNetworkGatewayConnection":
+            r.inputs["enableBgp"] = False
+        elif r.type == "azure-native:network:LocalNetworkGateway":
+            r.inputs.pop("bgpSettings")
+            r.inputs["localNetworkAddressSpace"] = {"addressPrefixes": ["10.10.0.0/16"]}
+        elif r.type == "azure-native:network:VirtualNetworkGateway":
+            r.inputs["activeActive"] = False
+
+
+def test_a_static_vpn_is_cut_by_one_tunnel(global_plan: StackPlan) -> None:
+    resources = copy.deepcopy(global_plan.resources)
+    static_single_gateway(resources)
+    found = tunnels((r.type, r.name, r.inputs) for r in resources)
+    link = f"{US}--{AZ}"
+    [chosen] = carriers(found, link)
+    assert carriers(found, link, {chosen}) == [], "the route stays on the dead tunnel"
+    violations = _violations(resources)
+    assert f"rtcfleet-vpn-survives-a-tunnel: {link}: losing {chosen} alone cuts" in " ".join(
+        violations
+    )
+    assert any("must be active-active with BGP" in v for v in violations)
 
 
 def test_every_aws_resource_names_its_region_provider(global_plan: StackPlan) -> None:
@@ -262,10 +343,12 @@ def test_a_record_that_ignores_its_check_fails(global_plan: StackPlan) -> None:
 def test_a_health_check_on_the_wrong_path_fails(global_plan: StackPlan) -> None:
     check = next(r for r in global_plan.of_type(HEALTH_CHECK) if r.tags["rtcfleet:stack"] == AZ)
     broken = copy.deepcopy(check)
-    broken.inputs["resourcePath"] = "/"
+    # a gateway's readiness is not the region's ability to carry a call
+    broken.inputs["resourcePath"] = "/readyz"
     kept = [broken if r is check else r for r in global_plan.resources]
     assert _violations(kept) == [
-        f"rtcfleet-dns-health-check-per-region: {AZ}: health check must probe /readyz"
+        f"rtcfleet-dns-health-check-per-region: {AZ}: health check must probe region health "
+        "/regionz"
     ]
 
 
@@ -278,7 +361,7 @@ def test_links_missing_a_side_fail(global_plan: StackPlan) -> None:
         for r in global_plan.resources
         if r.type not in dropped
         and r.name != f"{EU}--{US}-route-eu-west-1"
-        and r.name != f"{US}--{AZ}-tunnel2"
+        and r.name != f"{US}--{AZ}-0-tunnel2"
     ]
     found = _violations(kept)
     link = f"rtcfleet-private-links-both-sides: {EU}--{US}"
