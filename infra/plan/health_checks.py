@@ -30,6 +30,8 @@ class DeclaredHealthCheck:
     port: int
     path: str | None = None
     matcher: str = "200"
+    # probed from inside the machine (Azure's Application Health extension asks localhost)
+    local: bool = False
 
 
 def _aws(resources: list[RecordedResource]) -> list[DeclaredHealthCheck]:
@@ -108,6 +110,7 @@ def _azure(resources: list[RecordedResource]) -> list[DeclaredHealthCheck]:
                             protocol=str(settings.get("protocol", "http")).lower(),
                             port=int(float(settings["port"])),
                             path=settings.get("requestPath"),
+                            local=True,
                         )
                     )
     return checks

@@ -22,6 +22,17 @@ STACKS = (
 )
 
 
+def passes_inside(check: DeclaredHealthCheck, node: BootedNode) -> bool:
+    """An extension's probe: from the machine itself, to localhost."""
+    url = f"http://127.0.0.1:{check.port}{check.path or '/'}"
+    probe = (
+        "import sys, urllib.request\n"
+        f"try:\n    r = urllib.request.urlopen({url!r}, timeout=5); print(r.status)\n"
+        "except Exception as e:\n    print(getattr(e, 'code', 0))\n"
+    )
+    return node.instance.run("python3", "-c", probe).stdout.strip() == check.matcher
+
+
 def passes(check: DeclaredHealthCheck, address: str) -> bool:
     """What the load balancer or scale set does: a TCP connect, or an HTTP GET and its status."""
     if check.protocol == "tcp":
@@ -52,10 +63,14 @@ def test_declared_health_checks_pass_on_a_booted_node_and_a_wrong_port_fails(
     checks = declared_health_checks(planner.plan(stack).resources)
     assert {c.role for c in checks} >= {"gateway"}, checks
     nodes = {node.role.value: node for node in booted.values()}
-    failing = [c for c in checks if not passes(c, nodes[c.role].address)]
+
+    def ok(check: DeclaredHealthCheck) -> bool:
+        node = nodes[check.role]
+        return passes_inside(check, node) if check.local else passes(check, node.address)
+
+    failing = [c for c in checks if not ok(c)]
     for check in checks:
-        wrong = dataclasses.replace(check, port=check.port + 1)
-        assert not passes(wrong, nodes[check.role].address), wrong
+        assert not ok(dataclasses.replace(check, port=check.port + 1)), check
     tls = [c for c in failing if c.protocol == "tcp" and c.port == 443]
     assert failing == tls, failing
     if tls:
