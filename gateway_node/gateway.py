@@ -414,17 +414,22 @@ class Gateway:
                 return chosen
         raise NoAvailableNodes(f"room {room!r} could not be claimed")
 
-    def ice_servers(self, identity: str) -> list[IceServer]:
-        servers = [IceServer(urls=self.settings.stun_urls)] if self.settings.stun_urls else []
-        if self.settings.turn_urls and self.settings.turn_secret is not None:
+    def ice_servers(self, identity: str, node_address: str | None = None) -> list[IceServer]:
+        """STUN and TURN for a session: the configured servers, then its media node's coturn."""
+        settings = self.settings
+        stun = list(settings.stun_urls)
+        turn = list(settings.turn_urls)
+        port = settings.node_turn_port
+        if node_address and port and settings.turn_secret is not None:
+            host = f"[{node_address}]" if ":" in node_address else node_address
+            stun.append(f"stun:{host}:{port}")
+            turn += [f"turn:{host}:{port}?transport=udp", f"turn:{host}:{port}?transport=tcp"]
+        servers = [IceServer(urls=stun)] if stun else []
+        if turn and settings.turn_secret is not None:
             username, credential = turn_credentials(
-                self.settings.turn_secret.get_secret_value(),
-                identity,
-                self.settings.turn_ttl_seconds,
+                settings.turn_secret.get_secret_value(), identity, settings.turn_ttl_seconds
             )
-            servers.append(
-                IceServer(urls=self.settings.turn_urls, username=username, credential=credential)
-            )
+            servers.append(IceServer(urls=turn, username=username, credential=credential))
         return servers
 
     def fallback_urls(self) -> list[str]:

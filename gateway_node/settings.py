@@ -57,6 +57,9 @@ class GatewaySettings(ServiceSettings):
     turn_secret: SecretStr | None = None
     turn_ttl_seconds: int = Field(default=3600, ge=60)
     stun_urls: list[str] = Field(default_factory=list)
+    # coturn on every media node: a session gets STUN and TURN (UDP and TCP) on its own node's
+    # advertised address, with credentials from ``turn_secret``; None turns that off
+    node_turn_port: int | None = Field(default=3478, ge=1, le=65535)
 
     node_stale_seconds: float = Field(default=5.0, gt=0, le=120)
     rate_limit_per_second: float = Field(default=50.0, gt=0)

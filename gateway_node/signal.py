@@ -184,7 +184,14 @@ class SignalConnection:
     async def to_node(self, session: Session, command: AnyNodeCommand) -> None:
         await bus.send_to_node(self.gateway.redis, session.node_id, command)
 
-    def _joined(self, session_id: str, grant: Grant, node_id: str, resumed: bool) -> Joined:
+    def _joined(
+        self,
+        session_id: str,
+        grant: Grant,
+        node_id: str,
+        resumed: bool,
+        node_address: str | None = None,
+    ) -> Joined:
         return Joined(
             session_id=session_id,
             room=grant.room,
@@ -195,7 +202,7 @@ class SignalConnection:
             can_publish=grant.can_publish,
             can_subscribe=grant.can_subscribe,
             participants=[],
-            ice_servers=self.gateway.ice_servers(grant.identity),
+            ice_servers=self.gateway.ice_servers(grant.identity, node_address),
             fallback_urls=self.gateway.fallback_urls(),
         )
 
@@ -225,7 +232,9 @@ class SignalConnection:
         self.session = session
         await gateway.attach(session)
         # the join answer first in the session's stream, before anything the node says
-        joined = self._joined(session_id, grant, node.node_id, resumed=False)
+        joined = self._joined(
+            session_id, grant, node.node_id, resumed=False, node_address=node.registration.public_ip
+        )
         await bus.send_to_session(gateway.redis, session_id, joined.model_dump(mode="json"))
         await self.to_node(session, self._node_join(session_id, grant))
         gateway.metrics.join_seconds.observe(time.perf_counter() - started)
@@ -279,7 +288,10 @@ class SignalConnection:
             transport=self.transport,
         )
         self.session = session
-        await self.ws.send_str(encode(self._joined(session.session_id, grant, node_id, True)))
+        placed = await gateway.registry.get(node_id)
+        address = placed.registration.public_ip if placed is not None else None
+        joined = self._joined(session.session_id, grant, node_id, True, address)
+        await self.ws.send_str(encode(joined))
         await gateway.attach(session)
         gateway.metrics.resumes.inc()
 
@@ -311,7 +323,13 @@ class SignalConnection:
             session.reconnect_sent = False
             session.placed_at = time.time()
             await gateway.save_session(session.session_id, session.grant, node.node_id)
-            joined = self._joined(session.session_id, session.grant, node.node_id, resumed=True)
+            joined = self._joined(
+                session.session_id,
+                session.grant,
+                node.node_id,
+                resumed=True,
+                node_address=node.registration.public_ip,
+            )
             await bus.send_to_session(
                 gateway.redis, session.session_id, joined.model_dump(mode="json")
             )

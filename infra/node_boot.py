@@ -25,7 +25,11 @@ def boot_script(role: Role, variables: Mapping[str, str]) -> str:
             *(f"{key}={value}" for key, value in variables.items()),
             "EOF",
             f"chmod 0644 {ENV_FILE}",
-            f"systemctl enable --now rtcfleet-{role.value}.service",
+            # no daemon-reload in the middle of boot (units that read the boot state, such as
+            # systemd-update-utmp-runlevel, fail when it lands under them), and no waiting here
+            # for first boot's retries
+            f"systemctl --no-reload enable rtcfleet-{role.value}.service",
+            f"systemctl start --no-block rtcfleet-{role.value}.service",
             "",
         ]
     )

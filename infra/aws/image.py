@@ -17,6 +17,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.image_build import BUNDLE_PATH, INSTALL_PREFIX, image_build_commands
 from infra.spec import ROLE_TAG
 
 # Debian publishes its AMIs as public SSM parameters; Image Builder resolves ``ssm:`` itself.
@@ -25,7 +26,6 @@ BUILDER_POLICIES = (
     "arn:aws:iam::aws:policy/EC2InstanceProfileForImageBuilder",
     "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
 )
-INSTALL_PREFIX = "/opt/rtcfleet"
 IMAGE_ROLE = "image"
 
 
@@ -55,7 +55,7 @@ class ImageBuilderArgs:
 
 
 def component_document(bundle_uri: str, sha256: str) -> str:
-    """The AWSTOE document: build installs the bundle, validate and test run its health check."""
+    """The AWSTOE document: build runs the image build script, the tests its health check."""
     health = {
         "name": "HealthCheck",
         "action": "ExecuteBash",
@@ -72,23 +72,12 @@ def component_document(bundle_uri: str, sha256: str) -> str:
                     {
                         "name": "Download",
                         "action": "S3Download",
-                        "inputs": [
-                            {"source": bundle_uri, "destination": "/tmp/rtcfleet-node.tar.gz"}
-                        ],
+                        "inputs": [{"source": bundle_uri, "destination": BUNDLE_PATH}],
                     },
                     {
-                        "name": "Install",
+                        "name": "BuildImage",
                         "action": "ExecuteBash",
-                        "inputs": {
-                            "commands": [
-                                "set -euo pipefail",
-                                f"echo '{sha256}  /tmp/rtcfleet-node.tar.gz' | sha256sum -c -",
-                                "mkdir -p /tmp/rtcfleet-node",
-                                "tar -xzf /tmp/rtcfleet-node.tar.gz -C /tmp/rtcfleet-node",
-                                "apt-get update -q",
-                                f"/tmp/rtcfleet-node/*/install.sh --prefix {INSTALL_PREFIX}",
-                            ]
-                        },
+                        "inputs": {"commands": image_build_commands("aws", sha256)},
                     },
                 ],
             },
@@ -200,6 +189,10 @@ class NodeImage(pulumi.ComponentResource):
                 )
             ],
             working_directory="/tmp",
+            # Debian ships no SSM agent: keep the one Image Builder installs, for Session Manager
+            systems_manager_agent=aws.imagebuilder.ImageRecipeSystemsManagerAgentArgs(
+                uninstall_after_build=False
+            ),
             tags=tags,
             opts=child,
         )

@@ -94,8 +94,8 @@ def _assume_role_policy() -> str:
     )
 
 
-def node_policy(secret_arn: str, parameter_arn: str, group_arn: str | None) -> str:
-    """What a node may do beyond Session Manager: read its own secret and settings, drain."""
+def node_read_policy(secret_arn: str, parameter_arn: str) -> str:
+    """What a node reads at first boot: its own secret and settings (granted before launch)."""
     statements: list[dict[str, object]] = [
         {
             "Sid": "OwnSecret",
@@ -110,20 +110,22 @@ def node_policy(secret_arn: str, parameter_arn: str, group_arn: str | None) -> s
             "Resource": parameter_arn,
         },
     ]
-    if group_arn is not None:
-        statements.append(
-            {
-                "Sid": "OwnLifecycle",
-                "Effect": "Allow",
-                "Action": [
-                    "autoscaling:CompleteLifecycleAction",
-                    "autoscaling:RecordLifecycleActionHeartbeat",
-                    "autoscaling:SetInstanceProtection",
-                ],
-                "Resource": group_arn,
-            }
-        )
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def node_lifecycle_policy(group_arn: str) -> str:
+    """What a draining node does to its own group: hold scale-in, then complete it."""
+    statement = {
+        "Sid": "OwnLifecycle",
+        "Effect": "Allow",
+        "Action": [
+            "autoscaling:CompleteLifecycleAction",
+            "autoscaling:RecordLifecycleActionHeartbeat",
+            "autoscaling:SetInstanceProtection",
+        ],
+        "Resource": group_arn,
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 
 class NodeGroup(pulumi.ComponentResource):
@@ -157,6 +159,15 @@ class NodeGroup(pulumi.ComponentResource):
             opts=child,
         )
         profile = aws.iam.InstanceProfile(base, role=self.role.name, tags=tags, opts=child)
+        # granted before the group exists, so no node boots without leave to read its settings
+        read = aws.iam.RolePolicy(
+            f"{base}-node",
+            role=self.role.id,
+            policy=pulumi.Output.all(args.secret_arn, args.settings_parameter_arn).apply(
+                lambda values: node_read_policy(values[0], values[1])
+            ),
+            opts=child,
+        )
 
         boot = pulumi.Output.from_input(args.secret_arn).apply(
             lambda arn: user_data(
@@ -233,19 +244,16 @@ class NodeGroup(pulumi.ComponentResource):
                 aws.autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)
                 for key, value in tags.items()
             ],
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[read]),
         )
 
-        aws.iam.RolePolicy(
-            f"{base}-node",
-            role=self.role.id,
-            policy=pulumi.Output.all(
-                args.secret_arn, args.settings_parameter_arn, self.group.arn
-            ).apply(
-                lambda values: node_policy(values[0], values[1], values[2] if args.drain else None)
-            ),
-            opts=child,
-        )
+        if args.drain is not None:
+            aws.iam.RolePolicy(
+                f"{base}-lifecycle",
+                role=self.role.id,
+                policy=self.group.arn.apply(node_lifecycle_policy),
+                opts=child,
+            )
 
         self.scaling_policy = None
         if args.scaling is not None:

@@ -196,6 +196,8 @@ class AwsRegion(pulumi.ComponentResource):
                         "postgres": {**postgres_doc, "writeHost": postgres.write_endpoint},
                         "signalingPort": spec.CLIENT_SIGNALING_PORT,
                         "adminPort": spec.ADMIN_PORT,
+                        # sessions get STUN/TURN on their media node's coturn at this port
+                        "turnPort": spec.TURN_PORT,
                     },
                     Role.MEDIA_NODE: {
                         "env": s.env,

@@ -6,7 +6,8 @@ Data Reader on the bundle's container, Contributor on an empty staging resource 
 build VM runs, and a custom role that writes image versions on the gallery. The template is
 created after those roles have propagated and runs on creation (``autoRun``); a new version
 means a new template. A File customizer fetches the bundle (Image Builder checks its SHA-256), a
-Shell customizer installs it, and an in-VM validation runs its health check before
+Shell customizer runs the image build script on it
+(the one EC2 Image Builder runs), and an in-VM validation runs its health check before
 distribution. The template writes version ``<version>`` of the image definition, whose id
 (``version_id``) is what region stacks boot.
 """
@@ -21,9 +22,10 @@ import pulumi_azure_native as azure_native
 import pulumiverse_time as time
 
 from infra.azure.identities import grant, role_definition_id, stable_guid
+from infra.image_build import image_build_commands
 from infra.spec import ROLE_TAG
 from rtcfleet.bake.aws import INSTALL_PREFIX
-from rtcfleet.bake.azure import BUNDLE_PATH, DEBIAN_12, install_commands
+from rtcfleet.bake.azure import BUNDLE_PATH, DEBIAN_12
 
 vmi = azure_native.virtualmachineimages
 compute = azure_native.compute
@@ -144,7 +146,9 @@ class AzureNodeImage(pulumi.ComponentResource):
                     destination=BUNDLE_PATH,
                 ),
                 vmi.ImageTemplateShellCustomizerArgs(
-                    type="Shell", name="install", inline=install_commands(args.bundle_sha256)
+                    type="Shell",
+                    name="install",
+                    inline=image_build_commands("azure", args.bundle_sha256, sudo=True),
                 ),
             ],
             validate=vmi.ImageTemplatePropertiesValidateArgs(

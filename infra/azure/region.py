@@ -255,6 +255,8 @@ class AzureRegion(pulumi.ComponentResource):
                         },
                         "signalingPort": spec.CLIENT_SIGNALING_PORT,
                         "adminPort": spec.ADMIN_PORT,
+                        # sessions get STUN/TURN on their media node's coturn at this port
+                        "turnPort": spec.TURN_PORT,
                     },
                     Role.MEDIA_NODE: {
                         "env": s.env,

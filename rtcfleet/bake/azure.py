@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.image_build import image_build_commands
 from rtcfleet.bake.aws import BUNDLE_TAG, IMAGE_TAG, INSTALL_PREFIX, VERSION_TAG, file_sha256
 
 log = logging.getLogger("rtcfleet.bake")
@@ -123,14 +124,8 @@ class AzureBakeClients:
 
 
 def install_commands(sha256: str) -> list[str]:
-    return [
-        "set -euo pipefail",
-        f"echo '{sha256}  {BUNDLE_PATH}' | sha256sum -c -",
-        "mkdir -p /tmp/rtcfleet-node",
-        f"tar -xzf {BUNDLE_PATH} -C /tmp/rtcfleet-node",
-        "sudo apt-get update -q",
-        f"sudo /tmp/rtcfleet-node/*/install.sh --prefix {INSTALL_PREFIX}",
-    ]
+    """The image build script (the one EC2 Image Builder and the Pulumi template run)."""
+    return image_build_commands("azure", sha256, sudo=True)
 
 
 class AzureBaker:

@@ -22,6 +22,7 @@ import json
 import os
 import shlex
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from infra.spec import (
     TURN_PORT,
 )
 from media_node.cloud_metadata import AzureMetadata, Ec2Metadata, MetadataError
+from media_node.public_address import PublicAddressError, public_address
 from rtcfleet.bundle.templates import TURNSERVER_CONF
 
 ETC_DIR = Path("/etc/rtcfleet")
@@ -49,6 +51,10 @@ KEY_VAULT_RESOURCE = "https://vault.azure.net"
 
 class FirstBootError(RuntimeError):
     """The machine lacks a fact its services need; the message names it."""
+
+
+class NotYetReadable(RuntimeError):
+    """A read the node will be allowed soon (its permission or its secret is still on its way)."""
 
 
 @dataclass
@@ -151,6 +157,7 @@ def gateway_environment(facts: NodeFacts) -> dict[str, str]:
         ("signalingPort", "CLIENT_PORT"),
         ("adminPort", "ADMIN_PORT"),
         ("publicUrl", "PUBLIC_URL"),
+        ("turnPort", "NODE_TURN_PORT"),
     ):
         if s.get(key) is not None:
             env[f"RTCFLEET_GATEWAY_{var}"] = str(s[key])
@@ -300,6 +307,8 @@ async def azure_facts(
                 params={"api-version": KEY_VAULT_API},
                 headers={"Authorization": f"Bearer {token}"},
             ) as response:
+                if response.status in (401, 403, 404):
+                    raise NotYetReadable(f"Key Vault secret {name} answered {response.status}")
                 if response.status != 200:
                     raise FirstBootError(f"Key Vault secret {name} answered {response.status}")
                 return str((await response.json())["value"])
@@ -319,6 +328,72 @@ async def azure_facts(
     )
 
 
+# Answers that mean "not yet": IAM grants and secrets propagate after the instance starts.
+RETRYABLE_AWS_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "ExpiredTokenException",
+        "ResourceNotFoundException",
+        "ParameterNotFound",
+        "ThrottlingException",
+        "InternalServiceError",
+        "InternalFailure",
+        "ServiceUnavailable",
+    }
+)
+
+
+def backoff_delays(total_seconds: float, first: float = 1.0, cap: float = 15.0) -> list[float]:
+    """Doubling waits from ``first`` up to ``cap``, summing to at most ``total_seconds``."""
+    delays: list[float] = []
+    delay, spent = first, 0.0
+    while spent + delay <= total_seconds:
+        delays.append(delay)
+        spent += delay
+        delay = min(delay * 2, cap)
+    return delays
+
+
+async def learn_facts(args: argparse.Namespace, cloud: str) -> NodeFacts:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        if cloud == "aws":
+            return await aws_facts(args.etc_dir, args.metadata_url, args.endpoint_url)
+        return await azure_facts(args.etc_dir, args.metadata_url, args.key_vault_url)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in RETRYABLE_AWS_CODES:
+            raise NotYetReadable(str(exc)) from exc
+        raise FirstBootError(str(exc)) from exc
+    except (BotoCoreError, MetadataError, aiohttp.ClientError, OSError) as exc:
+        # no credentials yet, the metadata service or an endpoint not answering yet
+        raise NotYetReadable(f"{type(exc).__name__}: {exc}") from exc
+
+
+def learn_facts_patiently(args: argparse.Namespace, cloud: str) -> NodeFacts:
+    """Retries "not yet" answers with bounded backoff, logging each, then gives up."""
+    delays = backoff_delays(args.retry_seconds)
+    for attempt in range(len(delays) + 1):
+        try:
+            return asyncio.run(learn_facts(args, cloud))
+        except NotYetReadable as exc:
+            if attempt == len(delays):
+                raise FirstBootError(
+                    f"still not readable after {attempt + 1} attempts: {exc}"
+                ) from exc
+            print(
+                f"rtcfleet first boot: attempt {attempt + 1} not yet readable ({exc}); "
+                f"retrying in {delays[attempt]:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            time.sleep(delays[attempt])
+    raise AssertionError("unreachable")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cloud", choices=("aws", "azure"), default=None)
@@ -326,13 +401,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metadata-url", default=os.environ.get("RTCFLEET_METADATA_URL"))
     parser.add_argument("--endpoint-url", default=os.environ.get("RTCFLEET_AWS_ENDPOINT_URL"))
     parser.add_argument("--key-vault-url", default=os.environ.get("RTCFLEET_KEY_VAULT_URL"))
+    parser.add_argument(
+        "--retry-seconds",
+        type=float,
+        default=0.0,
+        help="keep retrying reads that are not allowed or not answered yet for this long",
+    )
     args = parser.parse_args(argv)
     cloud = args.cloud or read_env_file(args.etc_dir / NODE_ENV).get("RTCFLEET_CLOUD") or "aws"
     try:
-        if cloud == "aws":
-            facts = asyncio.run(aws_facts(args.etc_dir, args.metadata_url, args.endpoint_url))
-        else:
-            facts = asyncio.run(azure_facts(args.etc_dir, args.metadata_url, args.key_vault_url))
+        facts = learn_facts_patiently(args, cloud)
+        if facts.role == "media" and not facts.public_ip and facts.settings.get("stunUrls"):
+            # the cloud does not say (Azure Standard IPs): ask a STUN server outside the NAT
+            facts.public_ip = asyncio.run(
+                public_address(list(facts.settings["stunUrls"]), facts.private_ip)
+            )
+            print(f"public address {facts.public_ip} (STUN)", flush=True)
         if facts.role == "media":
             # the drain agent talks to the same endpoints first boot did
             if args.metadata_url:
@@ -340,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.endpoint_url:
                 facts.extra["RTCFLEET_MEDIA_CLOUD_API_URL"] = args.endpoint_url
         written = write_outputs(facts, args.etc_dir)
-    except (FirstBootError, MetadataError, aiohttp.ClientError, KeyError, ValueError) as exc:
+    except (FirstBootError, PublicAddressError, KeyError, ValueError) as exc:
         print(f"rtcfleet first boot failed: {exc}", file=sys.stderr)
         return 1
     for path in written:

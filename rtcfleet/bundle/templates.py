@@ -24,7 +24,9 @@ Before=rtcfleet-gateway.service rtcfleet-media.service rtcfleet-turn.service
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart=@PREFIX@/bin/rtcfleet-first-boot --etc-dir @ETC@
+# it waits (with backoff) for secrets whose read permission may still be on its way
+ExecStart=@PREFIX@/bin/rtcfleet-first-boot --etc-dir @ETC@ --retry-seconds 600
+TimeoutStartSec=660
 
 [Install]
 WantedBy=multi-user.target
@@ -76,6 +78,10 @@ TimeoutStopSec={MEDIA_STOP_TIMEOUT_SECONDS}
 WantedBy=multi-user.target
 """
 
+# coturn runs as its own user, and its configuration (which holds the TURN secret) stays
+# root-only: systemd hands it over as a credential. coturn carries on with its defaults (no
+# authentication, no denied peers: an open relay) when it cannot read its file, so the unit
+# refuses to start it unless the service user can read it.
 TURN_UNIT = """\
 [Unit]
 Description=TURN relay (coturn) with rtcfleet's time-limited credentials
@@ -85,12 +91,18 @@ ConditionPathExists=@ETC@/turnserver.conf
 
 [Service]
 Type=simple
-ExecStart=@TURNSERVER@ -c @ETC@/turnserver.conf --no-cli
+LoadCredential=turnserver.conf:@ETC@/turnserver.conf
+ExecStartPre=/bin/grep -q ^use-auth-secret$ %d/turnserver.conf
+ExecStart=@TURNSERVER@ -c %d/turnserver.conf --no-cli
 User=turnserver
 Group=turnserver
-AmbientCapabilities=CAP_NET_BIND_SERVICE
+RuntimeDirectory=turnserver
 NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
 Restart=on-failure
+RestartSec=2
 
 [Install]
 WantedBy=multi-user.target
@@ -128,16 +140,29 @@ realm=$realm
 use-auth-secret
 static-auth-secret=$secret
 fingerprint
+no-tls
+no-dtls
+no-tcp-relay
 no-multicast-peers
 no-cli
-no-tlsv1
-no-tlsv1_1
+pidfile=/run/turnserver/turnserver.pid
 denied-peer-ip=0.0.0.0-0.255.255.255
 denied-peer-ip=10.0.0.0-10.255.255.255
+denied-peer-ip=100.64.0.0-100.127.255.255
 denied-peer-ip=127.0.0.0-127.255.255.255
 denied-peer-ip=169.254.0.0-169.254.255.255
 denied-peer-ip=172.16.0.0-172.31.255.255
+denied-peer-ip=192.0.0.0-192.0.0.255
 denied-peer-ip=192.168.0.0-192.168.255.255
+denied-peer-ip=198.18.0.0-198.19.255.255
+denied-peer-ip=240.0.0.0-255.255.255.255
+denied-peer-ip=::1
+denied-peer-ip=64:ff9b::-64:ff9b::ffff:ffff
+denied-peer-ip=::ffff:0.0.0.0-::ffff:255.255.255.255
+denied-peer-ip=fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff
+denied-peer-ip=fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff
+# the one private peer: this node's own SFU, which clients reach through the relay
+allowed-peer-ip=$listening_ip
 total-quota=1200
 stale-nonce=600
 log-file=stdout
@@ -171,7 +196,8 @@ INSTALL_SCRIPT = """\
 # Installs this bundle: a venv from the bundled wheels (no index), units, sysctl, scripts.
 #   install.sh [--prefix /opt/rtcfleet] [--etc-dir /etc/rtcfleet] [--unit-dir DIR]
 #              [--sysctl-dir DIR] [--python python3] [--no-system]
-# --no-system installs files only: no user, no apt, no systemctl, no sysctl reload.
+# --no-system installs files only: no user, no systemctl, no sysctl reload. Debian packages
+# (python3-venv, coturn) are the image build script's job.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 prefix=/opt/rtcfleet etc=/etc/rtcfleet unit_dir=/etc/systemd/system
@@ -187,10 +213,6 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
-if [ "$system" = 1 ] && command -v apt-get >/dev/null 2>&1; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv coturn
-  systemctl disable --now coturn.service 2>/dev/null || true
-fi
 install -d -m 0755 "$prefix" "$prefix/bin" "$unit_dir" "$sysctl_dir"
 install -d -m 0750 "$etc"
 "$python" -m venv "$prefix/venv"
@@ -215,11 +237,15 @@ install -m 0644 "$here/sysctl/90-rtcfleet.conf" "$sysctl_dir/90-rtcfleet.conf"
 install -m 0644 "$here/manifest.json" "$prefix/manifest.json"
 if [ "$system" = 1 ]; then
   id rtcfleet >/dev/null 2>&1 \\
-    || useradd --system --no-create-home --shell /usr/sbin/nologin rtcfleet
+    || useradd --system --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin \\
+         rtcfleet
   chgrp rtcfleet "$etc"
-  sysctl --system >/dev/null
-  systemctl daemon-reload
   systemctl enable rtcfleet-first-boot.service
+  if [ -d /run/systemd/system ]; then
+    # a running system (not an image being built in a container) takes the settings now
+    sysctl --system >/dev/null
+    systemctl daemon-reload
+  fi
 fi
 echo "rtcfleet $(cat "$here/VERSION") installed in $prefix"
 """

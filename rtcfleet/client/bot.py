@@ -23,10 +23,17 @@ class Bot:
         width: int = 640,
         height: int = 360,
         fps: int = 30,
+        relay_only: bool = False,
     ) -> None:
+        """``relay_only``: media only through the TURN servers the join answer names."""
         self.name = name
         self.session = ClientSession(
-            urls, token, peer_factory=lambda: ClientPeer(name, width=width, height=height, fps=fps)
+            urls,
+            token,
+            peer_factory=lambda **ice: ClientPeer(
+                name, width=width, height=height, fps=fps, relay_only=relay_only, **ice
+            ),
+            ice_from_join=relay_only,
         )
         self.started_at = time.monotonic()
 

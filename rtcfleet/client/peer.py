@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
@@ -73,13 +76,22 @@ class ClientPeer:
         height: int = 360,
         fps: int = 30,
         noise_rows: int = 0,
+        ice_servers: Sequence[RTCIceServer] = (),
+        relay_only: bool = False,
     ) -> None:
         self.name = name
         self.video_track = SyntheticVideoTrack(width, height, fps, noise_rows) if video else None
         self.audio_track = SyntheticAudioTrack() if audio else None
         # max-bundle: with aiortc's default "balanced" policy, two new m-lines of one kind in a
         # single re-offer leave the second on a transport that BUNDLE then discards.
-        config = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        # no ICE servers unless given: aiortc would otherwise ask a public STUN server
+        config = RTCConfiguration(
+            iceServers=list(ice_servers),
+            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+            iceTransportPolicy=(
+                RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+            ),
+        )
         self.publisher_pc = RTCPeerConnection(config)
         self.subscriber_pc = RTCPeerConnection(config)
         self.remote: dict[tuple[str, str], RemoteTrackStats] = {}

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from aiortc import RTCIceServer
 
 from rtcfleet.client.peer import ClientPeer
 from rtcfleet.signaling import (
@@ -91,15 +92,20 @@ class ClientSession:
         urls: list[str],
         token: str,
         *,
-        peer_factory: Callable[[], ClientPeer],
+        peer_factory: Callable[..., ClientPeer],
         reconnect_timeout: float = 30.0,
+        ice_from_join: bool = False,
     ) -> None:
+        """``ice_from_join``: media uses the join answer's STUN/TURN servers (``peer_factory``
+        then takes ``ice_servers=``); otherwise the peer's own configuration."""
         if not urls:
             raise ValueError("at least one signaling URL is needed")
         self.urls = list(dict.fromkeys(urls))
         self.token = token
         self.peer_factory = peer_factory
-        self.peer = peer_factory()
+        self.ice_from_join = ice_from_join
+        self.ice_servers: list[RTCIceServer] = []
+        self.peer = self._new_peer()
         self.previous_peers: list[ClientPeer] = []
         self.reconnect_timeout = reconnect_timeout
         self.session_id: str | None = None
@@ -358,12 +364,30 @@ class ClientSession:
             self.events.joined_at = time.monotonic()
         self._joined.set()
         # a resume on the same node keeps the media connections as they are
+        if new_node and self.ice_from_join:
+            self.ice_servers = [
+                RTCIceServer(
+                    urls=server["urls"],
+                    username=server.get("username"),
+                    credential=server.get("credential"),
+                )
+                for server in message.get("ice_servers", [])
+            ]
+            if self.peer.publisher_pc.remoteDescription is None:
+                # not connected yet: start over with this node's servers
+                fresh, self.peer = self.peer, self._new_peer()
+                await fresh.close()
         if new_node:
             if self.node_id is not None and self.peer.publisher_pc.remoteDescription is not None:
                 await self._restart_media()
             self.node_id = message["node_id"]
             if self.can_publish:
                 await self._send(PublishOffer(sdp=await self.peer.create_publish_offer()))
+
+    def _new_peer(self) -> ClientPeer:
+        if self.ice_from_join:
+            return self.peer_factory(ice_servers=self.ice_servers)
+        return self.peer_factory()
 
     def media_silent(self, now: float) -> bool:
         """Everything this peer was receiving from its active publishers has stopped."""
@@ -393,6 +417,6 @@ class ClientSession:
         self.events.media_rejoins += 1
         old = self.peer
         self.previous_peers.append(old)
-        self.peer = self.peer_factory()
+        self.peer = self._new_peer()
         self.node_id = None
         await old.close()

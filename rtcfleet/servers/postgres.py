@@ -181,8 +181,9 @@ class PostgresServer:
                 "--no-sync",
             ]
         )  # fmt: skip
-        if self.bind.netns is not None:
-            # in a namespace of its own the server is reached over its subnet, not loopback;
+        if self.bind != LOCAL:
+            # off loopback (an address of its own, or a namespace of its own) the server is
+            # reached over its subnet;
             # replicas copy this file with the data
             with (self.datadir / "pg_hba.conf").open("a") as hba:
                 hba.write("host all all samenet trust\nhost replication all samenet trust\n")

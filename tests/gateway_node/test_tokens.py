@@ -75,6 +75,31 @@ def test_join_answer_ice_servers_carry_time_limited_turn_credentials() -> None:
     assert 590 <= expiry - time.time() <= 600
 
 
+def test_join_answer_points_at_the_media_nodes_own_coturn() -> None:
+    """Every media node runs coturn: a session's TURN is on the node that carries its media."""
+    from gateway_node.gateway import Gateway
+    from gateway_node.settings import GatewaySettings
+
+    settings = GatewaySettings(
+        redis_url="redis://127.0.0.1:1/0",
+        postgres_dsn="postgresql://x@127.0.0.1/x",
+        api_keys={"k": "s" * 40},
+        cluster_secret="c" * 20,
+        admin_token="a" * 20,
+        turn_secret="shared-turn-secret",
+    )
+    stun, turn = Gateway(settings).ice_servers("bob", "203.0.113.7")
+    assert stun.urls == ["stun:203.0.113.7:3478"]
+    assert turn.urls == [
+        "turn:203.0.113.7:3478?transport=udp",
+        "turn:203.0.113.7:3478?transport=tcp",
+    ]
+    assert turn.username is not None and turn.username.endswith(":bob") and turn.credential
+    assert Gateway(settings).ice_servers("bob", None) == []
+    off = settings.model_copy(update={"node_turn_port": None})
+    assert Gateway(off).ice_servers("bob", "203.0.113.7") == []
+
+
 def test_turn_urls_must_be_turn_urls() -> None:
     from pydantic import ValidationError
 

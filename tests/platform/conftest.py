@@ -61,7 +61,7 @@ def admin(
         return exc.code, json.loads(exc.read())
 
 
-async def start_call(fleet: LocalFleet, room: str, names: list[str], **video: int) -> list[Bot]:
+async def start_call(fleet: LocalFleet, room: str, names: list[str], **video: Any) -> list[Bot]:
     """Bots joined to ``room`` through the home region's gateways, each decoding every other;
     the caller closes them. On failure the bots already started are closed here."""
     urls = [g.signal_url for g in fleet.regions[fleet.home].gateways]

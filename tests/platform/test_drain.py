@@ -30,7 +30,7 @@ async def test_admin_drain_keeps_the_call_then_the_node_exits(fleet: LocalFleet)
     """The draining node is the least loaded one, so placement would pick it but for the drain."""
     region = fleet.regions[fleet.home]
     urls = [g.signal_url for g in region.gateways]
-    small = {"width": 320, "height": 180, "fps": 15}
+    small: dict[str, Any] = {"width": 320, "height": 180, "fps": 15}
     alice, bob = await start_call(fleet, "drain-1", ["alice", "bob"], **small)
     busy: list[Bot] = []
     carol = Bot(urls, fleet.token("drain-3", "carol"), name="carol", **small)

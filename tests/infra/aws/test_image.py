@@ -9,6 +9,7 @@ from typing import Any
 import pulumi
 import pytest
 
+from infra.image_build import IMAGE_BUILD_SCRIPT, script_in
 from infra.plan import runner
 from infra.plan.mocks import RecordingMocks
 from infra.settings import SettingsError
@@ -65,9 +66,13 @@ def test_component_installs_the_bundle_from_s3_and_checks_it(image_run) -> None:
     download, install = phases["build"]
     assert download["action"] == "S3Download"
     assert download["inputs"][0]["source"] == IMAGE_CONFIG["rtcfleet:bundleUri"]
+    assert download["inputs"][0]["destination"] == "/tmp/rtcfleet-node.tar.gz"
     commands = install["inputs"]["commands"]
-    assert f"echo '{SHA}  /tmp/rtcfleet-node.tar.gz' | sha256sum -c -" in commands
-    assert any("install.sh --prefix /opt/rtcfleet" in c for c in commands)
+    assert script_in(commands) == IMAGE_BUILD_SCRIPT
+    assert commands[-1] == (
+        "bash /tmp/rtcfleet-build-image.sh --bundle /tmp/rtcfleet-node.tar.gz "
+        f"--sha256 {SHA} --cloud aws"
+    )
     for phase in ("validate", "test"):
         assert phases[phase][0]["inputs"]["commands"] == ["/opt/rtcfleet/bin/rtcfleet-health-check"]
 
@@ -79,6 +84,8 @@ def test_recipe_on_debian_with_an_encrypted_disk(image_run) -> None:
     assert [c["componentArn"] for c in recipe.inputs["components"]] == [component.outputs["arn"]]
     ebs = recipe.inputs["blockDeviceMappings"][0]["ebs"]
     assert ebs["encrypted"] == "true" and ebs["volumeType"] == "gp3"
+    # Debian has no SSM agent of its own: the one Image Builder installs stays in the AMI
+    assert recipe.inputs["systemsManagerAgent"] == {"uninstallAfterBuild": False}
 
 
 def test_builder_runs_imdsv2_only_and_reads_only_the_bundle(image_run) -> None:

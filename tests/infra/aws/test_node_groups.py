@@ -111,15 +111,26 @@ def test_instance_profiles_reach_only_their_own_secret_settings_and_group(home_p
         assert statements["OwnSettings"]["Resource"] == parameter.outputs["arn"]
         assert all(s["Effect"] == "Allow" and s["Resource"] != "*" for s in statements.values())
     media = home_plan.named(GROUP, "prod-use1-media")
-    lifecycle = _statements(home_plan, "prod-use1-media-node")["OwnLifecycle"]
+    assert "OwnLifecycle" not in _statements(home_plan, "prod-use1-media-node")
+    lifecycle = _statements(home_plan, "prod-use1-media-lifecycle")["OwnLifecycle"]
     assert lifecycle["Resource"] == media.outputs["arn"]
     assert set(lifecycle["Action"]) == {
         "autoscaling:CompleteLifecycleAction",
         "autoscaling:RecordLifecycleActionHeartbeat",
         "autoscaling:SetInstanceProtection",
     }
-    assert "OwnLifecycle" not in _statements(home_plan, "prod-use1-gateway-node")
+    policies = home_plan.of_type("aws:iam/rolePolicy:RolePolicy")
+    assert "prod-use1-gateway-lifecycle" not in {p.name for p in policies}
     attachments = of_type(home_plan.resources, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
     assert {a.inputs["policyArn"] for a in attachments} == {
         "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
     }
+
+
+def test_nodes_may_read_their_secret_before_their_group_launches_them(home_plan) -> None:
+    """A policy naming the group's ARN would exist only after the group's first nodes boot."""
+    order = [(r.type, r.name) for r in home_plan.resources]
+    for role in ("gateway", "media"):
+        read = home_plan.named("aws:iam/rolePolicy:RolePolicy", f"prod-use1-{role}-node")
+        assert "OwnLifecycle" not in read.inputs["policy"]
+        assert order.index((read.type, read.name)) < order.index((GROUP, f"prod-use1-{role}"))

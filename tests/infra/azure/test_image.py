@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 
 import pytest
 
 from infra.azure.image import STORAGE_BLOB_DATA_READER
+from infra.image_build import IMAGE_BUILD_SCRIPT, script_in
 from infra.plan import runner
 from infra.plan.checks import evaluate
 from infra.policy import POLICIES
@@ -53,7 +55,12 @@ def test_template_builds_debian_with_the_bundle_and_its_health_check(run) -> Non
     assert fetch["type"] == "File" and fetch["sourceUri"] == CONFIG["rtcfleet:azureBundleUri"]
     assert fetch["sha256Checksum"] == SHA
     assert install["type"] == "Shell"
-    assert any("install.sh --prefix /opt/rtcfleet" in line for line in install["inline"])
+    assert fetch["destination"] == "/tmp/rtcfleet-node.tar.gz"
+    assert script_in(install["inline"]) == IMAGE_BUILD_SCRIPT
+    assert install["inline"][-1] == (
+        "sudo bash /tmp/rtcfleet-build-image.sh --bundle /tmp/rtcfleet-node.tar.gz "
+        f"--sha256 {SHA} --cloud azure"
+    )
     validation = template.inputs["validate"]
     assert validation["continueDistributeOnFailure"] is False
     assert validation["inVMValidations"][0]["inline"] == ["/opt/rtcfleet/bin/rtcfleet-health-check"]
@@ -155,3 +162,16 @@ def test_azure_image_settings_are_checked() -> None:
     with pytest.raises(SettingsError) as caught:
         image_settings_from_values("prod-image", values)
     assert set(caught.value.keys) == {"rtcfleet:version", "rtcfleet:azureBundleStorageId"}
+
+
+def test_image_builder_and_azure_template_run_the_same_build_script(run) -> None:
+    """One image build script for both clouds (and the rehearsal), not parallel paths."""
+    component = _one(run, "aws:imagebuilder/component:Component")
+    document = json.loads(component.inputs["data"])
+    (build,) = [p for p in document["phases"] if p["name"] == "build"]
+    aws_commands = build["steps"][-1]["inputs"]["commands"]
+    azure_commands = _one(run, TEMPLATE).inputs["customize"][-1]["inline"]
+    assert script_in(aws_commands) == script_in(azure_commands) == IMAGE_BUILD_SCRIPT
+    assert [c.removeprefix("sudo ") for c in azure_commands[:-1]] == aws_commands[:-1]
+    same_bundle = azure_commands[-1].removeprefix("sudo ").replace("--cloud azure", "--cloud aws")
+    assert same_bundle == aws_commands[-1]
