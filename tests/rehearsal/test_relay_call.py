@@ -15,11 +15,6 @@ from rtcfleet.tokens import mint_token
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.xfail(
-    reason="the rehearsal has no public addresses: coturn's relayed candidates are on the "
-    "bridge's private range, which media nodes with a public IP now refuse as client candidates",
-    strict=False,
-)
 async def test_two_relay_only_bots_decode_each_others_video(
     region: RehearsedRegion, booted: dict[Role, BootedNode]
 ) -> None:
