@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from rtcfleet.tokens import MAX_TTL_SECONDS
+
 local_app = typer.Typer(
     help="Run the platform on this machine (the local fleet).", no_args_is_help=True
 )
@@ -128,7 +130,7 @@ def up(
         fleet.start(ready_timeout=START_TIMEOUT_S)
         state = fleet.status() | {
             "pid": os.getpid(),
-            "join_token": fleet.token(DEMO_ROOM, "guest", ttl_seconds=7 * 24 * 3600),
+            "join_token": fleet.token(DEMO_ROOM, "guest", ttl_seconds=MAX_TTL_SECONDS),
         }
         state_dir().mkdir(parents=True, exist_ok=True)
         state_file().write_text(json.dumps(state, indent=2))
