@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.image_build import image_build_commands
+from rtcfleet.azure_arm import arm_client_options
 from rtcfleet.bake.aws import BUNDLE_TAG, IMAGE_TAG, INSTALL_PREFIX, VERSION_TAG, file_sha256
 
 log = logging.getLogger("rtcfleet.bake")
@@ -111,12 +112,7 @@ class AzureBakeClients:
         from azure.mgmt.compute import ComputeManagementClient
         from azure.mgmt.imagebuilder import ImageBuilderClient
 
-        if credential is None:
-            from azure.identity import DefaultAzureCredential
-
-            credential = DefaultAzureCredential()
-        if base_url is not None:
-            options["base_url"] = base_url
+        credential, options = arm_client_options(credential, base_url, **options)
         return cls(
             compute=ComputeManagementClient(credential, subscription_id, **options),
             imagebuilder=ImageBuilderClient(credential, subscription_id, **options),

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,7 +18,17 @@ from rtcfleet.drill.backend import FaultKind
 
 if TYPE_CHECKING:
     from rtcfleet.drill import DrillSpec
+    from rtcfleet.drill.aws import AwsBackend
+    from rtcfleet.drill.azure import AzureBackend
     from rtcfleet.netfault import Fabric
+
+
+class _DrillConfig(Protocol):
+    @property
+    def regions(self) -> Mapping[str, Any]: ...
+
+
+_Config = TypeVar("_Config", bound=_DrillConfig)
 
 drill_app = typer.Typer(help="Failover drills.", no_args_is_help=True)
 
@@ -181,82 +192,75 @@ def _fabric(fault: FaultKind, console: Console) -> Fabric | None:
 def _aws(
     spec: DrillSpec, config: Path | None, dry_run: bool, console: Console
 ) -> dict[str, Any] | None:
-    from pydantic import ValidationError
-
-    from rtcfleet.drill import run_region_outage
     from rtcfleet.drill.aws import AwsBackend, AwsDrillConfig
 
     if spec.fault is not FaultKind.KILL:
         console.print(f"--fault {spec.fault}: the AWS backend injects kill only")
         raise typer.Exit(2)
-    if config is None:
-        console.print("--config: the AWS drill needs its config file")
-        raise typer.Exit(2)
-    try:
-        settings = AwsDrillConfig.load(config)
-    except (OSError, ValidationError, ValueError) as exc:
-        console.print(f"--config {config}: {exc}")
-        raise typer.Exit(2) from None
-    if spec.region not in settings.regions:
-        console.print(f"--region: {config} lists {sorted(settings.regions)}")
-        raise typer.Exit(2)
-    backend = AwsBackend(
-        settings,
-        admin_token_value=os.environ.get("RTCFLEET_ADMIN_TOKEN", ""),
-        api_secret=os.environ.get("RTCFLEET_API_SECRET", ""),
-        dry_run=dry_run,
-        log=lambda line: console.print(line, highlight=False, soft_wrap=True),
-    )
-    if dry_run:
-        asyncio.run(backend.inject(spec.region))
-        if spec.region == settings.home:
-            asyncio.run(backend.fail_over_database())
-        asyncio.run(backend.restore(spec.region))
-        return None
-    if not backend.admin_token_value or not backend.api_secret:
-        console.print("RTCFLEET_ADMIN_TOKEN and RTCFLEET_API_SECRET must be set for a live drill")
-        raise typer.Exit(2)
-    return asyncio.run(run_region_outage(backend, spec)).to_json()
+    settings = _cloud_config(AwsDrillConfig.load, "AWS", spec, config, console)
+    backend = AwsBackend(settings, dry_run=dry_run, **_backend_options(console))
+    return _cloud_drill(backend, settings.home, spec, dry_run, console)
 
 
 def _azure(
     spec: DrillSpec, config: Path | None, dry_run: bool, console: Console
 ) -> dict[str, Any] | None:
-    from pydantic import ValidationError
-
-    from rtcfleet.drill import run_region_outage
     from rtcfleet.drill.azure import AzureBackend, AzureClients, AzureDrillConfig
 
+    settings = _cloud_config(AzureDrillConfig.load, "Azure", spec, config, console)
+    backend = AzureBackend(settings, dry_run=dry_run, **_backend_options(console))
+    if not dry_run:
+        backend.clients = AzureClients.create(settings.subscription_id)
+    return _cloud_drill(backend, settings.home, spec, dry_run, console)
+
+
+def _cloud_config(
+    load: Callable[[Path], _Config], cloud: str, spec: DrillSpec, config: Path | None,
+    console: Console,
+) -> _Config:
+    """The drill config file of a cloud backend, or exit 2 with what is wrong with it."""
+    from pydantic import ValidationError
+
     if config is None:
-        console.print("--config: the Azure drill needs its config file")
+        console.print(f"--config: the {cloud} drill needs its config file")
         raise typer.Exit(2)
     try:
-        settings = AzureDrillConfig.load(config)
+        settings = load(config)
     except (OSError, ValidationError, ValueError) as exc:
         console.print(f"--config {config}: {exc}")
         raise typer.Exit(2) from None
     if spec.region not in settings.regions:
         console.print(f"--region: {config} lists {sorted(settings.regions)}")
         raise typer.Exit(2)
-    backend = AzureBackend(
-        settings,
-        admin_token_value=os.environ.get("RTCFLEET_ADMIN_TOKEN", ""),
-        api_secret=os.environ.get("RTCFLEET_API_SECRET", ""),
-        dry_run=dry_run,
-        log=lambda line: console.print(line, highlight=False, soft_wrap=True),
-    )
+    return settings
+
+
+def _backend_options(console: Console) -> dict[str, Any]:
+    """What every cloud backend takes from the environment and the console."""
+    return {
+        "admin_token_value": os.environ.get("RTCFLEET_ADMIN_TOKEN", ""),
+        "api_secret": os.environ.get("RTCFLEET_API_SECRET", ""),
+        "log": lambda line: console.print(line, highlight=False, soft_wrap=True),
+    }
+
+
+def _cloud_drill(
+    backend: AwsBackend | AzureBackend, home: str, spec: DrillSpec, dry_run: bool,
+    console: Console,
+) -> dict[str, Any] | None:
+    """A dry run lists every call of the fault, failover and restore; a live run measures."""
+    from rtcfleet.drill import run_region_outage
+
     if dry_run:
         asyncio.run(backend.inject(spec.region))
-        if spec.region == settings.home:
+        if spec.region == home:
             asyncio.run(backend.fail_over_database())
         asyncio.run(backend.restore(spec.region))
         return None
     if not backend.admin_token_value or not backend.api_secret:
         console.print("RTCFLEET_ADMIN_TOKEN and RTCFLEET_API_SECRET must be set for a live drill")
         raise typer.Exit(2)
-    backend.clients = AzureClients.create(settings.subscription_id)
     return asyncio.run(run_region_outage(backend, spec)).to_json()
-
 
 def register(app: typer.Typer) -> None:
     app.add_typer(drill_app, name="drill")

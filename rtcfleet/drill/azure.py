@@ -25,6 +25,7 @@ import aiohttp
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from rtcfleet.azure_arm import arm_client_options
 from rtcfleet.drill.backend import FaultKind
 from rtcfleet.tokens import mint_token
 
@@ -94,12 +95,7 @@ class AzureClients:
         from azure.mgmt.network import NetworkManagementClient
         from azure.mgmt.postgresqlflexibleservers import PostgreSQLManagementClient
 
-        if credential is None:
-            from azure.identity import DefaultAzureCredential
-
-            credential = DefaultAzureCredential()
-        if base_url is not None:
-            options["base_url"] = base_url
+        credential, options = arm_client_options(credential, base_url, **options)
         return cls(
             compute=ComputeManagementClient(credential, subscription_id, **options),
             network=NetworkManagementClient(credential, subscription_id, **options),
