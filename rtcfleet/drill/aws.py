@@ -24,8 +24,7 @@ import boto3
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from rtcfleet.drill.backend import FaultKind
-from rtcfleet.tokens import mint_token
+from rtcfleet.drill.backend import CloudRegionFacts, FaultKind
 
 SUSPENDED_PROCESSES = [
     "Launch",
@@ -75,7 +74,7 @@ class _Capacity:
 
 
 @dataclass
-class AwsBackend:
+class AwsBackend(CloudRegionFacts):
     config: AwsDrillConfig
     admin_token_value: str = ""
     api_secret: str = ""
@@ -87,34 +86,11 @@ class AwsBackend:
     faults: frozenset[FaultKind] = frozenset({FaultKind.KILL})
     calls: list[str] = field(default_factory=list)
     _capacity: dict[str, _Capacity] = field(default_factory=dict)
-    _home: str = ""
+    home_region: str = ""
 
     def __post_init__(self) -> None:
         self.session = self.session or boto3.session.Session()
-        self._home = self.config.home
-
-    # ---- facts ----------------------------------------------------------------------------
-
-    def regions(self) -> list[str]:
-        return list(self.config.regions)
-
-    def home(self) -> str:
-        return self._home
-
-    def standby(self) -> str | None:
-        return self.config.standby
-
-    def signal_urls(self, region: str) -> list[str]:
-        return list(self.config.regions[region].signal_urls)
-
-    def admin_url(self, region: str) -> str:
-        return self.config.regions[region].admin_url
-
-    def admin_token(self) -> str:
-        return self.admin_token_value
-
-    def token(self, room: str, identity: str) -> str:
-        return mint_token(self.config.api_key, self.api_secret, room=room, identity=identity)
+        self.home_region = self.config.home
 
     # ---- calls ----------------------------------------------------------------------------
 
@@ -156,7 +132,7 @@ class AwsBackend:
         clouds are measured by their gateways' ``rtcfleet_settings_replication_lag_seconds``."""
         out: dict[str, dict[str, Any]] = {}
         for region, target in self.config.regions.items():
-            if region == self._home or target.db_replica_id is None:
+            if region == self.home_region or target.db_replica_id is None:
                 continue
             seconds = await asyncio.to_thread(self._replica_lag, region, target.db_replica_id)
             out[region] = {"kind": "physical", "lag_s": seconds}
@@ -275,7 +251,7 @@ class AwsBackend:
                 PrimaryRegion=standby, PrimaryReplicationGroupId=target.replication_group_id,
             )  # fmt: skip
             steps.append(f"ElastiCache global datastore primary moved to {standby}")
-        self._home = standby
+        self.home_region = standby
         return steps
 
     def _replace_replicas(self, promoted_arn: str) -> list[str]:

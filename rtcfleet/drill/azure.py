@@ -26,8 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from rtcfleet.azure_arm import arm_client_options
-from rtcfleet.drill.backend import FaultKind
-from rtcfleet.tokens import mint_token
+from rtcfleet.drill.backend import CloudRegionFacts, FaultKind
 
 GATEWAY_ENV = "/etc/rtcfleet/gateway.env"
 GATEWAY_UNIT = "rtcfleet-gateway.service"
@@ -104,7 +103,7 @@ class AzureClients:
 
 
 @dataclass
-class AzureBackend:
+class AzureBackend(CloudRegionFacts):
     config: AzureDrillConfig
     clients: AzureClients | None = None
     admin_token_value: str = ""
@@ -117,33 +116,10 @@ class AzureBackend:
     # the region's front door and machines go away: as a kill looks from outside
     faults: frozenset[FaultKind] = frozenset({FaultKind.KILL})
     calls: list[str] = field(default_factory=list)
-    _home: str = ""
+    home_region: str = ""
 
     def __post_init__(self) -> None:
-        self._home = self.config.home
-
-    # ---- facts ----------------------------------------------------------------------------
-
-    def regions(self) -> list[str]:
-        return list(self.config.regions)
-
-    def home(self) -> str:
-        return self._home
-
-    def standby(self) -> str | None:
-        return self.config.standby
-
-    def signal_urls(self, region: str) -> list[str]:
-        return list(self.config.regions[region].signal_urls)
-
-    def admin_url(self, region: str) -> str:
-        return self.config.regions[region].admin_url
-
-    def admin_token(self) -> str:
-        return self.admin_token_value
-
-    def token(self, room: str, identity: str) -> str:
-        return mint_token(self.config.api_key, self.api_secret, room=room, identity=identity)
+        self.home_region = self.config.home
 
     # ---- calls ----------------------------------------------------------------------------
 
@@ -277,7 +253,7 @@ class AzureBackend:
                 f"{region}: {len(ids)} gateway(s) of {other.gateway_scale_set} repointed to "
                 f"{endpoint} and restarted"
             )
-        self._home = standby
+        self.home_region = standby
         return steps
 
     async def restore(self, region: str, fault: FaultKind = FaultKind.KILL) -> list[str]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Protocol
+
+from rtcfleet.tokens import mint_token
 
 
 class FaultKind(StrEnum):
@@ -71,3 +74,57 @@ class DrillBackend(Protocol):
         ...
 
     async def restore(self, region: str, fault: FaultKind = FaultKind.KILL) -> list[str]: ...
+
+
+class CloudRegionTarget(Protocol):
+    """What a cloud drill config says of each region: where its clients and admins go."""
+
+    @property
+    def signal_urls(self) -> list[str]: ...
+
+    @property
+    def admin_url(self) -> str: ...
+
+
+class CloudDrillConfig(Protocol):
+    @property
+    def home(self) -> str: ...
+
+    @property
+    def standby(self) -> str: ...
+
+    @property
+    def api_key(self) -> str: ...
+
+    @property
+    def regions(self) -> Mapping[str, CloudRegionTarget]: ...
+
+
+class CloudRegionFacts:
+    """The facts a cloud backend reads from its drill config; the home moves on a failover."""
+
+    config: CloudDrillConfig
+    admin_token_value: str
+    api_secret: str
+    home_region: str
+
+    def regions(self) -> list[str]:
+        return list(self.config.regions)
+
+    def home(self) -> str:
+        return self.home_region
+
+    def standby(self) -> str | None:
+        return self.config.standby
+
+    def signal_urls(self, region: str) -> list[str]:
+        return list(self.config.regions[region].signal_urls)
+
+    def admin_url(self, region: str) -> str:
+        return self.config.regions[region].admin_url
+
+    def admin_token(self) -> str:
+        return self.admin_token_value
+
+    def token(self, room: str, identity: str) -> str:
+        return mint_token(self.config.api_key, self.api_secret, room=room, identity=identity)
