@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import aiohttp
 
 from rtcfleet.local import LocalFleet
@@ -46,7 +49,10 @@ async def test_access_logs_record_no_token(fleet: LocalFleet) -> None:
             assert reply["type"] == "joined", reply
         async with http.get(f"{admin_url}/api/rooms?token={admin_token}") as response:
             assert response.status in (200, 401)
-    text = logs(fleet)
-    assert "/demo?" in text and "/api/rooms" in text, "the access log is written"
+    # the gateway writes an access log line once its response is sent: wait for both lines
+    deadline = time.monotonic() + 10
+    while not ("/demo?" in (text := logs(fleet)) and "/api/rooms" in text):
+        assert time.monotonic() < deadline, "the access log is written"
+        await asyncio.sleep(0.1)
     assert join_token not in text
     assert admin_token not in text

@@ -171,9 +171,18 @@ async def test_turn_unit_relays_for_the_gateways_credentials_only(installed) -> 
         secrets=SECRETS,
     )
     (installed["etc"] / "turnserver.conf").write_text(turnserver_conf(facts))
-    argv, _ = unit_command(installed["units"] / "rtcfleet-turn.service", environment=False)
+    unit = installed["units"] / "rtcfleet-turn.service"
+    argv, _ = unit_command(unit, environment=False)
+    # systemd hands coturn its configuration as a credential: a root-only file copied into
+    # the service's credentials directory (%d), readable by the service user alone
+    credential = re.search(r"^LoadCredential=turnserver\.conf:(.+)$", unit.read_text(), re.M)
+    assert credential and credential[1] == str(installed["etc"] / "turnserver.conf"), credential
+    credentials = installed["etc"] / "credentials"
+    credentials.mkdir(exist_ok=True)
+    shutil.copyfile(credential[1], credentials / "turnserver.conf")
+    argv = [arg.replace("%d", str(credentials)) for arg in argv]
     assert argv[0] == shutil.which("turnserver") and argv[2] == str(
-        installed["etc"] / "turnserver.conf"
+        credentials / "turnserver.conf"
     ), argv
     process = ServerProcess("turnserver", argv, installed["etc"] / "turnserver.log")
     process.start()
