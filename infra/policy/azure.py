@@ -9,11 +9,10 @@ under ``pulumi preview --policy-pack policy`` and in the offline ``rtcfleet plan
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pulumi_policy import (
-    EnforcementLevel,
     ResourceValidationArgs,
     ResourceValidationPolicy,
     StackValidationArgs,
@@ -35,6 +34,7 @@ from infra.azure.firewall_rules import (
 )
 from infra.azure.rbac import KEY_VAULT_SECRETS_USER
 from infra.policy.aws import Report, _cidr, _int, _policy, _tags, _truthy
+from infra.policy.global_stack import stack_policy
 from infra.spec import (
     ENV_TAG,
     KEY_VAULT_TAG,
@@ -529,26 +529,15 @@ def image_builder_can_build(args: StackValidationArgs, report: Report) -> None:
                 )
 
 
-def _stack_policy(
-    name: str, validate: Callable[[StackValidationArgs, Report], None]
-) -> StackValidationPolicy:
-    return StackValidationPolicy(
-        name=name,
-        description=(validate.__doc__ or name).strip(),
-        validate=validate,
-        enforcement_level=EnforcementLevel.MANDATORY,
-    )
-
-
 AZURE_POLICIES: Sequence[ResourceValidationPolicy | StackValidationPolicy] = (
     _policy("rtcfleet-azure-resource-manager-accepts", resource_manager_accepts),
     _policy("rtcfleet-azure-nodes-name-themselves", nodes_name_themselves),
-    _stack_policy(
+    stack_policy(
         "rtcfleet-azure-certificates-read-after-propagation", certificates_read_after_propagation
     ),
-    _stack_policy("rtcfleet-azure-nat-gateways-zonal", nat_gateways_zonal),
-    _stack_policy("rtcfleet-azure-distinct-computer-names", distinct_computer_names),
-    _stack_policy("rtcfleet-azure-image-builder-can-build", image_builder_can_build),
+    stack_policy("rtcfleet-azure-nat-gateways-zonal", nat_gateways_zonal),
+    stack_policy("rtcfleet-azure-distinct-computer-names", distinct_computer_names),
+    stack_policy("rtcfleet-azure-image-builder-can-build", image_builder_can_build),
     _policy("rtcfleet-azure-nsg-matches-spec", nsg_matches_spec),
     _policy("rtcfleet-azure-no-ssh", no_ssh),
     _policy("rtcfleet-azure-no-public-data-stores", no_public_data_stores),

@@ -159,9 +159,10 @@ def vpn_survives_a_tunnel(args: StackValidationArgs, report: Report) -> None:
         report(f"{link}: losing {', '.join(cut)} alone cuts Azure <-> AWS (no other path)")
 
 
-def _policy(
+def stack_policy(
     name: str, validate: Callable[[StackValidationArgs, Report], None]
 ) -> StackValidationPolicy:
+    """A mandatory policy over a whole stack, described by its check's docstring."""
     return StackValidationPolicy(
         name=name,
         description=(validate.__doc__ or name).strip(),
@@ -190,10 +191,10 @@ def _only_global(
 
 
 GLOBAL_POLICIES: Sequence[StackValidationPolicy] = (
-    _policy("rtcfleet-dns-health-check-per-region", _only_global(health_check_per_region)),
-    _policy("rtcfleet-dns-records-follow-health-checks", records_follow_health_checks),
-    _policy("rtcfleet-private-links-both-sides", private_links_both_sides),
-    _policy("rtcfleet-vpn-survives-a-tunnel", vpn_survives_a_tunnel),
+    stack_policy("rtcfleet-dns-health-check-per-region", _only_global(health_check_per_region)),
+    stack_policy("rtcfleet-dns-records-follow-health-checks", records_follow_health_checks),
+    stack_policy("rtcfleet-private-links-both-sides", private_links_both_sides),
+    stack_policy("rtcfleet-vpn-survives-a-tunnel", vpn_survives_a_tunnel),
 )
 
 __all__ = ["GLOBAL_POLICIES"]
