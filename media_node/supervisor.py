@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 
 from media_node import liveness
 from media_node.drain_agent import DrainAgent, cloud_agent
+from media_node.recording.uploader import recording_uploads
 from media_node.settings import MediaNodeSettings
 from media_node.sfu import SfuConfig
 from media_node.worker import WorkerLoad, worker_main
@@ -37,6 +38,8 @@ from rtcfleet.node_messages import (
     NodeJoin,
     NodeLeave,
     NodeProbe,
+    NodeRecording,
+    RecordingAnswer,
     RoomEmpty,
     SessionLeft,
     ToSession,
@@ -303,6 +306,12 @@ class Supervisor:
             # a gateway's region-health probe: this node's bus, loop and workers answer
             self._outbox.put_nowait((command.probe, self.probe_answer()))
             return
+        if isinstance(command, NodeRecording):
+            handle = self.room_worker.get(command.room)
+            if handle is None or not handle.submit(command.model_dump(mode="json")):
+                refused = RecordingAnswer(ok=False, room=command.room, error="room_not_found")
+                self._to_outbox(command.reply, refused.model_dump(mode="json"))
+            return
         room, session = command.room, command.session
         if isinstance(command, NodeJoin):
             if room not in self.room_worker:
@@ -547,6 +556,8 @@ class Supervisor:
                 self, self.settings.health_host, self.settings.health_port
             )
             agent_scope.push_async_callback(health.cleanup)
+            # after the workers stop (shutdown), their last segments are uploaded
+            await agent_scope.enter_async_context(recording_uploads())
             self.drain_agent = await agent_scope.enter_async_context(
                 cloud_agent(
                     self,

@@ -59,6 +59,8 @@ class FleetSpec:
     # the cloud of each region, in order (empty: all one cloud); regions outside the home
     # region's cloud read settings through a logical-replication subscriber
     clouds: list[str] = field(default_factory=list)
+    # more environment for every media node (e.g. RTCFLEET_RECORDING_* and store credentials)
+    media_env: dict[str, str] = field(default_factory=dict)
 
     def region_names(self) -> list[str]:
         return [f"local-{i + 1}" for i in range(self.regions)]
@@ -357,6 +359,7 @@ class LocalFleet:
             "RTCFLEET_MEDIA_DRAIN_TIMEOUT_SECONDS": str(self.spec.drain_timeout_seconds),
             "RTCFLEET_MEDIA_HEALTH_HOST": self.bind(name).address,
             "RTCFLEET_MEDIA_HEALTH_PORT": str(health_port),
+            **self.spec.media_env,
         }
         service = ServiceProcess(
             "media",
