@@ -46,8 +46,8 @@ class RoomRecording:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.room = room
-        self.recording_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(clock()))}-" + (
-            uuid.uuid4().hex[:8]
+        self.recording_id = (
+            f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(clock()))}-" + (uuid.uuid4().hex[:8])
         )
         self.relative = f"{settings.prefix}{manifest.key_part(room)}/{self.recording_id}"
         self.folder = settings.spool_dir / self.relative
@@ -190,9 +190,7 @@ class Recordings:
                 self.settings_error = str(exc)
                 log.error("recording settings invalid; recording refused: %s", exc)
         self.settings = settings
-        self.spool = (
-            SpoolBudget(settings.spool_dir, settings.spool_max_bytes) if settings else None
-        )
+        self.spool = SpoolBudget(settings.spool_dir, settings.spool_max_bytes) if settings else None
 
     def handle(self, command: NodeRecording) -> None:
         if command.action == "start":

@@ -126,8 +126,6 @@ def configured_stores(settings: RecordingSettings) -> list[ObjectStore]:
     if settings.azure_container_url:
         key = settings.azure_account_key
         stores.append(
-            AzureBlobStore(
-                settings.azure_container_url, key.get_secret_value() if key else None
-            )
+            AzureBlobStore(settings.azure_container_url, key.get_secret_value() if key else None)
         )
     return stores

@@ -54,9 +54,7 @@ class SpoolBudget:
         now = time.monotonic()
         if now - self._checked_at >= self.recheck_s:
             self._checked_at = now
-            self._used = sum(
-                entry.stat().st_size for entry in _files(self.root) if entry.is_file()
-            )
+            self._used = sum(entry.stat().st_size for entry in _files(self.root) if entry.is_file())
         return self._used
 
     def full(self) -> bool:

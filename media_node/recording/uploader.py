@@ -138,9 +138,9 @@ class Uploader:
             return True
         if path.name != MANIFEST_NAME:
             return pending, stat, False
-        if pending.version == (stat.st_ino, stat.st_mtime_ns) and len(
-            pending.stores_done
-        ) == len(self.stores):
+        if pending.version == (stat.st_ino, stat.st_mtime_ns) and len(pending.stores_done) == len(
+            self.stores
+        ):
             return self._keep_or_drop(path, stat, stopped=False)
         pending.stores_done.clear()  # rewritten since: every store gets the new one
         try:

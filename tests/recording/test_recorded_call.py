@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import datetime
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
