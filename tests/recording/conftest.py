@@ -74,7 +74,7 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.
     raise TimeoutError(f"azurite did not listen on {port} within {timeout:.0f} s")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def object_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStores]:
     s3_port, blob_port = free_port(), free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
@@ -124,7 +124,7 @@ def recording_env(stores: ObjectStores, spool: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def recording_fleet(
     object_stores: ObjectStores, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LocalFleet]:

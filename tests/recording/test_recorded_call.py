@@ -149,11 +149,14 @@ async def test_media_node_killed_mid_recording_keeps_uploaded_segments(
 
         await wait_until(lambda: uploaded_video_segments() >= 2, 30, "two segments uploaded")
         await asyncio.sleep(SEGMENT_S / 2)
-        node = fleet.regions[fleet.home].media_nodes[0]
-        node.process.kill()
+        nodes = fleet.regions[fleet.home].media_nodes
+        nodes[0].process.kill()
         killed_at = time.time()
     finally:
         await asyncio.gather(*(bot.close() for bot in bots))
+    # the fleet is shared by the session: a new node takes the dead one's place
+    nodes.pop(0)
+    fleet.start_media_node(fleet.home)
 
     manifest = stored_manifest(object_stores, key)
     assert manifest is not None
