@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -40,7 +41,7 @@ class ObjectStores:
     s3_endpoint: str
     azure_container_url: str
 
-    def s3(self):  # type: ignore[no-untyped-def]
+    def s3(self) -> Any:
         return boto3.client(
             "s3",
             endpoint_url=self.s3_endpoint,
