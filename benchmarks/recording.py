@@ -11,6 +11,11 @@ measured over windows without recording and with the room recorded (the publishe
 and audio written to WebM segments in a spool folder), in turn, ending without; CPU per
 recorded track is the difference of the means over the two tracks. Uploads run in the
 supervisor, not in the worker, and are not part of these figures.
+
+On a machine other jobs load, that difference is within the noise; so the recording path is
+also measured on its own: 20 s of 640x360 VP8 (noisy picture, ~1.2 Mbit/s) and Opus, encoded
+beforehand into RTP packets, fed through the recorders of one room in this process, timed
+with ``time.process_time`` (CPU seconds per second of media = share of a core per track).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.forwarding import (
+    NOISE_ROWS,
+    VIDEO_BITRATE,
     Publisher,
     Server,
     join_subscriber,
@@ -177,6 +184,106 @@ def summarize(
     }  # fmt: skip
 
 
+def packet_path_cost(seconds: int, segment_s: float) -> dict[str, Any]:
+    """CPU of the recording path alone, per track, from packets encoded beforehand."""
+    from fractions import Fraction
+
+    import av
+    from aiortc.codecs import get_encoder
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+    from aiortc.rtp import RtpPacket
+
+    from media_node.recording.room_recording import RoomRecording
+    from media_node.recording.settings import RecordingSettings
+    from media_node.recording.track_recorder import SpoolBudget
+
+    class Track:
+        def __init__(self, kind: str) -> None:
+            self.kind, self.track_id, self.publisher = kind, f"{kind}-1", "alice"
+            self.downtracks: set[Any] = set()
+            self.wanted = True
+
+        def request_keyframe(self) -> bool:
+            self.wanted = True
+            return True
+
+    video, audio = Track("video"), Track("audio")
+    vp8 = get_encoder(RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90_000, payloadType=96))
+    vp8.target_bitrate = VIDEO_BITRATE
+    opus = get_encoder(
+        RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48_000, channels=2, payloadType=111)
+    )
+    video_packets: list[list[RtpPacket]] = []
+    seq = 0
+    for number in range(seconds * 30):
+        # the forwarding benchmark's publisher picture: flat, with NOISE_ROWS rows of noise
+        frame = av.VideoFrame(640, 360, "yuv420p")
+        stride = frame.planes[0].line_size
+        noisy = NOISE_ROWS * stride
+        frame.planes[0].update(b"\x50" * (360 * stride - noisy) + os.urandom(noisy))
+        for plane in frame.planes[1:]:
+            plane.update(b"\x80" * plane.buffer_size)
+        frame.pts, frame.time_base = number * 3000, Fraction(1, 90_000)
+        payloads, _ = vp8.encode(frame, force_keyframe=number % int(30 * segment_s) == 0)
+        batch = []
+        for i, payload in enumerate(payloads):
+            marker = i == len(payloads) - 1
+            batch.append(
+                RtpPacket(
+                    payload_type=96,
+                    marker=marker,
+                    sequence_number=seq % 65536,
+                    timestamp=number * 3000,
+                    ssrc=1,
+                    payload=payload,
+                )
+            )
+            seq += 1
+        video_packets.append(batch)
+    audio_packets = []
+    for number in range(seconds * 50):
+        samples = av.AudioFrame(format="s16", layout="stereo", samples=960)
+        samples.planes[0].update(os.urandom(3840))
+        samples.pts, samples.sample_rate = number * 960, 48_000
+        samples.time_base = Fraction(1, 48_000)
+        payloads, _ = opus.encode(samples)
+        for payload in payloads:
+            audio_packets.append(
+                RtpPacket(
+                    payload_type=111,
+                    sequence_number=number % 65536,
+                    timestamp=number * 960,
+                    ssrc=2,
+                    payload=payload,
+                )
+            )
+    spool = Path(tempfile.mkdtemp(prefix="rtcfleet-recording-path-"))
+    settings = RecordingSettings(s3_bucket="bench", spool_dir=spool, segment_s=segment_s)
+    room = RoomRecording("bench", "bench", settings, SpoolBudget(spool, 10**12))
+    room.add_track(video)  # type: ignore[arg-type]
+    room.add_track(audio)  # type: ignore[arg-type]
+    recorders = {r.track.kind: r for r in room.recorders.values()}
+    cost: dict[str, float] = {}
+    for kind, packets in (
+        ("video", [p for batch in video_packets for p in batch]),
+        ("audio", audio_packets),
+    ):
+        started = time.process_time()
+        for packet in packets:
+            recorders[kind].deliver_now(packet, None)
+        cost[kind] = time.process_time() - started
+    room.stop("requested", [])
+    video_bytes = sum(len(p.payload) for batch in video_packets for p in batch)
+    return {
+        "media_seconds": seconds,
+        "video_kbps": round(8 * video_bytes / seconds / 1000),
+        "video_packets": sum(len(b) for b in video_packets),
+        "cpu_percent_video_track": round(100 * cost["video"] / seconds, 2),
+        "cpu_percent_audio_track": round(100 * cost["audio"] / seconds, 2),
+        "segments": sum(len(t.segments) for t in room.manifest.tracks),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--publishers", type=int, default=1)
@@ -184,8 +291,10 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=20)
     parser.add_argument("--window", type=float, default=8.0)
     parser.add_argument("--segment-s", type=float, default=4.0)
+    parser.add_argument("--path-seconds", type=int, default=20)
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
+    result["recording_path_alone"] = packet_path_cost(args.path_seconds, args.segment_s)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "phases"}, indent=2))
