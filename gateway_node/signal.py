@@ -15,6 +15,7 @@ import time
 from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
+from gateway_node.app_keys import GATEWAY
 from gateway_node.gateway import Gateway, RoomElsewhere, Session
 from gateway_node.placement import NoAvailableNodes
 from gateway_node.ratelimit import TokenBucket
@@ -337,8 +338,6 @@ class SignalConnection:
 
 
 async def signal_handler(request: web.Request) -> web.StreamResponse:
-    from gateway_node.app import GATEWAY
-
     gateway = request.app[GATEWAY]
     ws = web.WebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, heartbeat=WS_HEARTBEAT_S)
     await ws.prepare(request)
