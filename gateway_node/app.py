@@ -79,7 +79,7 @@ async def stats(request: web.Request) -> web.Response:
             "region": gateway.settings.region,
             "gateway_id": gateway.id,
             "clients": {
-                "this_gateway": len(gateway.sessions),
+                "this_gateway": len(gateway.relay.sessions),
                 "region": sum(g.get("clients", 0) for g in gateways),
                 "by_gateway": {g["gateway_id"]: g.get("clients", 0) for g in gateways},
             },

@@ -72,11 +72,12 @@ async def room_lookup(request: web.Request) -> web.Response:
     """
     gateway = request.app[GATEWAY]
     room = request.match_info["room"]
-    node = await gateway.local_owner(room)
+    placement = gateway.placement
+    node = await placement.local_owner(room)
     asker = request.query.get("for")
-    if node is None and asker in gateway.settings.peer_regions and gateway.is_home(room):
-        holder = await gateway.reserve(room, asker, stale=gateway.settings.region)
-        elsewhere = gateway.redirect_to(holder) if holder != asker else None
+    if node is None and asker in gateway.settings.peer_regions and placement.is_home(room):
+        holder = await placement.reserve(room, asker, stale=gateway.settings.region)
+        elsewhere = placement.redirect_to(holder) if holder != asker else None
         if elsewhere is not None:
             return web.json_response(
                 {"room": room, "found": True, "region": holder, "signal_urls": elsewhere.urls}
