@@ -41,7 +41,10 @@ class TooManyTracks(ValueError):
 class DownTrack(Protocol):
     """A subscriber stream fed by a published track."""
 
-    async def deliver(self, packet: RtpPacket, source: Hashable) -> None: ...
+    def deliver_now(self, packet: RtpPacket, source: Hashable) -> None:
+        """Take one packet without suspending: a published track calls each of its
+        subscribers in turn, on the packet's own path."""
+        ...
 
 
 class PublishedTrack:
@@ -92,11 +95,7 @@ class PublishedTrack:
         self.packets_in += 1
         source = (self.track_id, packet.ssrc)
         for downtrack in list(self.downtracks):
-            deliver_now = getattr(downtrack, "deliver_now", None)
-            if deliver_now is not None:
-                deliver_now(packet, source)
-            else:
-                await downtrack.deliver(packet, source)
+            downtrack.deliver_now(packet, source)
 
     def request_keyframe(self) -> bool:
         """Ask the publisher for a keyframe (PLI) unless one was asked for very recently."""

@@ -18,6 +18,7 @@ from typing import Any
 from aiortc.exceptions import InvalidAccessError, InvalidStateError
 from pydantic import ValidationError
 
+from media_node import rtp_hooks
 from media_node.ice import InvalidCandidate
 from media_node.sfu import (
     CodecNotAllowed,
@@ -31,7 +32,6 @@ from media_node.sfu import (
     UnknownRoom,
 )
 from media_node.subscriber import SubscriberNotNegotiating
-from rtcfleet import ice_host
 from rtcfleet.node_messages import (
     AnyWorkerCommand,
     NodeJoin,
@@ -302,9 +302,9 @@ def worker_main(
 ) -> None:
     """Entry point of a worker process (spawned by the supervisor)."""
     if bind_ip:
-        ice_host.restrict_host_addresses([bind_ip])
+        rtp_hooks.restrict_host_addresses([bind_ip])
     else:
-        ice_host.restrict_from_environment()
+        rtp_hooks.restrict_host_addresses_from_environment()
     logging.basicConfig(
         level=os.environ.get("RTCFLEET_LOG_LEVEL", "WARNING"),
         format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(name)s: %(message)s",
