@@ -27,7 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from gateway_node.settings import GatewaySettings
 from infra.spec import LIVENESS_PATH, READINESS_PATH
+from media_node.rtp_hooks import ICE_ADDRESSES_ENV
+from media_node.settings import MediaNodeSettings
 from rtcfleet.local import replication
 from rtcfleet.local.replication import LOGICAL, PHYSICAL
 from rtcfleet.logical_replication import subscription_name
@@ -241,7 +244,7 @@ class LocalFleet:
             name,
             [sys.executable, "-m", "rtcfleet", role],
             self.workdir / "logs" / f"{name}.log",
-            env=self._env({"RTCFLEET_ICE_ADDRESSES": bind.address, **env}),
+            env=self._env({ICE_ADDRESSES_ENV: bind.address, **env}),
             netns=bind.netns,
         )
         process.start()
@@ -290,35 +293,29 @@ class LocalFleet:
         others = [r for r in names if r != region_name]
         fallback = [url for other in others for url in self.gateway_urls(other)]
         name = f"gateway-{region_name}-{index + 1}"
-        env = {
-            "RTCFLEET_GATEWAY_GATEWAY_ID": name,
-            "RTCFLEET_GATEWAY_REGION": region_name,
-            "RTCFLEET_GATEWAY_REGIONS_BY_DISTANCE": json.dumps(others),
-            "RTCFLEET_GATEWAY_HOST": self.bind(name).address,
-            "RTCFLEET_GATEWAY_CLIENT_PORT": str(client_port),
-            "RTCFLEET_GATEWAY_ADMIN_PORT": str(admin_port),
-            "RTCFLEET_GATEWAY_PUBLIC_URL": self.gateway_urls(region_name)[index],
-            "RTCFLEET_GATEWAY_FALLBACK_URLS": json.dumps(fallback),
-            "RTCFLEET_GATEWAY_REDIS_URL": region.redis.url,
-            "RTCFLEET_GATEWAY_POSTGRES_DSN": self.settings_dsn(),
-            "RTCFLEET_GATEWAY_SETTINGS_REFRESH_SECONDS": str(self.spec.settings_refresh_seconds),
-            "RTCFLEET_GATEWAY_SETTINGS_REPLICA_DSN": region.settings_replica.dsn,
-            **(
-                {"RTCFLEET_GATEWAY_SETTINGS_SUBSCRIPTION": subscription_name(region_name)}
-                if region.replication == LOGICAL
-                else {}
+        env = GatewaySettings.environment(
+            gateway_id=name,
+            region=region_name,
+            regions_by_distance=others,
+            host=self.bind(name).address,
+            client_port=client_port,
+            admin_port=admin_port,
+            public_url=self.gateway_urls(region_name)[index],
+            fallback_urls=fallback,
+            redis_url=region.redis.url,
+            postgres_dsn=self.settings_dsn(),
+            settings_refresh_seconds=self.spec.settings_refresh_seconds,
+            settings_replica_dsn=region.settings_replica.dsn,
+            settings_subscription=(
+                subscription_name(region_name) if region.replication == LOGICAL else None
             ),
-            "RTCFLEET_GATEWAY_PEER_REGIONS": json.dumps(
-                {other: self.internal_urls(other) for other in others}
-            ),
-            "RTCFLEET_GATEWAY_PEER_SIGNAL_URLS": json.dumps(
-                {other: self.gateway_urls(other) for other in others}
-            ),
-            "RTCFLEET_GATEWAY_API_KEYS": json.dumps({self.spec.api_key: self.spec.api_secret}),
-            "RTCFLEET_GATEWAY_CLUSTER_SECRET": self.spec.cluster_secret,
-            "RTCFLEET_GATEWAY_ADMIN_TOKEN": self.spec.admin_token,
-            "RTCFLEET_GATEWAY_NODE_STALE_SECONDS": str(self.spec.node_stale_seconds),
-        }
+            peer_regions={other: self.internal_urls(other) for other in others},
+            peer_signal_urls={other: self.gateway_urls(other) for other in others},
+            api_keys={self.spec.api_key: self.spec.api_secret},
+            cluster_secret=self.spec.cluster_secret,
+            admin_token=self.spec.admin_token,
+            node_stale_seconds=self.spec.node_stale_seconds,
+        )
         service = ServiceProcess(
             "gateway",
             name,
@@ -344,20 +341,20 @@ class LocalFleet:
         name = f"media-{region_name}-{self._counter}"
         gateways = signaling_urls or self.internal_urls(region_name)
         health_port = free_port()
-        env = {
-            "RTCFLEET_MEDIA_NODE_ID": name,
-            "RTCFLEET_MEDIA_REGION": region_name,
-            "RTCFLEET_MEDIA_GATEWAY_URLS": json.dumps(gateways),
-            "RTCFLEET_MEDIA_CLUSTER_SECRET": self.spec.cluster_secret,
-            "RTCFLEET_MEDIA_REDIS_URL": region.redis.url,
-            "RTCFLEET_MEDIA_SETTINGS_DSN": region.settings_replica.dsn,
-            "RTCFLEET_MEDIA_SETTINGS_REFRESH_SECONDS": str(self.spec.settings_refresh_seconds),
-            "RTCFLEET_MEDIA_WORKERS": str(self.spec.workers_per_node),
-            "RTCFLEET_MEDIA_BIND_IP": self.bind(name).address,
-            "RTCFLEET_MEDIA_DRAIN_TIMEOUT_SECONDS": str(self.spec.drain_timeout_seconds),
-            "RTCFLEET_MEDIA_HEALTH_HOST": self.bind(name).address,
-            "RTCFLEET_MEDIA_HEALTH_PORT": str(health_port),
-        }
+        env = MediaNodeSettings.environment(
+            node_id=name,
+            region=region_name,
+            gateway_urls=gateways,
+            cluster_secret=self.spec.cluster_secret,
+            redis_url=region.redis.url,
+            settings_dsn=region.settings_replica.dsn,
+            settings_refresh_seconds=self.spec.settings_refresh_seconds,
+            workers=self.spec.workers_per_node,
+            bind_ip=self.bind(name).address,
+            drain_timeout_seconds=self.spec.drain_timeout_seconds,
+            health_host=self.bind(name).address,
+            health_port=health_port,
+        )
         service = ServiceProcess(
             "media",
             name,
