@@ -30,7 +30,6 @@ from rtcfleet.node_messages import (
     NodeSubscriberAnswer,
     NodeTrickle,
 )
-from rtcfleet.nodes import NodeState
 from rtcfleet.signaling import (
     MAX_FRAME_BYTES,
     ErrorCode,
@@ -133,6 +132,8 @@ class SignalConnection:
             await self.dispatch(message)
         except SignalingError as exc:
             await self.send_error(exc.code, exc.message)
+        except NoAvailableNodes as exc:
+            await self.send_error(ErrorCode.NO_MEDIA_NODE, str(exc))
         except (RedisError, OSError) as exc:
             log.warning("signaling backend failure: %s", exc)
             await self.send_error(ErrorCode.INTERNAL, "signaling backend unavailable, retry")
@@ -220,7 +221,9 @@ class SignalConnection:
             await self.resume(message, grant)
             return
         try:
-            node = await self._place(grant.room, unreachable=frozenset(message.unreachable_regions))
+            node = await self.gateway.placement.place(
+                grant.room, unreachable=frozenset(message.unreachable_regions)
+            )
         except RoomElsewhere as elsewhere:
             await self.ws.send_str(encode(Redirect(region=elsewhere.region, urls=elsewhere.urls)))
             return
@@ -253,21 +256,6 @@ class SignalConnection:
             can_publish=grant.can_publish,
             can_subscribe=grant.can_subscribe,
         )
-
-    async def _place(
-        self,
-        room: str,
-        *,
-        look_elsewhere: bool = True,
-        avoid: str | None = None,
-        unreachable: frozenset[str] = frozenset(),
-    ) -> NodeState:
-        try:
-            return await self.gateway.placement.place(
-                room, look_elsewhere=look_elsewhere, avoid=avoid, unreachable=unreachable
-            )
-        except NoAvailableNodes as exc:
-            raise SignalingError(ErrorCode.NO_MEDIA_NODE, str(exc)) from None
 
     async def resume(self, message: Join, grant: Grant) -> None:
         """Reattach a session after its socket dropped, replaying what the client missed."""
@@ -323,7 +311,9 @@ class SignalConnection:
                 avoid = session.node_id
                 log.info("node %s suspected by session %s", avoid, session.session_id)
             # the session belongs to this region: its media is placed here
-            node = await self._place(session.grant.room, look_elsewhere=False, avoid=avoid)
+            node = await gateway.placement.place(
+                session.grant.room, look_elsewhere=False, avoid=avoid
+            )
             session.node_id = node.node_id
             session.reconnect_sent = False
             session.placed_at = time.time()

@@ -25,7 +25,7 @@ from aiortc.rtp import RtpPacket
 from media_node import rtp_hooks
 from media_node.codec_policy import codec_preferences
 from media_node.forwarder import Forwarder, OutputStream
-from media_node.ice import IcePolicy, ice_candidate_from_dict
+from media_node.ice import IcePolicy, accept_remote_candidate
 from media_node.publisher import DownTrack, PublishedTrack
 
 logger = logging.getLogger(__name__)
@@ -183,10 +183,9 @@ class Subscriber:
                 await self._negotiate()
 
     async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
-        parsed = ice_candidate_from_dict(candidate)
-        self._ice.check_candidate(parsed, self.remote_candidates)
-        if parsed is not None:
-            self.remote_candidates += 1
+        parsed, self.remote_candidates = accept_remote_candidate(
+            self._ice, candidate, self.remote_candidates
+        )
         await self.pc.addIceCandidate(parsed)
 
     async def close(self) -> None:
