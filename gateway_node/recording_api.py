@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import Literal
 
 from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 from redis.exceptions import RedisError
 
+from gateway_node.app_keys import GATEWAY
+from gateway_node.gateway import Gateway
 from rtcfleet import bus
 from rtcfleet.node_messages import NodeRecording, RecordingAnswer
 from rtcfleet.signaling import Name, SignalingError
@@ -26,9 +28,7 @@ ERROR_STATUS = {"room_not_found": 404, "not_recording": 409, "recording_not_conf
 _room_name: TypeAdapter[str] = TypeAdapter(Name)
 
 
-def _gateway(request: web.Request) -> Any:
-    from gateway_node.app import GATEWAY
-
+def _gateway(request: web.Request) -> Gateway:
     return request.app[GATEWAY]
 
 
@@ -42,10 +42,10 @@ def _room(request: web.Request) -> str:
         ) from None
 
 
-async def ask_node(gateway: Any, room: str, action: Literal["start", "stop"]) -> web.Response:
+async def ask_node(gateway: Gateway, room: str, action: Literal["start", "stop"]) -> web.Response:
     """Send the command to the room's node and turn its answer into the HTTP response."""
     try:
-        node = await gateway.local_owner(room)
+        node = await gateway.placement.local_owner(room)
         if node is None:
             return web.json_response(
                 {"error": "room_not_found", "detail": f"no media node of this region hosts {room}"},
@@ -71,7 +71,7 @@ async def ask_node(gateway: Any, room: str, action: Literal["start", "stop"]) ->
     return web.json_response(body, status=201 if action == "start" else 200)
 
 
-async def _await_answer(gateway: Any, stream: str) -> RecordingAnswer | None:
+async def _await_answer(gateway: Gateway, stream: str) -> RecordingAnswer | None:
     deadline = time.monotonic() + ANSWER_TIMEOUT_S
     while (left := deadline - time.monotonic()) > 0:
         entries = await bus.read_streams(
