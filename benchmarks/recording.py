@@ -41,7 +41,7 @@ from benchmarks.forwarding import (
     measure,
     wait_receiving,
 )
-from rtcfleet import ice_host
+from media_node import rtp_hooks
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recording.json"
 LOOPBACK = "127.0.0.1"
@@ -87,7 +87,7 @@ def spool_bytes(root: Path, suffix: str) -> int:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    ice_host.restrict_host_addresses([LOOPBACK])
+    rtp_hooks.restrict_host_addresses([LOOPBACK])
     spool = Path(tempfile.mkdtemp(prefix="rtcfleet-recording-bench-"))
     # the worker reads its recording settings from the environment it is spawned with
     os.environ.update(
@@ -209,7 +209,7 @@ def packet_path_cost(seconds: int, segment_s: float) -> dict[str, Any]:
 
     video, audio = Track("video"), Track("audio")
     vp8 = get_encoder(RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90_000, payloadType=96))
-    vp8.target_bitrate = VIDEO_BITRATE
+    vp8.target_bitrate = VIDEO_BITRATE  # type: ignore[attr-defined]
     opus = get_encoder(
         RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48_000, channels=2, payloadType=111)
     )
