@@ -92,7 +92,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     # the worker reads its recording settings from the environment it is spawned with
     os.environ.update(
         {
-            "RTCFLEET_RECORDING_S3_BUCKET": "bench",
+            "RTCFLEET_RECORDING_BUCKET": "bench",
             "RTCFLEET_RECORDING_SPOOL_DIR": str(spool),
             "RTCFLEET_RECORDING_SEGMENT_S": str(args.segment_s),
         }
@@ -258,7 +258,7 @@ def packet_path_cost(seconds: int, segment_s: float) -> dict[str, Any]:
                 )
             )
     spool = Path(tempfile.mkdtemp(prefix="rtcfleet-recording-path-"))
-    settings = RecordingSettings(s3_bucket="bench", spool_dir=spool, segment_s=segment_s)
+    settings = RecordingSettings(bucket="bench", spool_dir=spool, segment_s=segment_s)
     room = RoomRecording("bench", "bench", settings, SpoolBudget(spool, 10**12))
     room.add_track(video)  # type: ignore[arg-type]
     room.add_track(audio)  # type: ignore[arg-type]

@@ -1,14 +1,17 @@
 """Recording settings of a media node, from ``RTCFLEET_RECORDING_*`` environment variables.
 
-The region stack sets them (the bucket or container it creates for recordings); a node with
-neither a bucket nor a container refuses to record, with an error that says so.
+The region stack names its store (``STORE``, ``BUCKET`` and ``REGION``, or ``CONTAINER_URL``,
+and ``PREFIX``), which the node's first boot writes into its environment; a node with neither
+a bucket nor a container refuses to record, with an error that says so. The other variables
+are the node's own (spool, segment length) or for tests (an S3 endpoint, an account key).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "RTCFLEET_RECORDING_"
@@ -18,15 +21,17 @@ DEFAULT_SPOOL_DIR = Path("/var/lib/rtcfleet/recordings")
 class RecordingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
-    # S3: the bucket, its region, and an endpoint override (moto, S3-compatible stores)
-    s3_bucket: str | None = None
-    s3_region: str | None = None
+    # "s3" or "azure-blob": the one store to write to; unset, every store configured below
+    store: Literal["s3", "azure-blob"] | None = None
+    # S3: the bucket, its region, an endpoint override (moto, S3-compatible stores), and a
+    # customer-managed KMS key sent on each PUT (unset: the bucket's default encryption)
+    bucket: str | None = None
+    region: str | None = None
     s3_endpoint: str | None = None
-    # a customer-managed KMS key; unset, the bucket's default encryption applies
     s3_kms_key_id: str | None = None
     # Azure Blob: https://<account>.blob.core.windows.net/<container>; the node's managed
     # identity writes to it, or the account key when one is set (Azurite)
-    azure_container_url: str | None = None
+    container_url: str | None = None
     azure_account_key: SecretStr | None = None
     # object names: <prefix><room>/<recording id>/...
     prefix: str = Field(default="recordings/", max_length=256)
@@ -37,7 +42,7 @@ class RecordingSettings(BaseSettings):
     segment_s: float = Field(default=4.0, ge=1.0, le=60.0)
     upload_backoff_max_s: float = Field(default=30.0, gt=0)
 
-    @field_validator("s3_endpoint", "azure_container_url")
+    @field_validator("s3_endpoint", "container_url")
     @classmethod
     def _url(cls, url: str | None) -> str | None:
         if url is not None and not url.startswith(("http://", "https://")):
@@ -51,7 +56,20 @@ class RecordingSettings(BaseSettings):
             raise ValueError(f"{prefix!r}: a prefix is relative and has no '..'")
         return prefix
 
+    @model_validator(mode="after")
+    def _store_named(self) -> RecordingSettings:
+        if self.store == "s3" and not self.bucket:
+            raise ValueError("store is s3: RTCFLEET_RECORDING_BUCKET is required")
+        if self.store == "azure-blob" and not self.container_url:
+            raise ValueError("store is azure-blob: RTCFLEET_RECORDING_CONTAINER_URL is required")
+        return self
+
+    def uses(self, store: Literal["s3", "azure-blob"]) -> bool:
+        """Whether recordings go to ``store``."""
+        configured = self.bucket if store == "s3" else self.container_url
+        return bool(configured) and self.store in (None, store)
+
     @property
     def enabled(self) -> bool:
         """Whether the node has somewhere to upload recordings."""
-        return bool(self.s3_bucket or self.azure_container_url)
+        return self.uses("s3") or self.uses("azure-blob")

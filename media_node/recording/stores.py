@@ -114,18 +114,18 @@ def _account_name(container_url: str) -> str:
 
 def configured_stores(settings: RecordingSettings) -> list[ObjectStore]:
     stores: list[ObjectStore] = []
-    if settings.s3_bucket:
+    if settings.uses("s3") and settings.bucket:
         stores.append(
             S3Store(
-                settings.s3_bucket,
-                settings.s3_region,
+                settings.bucket,
+                settings.region,
                 settings.s3_endpoint,
                 settings.s3_kms_key_id,
             )
         )
-    if settings.azure_container_url:
+    if settings.uses("azure-blob") and settings.container_url:
         key = settings.azure_account_key
         stores.append(
-            AzureBlobStore(settings.azure_container_url, key.get_secret_value() if key else None)
+            AzureBlobStore(settings.container_url, key.get_secret_value() if key else None)
         )
     return stores

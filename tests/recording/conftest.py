@@ -115,10 +115,10 @@ def object_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectSt
 def recording_env(stores: ObjectStores, spool: Path) -> dict[str, str]:
     return {
         **FAKE_AWS,
-        "RTCFLEET_RECORDING_S3_BUCKET": BUCKET,
-        "RTCFLEET_RECORDING_S3_REGION": "us-east-1",
+        "RTCFLEET_RECORDING_BUCKET": BUCKET,
+        "RTCFLEET_RECORDING_REGION": "us-east-1",
         "RTCFLEET_RECORDING_S3_ENDPOINT": stores.s3_endpoint,
-        "RTCFLEET_RECORDING_AZURE_CONTAINER_URL": stores.azure_container_url,
+        "RTCFLEET_RECORDING_CONTAINER_URL": stores.azure_container_url,
         "RTCFLEET_RECORDING_AZURE_ACCOUNT_KEY": AZURITE_KEY,
         "RTCFLEET_RECORDING_SPOOL_DIR": str(spool),
         "RTCFLEET_RECORDING_SEGMENT_S": str(SEGMENT_S),

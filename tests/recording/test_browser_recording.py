@@ -19,7 +19,7 @@ from tests.recording.probe import ffprobe
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]
 
 ROOM = "browser-recorded"
-RECORD_S = 8.0
+RECORD_S = 6.0
 LOADED = "document.readyState === 'complete' && !!window.rtcfleetDemo"
 JOIN_CLICK = "document.querySelector('#join button[type=submit]').click()"
 OUTBOUND_FRAMES = """(async () => {

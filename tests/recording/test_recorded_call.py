@@ -147,7 +147,7 @@ async def test_media_node_killed_mid_recording_keeps_uploaded_segments(
                 default=0,
             )
 
-        await wait_until(lambda: uploaded_video_segments() >= 2, 30, "two segments uploaded")
+        await wait_until(lambda: uploaded_video_segments() >= 1, 30, "a segment uploaded")
         await asyncio.sleep(SEGMENT_S / 2)
         nodes = fleet.regions[fleet.home].media_nodes
         nodes[0].process.kill()
@@ -166,6 +166,7 @@ async def test_media_node_killed_mid_recording_keeps_uploaded_segments(
     lost = killed_at - recorded_until
     print(f"killed {lost:.1f} s after the end of the last uploaded segment")
     assert 0 < lost <= 2 * SEGMENT_S + 1
+    assert all(len(t["segments"]) >= 1 for t in manifest["tracks"] if t["kind"] == "video")
     folder = key.rsplit("/", 1)[0]
     for track in manifest["tracks"]:
         for segment in track["segments"]:

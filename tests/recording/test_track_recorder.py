@@ -85,7 +85,7 @@ def packets(payloads: list[bytes], timestamp: int, seq: int, pt: int) -> list[Rt
 
 @pytest.fixture
 def recording(tmp_path: Path) -> RoomRecording:
-    settings = RecordingSettings(s3_bucket="b", spool_dir=tmp_path, segment_s=SEGMENT_S)
+    settings = RecordingSettings(bucket="b", spool_dir=tmp_path, segment_s=SEGMENT_S)
     clock = iter(range(1_700_000_000, 1_800_000_000))
     return RoomRecording(
         "room.1", "node-1", settings, SpoolBudget(tmp_path, 10**9), clock=lambda: next(clock) / 1

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from media_node.recording.manifest import MANIFEST_NAME
 from media_node.recording.settings import RecordingSettings
 from media_node.recording.uploader import Uploader
@@ -44,7 +47,7 @@ async def test_failed_uploads_are_retried_and_the_manifest_waits_for_its_segment
     now = [0.0]
     s3, azure = FlakyStore("s3", failures=2), FlakyStore("azure")
     uploader = Uploader(
-        RecordingSettings(s3_bucket="b", spool_dir=tmp_path, upload_backoff_max_s=4),
+        RecordingSettings(bucket="b", spool_dir=tmp_path, upload_backoff_max_s=4),
         [s3, azure],
         clock=lambda: now[0],
     )
@@ -68,3 +71,17 @@ async def test_failed_uploads_are_retried_and_the_manifest_waits_for_its_segment
     assert await uploader.upload_pending() == 0
     assert json.loads(s3.objects[manifest_key])["state"] == "stopped"
     assert not (tmp_path / "recordings").exists(), "empty folders pruned"
+
+
+def test_settings_name_what_is_missing_or_unsafe(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="RTCFLEET_RECORDING_BUCKET is required"):
+        RecordingSettings(store="s3", container_url="https://a.blob.core.windows.net/c")
+    with pytest.raises(ValidationError, match="prefix"):
+        RecordingSettings(bucket="b", prefix="../elsewhere/")
+    both = RecordingSettings(bucket="b", container_url="https://a.blob.core.windows.net/c")
+    assert both.uses("s3") and both.uses("azure-blob")
+    only = RecordingSettings(
+        store="azure-blob", bucket="b", container_url="https://a.blob.core.windows.net/c"
+    )
+    assert only.enabled and not only.uses("s3")
+    assert not RecordingSettings(spool_dir=tmp_path).enabled
