@@ -11,11 +11,11 @@ import re
 from typing import Any
 
 import pulumi
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, field_validator
 
 from infra.aws.regions import AWS_REGIONS
-from infra.settings import NAMESPACE, SettingsError, _decode, _describe
+from infra.settings_errors import NAMESPACE, SettingsError
+from infra.stack_config import StackConfigModel, pulumi_config_values, validate_stack_config
 
 IMAGE_SUFFIX = "-image"
 _IMAGE = re.compile(r"^(?P<env>[a-z][a-z0-9]{0,15})-image$")
@@ -36,8 +36,8 @@ def is_image_stack(stack: str) -> bool:
     return _IMAGE.match(stack) is not None
 
 
-class ImageSettings(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+class ImageSettings(StackConfigModel):
+    """One environment's node image: the bundle it bakes and where it is distributed."""
 
     env: str
     version: str = Field(min_length=1)
@@ -79,57 +79,49 @@ class ImageSettings(BaseModel):
     def aws_regions(self) -> list[str]:
         return [self.home_region, *(r for r in self.regions if r != self.home_region)]
 
+    def check(self) -> list[tuple[str, str]]:
+        """With ``azureLocation``, the bundle's blob, its storage account and the version."""
+        if not self.azure_location:
+            return []
+        problems = []
+        uri = _BLOB_URI.match(self.azure_bundle_uri or "")
+        account = _STORAGE_ACCOUNT_ID.match(self.azure_bundle_storage_id or "")
+        if uri is None:
+            problems.append(
+                (
+                    f"{NAMESPACE}:azureBundleUri",
+                    "required with rtcfleet:azureLocation: https://<account>.blob.core.windows.net/"
+                    "<container>/<blob>",
+                )
+            )
+        if account is None:
+            problems.append(
+                (
+                    f"{NAMESPACE}:azureBundleStorageId",
+                    "required with rtcfleet:azureLocation: the bundle's storage account "
+                    "resource id",
+                )
+            )
+        elif uri is not None and uri["account"] != account["account"].lower():
+            problems.append(
+                (
+                    f"{NAMESPACE}:azureBundleStorageId",
+                    f"names account {account['account']}; the bundle is in {uri['account']}",
+                )
+            )
+        if not _GALLERY_VERSION.match(self.version):
+            problems.append(
+                (f"{NAMESPACE}:version", "a Compute Gallery version is three integers (1.4.0)")
+            )
+        return problems
+
 
 def image_settings_from_values(stack: str, values: dict[str, Any]) -> ImageSettings:
+    """Validate an image stack's ``rtcfleet:`` config values; other namespaces are ignored."""
     match = _IMAGE.match(stack)
     if match is None:
         raise SettingsError.one("stack", f"{stack!r} is not an image stack name <env>-image")
-    fields = {
-        key.split(":", 1)[1]: _decode(value)
-        for key, value in values.items()
-        if key.startswith(f"{NAMESPACE}:")
-    }
-    try:
-        settings = ImageSettings.model_validate({**fields, "env": match["env"]})
-    except ValidationError as exc:
-        raise SettingsError(_describe(error) for error in exc.errors()) from None
-    if settings.azure_location:
-        _check_azure(settings)
-    return settings
-
-
-def _check_azure(settings: ImageSettings) -> None:
-    problems = []
-    uri = _BLOB_URI.match(settings.azure_bundle_uri or "")
-    account = _STORAGE_ACCOUNT_ID.match(settings.azure_bundle_storage_id or "")
-    if uri is None:
-        problems.append(
-            (
-                f"{NAMESPACE}:azureBundleUri",
-                "required with rtcfleet:azureLocation: https://<account>.blob.core.windows.net/"
-                "<container>/<blob>",
-            )
-        )
-    if account is None:
-        problems.append(
-            (
-                f"{NAMESPACE}:azureBundleStorageId",
-                "required with rtcfleet:azureLocation: the bundle's storage account resource id",
-            )
-        )
-    elif uri is not None and uri["account"] != account["account"].lower():
-        problems.append(
-            (
-                f"{NAMESPACE}:azureBundleStorageId",
-                f"names account {account['account']}; the bundle is in {uri['account']}",
-            )
-        )
-    if not _GALLERY_VERSION.match(settings.version):
-        problems.append(
-            (f"{NAMESPACE}:version", "a Compute Gallery version is three integers (1.4.0)")
-        )
-    if problems:
-        raise SettingsError(problems)
+    return validate_stack_config(ImageSettings, stack, values, {"env": match["env"]})
 
 
 def bundle_container_id(settings: ImageSettings) -> str:
@@ -142,9 +134,7 @@ def bundle_container_id(settings: ImageSettings) -> str:
 
 def image_program(stack: str) -> dict[str, pulumi.Output[Any]]:
     """Declare the image stack from the running program's config."""
-    config = pulumi.Config(NAMESPACE)
-    names = [f.alias or n for n, f in ImageSettings.model_fields.items() if n != "env"]
-    values = {f"{NAMESPACE}:{name}": v for name in names if (v := config.get(name)) is not None}
+    values = pulumi_config_values(ImageSettings.setting_names(("env",)))
     return declare_images(image_settings_from_values(stack, values))
 
 

@@ -10,13 +10,11 @@ from typing import Any
 
 import pulumi
 
-from infra.settings import (
-    AwsRegionSettings,
-    AzureRegionSettings,
-    RegionSettings,
-    SettingsError,
-    settings_from_pulumi_config,
-)
+from infra.aws.settings import AwsRegionSettings
+from infra.azure.settings import AzureRegionSettings
+from infra.settings import RegionSettings
+from infra.settings_errors import SettingsError
+from infra.stack_settings import settings_from_pulumi_config
 
 
 def declare_region(settings: RegionSettings) -> dict[str, pulumi.Output[Any]]:

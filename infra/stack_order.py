@@ -26,7 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from infra.global_settings import is_global_stack
-from infra.settings import SettingsError, StackName, _decode, config_key, load_stack_file
+from infra.settings import StackName
+from infra.settings_errors import SettingsError, config_key
+from infra.stack_config import decode_config_value
+from infra.stack_files import load_stack_file
 
 PHASES = ("images", "home", "replicas", "global")
 IMAGE_SUFFIX = "-image"
@@ -75,7 +78,7 @@ class DeployOrder:
 
 
 def _value(values: Mapping[str, Any], key: str) -> Any:
-    return _decode(values.get(config_key(key)))
+    return decode_config_value(values.get(config_key(key)))
 
 
 def dependencies(stack: str, values: Mapping[str, Any]) -> tuple[str, list[str]]:

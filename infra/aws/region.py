@@ -18,10 +18,10 @@ from infra.aws.node_settings import NodeSettings, NodeSettingsArgs, parameter_na
 from infra.aws.postgres import DATABASE, MASTER_USER, Postgres, PostgresArgs
 from infra.aws.redis import Redis, RedisArgs
 from infra.aws.secrets import Secrets, SecretsArgs
+from infra.aws.settings import AwsRegionSettings
 from infra.aws.sizes import instance_type
 from infra.references import stack_reference_name
 from infra.secret_values import configured_secrets
-from infra.settings import AwsRegionSettings
 from infra.spec import Role
 
 # Outputs of the home region's stack that the other regions read.

@@ -19,10 +19,11 @@ from infra.azure.node_groups import CpuAutoscale, NodeGroup, NodeGroupArgs
 from infra.azure.postgres import ADMIN_USER, DATABASE, Postgres, PostgresArgs
 from infra.azure.redis import Redis, RedisArgs
 from infra.azure.regions import AZURE_SHORT_NAMES
+from infra.azure.settings import AzureRegionSettings
 from infra.azure.sizes import vm_size
 from infra.references import stack_reference_name
 from infra.secret_values import configured_secrets, secret_values
-from infra.settings import AzureRegionSettings, SettingsError, config_key
+from infra.settings_errors import SettingsError, config_key
 from infra.spec import Role, settings_subscription
 
 # Outputs of the home region's stack that the other regions read.
