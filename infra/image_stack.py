@@ -14,6 +14,7 @@ import pulumi
 from pydantic import Field, field_validator
 
 from infra.aws.regions import AWS_REGIONS
+from infra.outputs import IMAGE_IDS, IMAGE_PIPELINE_ARN, IMAGE_VERSION_ID
 from infra.settings_errors import NAMESPACE, SettingsError
 from infra.stack_config import StackConfigModel, pulumi_config_values, validate_stack_config
 
@@ -138,68 +139,68 @@ def image_program(stack: str) -> dict[str, pulumi.Output[Any]]:
     return declare_images(image_settings_from_values(stack, values))
 
 
-def declare_images(s: ImageSettings) -> dict[str, pulumi.Output[Any]]:
+def declare_images(settings: ImageSettings) -> dict[str, pulumi.Output[Any]]:
     import pulumi_aws as aws
 
-    from infra.aws.image import DEBIAN_12, ImageBuilderArgs, NodeImage
+    from infra.aws.image import DEBIAN_12, NodeImage, NodeImageArgs
 
-    tags = {"rtcfleet:env": s.env, "rtcfleet:stack": f"{s.env}{IMAGE_SUFFIX}"}
-    provider = aws.Provider(f"aws-{s.home_region}", region=s.home_region)
+    tags = {"rtcfleet:env": settings.env, "rtcfleet:stack": f"{settings.env}{IMAGE_SUFFIX}"}
+    provider = aws.Provider(f"aws-{settings.home_region}", region=settings.home_region)
     image = NodeImage(
-        f"{s.env}-image",
-        ImageBuilderArgs(
-            prefix=s.env,
-            version=s.version,
-            home_region=s.home_region,
-            regions=s.aws_regions,
-            bundle_uri=s.bundle_uri,
-            bundle_sha256=s.bundle_sha256,
-            parent_image=s.parent_image or DEBIAN_12,
-            instance_types=(s.instance_type,),
+        f"{settings.env}-image",
+        NodeImageArgs(
+            prefix=settings.env,
+            version=settings.version,
+            home_region=settings.home_region,
+            regions=settings.aws_regions,
+            bundle_uri=settings.bundle_uri,
+            bundle_sha256=settings.bundle_sha256,
+            parent_image=settings.parent_image or DEBIAN_12,
+            instance_types=(settings.instance_type,),
             tags=tags,
         ),
         opts=pulumi.ResourceOptions(providers=[provider]),
     )
     exports: dict[str, pulumi.Output[Any]] = {
-        "imageIds": image.image_ids,
-        "imagePipelineArn": image.pipeline.arn,
+        IMAGE_IDS: image.image_ids,
+        IMAGE_PIPELINE_ARN: image.pipeline.arn,
     }
-    if s.azure_location and s.azure_bundle_uri:
+    if settings.azure_location and settings.azure_bundle_uri:
         import pulumi_azure_native as azure_native
 
         from infra.azure.image import AzureImageArgs, AzureNodeImage
-        from infra.azure.region import IMAGE_VERSION_ID
 
-        azure = azure_native.Provider(f"azure-{s.azure_location}", location=s.azure_location)
+        location = settings.azure_location
+        azure = azure_native.Provider(f"azure-{location}", location=location)
         opts = pulumi.ResourceOptions(providers=[azure])
         client = azure_native.authorization.get_client_config_output(
             opts=pulumi.InvokeOptions(provider=azure)
         )
         group = azure_native.resources.ResourceGroup(
-            f"{s.env}-images", location=s.azure_location, tags=tags, opts=opts
+            f"{settings.env}-images", location=settings.azure_location, tags=tags, opts=opts
         )
         # Image Builder wants the staging group empty and in the template's region.
         staging = azure_native.resources.ResourceGroup(
-            f"{s.env}-image-staging", location=s.azure_location, tags=tags, opts=opts
+            f"{settings.env}-image-staging", location=settings.azure_location, tags=tags, opts=opts
         )
         identity = azure_native.managedidentity.UserAssignedIdentity(
-            f"{s.env}-image-builder",
+            f"{settings.env}-image-builder",
             resource_group_name=group.name,
-            location=s.azure_location,
+            location=settings.azure_location,
             tags=tags,
             opts=opts,
         )
         azure_image = AzureNodeImage(
-            f"{s.env}-azure-image",
+            f"{settings.env}-azure-image",
             AzureImageArgs(
-                prefix=s.env,
-                version=s.version,
+                prefix=settings.env,
+                version=settings.version,
                 resource_group_name=group.name,
-                location=s.azure_location,
-                locations=s.azure_locations,
-                bundle_uri=s.azure_bundle_uri,
-                bundle_sha256=s.bundle_sha256,
-                bundle_container_id=bundle_container_id(s),
+                location=settings.azure_location,
+                locations=settings.azure_locations,
+                bundle_uri=settings.azure_bundle_uri,
+                bundle_sha256=settings.bundle_sha256,
+                bundle_container_id=bundle_container_id(settings),
                 subscription_id=client.subscription_id,
                 identity_id=identity.id,
                 identity_principal_id=identity.principal_id,

@@ -157,13 +157,21 @@ class RegionSettings(StackConfigModel):
         """This VPC and the peered regions: the only sources of media-node signaling."""
         return [str(self.vpc_cidr), *(str(cidr) for cidr in self.peered_cidrs)]
 
+    @property
+    def database_source_stack(self) -> str | None:
+        """The stack whose database this region replicates (the home region's) or subscribes
+        to (the writer's, in another cloud); ``None`` where the writer is."""
+        if self.subscribes and self.writer_stack is not None:
+            return self.writer_stack
+        if not self.is_home:
+            return self.home_stack
+        return None
+
     def referenced_stacks(self) -> list[str]:
         """Stacks whose outputs this one reads (for the offline plan to provide)."""
         refs: list[str] = []
-        if self.subscribes and self.writer_stack is not None:
-            refs.append(self.writer_stack)
-        elif not self.is_home:
-            refs.append(self.home_stack)
+        if self.database_source_stack is not None:
+            refs.append(self.database_source_stack)
         if self.image_id is None:
             refs.append(self.image_stack_name)
         return refs

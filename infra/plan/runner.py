@@ -22,6 +22,7 @@ from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import run_pulumi_func
 
 from infra.global_settings import GlobalSettings
+from infra.outputs import VNET_CIDR
 from infra.plan.checks import Violation, evaluate
 from infra.plan.mocks import RecordedResource, RecordingMocks, Refusal
 from infra.settings import RegionSettings, StackName
@@ -271,8 +272,8 @@ class Planner:
             planned = self._plans.get(stack)
             if planned is not None and isinstance(planned.settings, RegionSettings):
                 regions[stack] = planned.settings
-            elif "vnetCidr" in outputs[stack]:
-                networks[stack] = IPv4Network(str(outputs[stack]["vnetCidr"]))
+            elif VNET_CIDR in outputs[stack]:
+                networks[stack] = IPv4Network(str(outputs[stack][VNET_CIDR]))
         problems = settings.check_regions(regions, networks) if private_network else []
         if problems:
             raise SettingsError(problems)
