@@ -18,9 +18,8 @@ from infra.aws.regions import AWS_REGIONS
 from infra.settings import RegionSettings, StackName
 from infra.settings_errors import SettingsError, config_key
 from infra.stack_config import StackConfigModel, pulumi_config_values, validate_stack_config
+from infra.stack_names import global_stack_env, global_stack_name
 
-GLOBAL_SUFFIX = "-global"
-_GLOBAL = re.compile(r"^(?P<env>[a-z][a-z0-9]{0,15})-global$")
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DOMAIN = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _ZONE_ID = re.compile(r"^Z[A-Z0-9]{4,31}$")
@@ -55,15 +54,6 @@ def latency_region(name: StackName) -> str | None:
     if name.cloud == "aws":
         return name.region if name.region in AWS_REGIONS else None
     return AZURE_LATENCY_REGIONS.get(name.region)
-
-
-def is_global_stack(stack: str) -> bool:
-    """Whether a stack name is an environment's global stack (``prod-global``)."""
-    return _GLOBAL.match(stack) is not None
-
-
-def global_stack_name(env: str) -> str:
-    return f"{env}{GLOBAL_SUFFIX}"
 
 
 class GlobalSettings(StackConfigModel):
@@ -229,10 +219,10 @@ class GlobalSettings(StackConfigModel):
 
 def global_settings_from_values(stack: str, values: Mapping[str, Any]) -> GlobalSettings:
     """Validate a global stack's ``rtcfleet:`` config values; other namespaces are ignored."""
-    match = _GLOBAL.match(stack)
-    if match is None:
+    env = global_stack_env(stack)
+    if env is None:
         raise SettingsError.one("stack", f"{stack!r} is not a global stack name <env>-global")
-    return validate_stack_config(GlobalSettings, stack, values, {"env": match["env"]})
+    return validate_stack_config(GlobalSettings, stack, values, {"env": env})
 
 
 def global_settings_from_pulumi_config(stack: str) -> GlobalSettings:

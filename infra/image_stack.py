@@ -17,9 +17,8 @@ from infra.aws.regions import AWS_REGIONS
 from infra.outputs import IMAGE_IDS, IMAGE_PIPELINE_ARN, IMAGE_VERSION_ID
 from infra.settings_errors import NAMESPACE, SettingsError
 from infra.stack_config import StackConfigModel, pulumi_config_values, validate_stack_config
+from infra.stack_names import image_stack_env, image_stack_name
 
-IMAGE_SUFFIX = "-image"
-_IMAGE = re.compile(r"^(?P<env>[a-z][a-z0-9]{0,15})-image$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # A Compute Gallery version name: three integers.
 _GALLERY_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
@@ -31,10 +30,6 @@ _STORAGE_ACCOUNT_ID = re.compile(
     r"(?P<account>[a-z0-9]{3,24})$",
     re.IGNORECASE,
 )
-
-
-def is_image_stack(stack: str) -> bool:
-    return _IMAGE.match(stack) is not None
 
 
 class ImageSettings(StackConfigModel):
@@ -119,10 +114,10 @@ class ImageSettings(StackConfigModel):
 
 def image_settings_from_values(stack: str, values: dict[str, Any]) -> ImageSettings:
     """Validate an image stack's ``rtcfleet:`` config values; other namespaces are ignored."""
-    match = _IMAGE.match(stack)
-    if match is None:
+    env = image_stack_env(stack)
+    if env is None:
         raise SettingsError.one("stack", f"{stack!r} is not an image stack name <env>-image")
-    return validate_stack_config(ImageSettings, stack, values, {"env": match["env"]})
+    return validate_stack_config(ImageSettings, stack, values, {"env": env})
 
 
 def bundle_container_id(settings: ImageSettings) -> str:
@@ -144,7 +139,7 @@ def declare_images(settings: ImageSettings) -> dict[str, pulumi.Output[Any]]:
 
     from infra.aws.image import DEBIAN_12, NodeImage, NodeImageArgs
 
-    tags = {"rtcfleet:env": settings.env, "rtcfleet:stack": f"{settings.env}{IMAGE_SUFFIX}"}
+    tags = {"rtcfleet:env": settings.env, "rtcfleet:stack": image_stack_name(settings.env)}
     provider = aws.Provider(f"aws-{settings.home_region}", region=settings.home_region)
     image = NodeImage(
         f"{settings.env}-image",

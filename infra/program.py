@@ -34,8 +34,9 @@ def declare_region(settings: RegionSettings) -> dict[str, pulumi.Output[Any]]:
 
 def define_stack(stack: str) -> dict[str, pulumi.Output[Any]]:
     """Read the running stack's config and declare it."""
-    from infra.global_settings import global_settings_from_pulumi_config, is_global_stack
-    from infra.image_stack import image_program, is_image_stack
+    from infra.global_settings import global_settings_from_pulumi_config
+    from infra.image_stack import image_program
+    from infra.stack_names import is_global_stack, is_image_stack
 
     if is_image_stack(stack):
         return image_program(stack)

@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 from infra import spec
 from infra.settings_errors import SettingsError, config_key
 from infra.stack_config import StackConfigModel
+from infra.stack_names import image_stack_name
 
 CLOUDS = ("aws", "azure")
 # Read from the stack name, never from the file: one source of truth for where a stack deploys.
@@ -146,7 +147,7 @@ class RegionSettings(StackConfigModel):
     @property
     def image_stack_name(self) -> str:
         # the image stack bakes and distributes the node images (infra/image_stack.py)
-        return self.image_stack or f"{self.env}-image"
+        return self.image_stack or image_stack_name(self.env)
 
     @property
     def production(self) -> bool:

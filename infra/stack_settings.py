@@ -11,10 +11,11 @@ from typing import Any
 from infra import spec
 from infra.aws.settings import AwsRegionSettings
 from infra.azure.settings import AzureRegionSettings
-from infra.global_settings import GlobalSettings, global_settings_from_values, is_global_stack
+from infra.global_settings import GlobalSettings, global_settings_from_values
 from infra.settings import DERIVED_KEYS, RegionSettings, StackName
 from infra.settings_errors import SettingsError
 from infra.stack_config import pulumi_config_values, validate_stack_config
+from infra.stack_names import is_global_stack
 
 SETTINGS_MODELS: dict[str, type[RegionSettings]] = {
     "aws": AwsRegionSettings,

@@ -20,6 +20,7 @@ from infra.spec import (
     MIN_AVAILABILITY_ZONES,
     MIN_GATEWAYS,
     MIN_REDIS_REPLICAS,
+    OPTIONAL_SOURCES,
     PRIVATE_RANGES,
     READINESS_PATH,
     REGISTRATION_READINESS_PATH,
@@ -130,9 +131,7 @@ def firewall_matches_spec(args: ResourceValidationArgs, report: Report) -> None:
         if not any(_allowed(spec, rule) for spec in expected):
             report(f"{role_name}: ingress {_describe(rule)} is not allowed by FIREWALL")
     for spec in expected:
-        # An empty admin allow-list leaves the admin console closed, and a region without
-        # peers has no other region to admit: both are allowed.
-        if spec.source in (Source.ADMIN_ALLOW_LIST, Source.PEERED_NETWORKS):
+        if spec.source in OPTIONAL_SOURCES:
             continue
         if not any(_allowed(spec, rule) for rule in rules):
             report(

@@ -49,6 +49,7 @@ from infra.spec import (
     MIN_AVAILABILITY_ZONES,
     MIN_GATEWAYS,
     MIN_REDIS_REPLICAS,
+    OPTIONAL_SOURCES,
     PRIVATE_RANGES,
     READINESS_PATH,
     REGISTRATION_READINESS_PATH,
@@ -192,7 +193,7 @@ def nsg_matches_spec(args: ResourceValidationArgs, report: Report) -> None:
         if not any(_allowed(spec, rule) for spec in expected) and not _platform(role, rule):
             report(f"{role_name}: inbound {_describe(rule)} is not allowed by FIREWALL")
     for spec in expected:
-        if spec.source in (Source.ADMIN_ALLOW_LIST, Source.PEERED_NETWORKS):
+        if spec.source in OPTIONAL_SOURCES:
             continue
         if not any(_allowed(spec, rule) for rule in allows):
             report(
