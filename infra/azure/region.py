@@ -12,6 +12,7 @@ import pulumi_azure_native as azure_native
 
 from infra import outputs, spec
 from infra.azure.firewall import Firewall, FirewallArgs
+from infra.azure.firewall_rules import AZURE_REDIS_TLS_PORT
 from infra.azure.key_vault import KeyVault, KeyVaultArgs, secret_name, settings_name
 from infra.azure.load_balancers import LoadBalancers, LoadBalancersArgs
 from infra.azure.network import Network, NetworkArgs, subnet_cidrs
@@ -29,8 +30,6 @@ from infra.spec import Role
 
 # Azure generates the cache's access key; the region reads it instead of setting one.
 REDIS_KEY = "redisAuthToken"
-# Azure Cache for Redis answers TLS on this port.
-REDIS_TLS_PORT = 6380
 
 
 def region_prefix(env: str, region: str) -> str:
@@ -281,7 +280,7 @@ class AzureRegion(pulumi.ComponentResource):
         settings = self._settings
         documents = node_documents(
             settings,
-            redis={"host": stores.redis.host, "port": REDIS_TLS_PORT, "tls": True},
+            redis={"host": stores.redis.host, "port": AZURE_REDIS_TLS_PORT, "tls": True},
             postgres={
                 "readHost": stores.postgres.read_endpoint,
                 "port": spec.POSTGRES_PORT,
