@@ -31,7 +31,7 @@ from gateway_node.replication import SettingsReplication
 from gateway_node.room_home import RESERVATION_TTL_S, reservation_key, room_home
 from gateway_node.settings import GatewaySettings
 from gateway_node.settings_copy import SettingsCopy
-from rtcfleet import bus, settings_store
+from rtcfleet import bus, settings_store, tracing
 from rtcfleet.node_messages import NodeLeave
 from rtcfleet.nodes import NodeState
 from rtcfleet.redis_url import connect
@@ -522,8 +522,11 @@ class Gateway:
                     continue
                 for cursor, fields in entries:
                     message = bus.decode_entry(fields)
-                    self.metrics.messages.labels("out", message.get("type", "?")).inc()
-                    if not target.offer(cursor, message):
+                    kind = message.get("type", "?")
+                    self.metrics.messages.labels("out", kind).inc()
+                    with tracing.continued(f"deliver {kind}", fields):
+                        queued = target.offer(cursor, message)
+                    if not queued:
                         break
                 if target.overflowed:
                     log.warning(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
@@ -18,7 +20,7 @@ from redis.exceptions import RedisError
 from gateway_node.gateway import Gateway, RoomElsewhere, Session
 from gateway_node.placement import NoAvailableNodes
 from gateway_node.ratelimit import TokenBucket
-from rtcfleet import bus
+from rtcfleet import bus, tracing
 from rtcfleet.node_messages import (
     AnyNodeCommand,
     NodeJoin,
@@ -126,12 +128,25 @@ class SignalConnection:
         try:
             message = parse_client_message(raw)
             self.gateway.metrics.messages.labels("in", message.type).inc()
-            await self.dispatch(message)
+            with self._span(message.type):
+                await self.dispatch(message)
         except SignalingError as exc:
             await self.send_error(exc.code, exc.message)
         except (RedisError, OSError) as exc:
             log.warning("signaling backend failure: %s", exc)
             await self.send_error(ErrorCode.INTERNAL, "signaling backend unavailable, retry")
+
+    def _span(self, message_type: str) -> AbstractContextManager[Any]:
+        """Each client request but pings starts a trace (rtcfleet.tracing)."""
+        if message_type == "ping" or not tracing.enabled():
+            return nullcontext()
+        attributes = {"rtcfleet.region": self.gateway.settings.region}
+        if self.session is not None:
+            attributes["rtcfleet.session"] = self.session.session_id
+            attributes["rtcfleet.room"] = self.session.grant.room
+        return tracing.span(
+            f"signal {message_type}", kind=tracing.SpanKind.SERVER, attributes=attributes
+        )
 
     async def dispatch(
         self, message: Join | PublishOffer | SubscriberAnswer | Trickle | Rejoin | Leave | Ping
@@ -221,6 +236,7 @@ class SignalConnection:
             return
         gateway = self.gateway
         session_id = gateway.new_session_id()
+        tracing.set_attributes(session=session_id, room=grant.room, node=node.node_id)
         await gateway.save_session(session_id, grant, node.node_id)
         session = Session(
             session_id=session_id,
@@ -258,9 +274,12 @@ class SignalConnection:
         unreachable: frozenset[str] = frozenset(),
     ) -> NodeState:
         try:
-            return await self.gateway.place(
-                room, look_elsewhere=look_elsewhere, avoid=avoid, unreachable=unreachable
-            )
+            with tracing.child_span("placement", attributes={"rtcfleet.room": room}):
+                node = await self.gateway.place(
+                    room, look_elsewhere=look_elsewhere, avoid=avoid, unreachable=unreachable
+                )
+                tracing.set_attributes(node=node.node_id, node_region=node.registration.region)
+                return node
         except NoAvailableNodes as exc:
             raise SignalingError(ErrorCode.NO_MEDIA_NODE, str(exc)) from None
 

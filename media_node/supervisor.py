@@ -31,7 +31,7 @@ from media_node.drain_agent import DrainAgent, cloud_agent
 from media_node.settings import MediaNodeSettings
 from media_node.sfu import SfuConfig
 from media_node.worker import WorkerLoad, worker_main
-from rtcfleet import __version__, bus, settings_store
+from rtcfleet import __version__, bus, settings_store, tracing
 from rtcfleet.node_messages import (
     AnyNodeCommand,
     NodeJoin,
@@ -121,8 +121,9 @@ class Supervisor:
         self._http: aiohttp.ClientSession | None = None
         self._stopped = asyncio.Event()
         self._gateway_index = 0
-        self._outbox: asyncio.Queue[tuple[str | None, dict[str, Any]]] = asyncio.Queue(
-            maxsize=OUTBOX_LIMIT
+        # (session or None for a room release, message, trace context it answers)
+        self._outbox: asyncio.Queue[tuple[str | None, dict[str, Any], dict[str, str] | None]] = (
+            asyncio.Queue(maxsize=OUTBOX_LIMIT)
         )
         self.outbox_dropped = 0
         # The cloud's scale-in agent; set while run() runs on a cloud machine.
@@ -217,13 +218,14 @@ class Supervisor:
         self.workers[self.workers.index(dead)] = self._spawn_worker(dead.index)
 
     def _from_worker(self, handle: WorkerHandle, item: dict[str, Any]) -> None:
+        trace = tracing.from_pipe(item)
         try:
             event = parse_worker_event(item)
         except ValidationError as exc:
             log.error("worker %d sent a malformed message: %s", handle.index, exc)
             return
         if isinstance(event, ToSession):
-            self._to_outbox(event.session, event.message)
+            self._to_outbox(event.session, event.message, trace)
         elif isinstance(event, WorkerLoadReport):
             handle.load = WorkerLoad(**event.model_dump(exclude={"kind"}))
             handle.ready.set()
@@ -236,10 +238,14 @@ class Supervisor:
                 del self.room_worker[room]
             self._to_outbox(None, {"release": room})
 
-    def _to_outbox(self, session: str | None, message: dict[str, Any]) -> None:
-        """Queue for the outbox loop; a full outbox means Redis stalls, and memory must not grow."""
+    def _to_outbox(
+        self, session: str | None, message: dict[str, Any], trace: dict[str, str] | None = None
+    ) -> None:
+        """Queue for the outbox loop; a full outbox means Redis stalls, and memory must not grow.
+        ``trace``: the context the message answers (default: the current one)."""
         try:
-            self._outbox.put_nowait((session, message))
+            context = tracing.carrier() if trace is None else trace
+            self._outbox.put_nowait((session, message, context))
         except asyncio.QueueFull:
             self.outbox_dropped += 1
             if self.outbox_dropped % 1000 == 1:
@@ -248,15 +254,17 @@ class Supervisor:
     async def _outbox_loop(self) -> None:
         """One writer, so each session's messages reach its stream in the order they were made."""
         while True:
-            session, message = await self._outbox.get()
+            session, message, trace = await self._outbox.get()
             if session is None:
                 await self._release_room(message["release"])
             else:
-                await self._deliver(session, message)
+                await self._deliver(session, message, trace)
 
-    async def _deliver(self, session: str, message: dict[str, Any]) -> None:
+    async def _deliver(
+        self, session: str, message: dict[str, Any], trace: dict[str, str] | None = None
+    ) -> None:
         try:
-            await bus.send_to_session(self.redis, session, message)
+            await bus.send_to_session(self.redis, session, message, trace)
         except (RedisError, OSError) as exc:
             log.warning("could not deliver to session %s: %s", session, exc)
 
@@ -301,9 +309,10 @@ class Supervisor:
     async def handle_command(self, command: AnyNodeCommand) -> None:
         if isinstance(command, NodeProbe):
             # a gateway's region-health probe: this node's bus, loop and workers answer
-            self._outbox.put_nowait((command.probe, self.probe_answer()))
+            self._outbox.put_nowait((command.probe, self.probe_answer(), None))
             return
         room, session = command.room, command.session
+        tracing.set_attributes(room=room, session=session)
         if isinstance(command, NodeJoin):
             if room not in self.room_worker:
                 # claim the room before hosting it: a claim released while this join was on
@@ -322,7 +331,8 @@ class Supervisor:
             self.sessions[session] = room
         handle = self.room_worker.get(room) if not isinstance(command, NodeJoin) else None
         handle = handle or self.worker_for(room)
-        if not handle.submit(command.model_dump(mode="json")):
+        tracing.set_attributes(worker=handle.index)
+        if not handle.submit(tracing.to_pipe(command.model_dump(mode="json"))):
             busy = error(ErrorCode.MEDIA_ERROR, "media node busy: command dropped, retry")
             self._to_outbox(session, busy.model_dump(mode="json"))
 
@@ -339,7 +349,9 @@ class Supervisor:
                 for entry_id, fields in entries:
                     cursor = entry_id
                     try:
-                        await self.handle_command(parse_node_command(fields.get("m", "")))
+                        command = parse_node_command(fields.get("m", ""))
+                        with tracing.continued(f"node {command.op}", fields):
+                            await self.handle_command(command)
                     except ValidationError as exc:
                         log.warning("malformed command %s refused: %s", entry_id, exc)
                     except (RedisError, OSError) as exc:

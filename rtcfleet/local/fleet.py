@@ -59,6 +59,8 @@ class FleetSpec:
     # the cloud of each region, in order (empty: all one cloud); regions outside the home
     # region's cloud read settings through a logical-replication subscriber
     clouds: list[str] = field(default_factory=list)
+    # an OTLP/HTTP receiver every gateway and media node sends its spans to (rtcfleet.tracing)
+    otlp_endpoint: str | None = None
 
     def region_names(self) -> list[str]:
         return [f"local-{i + 1}" for i in range(self.regions)]
@@ -233,6 +235,9 @@ class LocalFleet:
     def _env(self, extra: dict[str, str]) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RTCFLEET_")}
         env["RTCFLEET_LOG_LEVEL"] = self.spec.log_level
+        if self.spec.otlp_endpoint:
+            env["RTCFLEET_GATEWAY_OTLP_ENDPOINT"] = self.spec.otlp_endpoint
+            env["RTCFLEET_MEDIA_OTLP_ENDPOINT"] = self.spec.otlp_endpoint
         return env | extra
 
     def _spawn(self, role: str, name: str, env: dict[str, str]) -> ServerProcess:
