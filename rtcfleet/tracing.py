@@ -154,7 +154,8 @@ def _install(service: str, export: dict[str, Any]) -> None:
     )
     exporter = OTLPSpanExporter(endpoint=export["endpoint"], headers=export["headers"])
     provider.add_span_processor(BatchSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
+    # a provider of our own, not the process-wide one: nothing else here is instrumented, and
+    # Pulumi's SDK (in the same process in tests) installs its own when it traces
     _provider = provider
     _tracer = provider.get_tracer(NAMESPACE, __version__)
     _correlate_logs()
