@@ -6,8 +6,8 @@ The gateway's tracing calls for one client message that reaches a media node and
 (the ``trickle`` of ``benchmarks.signaling``): the request's span, the producer span around
 the stream write with its trace context fields, and the relay's span for the reply. Timed in
 one process without I/O, so the figure is the tracing code alone: "off" as deployed without an
-endpoint, "on" with the real SDK and OTLP/HTTP exporter batching to a receiver in a thread of
-this process (which shares the interpreter, so its decoding is counted against "on" too).
+endpoint, "on" with the real SDK and OTLP/HTTP exporter batching to a receiver in another
+process (the export thread shares this interpreter, so its serializing counts against "on").
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -54,10 +53,8 @@ def per_message_us(messages: int, repeats: int, step: Callable[[], None] = one_m
 
 
 def start_sink() -> tuple[SpanSink, str]:
-    sink, loop = SpanSink(), asyncio.new_event_loop()
-    endpoint = loop.run_until_complete(sink.start())
-    threading.Thread(target=loop.run_forever, daemon=True).start()
-    return sink, endpoint
+    sink = SpanSink()
+    return sink, asyncio.run(sink.start())
 
 
 def main() -> None:
@@ -73,6 +70,8 @@ def main() -> None:
     # the SDK's queue holds 2048 spans: fewer messages per repeat, so none is dropped
     on = per_message_us(500, args.repeats)
     tracing.shutdown()
+    time.sleep(0.5)
+    asyncio.run(sink.stop())
     result = {
         "benchmark": "tracing",
         "gateway_us_per_message_untraced": untraced,

@@ -241,8 +241,11 @@ def to_pipe(message: dict[str, Any]) -> dict[str, Any]:
     return message
 
 
-def from_pipe(message: dict[str, Any]) -> dict[str, str] | None:
-    """Take the context off a pipe message before it is validated; None without one."""
+def from_pipe(message: object) -> dict[str, str] | None:
+    """Take the context off a pipe message before it is validated; None without one (and for
+    what is not a message at all, which validation then refuses)."""
+    if not isinstance(message, dict):
+        return None
     fields = message.pop(PIPE_KEY, None)
     if not isinstance(fields, dict):
         return None
