@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    load_before = [round(x, 2) for x in os.getloadavg()]
     untraced = per_message_us(args.messages, args.repeats, untraced_message)
     off = per_message_us(args.messages, args.repeats)
     sink, endpoint = start_sink()
@@ -80,6 +82,8 @@ def main() -> None:
         "spans_per_message": 3,
         "spans_received": sink.spans,
         "spans_made": 3 * 500 * args.repeats,
+        "load_average_before": load_before,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

@@ -89,7 +89,6 @@ async def test_a_join_is_one_trace_from_gateway_to_worker_and_back(
         await bob.start()
         # bob's join found alice's tracks: the worker offered them to him in the same trace
         await wait_until(partial(receives_from, bob, ["alice"]), 20, "bob's media from alice")
-        await wait_until(partial(receives_from, alice, ["bob"]), 20, "alice's media from bob")
     finally:
         await asyncio.gather(alice.close(), bob.close())
     bob_session, alice_session = bob.session.session_id, alice.session.session_id
