@@ -37,6 +37,7 @@ __all__ = [
     "WORKER_ENV",
     "SpanKind",
     "TracingSettings",
+    "attached",
     "carrier",
     "child_span",
     "continued",
@@ -212,6 +213,15 @@ def continued(
         return _OFF
     parent = propagate.extract(carrier)
     return tracer.start_as_current_span(name, context=parent, kind=kind, attributes=attributes)
+
+
+def attached(carrier: Mapping[str, str] | None) -> AbstractContextManager[Any]:
+    """Make a handed-over context current without a span of its own: a step that only passes
+    a message on (what it sends carries the context it was handed)."""
+    if _tracer is None or not carrier or TRACEPARENT not in carrier:
+        return _OFF
+    remote = trace.get_current_span(propagate.extract(carrier))
+    return trace.use_span(remote, end_on_exit=False)
 
 
 def set_attributes(**attributes: str | int | float | bool) -> None:
