@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from gateway_node.settings import GatewaySettings
 from media_node.settings import MediaNodeSettings
 from rtcfleet.bundle.first_boot import NodeFacts, gateway_environment, media_environment
@@ -15,7 +17,7 @@ SECRETS = {
 }
 
 
-def facts(postgres: dict[str, object], role: str = "gateway", **more: object) -> NodeFacts:
+def facts(postgres: Mapping[str, object], role: str = "gateway", **more: object) -> NodeFacts:
     settings = {
         "redis": {"host": "redis.internal", "port": 6380, "tls": True},
         "postgres": {"port": 5432, "database": "rtcfleet", "user": "rtcfleet", **postgres},
@@ -55,11 +57,17 @@ def test_a_region_of_the_writers_cloud_has_no_subscription() -> None:
 
 
 def test_traces_go_where_the_settings_document_says_and_nowhere_without_it(monkeypatch) -> None:
-    document = {"otlpEndpoint": "http://collector.internal:4318", "traceSampleRatio": 0.05}
+    endpoint, ratio = "http://collector.internal:4318", 0.05
     postgres = {"writeHost": "w", "readHost": "r"}
-    gateway = gateway_environment(facts(postgres, **document))
+    gateway = gateway_environment(facts(postgres, otlpEndpoint=endpoint, traceSampleRatio=ratio))
     media = media_environment(
-        facts(postgres, "media", signalingUrl="http://signal.internal:8080", **document)
+        facts(
+            postgres,
+            "media",
+            signalingUrl="http://signal.internal:8080",
+            otlpEndpoint=endpoint,
+            traceSampleRatio=ratio,
+        )
     )
     for key, value in (gateway | media).items():
         monkeypatch.setenv(key, value)
