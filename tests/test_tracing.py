@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -65,7 +66,8 @@ async def test_on_context_crosses_a_stream_entry_and_a_pipe_and_logs_name_it(
     handler = logging.StreamHandler(lines)
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     monkeypatch.setattr(logging.getLogger(), "handlers", [handler])
-    monkeypatch.delenv(tracing.WORKER_ENV, raising=False)
+    # setup() hands its export to child processes through the environment: undone afterwards
+    monkeypatch.setenv(tracing.WORKER_ENV, "")
     settings = tracing.TracingSettings(otlp_endpoint=receiver.endpoint)
     assert tracing.setup("test-gateway", settings, instance="gw-1", region="r1")
     try:
@@ -116,6 +118,7 @@ async def test_on_context_crosses_a_stream_entry_and_a_pipe_and_logs_name_it(
     )
     assert outside == "rtcfleet.test: outside any span"
     assert not tracing.enabled()
+    assert tracing.WORKER_ENV in os.environ  # for this process's workers, until undone
 
 
 def test_bad_endpoints_are_refused_with_the_field_named() -> None:
