@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from media_node.worker_pool import WorkerPool
-from rtcfleet import bus
+from rtcfleet import bus, tracing
 from rtcfleet.node_messages import (
     AnyNodeCommand,
     NodeJoin,
@@ -61,8 +61,9 @@ class NodeBus:
         # session -> room, for the sweep of sessions whose clients are gone
         self.sessions: dict[str, str] = {}
         self._missing_since: dict[str, float] = {}
-        self.outbox: asyncio.Queue[tuple[str | None, dict[str, Any]]] = asyncio.Queue(
-            maxsize=OUTBOX_LIMIT
+        # (session or None for a room release, message, trace context it answers)
+        self.outbox: asyncio.Queue[tuple[str | None, dict[str, Any], dict[str, str]]] = (
+            asyncio.Queue(maxsize=OUTBOX_LIMIT)
         )
         self.outbox_dropped = 0
 
@@ -99,9 +100,10 @@ class NodeBus:
                 del self.sessions[session]
 
     def _queue(self, session: str | None, message: dict[str, Any]) -> None:
-        """Queue for the outbox loop; a full outbox means Redis stalls, and memory must not grow."""
+        """Queue for the outbox loop; a full outbox means Redis stalls, and memory must not grow.
+        The message goes on in the trace current now (a command's, or a worker's answer's)."""
         try:
-            self.outbox.put_nowait((session, message))
+            self.outbox.put_nowait((session, message, tracing.carrier()))
         except asyncio.QueueFull:
             self.outbox_dropped += 1
             if self.outbox_dropped % 1000 == 1:
@@ -112,15 +114,17 @@ class NodeBus:
     async def outbox_loop(self) -> None:
         """One writer, so each session's messages reach its stream in the order they were made."""
         while True:
-            session, message = await self.outbox.get()
+            session, message, trace = await self.outbox.get()
             if session is None:
                 await self.release_room(message["release"])
             else:
-                await self._deliver(session, message)
+                await self._deliver(session, message, trace)
 
-    async def _deliver(self, session: str, message: dict[str, Any]) -> None:
+    async def _deliver(
+        self, session: str, message: dict[str, Any], trace: dict[str, str] | None = None
+    ) -> None:
         try:
-            await bus.send_to_session(self.redis, session, message)
+            await bus.send_to_session(self.redis, session, message, trace)
         except (RedisError, OSError) as exc:
             log.warning("could not deliver to session %s: %s", session, exc)
 
@@ -149,7 +153,7 @@ class NodeBus:
     async def handle_command(self, command: AnyNodeCommand) -> None:
         if isinstance(command, NodeProbe):
             # a gateway's region-health probe: this node's bus, loop and workers answer
-            self.outbox.put_nowait((command.probe, self.probe_answer()))
+            self.outbox.put_nowait((command.probe, self.probe_answer(), {}))
             return
         if isinstance(command, NodeRecording):
             handle = self.pool.room_worker.get(command.room)
@@ -158,6 +162,7 @@ class NodeBus:
                 self._queue(command.reply, refused.model_dump(mode="json"))
             return
         room, session = command.room, command.session
+        tracing.set_attributes(room=room, session=session)
         pool = self.pool
         if isinstance(command, NodeJoin):
             if room not in pool.room_worker:
@@ -177,7 +182,8 @@ class NodeBus:
             self.sessions[session] = room
         handle = pool.room_worker.get(room) if not isinstance(command, NodeJoin) else None
         handle = handle or pool.worker_for(room)
-        if not handle.submit(command.model_dump(mode="json")):
+        tracing.set_attributes(worker=handle.index)
+        if not handle.submit(tracing.to_pipe(command.model_dump(mode="json"))):
             busy = error(ErrorCode.MEDIA_ERROR, "media node busy: command dropped, retry")
             self._queue(session, busy.model_dump(mode="json"))
 
@@ -201,7 +207,9 @@ class NodeBus:
                 for entry_id, fields in entries:
                     cursor = entry_id
                     try:
-                        await self.handle_command(parse_node_command(fields.get("m", "")))
+                        command = parse_node_command(fields.get("m", ""))
+                        with tracing.continued(f"node {command.op}", fields):
+                            await self.handle_command(command)
                     except ValidationError as exc:
                         log.warning("malformed command %s refused: %s", entry_id, exc)
                     except (RedisError, OSError) as exc:

@@ -23,6 +23,7 @@ from infra.spec import (
 )
 from rtcfleet.config_file import ServiceSettings
 from rtcfleet.nodes import NODE_ID_PATTERN
+from rtcfleet.tracing import TracingSettings
 
 ENV_PREFIX = "RTCFLEET_MEDIA_"
 # forwarded video streams (with their audio) one worker process carries at its target load
@@ -34,7 +35,7 @@ def _default_node_id() -> str:
     return f"{host}-{uuid.uuid4().hex[:6]}"
 
 
-class MediaNodeSettings(ServiceSettings):
+class MediaNodeSettings(ServiceSettings, TracingSettings):
     CONFIG_ENV = "RTCFLEET_MEDIA_CONFIG"
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
