@@ -7,12 +7,17 @@ carries the cluster secret: a leaked client token cannot register a rogue node.
 from __future__ import annotations
 
 import hmac
+import logging
+from typing import TypeVar
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from gateway_node.registry import UnknownNode
-from rtcfleet.nodes import Heartbeat, NodeRegistration
+from rtcfleet.nodes import DrainReport, Heartbeat, NodeRegistration
+
+log = logging.getLogger("rtcfleet.gateway.internal")
+Body = TypeVar("Body", bound=BaseModel)
 
 
 def _app_gateway(request: web.Request):  # type: ignore[no-untyped-def]
@@ -32,7 +37,7 @@ async def cluster_auth(request: web.Request, handler):  # type: ignore[no-untype
     return await handler(request)
 
 
-async def _body(request: web.Request, model: type[NodeRegistration] | type[Heartbeat]):  # type: ignore[no-untyped-def]
+async def _body(request: web.Request, model: type[Body]) -> Body:
     try:
         return model.model_validate_json(await request.read())
     except ValidationError as exc:
@@ -63,6 +68,18 @@ async def heartbeat(request: web.Request) -> web.Response:
     except UnknownNode:
         return web.json_response({"error": "unknown_node", "register": True}, status=404)
     return web.json_response({"drain": state.draining})
+
+
+async def drained(request: web.Request) -> web.Response:
+    """A media node's account of its drain, as it leaves: into the region's metrics."""
+    gateway = _app_gateway(request)
+    report = await _body(request, DrainReport)
+    node_id = request.match_info["node_id"]
+    labels = (report.cloud, report.notice)
+    gateway.metrics.node_drain_seconds.labels(*labels).observe(report.seconds)
+    gateway.metrics.node_drain_rooms_left.labels(*labels).inc(report.rooms_left)
+    log.info("media node %s drained: %s", node_id, report.model_dump_json())
+    return web.json_response({"node_id": node_id})
 
 
 async def room_lookup(request: web.Request) -> web.Response:
@@ -100,3 +117,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/internal/rooms/{room}", room_lookup)
     app.router.add_post("/internal/nodes/register", register)
     app.router.add_post("/internal/nodes/{node_id}/heartbeat", heartbeat)
+    app.router.add_post("/internal/nodes/{node_id}/drained", drained)

@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 
 from media_node import liveness
 from media_node.drain_agent import DrainAgent, cloud_agent
+from media_node.evacuation import Evacuation
 from media_node.settings import MediaNodeSettings
 from media_node.sfu import SfuConfig
 from media_node.worker import WorkerLoad, worker_main
@@ -46,7 +47,7 @@ from rtcfleet.node_messages import (
     parse_node_command,
     parse_worker_event,
 )
-from rtcfleet.nodes import Heartbeat, NodeLoad, NodeRegistration
+from rtcfleet.nodes import DrainReport, Heartbeat, NodeLoad, NodeRegistration
 from rtcfleet.redis_url import connect
 from rtcfleet.settings_store import PlatformSettings
 from rtcfleet.signaling import ErrorCode, Reconnect, error
@@ -127,6 +128,8 @@ class Supervisor:
         self.outbox_dropped = 0
         # The cloud's scale-in agent; set while run() runs on a cloud machine.
         self.drain_agent: DrainAgent | None = None
+        # Rooms moved off ahead of a Spot interruption (media_node.evacuation).
+        self.evacuation = Evacuation(self, settings.evacuation_fraction, settings.evacuation_rate)
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -223,7 +226,8 @@ class Supervisor:
             log.error("worker %d sent a malformed message: %s", handle.index, exc)
             return
         if isinstance(event, ToSession):
-            self._to_outbox(event.session, event.message)
+            if not self.evacuation.is_silenced(event.session):
+                self._to_outbox(event.session, event.message)
         elif isinstance(event, WorkerLoadReport):
             handle.load = WorkerLoad(**event.model_dump(exclude={"kind"}))
             handle.ready.set()
@@ -235,6 +239,10 @@ class Supervisor:
             if self.room_worker.get(room) is handle:
                 del self.room_worker[room]
             self._to_outbox(None, {"release": room})
+
+    def to_session(self, session: str, message: dict[str, Any]) -> None:
+        """A server message for one session, in order after what the node sent it before."""
+        self._to_outbox(session, message)
 
     def _to_outbox(self, session: str | None, message: dict[str, Any]) -> None:
         """Queue for the outbox loop; a full outbox means Redis stalls, and memory must not grow."""
@@ -263,12 +271,7 @@ class Supervisor:
     async def _release_room(self, room: str) -> None:
         """Drop our claim on an empty room so its next join is placed afresh."""
         with contextlib.suppress(RedisError, OSError):
-            await self.redis.eval(
-                "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end",
-                1,
-                bus.room_key(room),
-                self.node_id,
-            )
+            await bus.release_room(self.redis, room, self.node_id)
 
     def worker_for(self, room: str) -> WorkerHandle:
         """The room's worker, or the least busy one for a new room."""
@@ -305,6 +308,9 @@ class Supervisor:
             return
         room, session = command.room, command.session
         if isinstance(command, NodeJoin):
+            if self.evacuation.is_moving(room):
+                self._to_outbox(session, Reconnect(reason="room_moved").model_dump(mode="json"))
+                return
             if room not in self.room_worker:
                 # claim the room before hosting it: a claim released while this join was on
                 # its way may already name another node, and then the room lives there
@@ -433,7 +439,8 @@ class Supervisor:
     async def hold_rooms(self) -> None:
         """Keep this node's room claims, re-asserting any that Redis lost."""
         try:
-            taken = await bus.hold_rooms(self.redis, self.node_id, self.room_participants())
+            rooms = self.evacuation.held(self.room_participants())
+            taken = await bus.hold_rooms(self.redis, self.node_id, rooms)
         except (RedisError, OSError) as exc:
             log.warning("could not renew room claims: %s", exc)
             return
@@ -460,6 +467,14 @@ class Supervisor:
             except (ConnectionError, RegistrationFailed) as exc:
                 log.warning("heartbeat failed: %s", exc)
             await asyncio.sleep(self.heartbeat_interval)
+
+    async def report_drain(self, report: DrainReport) -> None:
+        """How the drain went, to the region (its gateways count it in their metrics)."""
+        status, body = await self._post(
+            f"/internal/nodes/{self.node_id}/drained", report.model_dump_json()
+        )
+        if status != 200:
+            log.warning("drain report refused (%d): %s", status, body)
 
     async def refresh_settings(self) -> bool:
         """Read settings from the replica; keep the last good copy when it is unreachable."""
