@@ -128,6 +128,15 @@ async def measure_move(
     return [times[bot.name] for bot in bots]
 
 
+def roster_intact(bots: list[Bot]) -> bool:
+    """Each bot's roster holds exactly its room's other participants (no late word from the
+    old node unsaying the new room's joins)."""
+    rooms = {name: members for members in ROOMS.values() for name in members}
+    return all(
+        bot.session.events.participants == set(rooms[bot.name]) - {bot.name} for bot in bots
+    )
+
+
 def summary(case: str, times: list[float], exited_after: float) -> str:
     return (
         f"{case}: media back p50 {statistics.median(times):.2f} s, max {max(times):.2f} s "
@@ -157,6 +166,7 @@ async def test_spot_interruptions_move_every_call_before_the_node_goes(
         assert exit_code(node_a) == 0
         assert node_a.name not in registered(fleet)
         assert cloud.aws.unauthenticated_reads == 0, "an IMDS read went without a token"
+        assert roster_intact(bots), [sorted(b.session.events.participants) for b in bots]
         await wait_until(lambda: drain_count(fleet, "aws") == 1, 5, "A's drain report")
         print(summary("aws spot interruption", aws_times, time.monotonic() - noticed))
         print(f"  (A exited {gone:.2f} s after every participant's media was back)")
@@ -172,6 +182,7 @@ async def test_spot_interruptions_move_every_call_before_the_node_goes(
         assert exit_code(node_b) == 0
         assert node_b.name not in registered(fleet)
         assert cloud.azure.approvals == [event], "the drained node approved its Preempt once"
+        assert roster_intact(bots), [sorted(b.session.events.participants) for b in bots]
         await wait_until(lambda: drain_count(fleet, "azure") == 1, 5, "B's drain report")
         print(summary("azure Preempt", azure_times, time.monotonic() - noticed))
         assert registered(fleet) == {node_c.name: "healthy"}
