@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -13,8 +14,10 @@ import redis.asyncio as aioredis
 
 from media_node import evacuation
 from media_node.evacuation import Evacuation, schedule
+from media_node.settings import MediaNodeSettings
+from media_node.supervisor import Supervisor, WorkerHandle
 from rtcfleet import bus
-from rtcfleet.node_messages import AnyNodeCommand, NodeLeave
+from rtcfleet.node_messages import AnyNodeCommand, NodeJoin, NodeLeave, ToSession
 from rtcfleet.servers import RedisServer
 
 
@@ -139,3 +142,49 @@ async def test_run_says_draining_before_any_claim_goes_and_paces_rooms(
     assert evac.finished_at is not None and evac.started_at is not None
     for room in ("big", "mid", "one"):
         assert await redis.get(bus.room_key(room)) is None
+
+
+async def test_the_supervisor_keeps_moving_rooms_away_and_moved_sessions_quiet(
+    redis: aioredis.Redis, redis_server: RedisServer
+) -> None:
+    """The node's side: no claim renewed for a moving room, a join for it sent elsewhere, and
+    nothing of the old room reaching a session told to reconnect."""
+    supervisor = Supervisor(
+        MediaNodeSettings(
+            node_id=f"media-{uuid.uuid4().hex[:6]}",
+            gateway_urls=["http://127.0.0.1:1"],
+            cluster_secret="c" * 20,
+            redis_url=redis_server.url,
+            settings_dsn="postgresql://127.0.0.1:1/x",
+            workers=1,
+        )
+    )
+    supervisor._redis = redis
+    supervisor.draining = True
+    handle = WorkerHandle(index=0, process=multiprocessing.Process(), conn=None)  # type: ignore[arg-type]
+    session = uuid.uuid4().hex
+    moving, staying = (f"{name}-{uuid.uuid4().hex[:6]}" for name in ("moving", "staying"))
+    for room in (moving, staying):
+        supervisor.room_worker[room] = handle
+    supervisor.sessions[session] = moving
+    await supervisor.evacuation.move(moving)
+    await supervisor.hold_rooms()
+    assert await redis.get(bus.room_key(staying)) == supervisor.node_id
+    assert await redis.get(bus.room_key(moving)) is None, "a moving room was claimed again"
+
+    newcomer = uuid.uuid4().hex
+    join = NodeJoin(
+        session=newcomer, room=moving, identity="zoe", can_publish=True, can_subscribe=True
+    )
+    await supervisor.handle_command(join)
+    supervisor._from_worker(
+        handle, ToSession(session=session, message={"type": "participant_left"}).model_dump()
+    )
+    queued = []
+    while not supervisor._outbox.empty():
+        queued.append(supervisor._outbox.get_nowait())
+    assert queued == [
+        (session, {"type": "reconnect", "reason": "media_node_evacuated"}),
+        (newcomer, {"type": "reconnect", "reason": "room_moved"}),
+    ]
+    assert await redis.get(bus.room_key(moving)) is None
