@@ -124,17 +124,33 @@ async def measure_move(
                     times[bot.name] = at - since
         return len(times) == len(bots)
 
-    await wait_until(all_back, notice, f"every participant's media on {target.name}")
+    try:
+        await wait_until(all_back, notice, f"every participant's media on {target.name}")
+    except AssertionError as exc:
+        missing = [where(bot) for bot in bots if bot.name not in times]
+        raise AssertionError(f"{exc}: {missing}") from None
     return [times[bot.name] for bot in bots]
+
+
+def where(bot: Bot) -> dict[str, object]:
+    """What a bot that is not back yet went through, for the failure message."""
+    events = bot.session.events
+    return {
+        "bot": bot.name,
+        "node": bot.session.node_id,
+        "media_rejoins": events.media_rejoins,
+        "media_timeouts": events.media_timeouts,
+        "errors": [e.get("code") for e in events.errors],
+        "last": [m["type"] for m in events.messages[-8:]],
+        "frames": {f"{p}/{k}": s.frames_decoded for (p, k), s in bot.peer.remote.items()},
+    }
 
 
 def roster_intact(bots: list[Bot]) -> bool:
     """Each bot's roster holds exactly its room's other participants (no late word from the
     old node unsaying the new room's joins)."""
     rooms = {name: members for members in ROOMS.values() for name in members}
-    return all(
-        bot.session.events.participants == set(rooms[bot.name]) - {bot.name} for bot in bots
-    )
+    return all(bot.session.events.participants == set(rooms[bot.name]) - {bot.name} for bot in bots)
 
 
 def summary(case: str, times: list[float], exited_after: float) -> str:
