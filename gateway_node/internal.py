@@ -11,25 +11,21 @@ import logging
 from typing import TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from aiohttp.typedefs import Handler
+from pydantic import ValidationError
 
+from gateway_node.app_keys import GATEWAY
 from gateway_node.registry import UnknownNode
 from rtcfleet.nodes import DrainReport, Heartbeat, NodeRegistration
 
 log = logging.getLogger("rtcfleet.gateway.internal")
-Body = TypeVar("Body", bound=BaseModel)
-
-
-def _app_gateway(request: web.Request):  # type: ignore[no-untyped-def]
-    from gateway_node.app import GATEWAY
-
-    return request.app[GATEWAY]
+Body = TypeVar("Body", NodeRegistration, Heartbeat, DrainReport)
 
 
 @web.middleware
-async def cluster_auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def cluster_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith("/internal/"):
-        gateway = _app_gateway(request)
+        gateway = request.app[GATEWAY]
         expected = f"Bearer {gateway.settings.cluster_secret.get_secret_value()}"
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), expected.encode()):
@@ -47,7 +43,7 @@ async def _body(request: web.Request, model: type[Body]) -> Body:
 
 
 async def register(request: web.Request) -> web.Response:
-    gateway = _app_gateway(request)
+    gateway = request.app[GATEWAY]
     registration = await _body(request, NodeRegistration)
     state = await gateway.registry.register(registration)
     return web.json_response(
@@ -60,7 +56,7 @@ async def register(request: web.Request) -> web.Response:
 
 
 async def heartbeat(request: web.Request) -> web.Response:
-    gateway = _app_gateway(request)
+    gateway = request.app[GATEWAY]
     node_id = request.match_info["node_id"]
     beat = await _body(request, Heartbeat)
     try:
@@ -72,7 +68,7 @@ async def heartbeat(request: web.Request) -> web.Response:
 
 async def drained(request: web.Request) -> web.Response:
     """A media node's account of its drain, as it leaves: into the region's metrics."""
-    gateway = _app_gateway(request)
+    gateway = request.app[GATEWAY]
     report = await _body(request, DrainReport)
     node_id = request.match_info["node_id"]
     labels = (report.cloud, report.notice)
@@ -88,13 +84,14 @@ async def room_lookup(request: web.Request) -> web.Response:
     When this region is the room's home, "not here" also reserves the room for the asker
     (``?for=<region>``), unless a third region holds it: then the answer names that region.
     """
-    gateway = _app_gateway(request)
+    gateway = request.app[GATEWAY]
     room = request.match_info["room"]
-    node = await gateway.local_owner(room)
+    placement = gateway.placement
+    node = await placement.local_owner(room)
     asker = request.query.get("for")
-    if node is None and asker in gateway.settings.peer_regions and gateway.is_home(room):
-        holder = await gateway.reserve(room, asker, stale=gateway.settings.region)
-        elsewhere = gateway.redirect_to(holder) if holder != asker else None
+    if node is None and asker in gateway.settings.peer_regions and placement.is_home(room):
+        holder = await placement.reserve(room, asker, stale=gateway.settings.region)
+        elsewhere = placement.redirect_to(holder) if holder != asker else None
         if elsewhere is not None:
             return web.json_response(
                 {"room": room, "found": True, "region": holder, "signal_urls": elsewhere.urls}

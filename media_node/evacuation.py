@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -50,8 +51,8 @@ ANNOUNCE_ATTEMPTS = 3
 REASON = "media_node_evacuated"
 
 
-class EvacuatingNode(Protocol):
-    """What an evacuation needs of the node's supervisor."""
+class EvacuatingBus(Protocol):
+    """What an evacuation needs of the node's bus (``media_node.node_bus.NodeBus``)."""
 
     node_id: str
     # session -> room, for every session the node hosts
@@ -60,11 +61,7 @@ class EvacuatingNode(Protocol):
     @property
     def redis(self) -> aioredis.Redis: ...
 
-    def room_participants(self) -> dict[str, int]: ...
-
     def to_session(self, session: str, message: dict[str, Any]) -> None: ...
-
-    async def heartbeat(self) -> None: ...
 
     async def handle_command(self, command: AnyNodeCommand) -> None: ...
 
@@ -88,11 +85,20 @@ def schedule(
 
 class Evacuation:
     def __init__(
-        self, node: EvacuatingNode, fraction: float = DEFAULT_FRACTION, rate: float = DEFAULT_RATE
+        self,
+        node: EvacuatingBus,
+        rooms: Callable[[], dict[str, int]],
+        announce: Callable[[], Awaitable[None]],
+        fraction: float = DEFAULT_FRACTION,
+        rate: float = DEFAULT_RATE,
     ) -> None:
+        """``rooms``: the node's rooms and their participants; ``announce``: a heartbeat that
+        tells the region the node drains, now."""
         if not 0 < fraction <= 1 or rate <= 0:
             raise ValueError("evacuation needs 0 < fraction <= 1 and a positive rate")
         self.node = node
+        self.rooms = rooms
+        self.announce = announce
         self.fraction = fraction
         self.rate = rate
         # rooms whose claim this node gave up: no longer held, joins sent elsewhere
@@ -123,11 +129,12 @@ class Evacuation:
         self.started_at = time.monotonic()
         await self._announce()
         seconds_left = None if deadline is None else max(0.0, deadline - time.time())
-        plan = schedule(self.node.room_participants(), seconds_left, self.fraction, self.rate)
+        rooms = self.rooms()
+        plan = schedule(rooms, seconds_left, self.fraction, self.rate)
         log.warning(
             "evacuating %d rooms (%d participants) with %s s of notice",
             len(plan),
-            sum(self.node.room_participants().values()),
+            sum(rooms.values()),
             "no" if seconds_left is None else f"{seconds_left:.0f}",
         )
         for offset, room in plan:
@@ -147,7 +154,7 @@ class Evacuation:
         claim is dropped, or a rejoin would come straight back."""
         for attempt in range(ANNOUNCE_ATTEMPTS):
             try:
-                await self.node.heartbeat()
+                await self.announce()
                 return
             except (ConnectionError, RuntimeError) as exc:  # no gateway, or a refusal
                 log.warning("draining heartbeat failed (attempt %d): %s", attempt + 1, exc)
@@ -163,6 +170,7 @@ class Evacuation:
         sessions = [s for s, r in self.node.sessions.items() if r == room]
         message = Reconnect(reason=REASON).model_dump(mode="json")
         for session in sessions:
+            # queued before the session is silenced: the last word the node sends it
             self.node.to_session(session, message)
             self.silenced.add(session)
         self.sessions_moved += len(sessions)

@@ -30,7 +30,7 @@ class RecordingEvacuation(Evacuation):
     """Records the deadlines it was run with instead of moving rooms."""
 
     def __init__(self, node: FakeNode) -> None:
-        super().__init__(node)
+        super().__init__(node, node.room_participants, node.heartbeat)
         self.runs: list[float | None] = []
 
     async def run(self, deadline: float | None) -> None:

@@ -15,14 +15,16 @@ import redis.asyncio as aioredis
 from media_node import evacuation
 from media_node.evacuation import Evacuation, schedule
 from media_node.settings import MediaNodeSettings
-from media_node.supervisor import Supervisor, WorkerHandle
+from media_node.supervisor import Supervisor
+from media_node.worker_pool import WorkerHandle
 from rtcfleet import bus
 from rtcfleet.node_messages import AnyNodeCommand, NodeJoin, NodeLeave, ToSession
 from rtcfleet.servers import RedisServer
 
 
 class Node:
-    """The supervisor's side of an evacuation, recording what the evacuation did."""
+    """The node's side of an evacuation (its bus, rooms and heartbeat), recording what the
+    evacuation did."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self.node_id = f"media-{uuid.uuid4().hex[:6]}"
@@ -79,7 +81,8 @@ def test_schedule_moves_big_rooms_first_and_spreads_a_full_node_over_the_fractio
     # no time left: everything at once
     assert {at for at, _ in schedule(rooms, seconds_left=0, fraction=0.25, rate=20)} == {0.0}
     with pytest.raises(ValueError, match="fraction"):
-        Evacuation(Node(aioredis.Redis()), fraction=0)
+        node = Node(aioredis.Redis())
+        Evacuation(node, node.room_participants, node.heartbeat, fraction=0)
 
 
 async def test_a_moved_room_loses_its_claim_and_its_sessions_are_told_then_left(
@@ -93,7 +96,7 @@ async def test_a_moved_room_loses_its_claim_and_its_sessions_are_told_then_left(
     for room in ("moving", "staying"):
         assert await bus.claim_for(redis, room, node.node_id) == node.node_id
     await redis.set(bus.room_key("taken"), "media-other")
-    evac = Evacuation(node)
+    evac = Evacuation(node, node.room_participants, node.heartbeat)
 
     await evac.move("moving")
     await evac.move("taken")
@@ -127,7 +130,7 @@ async def test_run_says_draining_before_any_claim_goes_and_paces_rooms(
         node.add(room, participants)
         await bus.claim_for(redis, room, node.node_id)
     # 6 participants at 10 a second: rooms told at 0, 0.3 and 0.5 s
-    evac = Evacuation(node, fraction=0.25, rate=10)
+    evac = Evacuation(node, node.room_participants, node.heartbeat, fraction=0.25, rate=10)
     await evac.run(deadline=time.time() + 120)
     [(_, _, announced)] = node.entries("heartbeat")
     told = node.entries("to_session")
@@ -144,11 +147,12 @@ async def test_run_says_draining_before_any_claim_goes_and_paces_rooms(
         assert await redis.get(bus.room_key(room)) is None
 
 
-async def test_the_supervisor_keeps_moving_rooms_away_and_moved_sessions_quiet(
+async def test_the_node_keeps_moving_rooms_away_and_moved_sessions_quiet(
     redis: aioredis.Redis, redis_server: RedisServer
 ) -> None:
-    """The node's side: no claim renewed for a moving room, a join for it sent elsewhere, and
-    nothing of the old room reaching a session told to reconnect."""
+    """The node's side (its bus and worker pool as the supervisor wires them): no claim
+    renewed for a moving room, a join for it sent elsewhere, and nothing of the old room
+    reaching a session told to reconnect."""
     supervisor = Supervisor(
         MediaNodeSettings(
             node_id=f"media-{uuid.uuid4().hex[:6]}",
@@ -159,16 +163,17 @@ async def test_the_supervisor_keeps_moving_rooms_away_and_moved_sessions_quiet(
             workers=1,
         )
     )
-    supervisor._redis = redis
-    supervisor.draining = True
+    node_bus, pool = supervisor.bus, supervisor.pool
+    node_bus.attach(pool, redis)
+    supervisor.start_drain()
     handle = WorkerHandle(index=0, process=multiprocessing.Process(), conn=None)  # type: ignore[arg-type]
     session = uuid.uuid4().hex
     moving, staying = (f"{name}-{uuid.uuid4().hex[:6]}" for name in ("moving", "staying"))
     for room in (moving, staying):
-        supervisor.room_worker[room] = handle
-    supervisor.sessions[session] = moving
+        pool.room_worker[room] = handle
+    node_bus.sessions[session] = moving
     await supervisor.evacuation.move(moving)
-    await supervisor.hold_rooms()
+    await node_bus.hold_rooms()
     assert await redis.get(bus.room_key(staying)) == supervisor.node_id
     assert await redis.get(bus.room_key(moving)) is None, "a moving room was claimed again"
 
@@ -176,13 +181,13 @@ async def test_the_supervisor_keeps_moving_rooms_away_and_moved_sessions_quiet(
     join = NodeJoin(
         session=newcomer, room=moving, identity="zoe", can_publish=True, can_subscribe=True
     )
-    await supervisor.handle_command(join)
-    supervisor._from_worker(
+    await node_bus.handle_command(join)
+    pool.receive(
         handle, ToSession(session=session, message={"type": "participant_left"}).model_dump()
     )
     queued = []
-    while not supervisor._outbox.empty():
-        queued.append(supervisor._outbox.get_nowait())
+    while not node_bus.outbox.empty():
+        queued.append(node_bus.outbox.get_nowait())
     assert queued == [
         (session, {"type": "reconnect", "reason": "media_node_evacuated"}),
         (newcomer, {"type": "reconnect", "reason": "room_moved"}),
