@@ -175,6 +175,8 @@ class AwsScaleIn:
         }
 
     async def keep_waiting(self, termination: Termination) -> None:
+        if termination.kind != "scale_in":
+            return  # EC2's interruption time stands whatever the hook is told
         client, instance_id, group = await self._identity()
         await asyncio.to_thread(
             client.record_lifecycle_action_heartbeat, **self._hook_call(group, instance_id)
@@ -277,7 +279,7 @@ class DrainAgent:
         self.idle_grace_seconds = idle_grace_seconds
         self.cloud_name: Literal["aws", "azure"] = cloud_name
         self.termination: Termination | None = None
-        # monotonic time of the first notice, and its deadline's distance then
+        # monotonic time of the notice that set the drain's pace, and its deadline's distance
         self.noticed_at: float | None = None
         self.notice_seconds: float | None = None
         self.evacuating: asyncio.Task[None] | None = None
@@ -310,8 +312,10 @@ class DrainAgent:
 
     def _begin(self, notice: Termination) -> None:
         """Drain for ``notice``; an interruption moves every room off at once."""
+        # a drain's time counts from the notice that set its pace (an interruption after a
+        # rebalance recommendation counts from the interruption)
+        self.noticed_at = time.monotonic()
         if self.termination is None:
-            self.noticed_at = time.monotonic()
             self._last_heartbeat = self.noticed_at
         if notice.deadline is not None:
             self.notice_seconds = max(0.0, notice.deadline - time.time())

@@ -283,6 +283,7 @@ async def test_rebalance_drains_softly_and_an_interruption_then_evacuates() -> N
     assert node.draining and node.drains == 1
     assert node.evacuation.runs == [], "a rebalance recommendation moved rooms"
     assert not [c for c in cloud.calls if c[0] in ("keep_waiting", "protect")]
+    await asyncio.sleep(0.3)
     deadline = time.time() + 120
     cloud.notice = Termination("spot", "i-0abc", deadline, kind="interruption")
     await agent.step()
@@ -298,7 +299,8 @@ async def test_rebalance_drains_softly_and_an_interruption_then_evacuates() -> N
     [report] = node.reports
     assert report.cloud == "aws" and report.notice == "interruption"
     assert report.notice_seconds is not None and 118 <= report.notice_seconds <= 120
-    assert report.seconds >= 0.05 and report.rooms_left == 1
+    # counted from the interruption, not from the rebalance recommendation before it
+    assert report.seconds < 0.3 and report.rooms_left == 1
 
 
 async def test_azure_preempt_is_approved_only_when_it_names_this_vm_alone(double, session) -> None:
