@@ -153,11 +153,19 @@ def roster_intact(bots: list[Bot]) -> bool:
     return all(bot.session.events.participants == set(rooms[bot.name]) - {bot.name} for bot in bots)
 
 
-def summary(case: str, times: list[float], exited_after: float) -> str:
-    return (
+def show(
+    case: str, bots: list[Bot], times: list[float], exited_after: float, node: ServiceProcess
+) -> None:
+    """The case's figures, each participant's, and what the doomed node logged of its drain."""
+    print(
         f"{case}: media back p50 {statistics.median(times):.2f} s, max {max(times):.2f} s "
         f"over {len(times)} participants; node gone {exited_after:.2f} s after the notice"
     )
+    for bot, seconds in zip(bots, times, strict=True):
+        print(f"  {bot.name}: {seconds:.2f} s {where(bot)}")
+    for line in node.process.log_path.read_text().splitlines():
+        if re.search(r"draining|evacuat|told to move|drain for", line):
+            print(f"  {node.name}: {line}")
 
 
 async def test_spot_interruptions_move_every_call_before_the_node_goes(
@@ -177,15 +185,17 @@ async def test_spot_interruptions_move_every_call_before_the_node_goes(
         fleet.wait_ready(30)
         noticed = time.monotonic()
         cloud.interrupt_spot(AWS_NOTICE_S)
+        exited = asyncio.create_task(
+            wait_until(lambda: exit_code(node_a) is not None, AWS_NOTICE_S, "A to exit")
+        )
         aws_times = await measure_move(fleet, bots, node_b, noticed, AWS_NOTICE_S)
-        gone = await wait_until(lambda: exit_code(node_a) is not None, AWS_NOTICE_S, "A to exit")
+        gone = await exited
         assert exit_code(node_a) == 0
         assert node_a.name not in registered(fleet)
         assert cloud.aws.unauthenticated_reads == 0, "an IMDS read went without a token"
         assert roster_intact(bots), [sorted(b.session.events.participants) for b in bots]
         await wait_until(lambda: drain_count(fleet, "aws") == 1, 5, "A's drain report")
-        print(summary("aws spot interruption", aws_times, time.monotonic() - noticed))
-        print(f"  (A exited {gone:.2f} s after every participant's media was back)")
+        show("aws spot interruption", bots, aws_times, gone, node_a)
 
         # ---- Azure: Preempt of B, 30 s ahead; C takes the calls --------------------------------
         fleet.media_env = {}
@@ -193,14 +203,17 @@ async def test_spot_interruptions_move_every_call_before_the_node_goes(
         fleet.wait_ready(30)
         noticed = time.monotonic()
         event = cloud.schedule_azure_event("Preempt", AZURE_NOTICE_S)
+        exited = asyncio.create_task(
+            wait_until(lambda: exit_code(node_b) is not None, AZURE_NOTICE_S, "B to exit")
+        )
         azure_times = await measure_move(fleet, bots, node_c, noticed, AZURE_NOTICE_S)
-        await wait_until(lambda: exit_code(node_b) is not None, AZURE_NOTICE_S, "B to exit")
+        gone = await exited
         assert exit_code(node_b) == 0
         assert node_b.name not in registered(fleet)
         assert cloud.azure.approvals == [event], "the drained node approved its Preempt once"
         assert roster_intact(bots), [sorted(b.session.events.participants) for b in bots]
         await wait_until(lambda: drain_count(fleet, "azure") == 1, 5, "B's drain report")
-        print(summary("azure Preempt", azure_times, time.monotonic() - noticed))
+        show("azure Preempt", bots, azure_times, gone, node_b)
         assert registered(fleet) == {node_c.name: "healthy"}
     finally:
         await asyncio.gather(*(bot.close() for bot in bots), return_exceptions=True)
