@@ -329,6 +329,9 @@ class ClientSession:
         self.events.messages.append({"type": kind, "at": time.monotonic()})
         if kind == "joined":
             await self._on_joined(message)
+        elif kind in ("publish_answer", "subscriber_offer") and self._rejoin_pending:
+            # made for the connections a rejoin just closed: the new ones negotiate after joined
+            log.info("%s for the media being replaced: dropped", kind)
         elif kind == "publish_answer":
             await self.peer.apply_publish_answer(message["sdp"])
         elif kind == "subscriber_offer":

@@ -54,6 +54,10 @@ async def test_a_refused_rejoin_is_sent_again_until_a_node_takes_it(
         await session._on_message(joined("media-a"))
         await session._on_message({"type": "reconnect", "reason": "media_node_evacuated"})
         assert socket.sent == ["rejoin"]
+        # the old node's last negotiation, read after the reconnect: not for the new peer
+        await session._on_message({"type": "publish_answer", "sdp": "v=0 stale"})
+        await session._on_message({"type": "subscriber_offer", "sdp": "v=0 stale"})
+        assert socket.sent == ["rejoin"]
         for code in ("rate_limited", "no_media_node"):
             await session._on_message({"type": "error", "code": code, "message": "later"})
             await asyncio.sleep(0.15)
