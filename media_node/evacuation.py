@@ -57,6 +57,8 @@ class EvacuatingBus(Protocol):
     node_id: str
     # session -> room, for every session the node hosts
     sessions: dict[str, str]
+    # held while the node renews its room claims
+    claims: asyncio.Lock
 
     @property
     def redis(self) -> aioredis.Redis: ...
@@ -164,9 +166,10 @@ class Evacuation:
         """Give up the room's claim and tell its sessions to reconnect."""
         if room in self.moving:
             return
-        self.moving.add(room)
-        with contextlib.suppress(RedisError, OSError):
-            await bus.release_room(self.node.redis, room, self.node.node_id)
+        async with self.node.claims:
+            self.moving.add(room)
+            with contextlib.suppress(RedisError, OSError):
+                await bus.release_room(self.node.redis, room, self.node.node_id)
         sessions = [s for s, r in self.node.sessions.items() if r == room]
         message = Reconnect(reason=REASON).model_dump(mode="json")
         for session in sessions:

@@ -66,6 +66,9 @@ class NodeBus:
         self.outbox_dropped = 0
         # set when the node can evacuate: its moving rooms and silenced sessions
         self.evacuation: Evacuation | None = None
+        # held while the node's claims are renewed or given up, so a renewal already on its
+        # way cannot claim again a room the evacuation has just let go
+        self.claims = asyncio.Lock()
 
     def attach(self, pool: WorkerPool, redis: aioredis.Redis) -> None:
         self._pool, self._redis = pool, redis
@@ -135,10 +138,11 @@ class NodeBus:
     async def hold_rooms(self) -> None:
         """Keep this node's room claims, re-asserting any that Redis lost."""
         try:
-            rooms = self.pool.room_participants()
-            if self.evacuation is not None:
-                rooms = self.evacuation.held(rooms)
-            taken = await bus.hold_rooms(self.redis, self.node_id, rooms)
+            async with self.claims:
+                rooms = self.pool.room_participants()
+                if self.evacuation is not None:
+                    rooms = self.evacuation.held(rooms)
+                taken = await bus.hold_rooms(self.redis, self.node_id, rooms)
         except (RedisError, OSError) as exc:
             log.warning("could not renew room claims: %s", exc)
             return

@@ -1,7 +1,7 @@
 """Spot interruption drill on a local fleet: a doomed media node's calls move before it goes.
 
 One region (Redis, Postgres, a gateway) and media nodes whose cloud is a local double: AWS
-IMDSv2 with the Spot interruption notice, Azure IMDS with Scheduled Events. Five bots talk in
+IMDSv2 with the Spot interruption notice, Azure IMDS with Scheduled Events. Five bots (160x90 at 10 fps) talk in
 two rooms on node A (AWS). Node B (Azure) joins the region; EC2 serves A its two-minute notice
 and every bot must have media again, on B, within the notice, and A must leave the region.
 Then node C joins, Azure preempts B with its 30 s notice, and the same bots must move to C.
@@ -37,7 +37,8 @@ from tests.platform.conftest import admin, start_call, wait_until
 pytestmark = pytest.mark.slow
 
 ROOMS = {"spot-a": ["ann", "ben", "cat"], "spot-b": ["dan", "eve"]}
-VIDEO = {"width": 320, "height": 180, "fps": 15}
+# small and slow: the drill measures the move, and five bots share one process of the test
+VIDEO = {"width": 160, "height": 90, "fps": 10}
 AWS_NOTICE_S = 120.0  # EC2's Spot interruption notice
 AZURE_NOTICE_S = 30.0  # the least notice Azure gives a Preempt
 
@@ -127,13 +128,13 @@ async def measure_move(
     try:
         await wait_until(all_back, notice, f"every participant's media on {target.name}")
     except AssertionError as exc:
-        missing = [where(bot) for bot in bots if bot.name not in times]
+        missing = [where(bot, since) for bot in bots if bot.name not in times]
         raise AssertionError(f"{exc}: {missing}") from None
     return [times[bot.name] for bot in bots]
 
 
-def where(bot: Bot) -> dict[str, object]:
-    """What a bot that is not back yet went through, for the failure message."""
+def where(bot: Bot, since: float) -> dict[str, object]:
+    """What a bot went through since ``since`` (messages with their times from it)."""
     events = bot.session.events
     return {
         "bot": bot.name,
@@ -141,7 +142,9 @@ def where(bot: Bot) -> dict[str, object]:
         "media_rejoins": events.media_rejoins,
         "media_timeouts": events.media_timeouts,
         "errors": [e.get("code") for e in events.errors],
-        "last": [m["type"] for m in events.messages[-8:]],
+        "messages": [
+            f"{m['type']}@{m['at'] - since:.2f}" for m in events.messages if m["at"] >= since
+        ],
         "frames": {f"{p}/{k}": s.frames_decoded for (p, k), s in bot.peer.remote.items()},
     }
 
@@ -154,7 +157,12 @@ def roster_intact(bots: list[Bot]) -> bool:
 
 
 def show(
-    case: str, bots: list[Bot], times: list[float], exited_after: float, node: ServiceProcess
+    case: str,
+    bots: list[Bot],
+    times: list[float],
+    since: float,
+    exited_after: float,
+    node: ServiceProcess,
 ) -> None:
     """The case's figures, each participant's, and what the doomed node logged of its drain."""
     print(
@@ -162,7 +170,7 @@ def show(
         f"over {len(times)} participants; node gone {exited_after:.2f} s after the notice"
     )
     for bot, seconds in zip(bots, times, strict=True):
-        print(f"  {bot.name}: {seconds:.2f} s {where(bot)}")
+        print(f"  {bot.name}: {seconds:.2f} s {where(bot, since)}")
     for line in node.process.log_path.read_text().splitlines():
         if re.search(r"draining|evacuat|told to move|drain for", line):
             print(f"  {node.name}: {line}")
@@ -182,7 +190,7 @@ async def test_spot_interruptions_move_every_call_before_the_node_goes(
         # ---- AWS: EC2's two-minute notice to A; B is the region's other node ----------------
         fleet.media_env = cloud_env(cloud, "azure")
         node_b = fleet.start_media_node(fleet.home)
-        fleet.wait_ready(30)
+        await asyncio.to_thread(fleet.wait_ready, 30)  # the bots keep their loop meanwhile
         noticed = time.monotonic()
         cloud.interrupt_spot(AWS_NOTICE_S)
         exited = asyncio.create_task(
@@ -195,12 +203,12 @@ async def test_spot_interruptions_move_every_call_before_the_node_goes(
         assert cloud.aws.unauthenticated_reads == 0, "an IMDS read went without a token"
         assert roster_intact(bots), [sorted(b.session.events.participants) for b in bots]
         await wait_until(lambda: drain_count(fleet, "aws") == 1, 5, "A's drain report")
-        show("aws spot interruption", bots, aws_times, gone, node_a)
+        show("aws spot interruption", bots, aws_times, noticed, gone, node_a)
 
         # ---- Azure: Preempt of B, 30 s ahead; C takes the calls --------------------------------
         fleet.media_env = {}
         node_c = fleet.start_media_node(fleet.home)
-        fleet.wait_ready(30)
+        await asyncio.to_thread(fleet.wait_ready, 30)  # the bots keep their loop meanwhile
         noticed = time.monotonic()
         event = cloud.schedule_azure_event("Preempt", AZURE_NOTICE_S)
         exited = asyncio.create_task(
@@ -213,7 +221,7 @@ async def test_spot_interruptions_move_every_call_before_the_node_goes(
         assert cloud.azure.approvals == [event], "the drained node approved its Preempt once"
         assert roster_intact(bots), [sorted(b.session.events.participants) for b in bots]
         await wait_until(lambda: drain_count(fleet, "azure") == 1, 5, "B's drain report")
-        show("azure Preempt", bots, azure_times, gone, node_b)
+        show("azure Preempt", bots, azure_times, noticed, gone, node_b)
         assert registered(fleet) == {node_c.name: "healthy"}
     finally:
         await asyncio.gather(*(bot.close() for bot in bots), return_exceptions=True)

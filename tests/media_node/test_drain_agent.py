@@ -43,6 +43,7 @@ class FakeNode:
         self.draining = False
         self.room_worker: dict[str, Any] = {}
         self.sessions: dict[str, str] = {}
+        self.claims = asyncio.Lock()
         self.drains = 0
         self.reports: list[DrainReport] = []
         self.evacuation = RecordingEvacuation(self)

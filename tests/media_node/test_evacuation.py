@@ -30,6 +30,7 @@ class Node:
         self.node_id = f"media-{uuid.uuid4().hex[:6]}"
         self._redis = redis
         self.sessions: dict[str, str] = {}
+        self.claims = asyncio.Lock()
         self.rooms: dict[str, int] = {}
         # (what, detail, when)
         self.log: list[tuple[str, Any, float]] = []
@@ -193,3 +194,39 @@ async def test_the_node_keeps_moving_rooms_away_and_moved_sessions_quiet(
         (newcomer, {"type": "reconnect", "reason": "room_moved"}),
     ]
     assert await redis.get(bus.room_key(moving)) is None
+
+
+async def test_a_renewal_on_its_way_does_not_claim_again_a_room_let_go(
+    redis: aioredis.Redis, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The heartbeat's claim renewal read the rooms before the move and writes after it."""
+    supervisor = Supervisor(
+        MediaNodeSettings(
+            node_id=f"media-{uuid.uuid4().hex[:6]}",
+            gateway_urls=["http://127.0.0.1:1"],
+            cluster_secret="c" * 20,
+            redis_url=redis_server.url,
+            settings_dsn="postgresql://127.0.0.1:1/x",
+            workers=1,
+        )
+    )
+    node_bus, pool = supervisor.bus, supervisor.pool
+    node_bus.attach(pool, redis)
+    room = f"racing-{uuid.uuid4().hex[:6]}"
+    pool.room_worker[room] = WorkerHandle(index=0, process=multiprocessing.Process(), conn=None)  # type: ignore[arg-type]
+    renewing, write = asyncio.Event(), asyncio.Event()
+    hold_rooms = bus.hold_rooms
+
+    async def slow_hold(*args: Any) -> list[str]:
+        renewing.set()
+        await write.wait()
+        return await hold_rooms(*args)
+
+    monkeypatch.setattr(bus, "hold_rooms", slow_hold)
+    renewal = asyncio.create_task(node_bus.hold_rooms())
+    await renewing.wait()
+    move = asyncio.create_task(supervisor.evacuation.move(room))
+    await asyncio.sleep(0.05)
+    write.set()
+    await asyncio.gather(renewal, move)
+    assert await redis.get(bus.room_key(room)) is None, "the room was claimed again"
