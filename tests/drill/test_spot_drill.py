@@ -2,8 +2,9 @@
 
 One region (Redis, Postgres, a gateway) and media nodes whose cloud is a local double: AWS
 IMDSv2 with the Spot interruption notice, Azure IMDS with Scheduled Events. Five bots
-(160x90 at 10 fps) talk in two rooms on node A (AWS). Node B (Azure) joins the region; EC2 serves A its two-minute notice
-and every bot must have media again, on B, within the notice, and A must leave the region.
+(160x90 at 10 fps) talk in two rooms on node A (AWS). Node B (Azure) joins the region; EC2
+serves A its two-minute notice and every bot must have media again, on B, within the notice,
+and A must leave the region.
 Then node C joins, Azure preempts B with its 30 s notice, and the same bots must move to C.
 
 Printed per case: time from the notice to each participant's media back (first decoded frame
