@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
+from media_node.evacuation import Evacuation
 from media_node.worker_pool import WorkerPool
 from rtcfleet import bus, tracing
 from rtcfleet.node_messages import (
@@ -66,6 +67,11 @@ class NodeBus:
             asyncio.Queue(maxsize=OUTBOX_LIMIT)
         )
         self.outbox_dropped = 0
+        # set when the node can evacuate: its moving rooms and silenced sessions
+        self.evacuation: Evacuation | None = None
+        # held while the node's claims are renewed or given up, so a renewal already on its
+        # way cannot claim again a room the evacuation has just let go
+        self.claims = asyncio.Lock()
 
     def attach(self, pool: WorkerPool, redis: aioredis.Redis) -> None:
         self._pool, self._redis = pool, redis
@@ -83,6 +89,8 @@ class NodeBus:
     # ---- from workers (PoolListener) ----
 
     def to_session(self, session: str, message: dict[str, Any]) -> None:
+        if self.evacuation is not None and self.evacuation.is_silenced(session):
+            return  # told to reconnect: nothing of the old room may follow
         self._queue(session, message)
 
     def session_left(self, session: str) -> None:
@@ -131,17 +139,16 @@ class NodeBus:
     async def release_room(self, room: str) -> None:
         """Drop our claim on an empty room so its next join is placed afresh."""
         with contextlib.suppress(RedisError, OSError):
-            await self.redis.eval(
-                "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end",
-                1,
-                bus.room_key(room),
-                self.node_id,
-            )
+            await bus.release_room(self.redis, room, self.node_id)
 
     async def hold_rooms(self) -> None:
         """Keep this node's room claims, re-asserting any that Redis lost."""
         try:
-            taken = await bus.hold_rooms(self.redis, self.node_id, self.pool.room_participants())
+            async with self.claims:
+                rooms = self.pool.room_participants()
+                if self.evacuation is not None:
+                    rooms = self.evacuation.held(rooms)
+                taken = await bus.hold_rooms(self.redis, self.node_id, rooms)
         except (RedisError, OSError) as exc:
             log.warning("could not renew room claims: %s", exc)
             return
@@ -165,6 +172,9 @@ class NodeBus:
         tracing.set_attributes(room=room, session=session)
         pool = self.pool
         if isinstance(command, NodeJoin):
+            if self.evacuation is not None and self.evacuation.is_moving(room):
+                self._queue(session, Reconnect(reason="room_moved").model_dump(mode="json"))
+                return
             if room not in pool.room_worker:
                 # claim the room before hosting it: a claim released while this join was on
                 # its way may already name another node, and then the room lives there

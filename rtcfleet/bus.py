@@ -218,6 +218,16 @@ async def hold_rooms(
     return [rooms[int(index) - 1] for index in lost]
 
 
+async def release_room(redis: aioredis.Redis, room: str, node_id: str) -> None:
+    """Drop ``node_id``'s claim on ``room`` (a claim naming another node stays)."""
+    await redis.eval(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end",
+        1,
+        room_key(room),
+        node_id,
+    )
+
+
 async def claim_for(redis: aioredis.Redis, room: str, node_id: str) -> str:
     """Claim ``room`` for ``node_id`` unless another node holds it; returns the holder."""
     owner = await redis.eval(
