@@ -124,7 +124,7 @@ class NodeBus:
         while True:
             session, message, trace = await self.outbox.get()
             if session is None:
-                await self.release_room(message["release"])
+                await self.release_empty(message["release"])
             else:
                 await self._deliver(session, message, trace)
 
@@ -140,6 +140,15 @@ class NodeBus:
         """Drop our claim on an empty room so its next join is placed afresh."""
         with contextlib.suppress(RedisError, OSError):
             await bus.release_room(self.redis, room, self.node_id)
+
+    async def release_empty(self, room: str) -> None:
+        """A worker's room emptied: give up its claim, unless a join for it came in since (the
+        room lives here again, and a released claim would send the next join to another node
+        and split the room)."""
+        async with self.claims:
+            if room in self.pool.room_worker:
+                return
+            await self.release_room(room)
 
     async def hold_rooms(self) -> None:
         """Keep this node's room claims, re-asserting any that Redis lost."""
@@ -177,8 +186,10 @@ class NodeBus:
                 return
             if room not in pool.room_worker:
                 # claim the room before hosting it: a claim released while this join was on
-                # its way may already name another node, and then the room lives there
-                holder = await bus.claim_for(self.redis, room, self.node_id)
+                # its way may already name another node, and then the room lives there; under
+                # the claims lock, so an emptied room's release cannot land after this claim
+                async with self.claims:
+                    holder = await bus.claim_for(self.redis, room, self.node_id)
                 if holder != self.node_id:
                     log.warning("room %s is held by %s: join sent there", room, holder)
                     moved = Reconnect(reason="room_moved").model_dump(mode="json")

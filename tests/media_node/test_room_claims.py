@@ -1,0 +1,93 @@
+"""A room's claim on a real Redis: an emptied room's release racing a join must not split it."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway_node.placement import claim_room
+from media_node.settings import MediaNodeSettings
+from media_node.supervisor import Supervisor
+from media_node.worker_pool import WorkerHandle
+from rtcfleet import bus
+from rtcfleet.node_messages import NodeJoin, RoomEmpty
+from rtcfleet.servers import RedisServer
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(redis_server.url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+def node(redis: aioredis.Redis, redis_server: RedisServer) -> tuple[Supervisor, WorkerHandle]:
+    """A node's bus and pool on a real Redis, with one worker that only queues commands."""
+    supervisor = Supervisor(
+        MediaNodeSettings(
+            node_id=f"media-{uuid.uuid4().hex[:6]}",
+            gateway_urls=["http://127.0.0.1:1"],
+            cluster_secret="c" * 20,
+            redis_url=redis_server.url,
+            settings_dsn="postgresql://127.0.0.1:1/x",
+            workers=1,
+        )
+    )
+    supervisor.bus.attach(supervisor.pool, redis)
+    handle = WorkerHandle(index=0, process=multiprocessing.Process(), conn=None)  # type: ignore[arg-type]
+    supervisor.pool.workers.append(handle)
+    return supervisor, handle
+
+
+async def test_a_join_handled_before_the_emptied_rooms_release_keeps_the_claim(
+    redis: aioredis.Redis, redis_server: RedisServer
+) -> None:
+    """The last participant left (the release waits in the outbox behind other messages) and
+    a join the gateway sent to this node, the room's holder, is handled first: the release
+    must not land after it, or the next join is placed on another node beside this one."""
+    supervisor, handle = node(redis, redis_server)
+    node_bus, pool = supervisor.bus, supervisor.pool
+    room = f"emptied-{uuid.uuid4().hex[:6]}"
+    assert await bus.claim_for(redis, room, supervisor.node_id) == supervisor.node_id
+    pool.worker_for(room)
+
+    pool.receive(handle, RoomEmpty(room=room).model_dump())
+    assert room not in pool.room_worker
+    join = NodeJoin(
+        session=uuid.uuid4().hex, room=room, identity="ann", can_publish=True, can_subscribe=True
+    )
+    await node_bus.handle_command(join)
+    assert pool.room_worker[room] is handle
+    assert handle.commands.get_nowait()["op"] == "join"
+
+    outbox = asyncio.create_task(node_bus.outbox_loop())
+    try:
+        while not node_bus.outbox.empty():
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # the release, had it gone, is in Redis by now
+    finally:
+        outbox.cancel()
+    assert await redis.get(bus.room_key(room)) == supervisor.node_id, "claim released"
+    # the next join, on any gateway, finds the room here
+    assert await claim_room(redis, room, None, "media-other") == supervisor.node_id
+    await node_bus.hold_rooms()
+    assert await redis.get(bus.room_key(room)) == supervisor.node_id
+
+
+async def test_an_emptied_room_with_no_join_since_is_released(
+    redis: aioredis.Redis, redis_server: RedisServer
+) -> None:
+    supervisor, handle = node(redis, redis_server)
+    node_bus, pool = supervisor.bus, supervisor.pool
+    room = f"emptied-{uuid.uuid4().hex[:6]}"
+    await bus.claim_for(redis, room, supervisor.node_id)
+    pool.worker_for(room)
+    pool.receive(handle, RoomEmpty(room=room).model_dump())
+    await node_bus.release_empty(room)
+    assert await redis.get(bus.room_key(room)) is None
+    assert await claim_room(redis, room, None, "media-other") == "media-other"
