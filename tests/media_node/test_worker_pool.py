@@ -1,0 +1,159 @@
+"""The supervisor's pipe to a real worker process: big batches flow, a worker's death is seen."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from aiortc import RTCPeerConnection
+
+from media_node.publisher import MAX_MEDIA_SECTIONS
+from media_node.settings import MediaNodeSettings
+from media_node.worker_pool import WorkerHandle, WorkerPool
+from rtcfleet.node_messages import NodeJoin, NodePublishOffer
+from rtcfleet.settings_store import PlatformSettings
+
+
+class Listener:
+    """The node's bus as the pool sees it, recording what the workers said."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, dict[str, Any]]] = []
+        self.lost: list[set[str]] = []
+
+    def to_session(self, session: str, message: dict[str, Any]) -> None:
+        self.told.append((session, message))
+
+    def session_left(self, session: str) -> None:
+        pass
+
+    def room_empty(self, room: str) -> None:
+        pass
+
+    def rooms_lost(self, rooms: set[str]) -> None:
+        self.lost.append(set(rooms))
+
+    def answers(self, session: str) -> list[dict[str, Any]]:
+        return [message for to, message in self.told if to == session]
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[tuple[WorkerPool, Listener]]:
+    listener = Listener()
+    stopped = asyncio.Event()
+    settings = MediaNodeSettings(
+        node_id=f"media-{uuid.uuid4().hex[:6]}",
+        gateway_urls=["http://127.0.0.1:1"],
+        cluster_secret="c" * 20,
+        redis_url="redis://127.0.0.1:1",
+        settings_dsn="postgresql://127.0.0.1:1/x",
+        workers=1,
+        bind_ip="127.0.0.1",
+    )
+    workers = WorkerPool(settings, PlatformSettings, listener, stopped)
+    workers.start()
+    try:
+        await workers.wait_ready()
+        yield workers, listener
+    finally:
+        stopped.set()
+        await workers.stop()
+
+
+async def offer_at_the_section_bound() -> str:
+    """A publisher's offer with as many media sections as the node takes (about 24 KB; its
+    answer is about 20 KB)."""
+    pc = RTCPeerConnection()
+    try:
+        for index in range(MAX_MEDIA_SECTIONS):
+            pc.addTransceiver("video" if index % 2 else "audio", direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        return str(pc.localDescription.sdp)
+    finally:
+        await pc.close()
+
+
+async def joined_publisher(
+    workers: WorkerPool, room: str
+) -> tuple[str, WorkerHandle, dict[str, Any]]:
+    """A session joined on a real worker, with a publish offer at the section bound."""
+    session = uuid.uuid4().hex
+    join = NodeJoin(
+        session=session, room=room, identity="ann", can_publish=True, can_subscribe=True
+    )
+    handle = workers.worker_for(room)
+    assert handle.submit(join.model_dump(mode="json"))
+    offer = NodePublishOffer(session=session, room=room, sdp=await offer_at_the_section_bound())
+    return session, handle, offer.model_dump(mode="json")
+
+
+def hold_the_loop(seconds: float) -> None:
+    """The node's loop busy with other work: it reads nothing from its workers meanwhile."""
+    time.sleep(seconds)
+
+
+@pytest.mark.timeout(120)
+async def test_big_commands_one_way_and_big_answers_the_other_at_once_do_not_deadlock(
+    pool: tuple[WorkerPool, Listener],
+) -> None:
+    """A side that blocked its loop on a pipe write would stop reading the other way: with
+    both pipes full, each would wait for the other for ever."""
+    workers, listener = pool
+    session, handle, command = await joined_publisher(workers, "both-ways")
+    # 300 offers of 24 KB (7 MB) in; their answers (20 KB each, 6 MB) pile up while the
+    # node's loop is busy elsewhere for a moment, and 300 more offers go in behind them
+    for _ in range(300):
+        assert handle.submit(command)
+    await asyncio.sleep(0.05)
+    hold_the_loop(1.0)
+    for _ in range(300):
+        assert handle.submit(command)
+    await wait_until(
+        lambda: len(listener.answers(session)) == 600,
+        30,
+        f"600 answers (have {len(listener.answers(session))})",
+    )
+    answers = listener.answers(session)
+    assert {m["type"] for m in answers} == {"publish_answer"}
+    assert min(len(m["sdp"]) for m in answers) > 16 * 1024
+
+
+async def test_a_worker_dying_mid_batch_is_replaced_and_the_node_serves_on(
+    pool: tuple[WorkerPool, Listener],
+) -> None:
+    """Its rooms' sessions are told (they place their media again) and a new worker takes
+    commands: never a node that heartbeats but drops every command."""
+    workers, listener = pool
+    room = "dying"
+    session, handle, command = await joined_publisher(workers, room)
+    for _ in range(300):
+        assert handle.submit(command)
+    await wait_until(lambda: len(listener.answers(session)) >= 20, 60, "the batch under way")
+    os.kill(handle.process.pid or 0, signal.SIGKILL)
+    await wait_until(lambda: handle.dead, 10, "the pool to see the worker die")
+    assert listener.lost and room in listener.lost[0]
+    assert room not in workers.room_worker
+
+    # the node still serves: a fresh worker takes commands and answers them
+    fresh = workers.workers[0]
+    assert fresh is not handle
+    await asyncio.wait_for(fresh.ready.wait(), 60)
+    newcomer = uuid.uuid4().hex
+    stray = NodePublishOffer(session=newcomer, room="after", sdp=command["sdp"])
+    assert workers.worker_for("after").submit(stray.model_dump(mode="json"))
+    await wait_until(lambda: bool(listener.answers(newcomer)), 30, "an answer from the new worker")
+    assert listener.answers(newcomer)[0]["code"] == "not_joined"
