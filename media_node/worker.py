@@ -92,6 +92,8 @@ class Worker:
         self._cpu_mark = (time.monotonic(), time.process_time())
         self._pending: set[asyncio.Task[None]] = set()
         self._locks: dict[str, asyncio.Lock] = {}
+        # room -> joins finished since the room was last reported empty (``RoomEmpty.joins``)
+        self.joins_done: dict[str, int] = {}
         self._outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=WORKER_OUTBOX)
         self.dropped = 0
         self.recordings = Recordings(
@@ -162,7 +164,10 @@ class Worker:
         if not members:
             del self.rooms[room]
             self.recordings.room_ended(room)
-            self.send(RoomEmpty(room=room).model_dump())
+            self._room_empty(room)
+
+    def _room_empty(self, room: str) -> None:
+        self.send(RoomEmpty(room=room, joins=self.joins_done.pop(room, 0)).model_dump())
 
     # ---- commands ---------------------------------------------------------------------------
 
@@ -178,7 +183,12 @@ class Worker:
         op, session, room = command.op, command.session, command.room
         try:
             if isinstance(command, NodeJoin):
-                await self.join(command)
+                try:
+                    await self.join(command)
+                finally:
+                    self.joins_done[room] = self.joins_done.get(room, 0) + 1
+                    if room not in self.rooms:
+                        self._room_empty(room)  # refused or failed: no room left behind
                 return
             identity = self.identity_of(room, session)
             if identity is None:

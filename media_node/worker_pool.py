@@ -24,6 +24,7 @@ from media_node.sfu import SfuConfig
 from media_node.worker import worker_main
 from rtcfleet import tracing
 from rtcfleet.node_messages import (
+    NodeJoin,
     RoomEmpty,
     SessionLeft,
     ToSession,
@@ -40,6 +41,7 @@ log = logging.getLogger("rtcfleet.media")
 WORKER_START_TIMEOUT_S = 60.0
 # commands waiting for one worker; past it a command is refused with an error to its session
 WORKER_COMMAND_QUEUE = 1024
+JOIN_OP = NodeJoin.model_fields["op"].default
 
 
 class PoolListener(Protocol):
@@ -75,6 +77,8 @@ class WorkerHandle:
     )
     dead: bool = False
     writer: asyncio.Task[None] | None = None
+    # room -> joins sent and not yet reported finished by a ``RoomEmpty``
+    joins: dict[str, int] = field(default_factory=dict)
 
     def submit(self, command: dict[str, Any]) -> bool:
         """Queue a command without waiting; False when the queue is full or the worker dead."""
@@ -84,6 +88,9 @@ class WorkerHandle:
             self.commands.put_nowait(command)
         except asyncio.QueueFull:
             return False
+        if command.get("op") == JOIN_OP:
+            room = str(command["room"])
+            self.joins[room] = self.joins.get(room, 0) + 1
         return True
 
 
@@ -206,6 +213,12 @@ class WorkerPool:
             self.listener.session_left(event.session)
         elif isinstance(event, RoomEmpty):
             room = event.room
+            pending = handle.joins.pop(room, 0) - event.joins
+            if pending > 0:
+                # a join was on its way to the worker as the room emptied: the room lives on
+                # there, and its claim must stay, or the next join would go to another node
+                handle.joins[room] = pending
+                return
             handle.rooms.discard(room)
             if self.room_worker.get(room) is handle:
                 del self.room_worker[room]

@@ -159,8 +159,13 @@ class SessionLeft(_Internal):
 
 
 class RoomEmpty(_Internal):
+    """The worker's room has no one left. ``joins``: the joins for it the worker finished since
+    it last said so; fewer than the supervisor sent means a join is still on its way and the
+    room lives on."""
+
     kind: Literal["room_closed"] = "room_closed"
     room: Name
+    joins: int = Field(default=0, ge=0)
 
 
 WorkerEvent = Annotated[

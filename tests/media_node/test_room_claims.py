@@ -79,6 +79,31 @@ async def test_a_join_handled_before_the_emptied_rooms_release_keeps_the_claim(
     assert await redis.get(bus.room_key(room)) == supervisor.node_id
 
 
+async def test_a_join_on_its_way_to_the_worker_as_the_room_empties_keeps_room_and_claim(
+    redis: aioredis.Redis, redis_server: RedisServer
+) -> None:
+    """The worker said the room is empty before it read a join the node had already sent it:
+    the worker hosts the room again a moment later, so the node keeps it and its claim."""
+    supervisor, handle = node(redis, redis_server)
+    node_bus, pool = supervisor.bus, supervisor.pool
+    room = f"refilled-{uuid.uuid4().hex[:6]}"
+    await bus.claim_for(redis, room, supervisor.node_id)
+    pool.worker_for(room)
+    join = NodeJoin(
+        session=uuid.uuid4().hex, room=room, identity="bob", can_publish=True, can_subscribe=True
+    )
+    await node_bus.handle_command(join)
+
+    pool.receive(handle, RoomEmpty(room=room, joins=0).model_dump())
+    assert pool.room_worker.get(room) is handle, "a room with a join on its way was dropped"
+    assert node_bus.outbox.empty(), "its claim is being released"
+    assert await claim_room(redis, room, None, "media-other") == supervisor.node_id
+    # once that join's participant has left in turn, the room goes
+    pool.receive(handle, RoomEmpty(room=room, joins=1).model_dump())
+    assert room not in pool.room_worker
+    assert node_bus.outbox.get_nowait()[:2] == (None, {"release": room})
+
+
 async def test_an_emptied_room_with_no_join_since_is_released(
     redis: aioredis.Redis, redis_server: RedisServer
 ) -> None:

@@ -16,7 +16,7 @@ from aiortc import RTCPeerConnection
 from media_node.publisher import MAX_MEDIA_SECTIONS
 from media_node.settings import MediaNodeSettings
 from media_node.worker_pool import WorkerHandle, WorkerPool
-from rtcfleet.node_messages import NodeJoin, NodePublishOffer
+from rtcfleet.node_messages import NodeJoin, NodeLeave, NodePublishOffer
 from rtcfleet.settings_store import PlatformSettings
 
 
@@ -26,6 +26,7 @@ class Listener:
     def __init__(self) -> None:
         self.told: list[tuple[str, dict[str, Any]]] = []
         self.lost: list[set[str]] = []
+        self.emptied: list[str] = []
 
     def to_session(self, session: str, message: dict[str, Any]) -> None:
         self.told.append((session, message))
@@ -34,7 +35,7 @@ class Listener:
         pass
 
     def room_empty(self, room: str) -> None:
-        pass
+        self.emptied.append(room)
 
     def rooms_lost(self, rooms: set[str]) -> None:
         self.lost.append(set(rooms))
@@ -130,6 +131,10 @@ async def test_big_commands_one_way_and_big_answers_the_other_at_once_do_not_dea
     answers = listener.answers(session)
     assert {m["type"] for m in answers} == {"publish_answer"}
     assert min(len(m["sdp"]) for m in answers) > 16 * 1024
+    # the publisher leaves: the worker's count of joins matches the node's, the room goes
+    assert handle.submit(NodeLeave(session=session, room="both-ways").model_dump(mode="json"))
+    await wait_until(lambda: "both-ways" in listener.emptied, 30, "the room reported empty")
+    assert "both-ways" not in workers.room_worker
 
 
 async def test_a_worker_dying_mid_batch_is_replaced_and_the_node_serves_on(
