@@ -46,6 +46,7 @@ from aiortc.rtp import (
 )
 
 from media_node import transport_cc
+from media_node.datagram_batch import Account, DatagramBatch
 
 AIORTC_VERSION = "1.16.0"
 
@@ -217,6 +218,7 @@ class ForwardingSender(RTCRtpSender):
     _fwd_feedback: SenderFeedback
     _fwd_parameters: Any
     _fwd_pending: list[asyncio.Future[None]]
+    _fwd_route: tuple[Any, asyncio.DatagramTransport | None, int] | None
 
     async def send(self, parameters: Any) -> None:
         if getattr(self, _TX + "started"):
@@ -264,6 +266,46 @@ class ForwardingSender(RTCRtpSender):
         """Send a retransmission, which sender reports do not count."""
         self.send_now(data)
 
+    def queue_rtp(
+        self,
+        data: bytes,
+        timestamp: int,
+        payload_size: int,
+        batch: DatagramBatch,
+        ntp: int,
+        account: Account,
+    ) -> bool:
+        """Protect one serialized RTP packet and queue it in `batch` (the fan-out's path: the
+        batch's one send replaces a `sendto` per subscriber); False when not connected. A TCP
+        or relayed pair sends through aioice at once."""
+        dtls: Any = self.transport
+        pair = dtls.transport._connection._nominated.get(1)
+        if dtls._state is not DtlsState.CONNECTED or pair is None:
+            return False
+        protected = dtls._tx_srtp.protect(data)
+        route = self._fwd_route
+        if route is None or route[0] is not pair:
+            route = self._fwd_route = _route(pair)
+        if route[1] is not None:
+            batch.add(route[1], route[2], protected, pair.remote_addr, account)
+        else:
+            self._send_aioice(pair, protected)
+            account(len(protected), 1)
+        state = self.__dict__
+        state[_NTP] = ntp
+        state[_RTP_TS] = timestamp
+        state[_OCTETS] += payload_size
+        state[_PACKETS] += 1
+        dtls._RTCDtlsTransport__tx_bytes += len(protected)
+        dtls._RTCDtlsTransport__tx_packets += 1
+        return True
+
+    def _send_aioice(self, pair: Any, protected: bytes) -> None:
+        self._fwd_pending.append(
+            asyncio.ensure_future(pair.protocol.send_data(protected, pair.remote_addr))
+        )
+        del self._fwd_pending[:-64]
+
     def send_now(self, data: bytes) -> bool:
         """Encrypt and send on the nominated ICE pair at once: the per-packet hot path, without
         aiortc's and aioice's four awaits per packet. False when not connected."""
@@ -276,10 +318,7 @@ class ForwardingSender(RTCRtpSender):
         if type(protocol) is StunProtocol:
             protocol.transport.sendto(protected, pair.remote_addr)
         else:  # a TCP or relayed pair: aioice's own (awaitable) send, in order
-            self._fwd_pending.append(
-                asyncio.ensure_future(protocol.send_data(protected, pair.remote_addr))
-            )
-            del self._fwd_pending[:-64]
+            self._send_aioice(pair, protected)
         dtls._RTCDtlsTransport__tx_bytes += len(protected)
         dtls._RTCDtlsTransport__tx_packets += 1
         return True
@@ -343,7 +382,20 @@ def make_forwarding_sender(sender: RTCRtpSender, feedback: SenderFeedback) -> Fo
     forwarding._fwd_feedback = feedback
     forwarding._fwd_parameters = None
     forwarding._fwd_pending = []
+    forwarding._fwd_route = None
     return forwarding
+
+
+def _route(pair: Any) -> tuple[Any, asyncio.DatagramTransport | None, int]:
+    """(pair, UDP transport, socket fd) of a nominated pair; no transport for TCP or relay."""
+    protocol = pair.protocol
+    if type(protocol) is not StunProtocol:
+        return pair, None, -1
+    transport = protocol.transport
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return pair, None, -1
+    return pair, transport, sock.fileno()
 
 
 def set_msid(sender: RTCRtpSender, stream_id: str, track_id: str) -> None:
