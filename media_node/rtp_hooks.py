@@ -484,6 +484,48 @@ def watch_received_rtp(receiver: RTCRtpReceiver, on_packet: Callable[[RtpPacket]
     setattr(receiver, "_handle_rtp_packet", handle)  # noqa: B010
 
 
+DatagramHandler = Callable[[bytes, Any], None]
+
+
+def tap_datagrams(pc: RTCPeerConnection, tap: Callable[[DatagramHandler], DatagramHandler]) -> int:
+    """Put `tap(original)` in front of the datagram handler of every UDP socket of `pc`'s ICE
+    connections (after gathering), before aioice, DTLS and SRTP see a datagram; each socket is
+    tapped once. Returns how many were tapped now."""
+    tapped = 0
+    for transceiver in pc.getTransceivers():
+        for protocol in transceiver.receiver.transport.transport.iceGatherer._connection._protocols:
+            if isinstance(protocol, StunProtocol) and not getattr(protocol, "_fwd_tapped", False):
+                setattr(protocol, "datagram_received", tap(protocol.datagram_received))  # noqa: B010
+                setattr(protocol, "_fwd_tapped", True)  # noqa: B010
+                tapped += 1
+    return tapped
+
+
+def receiver_srtp(receiver: RTCRtpReceiver) -> Any:
+    """The receiving SRTP session (pylibsrtp) of a receiver's DTLS transport, once connected."""
+    return receiver.transport._rx_srtp
+
+
+def receiver_statistics(receiver: RTCRtpReceiver) -> dict[int, StreamStatistics]:
+    """The per-SSRC statistics a receiver's receiver reports are written from."""
+    return cast(dict[int, StreamStatistics], getattr(receiver, _RX + "remote_streams"))
+
+
+def receiver_nack_generator(receiver: RTCRtpReceiver) -> Any:
+    """The receiver's NACK generator (None when NACK was not negotiated)."""
+    return getattr(receiver, _RX + "nack_generator")
+
+
+async def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]) -> None:
+    """Send a generic NACK for `lost` sequence numbers of `media_ssrc`, as aiortc does."""
+    await receiver._send_rtcp_nack(media_ssrc, lost)
+
+
+async def handle_plain_rtp(receiver: RTCRtpReceiver, data: bytes, arrival_time_ms: int) -> None:
+    """Hand an already unprotected RTP packet to the receiver's DTLS transport's RTP path."""
+    await receiver.transport._handle_rtp_data(data, arrival_time_ms)
+
+
 def pending_ice_connections(pc: RTCPeerConnection) -> list[Connection]:
     """The aioice connections of `pc` that have not gathered candidates yet."""
     connections: list[Connection] = []
