@@ -9,7 +9,7 @@ header, its SRTP protection and its history entry.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from typing import Protocol
 
 from aiortc.rtp import RtpPacket
@@ -47,7 +47,7 @@ class DownTrack(Protocol):
 
 
 def fan_out(
-    packet: RtpPacket, source: Hashable, downtracks: list[DownTrack], batch: DatagramBatch
+    packet: RtpPacket, source: Hashable, downtracks: Iterable[DownTrack], batch: DatagramBatch
 ) -> None:
     """Forward one published packet to `downtracks` and send the result."""
     outgoing = OutgoingPacket(packet, source, batch)
