@@ -332,11 +332,17 @@ async def measure(
         lag = max(lag, time.monotonic() - tick - 0.05)
     elapsed = time.monotonic() - started
     sent = await publisher.frames_sent() - frames
+    node_cpu_start = node_cpu
     node_cpu = process_cpu_seconds(server.pid) - node_cpu
     own_cpu = process_cpu_seconds(os.getpid()) - own_cpu
     await asyncio.sleep(GRACE_S)
     for subscriber in subscribers:
         subscriber.stop_window()
+    # the server's CPU per packet a subscriber received, over the same interval as the counts:
+    # a cost that holds even when the shared machine leaves the server less than its core
+    node_cpu_all = process_cpu_seconds(server.pid) - node_cpu_start
+    packets = sum(s.streams[k].packets for s in subscribers for k in ("audio", "video"))
+    sent = max(sent, 1)
     reports = [r["bitrate_out_bps"] for r in server.loads[-int(window) :] if "bitrate_out_bps" in r]
     ratios = [s.streams["video"].complete_frames(sent, FRAME_TICKS) / sent for s in subscribers]
     span = elapsed + GRACE_S
@@ -350,6 +356,7 @@ async def measure(
     step: dict[str, Any] = {
         "subscribers": len(subscribers),
         "node_cpu_percent": round(100 * node_cpu / elapsed, 1),
+        "node_cpu_us_per_packet_out": round(1e6 * node_cpu_all / packets, 2) if packets else None,
         "loadgen_cpu_percent": round(100 * own_cpu / elapsed, 1),
         "loadgen_max_stall_ms": round(1000 * lag),
         "frames_sent": sent,
