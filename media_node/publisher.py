@@ -21,7 +21,7 @@ from media_node import rtp_hooks, transport_cc, vp8
 from media_node.codec_policy import CodecNotAllowed, codec_preferences
 from media_node.datagram_batch import DatagramBatch
 from media_node.fanout import DownTrack, fan_out
-from media_node.ice import IcePolicy, ice_candidate_from_dict
+from media_node.ice import IcePolicy, accept_remote_candidate
 from rtcfleet.signaling import MAX_MEDIA_SECTIONS
 
 logger = logging.getLogger(__name__)
@@ -193,10 +193,9 @@ class Publisher:
         return self.pc.localDescription.sdp, published
 
     async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
-        parsed = ice_candidate_from_dict(candidate)
-        self._ice.check_candidate(parsed, self.remote_candidates)
-        if parsed is not None:
-            self.remote_candidates += 1
+        parsed, self.remote_candidates = accept_remote_candidate(
+            self._ice, candidate, self.remote_candidates
+        )
         await self.pc.addIceCandidate(parsed)
 
     @property

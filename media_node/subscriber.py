@@ -24,9 +24,9 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 from media_node import rtp_hooks
 from media_node.codec_policy import codec_preferences
 from media_node.datagram_batch import Account
-from media_node.fanout import OutgoingPacket
+from media_node.fanout import DownTrack, OutgoingPacket
 from media_node.forwarder import Forwarder, OutputStream
-from media_node.ice import IcePolicy, ice_candidate_from_dict
+from media_node.ice import IcePolicy, accept_remote_candidate
 from media_node.publisher import PublishedTrack
 from media_node.rtp_header import FIXED_HEADER
 
@@ -37,9 +37,9 @@ class SubscriberNotNegotiating(RuntimeError):
     """An answer arrived while the SFU had no subscriber offer outstanding."""
 
 
-class SubscriberDownTrack:
-    """One m-line of a subscriber connection and the forwarder behind its sender: the
-    `DownTrack` a published track fans out to."""
+class SubscriberDownTrack(DownTrack):
+    """One m-line of a subscriber connection (a slot that a track of its kind may reuse) and
+    the forwarder behind its sender: the `DownTrack` a published track fans out to."""
 
     def __init__(
         self,
@@ -199,10 +199,9 @@ class Subscriber:
                 await self._negotiate()
 
     async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
-        parsed = ice_candidate_from_dict(candidate)
-        self._ice.check_candidate(parsed, self.remote_candidates)
-        if parsed is not None:
-            self.remote_candidates += 1
+        parsed, self.remote_candidates = accept_remote_candidate(
+            self._ice, candidate, self.remote_candidates
+        )
         await self.pc.addIceCandidate(parsed)
 
     async def close(self) -> None:
