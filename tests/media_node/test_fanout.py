@@ -99,6 +99,8 @@ async def test_subscribers_decode_through_either_send_path(
     conference, monkeypatch: pytest.MonkeyPatch, use_sendmmsg: bool
 ) -> None:
     monkeypatch.setenv(datagram_batch.ENVIRONMENT, "1" if use_sendmmsg else "0")
+    # every subscriber has a socket of its own: sendmmsg even for one datagram per socket
+    monkeypatch.setattr(datagram_batch, "MIN_SENDMMSG", 1)
     conf: Conference = conference()
     publisher = await conf.add("alice", subscribe=False)
     viewers = [await conf.add(name, publish=False) for name in ("bob", "carol")]
