@@ -288,8 +288,11 @@ class ForwardingSender(RTCRtpSender):
         route = self._fwd_route
         if route is None or route[0] is not pair:
             route = self._fwd_route = _route(pair)
-        if route[1] is not None:
-            batch.add(route[1], route[2], protected, pair.remote_addr, account)
+        transport = route[1]
+        if transport is not None:
+            if transport.is_closing():  # its descriptor may soon belong to another socket
+                return False
+            batch.add(transport, route[2], protected, pair.remote_addr, account)
         else:
             self._send_aioice(pair, protected)
             account(len(protected), 1)
