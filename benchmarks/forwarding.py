@@ -416,7 +416,8 @@ async def run_mode(
                 )
                 await asyncio.sleep(0.3)
             if not await wait_receiving(subscribers, 30 + n * 0.3):
-                stopped = f"not every subscriber received media at N={n}"
+                receiving = sum(1 for s in subscribers if s.receiving)
+                stopped = f"only {receiving} of {n} subscribers received media at N={n}"
                 break
             await asyncio.sleep(2.0)
             step = await measure(server, publisher, subscribers, window)
