@@ -285,7 +285,7 @@ async def join_publisher(server: Server) -> Publisher:
     return publisher
 
 
-async def join_subscriber(server: Server, index: int, receivers: str) -> Subscriber:
+async def join_subscriber(server: Server, index: int, receivers: str = "full") -> Subscriber:
     name = f"viewer-{index}"
     subscriber: Subscriber
     if receivers == "full":
