@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from rtcfleet import tracing
 from rtcfleet.config_file import describe_errors
 
 
@@ -34,6 +35,9 @@ def gateway() -> None:
         typer.echo(f"bad gateway settings:\n{describe_errors(exc, ENV_PREFIX)}", err=True)
         raise typer.Exit(2) from None
     _logging()
+    tracing.setup(
+        "rtcfleet-gateway", settings, instance=settings.gateway_id, region=settings.region
+    )
     asyncio.run(serve(settings))
 
 
@@ -48,6 +52,9 @@ def media_node() -> None:
         typer.echo(f"bad media node settings:\n{describe_errors(exc, ENV_PREFIX)}", err=True)
         raise typer.Exit(2) from None
     _logging()
+    tracing.setup(
+        "rtcfleet-media-node", settings, instance=settings.node_id, region=settings.region
+    )
     from media_node.ice import PortRangeError
 
     try:
@@ -147,12 +154,12 @@ def _loopback_media_for_loopback_gateways(urls: list[str]) -> None:
     """A bot talking to a local fleet keeps its media on 127.0.0.1, like the fleet's nodes."""
     from urllib.parse import urlsplit
 
-    from rtcfleet import ice_host
+    from media_node import rtp_hooks
 
-    if os.environ.get(ice_host.ENV):
-        ice_host.restrict_from_environment()
+    if os.environ.get(rtp_hooks.ICE_ADDRESSES_ENV):
+        rtp_hooks.restrict_host_addresses_from_environment()
     elif all(urlsplit(url).hostname in ("127.0.0.1", "localhost") for url in urls):
-        ice_host.restrict_host_addresses(["127.0.0.1"])
+        rtp_hooks.restrict_host_addresses(["127.0.0.1"])
 
 
 def register(app: typer.Typer) -> None:
