@@ -57,7 +57,10 @@ class Tally:
     resumes: int = 0
     sessions_lost: int = 0
     leaves: int = 0
-    errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def error(self, code: str) -> None:
+        self.errors[code] = self.errors.get(code, 0) + 1
 
 
 async def _until(check: Any, timeout: float) -> bool:
@@ -111,7 +114,7 @@ async def client(index: int, url: str, fleet: LocalFleet, deadline: float, tally
                 await session.start(JOIN_TIMEOUT_S)
             except Exception as exc:
                 tally.join_failures += 1
-                tally.errors[type(exc).__name__] += 1
+                tally.error(type(exc).__name__)
                 continue
             tally.joins += 1
             if await _until(functools.partial(_publishing, session), PUBLISH_TIMEOUT_S):
@@ -121,7 +124,7 @@ async def client(index: int, url: str, fleet: LocalFleet, deadline: float, tally
             await _hold(session, deadline, tally, rng)
         finally:
             for error in session.events.errors:
-                tally.errors[str(error.get("code"))] += 1
+                tally.error(str(error.get("code")))
             with contextlib.suppress(Exception):
                 await session.close(leave=True)
             tally.leaves += 1
@@ -184,7 +187,7 @@ async def memory_watch(
         at = time.monotonic() - started
         for name, rss in (await asyncio.to_thread(sample, fleet)).items():
             series[name].append((at, rss))
-        print(f"{at:6.0f} s {dict(tally.__dict__)}", flush=True)
+        print(f"{at:6.0f} s {asdict(tally)}", flush=True)
         await asyncio.sleep(SAMPLE_EVERY_S)
 
 
@@ -238,7 +241,7 @@ async def run(clients: int, minutes: float, warmup_s: float) -> dict[str, Any]:
         "minutes": minutes,
         "warmup_s": warmup_s,
         "media": "VP8 64x48 at 2 fps per client, no audio; rooms of two",
-        "tally": {**asdict(tally), "errors": dict(tally.errors)},
+        "tally": asdict(tally),
         "memory": memory,
         "log_errors": log_errors[:20],
     }
