@@ -22,6 +22,14 @@ from pydantic.alias_generators import to_camel
 from infra import spec
 from infra.aws.regions import AWS_REGIONS
 from infra.azure.regions import AZURE_REGIONS
+from infra.certificates import (
+    CERTIFICATE_SECRET_NAMES,
+    CertificateSettings,
+    acm_arn_problem,
+    certificate_problems,
+)
+from infra.recordings import RecordingSettings
+from infra.spot import SpotSettings, spot_problems
 
 NAMESPACE = "rtcfleet"
 CLOUDS = ("aws", "azure")
@@ -97,8 +105,12 @@ class RegionSettings(BaseModel):
     writer_stack: str | None = None
     availability_zones: list[str] = Field(min_length=spec.MIN_AVAILABILITY_ZONES, max_length=6)
     admin_allow_list: list[IPv4Network] = Field(default_factory=list)
-    certificate: str = Field(min_length=1)
+    # an existing certificate (ACM ARN / Key Vault secret id); or, instead, ``certificates``
+    certificate: str | None = Field(None, min_length=1)
     admin_certificate: str | None = None
+    certificates: CertificateSettings | None = None
+    recordings: RecordingSettings = Field(default_factory=RecordingSettings)
+    media_spot: SpotSettings | None = None
     image_id: str | None = None
     image_stack: str | None = None
     gateway_size: spec.Size = spec.DEFAULT_SIZE
@@ -215,6 +227,7 @@ class RegionSettings(BaseModel):
                 (config_key("homeRegion"), f"unknown {self.cloud} region {self.home_region!r}")
             )
         problems += self._check_writer_stack()
+        problems += certificate_problems(self) + spot_problems(self)
         if self.gateway_max < self.gateway_count:
             problems.append((config_key("gatewayMax"), "is below rtcfleet:gatewayCount"))
         if self.media_max < self.media_min:
@@ -270,8 +283,9 @@ class AwsRegionSettings(RegionSettings):
     @field_validator("certificate", "admin_certificate")
     @classmethod
     def _acm_arn(cls, value: str | None) -> str | None:
-        if value is not None and not _ACM_ARN.match(value):
-            raise ValueError("must be an ACM certificate ARN (arn:aws:acm:<region>:<account>:...)")
+        problem = None if value is None else acm_arn_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("image_id")
@@ -468,7 +482,7 @@ def settings_from_values(stack: str, values: Mapping[str, Any]) -> RegionSetting
     problems: list[tuple[str, str]] = []
     for key, value in values.items():
         namespace, _, short = key.rpartition(":")
-        if namespace != NAMESPACE or short in spec.SECRET_NAMES:
+        if namespace != NAMESPACE or short in (*spec.SECRET_NAMES, *CERTIFICATE_SECRET_NAMES):
             continue
         if short in DERIVED_KEYS:
             problems.append((key, f"comes from the stack name ({stack}); remove it"))
@@ -535,7 +549,10 @@ def load_stack_file(path: Path) -> StackFile:
         if isinstance(value, dict) and set(value) == {"secure"}:
             secure.add(full)
             value = None
-        elif full.startswith(f"{NAMESPACE}:") and full.split(":", 1)[1] in spec.SECRET_NAMES:
+        elif full.startswith(f"{NAMESPACE}:") and full.split(":", 1)[1] in (
+            *spec.SECRET_NAMES,
+            *CERTIFICATE_SECRET_NAMES,
+        ):
             raise SettingsError.one(full, f"must be a secret: `pulumi config set --secret {full}`")
         values[full] = value
     return StackFile(stack, values, frozenset(secure))

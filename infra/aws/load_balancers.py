@@ -46,8 +46,8 @@ class LoadBalancersArgs:
     client_security_group_id: pulumi.Input[str]
     admin_security_group_id: pulumi.Input[str]
     signaling_security_group_id: pulumi.Input[str]
-    certificate_arn: str
-    admin_certificate_arn: str
+    certificate_arn: pulumi.Input[str]
+    admin_certificate_arn: pulumi.Input[str]
     deletion_protection: bool = False
     tags: dict[str, str] = field(default_factory=dict)
 

@@ -10,15 +10,18 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import spec
+from infra.aws.certificates import Certificates, CertificatesArgs
 from infra.aws.firewall import Firewall, FirewallArgs
 from infra.aws.load_balancers import LoadBalancers, LoadBalancersArgs
 from infra.aws.network import Network, NetworkArgs
 from infra.aws.node_groups import CpuScaling, Drain, NodeGroup, NodeGroupArgs
 from infra.aws.node_settings import NodeSettings, NodeSettingsArgs, parameter_name
 from infra.aws.postgres import DATABASE, MASTER_USER, Postgres, PostgresArgs
+from infra.aws.recordings import RecordingStore, RecordingStoreArgs
 from infra.aws.redis import Redis, RedisArgs
 from infra.aws.secrets import Secrets, SecretsArgs
 from infra.aws.sizes import instance_type
+from infra.recordings import RECORDING_DOCUMENT, s3_document
 from infra.references import stack_reference_name
 from infra.secret_values import configured_secrets
 from infra.settings import AwsRegionSettings
@@ -36,6 +39,8 @@ VPC_CIDR = "vpcCidr"
 PEERED_CIDRS = "peeredCidrs"
 TRANSIT_GATEWAY_ID = "transitGatewayId"
 TRANSIT_ROUTE_TABLE_ID = "transitGatewayRouteTableId"
+# Where the region's media nodes upload recordings.
+RECORDING_BUCKET = "recordingBucket"
 
 
 def short_region(region: str) -> str:
@@ -114,6 +119,15 @@ class AwsRegion(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        certificates = (
+            Certificates(
+                f"{prefix}-certificates",
+                CertificatesArgs(prefix=prefix, env=s.env, settings=s.certificates, tags=tags),
+                opts=child,
+            )
+            if s.certificates is not None
+            else None
+        )
         lbs = LoadBalancers(
             f"{prefix}-lb",
             LoadBalancersArgs(
@@ -124,8 +138,12 @@ class AwsRegion(pulumi.ComponentResource):
                 client_security_group_id=firewall.group_id(Role.CLIENT_LB),
                 admin_security_group_id=firewall.group_id(Role.ADMIN_LB),
                 signaling_security_group_id=firewall.group_id(Role.SIGNALING_LB),
-                certificate_arn=s.certificate,
-                admin_certificate_arn=s.admin_certificate or s.certificate,
+                certificate_arn=certificates.arn("client") if certificates else str(s.certificate),
+                admin_certificate_arn=(
+                    certificates.arn("admin")
+                    if certificates
+                    else str(s.admin_certificate or s.certificate)
+                ),
                 deletion_protection=s.production,
                 tags=tags,
             ),
@@ -169,6 +187,18 @@ class AwsRegion(pulumi.ComponentResource):
             opts=child,
         )
 
+        recordings = RecordingStore(
+            f"{prefix}-recordings",
+            RecordingStoreArgs(
+                prefix=prefix,
+                env=s.env,
+                region=s.region,
+                settings=s.recordings,
+                retain=s.production,
+                tags=tags,
+            ),
+            opts=child,
+        )
         redis_doc = {"host": redis.endpoint, "port": spec.REDIS_PORT, "tls": True}
         postgres_doc = {
             "readHost": postgres.read_endpoint,
@@ -208,6 +238,7 @@ class AwsRegion(pulumi.ComponentResource):
                         "mediaPorts": [spec.MEDIA_PORT_MIN, spec.MEDIA_PORT_MAX],
                         "turnPort": spec.TURN_PORT,
                         "drainTimeoutSeconds": s.drain_timeout_seconds,
+                        RECORDING_DOCUMENT: s3_document(recordings.name, s.region),
                     },
                 },
                 tags=tags,
@@ -253,9 +284,11 @@ class AwsRegion(pulumi.ComponentResource):
                 max_size=s.media_max,
                 scaling=CpuScaling(s.media_cpu_target, s.media_warmup_seconds),
                 drain=Drain(spec.LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS, s.drain_timeout_seconds),
+                spot=s.media_spot,
             ),
             opts=child,
         )
+        recordings.grant_writer(media.role)
 
         self.exports = {
             "region": pulumi.Output.from_input(s.region),
@@ -272,6 +305,7 @@ class AwsRegion(pulumi.ComponentResource):
             "postgresReplicaArn": postgres.replica.arn,
             "gatewayGroupName": gateways.group.name,
             "mediaGroupName": media.group.name,
+            RECORDING_BUCKET: recordings.name,
         }
         if network.transit_gateway is not None:
             self.exports[TRANSIT_GATEWAY_ID] = network.transit_gateway.id

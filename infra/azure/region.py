@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
@@ -11,15 +12,19 @@ import pulumi
 import pulumi_azure_native as azure_native
 
 from infra import spec
+from infra.azure.certificates import Certificates, CertificatesArgs
 from infra.azure.firewall import Firewall, FirewallArgs
 from infra.azure.key_vault import KeyVault, KeyVaultArgs, secret_name, settings_name
 from infra.azure.load_balancers import LoadBalancers, LoadBalancersArgs
 from infra.azure.network import Network, NetworkArgs, subnet_cidrs
 from infra.azure.node_groups import CpuAutoscale, NodeGroup, NodeGroupArgs
 from infra.azure.postgres import ADMIN_USER, DATABASE, Postgres, PostgresArgs
+from infra.azure.recordings import RecordingStore, RecordingStoreArgs
 from infra.azure.redis import Redis, RedisArgs
 from infra.azure.regions import AZURE_SHORT_NAMES
 from infra.azure.sizes import vm_size
+from infra.azure.spot import SPOT_PREFIX_SUFFIX, media_capacity
+from infra.recordings import RECORDING_DOCUMENT, azure_blob_document
 from infra.references import stack_reference_name
 from infra.secret_values import configured_secrets, secret_values
 from infra.settings import AzureRegionSettings, SettingsError, config_key
@@ -36,6 +41,9 @@ HOME_RESOURCE_GROUP = "resourceGroupName"
 IMAGE_VERSION_ID = "azureImageVersionId"
 # Azure generates the cache's access key; the region reads it instead of setting one.
 REDIS_KEY = "redisAuthToken"
+# Where the region's media nodes upload recordings; the spot media scale set, if any.
+RECORDING_CONTAINER_URL = "recordingContainerUrl"
+MEDIA_SPOT_SCALE_SET_ID = "mediaSpotScaleSetId"
 
 
 def region_prefix(env: str, region: str) -> str:
@@ -135,6 +143,21 @@ class AzureRegion(pulumi.ComponentResource):
             )
             for role in (Role.GATEWAY, Role.MEDIA_NODE)
         }
+        certificates = (
+            Certificates(
+                f"{prefix}-certificates",
+                CertificatesArgs(
+                    prefix=prefix,
+                    env=s.env,
+                    settings=s.certificates,
+                    vault_id=s.certificate_vault_id,
+                    tags=tags,
+                ),
+                opts=child,
+            )
+            if s.certificates is not None
+            else None
+        )
         lbs = LoadBalancers(
             f"{prefix}-lb",
             LoadBalancersArgs(
@@ -147,8 +170,14 @@ class AzureRegion(pulumi.ComponentResource):
                 admin_subnet_id=network.subnet_id(Role.ADMIN_LB),
                 gateway_subnet_id=network.subnet_id(Role.GATEWAY),
                 signaling_address=signaling_address(cidrs[Role.GATEWAY]),
-                certificate=s.certificate,
-                admin_certificate=s.admin_certificate or s.certificate,
+                certificate=certificates.secret_id("client")
+                if certificates
+                else str(s.certificate),
+                admin_certificate=(
+                    certificates.secret_id("admin")
+                    if certificates
+                    else str(s.admin_certificate or s.certificate)
+                ),
                 certificate_vault_id=s.certificate_vault_id,
                 dns_label=f"rtcfleet-{prefix}",
                 tags=tags,
@@ -215,6 +244,21 @@ class AzureRegion(pulumi.ComponentResource):
             opts=child,
         )
 
+        recordings = RecordingStore(
+            f"{prefix}-recordings",
+            RecordingStoreArgs(
+                prefix=prefix,
+                stack=s.stack,
+                resource_group_name=rg,
+                location=s.region,
+                subscription_id=subscription_id,
+                settings=s.recordings,
+                writer_principal_id=identities[Role.MEDIA_NODE].principal_id,
+                retain=s.production,
+                tags=tags,
+            ),
+            opts=child,
+        )
         redis_doc = {"host": redis.host, "port": 6380, "tls": True}
         postgres_doc = {
             "readHost": postgres.read_endpoint,
@@ -267,6 +311,7 @@ class AzureRegion(pulumi.ComponentResource):
                         "mediaPorts": [spec.MEDIA_PORT_MIN, spec.MEDIA_PORT_MAX],
                         "turnPort": spec.TURN_PORT,
                         "drainTimeoutSeconds": s.drain_timeout_seconds,
+                        RECORDING_DOCUMENT: azure_blob_document(recordings.container_url),
                     },
                 },
                 readers={role: identity.principal_id for role, identity in identities.items()},
@@ -311,23 +356,47 @@ class AzureRegion(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[lbs]),
         )
+        regular, spot = media_capacity(s.media_min, s.media_max, s.media_spot)
         media = NodeGroup(
             f"{prefix}-media",
             group_args(
                 Role.MEDIA_NODE,
                 vm_size=vm_size(Role.MEDIA_NODE, s.media_size, s.media_vm_size),
-                capacity=s.media_min,
+                capacity=regular.minimum,
                 public_ip=True,
                 autoscale=CpuAutoscale(
                     target_percent=s.media_cpu_target,
                     cooldown_seconds=s.media_warmup_seconds,
-                    minimum=s.media_min,
-                    maximum=s.media_max,
+                    minimum=regular.minimum,
+                    maximum=regular.maximum,
                 ),
                 drain=True,
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[lbs]),
         )
+        media_spot = None
+        if spot is not None and s.media_spot is not None:
+            media_spot = NodeGroup(
+                f"{prefix}-media-{SPOT_PREFIX_SUFFIX}",
+                dataclasses.replace(
+                    group_args(
+                        Role.MEDIA_NODE,
+                        vm_size=s.media_spot.instance_types[0],
+                        capacity=spot.minimum,
+                        public_ip=True,
+                        autoscale=CpuAutoscale(
+                            target_percent=s.media_cpu_target,
+                            cooldown_seconds=s.media_warmup_seconds,
+                            minimum=spot.minimum,
+                            maximum=spot.maximum,
+                        ),
+                        drain=True,
+                        spot=True,
+                    ),
+                    prefix=f"{prefix}-{SPOT_PREFIX_SUFFIX}",
+                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[lbs]),
+            )
 
         self.exports = {
             "region": pulumi.Output.from_input(s.region),
@@ -346,7 +415,10 @@ class AzureRegion(pulumi.ComponentResource):
             "keyVaultUri": vault.uri,
             "gatewayScaleSetId": gateways.scale_set.id,
             "mediaScaleSetId": media.scale_set.id,
+            RECORDING_CONTAINER_URL: pulumi.Output.from_input(recordings.container_url),
         }
+        if media_spot is not None:
+            self.exports[MEDIA_SPOT_SCALE_SET_ID] = media_spot.scale_set.id
         if postgres.primary is not None:
             self.exports[HOME_SERVER_ID] = postgres.primary.id
             self.exports[HOME_DNS_ZONE] = postgres.dns_zone_name

@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from infra.recordings import recording_environment
 from infra.spec import (
     ENV_TAG,
     INTERNAL_PATH_PREFIX,
@@ -128,6 +129,7 @@ def media_environment(facts: NodeFacts) -> dict[str, str]:
         env["RTCFLEET_MEDIA_PUBLIC_IP"] = facts.public_ip
     if s.get("drainTimeoutSeconds"):
         env["RTCFLEET_MEDIA_DRAIN_TIMEOUT_SECONDS"] = str(s["drainTimeoutSeconds"])
+    env.update(recording_environment(s))
     return env
 
 
