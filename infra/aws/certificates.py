@@ -11,7 +11,6 @@ validated it.
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
