@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
@@ -113,3 +114,18 @@ def spot_problems(settings: RegionSettings) -> list[tuple[str, str]]:
         if spot.allocation_strategy != "price-capacity-optimized":
             problems.append((KEY, "allocationStrategy is an AWS setting"))
     return problems
+
+
+def group_launch_template_id(group_inputs: Mapping[str, Any]) -> str | None:
+    """The launch template an Auto Scaling group's recorded inputs launch, whether on its own
+    or inside a mixed instances policy."""
+    direct = group_inputs.get("launchTemplate")
+    if isinstance(direct, Mapping) and direct.get("id"):
+        return str(direct["id"])
+    mixed = group_inputs.get("mixedInstancesPolicy")
+    if isinstance(mixed, Mapping):
+        template = mixed.get("launchTemplate") or {}
+        specification = template.get("launchTemplateSpecification") or {}
+        if specification.get("launchTemplateId"):
+            return str(specification["launchTemplateId"])
+    return None

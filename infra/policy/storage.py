@@ -180,23 +180,32 @@ def buckets_versioned_aged_out(args: StackValidationArgs, report: Report) -> Non
                 report(f"bucket {name}: its lifecycle has no {what}")
 
 
-def node_roles_write_only(args: ResourceValidationArgs, report: Report) -> None:
-    """Machine roles write objects and nothing more: no reads, deletes or wildcards on S3."""
-    if args.resource_type != ROLE_POLICY:
+def node_roles_write_only(args: StackValidationArgs, report: Report) -> None:
+    """Roles write the stack's buckets and do nothing more to them: no reads, deletes, bucket
+    settings or wildcards (the stack's own buckets hold recordings)."""
+    arns = {f"arn:aws:s3:::{b.props.get('bucket') or b.name}" for b in _of(args, BUCKET)}
+    if not arns:
         return
-    for statement in _statements(args.props.get("policy")):
-        if statement.get("Effect") != "Allow":
-            continue
-        actions = [a.lower() for a in _listed(statement.get("Action"))]
-        broad = [
-            a for a in actions if a in NODE_FORBIDDEN_S3 or a.startswith(NODE_FORBIDDEN_S3_PREFIXES)
-        ]
-        if broad:
-            report(f"statement {statement.get('Sid')} grants {', '.join(broad)} on S3")
-        if any(a.startswith("s3:") for a in actions):
-            for resource in _listed(statement.get("Resource")):
-                if resource in ("*", "arn:aws:s3:::*") or resource.endswith(":::*"):
-                    report(f"statement {statement.get('Sid')} grants S3 on every bucket")
+    for policy in _of(args, ROLE_POLICY):
+        for statement in _statements(policy.props.get("policy")):
+            if statement.get("Effect") != "Allow":
+                continue
+            resources = _listed(statement.get("Resource"))
+            if not any(
+                r in ("*", "arn:aws:s3:::*") or r.split("/", 1)[0] in arns for r in resources
+            ):
+                continue
+            actions = [a.lower() for a in _listed(statement.get("Action"))]
+            broad = [
+                a
+                for a in actions
+                if a in NODE_FORBIDDEN_S3 or a.startswith(NODE_FORBIDDEN_S3_PREFIXES)
+            ]
+            if broad:
+                report(
+                    f"{policy.name}: statement {statement.get('Sid')} grants "
+                    f"{', '.join(broad)} on a recording bucket"
+                )
 
 
 def storage_accounts_private(args: ResourceValidationArgs, report: Report) -> None:
@@ -288,7 +297,7 @@ STORAGE_POLICIES: Sequence[ResourceValidationPolicy | Any] = (
     stack_policy("rtcfleet-buckets-private", buckets_private),
     stack_policy("rtcfleet-buckets-encrypted-tls-only", buckets_encrypted_tls_only),
     stack_policy("rtcfleet-buckets-versioned-aged-out", buckets_versioned_aged_out),
-    _resource_policy("rtcfleet-node-roles-write-only", node_roles_write_only),
+    stack_policy("rtcfleet-node-roles-write-only", node_roles_write_only),
     _resource_policy("rtcfleet-storage-accounts-private", storage_accounts_private),
     stack_policy("rtcfleet-storage-versioned-aged-out", storage_versioned_aged_out),
     _resource_policy("rtcfleet-blob-writers-write-only", blob_writers_write_only),
