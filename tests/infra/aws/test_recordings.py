@@ -15,9 +15,7 @@ S3 = "aws:s3/"
 
 
 def _for_bucket(plan, kind: str):
-    [resource] = [
-        r for r in plan.of_type(f"{S3}{kind}") if r.inputs.get("bucket") == BUCKET
-    ]
+    [resource] = [r for r in plan.of_type(f"{S3}{kind}") if r.inputs.get("bucket") == BUCKET]
     return resource
 
 
@@ -122,9 +120,7 @@ def test_media_settings_name_the_bucket(home_plan) -> None:
         "prefix": "recordings/",
     }
     gateway = json.loads(
-        home_plan.named("aws:ssm/parameter:Parameter", "prod-use1-gateway-settings").inputs[
-            "value"
-        ]
+        home_plan.named("aws:ssm/parameter:Parameter", "prod-use1-gateway-settings").inputs["value"]
     )
     assert "recording" not in gateway
     assert home_plan.exports[RECORDING_BUCKET] == BUCKET
