@@ -29,10 +29,10 @@ RESULTS = Path(__file__).parent / "results" / "impairment.json"
 
 
 async def _participant(urls: list[str], token: str, name: str, seconds: float) -> None:
-    from rtcfleet import ice_host
+    from media_node import rtp_hooks
     from rtcfleet.client.bot import Bot
 
-    ice_host.restrict_from_environment()
+    rtp_hooks.restrict_host_addresses_from_environment()
     bot = Bot(urls, token, name=name, width=320, height=180, fps=15)
     await bot.start()
     await asyncio.sleep(seconds)
@@ -70,6 +70,7 @@ def main() -> None:
         asyncio.run(_participant([url], token, name, args.seconds))
         return
 
+    from media_node.rtp_hooks import ICE_ADDRESSES_ENV
     from rtcfleet.local import FleetSpec, LocalFleet
     from rtcfleet.netfault import Fabric, Loss
 
@@ -82,7 +83,7 @@ def main() -> None:
             names = ["publisher", "lossy", "clean"]
             settle = 8.0
             for index, name in enumerate(names):
-                env = os.environ | {"RTCFLEET_ICE_ADDRESSES": fabric.client_addresses[index]}
+                env = os.environ | {ICE_ADDRESSES_ENV: fabric.client_addresses[index]}
                 children.append(
                     subprocess.Popen(
                         [sys.executable, "-m", "benchmarks.impairment",
