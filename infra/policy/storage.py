@@ -177,7 +177,7 @@ def buckets_versioned_aged_out(args: StackValidationArgs, report: Report) -> Non
         }
         for what, present in checks.items():
             if not any(present(rule) for rule in rules):
-                report(f"bucket {name}: its lifecycle has no {what}")
+                report(f"bucket {name}: its lifecycle lacks {what}")
 
 
 def node_roles_write_only(args: StackValidationArgs, report: Report) -> None:
