@@ -27,7 +27,7 @@ from infra.certificates import (
     secret_names,
 )
 from infra.self_signed import self_signed
-from infra.settings import NAMESPACE
+from infra.settings_errors import NAMESPACE
 
 
 def validation_record(options: Sequence[Mapping[str, Any]], name: str) -> dict[str, str]:

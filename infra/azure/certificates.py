@@ -36,7 +36,7 @@ from infra.certificates import (
     secret_names,
 )
 from infra.self_signed import self_signed
-from infra.settings import NAMESPACE, SettingsError, config_key
+from infra.settings_errors import NAMESPACE, SettingsError, config_key
 
 PKCS12 = "application/x-pkcs12"
 # the key types a PKCS#12 bundle (and an Application Gateway) takes

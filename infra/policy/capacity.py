@@ -3,14 +3,13 @@ replaced before they go (AWS capacity rebalancing) and deleted when evicted (Azu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
+from pulumi_policy import ResourceValidationArgs, ResourceValidationPolicy
 
+from infra.policy.props import Report, resource_policy, tags_of
 from infra.spec import ROLE_TAG, Role
-
-Report = Callable[..., None]
 
 AUTOSCALING_GROUP = "aws:autoscaling/group:Group"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
@@ -19,14 +18,7 @@ SPOT_PRIORITIES = ("Spot", "Low")
 
 
 def _role(props: Mapping[str, Any]) -> Any:
-    tags = props.get("tags")
-    if isinstance(tags, Mapping):
-        return tags.get(ROLE_TAG)
-    if isinstance(tags, Sequence) and not isinstance(tags, str):
-        for tag in tags:
-            if isinstance(tag, Mapping) and tag.get("key") == ROLE_TAG:
-                return tag.get("value")
-    return None
+    return tags_of(props).get(ROLE_TAG)
 
 
 def _aws_spot_share(props: Mapping[str, Any]) -> str | None:
@@ -76,20 +68,9 @@ def spot_leaves_cleanly(args: ResourceValidationArgs, report: Report) -> None:
             report(f"spot scale set evicts with {profile.get('evictionPolicy')!r}, not 'Delete'")
 
 
-def _policy(
-    name: str, validate: Callable[[ResourceValidationArgs, Report], None]
-) -> ResourceValidationPolicy:
-    return ResourceValidationPolicy(
-        name=name,
-        description=(validate.__doc__ or name).strip(),
-        validate=validate,
-        enforcement_level=EnforcementLevel.MANDATORY,
-    )
-
-
 CAPACITY_POLICIES: Sequence[ResourceValidationPolicy] = (
-    _policy("rtcfleet-gateways-on-demand", gateways_on_demand),
-    _policy("rtcfleet-spot-leaves-cleanly", spot_leaves_cleanly),
+    resource_policy("rtcfleet-gateways-on-demand", gateways_on_demand),
+    resource_policy("rtcfleet-spot-leaves-cleanly", spot_leaves_cleanly),
 )
 
 __all__ = ["CAPACITY_POLICIES"]

@@ -3,37 +3,25 @@ issued ACM certificate is presented only once validated."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from pulumi_policy import StackValidationArgs, StackValidationPolicy
 
 from infra.certificates import ENV_TAG, MODE_TAG, SELF_SIGNED_ENV, CertificateMode
-from infra.policy.global_stack import stack_policy
-
-Report = Callable[..., None]
+from infra.policy.props import Report, stack_policy, tags_of
 
 SELF_SIGNED_CERT = "tls:index/selfSignedCert:SelfSignedCert"
 ACM_CERTIFICATE = "aws:acm/certificate:Certificate"
 ACM_VALIDATION = "aws:acm/certificateValidation:CertificateValidation"
 
 
-def _tags(props: Mapping[str, Any]) -> dict[str, Any]:
-    tags = props.get("tags")
-    if isinstance(tags, Mapping):
-        return dict(tags)
-    if isinstance(tags, Sequence) and not isinstance(tags, str):
-        return {str(t.get("key")): t.get("value") for t in tags if isinstance(t, Mapping)}
-    return {}
-
-
 def self_signed_only_in_dev(args: StackValidationArgs, report: Report) -> None:
     """A stack of any environment but dev presents no self-signed certificate."""
-    envs = {str(env) for r in args.resources if (env := _tags(r.props).get(ENV_TAG))}
+    envs = {str(env) for r in args.resources if (env := tags_of(r.props).get(ENV_TAG))}
     if not envs or envs == {SELF_SIGNED_ENV}:
         return
     for resource in args.resources:
-        tagged = _tags(resource.props).get(MODE_TAG) == CertificateMode.SELF_SIGNED.value
+        tagged = tags_of(resource.props).get(MODE_TAG) == CertificateMode.SELF_SIGNED.value
         if resource.resource_type == SELF_SIGNED_CERT or tagged:
             report(
                 f"{resource.name}: a self-signed certificate in a {'/'.join(sorted(envs))} "

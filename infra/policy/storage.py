@@ -8,19 +8,13 @@ schedule, and the machines that write to it can neither read nor delete.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pulumi_policy import (
-    EnforcementLevel,
-    ResourceValidationArgs,
-    ResourceValidationPolicy,
-    StackValidationArgs,
-)
+from pulumi_policy import Policy, ResourceValidationArgs, StackValidationArgs
 
-from infra.policy.global_stack import stack_policy
-
-Report = Callable[..., None]
+from infra.policy.props import Report, resource_policy, stack_policy, truthy
+from infra.recordings import CONTAINER_NAME
 
 BUCKET = "aws:s3/bucket:Bucket"
 PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
@@ -59,10 +53,6 @@ BROAD_BLOB_ROLES = {
 BLOB_DATA = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/"
 NODE_FORBIDDEN_BLOB = ("read", "delete", "*", "deleteBlobVersion/action", "permanentDelete/action")
 TLS_VERSIONS = ("TLS1_2", "TLS1_3")
-
-
-def _truthy(value: Any) -> bool:
-    return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
 def _of(args: StackValidationArgs, type_token: str) -> list[Any]:
@@ -105,7 +95,7 @@ def buckets_private(args: StackValidationArgs, report: Report) -> None:
         if not blocks:
             report(f"bucket {name} has no public access block")
         for block in blocks:
-            off = [flag for flag in PUBLIC_ACCESS_FLAGS if not _truthy(block.props.get(flag))]
+            off = [flag for flag in PUBLIC_ACCESS_FLAGS if not truthy(block.props.get(flag))]
             if off:
                 report(f"bucket {name}: public access block leaves {', '.join(off)} off")
         for acl in _for_bucket(args, BUCKET_ACL, name):
@@ -240,10 +230,10 @@ def storage_versioned_aged_out(args: StackValidationArgs, report: Report) -> Non
     for account in _of(args, STORAGE_ACCOUNT):
         name = account.props.get("accountName") or account.name
         services = [r for r in _of(args, BLOB_SERVICE) if r.props.get("accountName") == name]
-        if not any(_truthy(s.props.get("isVersioningEnabled")) for s in services):
+        if not any(truthy(s.props.get("isVersioningEnabled")) for s in services):
             report(f"storage account {name}: blob versioning is off")
         if not any(
-            _truthy((s.props.get("deleteRetentionPolicy") or {}).get("enabled")) for s in services
+            truthy((s.props.get("deleteRetentionPolicy") or {}).get("enabled")) for s in services
         ):
             report(f"storage account {name}: blob soft delete is off")
         rules = [
@@ -265,42 +255,40 @@ def storage_versioned_aged_out(args: StackValidationArgs, report: Report) -> Non
             report(f"storage account {name}: no lifecycle rule deletes old versions")
 
 
-def blob_writers_write_only(args: ResourceValidationArgs, report: Report) -> None:
-    """Machine identities never hold a built-in blob role that reads or deletes, and custom
-    roles grant no blob read or delete."""
-    if args.resource_type == ROLE_ASSIGNMENT:
-        definition = str(args.props.get("roleDefinitionId") or "").rsplit("/", 1)[-1].lower()
-        if args.props.get("principalType") == "ServicePrincipal" and definition in BROAD_BLOB_ROLES:
-            report(f"an identity holds {BROAD_BLOB_ROLES[definition]} (reads or deletes blobs)")
-    elif args.resource_type == ROLE_DEFINITION:
-        for permission in args.props.get("permissions") or []:
+def blob_writers_write_only(args: StackValidationArgs, report: Report) -> None:
+    """Identities get no built-in blob role that reads or deletes on the stack's recording
+    containers, and no custom role of the stack grants blob reads or deletes."""
+    recording = {
+        r.urn for r in _of(args, BLOB_CONTAINER) if r.props.get("containerName") == CONTAINER_NAME
+    }
+    accounts = {r.props.get("accountName") for r in _of(args, BLOB_CONTAINER) if r.urn in recording}
+    recording |= {
+        r.urn for r in _of(args, STORAGE_ACCOUNT) if r.props.get("accountName") in accounts
+    }
+    for grant in _of(args, ROLE_ASSIGNMENT):
+        if not any(dependency.urn in recording for dependency in grant.dependencies):
+            continue
+        definition = str(grant.props.get("roleDefinitionId") or "").rsplit("/", 1)[-1].lower()
+        if definition in BROAD_BLOB_ROLES:
+            report(f"{grant.name}: holds {BROAD_BLOB_ROLES[definition]} (reads or deletes blobs)")
+    for role in _of(args, ROLE_DEFINITION):
+        for permission in role.props.get("permissions") or []:
             for action in _listed(permission.get("dataActions")):
                 if action == "*" or (
                     action.startswith(BLOB_DATA)
                     and action.removeprefix(BLOB_DATA) in NODE_FORBIDDEN_BLOB
                 ):
-                    report(f"custom role {args.props.get('roleName')} grants {action}")
+                    report(f"custom role {role.props.get('roleName')} grants {action}")
 
 
-def _resource_policy(
-    name: str, validate: Callable[[ResourceValidationArgs, Report], None]
-) -> ResourceValidationPolicy:
-    return ResourceValidationPolicy(
-        name=name,
-        description=(validate.__doc__ or name).strip(),
-        validate=validate,
-        enforcement_level=EnforcementLevel.MANDATORY,
-    )
-
-
-STORAGE_POLICIES: Sequence[ResourceValidationPolicy | Any] = (
+STORAGE_POLICIES: Sequence[Policy] = (
     stack_policy("rtcfleet-buckets-private", buckets_private),
     stack_policy("rtcfleet-buckets-encrypted-tls-only", buckets_encrypted_tls_only),
     stack_policy("rtcfleet-buckets-versioned-aged-out", buckets_versioned_aged_out),
     stack_policy("rtcfleet-node-roles-write-only", node_roles_write_only),
-    _resource_policy("rtcfleet-storage-accounts-private", storage_accounts_private),
+    resource_policy("rtcfleet-storage-accounts-private", storage_accounts_private),
     stack_policy("rtcfleet-storage-versioned-aged-out", storage_versioned_aged_out),
-    _resource_policy("rtcfleet-blob-writers-write-only", blob_writers_write_only),
+    stack_policy("rtcfleet-blob-writers-write-only", blob_writers_write_only),
 )
 
 __all__ = ["STORAGE_POLICIES"]

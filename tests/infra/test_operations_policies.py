@@ -19,9 +19,7 @@ Breakage = Callable[[list[RecordedResource]], None]
 
 def _one(resources, type_suffix: str, name: str | None = None) -> RecordedResource:
     matches = [
-        r
-        for r in resources
-        if r.type.endswith(type_suffix) and (name is None or r.name == name)
+        r for r in resources if r.type.endswith(type_suffix) and (name is None or r.name == name)
     ]
     assert len(matches) == 1, [r.name for r in matches]
     return matches[0]
@@ -141,9 +139,7 @@ def writer_role_reads(rs):
 
 
 def gateway_scale_set_on_spot(rs):
-    profile = _one(rs, "VirtualMachineScaleSet", "prod-weu-gateway").inputs[
-        "virtualMachineProfile"
-    ]
+    profile = _one(rs, "VirtualMachineScaleSet", "prod-weu-gateway").inputs["virtualMachineProfile"]
     profile["priority"] = "Spot"
 
 

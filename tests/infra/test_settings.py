@@ -6,8 +6,11 @@ import json
 
 import pytest
 
+from infra.aws.settings import AwsRegionSettings
 from infra.plan import runner
-from infra.settings import AwsRegionSettings, SettingsError, StackName, settings_from_values
+from infra.settings import StackName
+from infra.settings_errors import SettingsError
+from infra.stack_settings import settings_from_values
 from tests.infra.conftest import example_values
 
 
@@ -87,7 +90,11 @@ def test_public_vpc_range_and_peer_overlap(plan_with) -> None:
 
 
 def test_several_problems_are_all_named(plan_with) -> None:
-    error = _error(plan_with, availabilityZones=["us-east-1a"], certificates=None)
+    error = _error(
+        plan_with,
+        availabilityZones=["us-east-1a"],
+        certificates={"client": {"mode": "bought"}},
+    )
     assert set(error.keys) == {"rtcfleet:availabilityZones", "rtcfleet:certificates"}
 
 

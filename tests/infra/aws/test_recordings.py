@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from infra.aws.region import RECORDING_BUCKET
+from infra.outputs import RECORDING_BUCKET
 from infra.plan.mocks import ACCOUNT_ID
-from infra.settings import SettingsError
+from infra.settings_errors import SettingsError
 
 BUCKET = "rtcfleet-prod-us-east-1-recordings-" + ACCOUNT_ID
 S3 = "aws:s3/"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.settings import SettingsError
+from infra.settings_errors import SettingsError
 from infra.spot import SpotSettings, split
 
 GROUP = "aws:autoscaling/group:Group"

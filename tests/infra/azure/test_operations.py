@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from infra.azure import arm_rules
-from infra.azure.region import MEDIA_SPOT_SCALE_SET_ID, RECORDING_CONTAINER_URL
+from infra.outputs import MEDIA_SPOT_SCALE_SET_ID, RECORDING_CONTAINER_URL
 from infra.plan.runner import Planner, StackConfigs, StackFiles, StackPlan
-from infra.settings import SettingsError
+from infra.settings_errors import SettingsError
 
 STORAGE = "azure-native:storage:"
 VMSS = "azure-native:compute:VirtualMachineScaleSet"
