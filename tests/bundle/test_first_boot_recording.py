@@ -4,6 +4,7 @@ from the settings document the region stack wrote."""
 from __future__ import annotations
 
 from infra.recordings import azure_blob_document, recording_environment, s3_document
+from media_node.recording.settings import RecordingSettings
 from media_node.settings import MediaNodeSettings
 from rtcfleet.bundle.first_boot import NodeFacts, media_environment
 
@@ -49,3 +50,19 @@ def test_no_store_no_variables_and_the_media_settings_still_load(monkeypatch) ->
         monkeypatch.setenv(key, value)
     # the recording variables live beside the media node's own model, which ignores them
     assert MediaNodeSettings().region == "eu-west-1"
+    # and the recorder's model reads them as the store to upload to
+    recording = RecordingSettings()
+    assert recording.uses("s3") and not recording.uses("azure-blob")
+    assert (recording.bucket, recording.region, recording.prefix) == (
+        "b",
+        "eu-west-1",
+        "recordings/",
+    )
+
+
+def test_the_recorder_reads_the_blob_container(monkeypatch) -> None:
+    url = "https://recprodweu335d67f9.blob.core.windows.net/recordings"
+    for key, value in media_environment(_facts("azure", azure_blob_document(url))).items():
+        monkeypatch.setenv(key, value)
+    recording = RecordingSettings()
+    assert recording.uses("azure-blob") and recording.container_url == url
