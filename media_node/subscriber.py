@@ -27,6 +27,7 @@ from media_node.codec_policy import codec_preferences
 from media_node.forwarder import Forwarder, OutputStream
 from media_node.ice import IcePolicy, accept_remote_candidate
 from media_node.publisher import DownTrack, PublishedTrack
+from rtcfleet import tracing
 
 logger = logging.getLogger(__name__)
 
@@ -207,8 +208,9 @@ class Subscriber:
         self._dirty = False
         if not any(s.track is not None for s in self.slots) and self.offers_sent == 0:
             return
-        self._ice.apply(self.pc)
-        offer = await self.pc.createOffer()
-        await self.pc.setLocalDescription(offer)
-        self.offers_sent += 1
-        self._on_offer(self.pc.localDescription.sdp)
+        with tracing.child_span("negotiate subscriber"):
+            self._ice.apply(self.pc)
+            offer = await self.pc.createOffer()
+            await self.pc.setLocalDescription(offer)
+            self.offers_sent += 1
+            self._on_offer(self.pc.localDescription.sdp)

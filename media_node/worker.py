@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import os
 import signal
 import time
@@ -20,6 +21,7 @@ from pydantic import ValidationError
 
 from media_node import rtp_hooks
 from media_node.ice import InvalidCandidate
+from media_node.recording import Recordings
 from media_node.sfu import (
     CodecNotAllowed,
     PublishNotAllowed,
@@ -32,11 +34,13 @@ from media_node.sfu import (
     UnknownRoom,
 )
 from media_node.subscriber import SubscriberNotNegotiating
+from rtcfleet import tracing
 from rtcfleet.node_messages import (
     AnyWorkerCommand,
     NodeJoin,
     NodeLeave,
     NodePublishOffer,
+    NodeRecording,
     NodeSubscriberAnswer,
     NodeTrickle,
     RoomEmpty,
@@ -90,6 +94,12 @@ class Worker:
         self._locks: dict[str, asyncio.Lock] = {}
         self._outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=WORKER_OUTBOX)
         self.dropped = 0
+        self.recordings = Recordings(
+            lambda room: self.sfu.room(room).tracks() if room in self.sfu.rooms() else [],
+            lambda room: list(self.rooms.get(room, {})),
+            self.to_room,
+            self.to_session,
+        )
 
     # ---- output -----------------------------------------------------------------------------
 
@@ -112,7 +122,8 @@ class Worker:
                 return  # the supervisor is gone; the command loop ends on the pipe's EOF
 
     def to_session(self, session: str, message: Any) -> None:
-        self.send(ToSession(session=session, message=message.model_dump(mode="json")).model_dump())
+        item = ToSession(session=session, message=message.model_dump(mode="json")).model_dump()
+        self.send(tracing.to_pipe(item))
 
     def to_room(self, room: str, message: Any, *, exclude: str | None = None) -> None:
         for identity, session in self.rooms.get(room, {}).items():
@@ -133,6 +144,10 @@ class Worker:
                 publisher=payload["publisher"], kind=payload["kind"], track_id=payload["track_id"]
             )
             self.to_room(room, message, exclude=identity)
+            if kind == "track_published":
+                self.recordings.track_published(room, payload)
+            else:
+                self.recordings.track_unpublished(room, payload)
         elif kind == "participant_left":
             self._forget(room, identity)
 
@@ -141,10 +156,12 @@ class Worker:
         if not members or identity not in members:
             return
         session = members.pop(identity)
+        self.recordings.left(room, identity)
         self.to_room(room, ParticipantLeft(identity=identity))
         self.send(SessionLeft(session=session, room=room).model_dump())
         if not members:
             del self.rooms[room]
+            self.recordings.room_ended(room)
             self.send(RoomEmpty(room=room).model_dump())
 
     # ---- commands ---------------------------------------------------------------------------
@@ -155,6 +172,9 @@ class Worker:
             return
         if isinstance(command, WorkerStop):
             return
+        if isinstance(command, NodeRecording):
+            self.recordings.handle(command)
+            return
         op, session, room = command.op, command.session, command.room
         try:
             if isinstance(command, NodeJoin):
@@ -164,7 +184,8 @@ class Worker:
             if identity is None:
                 raise UnknownParticipant(session)
             if isinstance(command, NodePublishOffer):
-                answer = await self.sfu.publish_offer(room, identity, command.sdp)
+                with tracing.child_span("negotiate publisher"):
+                    answer = await self.sfu.publish_offer(room, identity, command.sdp)
                 self.to_session(session, PublishAnswer(sdp=answer))
             elif isinstance(command, NodeSubscriberAnswer):
                 await self.sfu.subscriber_answer(room, identity, command.sdp)
@@ -222,6 +243,8 @@ class Worker:
         for other in others:
             self.to_session(session, ParticipantJoined(identity=other))
         self.to_room(room, ParticipantJoined(identity=identity), exclude=identity)
+        if (recorded := self.recordings.joined(room, identity)) is not None:
+            self.to_session(session, recorded)
 
     def apply_settings(self, command: WorkerSettings) -> None:
         self.max_participants = command.max_participants
@@ -264,6 +287,7 @@ class Worker:
         writer = asyncio.create_task(self._write())
         try:
             while (raw := await inbox.get()) is not None:
+                trace = tracing.from_pipe(raw)
                 try:
                     command = parse_worker_command(raw)
                 except ValidationError as exc:
@@ -272,19 +296,23 @@ class Worker:
                 if isinstance(command, WorkerStop):
                     break
                 # commands of one session stay in order; sessions do not wait for each other
-                task = asyncio.create_task(self._serialized(command))
+                task = asyncio.create_task(self._serialized(command, trace))
                 self._pending.add(task)
                 task.add_done_callback(self._pending.discard)
         finally:
             reporter.cancel()
+            self.recordings.close()
             await self.sfu.close()
             writer.cancel()
 
-    async def _serialized(self, command: AnyWorkerCommand) -> None:
+    async def _serialized(
+        self, command: AnyWorkerCommand, trace: dict[str, str] | None = None
+    ) -> None:
         key = getattr(command, "session", "")
         lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            await self.handle(command)
+        with tracing.continued(f"worker {command.op}", trace):
+            async with lock:
+                await self.handle(command)
         if isinstance(command, NodeLeave) and not lock.locked():
             self._locks.pop(key, None)
 
@@ -309,6 +337,7 @@ def worker_main(
         level=os.environ.get("RTCFLEET_LOG_LEVEL", "WARNING"),
         format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(name)s: %(message)s",
     )
+    tracing.setup_worker("rtcfleet-media-worker", multiprocessing.current_process().name)
     # the supervisor decides when a worker stops; a Ctrl-C aimed at the node must not
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

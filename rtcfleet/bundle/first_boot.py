@@ -126,6 +126,9 @@ def media_environment(facts: NodeFacts) -> dict[str, str]:
         cloud=facts.cloud,
         public_ip=facts.public_ip or None,
         drain_timeout_seconds=s.get("drainTimeoutSeconds") or None,
+        # traces (rtcfleet.tracing): off unless the settings document names a receiver
+        otlp_endpoint=s.get("otlpEndpoint") or None,
+        trace_sample_ratio=s.get("traceSampleRatio"),
     )
     return env | {ICE_ADDRESSES_ENV: facts.private_ip}
 
@@ -158,6 +161,8 @@ def gateway_environment(facts: NodeFacts) -> dict[str, str]:
         stun_urls=s.get("stunUrls") or None,
         fallback_urls=s.get("fallbackUrls") or None,
         regions_by_distance=s.get("regionsByDistance") or None,
+        otlp_endpoint=s.get("otlpEndpoint") or None,
+        trace_sample_ratio=s.get("traceSampleRatio"),
     )
 
 

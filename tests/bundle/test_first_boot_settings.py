@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 
 from gateway_node.settings import GatewaySettings
-from rtcfleet.bundle.first_boot import NodeFacts, gateway_environment
+from media_node.settings import MediaNodeSettings
+from rtcfleet.bundle.first_boot import NodeFacts, gateway_environment, media_environment
 
 SECRETS = {
     "apiSecret": "a" * 32,
@@ -16,13 +19,14 @@ SECRETS = {
 }
 
 
-def facts(postgres: dict[str, object]) -> NodeFacts:
+def facts(postgres: Mapping[str, object], role: str = "gateway", **more: object) -> NodeFacts:
     settings = {
         "redis": {"host": "redis.internal", "port": 6380, "tls": True},
         "postgres": {"port": 5432, "database": "rtcfleet", "user": "rtcfleet", **postgres},
+        **more,
     }
     return NodeFacts(
-        "azure", "gateway", "prod", "westeurope", "vm-1", "10.30.1.4", None, settings, SECRETS
+        "azure", role, "prod", "westeurope", "vm-1", "10.30.1.4", None, settings, SECRETS
     )
 
 
@@ -76,3 +80,24 @@ def test_service_environment_round_trips_through_the_model(monkeypatch) -> None:
     assert settings.api_secrets() == {"k": "s" * 32}
     with pytest.raises(KeyError, match="stale_seconds"):
         GatewaySettings.environment(stale_seconds=2.5)
+
+
+def test_traces_go_where_the_settings_document_says_and_nowhere_without_it(monkeypatch) -> None:
+    endpoint, ratio = "http://collector.internal:4318", 0.05
+    postgres = {"writeHost": "w", "readHost": "r"}
+    gateway = gateway_environment(facts(postgres, otlpEndpoint=endpoint, traceSampleRatio=ratio))
+    media = media_environment(
+        facts(
+            postgres,
+            "media",
+            signalingUrl="http://signal.internal:8080",
+            otlpEndpoint=endpoint,
+            traceSampleRatio=ratio,
+        )
+    )
+    for key, value in (gateway | media).items():
+        monkeypatch.setenv(key, value)
+    for settings in (GatewaySettings(), MediaNodeSettings()):
+        assert settings.otlp_endpoint == "http://collector.internal:4318"
+        assert settings.trace_sample_ratio == 0.05
+    assert not any("OTLP" in key or "TRACE" in key for key in gateway_environment(facts(postgres)))
