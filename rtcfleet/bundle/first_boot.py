@@ -31,6 +31,7 @@ from urllib.parse import quote
 import aiohttp
 
 from gateway_node.settings import GatewaySettings
+from infra.recordings import recording_environment
 from infra.spec import (
     ENV_TAG,
     INTERNAL_PATH_PREFIX,
@@ -130,7 +131,7 @@ def media_environment(facts: NodeFacts) -> dict[str, str]:
         otlp_endpoint=s.get("otlpEndpoint") or None,
         trace_sample_ratio=s.get("traceSampleRatio"),
     )
-    return env | {ICE_ADDRESSES_ENV: facts.private_ip}
+    return env | {ICE_ADDRESSES_ENV: facts.private_ip} | recording_environment(s)
 
 
 def gateway_environment(facts: NodeFacts) -> dict[str, str]:
