@@ -70,7 +70,7 @@ def main() -> None:
         asyncio.run(_participant([url], token, name, args.seconds))
         return
 
-    from media_node.rtp_hooks import ICE_ADDRESSES_ENV
+    from media_node.settings import ICE_ADDRESSES_ENV
     from rtcfleet.local import FleetSpec, LocalFleet
     from rtcfleet.netfault import Fabric, Loss
 

@@ -49,6 +49,7 @@ from aiortc.rtp import (
 
 from media_node import transport_cc
 from media_node.datagram_batch import Account, DatagramBatch
+from media_node.settings import ICE_ADDRESSES_ENV
 
 AIORTC_VERSION = "1.16.0"
 
@@ -606,8 +607,6 @@ def host_addresses(connection: Connection) -> list[str]:
 # the tests must keep all media on 127.0.0.1: aioice's module-level address lookup is replaced
 # for the whole process, its own peer connections and any other.
 
-# comma-separated addresses, read by restrict_host_addresses_from_environment
-ICE_ADDRESSES_ENV = "RTCFLEET_ICE_ADDRESSES"
 _aioice_host_addresses = aioice.ice.get_host_addresses
 
 

@@ -43,8 +43,7 @@ from infra.spec import (
 )
 from media_node.cloud_metadata import AzureMetadata, Ec2Metadata, MetadataError
 from media_node.public_address import PublicAddressError, public_address
-from media_node.rtp_hooks import ICE_ADDRESSES_ENV
-from media_node.settings import MediaNodeSettings
+from media_node.settings import ICE_ADDRESSES_ENV, MediaNodeSettings
 from rtcfleet.bundle.templates import TURNSERVER_CONF
 
 ETC_DIR = Path("/etc/rtcfleet")
