@@ -115,6 +115,7 @@ async def client(index: int, url: str, fleet: LocalFleet, deadline: float, tally
             except Exception as exc:
                 tally.join_failures += 1
                 tally.error(type(exc).__name__)
+                await asyncio.sleep(rng.uniform(*GAP_S))
                 continue
             tally.joins += 1
             if await _until(functools.partial(_publishing, session), PUBLISH_TIMEOUT_S):
@@ -192,7 +193,10 @@ async def memory_watch(
 
 
 async def run(clients: int, minutes: float, warmup_s: float) -> dict[str, Any]:
-    fleet = LocalFleet(FleetSpec(regions=1, gateways=1, media=1, log_level="WARNING"))
+    # two workers: 200 clients publish 200 streams, more than one worker's default capacity
+    fleet = LocalFleet(
+        FleetSpec(regions=1, gateways=1, media=1, workers_per_node=2, log_level="WARNING")
+    )
     await asyncio.to_thread(fleet.start)
     print(f"fleet in {fleet.workdir}", flush=True)
     tally = Tally()
