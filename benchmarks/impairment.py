@@ -51,7 +51,8 @@ def _summary(report: dict[str, Any], publisher: str) -> dict[str, Any]:
         "frames_expected": expected,
         "frames_decoded_share": round(kept / expected, 4) if expected else None,
         "frames_lost": video["frames_lost"],
-        "longest_freeze_s": video["longest_gap_s"],
+        # a freeze still going on at the end counts
+        "longest_freeze_s": max(video["longest_gap_s"], video["since_last_frame_s"] or 0.0),
         "media_rejoins": report["media_rejoins"],
         "media_timeouts": report["media_timeouts"],
     }
