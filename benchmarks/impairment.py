@@ -1,16 +1,17 @@
-"""A call through a lossy path: one subscriber's packets dropped at random, the others' not.
+"""A call through an impaired path: one subscriber's packets dropped (and delayed), the others' not.
 
 A one-region local fleet runs on a network fabric (``rtcfleet.netfault``, root needed); three
 bots join one room, each in a process of its own with its own address on the fabric (ICE
-gathers on that address only). Once media flows, ``--loss`` % of the UDP packets to and from
-the "lossy" bot's address are dropped on the bridge (nftables' random drop) for ``--seconds``.
+gathers on that address only). With ``--loss`` alone, once media flows, that share of the UDP
+packets to and from the "lossy" bot's address is dropped on the bridge (nftables' random drop)
+for ``--seconds``. With ``--delay-ms``/``--jitter-ms`` the lossy bot runs in a host of its own
+behind the userspace relay (``rtcfleet.netfault.relay``: this kernel has no netem), which drops
+``--loss`` % of its UDP and delays the rest by the delay ± jitter, both ways, from its join on.
 For the publisher's video as each subscriber decoded it: the share of frames decoded (by
 sequence number), the frames lost, and the longest freeze.
 
     .venv/bin/python -m benchmarks.impairment --loss 5 --seconds 60
-
-Delay and jitter are not applied: this kernel has no netem, and a relay in the path is not
-built yet.
+    .venv/bin/python -m benchmarks.impairment --loss 5 --delay-ms 40 --jitter-ms 20 --seconds 60
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def _summary(report: dict[str, Any], publisher: str) -> dict[str, Any]:
         "frames_lost": video["frames_lost"],
         # a freeze still going on at the end counts
         "longest_freeze_s": max(video["longest_gap_s"], video["since_last_frame_s"] or 0.0),
+        "freezes_over_half_s": video["gaps_over_half_s"],
         "media_rejoins": report["media_rejoins"],
         "media_timeouts": report["media_timeouts"],
     }
@@ -62,6 +64,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loss", type=int, default=5, help="percent of UDP packets dropped")
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="one way, through the relay")
+    parser.add_argument("--jitter-ms", type=float, default=0.0, help="± around the delay")
+    parser.add_argument("--reorder", action="store_true", help="jitter may reorder datagrams")
     parser.add_argument("--participant", nargs=3, metavar=("URL", "TOKEN", "NAME"))
     args = parser.parse_args()
     if not 0 < args.seconds <= 600:
@@ -72,8 +77,14 @@ def main() -> None:
         return
 
     from rtcfleet.local import FleetSpec, LocalFleet
-    from rtcfleet.netfault import Fabric, Loss
+    from rtcfleet.netfault import Fabric, Impairment, Loss
 
+    relayed = args.delay_ms > 0 or args.jitter_ms > 0
+    try:
+        impairment = Impairment(args.delay_ms, args.jitter_ms, args.loss, args.reorder)
+    except ValueError as exc:
+        parser.error(str(exc))
+    load_before = os.getloadavg()
     fabric = Fabric().start()
     children: list[subprocess.Popen[str]] = []
     try:
@@ -82,19 +93,27 @@ def main() -> None:
             url = fleet.gateway_urls("local-1")[0]
             names = ["publisher", "lossy", "clean"]
             settle = 8.0
+            addresses = fabric.client_addresses[: len(names)]
+            prefixes: list[list[str]] = [[] for _ in names]
+            if relayed:
+                host = fabric.add_impaired_host("lossy", impairment, args.seconds + settle + 90)
+                addresses[1], prefixes[1] = host.address, host.exec_prefix()
             for index, name in enumerate(names):
-                env = os.environ | {"RTCFLEET_ICE_ADDRESSES": fabric.client_addresses[index]}
+                env = os.environ | {"RTCFLEET_ICE_ADDRESSES": addresses[index]}
                 children.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "benchmarks.impairment",
+                        [*prefixes[index], sys.executable, "-m", "benchmarks.impairment",
                          "--seconds", str(args.seconds + settle),
                          "--participant", url, fleet.token("impaired", name), name],
                         stdout=subprocess.PIPE, text=True, env=env,
                     )
                 )  # fmt: skip
             time.sleep(settle)
-            loss = Loss((fabric.client_addresses[1],), args.loss)
-            fabric.apply([loss])
+            if relayed:
+                fault = f"{impairment.describe()} through the relay from the join on"
+            else:
+                fabric.apply([Loss((addresses[1],), args.loss)])
+                fault = f"{args.loss} % UDP loss on the bridge after {settle:g} s"
             started = time.monotonic()
             reports = []
             for child in children:
@@ -110,13 +129,16 @@ def main() -> None:
                 child.kill()
         fabric.remove()
     result = {
-        "fault": loss.describe() + " (the lossy subscriber's address)",
+        "fault": f"{fault}, for the lossy subscriber ({addresses[1]}) only",
+        "relay": fabric.relay_reports(),
+        "load_average_before": load_before,
         "impaired_seconds": round(impaired_for, 1),
         "settle_seconds_before_loss": settle,
         "load_average": os.getloadavg(),
         "publisher_video_as_received": [_summary(r, "publisher") for r in reports[1:]],
     }
-    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+    path = RESULTS.with_name("impairment_relay.json") if relayed else RESULTS
+    path.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
 
 

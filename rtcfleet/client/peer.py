@@ -34,6 +34,8 @@ from rtcfleet.client.synthetic import (
 
 # a frame number counts once another read number lies at most this many frames from it
 NUMBER_CONFIRM_WINDOW = 64
+# a wait between two decoded frames worth listing: a visible stutter at any frame rate
+NOTABLE_GAP_S = 0.5
 # how often a receiver asks again for packets still missing: a few round trips of a lossy path
 NACK_REPEAT_INTERVAL = 0.1
 
@@ -58,6 +60,8 @@ class RemoteTrackStats:
     last_frame_at: float | None = None
     # the longest wait between two decoded frames: a freeze, as a viewer sees it
     longest_gap_s: float = 0.0
+    # every wait longer than NOTABLE_GAP_S, in order
+    notable_gaps_s: list[float] = field(default_factory=list)
     _last_counted: int | None = field(default=None, repr=False)
     _last_read: int | None = field(default=None, repr=False)
 
@@ -236,7 +240,10 @@ class ClientPeer:
             now = time.monotonic()
             stats.frames_decoded += 1
             if stats.last_frame_at is not None:
-                stats.longest_gap_s = max(stats.longest_gap_s, now - stats.last_frame_at)
+                gap = now - stats.last_frame_at
+                stats.longest_gap_s = max(stats.longest_gap_s, gap)
+                if gap > NOTABLE_GAP_S:
+                    stats.notable_gaps_s.append(round(gap, 3))
             stats.last_frame_at = now
             if stats.first_frame_at is None:
                 stats.first_frame_at = now
