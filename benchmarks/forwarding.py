@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.loadgen import CountingSubscriber, process_cpu_seconds
+from media_node import rtp_hooks
 from media_node.sfu import SfuConfig
 from media_node.worker import worker_main
-from rtcfleet import ice_host
 from rtcfleet.client.peer import ClientPeer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "forwarding.json"
@@ -56,7 +56,7 @@ Handler = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 
 
 def relay_main(conn: Connection) -> None:
-    ice_host.restrict_host_addresses([LOOPBACK])
+    rtp_hooks.restrict_host_addresses([LOOPBACK])
     asyncio.run(_relay(conn))
 
 
@@ -122,7 +122,7 @@ async def _relay(conn: Connection) -> None:
 
 
 def publisher_main(conn: Connection) -> None:
-    ice_host.restrict_host_addresses([LOOPBACK])
+    rtp_hooks.restrict_host_addresses([LOOPBACK])
     asyncio.run(_publish(conn))
 
 
@@ -409,7 +409,7 @@ def load_average() -> list[float]:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    ice_host.restrict_host_addresses([LOOPBACK])
+    rtp_hooks.restrict_host_addresses([LOOPBACK])
     deadline = time.monotonic() + args.max_seconds
     load_before = load_average()
     print(f"forwarding worker, steps {args.steps}")

@@ -30,10 +30,10 @@ RESULTS = Path(__file__).parent / "results" / "impairment.json"
 
 
 async def _participant(urls: list[str], token: str, name: str, seconds: float) -> None:
-    from rtcfleet import ice_host
+    from media_node import rtp_hooks
     from rtcfleet.client.bot import Bot
 
-    ice_host.restrict_from_environment()
+    rtp_hooks.restrict_host_addresses_from_environment()
     bot = Bot(urls, token, name=name, width=320, height=180, fps=15)
     await bot.start()
     await asyncio.sleep(seconds)
@@ -76,6 +76,7 @@ def main() -> None:
         asyncio.run(_participant([url], token, name, args.seconds))
         return
 
+    from media_node.rtp_hooks import ICE_ADDRESSES_ENV
     from rtcfleet.local import FleetSpec, LocalFleet
     from rtcfleet.netfault import Fabric, Impairment, Loss
 
@@ -99,7 +100,7 @@ def main() -> None:
                 host = fabric.add_impaired_host("lossy", impairment, args.seconds + settle + 90)
                 addresses[1], prefixes[1] = host.address, host.exec_prefix()
             for index, name in enumerate(names):
-                env = os.environ | {"RTCFLEET_ICE_ADDRESSES": addresses[index]}
+                env = os.environ | {ICE_ADDRESSES_ENV: addresses[index]}
                 children.append(
                     subprocess.Popen(
                         [*prefixes[index], sys.executable, "-m", "benchmarks.impairment",

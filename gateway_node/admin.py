@@ -18,7 +18,11 @@ from typing import Any, TypeVar
 
 import asyncpg
 from aiohttp import BasicAuth, web
+from aiohttp.typedefs import Handler
 
+from gateway_node.app_keys import GATEWAY
+from gateway_node.gateway import Gateway
+from gateway_node.registry import UnknownNode
 from infra.spec import (
     LIVENESS_PATH,
     READINESS_PATH,
@@ -27,13 +31,6 @@ from infra.spec import (
 )
 from rtcfleet import bus, settings_store
 from rtcfleet.settings_store import SettingsError
-
-
-def _gateway(request: web.Request):  # type: ignore[no-untyped-def]
-    from gateway_node.app import GATEWAY
-
-    return request.app[GATEWAY]
-
 
 # the admin load balancer's health check reaches these without a token
 UNAUTHENTICATED_PATHS = frozenset(
@@ -68,10 +65,10 @@ def _given_token(request: web.Request) -> str:
 
 
 @web.middleware
-async def admin_auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def admin_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in UNAUTHENTICATED_PATHS:
         return await handler(request)
-    expected = _gateway(request).settings.admin_token.get_secret_value().encode()
+    expected = request.app[GATEWAY].settings.admin_token.get_secret_value().encode()
     if not hmac.compare_digest(_given_token(request).encode(), expected):
         # the challenge lets a browser open the console by asking for the token once
         return web.json_response(
@@ -82,14 +79,14 @@ async def admin_auth(request: web.Request, handler):  # type: ignore[no-untyped-
     return await handler(request)
 
 
-async def with_writer(gateway: Any, work: Callable[[Any], Awaitable[T]]) -> T:
+async def with_writer(gateway: Gateway, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     """Run ``work`` on a writer connection within ``WRITER_TIMEOUT_S``.
 
     A hung server is not left to cancellation alone: a cancelled transaction still waits for
     its ROLLBACK, and the pool for the connection's reset, on the same hung socket. The
     connection is terminated instead, which fails whatever waits on it at once.
     """
-    held: list[Any] = []
+    held: list[asyncpg.Connection] = []
 
     async def run() -> T:
         async with gateway.postgres.acquire() as conn:
@@ -121,7 +118,7 @@ def writer_unavailable(exc: BaseException) -> web.Response:
 
 async def get_settings(request: web.Request) -> web.Response:
     """From the writer when it answers, else the last copy (``X-Settings-Age-Seconds`` says)."""
-    gateway = _gateway(request)
+    gateway = request.app[GATEWAY]
     try:
         current = await with_writer(gateway, settings_store.load)
     except WRITER_ERRORS:
@@ -143,7 +140,7 @@ async def put_settings(request: web.Request) -> web.Response:
         return web.json_response({"error": "bad_json"}, status=400)
     if not isinstance(changes, dict) or not changes:
         return web.json_response({"error": "expected a JSON object of settings"}, status=400)
-    gateway = _gateway(request)
+    gateway = request.app[GATEWAY]
     try:
         new = await with_writer(gateway, lambda conn: settings_store.update(conn, changes))
     except SettingsError as exc:
@@ -157,7 +154,7 @@ async def put_settings(request: web.Request) -> web.Response:
 async def delete_setting(request: web.Request) -> web.Response:
     key = request.match_info["key"]
     try:
-        async with _gateway(request).postgres.acquire() as conn:
+        async with request.app[GATEWAY].postgres.acquire() as conn:
             new = await settings_store.delete(conn, key)
     except SettingsError as exc:
         return web.json_response({"error": "unknown_setting", "detail": str(exc)}, status=404)
@@ -165,7 +162,7 @@ async def delete_setting(request: web.Request) -> web.Response:
 
 
 async def _nodes(request: web.Request) -> list[dict[str, Any]]:
-    gateway = _gateway(request)
+    gateway = request.app[GATEWAY]
     now = time.time()
     out = []
     for node in await gateway.registry.nodes():
@@ -186,7 +183,7 @@ async def _nodes(request: web.Request) -> list[dict[str, Any]]:
 
 
 async def _rooms(request: web.Request) -> list[dict[str, Any]]:
-    gateway = _gateway(request)
+    gateway = request.app[GATEWAY]
     rooms = []
     for node in await gateway.registry.nodes():
         if not gateway.registry.is_fresh(node):
@@ -206,11 +203,9 @@ async def list_rooms(request: web.Request) -> web.Response:
 
 
 async def drain_node(request: web.Request) -> web.Response:
-    from gateway_node.registry import UnknownNode
-
     node_id = request.match_info["node_id"]
     try:
-        await _gateway(request).registry.request_drain(node_id)
+        await request.app[GATEWAY].registry.request_drain(node_id)
     except UnknownNode:
         return web.json_response({"error": "unknown_node"}, status=404)
     return web.json_response({"node_id": node_id, "drain": "requested"}, status=202)
@@ -226,7 +221,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 async def console(request: web.Request) -> web.Response:
-    gateway = _gateway(request)
+    gateway = request.app[GATEWAY]
     nodes = await _nodes(request)
     for node in nodes:
         node.update(node.pop("load"))

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway_node import admin, demo, health, internal
 from gateway_node.access_log import RedactingAccessLogger
+from gateway_node.app_keys import DETAILED, GATEWAY
 from gateway_node.gateway import Gateway
 from gateway_node.settings import GatewaySettings
 from gateway_node.signal import signal_handler
@@ -24,14 +25,6 @@ from infra.spec import (
     REGION_HEALTH_PATH,
     REGISTRATION_READINESS_PATH,
 )
-
-GATEWAY = web.AppKey("gateway", Gateway)
-
-
-# Whether a health answer carries its reasons: the admin port does; the public port, which the
-# internet reaches through the client load balancer, answers with the verdict only, so no
-# backend host name or error text leaves the private network.
-DETAILED = web.AppKey("detailed", bool)
 
 
 def _verdict(request: web.Request, ok: bool, reasons: list[str], key: str) -> web.Response:
@@ -86,7 +79,7 @@ async def stats(request: web.Request) -> web.Response:
             "region": gateway.settings.region,
             "gateway_id": gateway.id,
             "clients": {
-                "this_gateway": len(gateway.sessions),
+                "this_gateway": len(gateway.relay.sessions),
                 "region": sum(g.get("clients", 0) for g in gateways),
                 "by_gateway": {g["gateway_id"]: g.get("clients", 0) for g in gateways},
             },

@@ -19,16 +19,17 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from gateway_node.metrics import GatewayMetrics
 from gateway_node.placement import placeable
+from gateway_node.registry import NodeRegistry
+from gateway_node.settings import GatewaySettings
 from rtcfleet import bus
 from rtcfleet.node_messages import NodeProbe
-
-if TYPE_CHECKING:
-    from gateway_node.gateway import Gateway
 
 log = logging.getLogger("rtcfleet.gateway.health")
 
@@ -43,7 +44,21 @@ STALE_VERDICT_INTERVALS = 4
 PROBE_OP = "probe"
 
 
-async def readiness(gateway: Gateway, *, registration: bool = False) -> list[str]:
+class RegionView(Protocol):
+    """What the health signals read of a gateway (``gateway_node.gateway.Gateway``)."""
+
+    id: str
+    settings: GatewaySettings
+    metrics: GatewayMetrics
+
+    @property
+    def redis(self) -> aioredis.Redis: ...
+
+    @property
+    def registry(self) -> NodeRegistry: ...
+
+
+async def readiness(gateway: RegionView, *, registration: bool = False) -> list[str]:
     """Reasons this gateway should not get traffic now; empty when it is ready."""
     try:
         async with asyncio.timeout(READINESS_TIMEOUT_S):
@@ -58,7 +73,7 @@ async def readiness(gateway: Gateway, *, registration: bool = False) -> list[str
     return []
 
 
-async def probe_region(gateway: Gateway) -> list[str]:
+async def probe_region(gateway: RegionView) -> list[str]:
     """Place a probe as a join would and have the chosen nodes answer; reasons when none does."""
     redis = gateway.redis
     nodes = await gateway.registry.nodes()
@@ -108,7 +123,7 @@ class RegionVerdict:
 class RegionHealth:
     """The last region probe's verdict, renewed every ``interval`` seconds in the background."""
 
-    gateway: Gateway
+    gateway: RegionView
     interval: float = REGION_CHECK_INTERVAL_S
     verdict: RegionVerdict | None = None
     _task: asyncio.Task[None] | None = field(default=None, repr=False)

@@ -7,24 +7,23 @@ carries the cluster secret: a leaked client token cannot register a rogue node.
 from __future__ import annotations
 
 import hmac
+from typing import TypeVar
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
+from gateway_node.app_keys import GATEWAY
 from gateway_node.registry import UnknownNode
 from rtcfleet.nodes import Heartbeat, NodeRegistration
 
-
-def _app_gateway(request: web.Request):  # type: ignore[no-untyped-def]
-    from gateway_node.app import GATEWAY
-
-    return request.app[GATEWAY]
+Body = TypeVar("Body", NodeRegistration, Heartbeat)
 
 
 @web.middleware
-async def cluster_auth(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def cluster_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith("/internal/"):
-        gateway = _app_gateway(request)
+        gateway = request.app[GATEWAY]
         expected = f"Bearer {gateway.settings.cluster_secret.get_secret_value()}"
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), expected.encode()):
@@ -32,7 +31,7 @@ async def cluster_auth(request: web.Request, handler):  # type: ignore[no-untype
     return await handler(request)
 
 
-async def _body(request: web.Request, model: type[NodeRegistration] | type[Heartbeat]):  # type: ignore[no-untyped-def]
+async def _body(request: web.Request, model: type[Body]) -> Body:
     try:
         return model.model_validate_json(await request.read())
     except ValidationError as exc:
@@ -42,7 +41,7 @@ async def _body(request: web.Request, model: type[NodeRegistration] | type[Heart
 
 
 async def register(request: web.Request) -> web.Response:
-    gateway = _app_gateway(request)
+    gateway = request.app[GATEWAY]
     registration = await _body(request, NodeRegistration)
     state = await gateway.registry.register(registration)
     return web.json_response(
@@ -55,7 +54,7 @@ async def register(request: web.Request) -> web.Response:
 
 
 async def heartbeat(request: web.Request) -> web.Response:
-    gateway = _app_gateway(request)
+    gateway = request.app[GATEWAY]
     node_id = request.match_info["node_id"]
     beat = await _body(request, Heartbeat)
     try:
@@ -71,13 +70,14 @@ async def room_lookup(request: web.Request) -> web.Response:
     When this region is the room's home, "not here" also reserves the room for the asker
     (``?for=<region>``), unless a third region holds it: then the answer names that region.
     """
-    gateway = _app_gateway(request)
+    gateway = request.app[GATEWAY]
     room = request.match_info["room"]
-    node = await gateway.local_owner(room)
+    placement = gateway.placement
+    node = await placement.local_owner(room)
     asker = request.query.get("for")
-    if node is None and asker in gateway.settings.peer_regions and gateway.is_home(room):
-        holder = await gateway.reserve(room, asker, stale=gateway.settings.region)
-        elsewhere = gateway.redirect_to(holder) if holder != asker else None
+    if node is None and asker in gateway.settings.peer_regions and placement.is_home(room):
+        holder = await placement.reserve(room, asker, stale=gateway.settings.region)
+        elsewhere = placement.redirect_to(holder) if holder != asker else None
         if elsewhere is not None:
             return web.json_response(
                 {"room": room, "found": True, "region": holder, "signal_urls": elsewhere.urls}

@@ -85,5 +85,9 @@ class GatewaySettings(ServiceSettings):
     def ordered_regions(self) -> list[str]:
         return [self.region, *(r for r in self.regions_by_distance if r != self.region)]
 
+    def client_fallback_urls(self) -> list[str]:
+        """Where a client goes when this gateway's region fails: every other region's URLs."""
+        return [url for url in self.fallback_urls if url != self.public_url]
+
     def api_secrets(self) -> dict[str, str]:
         return {key: secret.get_secret_value() for key, secret in self.api_keys.items()}

@@ -15,9 +15,13 @@ import time
 from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
-from gateway_node.gateway import Gateway, RoomElsewhere, Session
+from gateway_node.app_keys import GATEWAY
+from gateway_node.gateway import Gateway
+from gateway_node.ice_servers import ice_servers
 from gateway_node.placement import NoAvailableNodes
 from gateway_node.ratelimit import TokenBucket
+from gateway_node.room_placement import RoomElsewhere
+from gateway_node.sessions import Session
 from rtcfleet import bus
 from rtcfleet.node_messages import (
     AnyNodeCommand,
@@ -26,7 +30,6 @@ from rtcfleet.node_messages import (
     NodeSubscriberAnswer,
     NodeTrickle,
 )
-from rtcfleet.nodes import NodeState
 from rtcfleet.signaling import (
     MAX_FRAME_BYTES,
     ErrorCode,
@@ -105,7 +108,7 @@ class SignalConnection:
             deadline.cancel()
             if self.session is not None:
                 # no leave: the session lives on in Redis for a resume until its TTL
-                self.gateway.detach(self.session)
+                self.gateway.relay.detach(self.session)
 
     def _join_timeout(self) -> None:
         if self.session is None and not self.ws.closed:
@@ -129,6 +132,8 @@ class SignalConnection:
             await self.dispatch(message)
         except SignalingError as exc:
             await self.send_error(exc.code, exc.message)
+        except NoAvailableNodes as exc:
+            await self.send_error(ErrorCode.NO_MEDIA_NODE, str(exc))
         except (RedisError, OSError) as exc:
             log.warning("signaling backend failure: %s", exc)
             await self.send_error(ErrorCode.INTERNAL, "signaling backend unavailable, retry")
@@ -178,7 +183,8 @@ class SignalConnection:
             await self.rejoin(session)
         elif isinstance(message, Leave):
             self.session = None
-            await self.gateway.end_session(session)
+            self.gateway.relay.detach(session)
+            await self.gateway.store.end(session)
             await self.ws.close()
 
     async def to_node(self, session: Session, command: AnyNodeCommand) -> None:
@@ -202,8 +208,8 @@ class SignalConnection:
             can_publish=grant.can_publish,
             can_subscribe=grant.can_subscribe,
             participants=[],
-            ice_servers=self.gateway.ice_servers(grant.identity, node_address),
-            fallback_urls=self.gateway.fallback_urls(),
+            ice_servers=ice_servers(self.gateway.settings, grant.identity, node_address),
+            fallback_urls=self.gateway.settings.client_fallback_urls(),
         )
 
     async def join(self, message: Join) -> None:
@@ -215,13 +221,15 @@ class SignalConnection:
             await self.resume(message, grant)
             return
         try:
-            node = await self._place(grant.room, unreachable=frozenset(message.unreachable_regions))
+            node = await self.gateway.placement.place(
+                grant.room, unreachable=frozenset(message.unreachable_regions)
+            )
         except RoomElsewhere as elsewhere:
             await self.ws.send_str(encode(Redirect(region=elsewhere.region, urls=elsewhere.urls)))
             return
         gateway = self.gateway
-        session_id = gateway.new_session_id()
-        await gateway.save_session(session_id, grant, node.node_id)
+        session_id = gateway.store.new_id()
+        await gateway.store.save(session_id, grant, node.node_id)
         session = Session(
             session_id=session_id,
             grant=grant,
@@ -230,7 +238,7 @@ class SignalConnection:
             transport=self.transport,
         )
         self.session = session
-        await gateway.attach(session)
+        await gateway.relay.attach(session)
         # the join answer first in the session's stream, before anything the node says
         joined = self._joined(
             session_id, grant, node.node_id, resumed=False, node_address=node.registration.public_ip
@@ -249,34 +257,19 @@ class SignalConnection:
             can_subscribe=grant.can_subscribe,
         )
 
-    async def _place(
-        self,
-        room: str,
-        *,
-        look_elsewhere: bool = True,
-        avoid: str | None = None,
-        unreachable: frozenset[str] = frozenset(),
-    ) -> NodeState:
-        try:
-            return await self.gateway.place(
-                room, look_elsewhere=look_elsewhere, avoid=avoid, unreachable=unreachable
-            )
-        except NoAvailableNodes as exc:
-            raise SignalingError(ErrorCode.NO_MEDIA_NODE, str(exc)) from None
-
     async def resume(self, message: Join, grant: Grant) -> None:
         """Reattach a session after its socket dropped, replaying what the client missed."""
         assert message.session_id is not None
         gateway = self.gateway
-        record = await gateway.load_session(message.session_id)
+        record = await gateway.store.load(message.session_id)
         if record is None:
             raise SignalingError(ErrorCode.SESSION_NOT_FOUND, "session expired; join anew")
         if record.get("identity") != grant.identity or record.get("room") != grant.room:
             raise SignalingError(ErrorCode.UNAUTHORIZED, "token does not match the session")
-        previous = gateway.sessions.get(message.session_id)
+        previous = gateway.relay.sessions.get(message.session_id)
         if previous is not None:
             # the same session reconnecting to this gateway: the old socket is dead
-            gateway.detach(previous)
+            gateway.relay.detach(previous)
             await previous.ws.close()
         node_id = record["node_id"]
         session = Session(
@@ -292,7 +285,7 @@ class SignalConnection:
         address = placed.registration.public_ip if placed is not None else None
         joined = self._joined(session.session_id, grant, node_id, True, address)
         await self.ws.send_str(encode(joined))
-        await gateway.attach(session)
+        await gateway.relay.attach(session)
         gateway.metrics.resumes.inc()
 
     async def rejoin(self, session: Session) -> None:
@@ -313,16 +306,18 @@ class SignalConnection:
             )
         async with session.lock:
             avoid = None
-            if not session.reconnect_sent and await gateway.node_suspect(session.node_id):
+            if not session.reconnect_sent and await gateway.monitor.node_suspect(session.node_id):
                 # the client found its media dead on its own, and the node went quiet too
                 avoid = session.node_id
                 log.info("node %s suspected by session %s", avoid, session.session_id)
             # the session belongs to this region: its media is placed here
-            node = await self._place(session.grant.room, look_elsewhere=False, avoid=avoid)
+            node = await gateway.placement.place(
+                session.grant.room, look_elsewhere=False, avoid=avoid
+            )
             session.node_id = node.node_id
             session.reconnect_sent = False
             session.placed_at = time.time()
-            await gateway.save_session(session.session_id, session.grant, node.node_id)
+            await gateway.store.save(session.session_id, session.grant, node.node_id)
             joined = self._joined(
                 session.session_id,
                 session.grant,
@@ -337,8 +332,6 @@ class SignalConnection:
 
 
 async def signal_handler(request: web.Request) -> web.StreamResponse:
-    from gateway_node.app import GATEWAY
-
     gateway = request.app[GATEWAY]
     ws = web.WebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, heartbeat=WS_HEARTBEAT_S)
     await ws.prepare(request)

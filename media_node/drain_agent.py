@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,8 +47,11 @@ CLOUD_CALL_ERRORS: tuple[type[BaseException], ...] = (
 class DrainingNode(Protocol):
     """What the agent needs of the supervisor."""
 
-    draining: bool
-    room_worker: dict[str, Any]
+    @property
+    def draining(self) -> bool: ...
+
+    @property
+    def room_worker(self) -> Mapping[str, Any]: ...
 
     def start_drain(self) -> None: ...
 

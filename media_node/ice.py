@@ -138,3 +138,13 @@ def ice_candidate_from_dict(candidate: dict[str, Any] | None) -> RTCIceCandidate
     if parsed.sdpMid is None and parsed.sdpMLineIndex is None:
         parsed.sdpMLineIndex = 0
     return parsed
+
+
+def accept_remote_candidate(
+    policy: IcePolicy, candidate: dict[str, Any] | None, accepted: int
+) -> tuple[RTCIceCandidate | None, int]:
+    """A client's candidate parsed and checked against ``policy`` (``accepted``: candidates
+    its connection took so far), with the count that includes it."""
+    parsed = ice_candidate_from_dict(candidate)
+    policy.check_candidate(parsed, accepted)
+    return parsed, accepted + (parsed is not None)

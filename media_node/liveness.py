@@ -17,7 +17,9 @@ from infra.spec import LIVENESS_PATH
 
 class LiveNode(Protocol):
     node_id: str
-    draining: bool
+
+    @property
+    def draining(self) -> bool: ...
 
 
 NODE = web.AppKey("node", LiveNode)

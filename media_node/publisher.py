@@ -20,7 +20,7 @@ from aiortc.sdp import SessionDescription
 from media_node import rtp_hooks, transport_cc
 from media_node.codec_policy import CodecNotAllowed, codec_preferences
 from media_node.forwarder import vp8_keyframe_start
-from media_node.ice import IcePolicy, ice_candidate_from_dict
+from media_node.ice import IcePolicy, accept_remote_candidate
 from rtcfleet.signaling import MAX_MEDIA_SECTIONS
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,10 @@ class TooManyTracks(ValueError):
 class DownTrack(Protocol):
     """A subscriber stream fed by a published track."""
 
-    async def deliver(self, packet: RtpPacket, source: Hashable) -> None: ...
+    def deliver_now(self, packet: RtpPacket, source: Hashable) -> None:
+        """Take one packet without suspending: a published track calls each of its
+        subscribers in turn, on the packet's own path."""
+        ...
 
 
 class PublishedTrack:
@@ -92,11 +95,7 @@ class PublishedTrack:
         self.packets_in += 1
         source = (self.track_id, packet.ssrc)
         for downtrack in list(self.downtracks):
-            deliver_now = getattr(downtrack, "deliver_now", None)
-            if deliver_now is not None:
-                deliver_now(packet, source)
-            else:
-                await downtrack.deliver(packet, source)
+            downtrack.deliver_now(packet, source)
 
     def request_keyframe(self) -> bool:
         """Ask the publisher for a keyframe (PLI) unless one was asked for very recently."""
@@ -202,10 +201,9 @@ class Publisher:
         return self.pc.localDescription.sdp, published
 
     async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
-        parsed = ice_candidate_from_dict(candidate)
-        self._ice.check_candidate(parsed, self.remote_candidates)
-        if parsed is not None:
-            self.remote_candidates += 1
+        parsed, self.remote_candidates = accept_remote_candidate(
+            self._ice, candidate, self.remote_candidates
+        )
         await self.pc.addIceCandidate(parsed)
 
     @property

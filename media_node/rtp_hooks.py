@@ -10,6 +10,8 @@ and is covered by `tests/media_node/test_rtp_hooks.py`.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import os
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -496,8 +498,44 @@ def bind_host_candidates(
 
 
 def host_addresses(connection: Connection) -> list[str]:
-    # looked up at call time: rtcfleet.ice_host may restrict the addresses
+    # looked up at call time: restrict_host_addresses may have replaced it
     return list(aioice.ice.get_host_addresses(connection._use_ipv4, connection._use_ipv6))
+
+
+# ---- which local addresses ICE gathers host candidates on (process-wide) -----------------------
+#
+# aioice gathers on every interface except loopback. A media node should offer only its media
+# interface (behind 1:1 NAT, the private address the public IP maps to), and the local fleet and
+# the tests must keep all media on 127.0.0.1: aioice's module-level address lookup is replaced
+# for the whole process, its own peer connections and any other.
+
+# comma-separated addresses, read by restrict_host_addresses_from_environment
+ICE_ADDRESSES_ENV = "RTCFLEET_ICE_ADDRESSES"
+_aioice_host_addresses = aioice.ice.get_host_addresses
+
+
+def restrict_host_addresses(addresses: list[str] | None) -> None:
+    """Gather host candidates only on ``addresses``; ``None`` restores aioice's default."""
+    if not addresses:
+        aioice.ice.get_host_addresses = _aioice_host_addresses
+        return
+    parsed = [ipaddress.ip_address(address) for address in addresses]
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [
+            str(ip)
+            for ip in parsed
+            if (ip.version == 4 and use_ipv4) or (ip.version == 6 and use_ipv6)
+        ]
+
+    aioice.ice.get_host_addresses = get_host_addresses
+
+
+def restrict_host_addresses_from_environment() -> None:
+    """``restrict_host_addresses`` with ``RTCFLEET_ICE_ADDRESSES``, when it is set."""
+    value = os.environ.get(ICE_ADDRESSES_ENV, "").strip()
+    if value:
+        restrict_host_addresses([part.strip() for part in value.split(",") if part.strip()])
 
 
 def bound_ports(pc: RTCPeerConnection) -> list[int]:

@@ -25,8 +25,8 @@ from aiortc.rtp import RtpPacket
 from media_node import rtp_hooks
 from media_node.codec_policy import codec_preferences
 from media_node.forwarder import Forwarder, OutputStream
-from media_node.ice import IcePolicy, ice_candidate_from_dict
-from media_node.publisher import PublishedTrack
+from media_node.ice import IcePolicy, accept_remote_candidate
+from media_node.publisher import DownTrack, PublishedTrack
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +35,9 @@ class SubscriberNotNegotiating(RuntimeError):
     """An answer arrived while the SFU had no subscriber offer outstanding."""
 
 
-class Slot:
-    """One m-line of a subscriber connection and the forwarder behind its sender."""
+class SubscriberDownTrack(DownTrack):
+    """One m-line of a subscriber connection (a slot that a track of its kind may reuse) and
+    the forwarder behind its sender: the ``DownTrack`` a published track feeds."""
 
     def __init__(
         self,
@@ -67,12 +68,8 @@ class Slot:
         self.track = None
         self.transceiver.direction = "inactive"
 
-    async def deliver(self, packet: RtpPacket, source: Hashable) -> None:
-        self.deliver_now(packet, source)
-
     def deliver_now(self, packet: RtpPacket, source: Hashable) -> None:
-        """Forward one packet to this subscriber without suspending (the per-subscriber hot
-        path: a published track calls it for each of its subscribers in turn)."""
+        """Forward one packet to this subscriber (the per-subscriber hot path)."""
         forwarder = self.forwarder
         if forwarder is None or not self.active:
             return
@@ -136,7 +133,7 @@ class Subscriber:
         on_sent: Callable[[int], None],
     ) -> None:
         self.participant = participant
-        self.slots: list[Slot] = []
+        self.slots: list[SubscriberDownTrack] = []
         self.offers_sent = 0
         self._ice = ice
         self.remote_candidates = 0
@@ -149,7 +146,7 @@ class Subscriber:
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
 
-    def slot_for(self, track: PublishedTrack) -> Slot | None:
+    def slot_for(self, track: PublishedTrack) -> SubscriberDownTrack | None:
         return next((s for s in self.slots if s.track is track), None)
 
     async def add_track(self, track: PublishedTrack) -> None:
@@ -160,7 +157,7 @@ class Subscriber:
             if slot is None:
                 transceiver = self.pc.addTransceiver(track.kind, direction="sendonly")
                 transceiver.setCodecPreferences(codec_preferences(track.kind, self._allowed))
-                slot = Slot(transceiver, track.kind, self._on_sent)
+                slot = SubscriberDownTrack(transceiver, track.kind, self._on_sent)
                 self.slots.append(slot)
             slot.attach(track)
             await self._negotiate()
@@ -186,10 +183,9 @@ class Subscriber:
                 await self._negotiate()
 
     async def add_ice_candidate(self, candidate: dict[str, Any] | None) -> None:
-        parsed = ice_candidate_from_dict(candidate)
-        self._ice.check_candidate(parsed, self.remote_candidates)
-        if parsed is not None:
-            self.remote_candidates += 1
+        parsed, self.remote_candidates = accept_remote_candidate(
+            self._ice, candidate, self.remote_candidates
+        )
         await self.pc.addIceCandidate(parsed)
 
     async def close(self) -> None:

@@ -12,13 +12,13 @@ import logging
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
 from aiortc.exceptions import InvalidAccessError, InvalidStateError
 from pydantic import ValidationError
 
+from media_node import rtp_hooks
 from media_node.ice import InvalidCandidate
 from media_node.sfu import (
     CodecNotAllowed,
@@ -32,7 +32,6 @@ from media_node.sfu import (
     UnknownRoom,
 )
 from media_node.subscriber import SubscriberNotNegotiating
-from rtcfleet import ice_host
 from rtcfleet.node_messages import (
     AnyWorkerCommand,
     NodeJoin,
@@ -74,16 +73,6 @@ CLIENT_FAULTS = (
 )
 # messages waiting for the supervisor; past it the supervisor is not reading and they drop
 WORKER_OUTBOX = 4096
-
-
-@dataclass
-class WorkerLoad:
-    rooms: int = 0
-    participants: int = 0
-    forwarded_streams: int = 0
-    bitrate_out_bps: int = 0
-    cpu_percent: float = 0.0
-    room_participants: dict[str, int] = field(default_factory=dict)
 
 
 class Worker:
@@ -240,13 +229,13 @@ class Worker:
         # applies to connections negotiated from now on
         self.sfu.config.allowed_codecs = tuple(command.allowed_codecs)
 
-    def load(self) -> WorkerLoad:
+    def load(self) -> WorkerLoadReport:
         sfu_load = self.sfu.load()
         now, cpu = time.monotonic(), time.process_time()
         then, cpu_then = self._cpu_mark
         self._cpu_mark = (now, cpu)
         cpu_percent = 100.0 * (cpu - cpu_then) / max(now - then, 1e-6)
-        return WorkerLoad(
+        return WorkerLoadReport(
             rooms=len(self.rooms),
             participants=sum(len(m) for m in self.rooms.values()),
             forwarded_streams=sfu_load.forwarded_streams,
@@ -305,7 +294,7 @@ class Worker:
             self.send_load()
 
     def send_load(self) -> None:
-        self.send(WorkerLoadReport(**asdict(self.load())).model_dump())
+        self.send(self.load().model_dump())
 
 
 def worker_main(
@@ -313,9 +302,9 @@ def worker_main(
 ) -> None:
     """Entry point of a worker process (spawned by the supervisor)."""
     if bind_ip:
-        ice_host.restrict_host_addresses([bind_ip])
+        rtp_hooks.restrict_host_addresses([bind_ip])
     else:
-        ice_host.restrict_from_environment()
+        rtp_hooks.restrict_host_addresses_from_environment()
     logging.basicConfig(
         level=os.environ.get("RTCFLEET_LOG_LEVEL", "WARNING"),
         format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(name)s: %(message)s",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
@@ -58,6 +58,29 @@ class ServiceSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         path = os.environ.get(cls.CONFIG_ENV) if cls.CONFIG_ENV else None
         return (init_settings, env_settings, _ConfigFileSource(settings_cls, path))
+
+    @classmethod
+    def environment(cls, **values: object) -> dict[str, str]:
+        """The environment variables that give the service ``values`` (its settings' field
+        names), as the local fleet and a machine's first boot write them: each variable's name
+        comes from the model alone. A name that is no field raises; ``None`` leaves it out."""
+        prefix = cls.model_config.get("env_prefix") or ""
+        env = {}
+        for name, value in values.items():
+            if name not in cls.model_fields:
+                raise KeyError(f"{cls.__name__} has no setting {name!r}")
+            if value is not None:
+                env[f"{prefix}{name.upper()}"] = environment_value(value)
+        return env
+
+
+def environment_value(value: object) -> str:
+    """A setting as its environment variable spells it: lists and mappings as JSON."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, list | tuple | dict):
+        return json.dumps(value)
+    return str(value)
 
 
 def describe_errors(exc: ValidationError, env_prefix: str) -> str:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from rtcfleet.nodes import NodeLoad
 from rtcfleet.signaling import MAX_SDP_BYTES, IceCandidate, Name, PeerTarget
 
 SessionId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
@@ -109,14 +110,12 @@ class ToSession(_Internal):
     message: dict[str, Any]
 
 
-class WorkerLoadReport(_Internal):
+class WorkerLoadReport(NodeLoad):
+    """A worker's load, once a second: a node's load is the sum of its workers' reports."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     kind: Literal["load"] = "load"
-    rooms: int = Field(ge=0)
-    participants: int = Field(ge=0)
-    forwarded_streams: int = Field(ge=0)
-    bitrate_out_bps: int = Field(ge=0)
-    cpu_percent: float = Field(ge=0)
-    room_participants: dict[str, int]
 
 
 class SessionLeft(_Internal):

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rtcfleet import ice_host
+from media_node import rtp_hooks
 from rtcfleet.servers import RedisServer, ReplicatedPostgres, SentinelRedis
 
 
@@ -57,5 +57,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 # Every WebRTC peer in the suite, in-process or child process, keeps its media on loopback.
-os.environ[ice_host.ENV] = "127.0.0.1"
-ice_host.restrict_from_environment()
+os.environ[rtp_hooks.ICE_ADDRESSES_ENV] = "127.0.0.1"
+rtp_hooks.restrict_host_addresses_from_environment()

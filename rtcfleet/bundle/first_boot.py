@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from gateway_node.settings import GatewaySettings
 from infra.spec import (
     ENV_TAG,
     INTERNAL_PATH_PREFIX,
@@ -41,6 +42,8 @@ from infra.spec import (
 )
 from media_node.cloud_metadata import AzureMetadata, Ec2Metadata, MetadataError
 from media_node.public_address import PublicAddressError, public_address
+from media_node.rtp_hooks import ICE_ADDRESSES_ENV
+from media_node.settings import MediaNodeSettings
 from rtcfleet.bundle.templates import TURNSERVER_CONF
 
 ETC_DIR = Path("/etc/rtcfleet")
@@ -111,65 +114,52 @@ def media_environment(facts: NodeFacts) -> dict[str, str]:
     signaling = str(_require(s, "signalingUrl", "settings document")).rstrip("/")
     base = signaling.removesuffix(INTERNAL_PATH_PREFIX.rstrip("/"))
     ports = s.get("mediaPorts") or [MEDIA_PORT_MIN, MEDIA_PORT_MAX]
-    env = {
-        "RTCFLEET_MEDIA_NODE_ID": facts.node_id,
-        "RTCFLEET_MEDIA_REGION": facts.region,
-        "RTCFLEET_MEDIA_GATEWAY_URLS": json.dumps([base]),
-        "RTCFLEET_MEDIA_CLUSTER_SECRET": _require(secrets, "clusterSecret", "the role's secret"),
-        "RTCFLEET_MEDIA_REDIS_URL": redis_url(s, secrets),
-        "RTCFLEET_MEDIA_SETTINGS_DSN": postgres_dsn(s, secrets, "readHost"),
-        "RTCFLEET_MEDIA_BIND_IP": facts.private_ip,
-        "RTCFLEET_MEDIA_PORT_MIN": str(ports[0]),
-        "RTCFLEET_MEDIA_PORT_MAX": str(ports[1]),
-        "RTCFLEET_MEDIA_CLOUD": facts.cloud,
-        "RTCFLEET_ICE_ADDRESSES": facts.private_ip,
-    }
-    if facts.public_ip:
-        env["RTCFLEET_MEDIA_PUBLIC_IP"] = facts.public_ip
-    if s.get("drainTimeoutSeconds"):
-        env["RTCFLEET_MEDIA_DRAIN_TIMEOUT_SECONDS"] = str(s["drainTimeoutSeconds"])
-    return env
+    env = MediaNodeSettings.environment(
+        node_id=facts.node_id,
+        region=facts.region,
+        gateway_urls=[base],
+        cluster_secret=_require(secrets, "clusterSecret", "the role's secret"),
+        redis_url=redis_url(s, secrets),
+        settings_dsn=postgres_dsn(s, secrets, "readHost"),
+        bind_ip=facts.private_ip,
+        port_min=ports[0],
+        port_max=ports[1],
+        cloud=facts.cloud,
+        public_ip=facts.public_ip or None,
+        drain_timeout_seconds=s.get("drainTimeoutSeconds") or None,
+    )
+    return env | {ICE_ADDRESSES_ENV: facts.private_ip}
 
 
 def gateway_environment(facts: NodeFacts) -> dict[str, str]:
     s, secrets = facts.settings, facts.secrets
     api_key = str(s.get("apiKey") or facts.env)
-    env = {
-        "RTCFLEET_GATEWAY_GATEWAY_ID": facts.node_id,
-        "RTCFLEET_GATEWAY_REGION": facts.region,
-        "RTCFLEET_GATEWAY_REDIS_URL": redis_url(s, secrets),
-        "RTCFLEET_GATEWAY_POSTGRES_DSN": postgres_dsn(s, secrets, "writeHost"),
-        "RTCFLEET_GATEWAY_API_KEYS": json.dumps(
-            {api_key: _require(secrets, "apiSecret", "the role's secret")}
-        ),
-        "RTCFLEET_GATEWAY_CLUSTER_SECRET": _require(secrets, "clusterSecret", "the role's secret"),
-        "RTCFLEET_GATEWAY_ADMIN_TOKEN": _require(secrets, "adminToken", "the role's secret"),
-        "RTCFLEET_GATEWAY_TURN_SECRET": turn_secret(secrets),
-    }
     postgres = s.get("postgres") or {}
-    if postgres.get("readHost"):
+    return GatewaySettings.environment(
+        gateway_id=facts.node_id,
+        region=facts.region,
+        redis_url=redis_url(s, secrets),
+        postgres_dsn=postgres_dsn(s, secrets, "writeHost"),
+        api_keys={api_key: _require(secrets, "apiSecret", "the role's secret")},
+        cluster_secret=_require(secrets, "clusterSecret", "the role's secret"),
+        admin_token=_require(secrets, "adminToken", "the role's secret"),
+        turn_secret=turn_secret(secrets),
         # the region's settings copy: its lag in /stats and /metrics
-        env["RTCFLEET_GATEWAY_SETTINGS_REPLICA_DSN"] = postgres_dsn(s, secrets, "readHost")
-    if postgres.get("subscription"):
+        settings_replica_dsn=(
+            postgres_dsn(s, secrets, "readHost") if postgres.get("readHost") else None
+        ),
         # the copy subscribes to a writer in another cloud: the gateways keep it following
-        env["RTCFLEET_GATEWAY_SETTINGS_SUBSCRIPTION"] = str(postgres["subscription"])
-    for key, var in (
-        ("signalingPort", "CLIENT_PORT"),
-        ("adminPort", "ADMIN_PORT"),
-        ("publicUrl", "PUBLIC_URL"),
-        ("turnPort", "NODE_TURN_PORT"),
-    ):
-        if s.get(key) is not None:
-            env[f"RTCFLEET_GATEWAY_{var}"] = str(s[key])
-    for key, var in (
-        ("turnUrls", "TURN_URLS"),
-        ("stunUrls", "STUN_URLS"),
-        ("fallbackUrls", "FALLBACK_URLS"),
-        ("regionsByDistance", "REGIONS_BY_DISTANCE"),
-    ):
-        if s.get(key):
-            env[f"RTCFLEET_GATEWAY_{var}"] = json.dumps(s[key])
-    return env
+        settings_subscription=postgres.get("subscription") or None,
+        client_port=s.get("signalingPort"),
+        admin_port=s.get("adminPort"),
+        public_url=s.get("publicUrl"),
+        node_turn_port=s.get("turnPort"),
+        # lists: left out when empty
+        turn_urls=s.get("turnUrls") or None,
+        stun_urls=s.get("stunUrls") or None,
+        fallback_urls=s.get("fallbackUrls") or None,
+        regions_by_distance=s.get("regionsByDistance") or None,
+    )
 
 
 def turnserver_conf(facts: NodeFacts) -> str:
@@ -419,10 +409,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"public address {facts.public_ip} (STUN)", flush=True)
         if facts.role == "media":
             # the drain agent talks to the same endpoints first boot did
-            if args.metadata_url:
-                facts.extra["RTCFLEET_MEDIA_METADATA_URL"] = args.metadata_url
-            if args.endpoint_url:
-                facts.extra["RTCFLEET_MEDIA_CLOUD_API_URL"] = args.endpoint_url
+            facts.extra |= MediaNodeSettings.environment(
+                metadata_url=args.metadata_url or None, cloud_api_url=args.endpoint_url or None
+            )
         written = write_outputs(facts, args.etc_dir)
     except (FirstBootError, PublicAddressError, KeyError, ValueError) as exc:
         print(f"rtcfleet first boot failed: {exc}", file=sys.stderr)

@@ -140,7 +140,7 @@ def region_outage(
         if dry_run:
             console.print("--dry-run applies to cloud targets; the local drill is harmless")
             raise typer.Exit(2)
-        from rtcfleet import ice_host
+        from media_node import rtp_hooks
         from rtcfleet.drill.local import LocalBackend
         from rtcfleet.local import FleetSpec, LocalFleet
 
@@ -154,7 +154,7 @@ def region_outage(
             raise typer.Exit(2)
         fabric = _fabric(fault, console)
         try:
-            ice_host.restrict_host_addresses(
+            rtp_hooks.restrict_host_addresses(
                 [fabric.client_address if fabric is not None else "127.0.0.1"]
             )
             fleet = LocalFleet(fleet_spec, fabric=fabric)

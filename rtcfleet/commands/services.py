@@ -147,12 +147,12 @@ def _loopback_media_for_loopback_gateways(urls: list[str]) -> None:
     """A bot talking to a local fleet keeps its media on 127.0.0.1, like the fleet's nodes."""
     from urllib.parse import urlsplit
 
-    from rtcfleet import ice_host
+    from media_node import rtp_hooks
 
-    if os.environ.get(ice_host.ENV):
-        ice_host.restrict_from_environment()
+    if os.environ.get(rtp_hooks.ICE_ADDRESSES_ENV):
+        rtp_hooks.restrict_host_addresses_from_environment()
     elif all(urlsplit(url).hostname in ("127.0.0.1", "localhost") for url in urls):
-        ice_host.restrict_host_addresses(["127.0.0.1"])
+        rtp_hooks.restrict_host_addresses(["127.0.0.1"])
 
 
 def register(app: typer.Typer) -> None:

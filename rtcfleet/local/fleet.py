@@ -11,25 +11,25 @@ services run as the same processes the machine images run (``rtcfleet gateway``,
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
-import secrets
 import shutil
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from infra.spec import LIVENESS_PATH, READINESS_PATH
-from rtcfleet.local import replication
+from gateway_node.settings import GatewaySettings
+from infra.spec import READINESS_PATH
+from media_node.rtp_hooks import ICE_ADDRESSES_ENV
+from media_node.settings import MediaNodeSettings
+from rtcfleet.local import faults, replication
+from rtcfleet.local.probes import healthy_nodes, probe
 from rtcfleet.local.replication import LOGICAL, PHYSICAL
+from rtcfleet.local.replication_lag import replication_lag, wait_replayed
+from rtcfleet.local.topology import FleetSpec, Region, ServiceProcess
 from rtcfleet.logical_replication import subscription_name
 from rtcfleet.servers import PostgresServer, ReplicatedPostgres, SentinelRedis, free_port
 from rtcfleet.servers.ports import LOCAL, Bind
@@ -38,83 +38,6 @@ from rtcfleet.tokens import mint_token
 
 if TYPE_CHECKING:
     from rtcfleet.netfault import Fabric
-
-DEFAULT_API_KEY = "local"
-
-
-@dataclass
-class FleetSpec:
-    regions: int = 1
-    gateways: int = 2
-    media: int = 1
-    workers_per_node: int = 1
-    node_stale_seconds: float = 5.0
-    settings_refresh_seconds: float = 1.0
-    drain_timeout_seconds: float = 120.0
-    api_key: str = DEFAULT_API_KEY
-    api_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
-    cluster_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
-    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    log_level: str = "INFO"
-    # the cloud of each region, in order (empty: all one cloud); regions outside the home
-    # region's cloud read settings through a logical-replication subscriber
-    clouds: list[str] = field(default_factory=list)
-
-    def region_names(self) -> list[str]:
-        return [f"local-{i + 1}" for i in range(self.regions)]
-
-    def region_clouds(self) -> list[str]:
-        if not self.clouds:
-            return ["local"] * self.regions
-        if len(self.clouds) != self.regions or not all(self.clouds):
-            raise ValueError(
-                f"clouds: one non-empty cloud name per region ({self.regions}), got {self.clouds}"
-            )
-        return list(self.clouds)
-
-
-@dataclass
-class ServiceProcess:
-    """A gateway or media node process of the fleet."""
-
-    role: str
-    name: str
-    region: str
-    process: ServerProcess
-    client_port: int | None = None
-    admin_port: int | None = None
-    health_port: int | None = None
-    bind: Bind = LOCAL
-
-    @property
-    def http_url(self) -> str:
-        return f"http://{self.bind.address}:{self.client_port}"
-
-    @property
-    def signal_url(self) -> str:
-        return f"ws://{self.bind.address}:{self.client_port}/v1/signal"
-
-    @property
-    def admin_url(self) -> str:
-        return f"http://{self.bind.address}:{self.admin_port}"
-
-    @property
-    def liveness_url(self) -> str:
-        """Where the node group's health check would ask: the process's own liveness."""
-        port = self.client_port if self.role == "gateway" else self.health_port
-        return f"http://{self.bind.address}:{port}{LIVENESS_PATH}"
-
-
-@dataclass
-class Region:
-    name: str
-    redis: SentinelRedis
-    settings_replica: PostgresServer
-    cloud: str = "local"
-    # how settings_replica follows the writer: a streaming replica, or a subscriber
-    replication: str = PHYSICAL
-    gateways: list[ServiceProcess] = field(default_factory=list)
-    media_nodes: list[ServiceProcess] = field(default_factory=list)
 
 
 class FleetNotReady(TimeoutError):
@@ -241,7 +164,7 @@ class LocalFleet:
             name,
             [sys.executable, "-m", "rtcfleet", role],
             self.workdir / "logs" / f"{name}.log",
-            env=self._env({"RTCFLEET_ICE_ADDRESSES": bind.address, **env}),
+            env=self._env({ICE_ADDRESSES_ENV: bind.address, **env}),
             netns=bind.netns,
         )
         process.start()
@@ -290,35 +213,29 @@ class LocalFleet:
         others = [r for r in names if r != region_name]
         fallback = [url for other in others for url in self.gateway_urls(other)]
         name = f"gateway-{region_name}-{index + 1}"
-        env = {
-            "RTCFLEET_GATEWAY_GATEWAY_ID": name,
-            "RTCFLEET_GATEWAY_REGION": region_name,
-            "RTCFLEET_GATEWAY_REGIONS_BY_DISTANCE": json.dumps(others),
-            "RTCFLEET_GATEWAY_HOST": self.bind(name).address,
-            "RTCFLEET_GATEWAY_CLIENT_PORT": str(client_port),
-            "RTCFLEET_GATEWAY_ADMIN_PORT": str(admin_port),
-            "RTCFLEET_GATEWAY_PUBLIC_URL": self.gateway_urls(region_name)[index],
-            "RTCFLEET_GATEWAY_FALLBACK_URLS": json.dumps(fallback),
-            "RTCFLEET_GATEWAY_REDIS_URL": region.redis.url,
-            "RTCFLEET_GATEWAY_POSTGRES_DSN": self.settings_dsn(),
-            "RTCFLEET_GATEWAY_SETTINGS_REFRESH_SECONDS": str(self.spec.settings_refresh_seconds),
-            "RTCFLEET_GATEWAY_SETTINGS_REPLICA_DSN": region.settings_replica.dsn,
-            **(
-                {"RTCFLEET_GATEWAY_SETTINGS_SUBSCRIPTION": subscription_name(region_name)}
-                if region.replication == LOGICAL
-                else {}
+        env = GatewaySettings.environment(
+            gateway_id=name,
+            region=region_name,
+            regions_by_distance=others,
+            host=self.bind(name).address,
+            client_port=client_port,
+            admin_port=admin_port,
+            public_url=self.gateway_urls(region_name)[index],
+            fallback_urls=fallback,
+            redis_url=region.redis.url,
+            postgres_dsn=self.settings_dsn(),
+            settings_refresh_seconds=self.spec.settings_refresh_seconds,
+            settings_replica_dsn=region.settings_replica.dsn,
+            settings_subscription=(
+                subscription_name(region_name) if region.replication == LOGICAL else None
             ),
-            "RTCFLEET_GATEWAY_PEER_REGIONS": json.dumps(
-                {other: self.internal_urls(other) for other in others}
-            ),
-            "RTCFLEET_GATEWAY_PEER_SIGNAL_URLS": json.dumps(
-                {other: self.gateway_urls(other) for other in others}
-            ),
-            "RTCFLEET_GATEWAY_API_KEYS": json.dumps({self.spec.api_key: self.spec.api_secret}),
-            "RTCFLEET_GATEWAY_CLUSTER_SECRET": self.spec.cluster_secret,
-            "RTCFLEET_GATEWAY_ADMIN_TOKEN": self.spec.admin_token,
-            "RTCFLEET_GATEWAY_NODE_STALE_SECONDS": str(self.spec.node_stale_seconds),
-        }
+            peer_regions={other: self.internal_urls(other) for other in others},
+            peer_signal_urls={other: self.gateway_urls(other) for other in others},
+            api_keys={self.spec.api_key: self.spec.api_secret},
+            cluster_secret=self.spec.cluster_secret,
+            admin_token=self.spec.admin_token,
+            node_stale_seconds=self.spec.node_stale_seconds,
+        )
         service = ServiceProcess(
             "gateway",
             name,
@@ -344,20 +261,20 @@ class LocalFleet:
         name = f"media-{region_name}-{self._counter}"
         gateways = signaling_urls or self.internal_urls(region_name)
         health_port = free_port()
-        env = {
-            "RTCFLEET_MEDIA_NODE_ID": name,
-            "RTCFLEET_MEDIA_REGION": region_name,
-            "RTCFLEET_MEDIA_GATEWAY_URLS": json.dumps(gateways),
-            "RTCFLEET_MEDIA_CLUSTER_SECRET": self.spec.cluster_secret,
-            "RTCFLEET_MEDIA_REDIS_URL": region.redis.url,
-            "RTCFLEET_MEDIA_SETTINGS_DSN": region.settings_replica.dsn,
-            "RTCFLEET_MEDIA_SETTINGS_REFRESH_SECONDS": str(self.spec.settings_refresh_seconds),
-            "RTCFLEET_MEDIA_WORKERS": str(self.spec.workers_per_node),
-            "RTCFLEET_MEDIA_BIND_IP": self.bind(name).address,
-            "RTCFLEET_MEDIA_DRAIN_TIMEOUT_SECONDS": str(self.spec.drain_timeout_seconds),
-            "RTCFLEET_MEDIA_HEALTH_HOST": self.bind(name).address,
-            "RTCFLEET_MEDIA_HEALTH_PORT": str(health_port),
-        }
+        env = MediaNodeSettings.environment(
+            node_id=name,
+            region=region_name,
+            gateway_urls=gateways,
+            cluster_secret=self.spec.cluster_secret,
+            redis_url=region.redis.url,
+            settings_dsn=region.settings_replica.dsn,
+            settings_refresh_seconds=self.spec.settings_refresh_seconds,
+            workers=self.spec.workers_per_node,
+            bind_ip=self.bind(name).address,
+            drain_timeout_seconds=self.spec.drain_timeout_seconds,
+            health_host=self.bind(name).address,
+            health_port=health_port,
+        )
         service = ServiceProcess(
             "media",
             name,
@@ -373,14 +290,9 @@ class LocalFleet:
 
     def region_processes(self, name: str) -> list[ServerProcess]:
         """Everything that dies with the region: its services, Redis and its Postgres servers."""
-        region = self.regions[name]
-        processes = [s.process for s in (*region.gateways, *region.media_nodes)]
-        processes += region.redis.processes()
-        postgres = [region.settings_replica]
-        if self.postgres is not None and name == self.home:
-            postgres.append(self.postgres.primary)
-        processes += [server.process for server in postgres if server.process is not None]
-        return processes
+        home = self.postgres is not None and name == self.home
+        writer = self.postgres.primary if home and self.postgres is not None else None
+        return faults.region_processes(self.regions[name], writer)
 
     def kill_region(self, name: str) -> None:
         """SIGKILL every process of the region at once, as an outage would."""
@@ -398,27 +310,7 @@ class LocalFleet:
     def follow_writer(self) -> list[str]:
         """Point every surviving region's settings copy at the current writer."""
         assert self.postgres is not None
-        writer = self.postgres.primary
-        steps = []
-        for region in self.regions.values():
-            server = region.settings_replica
-            if server is writer or server.process is None or not server.process.running():
-                continue
-            started = time.monotonic()
-            if region.replication == PHYSICAL:
-                how = replication.follow_physical(server, writer, region.name)
-            else:
-                how = "re-subscribed by the region's gateways"
-                while not replication.subscribed(writer, region.name):
-                    if time.monotonic() - started > replication.REPOINT_TIMEOUT_S * 3:
-                        how = "not re-subscribed yet"
-                        break
-                    time.sleep(0.1)
-            steps.append(
-                f"{region.name}: {region.replication} copy {how} to port {writer.port} "
-                f"in {time.monotonic() - started:.2f} s"
-            )
-        return steps
+        return faults.follow_writer(self.regions.values(), self.postgres.primary)
 
     def restore_region(self, name: str, ready_timeout: float = 60.0) -> None:
         """Bring a dead region back: fresh Redis, a replica of the current primary, services."""
@@ -457,32 +349,7 @@ class LocalFleet:
         ``standby_bytes`` is read on the standby itself, so a standby that stopped streaming
         (absent from the primary's view) still shows what it lacks."""
         assert self.postgres is not None
-        primary = await asyncpg.connect(self.postgres.primary.dsn, timeout=3)
-        try:
-            rows = await primary.fetch(
-                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) AS bytes, "
-                "EXTRACT(EPOCH FROM COALESCE(replay_lag, interval '0')) AS seconds "
-                "FROM pg_stat_replication"
-            )
-            current = await primary.fetchval("SELECT pg_current_wal_lsn()::text")
-        finally:
-            await primary.close()
-        lag = {
-            "bytes": max((float(r["bytes"] or 0) for r in rows), default=0.0),
-            "seconds": max((float(r["seconds"] or 0) for r in rows), default=0.0),
-            "streaming_replicas": float(len(rows)),
-        }
-        standby = self._standby_server()
-        if standby is not None:
-            replica = await asyncpg.connect(standby.dsn, timeout=3)
-            try:
-                behind = await replica.fetchval(
-                    "SELECT pg_wal_lsn_diff($1::text::pg_lsn, pg_last_wal_replay_lsn())", current
-                )
-            finally:
-                await replica.close()
-            lag["standby_bytes"] = max(float(behind or 0), 0.0)
-        return lag
+        return await replication_lag(self.postgres.primary, self._standby_server())
 
     def _standby_server(self) -> PostgresServer | None:
         """The standby region's replica, unless the standby region holds the primary."""
@@ -496,23 +363,7 @@ class LocalFleet:
         standby = self._standby_server()
         if standby is None:
             return True
-        primary = await asyncpg.connect(self.postgres.primary.dsn, timeout=3)
-        try:
-            target = await primary.fetchval("SELECT pg_current_wal_lsn()::text")
-        finally:
-            await primary.close()
-        replica = await asyncpg.connect(standby.dsn, timeout=3)
-        try:
-            deadline = time.monotonic() + timeout
-            while not await replica.fetchval(
-                "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)", target
-            ):
-                if time.monotonic() > deadline:
-                    return False
-                await asyncio.sleep(0.05)
-            return True
-        finally:
-            await replica.close()
+        return await wait_replayed(self.postgres.primary, standby, timeout)
 
     def region_replication(self) -> dict[str, dict[str, Any]]:
         """Each region's settings copy: how it replicates, the writer's view of it (WAL bytes
@@ -549,9 +400,9 @@ class LocalFleet:
                 reason = "not started"
                 while True:
                     gateway.process.check_alive()
-                    ready, reason = _probe(gateway.admin_url + READINESS_PATH)
+                    ready, reason = probe(gateway.admin_url + READINESS_PATH)
                     if ready:
-                        healthy = _healthy_nodes(gateway.http_url + "/stats")
+                        healthy = healthy_nodes(gateway.http_url + "/stats")
                         if healthy >= nodes:
                             break
                         reason = f"{healthy} of {nodes} media nodes healthy"
@@ -594,25 +445,3 @@ class LocalFleet:
 def _writer_dsn(servers: list[PostgresServer]) -> str:
     hosts = ",".join(f"{server.bind.address}:{server.port}" for server in servers)
     return f"postgresql://postgres@{hosts}/postgres?target_session_attrs=read-write"
-
-
-def _healthy_nodes(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return int(json.loads(response.read())["media_nodes"]["healthy"])
-    except (urllib.error.URLError, OSError, ValueError, KeyError):
-        return 0
-
-
-def _probe(url: str) -> tuple[bool, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200, ""
-    except urllib.error.HTTPError as exc:
-        try:
-            body = json.loads(exc.read())
-            return False, "; ".join(body.get("reasons", [])) or str(exc)
-        except ValueError:
-            return False, str(exc)
-    except (urllib.error.URLError, OSError) as exc:
-        return False, str(exc)

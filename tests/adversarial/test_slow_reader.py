@@ -7,7 +7,7 @@ import time
 
 import aiohttp
 
-from gateway_node.gateway import SESSION_SEND_TIMEOUT_S
+from gateway_node.sessions import SESSION_SEND_TIMEOUT_S
 from rtcfleet.local import LocalFleet
 from tests.adversarial.conftest import (
     Attacker,

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rtcfleet import ice_host
+from media_node import rtp_hooks
 from rtcfleet.client.bot import Bot
 from rtcfleet.drill import DrillSpec, run_region_outage
 from rtcfleet.drill.backend import FaultKind
@@ -32,7 +32,7 @@ pytestmark = [
 def fleet() -> Iterator[LocalFleet]:
     fabric = Fabric().start()
     try:
-        ice_host.restrict_host_addresses([fabric.client_address])
+        rtp_hooks.restrict_host_addresses([fabric.client_address])
         fleet = LocalFleet(FleetSpec(regions=2, gateways=2, media=1), fabric=fabric).start()
         try:
             yield fleet
@@ -40,7 +40,7 @@ def fleet() -> Iterator[LocalFleet]:
             fleet.remove()
     finally:
         fabric.remove()
-        ice_host.restrict_from_environment()
+        rtp_hooks.restrict_host_addresses_from_environment()
     assert leftovers(fabric.tag) == []
 
 

@@ -47,7 +47,7 @@ def test_turn_credentials_are_what_coturn_derives() -> None:
 
 
 def test_join_answer_ice_servers_carry_time_limited_turn_credentials() -> None:
-    from gateway_node.gateway import Gateway
+    from gateway_node.ice_servers import ice_servers
     from gateway_node.settings import GatewaySettings
 
     settings = GatewaySettings(
@@ -61,7 +61,7 @@ def test_join_answer_ice_servers_carry_time_limited_turn_credentials() -> None:
         turn_secret="shared-turn-secret",
         turn_ttl_seconds=600,
     )
-    stun, turn = Gateway(settings).ice_servers("alice")
+    stun, turn = ice_servers(settings, "alice")
     assert stun.urls == ["stun:turn.example.test:3478"] and stun.username is None
     assert turn.urls == settings.turn_urls
     assert turn.username is not None and turn.username.endswith(":alice")
@@ -77,7 +77,7 @@ def test_join_answer_ice_servers_carry_time_limited_turn_credentials() -> None:
 
 def test_join_answer_points_at_the_media_nodes_own_coturn() -> None:
     """Every media node runs coturn: a session's TURN is on the node that carries its media."""
-    from gateway_node.gateway import Gateway
+    from gateway_node.ice_servers import ice_servers
     from gateway_node.settings import GatewaySettings
 
     settings = GatewaySettings(
@@ -88,16 +88,16 @@ def test_join_answer_points_at_the_media_nodes_own_coturn() -> None:
         admin_token="a" * 20,
         turn_secret="shared-turn-secret",
     )
-    stun, turn = Gateway(settings).ice_servers("bob", "203.0.113.7")
+    stun, turn = ice_servers(settings, "bob", "203.0.113.7")
     assert stun.urls == ["stun:203.0.113.7:3478"]
     assert turn.urls == [
         "turn:203.0.113.7:3478?transport=udp",
         "turn:203.0.113.7:3478?transport=tcp",
     ]
     assert turn.username is not None and turn.username.endswith(":bob") and turn.credential
-    assert Gateway(settings).ice_servers("bob", None) == []
+    assert ice_servers(settings, "bob", None) == []
     off = settings.model_copy(update={"node_turn_port": None})
-    assert Gateway(off).ice_servers("bob", "203.0.113.7") == []
+    assert ice_servers(off, "bob", "203.0.113.7") == []
 
 
 def test_turn_urls_must_be_turn_urls() -> None:

@@ -27,7 +27,7 @@ class Sink:
     def __init__(self) -> None:
         self.packets: list[tuple[int, object]] = []
 
-    async def deliver(self, packet: RtpPacket, source: object) -> None:
+    def deliver_now(self, packet: RtpPacket, source: object) -> None:
         self.packets.append((packet.sequence_number, source))
 
 

@@ -6,8 +6,9 @@ import asyncpg
 import pytest
 from pydantic import ValidationError
 
+from media_node.node_bus import OUTBOX_LIMIT
 from media_node.settings import ENV_PREFIX, MediaNodeSettings
-from media_node.supervisor import OUTBOX_LIMIT, Supervisor
+from media_node.supervisor import Supervisor
 from rtcfleet import settings_store
 from rtcfleet.config_file import describe_errors
 from rtcfleet.servers import ReplicatedPostgres
@@ -32,14 +33,14 @@ async def test_replica_settings_then_last_good_copy(postgres_cluster: Replicated
 
     supervisor = Supervisor(node_settings(replica.dsn))
     for _ in range(100):
-        assert await supervisor.refresh_settings()
-        if supervisor.platform.max_video_bitrate_bps == 777_000:
+        assert await supervisor.replica.refresh()
+        if supervisor.replica.platform.max_video_bitrate_bps == 777_000:
             break
-    assert supervisor.platform.max_video_bitrate_bps == 777_000
+    assert supervisor.replica.platform.max_video_bitrate_bps == 777_000
 
     replica.kill()
-    assert await supervisor.refresh_settings() is False
-    assert supervisor.platform.max_video_bitrate_bps == 777_000
+    assert await supervisor.replica.refresh() is False
+    assert supervisor.replica.platform.max_video_bitrate_bps == 777_000
 
 
 def test_bad_node_settings_name_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,9 +64,9 @@ def test_the_outbox_is_bounded_and_drops_beyond_it() -> None:
     extra = 10
     for n in range(OUTBOX_LIMIT + extra):
         event = {"kind": "to_session", "session": "a" * 32, "message": {"type": "n", "n": n}}
-        supervisor._from_worker(handle, event)  # type: ignore[arg-type]
-    assert supervisor._outbox.qsize() == OUTBOX_LIMIT
-    assert supervisor.outbox_dropped == extra
+        supervisor.pool.receive(handle, event)  # type: ignore[arg-type]
+    assert supervisor.bus.outbox.qsize() == OUTBOX_LIMIT
+    assert supervisor.bus.outbox_dropped == extra
 
 
 @pytest.mark.parametrize(

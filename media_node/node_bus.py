@@ -1,0 +1,233 @@
+"""The media node's side of the region's Redis bus: gateways' commands in, clients' messages out.
+
+Commands arrive on the node's inbox stream and go to the worker that hosts their room (a new
+room is claimed first, and refused while the node drains). Workers' messages leave through one
+bounded outbox, so each session's messages reach its stream in the order they were made and a
+stalled Redis cannot grow the node's memory. Sessions whose clients are gone for good are swept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
+from media_node.worker_pool import WorkerPool
+from rtcfleet import bus
+from rtcfleet.node_messages import (
+    AnyNodeCommand,
+    NodeJoin,
+    NodeLeave,
+    NodeProbe,
+    parse_node_command,
+)
+from rtcfleet.signaling import ErrorCode, Reconnect, error
+
+log = logging.getLogger("rtcfleet.media")
+
+INBOX_BLOCK_MS = 1000
+SESSION_SWEEP_INTERVAL_S = 2.0
+# longer than a gateway's keepalive, which writes again a session record Redis lost
+SESSION_MISSING_GRACE_S = 12.0
+# messages waiting for Redis on their way to sessions; at the bound a message is dropped, its
+# client recovers by its own timeouts (no answer: a new offer; silence: a rejoin)
+OUTBOX_LIMIT = 4096
+
+
+class NodeBus:
+    """Implements ``worker_pool.PoolListener``: what workers say goes out through the outbox."""
+
+    def __init__(
+        self,
+        node_id: str,
+        draining: Callable[[], bool],
+        stopped: asyncio.Event,
+    ) -> None:
+        """``draining``: whether the node refuses new rooms now; ``stopped``: ends the loops."""
+        self.node_id = node_id
+        self.draining = draining
+        self.stopped = stopped
+        self._pool: WorkerPool | None = None
+        self._redis: aioredis.Redis | None = None
+        # session -> room, for the sweep of sessions whose clients are gone
+        self.sessions: dict[str, str] = {}
+        self._missing_since: dict[str, float] = {}
+        self.outbox: asyncio.Queue[tuple[str | None, dict[str, Any]]] = asyncio.Queue(
+            maxsize=OUTBOX_LIMIT
+        )
+        self.outbox_dropped = 0
+
+    def attach(self, pool: WorkerPool, redis: aioredis.Redis) -> None:
+        self._pool, self._redis = pool, redis
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        assert self._redis is not None, "node bus not attached"
+        return self._redis
+
+    @property
+    def pool(self) -> WorkerPool:
+        assert self._pool is not None, "node bus not attached"
+        return self._pool
+
+    # ---- from workers (PoolListener) ----
+
+    def to_session(self, session: str, message: dict[str, Any]) -> None:
+        self._queue(session, message)
+
+    def session_left(self, session: str) -> None:
+        self.sessions.pop(session, None)
+
+    def room_empty(self, room: str) -> None:
+        self._queue(None, {"release": room})
+
+    def rooms_lost(self, rooms: set[str]) -> None:
+        """A worker died with these rooms: their clients place their media again."""
+        reconnect = Reconnect(reason="media_worker_lost").model_dump(mode="json")
+        for session, room in list(self.sessions.items()):
+            if room in rooms:
+                self._queue(session, reconnect)
+                del self.sessions[session]
+
+    def _queue(self, session: str | None, message: dict[str, Any]) -> None:
+        """Queue for the outbox loop; a full outbox means Redis stalls, and memory must not grow."""
+        try:
+            self.outbox.put_nowait((session, message))
+        except asyncio.QueueFull:
+            self.outbox_dropped += 1
+            if self.outbox_dropped % 1000 == 1:
+                log.warning("outbox full: %d messages dropped so far", self.outbox_dropped)
+
+    # ---- to Redis ----
+
+    async def outbox_loop(self) -> None:
+        """One writer, so each session's messages reach its stream in the order they were made."""
+        while True:
+            session, message = await self.outbox.get()
+            if session is None:
+                await self.release_room(message["release"])
+            else:
+                await self._deliver(session, message)
+
+    async def _deliver(self, session: str, message: dict[str, Any]) -> None:
+        try:
+            await bus.send_to_session(self.redis, session, message)
+        except (RedisError, OSError) as exc:
+            log.warning("could not deliver to session %s: %s", session, exc)
+
+    async def release_room(self, room: str) -> None:
+        """Drop our claim on an empty room so its next join is placed afresh."""
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.eval(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end",
+                1,
+                bus.room_key(room),
+                self.node_id,
+            )
+
+    async def hold_rooms(self) -> None:
+        """Keep this node's room claims, re-asserting any that Redis lost."""
+        try:
+            taken = await bus.hold_rooms(self.redis, self.node_id, self.pool.room_participants())
+        except (RedisError, OSError) as exc:
+            log.warning("could not renew room claims: %s", exc)
+            return
+        for room in taken:
+            log.warning("room %s is claimed by another node while hosted here", room)
+
+    # ---- commands from gateways ----
+
+    async def handle_command(self, command: AnyNodeCommand) -> None:
+        if isinstance(command, NodeProbe):
+            # a gateway's region-health probe: this node's bus, loop and workers answer
+            self.outbox.put_nowait((command.probe, self.probe_answer()))
+            return
+        room, session = command.room, command.session
+        pool = self.pool
+        if isinstance(command, NodeJoin):
+            if room not in pool.room_worker:
+                # claim the room before hosting it: a claim released while this join was on
+                # its way may already name another node, and then the room lives there
+                holder = await bus.claim_for(self.redis, room, self.node_id)
+                if holder != self.node_id:
+                    log.warning("room %s is held by %s: join sent there", room, holder)
+                    moved = Reconnect(reason="room_moved").model_dump(mode="json")
+                    self._queue(session, moved)
+                    return
+            if self.draining() and room not in pool.room_worker:
+                await self.release_room(room)
+                refusal = error(ErrorCode.NO_MEDIA_NODE, "media node is draining; retry")
+                self._queue(session, refusal.model_dump(mode="json"))
+                return
+            self.sessions[session] = room
+        handle = pool.room_worker.get(room) if not isinstance(command, NodeJoin) else None
+        handle = handle or pool.worker_for(room)
+        if not handle.submit(command.model_dump(mode="json")):
+            busy = error(ErrorCode.MEDIA_ERROR, "media node busy: command dropped, retry")
+            self._queue(session, busy.model_dump(mode="json"))
+
+    def probe_answer(self) -> dict[str, Any]:
+        return {
+            "type": "probe",
+            "node_id": self.node_id,
+            "workers_ready": 0 if self.draining() else self.pool.ready_count(),
+        }
+
+    async def inbox_loop(self) -> None:
+        stream, cursor = bus.node_inbox(self.node_id), "$"
+        while not self.stopped.is_set():
+            try:
+                result = await bus.read_streams(self.redis, {stream: cursor}, INBOX_BLOCK_MS)
+            except (RedisError, OSError) as exc:
+                log.warning("inbox read failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for _, entries in result:
+                for entry_id, fields in entries:
+                    cursor = entry_id
+                    try:
+                        await self.handle_command(parse_node_command(fields.get("m", "")))
+                    except ValidationError as exc:
+                        log.warning("malformed command %s refused: %s", entry_id, exc)
+                    except (RedisError, OSError) as exc:
+                        log.warning("command %s failed: %s", entry_id, exc)
+
+    async def sweep_loop(self) -> None:
+        """Leave sessions whose clients are gone for good (their session record expired)."""
+        while not self.stopped.is_set():
+            await asyncio.sleep(SESSION_SWEEP_INTERVAL_S)
+            sessions = list(self.sessions.items())
+            if not sessions:
+                continue
+            try:
+                alive = await self.redis.exists(*[bus.session_key(s) for s, _ in sessions])
+                if alive == len(sessions):
+                    self._missing_since.clear()
+                    continue
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for session, _ in sessions:
+                        pipe.exists(bus.session_key(session))
+                    flags = await pipe.execute()
+            except (RedisError, OSError):
+                continue
+            now = time.monotonic()
+            for (session, room), exists in zip(sessions, flags, strict=True):
+                if exists:
+                    self._missing_since.pop(session, None)
+                    continue
+                # a record Redis lost is written again by the session's gateway within its
+                # keepalive: only a record missing for longer than that is a client gone
+                since = self._missing_since.setdefault(session, now)
+                if now - since >= SESSION_MISSING_GRACE_S:
+                    self._missing_since.pop(session, None)
+                    await self.handle_command(NodeLeave(session=session, room=room))
+                    self.sessions.pop(session, None)
+            for session in set(self._missing_since) - set(self.sessions):
+                del self._missing_since[session]

@@ -1,0 +1,264 @@
+"""The node's forwarding workers: one process per core, each hosting some of the node's rooms.
+
+The pool spawns the workers, writes commands to them without ever blocking the node's loop,
+reads what they report, places each new room on the least busy worker and replaces a worker
+that dies. What the workers say for clients goes to a ``PoolListener`` (the node's bus).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from media_node.settings import MediaNodeSettings
+from media_node.sfu import SfuConfig
+from media_node.worker import worker_main
+from rtcfleet.node_messages import (
+    RoomEmpty,
+    SessionLeft,
+    ToSession,
+    WorkerLoadReport,
+    WorkerSettings,
+    WorkerStop,
+    parse_worker_event,
+)
+from rtcfleet.nodes import NodeLoad
+from rtcfleet.settings_store import PlatformSettings
+
+log = logging.getLogger("rtcfleet.media")
+
+WORKER_START_TIMEOUT_S = 60.0
+# commands waiting for one worker; past it a command is refused with an error to its session
+WORKER_COMMAND_QUEUE = 1024
+
+
+class PoolListener(Protocol):
+    """Where the workers' news goes: the node's side of the region's bus."""
+
+    def to_session(self, session: str, message: dict[str, Any]) -> None: ...
+
+    def session_left(self, session: str) -> None: ...
+
+    def room_empty(self, room: str) -> None: ...
+
+    def rooms_lost(self, rooms: set[str]) -> None: ...
+
+
+@dataclass
+class WorkerHandle:
+    """A worker process and the pipe to it.
+
+    Commands wait in a bounded queue that one task writes to the pipe from a thread, so the
+    node's loop never blocks on a worker that is busy (or on one writing to us at the same
+    time); a full queue refuses the command with an error to its session.
+    """
+
+    index: int
+    process: BaseProcess
+    conn: Connection
+    load: NodeLoad = field(default_factory=NodeLoad)
+    rooms: set[str] = field(default_factory=set)
+    # set by the worker's first load report: its SFU is up and reading commands
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    commands: asyncio.Queue[dict[str, Any]] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=WORKER_COMMAND_QUEUE)
+    )
+    dead: bool = False
+    writer: asyncio.Task[None] | None = None
+
+    def submit(self, command: dict[str, Any]) -> bool:
+        """Queue a command without waiting; False when the queue is full or the worker dead."""
+        if self.dead:
+            return False
+        try:
+            self.commands.put_nowait(command)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        settings: MediaNodeSettings,
+        platform: Callable[[], PlatformSettings],
+        listener: PoolListener,
+        stopped: asyncio.Event,
+    ) -> None:
+        """``platform``: the platform settings in force, read when a worker starts;
+        ``stopped``: set when the node stops, after which a dead worker stays dead."""
+        self.settings = settings
+        self.platform = platform
+        self.listener = listener
+        self.stopped = stopped
+        self.workers: list[WorkerHandle] = []
+        self.room_worker: dict[str, WorkerHandle] = {}
+
+    def sfu_config(self) -> SfuConfig:
+        platform = self.platform()
+        return SfuConfig(
+            public_ip=self.settings.public_ip,
+            port_min=self.settings.port_min,
+            port_max=self.settings.port_max,
+            max_video_bitrate=platform.max_video_bitrate_bps,
+            allowed_codecs=tuple(platform.allowed_codecs),
+            local_candidates=self.settings.on_local_network(),
+        )
+
+    def start(self) -> None:
+        for index in range(self.settings.workers):
+            self.workers.append(self._spawn(index))
+
+    async def wait_ready(self) -> None:
+        """Every worker has reported once: its SFU can take a room."""
+        await asyncio.wait_for(
+            asyncio.gather(*(w.ready.wait() for w in self.workers)), WORKER_START_TIMEOUT_S
+        )
+
+    def _spawn(self, index: int) -> WorkerHandle:
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe(duplex=True)
+        process = context.Process(
+            target=worker_main,
+            args=(
+                child,
+                self.sfu_config(),
+                self.platform().max_participants_per_room,
+                self.settings.bind_ip,
+            ),
+            name=f"rtcfleet-media-worker-{index}",
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        handle = WorkerHandle(index=index, process=process, conn=parent)
+        asyncio.get_running_loop().add_reader(parent.fileno(), self._readable, handle)
+        handle.writer = asyncio.create_task(self._write(handle), name=f"worker-{index}")
+        return handle
+
+    async def _write(self, handle: WorkerHandle) -> None:
+        while True:
+            command = await handle.commands.get()
+            try:
+                await asyncio.to_thread(handle.conn.send, command)
+            except (OSError, ValueError, EOFError):
+                self._died(handle)
+                return
+
+    def _readable(self, handle: WorkerHandle) -> None:
+        try:
+            while handle.conn.poll():
+                self.receive(handle, handle.conn.recv())
+        except (EOFError, OSError):
+            self._died(handle)
+
+    def _died(self, handle: WorkerHandle) -> None:
+        if handle.dead:
+            return
+        handle.dead = True
+        with contextlib.suppress(ValueError, OSError):
+            asyncio.get_running_loop().remove_reader(handle.conn.fileno())
+        if handle.writer is not None and handle.writer is not asyncio.current_task():
+            handle.writer.cancel()
+        if not self.stopped.is_set():
+            self._replace(handle)
+
+    def _replace(self, dead: WorkerHandle) -> None:
+        """A worker died: its calls are gone, so their clients place their media again (on a
+        fresh worker of this node), and the node keeps its capacity. Commands it never took
+        are answered the same way, never dropped in silence."""
+        log.error("worker %d died with %d rooms; replacing it", dead.index, len(dead.rooms))
+        while not dead.commands.empty():
+            command = dead.commands.get_nowait()
+            room = str(command.get("room", ""))
+            if room and room not in dead.rooms:
+                dead.rooms.add(room)
+        self.listener.rooms_lost(dead.rooms)
+        for room in dead.rooms:
+            self.room_worker.pop(room, None)
+        self.workers[self.workers.index(dead)] = self._spawn(dead.index)
+
+    def receive(self, handle: WorkerHandle, item: dict[str, Any]) -> None:
+        """One message from a worker's pipe, validated before anything acts on it."""
+        try:
+            event = parse_worker_event(item)
+        except ValidationError as exc:
+            log.error("worker %d sent a malformed message: %s", handle.index, exc)
+            return
+        if isinstance(event, ToSession):
+            self.listener.to_session(event.session, event.message)
+        elif isinstance(event, WorkerLoadReport):
+            handle.load = event
+            handle.ready.set()
+        elif isinstance(event, SessionLeft):
+            self.listener.session_left(event.session)
+        elif isinstance(event, RoomEmpty):
+            room = event.room
+            handle.rooms.discard(room)
+            if self.room_worker.get(room) is handle:
+                del self.room_worker[room]
+            self.listener.room_empty(room)
+
+    def worker_for(self, room: str) -> WorkerHandle:
+        """The room's worker, or the least busy one for a new room."""
+        handle = self.room_worker.get(room)
+        if handle is None:
+            handle = min(self.workers, key=lambda w: (w.load.participants, len(w.rooms), w.index))
+            self.room_worker[room] = handle
+            handle.rooms.add(room)
+        return handle
+
+    def room_participants(self) -> dict[str, int]:
+        """Every room the node hosts, with its participants (0 for a room still being set up)."""
+        rooms = dict.fromkeys(self.room_worker, 0)
+        for handle in self.workers:
+            rooms.update(handle.load.room_participants)
+        return rooms
+
+    def rooms_left(self) -> int:
+        """Rooms placed here or still reported by a worker: a drain waits for both."""
+        return max(len(self.room_worker), sum(w.load.rooms for w in self.workers))
+
+    def ready_count(self) -> int:
+        return sum(1 for w in self.workers if w.ready.is_set() and w.process.is_alive())
+
+    def load(self) -> NodeLoad:
+        """The node's load: its workers' summed (room names stay with the node's room claims)."""
+        loads = [w.load for w in self.workers]
+        return NodeLoad(
+            rooms=sum(item.rooms for item in loads),
+            participants=sum(item.participants for item in loads),
+            forwarded_streams=sum(item.forwarded_streams for item in loads),
+            bitrate_out_bps=sum(item.bitrate_out_bps for item in loads),
+            cpu_percent=round(sum(item.cpu_percent for item in loads), 1),
+        )
+
+    def apply_settings(self, platform: PlatformSettings) -> None:
+        command = WorkerSettings(
+            max_video_bitrate=platform.max_video_bitrate_bps,
+            max_participants=platform.max_participants_per_room,
+            allowed_codecs=list(platform.allowed_codecs),
+        ).model_dump(mode="json")
+        for handle in self.workers:
+            handle.submit(command)
+
+    async def stop(self) -> None:
+        """Ask every worker to stop, then wait for it (5 s) before killing it."""
+        for handle in self.workers:
+            if handle.writer is not None:
+                handle.writer.cancel()
+            with contextlib.suppress(OSError, ValueError):
+                handle.conn.send(WorkerStop().model_dump(mode="json"))
+        for handle in self.workers:
+            await asyncio.to_thread(handle.process.join, 5)
+            if handle.process.is_alive():
+                handle.process.kill()
