@@ -191,11 +191,6 @@ class Fabric:
         netns = f"{PREFIX}{self.tag}-{index}"
         self._add_netns(netns)
         address = str(self.subnet.network_address + _FIRST_HOST + index)
-        veth = f"{PREFIX}{self.tag}h{index - 1}"
-        _run(
-            [*router.exec_prefix(), "sysctl", "-qw", "net.ipv4.ip_forward=1",
-             "net.ipv4.conf.all.rp_filter=0", f"net.ipv4.conf.{veth}.proxy_arp=1"]
-        )  # fmt: skip
         relay = subprocess.Popen(
             [*router.exec_prefix(), sys.executable, "-m", "rtcfleet.netfault.relay",
              "--netns", netns, "--address", f"{address}/{self.subnet.prefixlen}",

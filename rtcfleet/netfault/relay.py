@@ -34,6 +34,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 MAX_DELAY_MS = 2000.0
 MAX_QUEUED = 4096
@@ -182,8 +183,19 @@ class Relay:
         return {"from_host": self._lines[inner].stats, "to_host": self._lines[outer].stats}
 
 
-async def _serve(args: argparse.Namespace) -> None:
-    impairment = Impairment(args.delay_ms, args.jitter_ms, args.loss, args.reorder)
+# the router forwards between the bridge and the relay, answers ARP on the bridge for the
+# impaired host (routed through the relay's device), and takes the host's packets from that device
+ROUTER_SETTINGS = {
+    "net/ipv4/ip_forward": "1",
+    "net/ipv4/conf/all/rp_filter": "0",
+    "net/ipv4/conf/all/proxy_arp": "1",
+}
+
+
+def _set_up(args: argparse.Namespace) -> tuple[int, int]:
+    """Configure the router (this process's namespace) and both devices; returns their fds."""
+    for key, value in ROUTER_SETTINGS.items():
+        Path("/proc/sys", key).write_text(value)
     inner = _open_tun(args.inner)
     outer = _open_tun(args.outer)
     _ip("link", "set", args.inner, "netns", args.netns)
@@ -192,6 +204,11 @@ async def _serve(args: argparse.Namespace) -> None:
     _ip("-n", args.netns, "link", "set", args.inner, "up")
     _ip("link", "set", args.outer, "up")
     _ip("route", "add", args.address.split("/")[0] + "/32", "dev", args.outer)
+    return inner, outer
+
+
+async def _serve(args: argparse.Namespace, inner: int, outer: int) -> None:
+    impairment = Impairment(args.delay_ms, args.jitter_ms, args.loss, args.reorder)
     relay = Relay(inner, outer, impairment, args.seed)
     relay.start()
     stop = asyncio.Event()
@@ -223,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
         Impairment(args.delay_ms, args.jitter_ms, args.loss, args.reorder)
     except ValueError as exc:
         parser.error(str(exc))
-    asyncio.run(_serve(args))
+    asyncio.run(_serve(args, *_set_up(args)))
 
 
 if __name__ == "__main__":
