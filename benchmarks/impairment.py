@@ -72,9 +72,16 @@ async def _chromium(http_url: str, token: str, seconds: float) -> None:
     from tests.browser.conftest import write_camera
 
     camera = write_camera(Path(tempfile.mkdtemp()) / "noise.y4m", 960, 540, 30)
-    browser = Browser(ensure_chromium(), (f"--use-file-for-fake-video-capture={camera}",))
+    # the page is served from the fabric's private address, which a browser does not count as
+    # a secure context: camera access needs it named as one
+    flags = (
+        f"--use-file-for-fake-video-capture={camera}",
+        f"--unsafely-treat-insecure-origin-as-secure={http_url}",
+    )
+    browser = Browser(ensure_chromium(), flags)
     await browser.start()
     samples: list[dict[str, Any]] = []
+    state = None
     try:
         page = await browser.open(f"{http_url}/demo?room=impaired&video=960x540#token={token}")
         loaded = "document.readyState === 'complete' && !!window.rtcfleetDemo"
@@ -92,10 +99,13 @@ async def _chromium(http_url: str, token: str, seconds: float) -> None:
                 bps = 8 * (now["bytes"] - last["bytes"]) * 1000 / max(now["at"] - last["at"], 1)
                 samples.append(now | {"bps": round(bps), "t": round(time.monotonic() - started)})
             last = now
+        state = await page.evaluate(
+            "({status: window.rtcfleetDemo.status, errors: window.rtcfleetDemo.errors})"
+        )
     finally:
         await browser.close()
         camera.unlink(missing_ok=True)
-    print(json.dumps({"name": "chromium", "samples": samples}), flush=True)
+    print(json.dumps({"name": "chromium", "samples": samples, "page": state}), flush=True)
 
 
 def _chromium_summary(samples: list[dict[str, Any]], skip_s: float) -> dict[str, Any]:
@@ -246,6 +256,7 @@ def main() -> None:
     }
     if args.chromium:
         result["chromium_sending"] = _chromium_summary(reports[0]["samples"], settle)
+        result["chromium_page"] = reports[0]["page"]
         result["chromium_video_as_received"] = [_decoded(r, "chromium") for r in reports[1:]]
         name = f"impairment_chromium{'_clean' if impairment == Impairment() else ''}.json"
         path = RESULTS.with_name(name)
