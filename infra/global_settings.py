@@ -12,23 +12,14 @@ from collections.abc import Mapping
 from ipaddress import IPv4Network
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, field_validator
 
 from infra.aws.regions import AWS_REGIONS
-from infra.settings import (
-    NAMESPACE,
-    RegionSettings,
-    SettingsError,
-    StackName,
-    _decode,
-    _describe,
-    config_key,
-    settings_from_values,
-)
+from infra.settings import RegionSettings, StackName
+from infra.settings_errors import SettingsError, config_key
+from infra.stack_config import StackConfigModel, pulumi_config_values, validate_stack_config
+from infra.stack_names import global_stack_env, global_stack_name
 
-GLOBAL_SUFFIX = "-global"
-_GLOBAL = re.compile(r"^(?P<env>[a-z][a-z0-9]{0,15})-global$")
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DOMAIN = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _ZONE_ID = re.compile(r"^Z[A-Z0-9]{4,31}$")
@@ -65,21 +56,8 @@ def latency_region(name: StackName) -> str | None:
     return AZURE_LATENCY_REGIONS.get(name.region)
 
 
-def is_global_stack(stack: str) -> bool:
-    """Whether a stack name is an environment's global stack (``prod-global``)."""
-    return _GLOBAL.match(stack) is not None
-
-
-def global_stack_name(env: str) -> str:
-    return f"{env}{GLOBAL_SUFFIX}"
-
-
-class GlobalSettings(BaseModel):
+class GlobalSettings(StackConfigModel):
     """One environment's DNS names, its regions, and which region is home and standby."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
 
     env: str
     regions: list[str] = Field(min_length=1)
@@ -241,55 +219,13 @@ class GlobalSettings(BaseModel):
 
 def global_settings_from_values(stack: str, values: Mapping[str, Any]) -> GlobalSettings:
     """Validate a global stack's ``rtcfleet:`` config values; other namespaces are ignored."""
-    match = _GLOBAL.match(stack)
-    if match is None:
+    env = global_stack_env(stack)
+    if env is None:
         raise SettingsError.one("stack", f"{stack!r} is not a global stack name <env>-global")
-    fields: dict[str, Any] = {}
-    problems: list[tuple[str, str]] = []
-    for key, value in values.items():
-        namespace, _, short = key.rpartition(":")
-        if namespace != NAMESPACE:
-            continue
-        if short == "env":
-            problems.append((key, f"comes from the stack name ({stack}); remove it"))
-            continue
-        fields[short] = _decode(value)
-    if problems:
-        raise SettingsError(problems)
-    try:
-        settings = GlobalSettings.model_validate({**fields, "env": match["env"]})
-    except ValidationError as exc:
-        raise SettingsError(_describe(error) for error in exc.errors()) from None
-    problems = settings.check()
-    if problems:
-        raise SettingsError(problems)
-    return settings
-
-
-StackSettings = RegionSettings | GlobalSettings
-
-
-def stack_settings(stack: str, values: Mapping[str, Any]) -> StackSettings:
-    """The settings of any stack: the global stack's model or its region's cloud model."""
-    if is_global_stack(stack):
-        return global_settings_from_values(stack, values)
-    return settings_from_values(stack, values)
-
-
-def global_setting_names() -> list[str]:
-    return [
-        field.alias or name for name, field in GlobalSettings.model_fields.items() if name != "env"
-    ]
+    return validate_stack_config(GlobalSettings, stack, values, {"env": env})
 
 
 def global_settings_from_pulumi_config(stack: str) -> GlobalSettings:
     """The settings of the running global stack program, from ``pulumi.Config("rtcfleet")``."""
-    import pulumi
-
-    config = pulumi.Config(NAMESPACE)
-    values = {
-        config_key(key): value
-        for key in global_setting_names()
-        if (value := config.get(key)) is not None
-    }
-    return global_settings_from_values(stack, values)
+    names = GlobalSettings.setting_names(("env",))
+    return global_settings_from_values(stack, pulumi_config_values(names))

@@ -11,14 +11,14 @@ import re
 from typing import Any
 
 import pulumi
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, field_validator
 
 from infra.aws.regions import AWS_REGIONS
-from infra.settings import NAMESPACE, SettingsError, _decode, _describe
+from infra.outputs import IMAGE_IDS, IMAGE_PIPELINE_ARN, IMAGE_VERSION_ID
+from infra.settings_errors import NAMESPACE, SettingsError
+from infra.stack_config import StackConfigModel, pulumi_config_values, validate_stack_config
+from infra.stack_names import image_stack_env, image_stack_name
 
-IMAGE_SUFFIX = "-image"
-_IMAGE = re.compile(r"^(?P<env>[a-z][a-z0-9]{0,15})-image$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # A Compute Gallery version name: three integers.
 _GALLERY_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
@@ -32,12 +32,8 @@ _STORAGE_ACCOUNT_ID = re.compile(
 )
 
 
-def is_image_stack(stack: str) -> bool:
-    return _IMAGE.match(stack) is not None
-
-
-class ImageSettings(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+class ImageSettings(StackConfigModel):
+    """One environment's node image: the bundle it bakes and where it is distributed."""
 
     env: str
     version: str = Field(min_length=1)
@@ -79,57 +75,49 @@ class ImageSettings(BaseModel):
     def aws_regions(self) -> list[str]:
         return [self.home_region, *(r for r in self.regions if r != self.home_region)]
 
+    def check(self) -> list[tuple[str, str]]:
+        """With ``azureLocation``, the bundle's blob, its storage account and the version."""
+        if not self.azure_location:
+            return []
+        problems = []
+        uri = _BLOB_URI.match(self.azure_bundle_uri or "")
+        account = _STORAGE_ACCOUNT_ID.match(self.azure_bundle_storage_id or "")
+        if uri is None:
+            problems.append(
+                (
+                    f"{NAMESPACE}:azureBundleUri",
+                    "required with rtcfleet:azureLocation: https://<account>.blob.core.windows.net/"
+                    "<container>/<blob>",
+                )
+            )
+        if account is None:
+            problems.append(
+                (
+                    f"{NAMESPACE}:azureBundleStorageId",
+                    "required with rtcfleet:azureLocation: the bundle's storage account "
+                    "resource id",
+                )
+            )
+        elif uri is not None and uri["account"] != account["account"].lower():
+            problems.append(
+                (
+                    f"{NAMESPACE}:azureBundleStorageId",
+                    f"names account {account['account']}; the bundle is in {uri['account']}",
+                )
+            )
+        if not _GALLERY_VERSION.match(self.version):
+            problems.append(
+                (f"{NAMESPACE}:version", "a Compute Gallery version is three integers (1.4.0)")
+            )
+        return problems
+
 
 def image_settings_from_values(stack: str, values: dict[str, Any]) -> ImageSettings:
-    match = _IMAGE.match(stack)
-    if match is None:
+    """Validate an image stack's ``rtcfleet:`` config values; other namespaces are ignored."""
+    env = image_stack_env(stack)
+    if env is None:
         raise SettingsError.one("stack", f"{stack!r} is not an image stack name <env>-image")
-    fields = {
-        key.split(":", 1)[1]: _decode(value)
-        for key, value in values.items()
-        if key.startswith(f"{NAMESPACE}:")
-    }
-    try:
-        settings = ImageSettings.model_validate({**fields, "env": match["env"]})
-    except ValidationError as exc:
-        raise SettingsError(_describe(error) for error in exc.errors()) from None
-    if settings.azure_location:
-        _check_azure(settings)
-    return settings
-
-
-def _check_azure(settings: ImageSettings) -> None:
-    problems = []
-    uri = _BLOB_URI.match(settings.azure_bundle_uri or "")
-    account = _STORAGE_ACCOUNT_ID.match(settings.azure_bundle_storage_id or "")
-    if uri is None:
-        problems.append(
-            (
-                f"{NAMESPACE}:azureBundleUri",
-                "required with rtcfleet:azureLocation: https://<account>.blob.core.windows.net/"
-                "<container>/<blob>",
-            )
-        )
-    if account is None:
-        problems.append(
-            (
-                f"{NAMESPACE}:azureBundleStorageId",
-                "required with rtcfleet:azureLocation: the bundle's storage account resource id",
-            )
-        )
-    elif uri is not None and uri["account"] != account["account"].lower():
-        problems.append(
-            (
-                f"{NAMESPACE}:azureBundleStorageId",
-                f"names account {account['account']}; the bundle is in {uri['account']}",
-            )
-        )
-    if not _GALLERY_VERSION.match(settings.version):
-        problems.append(
-            (f"{NAMESPACE}:version", "a Compute Gallery version is three integers (1.4.0)")
-        )
-    if problems:
-        raise SettingsError(problems)
+    return validate_stack_config(ImageSettings, stack, values, {"env": env})
 
 
 def bundle_container_id(settings: ImageSettings) -> str:
@@ -142,74 +130,72 @@ def bundle_container_id(settings: ImageSettings) -> str:
 
 def image_program(stack: str) -> dict[str, pulumi.Output[Any]]:
     """Declare the image stack from the running program's config."""
-    config = pulumi.Config(NAMESPACE)
-    names = [f.alias or n for n, f in ImageSettings.model_fields.items() if n != "env"]
-    values = {f"{NAMESPACE}:{name}": v for name in names if (v := config.get(name)) is not None}
+    values = pulumi_config_values(ImageSettings.setting_names(("env",)))
     return declare_images(image_settings_from_values(stack, values))
 
 
-def declare_images(s: ImageSettings) -> dict[str, pulumi.Output[Any]]:
+def declare_images(settings: ImageSettings) -> dict[str, pulumi.Output[Any]]:
     import pulumi_aws as aws
 
-    from infra.aws.image import DEBIAN_12, ImageBuilderArgs, NodeImage
+    from infra.aws.image import DEBIAN_12, NodeImage, NodeImageArgs
 
-    tags = {"rtcfleet:env": s.env, "rtcfleet:stack": f"{s.env}{IMAGE_SUFFIX}"}
-    provider = aws.Provider(f"aws-{s.home_region}", region=s.home_region)
+    tags = {"rtcfleet:env": settings.env, "rtcfleet:stack": image_stack_name(settings.env)}
+    provider = aws.Provider(f"aws-{settings.home_region}", region=settings.home_region)
     image = NodeImage(
-        f"{s.env}-image",
-        ImageBuilderArgs(
-            prefix=s.env,
-            version=s.version,
-            home_region=s.home_region,
-            regions=s.aws_regions,
-            bundle_uri=s.bundle_uri,
-            bundle_sha256=s.bundle_sha256,
-            parent_image=s.parent_image or DEBIAN_12,
-            instance_types=(s.instance_type,),
+        f"{settings.env}-image",
+        NodeImageArgs(
+            prefix=settings.env,
+            version=settings.version,
+            home_region=settings.home_region,
+            regions=settings.aws_regions,
+            bundle_uri=settings.bundle_uri,
+            bundle_sha256=settings.bundle_sha256,
+            parent_image=settings.parent_image or DEBIAN_12,
+            instance_types=(settings.instance_type,),
             tags=tags,
         ),
         opts=pulumi.ResourceOptions(providers=[provider]),
     )
     exports: dict[str, pulumi.Output[Any]] = {
-        "imageIds": image.image_ids,
-        "imagePipelineArn": image.pipeline.arn,
+        IMAGE_IDS: image.image_ids,
+        IMAGE_PIPELINE_ARN: image.pipeline.arn,
     }
-    if s.azure_location and s.azure_bundle_uri:
+    if settings.azure_location and settings.azure_bundle_uri:
         import pulumi_azure_native as azure_native
 
         from infra.azure.image import AzureImageArgs, AzureNodeImage
-        from infra.azure.region import IMAGE_VERSION_ID
 
-        azure = azure_native.Provider(f"azure-{s.azure_location}", location=s.azure_location)
+        location = settings.azure_location
+        azure = azure_native.Provider(f"azure-{location}", location=location)
         opts = pulumi.ResourceOptions(providers=[azure])
         client = azure_native.authorization.get_client_config_output(
             opts=pulumi.InvokeOptions(provider=azure)
         )
         group = azure_native.resources.ResourceGroup(
-            f"{s.env}-images", location=s.azure_location, tags=tags, opts=opts
+            f"{settings.env}-images", location=settings.azure_location, tags=tags, opts=opts
         )
         # Image Builder wants the staging group empty and in the template's region.
         staging = azure_native.resources.ResourceGroup(
-            f"{s.env}-image-staging", location=s.azure_location, tags=tags, opts=opts
+            f"{settings.env}-image-staging", location=settings.azure_location, tags=tags, opts=opts
         )
         identity = azure_native.managedidentity.UserAssignedIdentity(
-            f"{s.env}-image-builder",
+            f"{settings.env}-image-builder",
             resource_group_name=group.name,
-            location=s.azure_location,
+            location=settings.azure_location,
             tags=tags,
             opts=opts,
         )
         azure_image = AzureNodeImage(
-            f"{s.env}-azure-image",
+            f"{settings.env}-azure-image",
             AzureImageArgs(
-                prefix=s.env,
-                version=s.version,
+                prefix=settings.env,
+                version=settings.version,
                 resource_group_name=group.name,
-                location=s.azure_location,
-                locations=s.azure_locations,
-                bundle_uri=s.azure_bundle_uri,
-                bundle_sha256=s.bundle_sha256,
-                bundle_container_id=bundle_container_id(s),
+                location=settings.azure_location,
+                locations=settings.azure_locations,
+                bundle_uri=settings.azure_bundle_uri,
+                bundle_sha256=settings.bundle_sha256,
+                bundle_container_id=bundle_container_id(settings),
                 subscription_id=client.subscription_id,
                 identity_id=identity.id,
                 identity_principal_id=identity.principal_id,

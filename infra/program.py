@@ -10,13 +10,11 @@ from typing import Any
 
 import pulumi
 
-from infra.settings import (
-    AwsRegionSettings,
-    AzureRegionSettings,
-    RegionSettings,
-    SettingsError,
-    settings_from_pulumi_config,
-)
+from infra.aws.settings import AwsRegionSettings
+from infra.azure.settings import AzureRegionSettings
+from infra.settings import RegionSettings
+from infra.settings_errors import SettingsError
+from infra.stack_settings import settings_from_pulumi_config
 
 
 def declare_region(settings: RegionSettings) -> dict[str, pulumi.Output[Any]]:
@@ -36,8 +34,9 @@ def declare_region(settings: RegionSettings) -> dict[str, pulumi.Output[Any]]:
 
 def define_stack(stack: str) -> dict[str, pulumi.Output[Any]]:
     """Read the running stack's config and declare it."""
-    from infra.global_settings import global_settings_from_pulumi_config, is_global_stack
-    from infra.image_stack import image_program, is_image_stack
+    from infra.global_settings import global_settings_from_pulumi_config
+    from infra.image_stack import image_program
+    from infra.stack_names import is_global_stack, is_image_stack
 
     if is_image_stack(stack):
         return image_program(stack)

@@ -1,4 +1,4 @@
-"""Names of the stacks a region reads outputs from, shared by every cloud's region program."""
+"""Reading another stack's outputs, for every stack program (region and global alike)."""
 
 from __future__ import annotations
 
@@ -10,3 +10,8 @@ def stack_reference_name(stack: str) -> str:
     # Self-managed backends name every organization "organization".
     organization = pulumi.get_organization() or "organization"
     return f"{organization}/{pulumi.get_project()}/{stack}"
+
+
+def stack_outputs(stack: str) -> pulumi.StackReference:
+    """The outputs of another stack of this project (names in ``infra.outputs``)."""
+    return pulumi.StackReference(stack_reference_name(stack))

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 import pulumi
 import pulumi_random as random
 
-from infra.settings import NAMESPACE
+from infra.settings_errors import NAMESPACE
 from infra.spec import SECRET_NAMES
 
 # Managed Redis and Postgres refuse some punctuation in passwords; length carries the entropy.

@@ -107,6 +107,11 @@ class Source(StrEnum):
     MEDIA_NODES = "media-nodes"
 
 
+# Sources a region may have none of: an empty admin allow-list leaves the admin console
+# closed, and a region without peers has no other region to admit. A firewall that lacks
+# their rules still matches FIREWALL.
+OPTIONAL_SOURCES = (Source.ADMIN_ALLOW_LIST, Source.PEERED_NETWORKS)
+
 Protocol = Literal["tcp", "udp"]
 
 

@@ -25,11 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.global_settings import is_global_stack
-from infra.settings import SettingsError, StackName, _decode, config_key, load_stack_file
+from infra.settings import StackName
+from infra.settings_errors import SettingsError, config_key
+from infra.stack_config import decode_config_value
+from infra.stack_files import load_stack_file
+from infra.stack_names import image_stack_name, is_global_stack, is_image_stack
 
 PHASES = ("images", "home", "replicas", "global")
-IMAGE_SUFFIX = "-image"
 
 
 class StackOrderError(ValueError):
@@ -75,12 +77,12 @@ class DeployOrder:
 
 
 def _value(values: Mapping[str, Any], key: str) -> Any:
-    return _decode(values.get(config_key(key)))
+    return decode_config_value(values.get(config_key(key)))
 
 
 def dependencies(stack: str, values: Mapping[str, Any]) -> tuple[str, list[str]]:
     """A stack's phase and the stacks it reads, by the rules of its settings model."""
-    if stack.endswith(IMAGE_SUFFIX) and "-" not in stack.removesuffix(IMAGE_SUFFIX):
+    if is_image_stack(stack):
         return "images", []
     if is_global_stack(stack):
         regions = _value(values, "regions")
@@ -105,7 +107,7 @@ def dependencies(stack: str, values: Mapping[str, Any]) -> tuple[str, list[str]]
         phase = "replicas"
         after.append(f"{name.env}-{name.cloud}-{home_region}")
     if not _value(values, "imageId"):
-        after.append(str(_value(values, "imageStack") or f"{name.env}-image"))
+        after.append(str(_value(values, "imageStack") or image_stack_name(name.env)))
     return phase, after
 
 

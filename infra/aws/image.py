@@ -17,6 +17,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.iam import EC2_TRUST_POLICY
 from infra.image_build import BUNDLE_PATH, INSTALL_PREFIX, image_build_commands
 from infra.spec import ROLE_TAG
 
@@ -30,7 +31,7 @@ IMAGE_ROLE = "image"
 
 
 @dataclass
-class ImageBuilderArgs:
+class NodeImageArgs:
     prefix: str
     version: str
     home_region: str
@@ -88,21 +89,6 @@ def component_document(bundle_uri: str, sha256: str) -> str:
     return json.dumps(document, indent=2)
 
 
-def _assume_ec2() -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": "ec2.amazonaws.com"},
-                    "Action": "sts:AssumeRole",
-                }
-            ],
-        }
-    )
-
-
 def bundle_read_policy(bundle_uri: str) -> str:
     """The builder may read the one bundle object and nothing else in S3."""
     path = bundle_uri.removeprefix("s3://")
@@ -133,7 +119,7 @@ class NodeImage(pulumi.ComponentResource):
     image_ids: pulumi.Output[dict[str, str]]
 
     def __init__(
-        self, name: str, args: ImageBuilderArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: NodeImageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("rtcfleet:aws:NodeImage", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -142,7 +128,7 @@ class NodeImage(pulumi.ComponentResource):
 
         role = aws.iam.Role(
             f"{base}-builder",
-            assume_role_policy=_assume_ec2(),
+            assume_role_policy=EC2_TRUST_POLICY,
             description="rtcfleet image builder instances",
             tags=tags,
             opts=child,

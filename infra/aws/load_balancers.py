@@ -82,80 +82,136 @@ class LoadBalancers(pulumi.ComponentResource):
         self, name: str, args: LoadBalancersArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("rtcfleet:aws:LoadBalancers", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        prefix = args.prefix
+        self._args = args
+        self._child = pulumi.ResourceOptions(parent=self)
 
-        def tags(role: Role, name: str) -> dict[str, str]:
-            return {**args.tags, ROLE_TAG: role.value, "Name": f"{prefix}-{name}"}
-
-        client_targets = aws.lb.TargetGroup(
-            f"{prefix}-client",
-            port=CLIENT_SIGNALING_PORT,
-            protocol="HTTP",
-            target_type="instance",
-            vpc_id=args.vpc_id,
-            health_check=_http_health_check(CLIENT_SIGNALING_PORT),
+        client_targets = self._target_group(
+            "client",
+            CLIENT_SIGNALING_PORT,
             stickiness=aws.lb.TargetGroupStickinessArgs(
                 enabled=True, type="lb_cookie", cookie_duration=STICKINESS_SECONDS
             ),
-            deregistration_delay=DEREGISTRATION_DELAY_SECONDS,
-            tags=tags(Role.GATEWAY, "client"),
-            opts=child,
         )
-        admin_targets = aws.lb.TargetGroup(
-            f"{prefix}-admin",
-            port=ADMIN_PORT,
-            protocol="HTTP",
-            target_type="instance",
-            vpc_id=args.vpc_id,
-            health_check=_http_health_check(ADMIN_PORT),
-            deregistration_delay=DEREGISTRATION_DELAY_SECONDS,
-            tags=tags(Role.GATEWAY, "admin"),
-            opts=child,
-        )
-        signaling_targets = aws.lb.TargetGroup(
-            f"{prefix}-signaling",
-            port=CLIENT_SIGNALING_PORT,
-            protocol="HTTP",
-            target_type="instance",
-            vpc_id=args.vpc_id,
-            health_check=_http_health_check(CLIENT_SIGNALING_PORT, REGISTRATION_READINESS_PATH),
-            deregistration_delay=DEREGISTRATION_DELAY_SECONDS,
-            tags=tags(Role.GATEWAY, "signaling"),
-            opts=child,
+        admin_targets = self._target_group("admin", ADMIN_PORT)
+        signaling_targets = self._target_group(
+            "signaling", CLIENT_SIGNALING_PORT, REGISTRATION_READINESS_PATH
         )
         self.gateway_target_groups = [client_targets, admin_targets, signaling_targets]
 
-        self.client = aws.lb.LoadBalancer(
-            f"{prefix}-client",
-            load_balancer_type="application",
+        self.client, client_listener = self._application_lb(
+            "client",
+            Role.CLIENT_LB,
             internal=False,
-            subnets=args.public_subnet_ids,
-            security_groups=[args.client_security_group_id],
+            security_group_id=args.client_security_group_id,
             idle_timeout=SIGNALING_IDLE_TIMEOUT_SECONDS,
+            targets=client_targets,
+            certificate_arn=args.certificate_arn,
+        )
+        self._refuse_internal_paths(client_listener)
+        self.admin, _ = self._application_lb(
+            "admin",
+            Role.ADMIN_LB,
+            internal=False,
+            security_group_id=args.admin_security_group_id,
+            idle_timeout=ADMIN_IDLE_TIMEOUT_SECONDS,
+            targets=admin_targets,
+            certificate_arn=args.admin_certificate_arn,
+        )
+        self.signaling, _ = self._application_lb(
+            "signaling",
+            Role.SIGNALING_LB,
+            internal=True,
+            security_group_id=args.signaling_security_group_id,
+            idle_timeout=SIGNALING_IDLE_TIMEOUT_SECONDS,
+            targets=signaling_targets,
+            certificate_arn=None,
+        )
+
+        self.register_outputs(
+            {
+                "clientDnsName": self.client.dns_name,
+                "adminDnsName": self.admin.dns_name,
+                "signalingDnsName": self.signaling.dns_name,
+            }
+        )
+
+    def _tags(self, role: Role, name: str) -> dict[str, str]:
+        return {**self._args.tags, ROLE_TAG: role.value, "Name": f"{self._args.prefix}-{name}"}
+
+    def _target_group(
+        self,
+        name: str,
+        port: int,
+        health_path: str = READINESS_PATH,
+        stickiness: aws.lb.TargetGroupStickinessArgs | None = None,
+    ) -> aws.lb.TargetGroup:
+        """The gateways behind one load balancer, probed on ``health_path`` at ``port``."""
+        return aws.lb.TargetGroup(
+            f"{self._args.prefix}-{name}",
+            port=port,
+            protocol="HTTP",
+            target_type="instance",
+            vpc_id=self._args.vpc_id,
+            health_check=_http_health_check(port, health_path),
+            stickiness=stickiness,
+            deregistration_delay=DEREGISTRATION_DELAY_SECONDS,
+            tags=self._tags(Role.GATEWAY, name),
+            opts=self._child,
+        )
+
+    def _application_lb(
+        self,
+        name: str,
+        role: Role,
+        internal: bool,
+        security_group_id: pulumi.Input[str],
+        idle_timeout: int,
+        targets: aws.lb.TargetGroup,
+        certificate_arn: str | None,
+    ) -> tuple[aws.lb.LoadBalancer, aws.lb.Listener]:
+        """An ALB and its one listener: HTTPS on 443 with a certificate, else HTTP on the
+        signaling port (the internal one), forwarding to ``targets``."""
+        args = self._args
+        balancer = aws.lb.LoadBalancer(
+            f"{args.prefix}-{name}",
+            load_balancer_type="application",
+            internal=internal,
+            subnets=args.private_subnet_ids if internal else args.public_subnet_ids,
+            security_groups=[security_group_id],
+            idle_timeout=idle_timeout,
             drop_invalid_header_fields=True,
             enable_deletion_protection=args.deletion_protection,
-            tags=tags(Role.CLIENT_LB, "client"),
-            opts=child,
+            tags=self._tags(role, name),
+            opts=self._child,
         )
-        client_listener = aws.lb.Listener(
-            f"{prefix}-client-https",
-            load_balancer_arn=self.client.arn,
-            port=HTTPS_PORT,
-            protocol="HTTPS",
-            ssl_policy=TLS_POLICY,
-            certificate_arn=args.certificate_arn,
-            default_actions=[
-                aws.lb.ListenerDefaultActionArgs(
-                    type="forward", target_group_arn=client_targets.arn
-                )
-            ],
-            opts=child,
-        )
+        forward = [aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=targets.arn)]
+        if certificate_arn is None:
+            listener = aws.lb.Listener(
+                f"{args.prefix}-{name}-http",
+                load_balancer_arn=balancer.arn,
+                port=CLIENT_SIGNALING_PORT,
+                protocol="HTTP",
+                default_actions=forward,
+                opts=self._child,
+            )
+        else:
+            listener = aws.lb.Listener(
+                f"{args.prefix}-{name}-https",
+                load_balancer_arn=balancer.arn,
+                port=HTTPS_PORT,
+                protocol="HTTPS",
+                ssl_policy=TLS_POLICY,
+                certificate_arn=certificate_arn,
+                default_actions=forward,
+                opts=self._child,
+            )
+        return balancer, listener
+
+    def _refuse_internal_paths(self, listener: aws.lb.Listener) -> None:
         # Media-node registration lives under the internal prefix: only the private LB may reach it.
         aws.lb.ListenerRule(
-            f"{prefix}-client-no-internal",
-            listener_arn=client_listener.arn,
+            f"{self._args.prefix}-client-no-internal",
+            listener_arn=listener.arn,
             priority=1,
             conditions=[
                 aws.lb.ListenerRuleConditionArgs(
@@ -172,63 +228,5 @@ class LoadBalancers(pulumi.ComponentResource):
                     ),
                 )
             ],
-            opts=child,
-        )
-
-        self.admin = aws.lb.LoadBalancer(
-            f"{prefix}-admin",
-            load_balancer_type="application",
-            internal=False,
-            subnets=args.public_subnet_ids,
-            security_groups=[args.admin_security_group_id],
-            idle_timeout=ADMIN_IDLE_TIMEOUT_SECONDS,
-            drop_invalid_header_fields=True,
-            enable_deletion_protection=args.deletion_protection,
-            tags=tags(Role.ADMIN_LB, "admin"),
-            opts=child,
-        )
-        aws.lb.Listener(
-            f"{prefix}-admin-https",
-            load_balancer_arn=self.admin.arn,
-            port=HTTPS_PORT,
-            protocol="HTTPS",
-            ssl_policy=TLS_POLICY,
-            certificate_arn=args.admin_certificate_arn,
-            default_actions=[
-                aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=admin_targets.arn)
-            ],
-            opts=child,
-        )
-
-        self.signaling = aws.lb.LoadBalancer(
-            f"{prefix}-signaling",
-            load_balancer_type="application",
-            internal=True,
-            subnets=args.private_subnet_ids,
-            security_groups=[args.signaling_security_group_id],
-            idle_timeout=SIGNALING_IDLE_TIMEOUT_SECONDS,
-            drop_invalid_header_fields=True,
-            enable_deletion_protection=args.deletion_protection,
-            tags=tags(Role.SIGNALING_LB, "signaling"),
-            opts=child,
-        )
-        aws.lb.Listener(
-            f"{prefix}-signaling-http",
-            load_balancer_arn=self.signaling.arn,
-            port=CLIENT_SIGNALING_PORT,
-            protocol="HTTP",
-            default_actions=[
-                aws.lb.ListenerDefaultActionArgs(
-                    type="forward", target_group_arn=signaling_targets.arn
-                )
-            ],
-            opts=child,
-        )
-
-        self.register_outputs(
-            {
-                "clientDnsName": self.client.dns_name,
-                "adminDnsName": self.admin.dns_name,
-                "signalingDnsName": self.signaling.dns_name,
-            }
+            opts=self._child,
         )

@@ -14,28 +14,14 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.iam import EC2_TRUST_POLICY
 from infra.node_boot import boot_script
+from infra.scaling import CpuScaling, Drain
 from infra.spec import DRAIN_HOOK_NAME, ROLE_TAG, Role
 
 SESSION_MANAGER_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 ROOT_DEVICE = "/dev/xvda"
 HEALTH_CHECK_GRACE_SECONDS = 300
-
-
-@dataclass(frozen=True)
-class Drain:
-    """A termination hook that holds an instance while its rooms finish."""
-
-    heartbeat_seconds: int
-    timeout_seconds: int
-
-
-@dataclass(frozen=True)
-class CpuScaling:
-    """Target tracking on the group's average CPU."""
-
-    target_percent: int
-    warmup_seconds: int
 
 
 @dataclass
@@ -76,21 +62,6 @@ def user_data(role: Role, env: str, region: str, parameter: str, secret_arn: str
             "RTCFLEET_SETTINGS_PARAMETER": parameter,
             "RTCFLEET_SECRET_ARN": secret_arn,
         },
-    )
-
-
-def _assume_role_policy() -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": "ec2.amazonaws.com"},
-                    "Action": "sts:AssumeRole",
-                }
-            ],
-        }
     )
 
 
@@ -147,7 +118,7 @@ class NodeGroup(pulumi.ComponentResource):
 
         self.role = aws.iam.Role(
             base,
-            assume_role_policy=_assume_role_policy(),
+            assume_role_policy=EC2_TRUST_POLICY,
             description=f"rtcfleet {args.role.value} nodes in {args.region}",
             tags=tags,
             opts=child,

@@ -9,33 +9,21 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra import spec
+from infra import outputs, spec
 from infra.aws.firewall import Firewall, FirewallArgs
 from infra.aws.load_balancers import LoadBalancers, LoadBalancersArgs
 from infra.aws.network import Network, NetworkArgs
-from infra.aws.node_groups import CpuScaling, Drain, NodeGroup, NodeGroupArgs
+from infra.aws.node_groups import NodeGroup, NodeGroupArgs
 from infra.aws.node_settings import NodeSettings, NodeSettingsArgs, parameter_name
 from infra.aws.postgres import DATABASE, MASTER_USER, Postgres, PostgresArgs
 from infra.aws.redis import Redis, RedisArgs
 from infra.aws.secrets import Secrets, SecretsArgs
+from infra.aws.settings import AwsRegionSettings
 from infra.aws.sizes import instance_type
-from infra.references import stack_reference_name
+from infra.region_program import database_source, node_documents, node_image, region_tags
+from infra.scaling import CpuScaling, Drain
 from infra.secret_values import configured_secrets
-from infra.settings import AwsRegionSettings
 from infra.spec import Role
-
-# Outputs of the home region's stack that the other regions read.
-HOME_PRIMARY_ARN = "postgresPrimaryArn"
-HOME_WRITE_ENDPOINT = "postgresWriteEndpoint"
-HOME_DB_PASSWORD = "dbPassword"
-# Output of the image stack: AMI id per region.
-IMAGE_IDS = "imageIds"
-# Outputs the global stack reads: DNS targets and the region's end of the private network.
-CLIENT_LB_DNS_NAME = "clientLbDnsName"
-VPC_CIDR = "vpcCidr"
-PEERED_CIDRS = "peeredCidrs"
-TRANSIT_GATEWAY_ID = "transitGatewayId"
-TRANSIT_ROUTE_TABLE_ID = "transitGatewayRouteTableId"
 
 
 def short_region(region: str) -> str:
@@ -61,6 +49,22 @@ class AwsRegionArgs:
     home: HomeDatabase | None = None
 
 
+@dataclass
+class DataStores:
+    """The region's Redis and Postgres."""
+
+    redis: Redis
+    postgres: Postgres
+
+
+@dataclass
+class NodeGroups:
+    """The region's gateway and media-node groups."""
+
+    gateways: NodeGroup
+    media: NodeGroup
+
+
 class AwsRegion(pulumi.ComponentResource):
     """Network, firewall, load balancers, data stores, secrets and node groups of one region."""
 
@@ -70,218 +74,261 @@ class AwsRegion(pulumi.ComponentResource):
         self, name: str, args: AwsRegionArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("rtcfleet:aws:Region", name, None, opts)
-        s = args.settings
-        child = pulumi.ResourceOptions(parent=self)
-        prefix = f"{s.env}-{short_region(s.region)}"
-        tags = {"rtcfleet:env": s.env, "rtcfleet:region": s.region, "rtcfleet:stack": s.stack}
+        self._settings = args.settings
+        self._child = pulumi.ResourceOptions(parent=self)
+        self._prefix = f"{args.settings.env}-{short_region(args.settings.region)}"
+        self._tags = region_tags(args.settings)
 
-        network = Network(
-            f"{prefix}-network",
+        network = self._network()
+        firewall = self._firewall(network)
+        secrets = self._secrets(args.secrets, args.home)
+        load_balancers = self._load_balancers(network, firewall)
+        stores = self._data_stores(network, firewall, secrets, args.home)
+        node_settings = self._node_settings(stores, load_balancers)
+        groups = self._node_groups(
+            args.image_id, network, firewall, secrets, node_settings, load_balancers
+        )
+        self.exports = self._exports(network, load_balancers, stores, groups, secrets)
+        self.register_outputs(self.exports)
+
+    def _network(self) -> Network:
+        settings = self._settings
+        return Network(
+            f"{self._prefix}-network",
             NetworkArgs(
-                prefix=prefix,
-                cidr=str(s.vpc_cidr),
-                availability_zones=list(s.availability_zones),
-                nat_per_az=s.nat_per_az,
-                peer_cidrs=[str(cidr) for cidr in s.peered_cidrs],
-                tags=tags,
+                prefix=self._prefix,
+                cidr=str(settings.vpc_cidr),
+                availability_zones=list(settings.availability_zones),
+                nat_per_az=settings.nat_per_az,
+                peer_cidrs=[str(cidr) for cidr in settings.peered_cidrs],
+                tags=self._tags,
             ),
-            opts=child,
+            opts=self._child,
         )
-        firewall = Firewall(
-            f"{prefix}-firewall",
+
+    def _firewall(self, network: Network) -> Firewall:
+        settings = self._settings
+        return Firewall(
+            f"{self._prefix}-firewall",
             FirewallArgs(
-                prefix=prefix,
+                prefix=self._prefix,
                 vpc_id=network.vpc.id,
-                vpc_cidr=str(s.vpc_cidr),
-                admin_allow_list=[str(cidr) for cidr in s.admin_allow_list],
-                private_cidrs=s.private_cidrs,
-                tags=tags,
+                vpc_cidr=str(settings.vpc_cidr),
+                admin_allow_list=[str(cidr) for cidr in settings.admin_allow_list],
+                private_cidrs=settings.private_cidrs,
+                tags=self._tags,
             ),
-            opts=child,
+            opts=self._child,
         )
-        provided = dict(args.secrets)
-        if args.home is not None:
-            provided[HOME_DB_PASSWORD] = args.home.password
-        secrets = Secrets(
-            f"{prefix}-secrets",
+
+    def _secrets(
+        self, configured: Mapping[str, pulumi.Input[str]], home: HomeDatabase | None
+    ) -> Secrets:
+        settings = self._settings
+        provided = dict(configured)
+        if home is not None:
+            provided["dbPassword"] = home.password
+        return Secrets(
+            f"{self._prefix}-secrets",
             SecretsArgs(
-                prefix=prefix,
-                env=s.env,
-                region=s.region,
+                prefix=self._prefix,
+                env=settings.env,
+                region=settings.region,
                 provided=provided,
-                recovery_window_days=30 if s.production else 0,
-                tags=tags,
+                recovery_window_days=30 if settings.production else 0,
+                tags=self._tags,
             ),
-            opts=child,
+            opts=self._child,
         )
-        lbs = LoadBalancers(
-            f"{prefix}-lb",
+
+    def _load_balancers(self, network: Network, firewall: Firewall) -> LoadBalancers:
+        settings = self._settings
+        return LoadBalancers(
+            f"{self._prefix}-lb",
             LoadBalancersArgs(
-                prefix=prefix,
+                prefix=self._prefix,
                 vpc_id=network.vpc.id,
                 public_subnet_ids=network.public_subnet_ids,
                 private_subnet_ids=network.private_subnet_ids,
                 client_security_group_id=firewall.group_id(Role.CLIENT_LB),
                 admin_security_group_id=firewall.group_id(Role.ADMIN_LB),
                 signaling_security_group_id=firewall.group_id(Role.SIGNALING_LB),
-                certificate_arn=s.certificate,
-                admin_certificate_arn=s.admin_certificate or s.certificate,
-                deletion_protection=s.production,
-                tags=tags,
+                certificate_arn=settings.certificate,
+                admin_certificate_arn=settings.admin_certificate or settings.certificate,
+                deletion_protection=settings.production,
+                tags=self._tags,
             ),
-            opts=child,
+            opts=self._child,
         )
+
+    def _data_stores(
+        self, network: Network, firewall: Firewall, secrets: Secrets, home: HomeDatabase | None
+    ) -> DataStores:
+        settings = self._settings
         redis = Redis(
-            f"{prefix}-redis",
+            f"{self._prefix}-redis",
             RedisArgs(
-                prefix=prefix,
-                node_type=instance_type(Role.REDIS, s.redis_size, s.redis_node_type),
-                replicas=s.redis_replicas,
-                availability_zones=list(s.availability_zones),
+                prefix=self._prefix,
+                node_type=instance_type(Role.REDIS, settings.redis_size, settings.redis_node_type),
+                replicas=settings.redis_replicas,
+                availability_zones=list(settings.availability_zones),
                 subnet_ids=network.private_subnet_ids,
                 security_group_id=firewall.group_id(Role.REDIS),
                 auth_token=secrets.values["redisAuthToken"],
-                engine_version=s.redis_engine_version,
-                snapshot_retention_days=7 if s.production else 1,
-                tags=tags,
+                engine_version=settings.redis_engine_version,
+                snapshot_retention_days=7 if settings.production else 1,
+                tags=self._tags,
             ),
-            opts=child,
+            opts=self._child,
         )
         postgres = Postgres(
-            f"{prefix}-postgres",
+            f"{self._prefix}-postgres",
             PostgresArgs(
-                prefix=prefix,
-                home=s.is_home,
+                prefix=self._prefix,
+                home=settings.is_home,
                 instance_class=instance_type(
-                    Role.POSTGRES, s.postgres_size, s.postgres_instance_class
+                    Role.POSTGRES, settings.postgres_size, settings.postgres_instance_class
                 ),
                 subnet_ids=network.private_subnet_ids,
                 security_group_id=firewall.group_id(Role.POSTGRES),
-                storage_gb=s.postgres_storage_gb,
-                backup_days=s.postgres_backup_days,
-                engine_version=s.postgres_engine_version,
-                production=s.production,
-                password=secrets.values["dbPassword"] if s.is_home else None,
-                source_arn=args.home.primary_arn if args.home else None,
-                source_endpoint=args.home.write_endpoint if args.home else None,
-                tags=tags,
+                storage_gb=settings.postgres_storage_gb,
+                backup_days=settings.postgres_backup_days,
+                engine_version=settings.postgres_engine_version,
+                production=settings.production,
+                password=secrets.values["dbPassword"] if settings.is_home else None,
+                source_arn=home.primary_arn if home else None,
+                source_endpoint=home.write_endpoint if home else None,
+                tags=self._tags,
             ),
-            opts=child,
+            opts=self._child,
         )
+        return DataStores(redis, postgres)
 
-        redis_doc = {"host": redis.endpoint, "port": spec.REDIS_PORT, "tls": True}
-        postgres_doc = {
-            "readHost": postgres.read_endpoint,
-            "port": spec.POSTGRES_PORT,
-            "database": DATABASE,
-            "user": MASTER_USER,
-        }
+    def _node_settings(self, stores: DataStores, load_balancers: LoadBalancers) -> NodeSettings:
+        settings = self._settings
         signaling_url = pulumi.Output.concat(
             "http://",
-            lbs.signaling.dns_name,
+            load_balancers.signaling.dns_name,
             f":{spec.CLIENT_SIGNALING_PORT}{spec.INTERNAL_PATH_PREFIX}",
         )
-        node_settings = NodeSettings(
-            f"{prefix}-node-settings",
-            NodeSettingsArgs(
-                prefix=prefix,
-                env=s.env,
-                region=s.region,
-                documents={
-                    Role.GATEWAY: {
-                        "env": s.env,
-                        "region": s.region,
-                        "homeRegion": s.home_region,
-                        "redis": redis_doc,
-                        "postgres": {**postgres_doc, "writeHost": postgres.write_endpoint},
-                        "signalingPort": spec.CLIENT_SIGNALING_PORT,
-                        "adminPort": spec.ADMIN_PORT,
-                        # sessions get STUN/TURN on their media node's coturn at this port
-                        "turnPort": spec.TURN_PORT,
-                    },
-                    Role.MEDIA_NODE: {
-                        "env": s.env,
-                        "region": s.region,
-                        "redis": redis_doc,
-                        "postgres": postgres_doc,
-                        "signalingUrl": signaling_url,
-                        "mediaPorts": [spec.MEDIA_PORT_MIN, spec.MEDIA_PORT_MAX],
-                        "turnPort": spec.TURN_PORT,
-                        "drainTimeoutSeconds": s.drain_timeout_seconds,
-                    },
-                },
-                tags=tags,
-            ),
-            opts=child,
+        documents = node_documents(
+            settings,
+            redis={"host": stores.redis.endpoint, "port": spec.REDIS_PORT, "tls": True},
+            postgres={
+                "readHost": stores.postgres.read_endpoint,
+                "port": spec.POSTGRES_PORT,
+                "database": DATABASE,
+                "user": MASTER_USER,
+            },
+            write_host=stores.postgres.write_endpoint,
+            signaling_url=signaling_url,
         )
+        return NodeSettings(
+            f"{self._prefix}-node-settings",
+            NodeSettingsArgs(
+                prefix=self._prefix,
+                env=settings.env,
+                region=settings.region,
+                documents=documents,
+                tags=self._tags,
+            ),
+            opts=self._child,
+        )
+
+    def _node_groups(
+        self,
+        image_id: pulumi.Input[str],
+        network: Network,
+        firewall: Firewall,
+        secrets: Secrets,
+        node_settings: NodeSettings,
+        load_balancers: LoadBalancers,
+    ) -> NodeGroups:
+        settings = self._settings
 
         def group_args(role: Role, **kwargs: Any) -> NodeGroupArgs:
             return NodeGroupArgs(
-                prefix=prefix,
+                prefix=self._prefix,
                 role=role,
-                env=s.env,
-                region=s.region,
-                image_id=args.image_id,
+                env=settings.env,
+                region=settings.region,
+                image_id=image_id,
                 security_group_id=firewall.group_id(role),
                 secret_arn=secrets.arn(role),
                 settings_parameter_arn=node_settings.parameters[role].arn,
-                settings_parameter_name=parameter_name(s.env, s.region, role),
-                tags=tags,
+                settings_parameter_name=parameter_name(settings.env, settings.region, role),
+                tags=self._tags,
                 **kwargs,
             )
 
         gateways = NodeGroup(
-            f"{prefix}-gateways",
+            f"{self._prefix}-gateways",
             group_args(
                 Role.GATEWAY,
-                instance_type=instance_type(Role.GATEWAY, s.gateway_size, s.gateway_instance_type),
+                instance_type=instance_type(
+                    Role.GATEWAY, settings.gateway_size, settings.gateway_instance_type
+                ),
                 subnet_ids=network.private_subnet_ids,
-                min_size=s.gateway_count,
-                max_size=s.gateway_max,
-                target_group_arns=[tg.arn for tg in lbs.gateway_target_groups],
+                min_size=settings.gateway_count,
+                max_size=settings.gateway_max,
+                target_group_arns=[tg.arn for tg in load_balancers.gateway_target_groups],
             ),
-            opts=child,
+            opts=self._child,
         )
         media = NodeGroup(
-            f"{prefix}-media",
+            f"{self._prefix}-media",
             group_args(
                 Role.MEDIA_NODE,
-                instance_type=instance_type(Role.MEDIA_NODE, s.media_size, s.media_instance_type),
+                instance_type=instance_type(
+                    Role.MEDIA_NODE, settings.media_size, settings.media_instance_type
+                ),
                 subnet_ids=network.public_subnet_ids,
                 public_ip=True,
-                min_size=s.media_min,
-                max_size=s.media_max,
-                scaling=CpuScaling(s.media_cpu_target, s.media_warmup_seconds),
-                drain=Drain(spec.LIFECYCLE_HEARTBEAT_TIMEOUT_SECONDS, s.drain_timeout_seconds),
+                min_size=settings.media_min,
+                max_size=settings.media_max,
+                scaling=CpuScaling(settings.media_cpu_target, settings.media_warmup_seconds),
+                drain=Drain(settings.drain_timeout_seconds),
             ),
-            opts=child,
+            opts=self._child,
         )
+        return NodeGroups(gateways, media)
 
-        self.exports = {
-            "region": pulumi.Output.from_input(s.region),
-            "vpcId": network.vpc.id,
-            VPC_CIDR: pulumi.Output.from_input(str(s.vpc_cidr)),
-            PEERED_CIDRS: pulumi.Output.from_input([str(cidr) for cidr in s.peered_cidrs]),
-            "privateSubnetIds": pulumi.Output.all(*network.private_subnet_ids),
-            CLIENT_LB_DNS_NAME: lbs.client.dns_name,
-            "adminLbDnsName": lbs.admin.dns_name,
-            "signalingLbDnsName": lbs.signaling.dns_name,
-            "redisEndpoint": redis.endpoint,
-            HOME_WRITE_ENDPOINT: postgres.write_endpoint,
-            "postgresReadEndpoint": postgres.read_endpoint,
-            "postgresReplicaArn": postgres.replica.arn,
-            "gatewayGroupName": gateways.group.name,
-            "mediaGroupName": media.group.name,
+    def _exports(
+        self,
+        network: Network,
+        load_balancers: LoadBalancers,
+        stores: DataStores,
+        groups: NodeGroups,
+        secrets: Secrets,
+    ) -> dict[str, pulumi.Output[Any]]:
+        settings = self._settings
+        exports = {
+            outputs.REGION: pulumi.Output.from_input(settings.region),
+            outputs.VPC_ID: network.vpc.id,
+            outputs.VPC_CIDR: pulumi.Output.from_input(str(settings.vpc_cidr)),
+            outputs.PEERED_CIDRS: pulumi.Output.from_input(
+                [str(cidr) for cidr in settings.peered_cidrs]
+            ),
+            outputs.PRIVATE_SUBNET_IDS: pulumi.Output.all(*network.private_subnet_ids),
+            outputs.CLIENT_LB_DNS_NAME: load_balancers.client.dns_name,
+            outputs.ADMIN_LB_DNS_NAME: load_balancers.admin.dns_name,
+            outputs.SIGNALING_LB_DNS_NAME: load_balancers.signaling.dns_name,
+            outputs.REDIS_ENDPOINT: stores.redis.endpoint,
+            outputs.POSTGRES_WRITE_ENDPOINT: stores.postgres.write_endpoint,
+            outputs.POSTGRES_READ_ENDPOINT: stores.postgres.read_endpoint,
+            outputs.POSTGRES_REPLICA_ARN: stores.postgres.replica.arn,
+            outputs.GATEWAY_GROUP_NAME: groups.gateways.group.name,
+            outputs.MEDIA_GROUP_NAME: groups.media.group.name,
         }
         if network.transit_gateway is not None:
-            self.exports[TRANSIT_GATEWAY_ID] = network.transit_gateway.id
-            self.exports[TRANSIT_ROUTE_TABLE_ID] = (
+            exports[outputs.TRANSIT_GATEWAY_ID] = network.transit_gateway.id
+            exports[outputs.TRANSIT_ROUTE_TABLE_ID] = (
                 network.transit_gateway.association_default_route_table_id
             )
-        if postgres.primary is not None:
-            self.exports[HOME_PRIMARY_ARN] = postgres.primary.arn
-            self.exports[HOME_DB_PASSWORD] = pulumi.Output.secret(secrets.values["dbPassword"])
-        self.register_outputs(self.exports)
+        if stores.postgres.primary is not None:
+            exports[outputs.POSTGRES_PRIMARY_ARN] = stores.postgres.primary.arn
+            exports[outputs.DB_PASSWORD] = pulumi.Output.secret(secrets.values["dbPassword"])
+        return exports
 
 
 def aws_region_program(settings: AwsRegionSettings) -> dict[str, pulumi.Output[Any]]:
@@ -293,21 +340,19 @@ def aws_region_program(settings: AwsRegionSettings) -> dict[str, pulumi.Output[A
             tags={"rtcfleet:stack": settings.stack, "rtcfleet:managed-by": "pulumi"}
         ),
     )
+    source = database_source(settings)
     home = None
-    if not settings.is_home:
-        reference = pulumi.StackReference(stack_reference_name(settings.home_stack))
+    if source is not None:
         home = HomeDatabase(
-            primary_arn=reference.require_output(HOME_PRIMARY_ARN),
-            write_endpoint=reference.require_output(HOME_WRITE_ENDPOINT),
-            password=reference.require_output(HOME_DB_PASSWORD),
+            primary_arn=source.require_output(outputs.POSTGRES_PRIMARY_ARN),
+            write_endpoint=source.require_output(outputs.POSTGRES_WRITE_ENDPOINT),
+            password=source.require_output(outputs.DB_PASSWORD),
         )
-    image_id: pulumi.Input[str]
-    if settings.image_id is not None:
-        image_id = settings.image_id
-    else:
-        images = pulumi.StackReference(stack_reference_name(settings.image_stack_name))
-        region = settings.region
-        image_id = images.require_output(IMAGE_IDS).apply(lambda ids: str(ids[region]))
+    region = settings.region
+    image_id = node_image(
+        settings,
+        lambda images: images.require_output(outputs.IMAGE_IDS).apply(lambda ids: str(ids[region])),
+    )
     declared = AwsRegion(
         settings.stack,
         AwsRegionArgs(

@@ -20,7 +20,8 @@ from infra.spec import (
 )
 
 AZURE_REDIS_TLS_PORT = 6380
-# Roles that own a subnet and so an NSG; the signaling load balancer passes packets through.
+# Roles that own a subnet and so an NSG, in the order their subnets take the VNet range
+# (infra/azure/network.py); the signaling load balancer passes packets through.
 NSG_ROLES = (
     Role.CLIENT_LB,
     Role.ADMIN_LB,
@@ -74,33 +75,24 @@ class PlatformRule:
     reason: str
 
 
+# What an Application Gateway's subnet must admit from the platform (client and admin alike).
+_APP_GATEWAY_SUBNET = (
+    PlatformRule(
+        "app-gateway-infrastructure",
+        "tcp",
+        65200,
+        65535,
+        GATEWAY_MANAGER,
+        "Application Gateway v2 control plane; Azure refuses a subnet NSG without it",
+    ),
+    PlatformRule(
+        "azure-load-balancer", "*", *ANY_PORT, AZURE_LOAD_BALANCER, "Application Gateway probes"
+    ),
+)
+
 PLATFORM_RULES: dict[Role, tuple[PlatformRule, ...]] = {
-    Role.CLIENT_LB: (
-        PlatformRule(
-            "app-gateway-infrastructure",
-            "tcp",
-            65200,
-            65535,
-            GATEWAY_MANAGER,
-            "Application Gateway v2 control plane; Azure refuses a subnet NSG without it",
-        ),
-        PlatformRule(
-            "azure-load-balancer", "*", *ANY_PORT, AZURE_LOAD_BALANCER, "Application Gateway probes"
-        ),
-    ),
-    Role.ADMIN_LB: (
-        PlatformRule(
-            "app-gateway-infrastructure",
-            "tcp",
-            65200,
-            65535,
-            GATEWAY_MANAGER,
-            "Application Gateway v2 control plane; Azure refuses a subnet NSG without it",
-        ),
-        PlatformRule(
-            "azure-load-balancer", "*", *ANY_PORT, AZURE_LOAD_BALANCER, "Application Gateway probes"
-        ),
-    ),
+    Role.CLIENT_LB: _APP_GATEWAY_SUBNET,
+    Role.ADMIN_LB: _APP_GATEWAY_SUBNET,
     Role.GATEWAY: (
         PlatformRule(
             "signaling-lb-probe",

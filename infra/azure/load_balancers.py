@@ -67,7 +67,7 @@ class LoadBalancersArgs:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-class _Ids:
+class SubResourceIds:
     """Ids of a resource's own sub-resources, which Azure wants before the resource exists."""
 
     def __init__(self, args: LoadBalancersArgs, kind: str, name: str) -> None:
@@ -189,8 +189,8 @@ class LoadBalancers(pulumi.ComponentResource):
             waf_policy=None,
             opts=deps,
         )
-        client_ids = _Ids(args, "applicationGateways", f"{prefix}-client")
-        admin_ids = _Ids(args, "applicationGateways", f"{prefix}-admin")
+        client_ids = SubResourceIds(args, "applicationGateways", f"{prefix}-client")
+        admin_ids = SubResourceIds(args, "applicationGateways", f"{prefix}-admin")
         self.gateway_app_pools = [
             client_ids("backendAddressPools", "gateways"),
             admin_ids("backendAddressPools", "gateways"),
@@ -224,7 +224,9 @@ class LoadBalancers(pulumi.ComponentResource):
             idle_minutes=SIGNALING_IDLE_MINUTES,
         )
         self.gateway_lb_pools = [
-            _Ids(args, "loadBalancers", f"{prefix}-signaling")("backendAddressPools", "gateways")
+            SubResourceIds(args, "loadBalancers", f"{prefix}-signaling")(
+                "backendAddressPools", "gateways"
+            )
         ]
 
         self.register_outputs(
@@ -265,7 +267,7 @@ class LoadBalancers(pulumi.ComponentResource):
     ) -> azure_native.network.ApplicationGateway:
         args = self._args
         gateway_name = f"{args.prefix}-{name}"
-        ids = _Ids(args, "applicationGateways", gateway_name)
+        ids = SubResourceIds(args, "applicationGateways", gateway_name)
         net = azure_native.network
         return net.ApplicationGateway(
             gateway_name,
@@ -375,7 +377,7 @@ class LoadBalancers(pulumi.ComponentResource):
     ) -> azure_native.network.LoadBalancer:
         args = self._args
         lb_name = f"{args.prefix}-{name}"
-        ids = _Ids(args, "loadBalancers", lb_name)
+        ids = SubResourceIds(args, "loadBalancers", lb_name)
         net = azure_native.network
         return net.LoadBalancer(
             lb_name,

@@ -20,18 +20,14 @@ from ipaddress import IPv4Network
 import pulumi
 import pulumi_azure_native as azure_native
 
+from infra.azure.firewall_rules import NSG_ROLES
 from infra.spec import Role
 
-# Sixteen equal blocks of the VNet range: one per role, the last for the VPN gateway.
+# Sixteen equal blocks of the VNet range: one per role with an NSG, in the order of
+# ``NSG_ROLES`` (appending a role keeps every existing subnet's range), the last for the VPN
+# gateway.
 _SUBNET_BITS = 4
-SUBNET_ORDER = (
-    Role.CLIENT_LB,
-    Role.ADMIN_LB,
-    Role.GATEWAY,
-    Role.MEDIA_NODE,
-    Role.REDIS,
-    Role.POSTGRES,
-)
+SUBNET_ORDER = NSG_ROLES
 # Azure requires exactly this name for the subnet of a VPN gateway (built by the global stack).
 VPN_SUBNET = "GatewaySubnet"
 POSTGRES_DELEGATION = "Microsoft.DBforPostgreSQL/flexibleServers"

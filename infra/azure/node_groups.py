@@ -36,6 +36,7 @@ import pulumi_azure_native as azure_native
 
 from infra.azure.identities import grant, stable_guid
 from infra.node_boot import boot_script
+from infra.scaling import CpuScaling, Drain
 from infra.spec import (
     CLIENT_SIGNALING_PORT,
     ENV_TAG,
@@ -63,21 +64,6 @@ PROTECTION_ACTIONS = (
 )
 
 
-@dataclass(frozen=True)
-class CpuAutoscale:
-    """Azure Monitor autoscale on the scale set's average CPU."""
-
-    target_percent: int
-    cooldown_seconds: int
-    minimum: int
-    maximum: int
-
-    @property
-    def scale_in_percent(self) -> int:
-        """Below half the target: far enough from the scale-out line that it does not flap."""
-        return self.target_percent // 2
-
-
 @dataclass
 class NodeGroupArgs:
     prefix: str
@@ -91,7 +77,9 @@ class NodeGroupArgs:
     subnet_id: pulumi.Input[str]
     image_id: pulumi.Input[str]
     vm_size: str
-    capacity: int
+    # the group's size; with ``scaling``, the bounds autoscale keeps it in
+    min_size: int
+    max_size: int
     identity_id: pulumi.Input[str]
     identity_client_id: pulumi.Input[str]
     identity_principal_id: pulumi.Input[str]
@@ -104,9 +92,9 @@ class NodeGroupArgs:
     load_balancer_pools: Sequence[pulumi.Input[str]] = ()
     # Media nodes advertise their own public address in ICE candidates (1:1 NAT).
     public_ip: bool = False
-    autoscale: CpuAutoscale | None = None
+    scaling: CpuScaling | None = None
     # Terminate notice, scale-in policy and self-protection for nodes that drain.
-    drain: bool = False
+    drain: Drain | None = None
     disk_gb: int = 30
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -144,19 +132,31 @@ class NodeGroup(pulumi.ComponentResource):
         self, name: str, args: NodeGroupArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("rtcfleet:azure:NodeGroup", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        compute = azure_native.compute
-        base = f"{args.prefix}-{args.role.value}"
-        tags = {
+        self._args = args
+        self._base = f"{args.prefix}-{args.role.value}"
+        self._tags = {
             **args.tags,
             ROLE_TAG: args.role.value,
             ENV_TAG: args.env,
             KEY_VAULT_TAG: args.vault_name,
         }
-        boot = pulumi.Output.all(args.vault_uri, args.identity_client_id).apply(
-            lambda values: custom_data(args, str(values[0]), str(values[1]))
-        )
-        ip_configuration = compute.VirtualMachineScaleSetIPConfigurationArgs(
+
+        self.scale_set = self._scale_set()
+        self.protection_role = None
+        if args.drain is not None:
+            self.protection_role = self._scale_in_protection()
+        self.autoscale = None
+        if args.scaling is not None:
+            self.autoscale = self._autoscale(args.scaling)
+        self.register_outputs({"scaleSetId": self.scale_set.id})
+
+    def _ip_configuration(
+        self,
+    ) -> azure_native.compute.VirtualMachineScaleSetIPConfigurationArgs:
+        """The node's one NIC: its subnet, the pools it joins, and (media) a public address."""
+        args = self._args
+        compute = azure_native.compute
+        return compute.VirtualMachineScaleSetIPConfigurationArgs(
             name="primary",
             primary=True,
             subnet=compute.ApiEntityReferenceArgs(id=args.subnet_id),
@@ -176,35 +176,89 @@ class NodeGroup(pulumi.ComponentResource):
                 else None
             ),
         )
+
+    def _health_extension(
+        self,
+    ) -> azure_native.compute.VirtualMachineScaleSetExtensionProfileArgs | None:
         # The health extension probes liveness on the machine itself, and automatic repairs act
         # on it alone: a gateway whose Redis fails over, or a media node whose gateway is away,
         # is alive and stays. (Load balancers route on readiness; see load_balancers.py.)
-        health_port = CLIENT_SIGNALING_PORT if args.role is Role.GATEWAY else MEDIA_HEALTH_PORT
-        health = None
-        if args.role in (Role.GATEWAY, Role.MEDIA_NODE):
-            health = compute.VirtualMachineScaleSetExtensionProfileArgs(
-                extensions=[
-                    compute.VirtualMachineScaleSetExtensionArgs(
-                        name="health",
-                        publisher="Microsoft.ManagedServices",
-                        type="ApplicationHealthLinux",
-                        type_handler_version="1.0",
-                        auto_upgrade_minor_version=True,
-                        settings={
-                            "protocol": "http",
-                            "port": health_port,
-                            "requestPath": LIVENESS_PATH,
-                        },
-                    )
-                ]
-            )
-        self.scale_set = compute.VirtualMachineScaleSet(
-            base,
-            vm_scale_set_name=base,
+        role = self._args.role
+        if role not in (Role.GATEWAY, Role.MEDIA_NODE):
+            return None
+        compute = azure_native.compute
+        return compute.VirtualMachineScaleSetExtensionProfileArgs(
+            extensions=[
+                compute.VirtualMachineScaleSetExtensionArgs(
+                    name="health",
+                    publisher="Microsoft.ManagedServices",
+                    type="ApplicationHealthLinux",
+                    type_handler_version="1.0",
+                    auto_upgrade_minor_version=True,
+                    settings={
+                        "protocol": "http",
+                        "port": CLIENT_SIGNALING_PORT
+                        if role is Role.GATEWAY
+                        else MEDIA_HEALTH_PORT,
+                        "requestPath": LIVENESS_PATH,
+                    },
+                )
+            ]
+        )
+
+    def _upgrade_policy(self) -> azure_native.compute.UpgradePolicyArgs:
+        compute = azure_native.compute
+        if self._args.role is not Role.GATEWAY:
+            # Media nodes are replaced by draining, never by an in-place rolling upgrade.
+            return compute.UpgradePolicyArgs(mode=compute.UpgradeMode.MANUAL)
+        return compute.UpgradePolicyArgs(
+            mode=compute.UpgradeMode.ROLLING,
+            rolling_upgrade_policy=compute.RollingUpgradePolicyArgs(
+                max_batch_instance_percent=34,
+                max_unhealthy_instance_percent=34,
+                max_unhealthy_upgraded_instance_percent=34,
+                pause_time_between_batches="PT30S",
+                prioritize_unhealthy_instances=True,
+            ),
+        )
+
+    def _os_profile(self) -> azure_native.compute.VirtualMachineScaleSetOSProfileArgs:
+        """Who the node is (its boot script) and the operators' break-glass SSH key."""
+        args = self._args
+        compute = azure_native.compute
+        boot = pulumi.Output.all(args.vault_uri, args.identity_client_id).apply(
+            lambda values: custom_data(args, str(values[0]), str(values[1]))
+        )
+        return compute.VirtualMachineScaleSetOSProfileArgs(
+            computer_name_prefix=computer_name_prefix(args.prefix, args.role),
+            admin_username=ADMIN_USER,
+            custom_data=boot,
+            linux_configuration=compute.LinuxConfigurationArgs(
+                disable_password_authentication=True,
+                provision_vm_agent=True,
+                ssh=compute.SshConfigurationArgs(
+                    public_keys=[
+                        compute.SshPublicKeyArgs(
+                            path=f"/home/{ADMIN_USER}/.ssh/authorized_keys",
+                            key_data=args.ssh_public_key,
+                        )
+                    ]
+                ),
+            ),
+        )
+
+    def _scale_set(self) -> azure_native.compute.VirtualMachineScaleSet:
+        args = self._args
+        compute = azure_native.compute
+        health = self._health_extension()
+        draining = args.drain is not None
+        return compute.VirtualMachineScaleSet(
+            self._base,
+            vm_scale_set_name=self._base,
             resource_group_name=args.resource_group_name,
             location=args.location,
             orchestration_mode="Uniform",
-            sku=compute.SkuArgs(name=args.vm_size, tier="Standard", capacity=args.capacity),
+            sku=compute.SkuArgs(name=args.vm_size, tier="Standard", capacity=args.min_size),
             zones=list(args.zones),
             zone_balance=True,
             platform_fault_domain_count=1,
@@ -215,21 +269,7 @@ class NodeGroup(pulumi.ComponentResource):
                 type=compute.ResourceIdentityType.USER_ASSIGNED,
                 user_assigned_identities=[args.identity_id],
             ),
-            upgrade_policy=(
-                compute.UpgradePolicyArgs(
-                    mode=compute.UpgradeMode.ROLLING,
-                    rolling_upgrade_policy=compute.RollingUpgradePolicyArgs(
-                        max_batch_instance_percent=34,
-                        max_unhealthy_instance_percent=34,
-                        max_unhealthy_upgraded_instance_percent=34,
-                        pause_time_between_batches="PT30S",
-                        prioritize_unhealthy_instances=True,
-                    ),
-                )
-                if args.role is Role.GATEWAY
-                # Media nodes are replaced by draining, never by an in-place rolling upgrade.
-                else compute.UpgradePolicyArgs(mode=compute.UpgradeMode.MANUAL)
-            ),
+            upgrade_policy=self._upgrade_policy(),
             automatic_repairs_policy=(
                 compute.AutomaticRepairsPolicyArgs(enabled=True, grace_period=HEALTH_GRACE)
                 if health
@@ -237,27 +277,11 @@ class NodeGroup(pulumi.ComponentResource):
             ),
             scale_in_policy=(
                 compute.ScaleInPolicyArgs(rules=["OldestVM"], force_deletion=False)
-                if args.drain
+                if draining
                 else None
             ),
             virtual_machine_profile=compute.VirtualMachineScaleSetVMProfileArgs(
-                os_profile=compute.VirtualMachineScaleSetOSProfileArgs(
-                    computer_name_prefix=computer_name_prefix(args.prefix, args.role),
-                    admin_username=ADMIN_USER,
-                    custom_data=boot,
-                    linux_configuration=compute.LinuxConfigurationArgs(
-                        disable_password_authentication=True,
-                        provision_vm_agent=True,
-                        ssh=compute.SshConfigurationArgs(
-                            public_keys=[
-                                compute.SshPublicKeyArgs(
-                                    path=f"/home/{ADMIN_USER}/.ssh/authorized_keys",
-                                    key_data=args.ssh_public_key,
-                                )
-                            ]
-                        ),
-                    ),
-                ),
+                os_profile=self._os_profile(),
                 storage_profile=compute.VirtualMachineScaleSetStorageProfileArgs(
                     image_reference=compute.ImageReferenceArgs(id=args.image_id),
                     os_disk=compute.VirtualMachineScaleSetOSDiskArgs(
@@ -275,7 +299,7 @@ class NodeGroup(pulumi.ComponentResource):
                             name="primary",
                             primary=True,
                             enable_accelerated_networking=True,
-                            ip_configurations=[ip_configuration],
+                            ip_configurations=[self._ip_configuration()],
                         )
                     ],
                 ),
@@ -285,7 +309,7 @@ class NodeGroup(pulumi.ComponentResource):
                             enable=True, not_before_timeout=TERMINATE_NOTICE
                         )
                     )
-                    if args.drain
+                    if draining
                     else None
                 ),
                 extension_profile=health,
@@ -293,55 +317,53 @@ class NodeGroup(pulumi.ComponentResource):
                     boot_diagnostics=compute.BootDiagnosticsArgs(enabled=True)
                 ),
             ),
-            tags=tags,
+            tags=self._tags,
             # Autoscale owns the media fleet's size once it exists.
             opts=pulumi.ResourceOptions(
-                parent=self, ignore_changes=["sku.capacity"] if args.autoscale else None
+                parent=self, ignore_changes=["sku.capacity"] if args.scaling else None
             ),
         )
 
-        self.protection_role = None
-        if args.drain:
-            # A role definition is assignable at a management group, subscription or resource
-            # group only; the assignment below narrows it to this one scale set.
-            group_id = pulumi.Output.concat(
-                "/subscriptions/",
-                args.subscription_id,
-                "/resourceGroups/",
-                args.resource_group_name,
-            )
-            self.protection_role = azure_native.authorization.RoleDefinition(
-                f"{base}-scale-in-protection",
-                role_definition_id=stable_guid(base, "scale-in-protection"),
-                role_name=f"rtcfleet {base} scale-in protection",
-                description="Media nodes protect themselves from scale-in while rooms are live",
-                role_type="CustomRole",
-                scope=group_id,
-                assignable_scopes=[group_id],
-                permissions=[
-                    azure_native.authorization.PermissionArgs(actions=list(PROTECTION_ACTIONS))
-                ],
-                opts=child,
-            )
-            grant(
-                f"{base}-protects-itself",
-                args.identity_principal_id,
-                self.protection_role.id,
-                self.scale_set.id,
-                "rtcfleet media nodes set protectFromScaleIn on their own instance",
-                parent=self,
-            )
+    def _scale_in_protection(self) -> azure_native.authorization.RoleDefinition:
+        """What lets a draining node protect its own instance from scale-in, and nothing else."""
+        args = self._args
+        base = self._base
+        # A role definition is assignable at a management group, subscription or resource
+        # group only; the assignment below narrows it to this one scale set.
+        group_id = pulumi.Output.concat(
+            "/subscriptions/",
+            args.subscription_id,
+            "/resourceGroups/",
+            args.resource_group_name,
+        )
+        protection_role = azure_native.authorization.RoleDefinition(
+            f"{base}-scale-in-protection",
+            role_definition_id=stable_guid(base, "scale-in-protection"),
+            role_name=f"rtcfleet {base} scale-in protection",
+            description="Media nodes protect themselves from scale-in while rooms are live",
+            role_type="CustomRole",
+            scope=group_id,
+            assignable_scopes=[group_id],
+            permissions=[
+                azure_native.authorization.PermissionArgs(actions=list(PROTECTION_ACTIONS))
+            ],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        grant(
+            f"{base}-protects-itself",
+            args.identity_principal_id,
+            protection_role.id,
+            self.scale_set.id,
+            "rtcfleet media nodes set protectFromScaleIn on their own instance",
+            parent=self,
+        )
+        return protection_role
 
-        self.autoscale = None
-        if args.autoscale is not None:
-            self.autoscale = self._autoscale(base, args, args.autoscale, tags)
-        self.register_outputs({"scaleSetId": self.scale_set.id})
-
-    def _autoscale(
-        self, base: str, args: NodeGroupArgs, scaling: CpuAutoscale, tags: dict[str, str]
-    ) -> azure_native.monitor.AutoscaleSetting:
+    def _autoscale(self, scaling: CpuScaling) -> azure_native.monitor.AutoscaleSetting:
+        args = self._args
+        base = self._base
         monitor = azure_native.monitor
-        cooldown = f"PT{max(scaling.cooldown_seconds // 60, 1)}M"
+        cooldown = f"PT{max(scaling.warmup_seconds // 60, 1)}M"
 
         def rule(
             direction: azure_native.monitor.ScaleDirection,
@@ -380,9 +402,9 @@ class NodeGroup(pulumi.ComponentResource):
                 monitor.AutoscaleProfileArgs(
                     name="average-cpu",
                     capacity=monitor.ScaleCapacityArgs(
-                        minimum=str(scaling.minimum),
-                        maximum=str(scaling.maximum),
-                        default=str(scaling.minimum),
+                        minimum=str(args.min_size),
+                        maximum=str(args.max_size),
+                        default=str(args.min_size),
                     ),
                     rules=[
                         rule(
@@ -400,6 +422,6 @@ class NodeGroup(pulumi.ComponentResource):
                     ],
                 )
             ],
-            tags=tags,
+            tags=self._tags,
             opts=pulumi.ResourceOptions(parent=self),
         )

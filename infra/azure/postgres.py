@@ -134,15 +134,7 @@ class Postgres(pulumi.ComponentResource):
                 **common,
                 opts=pulumi.ResourceOptions(parent=self, protect=args.production),
             )
-            azure_native.dbforpostgresql.Database(
-                f"{prefix}-postgres-{DATABASE}",
-                database_name=DATABASE,
-                server_name=self.primary.name,
-                resource_group_name=args.resource_group_name,
-                charset="UTF8",
-                collation="en_US.utf8",
-                opts=child,
-            )
+            self._settings_database(args, self.primary)
             self.replica = azure_native.dbforpostgresql.Server(
                 f"{prefix}-postgres-read",
                 server_name=f"{prefix}-pg-read-{digest}",
@@ -199,6 +191,20 @@ class Postgres(pulumi.ComponentResource):
             {"writeEndpoint": self.write_endpoint, "readEndpoint": self.read_endpoint}
         )
 
+    def _settings_database(
+        self, args: PostgresArgs, server: azure_native.dbforpostgresql.Server
+    ) -> azure_native.dbforpostgresql.Database:
+        """The platform's database on a writable server (the home writer, or a subscriber)."""
+        return azure_native.dbforpostgresql.Database(
+            f"{args.prefix}-postgres-{DATABASE}",
+            database_name=DATABASE,
+            server_name=server.name,
+            resource_group_name=args.resource_group_name,
+            charset="UTF8",
+            collation="en_US.utf8",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
     def _subscriber(self, args: PostgresArgs, common: dict[str, Any]) -> None:
         if args.password is None or args.source_endpoint is None:
             raise ValueError("a subscriber needs the writer's endpoint and password")
@@ -222,13 +228,5 @@ class Postgres(pulumi.ComponentResource):
             **(common | {"tags": tags}),
             opts=pulumi.ResourceOptions(parent=self, protect=args.production),
         )
-        azure_native.dbforpostgresql.Database(
-            f"{args.prefix}-postgres-{DATABASE}",
-            database_name=DATABASE,
-            server_name=self.replica.name,
-            resource_group_name=args.resource_group_name,
-            charset="UTF8",
-            collation="en_US.utf8",
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        self._settings_database(args, self.replica)
         self.write_endpoint = pulumi.Output.from_input(args.source_endpoint)

@@ -10,30 +10,24 @@ from typing import Any
 import pulumi
 import pulumi_azure_native as azure_native
 
-from infra import spec
+from infra import outputs, spec
 from infra.azure.firewall import Firewall, FirewallArgs
+from infra.azure.firewall_rules import AZURE_REDIS_TLS_PORT
 from infra.azure.key_vault import KeyVault, KeyVaultArgs, secret_name, settings_name
 from infra.azure.load_balancers import LoadBalancers, LoadBalancersArgs
 from infra.azure.network import Network, NetworkArgs, subnet_cidrs
-from infra.azure.node_groups import CpuAutoscale, NodeGroup, NodeGroupArgs
+from infra.azure.node_groups import NodeGroup, NodeGroupArgs
 from infra.azure.postgres import ADMIN_USER, DATABASE, Postgres, PostgresArgs
 from infra.azure.redis import Redis, RedisArgs
 from infra.azure.regions import AZURE_SHORT_NAMES
+from infra.azure.settings import AzureRegionSettings
 from infra.azure.sizes import vm_size
-from infra.references import stack_reference_name
+from infra.region_program import database_source, node_documents, node_image, region_tags
+from infra.scaling import CpuScaling, Drain
 from infra.secret_values import configured_secrets, secret_values
-from infra.settings import AzureRegionSettings, SettingsError, config_key
-from infra.spec import Role, settings_subscription
+from infra.settings_errors import SettingsError, config_key
+from infra.spec import Role
 
-# Outputs of the home region's stack that the other regions read.
-HOME_SERVER_ID = "postgresServerId"
-HOME_WRITE_ENDPOINT = "postgresWriteEndpoint"
-HOME_DB_PASSWORD = "dbPassword"
-# The private DNS zone holding the writer's name, and its resource group.
-HOME_DNS_ZONE = "postgresDnsZoneName"
-HOME_RESOURCE_GROUP = "resourceGroupName"
-# Output of the image stack: the Compute Gallery image version the nodes boot.
-IMAGE_VERSION_ID = "azureImageVersionId"
 # Azure generates the cache's access key; the region reads it instead of setting one.
 REDIS_KEY = "redisAuthToken"
 
@@ -69,6 +63,23 @@ class AzureRegionArgs:
     home: HomeDatabase | None = None
 
 
+@dataclass
+class DataStores:
+    """The region's Redis and Postgres, and the secret values (some come from Redis)."""
+
+    redis: Redis
+    postgres: Postgres
+    secrets: dict[str, pulumi.Output[str]]
+
+
+@dataclass
+class NodeGroups:
+    """The region's gateway and media-node scale sets."""
+
+    gateways: NodeGroup
+    media: NodeGroup
+
+
 class AzureRegion(pulumi.ComponentResource):
     """Resource group, network, NSGs, entry points, data stores, Key Vault and scale sets."""
 
@@ -78,216 +89,252 @@ class AzureRegion(pulumi.ComponentResource):
         self, name: str, args: AzureRegionArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("rtcfleet:azure:Region", name, None, opts)
-        s = args.settings
-        child = pulumi.ResourceOptions(parent=self)
-        prefix = region_prefix(s.env, s.region)
-        tags = {"rtcfleet:env": s.env, "rtcfleet:region": s.region, "rtcfleet:stack": s.stack}
-        zones = list(s.availability_zones)
-        client = azure_native.authorization.get_client_config_output(
+        settings = args.settings
+        self._settings = settings
+        self._child = pulumi.ResourceOptions(parent=self)
+        self._prefix = region_prefix(settings.env, settings.region)
+        self._tags = region_tags(settings)
+        self._zones = list(settings.availability_zones)
+        self._subnet_cidrs, _ = subnet_cidrs(str(settings.vpc_cidr))
+        self._client = azure_native.authorization.get_client_config_output(
             opts=pulumi.InvokeOptions(parent=self)
         )
-        subscription_id = client.subscription_id
 
-        group = azure_native.resources.ResourceGroup(
-            f"{prefix}-rg",
-            resource_group_name=f"rtcfleet-{s.env}-{s.region}",
-            location=s.region,
-            tags=tags,
-            opts=child,
+        group = self._resource_group()
+        firewall = self._firewall(group)
+        network = self._network(group, firewall)
+        identities = self._identities(group)
+        load_balancers = self._load_balancers(group, network)
+        stores = self._data_stores(group, network, args.secrets, args.home)
+        vault = self._key_vault(group, network, stores, identities)
+        groups = self._node_groups(args.image_id, group, network, identities, vault, load_balancers)
+        self.exports = self._exports(group, network, load_balancers, stores, vault, groups)
+        self.register_outputs(self.exports)
+
+    def _resource_group(self) -> azure_native.resources.ResourceGroup:
+        settings = self._settings
+        return azure_native.resources.ResourceGroup(
+            f"{self._prefix}-rg",
+            resource_group_name=f"rtcfleet-{settings.env}-{settings.region}",
+            location=settings.region,
+            tags=self._tags,
+            opts=self._child,
         )
-        rg = group.name
-        cidrs, _ = subnet_cidrs(str(s.vpc_cidr))
-        firewall = Firewall(
-            f"{prefix}-firewall",
+
+    def _firewall(self, group: azure_native.resources.ResourceGroup) -> Firewall:
+        settings = self._settings
+        return Firewall(
+            f"{self._prefix}-firewall",
             FirewallArgs(
-                prefix=prefix,
-                resource_group_name=rg,
-                location=s.region,
-                subnet_cidrs=cidrs,
-                admin_allow_list=[str(cidr) for cidr in s.admin_allow_list],
-                private_cidrs=s.private_cidrs,
-                peered_cidrs=[str(cidr) for cidr in s.peered_cidrs],
-                tags=tags,
+                prefix=self._prefix,
+                resource_group_name=group.name,
+                location=settings.region,
+                subnet_cidrs=self._subnet_cidrs,
+                admin_allow_list=[str(cidr) for cidr in settings.admin_allow_list],
+                private_cidrs=settings.private_cidrs,
+                peered_cidrs=[str(cidr) for cidr in settings.peered_cidrs],
+                tags=self._tags,
             ),
-            opts=child,
+            opts=self._child,
         )
-        network = Network(
-            f"{prefix}-network",
+
+    def _network(self, group: azure_native.resources.ResourceGroup, firewall: Firewall) -> Network:
+        settings = self._settings
+        return Network(
+            f"{self._prefix}-network",
             NetworkArgs(
-                prefix=prefix,
-                resource_group_name=rg,
-                location=s.region,
-                cidr=str(s.vpc_cidr),
+                prefix=self._prefix,
+                resource_group_name=group.name,
+                location=settings.region,
+                cidr=str(settings.vpc_cidr),
                 nsg_ids={role: firewall.group_id(role) for role in firewall.groups},
-                nat_zone=zones[0],
-                tags=tags,
+                nat_zone=self._zones[0],
+                tags=self._tags,
             ),
-            opts=child,
+            opts=self._child,
         )
-        identities = {
+
+    def _identities(
+        self, group: azure_native.resources.ResourceGroup
+    ) -> dict[Role, azure_native.managedidentity.UserAssignedIdentity]:
+        """Each node role's own identity: what its scale set's machines may read."""
+        return {
             role: azure_native.managedidentity.UserAssignedIdentity(
-                f"{prefix}-{role.value}",
-                resource_name_=f"{prefix}-{role.value}",
-                resource_group_name=rg,
-                location=s.region,
-                tags={**tags, spec.ROLE_TAG: role.value},
-                opts=child,
+                f"{self._prefix}-{role.value}",
+                resource_name_=f"{self._prefix}-{role.value}",
+                resource_group_name=group.name,
+                location=self._settings.region,
+                tags={**self._tags, spec.ROLE_TAG: role.value},
+                opts=self._child,
             )
             for role in (Role.GATEWAY, Role.MEDIA_NODE)
         }
-        lbs = LoadBalancers(
-            f"{prefix}-lb",
+
+    def _load_balancers(
+        self, group: azure_native.resources.ResourceGroup, network: Network
+    ) -> LoadBalancers:
+        settings = self._settings
+        return LoadBalancers(
+            f"{self._prefix}-lb",
             LoadBalancersArgs(
-                prefix=prefix,
-                resource_group_name=rg,
-                location=s.region,
-                subscription_id=subscription_id,
-                zones=zones,
+                prefix=self._prefix,
+                resource_group_name=group.name,
+                location=settings.region,
+                subscription_id=self._client.subscription_id,
+                zones=self._zones,
                 client_subnet_id=network.subnet_id(Role.CLIENT_LB),
                 admin_subnet_id=network.subnet_id(Role.ADMIN_LB),
                 gateway_subnet_id=network.subnet_id(Role.GATEWAY),
-                signaling_address=signaling_address(cidrs[Role.GATEWAY]),
-                certificate=s.certificate,
-                admin_certificate=s.admin_certificate or s.certificate,
-                certificate_vault_id=s.certificate_vault_id,
-                dns_label=f"rtcfleet-{prefix}",
-                tags=tags,
+                signaling_address=self._signaling_address,
+                certificate=settings.certificate,
+                admin_certificate=settings.admin_certificate or settings.certificate,
+                certificate_vault_id=settings.certificate_vault_id,
+                dns_label=f"rtcfleet-{self._prefix}",
+                tags=self._tags,
             ),
-            opts=child,
+            opts=self._child,
         )
+
+    @property
+    def _signaling_address(self) -> str:
+        return signaling_address(self._subnet_cidrs[Role.GATEWAY])
+
+    def _data_stores(
+        self,
+        group: azure_native.resources.ResourceGroup,
+        network: Network,
+        configured: Mapping[str, pulumi.Input[str]],
+        home: HomeDatabase | None,
+    ) -> DataStores:
+        settings = self._settings
         redis = Redis(
-            f"{prefix}-redis",
+            f"{self._prefix}-redis",
             RedisArgs(
-                prefix=prefix,
-                stack=s.stack,
-                resource_group_name=rg,
-                location=s.region,
-                capacity=s.redis_capacity or int(vm_size(Role.REDIS, s.redis_size)),
-                replicas=s.redis_replicas,
-                zones=zones,
+                prefix=self._prefix,
+                stack=settings.stack,
+                resource_group_name=group.name,
+                location=settings.region,
+                capacity=settings.redis_capacity or int(vm_size(Role.REDIS, settings.redis_size)),
+                replicas=settings.redis_replicas,
+                zones=self._zones,
                 subnet_id=network.subnet_id(Role.REDIS),
                 vnet_id=network.vnet.id,
-                redis_version=s.redis_version,
-                tags=tags,
+                redis_version=settings.redis_version,
+                tags=self._tags,
             ),
-            opts=child,
+            opts=self._child,
         )
-        provided = dict(args.secrets)
-        if args.home is not None:
-            provided[HOME_DB_PASSWORD] = args.home.password
-        values = secret_values(
-            prefix,
+        provided = dict(configured)
+        if home is not None:
+            provided["dbPassword"] = home.password
+        secrets = secret_values(
+            self._prefix,
             provided,
             parent=self,
             names=[n for n in spec.SECRET_NAMES if n != REDIS_KEY],
         )
-        values[REDIS_KEY] = redis.access_key
+        secrets[REDIS_KEY] = redis.access_key
+        writer = settings.is_home or settings.subscribes
         postgres = Postgres(
-            f"{prefix}-postgres",
+            f"{self._prefix}-postgres",
             PostgresArgs(
-                prefix=prefix,
-                stack=s.stack,
-                resource_group_name=rg,
-                location=s.region,
-                home=s.is_home,
-                subscriber=s.subscribes,
-                writer_stack=s.writer_stack,
-                sku=vm_size(Role.POSTGRES, s.postgres_size, s.postgres_sku),
-                zones=zones,
+                prefix=self._prefix,
+                stack=settings.stack,
+                resource_group_name=group.name,
+                location=settings.region,
+                home=settings.is_home,
+                subscriber=settings.subscribes,
+                writer_stack=settings.writer_stack,
+                sku=vm_size(Role.POSTGRES, settings.postgres_size, settings.postgres_sku),
+                zones=self._zones,
                 subnet_id=network.subnet_id(Role.POSTGRES),
                 vnet_id=network.vnet.id,
-                storage_gb=s.postgres_storage_gb,
-                backup_days=s.postgres_backup_days,
-                version=s.postgres_version,
-                production=s.production,
-                password=values["dbPassword"] if s.is_home or s.subscribes else None,
-                source_server_id=args.home.server_id if args.home else None,
-                source_endpoint=args.home.write_endpoint if args.home else None,
+                storage_gb=settings.postgres_storage_gb,
+                backup_days=settings.postgres_backup_days,
+                version=settings.postgres_version,
+                production=settings.production,
+                password=secrets["dbPassword"] if writer else None,
+                source_server_id=home.server_id if home else None,
+                source_endpoint=home.write_endpoint if home else None,
                 source_dns_zone=(
-                    (args.home.dns_zone_name, args.home.resource_group_name)
-                    if args.home is not None
-                    and args.home.dns_zone_name is not None
-                    and args.home.resource_group_name is not None
+                    (home.dns_zone_name, home.resource_group_name)
+                    if home is not None
+                    and home.dns_zone_name is not None
+                    and home.resource_group_name is not None
                     else None
                 ),
-                tags=tags,
+                tags=self._tags,
             ),
-            opts=child,
+            opts=self._child,
+        )
+        return DataStores(redis, postgres, secrets)
+
+    def _key_vault(
+        self,
+        group: azure_native.resources.ResourceGroup,
+        network: Network,
+        stores: DataStores,
+        identities: Mapping[Role, azure_native.managedidentity.UserAssignedIdentity],
+    ) -> KeyVault:
+        """The secrets and each role's settings document, readable by that role alone."""
+        settings = self._settings
+        documents = node_documents(
+            settings,
+            redis={"host": stores.redis.host, "port": AZURE_REDIS_TLS_PORT, "tls": True},
+            postgres={
+                "readHost": stores.postgres.read_endpoint,
+                "port": spec.POSTGRES_PORT,
+                "database": DATABASE,
+                "user": ADMIN_USER,
+            },
+            write_host=stores.postgres.write_endpoint,
+            signaling_url=(
+                f"http://{self._signaling_address}:"
+                f"{spec.CLIENT_SIGNALING_PORT}{spec.INTERNAL_PATH_PREFIX}"
+            ),
+        )
+        return KeyVault(
+            f"{self._prefix}-vault",
+            KeyVaultArgs(
+                prefix=self._prefix,
+                stack=settings.stack,
+                resource_group_name=group.name,
+                location=settings.region,
+                tenant_id=self._client.tenant_id,
+                subscription_id=self._client.subscription_id,
+                subnet_ids=[network.subnet_id(Role.GATEWAY), network.subnet_id(Role.MEDIA_NODE)],
+                values=stores.secrets,
+                documents=documents,
+                readers={role: identity.principal_id for role, identity in identities.items()},
+                production=settings.production,
+                tags=self._tags,
+            ),
+            opts=self._child,
         )
 
-        redis_doc = {"host": redis.host, "port": 6380, "tls": True}
-        postgres_doc = {
-            "readHost": postgres.read_endpoint,
-            "port": spec.POSTGRES_PORT,
-            "database": DATABASE,
-            "user": ADMIN_USER,
-        }
-        signaling_url = (
-            f"http://{signaling_address(cidrs[Role.GATEWAY])}:"
-            f"{spec.CLIENT_SIGNALING_PORT}{spec.INTERNAL_PATH_PREFIX}"
-        )
-        vault = KeyVault(
-            f"{prefix}-vault",
-            KeyVaultArgs(
-                prefix=prefix,
-                stack=s.stack,
-                resource_group_name=rg,
-                location=s.region,
-                tenant_id=client.tenant_id,
-                subscription_id=subscription_id,
-                subnet_ids=[network.subnet_id(Role.GATEWAY), network.subnet_id(Role.MEDIA_NODE)],
-                values=values,
-                documents={
-                    Role.GATEWAY: {
-                        "env": s.env,
-                        "region": s.region,
-                        "homeRegion": s.home_region,
-                        "redis": redis_doc,
-                        "postgres": {
-                            **postgres_doc,
-                            "writeHost": postgres.write_endpoint,
-                            # the subscription the gateways keep following the writer
-                            **(
-                                {"subscription": settings_subscription(s.region)}
-                                if s.subscribes
-                                else {}
-                            ),
-                        },
-                        "signalingPort": spec.CLIENT_SIGNALING_PORT,
-                        "adminPort": spec.ADMIN_PORT,
-                        # sessions get STUN/TURN on their media node's coturn at this port
-                        "turnPort": spec.TURN_PORT,
-                    },
-                    Role.MEDIA_NODE: {
-                        "env": s.env,
-                        "region": s.region,
-                        "redis": redis_doc,
-                        "postgres": postgres_doc,
-                        "signalingUrl": signaling_url,
-                        "mediaPorts": [spec.MEDIA_PORT_MIN, spec.MEDIA_PORT_MAX],
-                        "turnPort": spec.TURN_PORT,
-                        "drainTimeoutSeconds": s.drain_timeout_seconds,
-                    },
-                },
-                readers={role: identity.principal_id for role, identity in identities.items()},
-                production=s.production,
-                tags=tags,
-            ),
-            opts=child,
-        )
+    def _node_groups(
+        self,
+        image_id: pulumi.Input[str],
+        group: azure_native.resources.ResourceGroup,
+        network: Network,
+        identities: Mapping[Role, azure_native.managedidentity.UserAssignedIdentity],
+        vault: KeyVault,
+        load_balancers: LoadBalancers,
+    ) -> NodeGroups:
+        settings = self._settings
 
         def group_args(role: Role, **kwargs: Any) -> NodeGroupArgs:
             return NodeGroupArgs(
-                prefix=prefix,
+                prefix=self._prefix,
                 role=role,
-                env=s.env,
-                region=s.region,
-                resource_group_name=rg,
-                location=s.region,
-                subscription_id=subscription_id,
-                zones=zones,
+                env=settings.env,
+                region=settings.region,
+                resource_group_name=group.name,
+                location=settings.region,
+                subscription_id=self._client.subscription_id,
+                zones=self._zones,
                 subnet_id=network.subnet_id(role),
-                image_id=args.image_id,
+                image_id=image_id,
                 identity_id=identities[role].id,
                 identity_client_id=identities[role].client_id,
                 identity_principal_id=identities[role].principal_id,
@@ -295,63 +342,72 @@ class AzureRegion(pulumi.ComponentResource):
                 vault_name=vault.name,
                 secret_name=secret_name(role),
                 settings_name=settings_name(role),
-                ssh_public_key=s.node_ssh_public_key,
-                tags=tags,
+                ssh_public_key=settings.node_ssh_public_key,
+                tags=self._tags,
                 **kwargs,
             )
 
+        after_load_balancers = pulumi.ResourceOptions(parent=self, depends_on=[load_balancers])
         gateways = NodeGroup(
-            f"{prefix}-gateways",
+            f"{self._prefix}-gateways",
             group_args(
                 Role.GATEWAY,
-                vm_size=vm_size(Role.GATEWAY, s.gateway_size, s.gateway_vm_size),
-                capacity=s.gateway_count,
-                app_gateway_pools=lbs.gateway_app_pools,
-                load_balancer_pools=lbs.gateway_lb_pools,
+                vm_size=vm_size(Role.GATEWAY, settings.gateway_size, settings.gateway_vm_size),
+                min_size=settings.gateway_count,
+                max_size=settings.gateway_max,
+                app_gateway_pools=load_balancers.gateway_app_pools,
+                load_balancer_pools=load_balancers.gateway_lb_pools,
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[lbs]),
+            opts=after_load_balancers,
         )
         media = NodeGroup(
-            f"{prefix}-media",
+            f"{self._prefix}-media",
             group_args(
                 Role.MEDIA_NODE,
-                vm_size=vm_size(Role.MEDIA_NODE, s.media_size, s.media_vm_size),
-                capacity=s.media_min,
+                vm_size=vm_size(Role.MEDIA_NODE, settings.media_size, settings.media_vm_size),
+                min_size=settings.media_min,
+                max_size=settings.media_max,
                 public_ip=True,
-                autoscale=CpuAutoscale(
-                    target_percent=s.media_cpu_target,
-                    cooldown_seconds=s.media_warmup_seconds,
-                    minimum=s.media_min,
-                    maximum=s.media_max,
-                ),
-                drain=True,
+                scaling=CpuScaling(settings.media_cpu_target, settings.media_warmup_seconds),
+                drain=Drain(settings.drain_timeout_seconds),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[lbs]),
+            opts=after_load_balancers,
         )
+        return NodeGroups(gateways, media)
 
-        self.exports = {
-            "region": pulumi.Output.from_input(s.region),
-            "location": pulumi.Output.from_input(s.region),
-            HOME_RESOURCE_GROUP: rg,
-            "vnetId": network.vnet.id,
-            "vnetCidr": pulumi.Output.from_input(str(s.vpc_cidr)),
-            "gatewaySubnetId": network.vpn_subnet.id,
-            "clientLbDnsName": lbs.client_dns_name,
-            "adminLbAddress": lbs.admin_public_ip.ip_address,
-            "signalingAddress": pulumi.Output.from_input(signaling_address(cidrs[Role.GATEWAY])),
-            "redisHost": redis.host,
-            HOME_WRITE_ENDPOINT: postgres.write_endpoint,
-            "postgresReadEndpoint": postgres.read_endpoint,
-            "postgresReplicaId": postgres.replica.id,
-            "keyVaultUri": vault.uri,
-            "gatewayScaleSetId": gateways.scale_set.id,
-            "mediaScaleSetId": media.scale_set.id,
+    def _exports(
+        self,
+        group: azure_native.resources.ResourceGroup,
+        network: Network,
+        load_balancers: LoadBalancers,
+        stores: DataStores,
+        vault: KeyVault,
+        groups: NodeGroups,
+    ) -> dict[str, pulumi.Output[Any]]:
+        settings = self._settings
+        exports = {
+            outputs.REGION: pulumi.Output.from_input(settings.region),
+            outputs.LOCATION: pulumi.Output.from_input(settings.region),
+            outputs.RESOURCE_GROUP_NAME: group.name,
+            outputs.VNET_ID: network.vnet.id,
+            outputs.VNET_CIDR: pulumi.Output.from_input(str(settings.vpc_cidr)),
+            outputs.GATEWAY_SUBNET_ID: network.vpn_subnet.id,
+            outputs.CLIENT_LB_DNS_NAME: load_balancers.client_dns_name,
+            outputs.ADMIN_LB_ADDRESS: load_balancers.admin_public_ip.ip_address,
+            outputs.SIGNALING_ADDRESS: pulumi.Output.from_input(self._signaling_address),
+            outputs.REDIS_HOST: stores.redis.host,
+            outputs.POSTGRES_WRITE_ENDPOINT: stores.postgres.write_endpoint,
+            outputs.POSTGRES_READ_ENDPOINT: stores.postgres.read_endpoint,
+            outputs.POSTGRES_REPLICA_ID: stores.postgres.replica.id,
+            outputs.KEY_VAULT_URI: vault.uri,
+            outputs.GATEWAY_SCALE_SET_ID: groups.gateways.scale_set.id,
+            outputs.MEDIA_SCALE_SET_ID: groups.media.scale_set.id,
         }
-        if postgres.primary is not None:
-            self.exports[HOME_SERVER_ID] = postgres.primary.id
-            self.exports[HOME_DNS_ZONE] = postgres.dns_zone_name
-            self.exports[HOME_DB_PASSWORD] = pulumi.Output.secret(values["dbPassword"])
-        self.register_outputs(self.exports)
+        if stores.postgres.primary is not None:
+            exports[outputs.POSTGRES_SERVER_ID] = stores.postgres.primary.id
+            exports[outputs.POSTGRES_DNS_ZONE_NAME] = stores.postgres.dns_zone_name
+            exports[outputs.DB_PASSWORD] = pulumi.Output.secret(stores.secrets["dbPassword"])
+        return exports
 
 
 def azure_region_program(settings: AzureRegionSettings) -> dict[str, pulumi.Output[Any]]:
@@ -363,29 +419,26 @@ def azure_region_program(settings: AzureRegionSettings) -> dict[str, pulumi.Outp
             "Azure Cache for Redis generates its own access key; remove this secret",
         )
     provider = azure_native.Provider(f"azure-native-{settings.region}", location=settings.region)
+    source = database_source(settings)
     home = None
-    if settings.subscribes and settings.writer_stack is not None:
-        writer = pulumi.StackReference(stack_reference_name(settings.writer_stack))
+    if source is not None and settings.subscribes:
+        # the environment's writer in another cloud: no server to replicate, no zone to link
         home = HomeDatabase(
             server_id=None,
-            write_endpoint=writer.require_output(HOME_WRITE_ENDPOINT),
-            password=writer.require_output(HOME_DB_PASSWORD),
+            write_endpoint=source.require_output(outputs.POSTGRES_WRITE_ENDPOINT),
+            password=source.require_output(outputs.DB_PASSWORD),
         )
-    elif not settings.is_home:
-        reference = pulumi.StackReference(stack_reference_name(settings.home_stack))
+    elif source is not None:
         home = HomeDatabase(
-            server_id=reference.require_output(HOME_SERVER_ID),
-            write_endpoint=reference.require_output(HOME_WRITE_ENDPOINT),
-            dns_zone_name=reference.require_output(HOME_DNS_ZONE),
-            resource_group_name=reference.require_output(HOME_RESOURCE_GROUP),
-            password=reference.require_output(HOME_DB_PASSWORD),
+            server_id=source.require_output(outputs.POSTGRES_SERVER_ID),
+            write_endpoint=source.require_output(outputs.POSTGRES_WRITE_ENDPOINT),
+            dns_zone_name=source.require_output(outputs.POSTGRES_DNS_ZONE_NAME),
+            resource_group_name=source.require_output(outputs.RESOURCE_GROUP_NAME),
+            password=source.require_output(outputs.DB_PASSWORD),
         )
-    image_id: pulumi.Input[str]
-    if settings.image_id is not None:
-        image_id = settings.image_id
-    else:
-        images = pulumi.StackReference(stack_reference_name(settings.image_stack_name))
-        image_id = images.require_output(IMAGE_VERSION_ID).apply(str)
+    image_id = node_image(
+        settings, lambda images: images.require_output(outputs.IMAGE_VERSION_ID).apply(str)
+    )
     declared = AzureRegion(
         settings.stack,
         AzureRegionArgs(settings=settings, image_id=image_id, secrets=secrets, home=home),

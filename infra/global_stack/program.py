@@ -14,13 +14,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.aws.region import (
-    CLIENT_LB_DNS_NAME,
-    TRANSIT_GATEWAY_ID,
-    TRANSIT_ROUTE_TABLE_ID,
-    VPC_CIDR,
-    stack_reference_name,
-)
+from infra import outputs
 from infra.global_settings import GlobalSettings, latency_region
 from infra.global_stack.dns import GlobalDns, GlobalDnsArgs, RegionEndpoint
 from infra.global_stack.peering import (
@@ -29,41 +23,24 @@ from infra.global_stack.peering import (
     TransitPeeringArgs,
     link_name,
 )
-from infra.global_stack.vnet_peering import (
-    AZURE_VNET_ID,
-    AzureNetwork,
-    VnetPeering,
-    VnetPeeringArgs,
-)
+from infra.global_stack.vnet_peering import AzureNetwork, VnetPeering, VnetPeeringArgs
 from infra.global_stack.vpn import (
-    AZURE_GATEWAY_SUBNET_ID,
-    AZURE_LOCATION,
-    AZURE_RESOURCE_GROUP,
-    AZURE_VNET_CIDR,
     AzureRegionEnd,
     AzureVpnGateway,
     AzureVpnGatewayArgs,
     CrossCloudVpn,
     CrossCloudVpnArgs,
 )
-
-# What the global stack reads from each kind of region stack.
-AWS_REGION_OUTPUTS = (CLIENT_LB_DNS_NAME, VPC_CIDR, TRANSIT_GATEWAY_ID, TRANSIT_ROUTE_TABLE_ID)
-AZURE_REGION_OUTPUTS = (
-    CLIENT_LB_DNS_NAME,
-    AZURE_VNET_ID,
-    AZURE_LOCATION,
-    AZURE_VNET_CIDR,
-    AZURE_GATEWAY_SUBNET_ID,
-    AZURE_RESOURCE_GROUP,
-)
+from infra.references import stack_outputs
 
 
 def required_outputs(cloud: str, private_network: bool) -> tuple[str, ...]:
     """The outputs a region stack of ``cloud`` must export for this stack."""
     if cloud == "azure":
-        return AZURE_REGION_OUTPUTS
-    return AWS_REGION_OUTPUTS if private_network else (CLIENT_LB_DNS_NAME,)
+        return outputs.AZURE_REGION_OUTPUTS
+    if private_network:
+        return outputs.AWS_REGION_OUTPUTS_FOR_PRIVATE_NETWORK
+    return (outputs.CLIENT_LB_DNS_NAME,)
 
 
 def global_program(settings: GlobalSettings) -> dict[str, pulumi.Output[Any]]:
@@ -90,11 +67,13 @@ def global_program(settings: GlobalSettings) -> dict[str, pulumi.Output[Any]]:
     azure_networks: list[AzureNetwork] = []
     azure_provider = None
     for stack, name in names.items():
-        reference = pulumi.StackReference(stack_reference_name(stack))
+        reference = stack_outputs(stack)
         region_for_latency = latency_region(name)
         assert region_for_latency is not None, "checked by GlobalSettings.check"
         endpoints.append(
-            RegionEndpoint(stack, region_for_latency, reference.require_output(CLIENT_LB_DNS_NAME))
+            RegionEndpoint(
+                stack, region_for_latency, reference.require_output(outputs.CLIENT_LB_DNS_NAME)
+            )
         )
         if not private_network:
             continue
@@ -104,9 +83,9 @@ def global_program(settings: GlobalSettings) -> dict[str, pulumi.Output[Any]]:
                     stack=stack,
                     region=name.region,
                     provider=aws_provider(name.region),
-                    cidr=reference.require_output(VPC_CIDR),
-                    transit_gateway_id=reference.require_output(TRANSIT_GATEWAY_ID),
-                    route_table_id=reference.require_output(TRANSIT_ROUTE_TABLE_ID),
+                    cidr=reference.require_output(outputs.VPC_CIDR),
+                    transit_gateway_id=reference.require_output(outputs.TRANSIT_GATEWAY_ID),
+                    route_table_id=reference.require_output(outputs.TRANSIT_ROUTE_TABLE_ID),
                 )
             )
         else:
@@ -117,18 +96,18 @@ def global_program(settings: GlobalSettings) -> dict[str, pulumi.Output[Any]]:
             azure_ends.append(
                 AzureRegionEnd(
                     stack=stack,
-                    location=reference.require_output(AZURE_LOCATION),
-                    cidr=reference.require_output(AZURE_VNET_CIDR),
-                    gateway_subnet_id=reference.require_output(AZURE_GATEWAY_SUBNET_ID),
-                    resource_group_name=reference.require_output(AZURE_RESOURCE_GROUP),
+                    location=reference.require_output(outputs.LOCATION),
+                    cidr=reference.require_output(outputs.VNET_CIDR),
+                    gateway_subnet_id=reference.require_output(outputs.GATEWAY_SUBNET_ID),
+                    resource_group_name=reference.require_output(outputs.RESOURCE_GROUP_NAME),
                     provider=azure_provider,
                 )
             )
             azure_networks.append(
                 AzureNetwork(
                     stack=stack,
-                    vnet_id=reference.require_output(AZURE_VNET_ID),
-                    resource_group_name=reference.require_output(AZURE_RESOURCE_GROUP),
+                    vnet_id=reference.require_output(outputs.VNET_ID),
+                    resource_group_name=reference.require_output(outputs.RESOURCE_GROUP_NAME),
                     provider=azure_provider,
                 )
             )
@@ -181,13 +160,13 @@ def global_program(settings: GlobalSettings) -> dict[str, pulumi.Output[Any]]:
             links.append(link)
 
     return {
-        "homeRegion": pulumi.Output.from_input(settings.home_region),
-        "standbyRegion": pulumi.Output.from_input(settings.standby_region),
-        "regions": pulumi.Output.from_input(list(settings.regions)),
-        "signalingFqdn": pulumi.Output.from_input(settings.signaling_fqdn),
-        "fallbackFqdn": pulumi.Output.from_input(settings.fallback_fqdn),
-        "healthCheckIds": pulumi.Output.from_input(
+        outputs.HOME_REGION: pulumi.Output.from_input(settings.home_region),
+        outputs.STANDBY_REGION: pulumi.Output.from_input(settings.standby_region),
+        outputs.REGIONS: pulumi.Output.from_input(list(settings.regions)),
+        outputs.SIGNALING_FQDN: pulumi.Output.from_input(settings.signaling_fqdn),
+        outputs.FALLBACK_FQDN: pulumi.Output.from_input(settings.fallback_fqdn),
+        outputs.HEALTH_CHECK_IDS: pulumi.Output.from_input(
             {stack: check.id for stack, check in dns.health_checks.items()}
         ),
-        "privateLinks": pulumi.Output.from_input(links),
+        outputs.PRIVATE_LINKS: pulumi.Output.from_input(links),
     }

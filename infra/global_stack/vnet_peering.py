@@ -14,9 +14,6 @@ import pulumi_azure_native as azure_native
 
 from infra.global_stack.peering import link_name
 
-# Output of an Azure region stack: its VNet's resource id.
-AZURE_VNET_ID = "vnetId"
-
 
 @dataclass(frozen=True)
 class AzureNetwork:

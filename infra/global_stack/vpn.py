@@ -51,14 +51,6 @@ def azure_inside_address(cidr: IPv4Network) -> str:
     return str(cidr.network_address + 2)
 
 
-# Outputs an Azure region stack exports for the global stack.
-AZURE_LOCATION = "location"
-AZURE_VNET_CIDR = "vnetCidr"
-AZURE_GATEWAY_SUBNET_ID = "gatewaySubnetId"
-AZURE_RESOURCE_GROUP = "resourceGroupName"
-AZURE_OUTPUTS = (AZURE_LOCATION, AZURE_VNET_CIDR, AZURE_GATEWAY_SUBNET_ID, AZURE_RESOURCE_GROUP)
-
-
 @dataclass(frozen=True)
 class AzureRegionEnd:
     """What the global stack reads of one Azure region stack's network."""

@@ -21,16 +21,14 @@ import yaml
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import run_pulumi_func
 
-from infra.global_settings import GlobalSettings, StackSettings, stack_settings
+from infra.global_settings import GlobalSettings
+from infra.outputs import VNET_CIDR
 from infra.plan.checks import Violation, evaluate
 from infra.plan.mocks import RecordedResource, RecordingMocks, Refusal
-from infra.settings import (
-    RegionSettings,
-    SettingsError,
-    StackFile,
-    StackName,
-    load_stack_file,
-)
+from infra.settings import RegionSettings, StackName
+from infra.settings_errors import SettingsError
+from infra.stack_files import StackFile, load_stack_file
+from infra.stack_settings import StackSettings, stack_settings
 
 PROJECT = "rtcfleet"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -274,8 +272,8 @@ class Planner:
             planned = self._plans.get(stack)
             if planned is not None and isinstance(planned.settings, RegionSettings):
                 regions[stack] = planned.settings
-            elif "vnetCidr" in outputs[stack]:
-                networks[stack] = IPv4Network(str(outputs[stack]["vnetCidr"]))
+            elif VNET_CIDR in outputs[stack]:
+                networks[stack] = IPv4Network(str(outputs[stack][VNET_CIDR]))
         problems = settings.check_regions(regions, networks) if private_network else []
         if problems:
             raise SettingsError(problems)

@@ -6,12 +6,13 @@ run under ``pulumi preview --policy-pack policy`` and in the offline ``rtcfleet 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from ipaddress import IPv4Network, ip_network
+from collections.abc import Mapping, Sequence
+from ipaddress import IPv4Network
 from typing import Any
 
-from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
+from pulumi_policy import ResourceValidationArgs, ResourceValidationPolicy
 
+from infra.policy.props import Report, integral, ipv4_network, resource_policy, tags_of, truthy
 from infra.spec import (
     ANYWHERE_V4,
     ANYWHERE_V6,
@@ -19,6 +20,7 @@ from infra.spec import (
     MIN_AVAILABILITY_ZONES,
     MIN_GATEWAYS,
     MIN_REDIS_REPLICAS,
+    OPTIONAL_SOURCES,
     PRIVATE_RANGES,
     READINESS_PATH,
     REGISTRATION_READINESS_PATH,
@@ -28,8 +30,6 @@ from infra.spec import (
     Role,
     Source,
 )
-
-Report = Callable[..., None]
 
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 STANDALONE_INGRESS = (
@@ -50,24 +50,6 @@ SIGNALING_TARGETS_SUFFIX = "-signaling"
 _PROTOCOLS = {"6": "tcp", "17": "udp", "-1": "all", "all": "all", "tcp": "tcp", "udp": "udp"}
 _PRIVATE = tuple(IPv4Network(cidr) for cidr in PRIVATE_RANGES)
 _DATA_ROLES = {Role.REDIS.value, Role.POSTGRES.value}
-
-
-def _tags(props: Mapping[str, Any]) -> dict[str, Any]:
-    # The engine hands policies read-only Mapping/Sequence proxies, not dicts and lists.
-    tags = props.get("tags")
-    if isinstance(tags, Mapping):
-        return dict(tags)
-    if isinstance(tags, Sequence) and not isinstance(tags, str):
-        return {str(t.get("key")): t.get("value") for t in tags if isinstance(t, Mapping)}
-    return {}
-
-
-def _truthy(value: Any) -> bool:
-    return value is True or (isinstance(value, str) and value.lower() == "true")
-
-
-def _int(value: Any) -> Any:
-    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _ingress(props: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -94,16 +76,8 @@ def _describe(rule: Mapping[str, Any]) -> str:
     ]
     if rule.get("self"):
         sources.append("self")
-    ports = f"{_int(rule.get('fromPort'))}-{_int(rule.get('toPort'))}"
+    ports = f"{integral(rule.get('fromPort'))}-{integral(rule.get('toPort'))}"
     return f"{_protocol(rule)} {ports} from {', '.join(map(str, sources)) or 'nothing'}"
-
-
-def _cidr(value: Any) -> IPv4Network | None:
-    try:
-        network = ip_network(str(value), strict=False)
-    except ValueError:
-        return None
-    return network if isinstance(network, IPv4Network) else None
 
 
 # Sources given as address ranges; the others are security groups.
@@ -122,7 +96,7 @@ def _source_matches(source: Source, rule: Mapping[str, Any]) -> bool:
         return source not in _CIDR_SOURCES and not cidrs and not v6
     if not cidrs or source not in _CIDR_SOURCES:
         return False
-    networks = [_cidr(c) for c in cidrs]
+    networks = [ipv4_network(c) for c in cidrs]
     if any(n is None or n.prefixlen == 0 for n in networks):
         return False
     if source in (Source.PRIVATE_NETWORK, Source.PEERED_NETWORKS):
@@ -147,7 +121,7 @@ def firewall_matches_spec(args: ResourceValidationArgs, report: Report) -> None:
         return
     if args.resource_type != SECURITY_GROUP:
         return
-    role_name = _tags(args.props).get(ROLE_TAG)
+    role_name = tags_of(args.props).get(ROLE_TAG)
     if role_name not in {role.value for role in FIREWALL}:
         report(f"security group has no {ROLE_TAG} tag naming a role of infra.spec.FIREWALL")
         return
@@ -157,9 +131,7 @@ def firewall_matches_spec(args: ResourceValidationArgs, report: Report) -> None:
         if not any(_allowed(spec, rule) for spec in expected):
             report(f"{role_name}: ingress {_describe(rule)} is not allowed by FIREWALL")
     for spec in expected:
-        # An empty admin allow-list leaves the admin console closed, and a region without
-        # peers has no other region to admit: both are allowed.
-        if spec.source in (Source.ADMIN_ALLOW_LIST, Source.PEERED_NETWORKS):
+        if spec.source in OPTIONAL_SOURCES:
             continue
         if not any(_allowed(spec, rule) for rule in rules):
             report(
@@ -201,13 +173,13 @@ def encryption_at_rest(args: ResourceValidationArgs, report: Report) -> None:
         if not mappings:
             report("declare the root volume so its encryption does not depend on the image")
         for mapping in mappings:
-            if not _truthy((mapping.get("ebs") or {}).get("encrypted")):
+            if not truthy((mapping.get("ebs") or {}).get("encrypted")):
                 report(f"volume {mapping.get('deviceName')} is not encrypted")
-    elif args.resource_type == EBS_VOLUME and not _truthy(props.get("encrypted")):
+    elif args.resource_type == EBS_VOLUME and not truthy(props.get("encrypted")):
         report("EBS volume is not encrypted")
-    elif args.resource_type == DB_INSTANCE and not _truthy(props.get("storageEncrypted")):
+    elif args.resource_type == DB_INSTANCE and not truthy(props.get("storageEncrypted")):
         report("RDS storage is not encrypted (storageEncrypted)")
-    elif args.resource_type == REPLICATION_GROUP and not _truthy(
+    elif args.resource_type == REPLICATION_GROUP and not truthy(
         props.get("atRestEncryptionEnabled")
     ):
         report("ElastiCache data is not encrypted at rest (atRestEncryptionEnabled)")
@@ -217,7 +189,7 @@ def redis_encrypted_in_transit(args: ResourceValidationArgs, report: Report) -> 
     """Redis carries session state and its auth token: TLS and AUTH always."""
     if args.resource_type != REPLICATION_GROUP:
         return
-    if not _truthy(args.props.get("transitEncryptionEnabled")):
+    if not truthy(args.props.get("transitEncryptionEnabled")):
         report("transitEncryptionEnabled must be true")
     if not args.props.get("authToken") and not args.props.get("userGroupIds"):
         report("Redis needs an auth token (or user groups)")
@@ -226,15 +198,15 @@ def redis_encrypted_in_transit(args: ResourceValidationArgs, report: Report) -> 
 def no_public_data_stores(args: ResourceValidationArgs, report: Report) -> None:
     """Redis and Postgres are reachable from groups and peered private ranges only."""
     props = args.props
-    if args.resource_type == DB_INSTANCE and _truthy(props.get("publiclyAccessible")):
+    if args.resource_type == DB_INSTANCE and truthy(props.get("publiclyAccessible")):
         report("RDS instance is publicly accessible")
     elif args.resource_type in (DB_INSTANCE, REPLICATION_GROUP):
         groups = props.get("vpcSecurityGroupIds") or props.get("securityGroupIds")
         if not groups:
             report("data store without security groups falls back to the VPC default group")
-    elif args.resource_type == SECURITY_GROUP and _tags(props).get(ROLE_TAG) in _DATA_ROLES:
+    elif args.resource_type == SECURITY_GROUP and tags_of(props).get(ROLE_TAG) in _DATA_ROLES:
         for rule in _ingress(props):
-            networks = [_cidr(c) for c in rule.get("cidrBlocks") or []]
+            networks = [ipv4_network(c) for c in rule.get("cidrBlocks") or []]
             public = any(n is None or not any(n.subnet_of(p) for p in _PRIVATE) for n in networks)
             if public or rule.get("ipv6CidrBlocks"):
                 report(f"data store ingress {_describe(rule)} admits public address ranges")
@@ -242,13 +214,15 @@ def no_public_data_stores(args: ResourceValidationArgs, report: Report) -> None:
 
 def gateways_span_zones(args: ResourceValidationArgs, report: Report) -> None:
     """Any gateway serves any client, so at least two, in at least two zones."""
-    if args.resource_type != AUTOSCALING_GROUP or _tags(args.props).get(ROLE_TAG) != "gateway":
+    if args.resource_type != AUTOSCALING_GROUP or tags_of(args.props).get(ROLE_TAG) != "gateway":
         return
     subnets = args.props.get("vpcZoneIdentifiers") or args.props.get("availabilityZones") or []
     if len(set(subnets)) < MIN_AVAILABILITY_ZONES:
         report(f"gateways span {len(set(subnets))} zone(s); at least {MIN_AVAILABILITY_ZONES}")
     if (args.props.get("minSize") or 0) < MIN_GATEWAYS:
-        report(f"gateway group minSize {_int(args.props.get('minSize'))} is below {MIN_GATEWAYS}")
+        report(
+            f"gateway group minSize {integral(args.props.get('minSize'))} is below {MIN_GATEWAYS}"
+        )
 
 
 def redis_multi_az_failover(args: ResourceValidationArgs, report: Report) -> None:
@@ -256,14 +230,14 @@ def redis_multi_az_failover(args: ResourceValidationArgs, report: Report) -> Non
     if args.resource_type != REPLICATION_GROUP:
         return
     props = args.props
-    if not _truthy(props.get("automaticFailoverEnabled")):
+    if not truthy(props.get("automaticFailoverEnabled")):
         report("automaticFailoverEnabled must be true")
-    if not _truthy(props.get("multiAzEnabled")):
+    if not truthy(props.get("multiAzEnabled")):
         report("multiAzEnabled must be true")
     replicas = props.get("replicasPerNodeGroup")
     if replicas is None:
         replicas = (props.get("numCacheClusters") or 1) - 1
-    replicas = _int(replicas)
+    replicas = integral(replicas)
     if replicas < MIN_REDIS_REPLICAS:
         report(f"{replicas} replica(s); at least {MIN_REDIS_REPLICAS}")
     zones = props.get("preferredCacheClusterAzs")
@@ -277,7 +251,7 @@ def postgres_multi_az_with_backups(args: ResourceValidationArgs, report: Report)
         return
     source = args.props.get("replicateSourceDb")
     promotable = source is None or str(source).startswith("arn:")
-    if promotable and not _truthy(args.props.get("multiAz")):
+    if promotable and not truthy(args.props.get("multiAz")):
         kind = "primary" if source is None else "cross-region replica"
         report(f"{kind} must be multi-AZ (multiAz)")
     if promotable and not (args.props.get("backupRetentionPeriod") or 0) >= 1:
@@ -299,38 +273,29 @@ def load_balancers_route_on_readiness(args: ResourceValidationArgs, report: Repo
     readiness, which a region without media nodes passes (else no first node can register)."""
     if args.resource_type != TARGET_GROUP or args.props.get("protocol") != "HTTP":
         return
-    name = str(_tags(args.props).get("Name", ""))
+    name = str(tags_of(args.props).get("Name", ""))
     expected = (
         REGISTRATION_READINESS_PATH if name.endswith(SIGNALING_TARGETS_SUFFIX) else READINESS_PATH
     )
     check = args.props.get("healthCheck") or {}
-    if not _truthy(check.get("enabled", True)) or check.get("path") != expected:
+    if not truthy(check.get("enabled", True)) or check.get("path") != expected:
         report(f"target group {name} must probe {expected}, not {check.get('path')!r}")
 
 
-def _policy(
-    name: str, validate: Callable[[ResourceValidationArgs, Report], None]
-) -> ResourceValidationPolicy:
-    return ResourceValidationPolicy(
-        name=name,
-        description=(validate.__doc__ or name).strip(),
-        validate=validate,
-        enforcement_level=EnforcementLevel.MANDATORY,
-    )
-
-
 AWS_POLICIES: Sequence[ResourceValidationPolicy] = (
-    _policy("rtcfleet-firewall-matches-spec", firewall_matches_spec),
-    _policy("rtcfleet-no-ssh", no_ssh),
-    _policy("rtcfleet-imdsv2-required", imdsv2_required),
-    _policy("rtcfleet-encryption-at-rest", encryption_at_rest),
-    _policy("rtcfleet-redis-encrypted-in-transit", redis_encrypted_in_transit),
-    _policy("rtcfleet-no-public-data-stores", no_public_data_stores),
-    _policy("rtcfleet-gateways-span-zones", gateways_span_zones),
-    _policy("rtcfleet-redis-multi-az-failover", redis_multi_az_failover),
-    _policy("rtcfleet-postgres-multi-az-with-backups", postgres_multi_az_with_backups),
-    _policy("rtcfleet-node-groups-act-on-liveness", node_groups_act_on_liveness),
-    _policy("rtcfleet-load-balancers-route-on-readiness", load_balancers_route_on_readiness),
+    resource_policy("rtcfleet-firewall-matches-spec", firewall_matches_spec),
+    resource_policy("rtcfleet-no-ssh", no_ssh),
+    resource_policy("rtcfleet-imdsv2-required", imdsv2_required),
+    resource_policy("rtcfleet-encryption-at-rest", encryption_at_rest),
+    resource_policy("rtcfleet-redis-encrypted-in-transit", redis_encrypted_in_transit),
+    resource_policy("rtcfleet-no-public-data-stores", no_public_data_stores),
+    resource_policy("rtcfleet-gateways-span-zones", gateways_span_zones),
+    resource_policy("rtcfleet-redis-multi-az-failover", redis_multi_az_failover),
+    resource_policy("rtcfleet-postgres-multi-az-with-backups", postgres_multi_az_with_backups),
+    resource_policy("rtcfleet-node-groups-act-on-liveness", node_groups_act_on_liveness),
+    resource_policy(
+        "rtcfleet-load-balancers-route-on-readiness", load_balancers_route_on_readiness
+    ),
 )
 
 __all__ = ["AWS_POLICIES"]

@@ -33,8 +33,15 @@ from infra.azure.firewall_rules import (
     port_range,
 )
 from infra.azure.rbac import KEY_VAULT_SECRETS_USER
-from infra.policy.aws import Report, _cidr, _int, _policy, _tags, _truthy
-from infra.policy.global_stack import stack_policy
+from infra.policy.props import (
+    Report,
+    integral,
+    ipv4_network,
+    resource_policy,
+    stack_policy,
+    tags_of,
+    truthy,
+)
 from infra.spec import (
     ENV_TAG,
     KEY_VAULT_TAG,
@@ -42,6 +49,7 @@ from infra.spec import (
     MIN_AVAILABILITY_ZONES,
     MIN_GATEWAYS,
     MIN_REDIS_REPLICAS,
+    OPTIONAL_SOURCES,
     PRIVATE_RANGES,
     READINESS_PATH,
     REGISTRATION_READINESS_PATH,
@@ -80,10 +88,10 @@ _SINGLE_SUBNET_SOURCES = (Source.CLIENT_LB, Source.ADMIN_LB, Source.GATEWAYS, So
 
 
 def _private(cidr: Any) -> bool:
-    network = _cidr(cidr)
+    network = ipv4_network(cidr)
     return network is not None and any(
         network.subnet_of(private)
-        for private in (_cidr(r) for r in PRIVATE_RANGES)
+        for private in (ipv4_network(r) for r in PRIVATE_RANGES)
         if private is not None
     )
 
@@ -132,7 +140,7 @@ def _source_matches(source: Source, sources: list[str]) -> bool:
         return False
     if source is Source.ANYWHERE:
         return len(sources) == 1 and sources[0] in ANYWHERE
-    networks = [_cidr(s) for s in sources]
+    networks = [ipv4_network(s) for s in sources]
     if not networks or any(n is None or n.prefixlen == 0 for n in networks):
         return False
     if source is Source.ADMIN_ALLOW_LIST:
@@ -174,7 +182,7 @@ def nsg_matches_spec(args: ResourceValidationArgs, report: Report) -> None:
         return
     if args.resource_type != NSG:
         return
-    role_name = _tags(args.props).get(ROLE_TAG)
+    role_name = tags_of(args.props).get(ROLE_TAG)
     if role_name not in _ROLES:
         report(f"NSG has no {ROLE_TAG} tag naming a role with a subnet in infra.spec")
         return
@@ -185,7 +193,7 @@ def nsg_matches_spec(args: ResourceValidationArgs, report: Report) -> None:
         if not any(_allowed(spec, rule) for spec in expected) and not _platform(role, rule):
             report(f"{role_name}: inbound {_describe(rule)} is not allowed by FIREWALL")
     for spec in expected:
-        if spec.source in (Source.ADMIN_ALLOW_LIST, Source.PEERED_NETWORKS):
+        if spec.source in OPTIONAL_SOURCES:
             continue
         if not any(_allowed(spec, rule) for rule in allows):
             report(
@@ -224,7 +232,7 @@ def no_ssh(args: ResourceValidationArgs, report: Report) -> None:
         profile = args.props.get("virtualMachineProfile") or args.props
         os_profile = profile.get("osProfile") or {}
         linux = os_profile.get("linuxConfiguration") or {}
-        if os_profile.get("adminPassword") or not _truthy(
+        if os_profile.get("adminPassword") or not truthy(
             linux.get("disablePasswordAuthentication")
         ):
             report("logins must take an SSH key only: no admin password, password logins off")
@@ -254,7 +262,7 @@ def redis_tls_only(args: ResourceValidationArgs, report: Report) -> None:
     """Redis carries session state and its key: TLS 1.2+, never the plain-text port."""
     if args.resource_type != REDIS:
         return
-    if _truthy(args.props.get("enableNonSslPort")):
+    if truthy(args.props.get("enableNonSslPort")):
         report("enableNonSslPort must be false")
     if str(args.props.get("minimumTlsVersion")) not in ("1.2", "1.3"):
         report("minimumTlsVersion must be 1.2 or later")
@@ -262,12 +270,12 @@ def redis_tls_only(args: ResourceValidationArgs, report: Report) -> None:
 
 def gateways_span_zones(args: ResourceValidationArgs, report: Report) -> None:
     """Any gateway serves any client, so at least two, in at least two zones."""
-    if args.resource_type != SCALE_SET or _tags(args.props).get(ROLE_TAG) != Role.GATEWAY.value:
+    if args.resource_type != SCALE_SET or tags_of(args.props).get(ROLE_TAG) != Role.GATEWAY.value:
         return
     zones = set(args.props.get("zones") or [])
     if len(zones) < MIN_AVAILABILITY_ZONES:
         report(f"gateways span {len(zones)} zone(s); at least {MIN_AVAILABILITY_ZONES}")
-    capacity = _int((args.props.get("sku") or {}).get("capacity") or 0)
+    capacity = integral((args.props.get("sku") or {}).get("capacity") or 0)
     if capacity < MIN_GATEWAYS:
         report(f"gateway scale set capacity {capacity} is below {MIN_GATEWAYS}")
 
@@ -278,7 +286,7 @@ def redis_zone_replicas(args: ResourceValidationArgs, report: Report) -> None:
         return
     if (args.props.get("sku") or {}).get("name") != "Premium":
         report("Redis must be Premium: the tier with zones and replicas")
-    replicas = _int(
+    replicas = integral(
         args.props.get("replicasPerPrimary") or args.props.get("replicasPerMaster") or 0
     )
     if replicas < MIN_REDIS_REPLICAS:
@@ -296,7 +304,7 @@ def postgres_ha_with_backups(args: ResourceValidationArgs, report: Report) -> No
         if not args.props.get("sourceServerResourceId"):
             report("a replica needs its source server")
         return
-    if _tags(args.props).get(SUBSCRIBER_TAG):
+    if tags_of(args.props).get(SUBSCRIBER_TAG):
         # a copy of another cloud's writer: a new server copies it again, nothing to back up
         return
     ha = args.props.get("highAvailability") or {}
@@ -304,7 +312,7 @@ def postgres_ha_with_backups(args: ResourceValidationArgs, report: Report) -> No
         report("the writer must use zone-redundant HA (highAvailability.mode)")
     elif ha.get("standbyAvailabilityZone") == args.props.get("availabilityZone"):
         report("the HA standby must be in another zone than the writer")
-    days = _int((args.props.get("backup") or {}).get("backupRetentionDays") or 0)
+    days = integral((args.props.get("backup") or {}).get("backupRetentionDays") or 0)
     if days < 7:
         report(f"backups kept {days} day(s); at least 7")
 
@@ -318,17 +326,20 @@ def _minutes(duration: Any) -> float | None:
 
 def media_graceful_scale_in(args: ResourceValidationArgs, report: Report) -> None:
     """Media nodes get a terminate notice, are removed oldest first, and keep a public IP."""
-    if args.resource_type != SCALE_SET or _tags(args.props).get(ROLE_TAG) != Role.MEDIA_NODE.value:
+    if (
+        args.resource_type != SCALE_SET
+        or tags_of(args.props).get(ROLE_TAG) != Role.MEDIA_NODE.value
+    ):
         return
     profile = args.props.get("virtualMachineProfile") or {}
     events = (profile.get("scheduledEventsProfile") or {}).get("terminateNotificationProfile")
     notice = _minutes((events or {}).get("notBeforeTimeout"))
-    if not events or not _truthy(events.get("enable")) or notice is None:
+    if not events or not truthy(events.get("enable")) or notice is None:
         report("media nodes need a terminate notification (scheduledEventsProfile)")
     elif not 5 <= notice <= MAX_TERMINATE_NOTICE_MINUTES:
         report(f"terminate notice of {notice:g} min; 5 to {MAX_TERMINATE_NOTICE_MINUTES}")
     policy = args.props.get("scaleInPolicy") or {}
-    if not policy.get("rules") or _truthy(policy.get("forceDeletion")):
+    if not policy.get("rules") or truthy(policy.get("forceDeletion")):
         report("media scale-in needs a scale-in policy without force deletion")
     configurations = (profile.get("networkProfile") or {}).get("networkInterfaceConfigurations")
     public = [
@@ -344,7 +355,7 @@ def key_vault_rbac(args: ResourceValidationArgs, report: Report) -> None:
     """Secrets are read through RBAC, on the vault or a secret, never a wider scope."""
     if args.resource_type == VAULT:
         properties = args.props.get("properties") or {}
-        if not _truthy(properties.get("enableRbacAuthorization")):
+        if not truthy(properties.get("enableRbacAuthorization")):
             report("Key Vault must use RBAC (enableRbacAuthorization), not access policies")
         if properties.get("accessPolicies"):
             report("Key Vault access policies bypass the per-secret role assignments")
@@ -369,7 +380,7 @@ def repairs_act_on_liveness(args: ResourceValidationArgs, report: Report) -> Non
         if path != LIVENESS_PATH:
             report(f"health extension probes {path!r}; it must probe liveness {LIVENESS_PATH}")
     repairs = args.props.get("automaticRepairsPolicy") or {}
-    if _truthy(repairs.get("enabled")) and not health:
+    if truthy(repairs.get("enabled")) and not health:
         report("automatic repairs without a health extension act on no liveness signal")
 
 
@@ -381,7 +392,7 @@ def load_balancers_route_on_readiness(args: ResourceValidationArgs, report: Repo
             if probe.get("path") != READINESS_PATH:
                 report(f"probe {probe.get('name')} must probe {READINESS_PATH}")
     elif args.resource_type == LOAD_BALANCER:
-        signaling = _tags(args.props).get(ROLE_TAG) == Role.SIGNALING_LB.value
+        signaling = tags_of(args.props).get(ROLE_TAG) == Role.SIGNALING_LB.value
         for probe in args.props.get("probes") or []:
             if str(probe.get("protocol")).lower() not in ("http", "https"):
                 continue
@@ -399,7 +410,7 @@ def resource_manager_accepts(args: ResourceValidationArgs, report: Report) -> No
     """Nothing Azure Resource Manager documents it refuses (``infra.azure.arm_rules``)."""
     for message in arm_rules.refusals(args.resource_type, args.props):
         report(message)
-    if args.resource_type == NSG and _tags(args.props).get(ROLE_TAG) in {
+    if args.resource_type == NSG and tags_of(args.props).get(ROLE_TAG) in {
         role.value for role in APP_GATEWAY_ROLES
     }:
         for message in arm_rules.app_gateway_nsg_refusals(args.props):
@@ -410,7 +421,7 @@ def nodes_name_themselves(args: ResourceValidationArgs, report: Report) -> None:
     """Scale sets carry the tags first boot falls back to: role, env and the Key Vault."""
     if args.resource_type != SCALE_SET:
         return
-    tags = _tags(args.props)
+    tags = tags_of(args.props)
     for key in (ROLE_TAG, ENV_TAG, KEY_VAULT_TAG):
         if not tags.get(key):
             report(f"scale set has no {key} tag (first boot reads it when custom data is lost)")
@@ -530,25 +541,27 @@ def image_builder_can_build(args: StackValidationArgs, report: Report) -> None:
 
 
 AZURE_POLICIES: Sequence[ResourceValidationPolicy | StackValidationPolicy] = (
-    _policy("rtcfleet-azure-resource-manager-accepts", resource_manager_accepts),
-    _policy("rtcfleet-azure-nodes-name-themselves", nodes_name_themselves),
+    resource_policy("rtcfleet-azure-resource-manager-accepts", resource_manager_accepts),
+    resource_policy("rtcfleet-azure-nodes-name-themselves", nodes_name_themselves),
     stack_policy(
         "rtcfleet-azure-certificates-read-after-propagation", certificates_read_after_propagation
     ),
     stack_policy("rtcfleet-azure-nat-gateways-zonal", nat_gateways_zonal),
     stack_policy("rtcfleet-azure-distinct-computer-names", distinct_computer_names),
     stack_policy("rtcfleet-azure-image-builder-can-build", image_builder_can_build),
-    _policy("rtcfleet-azure-nsg-matches-spec", nsg_matches_spec),
-    _policy("rtcfleet-azure-no-ssh", no_ssh),
-    _policy("rtcfleet-azure-no-public-data-stores", no_public_data_stores),
-    _policy("rtcfleet-azure-redis-tls-only", redis_tls_only),
-    _policy("rtcfleet-azure-gateways-span-zones", gateways_span_zones),
-    _policy("rtcfleet-azure-redis-zone-replicas", redis_zone_replicas),
-    _policy("rtcfleet-azure-postgres-ha-with-backups", postgres_ha_with_backups),
-    _policy("rtcfleet-azure-media-graceful-scale-in", media_graceful_scale_in),
-    _policy("rtcfleet-azure-key-vault-rbac", key_vault_rbac),
-    _policy("rtcfleet-azure-repairs-act-on-liveness", repairs_act_on_liveness),
-    _policy("rtcfleet-azure-load-balancers-route-on-readiness", load_balancers_route_on_readiness),
+    resource_policy("rtcfleet-azure-nsg-matches-spec", nsg_matches_spec),
+    resource_policy("rtcfleet-azure-no-ssh", no_ssh),
+    resource_policy("rtcfleet-azure-no-public-data-stores", no_public_data_stores),
+    resource_policy("rtcfleet-azure-redis-tls-only", redis_tls_only),
+    resource_policy("rtcfleet-azure-gateways-span-zones", gateways_span_zones),
+    resource_policy("rtcfleet-azure-redis-zone-replicas", redis_zone_replicas),
+    resource_policy("rtcfleet-azure-postgres-ha-with-backups", postgres_ha_with_backups),
+    resource_policy("rtcfleet-azure-media-graceful-scale-in", media_graceful_scale_in),
+    resource_policy("rtcfleet-azure-key-vault-rbac", key_vault_rbac),
+    resource_policy("rtcfleet-azure-repairs-act-on-liveness", repairs_act_on_liveness),
+    resource_policy(
+        "rtcfleet-azure-load-balancers-route-on-readiness", load_balancers_route_on_readiness
+    ),
 )
 
 __all__ = ["AZURE_POLICIES"]

@@ -13,12 +13,11 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pulumi_policy import EnforcementLevel, StackValidationArgs, StackValidationPolicy
+from pulumi_policy import StackValidationArgs, StackValidationPolicy
 
 from infra.global_stack.vpn_routes import single_points, tunnels
+from infra.policy.props import Report, stack_policy, tags_of
 from infra.spec import HTTPS_PORT, REGION_HEALTH_PATH
-
-Report = Callable[..., None]
 
 HEALTH_CHECK = "aws:route53/healthCheck:HealthCheck"
 RECORD = "aws:route53/record:Record"
@@ -36,11 +35,6 @@ LINK_SEPARATOR = "--"
 VPN_TUNNELS = 2
 
 
-def _tags(props: Mapping[str, Any]) -> dict[str, Any]:
-    tags = props.get("tags")
-    return dict(tags) if isinstance(tags, Mapping) else {}
-
-
 def _of(args: StackValidationArgs, type_token: str) -> list[Any]:
     return [r for r in args.resources if r.resource_type == type_token]
 
@@ -56,16 +50,16 @@ def _routing(props: Mapping[str, Any]) -> str | None:
 
 def _checked_stacks(args: StackValidationArgs) -> dict[str, Any]:
     return {
-        str(_tags(r.props).get(STACK_TAG)): r
+        str(tags_of(r.props).get(STACK_TAG)): r
         for r in _of(args, HEALTH_CHECK)
-        if _tags(r.props).get(STACK_TAG)
+        if tags_of(r.props).get(STACK_TAG)
     }
 
 
 def _linked_stacks(args: StackValidationArgs) -> set[str]:
     stacks: set[str] = set()
     for resource in args.resources:
-        link = _tags(resource.props).get(LINK_TAG)
+        link = tags_of(resource.props).get(LINK_TAG)
         if isinstance(link, str):
             stacks.update(link.split(LINK_SEPARATOR))
     return stacks
@@ -121,7 +115,7 @@ def private_links_both_sides(args: StackValidationArgs, report: Report) -> None:
     """Each peering is accepted and routed on both sides; each VPN has both clouds' ends."""
     by_link: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
     for resource in args.resources:
-        link = _tags(resource.props).get(LINK_TAG)
+        link = tags_of(resource.props).get(LINK_TAG)
         if isinstance(link, str):
             by_link[link][resource.resource_type].append(resource)
     routes: dict[str, list[Any]] = defaultdict(list)
@@ -159,21 +153,9 @@ def vpn_survives_a_tunnel(args: StackValidationArgs, report: Report) -> None:
         report(f"{link}: losing {', '.join(cut)} alone cuts Azure <-> AWS (no other path)")
 
 
-def stack_policy(
-    name: str, validate: Callable[[StackValidationArgs, Report], None]
-) -> StackValidationPolicy:
-    """A mandatory policy over a whole stack, described by its check's docstring."""
-    return StackValidationPolicy(
-        name=name,
-        description=(validate.__doc__ or name).strip(),
-        validate=validate,
-        enforcement_level=EnforcementLevel.MANDATORY,
-    )
-
-
 def _is_global(args: StackValidationArgs) -> bool:
     return any(r.resource_type in (HEALTH_CHECK, RECORD) for r in args.resources) or any(
-        _tags(r.props).get(LINK_TAG) for r in args.resources
+        tags_of(r.props).get(LINK_TAG) for r in args.resources
     )
 
 

@@ -48,7 +48,7 @@ def plan(
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pulumi_aws\..*")
     from infra.plan.render import plan_document, plan_table, violations_table
     from infra.plan.runner import PlanError, Planner, StackFiles
-    from infra.settings import SettingsError
+    from infra.settings_errors import SettingsError
 
     console = Console(stderr=as_json)
     if not console.is_terminal:
@@ -107,7 +107,7 @@ def _plan_env(env: str, as_json: bool, stacks_dir: Path | None) -> None:
     from infra.plan.runner import PlanError, Planner, StackFiles
     from infra.reach import reach
     from infra.reach.render import report_renderable
-    from infra.settings import SettingsError
+    from infra.settings_errors import SettingsError
 
     console = Console(stderr=as_json)
     if not console.is_terminal:

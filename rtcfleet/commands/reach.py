@@ -37,7 +37,7 @@ def reach(
     from infra.plan.runner import PlanError, StackFiles
     from infra.reach import reach as run_reach
     from infra.reach.render import report_renderable
-    from infra.settings import SettingsError
+    from infra.settings_errors import SettingsError
 
     console = Console(stderr=as_json)
     if not console.is_terminal:

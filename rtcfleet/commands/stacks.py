@@ -28,7 +28,7 @@ def order(
     A stack comes after every stack whose outputs it reads. Exits 2 on a cycle, a region
     stack without its home stack, or a stack that reads one deploying in a later phase.
     """
-    from infra.settings import SettingsError
+    from infra.settings_errors import SettingsError
     from infra.stack_order import PHASES, StackOrderError, stacks_order
 
     try:

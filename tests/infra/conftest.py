@@ -22,7 +22,7 @@ from infra.plan.runner import (  # noqa: E402
     StackPlan,
     run_program,
 )
-from infra.settings import load_stack_file  # noqa: E402
+from infra.stack_files import load_stack_file  # noqa: E402
 
 EXAMPLE_STACKS = ("dev-aws-us-east-1", "prod-aws-us-east-1", "prod-aws-eu-west-1")
 AZURE_EXAMPLE_STACKS = ("prod-azure-westeurope", "prod-azure-northeurope")

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from infra.plan.runner import Planner, StackConfigs, StackFiles
-from infra.settings import SettingsError
+from infra.settings_errors import SettingsError
 from infra.spec import SUBSCRIBER_TAG
 from tests.infra.conftest import AZURE_EXAMPLE_STACKS
 

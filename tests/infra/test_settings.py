@@ -6,8 +6,11 @@ import json
 
 import pytest
 
+from infra.aws.settings import AwsRegionSettings
 from infra.plan import runner
-from infra.settings import AwsRegionSettings, SettingsError, StackName, settings_from_values
+from infra.settings import StackName
+from infra.settings_errors import SettingsError
+from infra.stack_settings import settings_from_values
 from tests.infra.conftest import example_values
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from infra.settings import load_stack_file, settings_from_values
+from infra.stack_files import load_stack_file
 from infra.stack_order import dependencies
+from infra.stack_settings import settings_from_values
 from rtcfleet.cli import app
 
 STACKS = Path(__file__).resolve().parents[2] / "stacks"

@@ -12,7 +12,7 @@ import pytest
 from infra.image_build import IMAGE_BUILD_SCRIPT, script_in
 from infra.plan import runner
 from infra.plan.mocks import RecordingMocks
-from infra.settings import SettingsError
+from infra.settings_errors import SettingsError
 from tests.infra.conftest import example_values
 
 SHA = "ab" * 32

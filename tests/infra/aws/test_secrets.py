@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from infra.plan.runner import Planner, StackFiles, placeholder
-from infra.settings import SettingsError
+from infra.settings_errors import SettingsError
 from infra.spec import ROLE_SECRETS, SECRET_NAMES, Role
 from tests.infra.conftest import EXAMPLE_STACKS
 

@@ -155,7 +155,7 @@ def test_image_policy_fails_a_template_that_cannot_build(run, breakage, message)
 
 def test_azure_image_settings_are_checked() -> None:
     from infra.image_stack import image_settings_from_values
-    from infra.settings import SettingsError
+    from infra.settings_errors import SettingsError
 
     values = {**CONFIG, "rtcfleet:version": "1.4.0-rc1"}
     values.pop("rtcfleet:azureBundleStorageId")

@@ -12,7 +12,7 @@ import pytest
 from infra.global_settings import global_settings_from_values
 from infra.global_stack.vpn_routes import carriers, single_points, tunnels
 from infra.plan.runner import PlanError, Planner, StackConfigs, StackFiles, StackPlan
-from infra.settings import SettingsError
+from infra.settings_errors import SettingsError
 from tests.infra.conftest import EXAMPLE_STACKS, example_values
 
 GLOBAL = "prod-global"

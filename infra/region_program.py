@@ -1,0 +1,82 @@
+"""What every cloud's region program does alike: read the stacks a region depends on, and
+write the settings documents its nodes boot with.
+
+A region that does not hold the environment's database writer replicates the home region's
+(or, in another cloud than the writer, subscribes to the writer stack's); a region without
+``rtcfleet:imageId`` boots the image stack's image. Both are read through stack references
+named here, by the output names of ``infra.outputs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pulumi
+
+from infra import spec
+from infra.references import stack_outputs
+from infra.settings import RegionSettings
+from infra.spec import Role, settings_subscription
+
+
+def database_source(settings: RegionSettings) -> pulumi.StackReference | None:
+    """The stack whose database this region replicates or subscribes to; none at home."""
+    stack = settings.database_source_stack
+    return None if stack is None else stack_outputs(stack)
+
+
+def node_image(
+    settings: RegionSettings, read: Callable[[pulumi.StackReference], pulumi.Output[str]]
+) -> pulumi.Input[str]:
+    """The image the region's nodes boot: its own ``imageId``, or ``read`` from the image stack."""
+    if settings.image_id is not None:
+        return settings.image_id
+    return read(stack_outputs(settings.image_stack_name))
+
+
+def region_tags(settings: RegionSettings) -> dict[str, str]:
+    """The tags every resource of a region stack carries."""
+    return {
+        "rtcfleet:env": settings.env,
+        "rtcfleet:region": settings.region,
+        "rtcfleet:stack": settings.stack,
+    }
+
+
+def node_documents(
+    settings: RegionSettings,
+    *,
+    redis: Mapping[str, Any],
+    postgres: Mapping[str, Any],
+    write_host: pulumi.Input[str],
+    signaling_url: pulumi.Input[str],
+) -> dict[Role, dict[str, Any]]:
+    """Each node role's non-secret settings document (gateway and media node, either cloud)."""
+    gateway_postgres = {**postgres, "writeHost": write_host}
+    if settings.subscribes:
+        # the subscription the gateways keep following the writer
+        gateway_postgres["subscription"] = settings_subscription(settings.region)
+    return {
+        Role.GATEWAY: {
+            "env": settings.env,
+            "region": settings.region,
+            "homeRegion": settings.home_region,
+            "redis": redis,
+            "postgres": gateway_postgres,
+            "signalingPort": spec.CLIENT_SIGNALING_PORT,
+            "adminPort": spec.ADMIN_PORT,
+            # sessions get STUN/TURN on their media node's coturn at this port
+            "turnPort": spec.TURN_PORT,
+        },
+        Role.MEDIA_NODE: {
+            "env": settings.env,
+            "region": settings.region,
+            "redis": redis,
+            "postgres": postgres,
+            "signalingUrl": signaling_url,
+            "mediaPorts": [spec.MEDIA_PORT_MIN, spec.MEDIA_PORT_MAX],
+            "turnPort": spec.TURN_PORT,
+            "drainTimeoutSeconds": settings.drain_timeout_seconds,
+        },
+    }
