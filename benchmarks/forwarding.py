@@ -191,7 +191,7 @@ class Server:
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
         if mode == "forward":
-            config = SfuConfig(max_video_bitrate=VIDEO_BITRATE)
+            config = SfuConfig(max_video_bitrate=VIDEO_BITRATE, local_candidates=True)
             args: tuple[Any, ...] = (child, config, 100_000, LOOPBACK)
             target: Callable[..., None] = worker_main
         else:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway_node import admin, demo, health, internal
+from gateway_node import admin, demo, health, internal, recording_api
 from gateway_node.access_log import RedactingAccessLogger
 from gateway_node.app_keys import DETAILED, GATEWAY
 from gateway_node.gateway import Gateway
@@ -115,6 +115,7 @@ def create_apps(settings: GatewaySettings) -> tuple[web.Application, web.Applica
     client.router.add_get("/metrics", metrics)
     client.router.add_get("/v1/signal", signal_handler)
     demo.add_routes(client)
+    recording_api.add_backend_routes(client)
     internal.add_routes(client)
 
     admin_app = web.Application(middlewares=[admin.admin_auth])
@@ -122,6 +123,7 @@ def create_apps(settings: GatewaySettings) -> tuple[web.Application, web.Applica
     admin_app[DETAILED] = True
     _add_health_routes(admin_app)
     admin.add_routes(admin_app)
+    recording_api.add_admin_routes(admin_app)
     return client, admin_app
 
 

@@ -26,6 +26,8 @@ from rtcfleet.node_messages import (
     NodeJoin,
     NodeLeave,
     NodeProbe,
+    NodeRecording,
+    RecordingAnswer,
     parse_node_command,
 )
 from rtcfleet.signaling import ErrorCode, Reconnect, error
@@ -148,6 +150,12 @@ class NodeBus:
         if isinstance(command, NodeProbe):
             # a gateway's region-health probe: this node's bus, loop and workers answer
             self.outbox.put_nowait((command.probe, self.probe_answer()))
+            return
+        if isinstance(command, NodeRecording):
+            handle = self.pool.room_worker.get(command.room)
+            if handle is None or not handle.submit(command.model_dump(mode="json")):
+                refused = RecordingAnswer(ok=False, room=command.room, error="room_not_found")
+                self._queue(command.reply, refused.model_dump(mode="json"))
             return
         room, session = command.room, command.session
         pool = self.pool

@@ -20,6 +20,7 @@ from media_node import liveness
 from media_node.drain import Drain
 from media_node.drain_agent import DrainAgent, cloud_agent
 from media_node.node_bus import NodeBus
+from media_node.recording.uploader import recording_uploads
 from media_node.region_client import RegionClient, RegistrationFailed, UnknownToRegion
 from media_node.replica_settings import ReplicaSettings
 from media_node.settings import MediaNodeSettings
@@ -138,6 +139,8 @@ class Supervisor:
                 self, self.settings.health_host, self.settings.health_port
             )
             agent_scope.push_async_callback(health.cleanup)
+            # after the workers stop (shutdown), their last segments are uploaded
+            await agent_scope.enter_async_context(recording_uploads())
             self.drain_agent = await agent_scope.enter_async_context(
                 cloud_agent(
                     self,

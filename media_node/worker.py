@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from media_node import rtp_hooks
 from media_node.ice import InvalidCandidate
+from media_node.recording import Recordings
 from media_node.sfu import (
     CodecNotAllowed,
     PublishNotAllowed,
@@ -37,6 +38,7 @@ from rtcfleet.node_messages import (
     NodeJoin,
     NodeLeave,
     NodePublishOffer,
+    NodeRecording,
     NodeSubscriberAnswer,
     NodeTrickle,
     RoomEmpty,
@@ -90,6 +92,12 @@ class Worker:
         self._locks: dict[str, asyncio.Lock] = {}
         self._outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=WORKER_OUTBOX)
         self.dropped = 0
+        self.recordings = Recordings(
+            lambda room: self.sfu.room(room).tracks() if room in self.sfu.rooms() else [],
+            lambda room: list(self.rooms.get(room, {})),
+            self.to_room,
+            self.to_session,
+        )
 
     # ---- output -----------------------------------------------------------------------------
 
@@ -133,6 +141,10 @@ class Worker:
                 publisher=payload["publisher"], kind=payload["kind"], track_id=payload["track_id"]
             )
             self.to_room(room, message, exclude=identity)
+            if kind == "track_published":
+                self.recordings.track_published(room, payload)
+            else:
+                self.recordings.track_unpublished(room, payload)
         elif kind == "participant_left":
             self._forget(room, identity)
 
@@ -141,10 +153,12 @@ class Worker:
         if not members or identity not in members:
             return
         session = members.pop(identity)
+        self.recordings.left(room, identity)
         self.to_room(room, ParticipantLeft(identity=identity))
         self.send(SessionLeft(session=session, room=room).model_dump())
         if not members:
             del self.rooms[room]
+            self.recordings.room_ended(room)
             self.send(RoomEmpty(room=room).model_dump())
 
     # ---- commands ---------------------------------------------------------------------------
@@ -154,6 +168,9 @@ class Worker:
             self.apply_settings(command)
             return
         if isinstance(command, WorkerStop):
+            return
+        if isinstance(command, NodeRecording):
+            self.recordings.handle(command)
             return
         op, session, room = command.op, command.session, command.room
         try:
@@ -222,6 +239,8 @@ class Worker:
         for other in others:
             self.to_session(session, ParticipantJoined(identity=other))
         self.to_room(room, ParticipantJoined(identity=identity), exclude=identity)
+        if (recorded := self.recordings.joined(room, identity)) is not None:
+            self.to_session(session, recorded)
 
     def apply_settings(self, command: WorkerSettings) -> None:
         self.max_participants = command.max_participants
@@ -277,6 +296,7 @@ class Worker:
                 task.add_done_callback(self._pending.discard)
         finally:
             reporter.cancel()
+            self.recordings.close()
             await self.sfu.close()
             writer.cancel()
 

@@ -67,8 +67,41 @@ class NodeProbe(_Internal):
     probe: Annotated[str, Field(pattern=r"^probe-[\w.-]{1,100}$")]
 
 
+class NodeRecording(_Internal):
+    """Start or stop recording a room (admin API, or a backend's ``can_record`` token); the
+    node answers with a ``RecordingAnswer`` on ``bus.session_stream(reply)``."""
+
+    op: Literal["recording"] = "recording"
+    room: Name
+    action: Literal["start", "stop"]
+    node_id: Annotated[str, Field(min_length=1, max_length=128)]
+    reply: SessionId
+
+
+class RecordingAnswer(_Internal):
+    """A node's answer to ``NodeRecording``; ``error`` is a stable code when ``ok`` is false."""
+
+    type: Literal["recording"] = "recording"
+    ok: bool
+    room: Name
+    error: str | None = None
+    detail: str | None = None
+    recording_id: str | None = None
+    state: Literal["recording", "stopped"] | None = None
+    started_at: str | None = None
+    stopped_at: str | None = None
+    # the object name of the manifest in the bucket / container
+    manifest_key: str | None = None
+
+
 NodeCommand = Annotated[
-    NodeJoin | NodePublishOffer | NodeSubscriberAnswer | NodeTrickle | NodeLeave | NodeProbe,
+    NodeJoin
+    | NodePublishOffer
+    | NodeSubscriberAnswer
+    | NodeTrickle
+    | NodeLeave
+    | NodeProbe
+    | NodeRecording,
     Field(discriminator="op"),
 ]
 
@@ -93,6 +126,7 @@ WorkerCommand = Annotated[
     | NodeSubscriberAnswer
     | NodeTrickle
     | NodeLeave
+    | NodeRecording
     | WorkerSettings
     | WorkerStop,
     Field(discriminator="op"),
@@ -138,8 +172,8 @@ _worker_command: TypeAdapter[Any] = TypeAdapter(WorkerCommand)
 _worker_event: TypeAdapter[Any] = TypeAdapter(WorkerEvent)
 
 AnySessionCommand = NodeJoin | NodePublishOffer | NodeSubscriberAnswer | NodeTrickle | NodeLeave
-AnyNodeCommand = AnySessionCommand | NodeProbe
-AnyWorkerCommand = AnySessionCommand | WorkerSettings | WorkerStop
+AnyNodeCommand = AnySessionCommand | NodeProbe | NodeRecording
+AnyWorkerCommand = AnySessionCommand | NodeRecording | WorkerSettings | WorkerStop
 AnyWorkerEvent = ToSession | WorkerLoadReport | SessionLeft | RoomEmpty
 
 

@@ -238,6 +238,21 @@ class Error(_Message):
     message: str
 
 
+class RecordingStarted(_Message):
+    """The room is being recorded, from ``started_at`` (also sent to each newcomer)."""
+
+    type: Literal["recording_started"] = "recording_started"
+    recording_id: str
+    started_at: str
+
+
+class RecordingStopped(_Message):
+    type: Literal["recording_stopped"] = "recording_stopped"
+    recording_id: str
+    # requested, room_ended, node_stopped or error
+    reason: str
+
+
 class Pong(_Message):
     """The answer to ``ping``; not part of the session stream (no cursor)."""
 
@@ -256,6 +271,8 @@ ServerMessage = Annotated[
     | Reconnect
     | Redirect
     | Error
+    | RecordingStarted
+    | RecordingStopped
     | Pong,
     Field(discriminator="type"),
 ]

@@ -35,6 +35,8 @@ class JoinClaims(BaseModel):
     identity: Name
     can_publish: StrictBool = False
     can_subscribe: StrictBool = False
+    # start and stop the room's recording (the application backend's grant)
+    can_record: StrictBool = False
     iat: int
     exp: int
 
@@ -48,6 +50,7 @@ class Grant:
     can_publish: bool
     can_subscribe: bool
     expires_at: int
+    can_record: bool = False
 
 
 def mint_token(
@@ -58,6 +61,7 @@ def mint_token(
     identity: str,
     can_publish: bool = True,
     can_subscribe: bool = True,
+    can_record: bool = False,
     ttl_seconds: int = DEFAULT_TTL_SECONDS,
     now: float | None = None,
 ) -> str:
@@ -74,6 +78,8 @@ def mint_token(
         "nbf": issued,
         "exp": issued + ttl_seconds,
     }
+    if can_record:
+        claims["can_record"] = True
     return jwt.encode(claims, api_secret, algorithm=ALGORITHM, headers={"kid": api_key})
 
 
@@ -118,6 +124,7 @@ def verify_token(token: str, api_keys: dict[str, str]) -> Grant:
         can_publish=checked.can_publish,
         can_subscribe=checked.can_subscribe,
         expires_at=checked.exp,
+        can_record=checked.can_record,
     )
 
 

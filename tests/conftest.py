@@ -46,7 +46,16 @@ def sentinel_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sentine
 # Fixtures that start real servers, a fleet or WebRTC calls: a test using one takes seconds,
 # and is marked slow without having to say so (``-m "not slow"`` leaves it out).
 SLOW_FIXTURES = frozenset(
-    {"fleet", "two_regions", "postgres_cluster", "sentinel_redis", "conference", "installed"}
+    {
+        "fleet",
+        "two_regions",
+        "postgres_cluster",
+        "sentinel_redis",
+        "conference",
+        "installed",
+        "recording_fleet",
+        "object_stores",
+    }
 )
 
 

@@ -15,6 +15,7 @@ const demo = {
   joined: null,
   errors: [],
   messages: 0,
+  recording: null,
   local: {},
   remotes: {},
 };
@@ -170,6 +171,11 @@ async function onMessage(message) {
       break;
     case "participant_left":
       removeTile(message.identity);
+      break;
+    case "recording_started":
+    case "recording_stopped":
+      demo.recording = message.type === "recording_started" ? message.recording_id : null;
+      document.body.classList.toggle("recording", demo.recording !== null);
       break;
     case "redirect":
       redirect = { region: message.region, urls: message.urls };

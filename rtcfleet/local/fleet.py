@@ -274,7 +274,7 @@ class LocalFleet:
             drain_timeout_seconds=self.spec.drain_timeout_seconds,
             health_host=self.bind(name).address,
             health_port=health_port,
-        )
+        ) | dict(self.spec.media_env)
         service = ServiceProcess(
             "media",
             name,

@@ -31,6 +31,8 @@ class FleetSpec:
     # the cloud of each region, in order (empty: all one cloud); regions outside the home
     # region's cloud read settings through a logical-replication subscriber
     clouds: list[str] = field(default_factory=list)
+    # more environment for every media node (e.g. RTCFLEET_RECORDING_* and store credentials)
+    media_env: dict[str, str] = field(default_factory=dict)
 
     def region_names(self) -> list[str]:
         return [f"local-{i + 1}" for i in range(self.regions)]
