@@ -13,6 +13,10 @@ Per step: messages the gateway relayed per second (both directions) and its CPU 
 messages per gateway core-second; and the latency the gateway adds, from Redis' own stream entry
 ids (server time, 1 ms resolution): client send -> entry in the node's inbox, and the session
 entry -> client receipt. The round trip (with the media node's work) is reported beside them.
+
+``--tracing on`` runs every service with an OTLP endpoint: a receiver in this process that
+decodes and counts what the services export (rtcfleet.tracing); ``off`` (the default) runs
+them as deployed without one. Each trickle is then one trace of five spans in three processes.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -30,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from benchmarks.loadgen import process_cpu_seconds
 from rtcfleet import bus, redis_url
@@ -109,6 +115,67 @@ async def watch_inbox(
                     arrivals[seq] = int(entry_id.split("-")[0])
 
 
+class SpanSink:
+    """An OTLP/HTTP receiver that counts the spans it is sent, in a process of its own: decoding
+    exports in the clients' loop would delay their sends and show up as gateway latency."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._spans = context.Value("q", 0)
+        self._requests = context.Value("q", 0)
+        self._ready = context.Queue()
+        self.process = context.Process(
+            target=serve_sink, args=(self._spans, self._requests, self._ready), daemon=True
+        )
+
+    @property
+    def spans(self) -> int:
+        return int(self._spans.value)
+
+    @property
+    def requests(self) -> int:
+        return int(self._requests.value)
+
+    async def start(self) -> str:
+        self.process.start()
+        port = await asyncio.to_thread(self._ready.get, True, 30)
+        return f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        self.process.terminate()
+        await asyncio.to_thread(self.process.join, 5)
+
+
+def serve_sink(spans: Any, requests: Any, ready: Any) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    async def export(request: web.Request) -> web.Response:
+        batch = ExportTraceServiceRequest()
+        batch.ParseFromString(await request.read())
+        with requests.get_lock():
+            requests.value += 1
+        with spans.get_lock():
+            spans.value += sum(
+                len(scope.spans)
+                for resource in batch.resource_spans
+                for scope in resource.scope_spans
+            )
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    async def serve() -> None:
+        app = web.Application()
+        app.router.add_post("/v1/traces", export)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        ready.put(runner.addresses[0][1])
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
 def percentiles(values: list[float]) -> dict[str, float | None]:
     if len(values) < 2:
         return {"p50": None, "p99": None}
@@ -116,14 +183,21 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     return {"p50": round(cuts[49], 2), "p99": round(cuts[98], 2)}
 
 
-async def run(rates: list[int], window: float, deadline: float) -> dict[str, Any]:
-    fleet = LocalFleet(FleetSpec(regions=1, gateways=1, media=1, log_level="WARNING"))
+async def run(
+    rates: list[int], window: float, deadline: float, tracing: bool = False
+) -> dict[str, Any]:
+    sink = SpanSink() if tracing else None
+    endpoint = await sink.start() if sink is not None else None
+    fleet = LocalFleet(
+        FleetSpec(regions=1, gateways=1, media=1, log_level="WARNING", otlp_endpoint=endpoint)
+    )
     await asyncio.to_thread(fleet.start)
     http = aiohttp.ClientSession()
     region = fleet.regions[fleet.home]
     gateway = region.gateways[0]
     gateway_pid = gateway.process.pid
-    assert gateway_pid is not None
+    node_pid = region.media_nodes[0].process.pid
+    assert gateway_pid is not None and node_pid is not None
     redis = redis_url.connect(region.redis.url)
     clients: list[Client] = []
     readers: list[asyncio.Task[None]] = []
@@ -169,10 +243,14 @@ async def run(rates: list[int], window: float, deadline: float) -> dict[str, Any
                 client.egress_ms.clear()
             replies0 = sum(c.replies for c in clients)
             sent0 = seqs[0]
+            spans_before = sink.spans if sink is not None else 0
+            node_cpu0 = process_cpu_seconds(node_pid)
             cpu0, started = process_cpu_seconds(gateway_pid), time.monotonic()
             await asyncio.sleep(window)
             elapsed = time.monotonic() - started
             cpu = process_cpu_seconds(gateway_pid) - cpu0
+            node_cpu = process_cpu_seconds(node_pid) - node_cpu0
+            spans_after = sink.spans if sink is not None else 0
             sent, replies = seqs[0] - sent0, sum(c.replies for c in clients) - replies0
             stop.set()
             await asyncio.gather(*senders)
@@ -192,11 +270,14 @@ async def run(rates: list[int], window: float, deadline: float) -> dict[str, Any
                 "relayed_per_s": round(relayed),
                 "gateway_cpu_percent": round(100 * cpu_share, 1),
                 "relayed_per_gateway_core_s": round(relayed / cpu_share) if cpu_share else None,
+                "node_supervisor_cpu_percent": round(100 * node_cpu / elapsed, 1),
                 "unanswered": unanswered,
                 "gateway_in_ms": percentiles(ingress),
                 "gateway_out_ms": percentiles([e for c in clients for e in c.egress_ms]),
                 "round_trip_ms": percentiles([r for c in clients for r in c.round_trips]),
             }
+            if sink is not None:
+                step["spans_exported_per_s"] = round((spans_after - spans_before) / elapsed)
             steps.append(step)
             print(f"  {json.dumps(step)}", flush=True)
             if step["gateway_cpu_percent"] > 90:
@@ -213,6 +294,8 @@ async def run(rates: list[int], window: float, deadline: float) -> dict[str, Any
         await http.close()
         await redis.aclose()
         await asyncio.to_thread(fleet.remove)
+        if sink is not None:
+            await sink.stop()
     # sustained: everything answered with a round trip under SUSTAINED_P99_MS
     keeping_up = [
         s
@@ -236,9 +319,13 @@ def main() -> None:
     )
     parser.add_argument("--window", type=float, default=5.0)
     parser.add_argument("--max-seconds", type=float, default=300.0)
+    parser.add_argument("--tracing", choices=["off", "on"], default="off")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     load_before = [round(x, 2) for x in os.getloadavg()]
-    result = asyncio.run(run(args.rates, args.window, time.monotonic() + args.max_seconds))
+    result = asyncio.run(
+        run(args.rates, args.window, time.monotonic() + args.max_seconds, args.tracing == "on")
+    )
     result = {
         "benchmark": "signaling",
         "machine": {
@@ -248,10 +335,11 @@ def main() -> None:
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
         },
         "path": "client WebSocket -> gateway -> Redis stream -> media node -> Redis -> gateway",
+        "tracing": args.tracing,
         **result,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     for name in ("sustained", "peak"):
         step = result[name]
         if step:
@@ -263,7 +351,7 @@ def main() -> None:
                 f"round trip {step['round_trip_ms']} ms"
             )
     print(f"stopped: {result['stopped']}")
-    print(f"wrote {RESULTS}")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

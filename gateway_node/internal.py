@@ -7,6 +7,7 @@ carries the cluster secret: a leaked client token cannot register a rogue node.
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import TypeVar
 
 from aiohttp import web
@@ -15,9 +16,10 @@ from pydantic import ValidationError
 
 from gateway_node.app_keys import GATEWAY
 from gateway_node.registry import UnknownNode
-from rtcfleet.nodes import Heartbeat, NodeRegistration
+from rtcfleet.nodes import DrainReport, Heartbeat, NodeRegistration
 
-Body = TypeVar("Body", NodeRegistration, Heartbeat)
+log = logging.getLogger("rtcfleet.gateway.internal")
+Body = TypeVar("Body", NodeRegistration, Heartbeat, DrainReport)
 
 
 @web.middleware
@@ -64,6 +66,18 @@ async def heartbeat(request: web.Request) -> web.Response:
     return web.json_response({"drain": state.draining})
 
 
+async def drained(request: web.Request) -> web.Response:
+    """A media node's account of its drain, as it leaves: into the region's metrics."""
+    gateway = request.app[GATEWAY]
+    report = await _body(request, DrainReport)
+    node_id = request.match_info["node_id"]
+    labels = (report.cloud, report.notice)
+    gateway.metrics.node_drain_seconds.labels(*labels).observe(report.seconds)
+    gateway.metrics.node_drain_rooms_left.labels(*labels).inc(report.rooms_left)
+    log.info("media node %s drained: %s", node_id, report.model_dump_json())
+    return web.json_response({"node_id": node_id})
+
+
 async def room_lookup(request: web.Request) -> web.Response:
     """Another region asks whether this region hosts a room before placing it itself.
 
@@ -100,3 +114,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/internal/rooms/{room}", room_lookup)
     app.router.add_post("/internal/nodes/register", register)
     app.router.add_post("/internal/nodes/{node_id}/heartbeat", heartbeat)
+    app.router.add_post("/internal/nodes/{node_id}/drained", drained)

@@ -65,3 +65,16 @@ class GatewayMetrics:
             ["region", "kind"],
             registry=self.registry,
         )
+        self.node_drain_seconds = Histogram(
+            "rtcfleet_gateway_media_drain_seconds",
+            "A media node's drain, from its cloud's notice to the node empty, as the node reported",
+            ["cloud", "notice"],
+            buckets=(1, 2.5, 5, 10, 20, 30, 60, 120, 300, 900, 3600),
+            registry=self.registry,
+        )
+        self.node_drain_rooms_left = Counter(
+            "rtcfleet_gateway_media_drain_rooms_left_total",
+            "Rooms still on a media node when its cloud's deadline came",
+            ["cloud", "notice"],
+            registry=self.registry,
+        )

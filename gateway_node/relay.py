@@ -18,7 +18,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from gateway_node.metrics import GatewayMetrics
 from gateway_node.sessions import WS_CLOSE_SLOW_READER, Session, SessionStore
-from rtcfleet import bus
+from rtcfleet import bus, tracing
 
 log = logging.getLogger("rtcfleet.gateway")
 
@@ -92,8 +92,11 @@ class Relay:
                     continue
                 for cursor, fields in entries:
                     message = bus.decode_entry(fields)
-                    self.metrics.messages.labels("out", message.get("type", "?")).inc()
-                    if not target.offer(cursor, message):
+                    kind = message.get("type", "?")
+                    self.metrics.messages.labels("out", kind).inc()
+                    with tracing.continued(f"deliver {kind}", fields):
+                        queued = target.offer(cursor, message)
+                    if not queued:
                         break
                 if target.overflowed:
                     log.warning(

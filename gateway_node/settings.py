@@ -13,11 +13,12 @@ from pydantic_settings import SettingsConfigDict
 
 from infra.spec import ADMIN_PORT, CLIENT_SIGNALING_PORT
 from rtcfleet.config_file import ServiceSettings
+from rtcfleet.tracing import TracingSettings
 
 ENV_PREFIX = "RTCFLEET_GATEWAY_"
 
 
-class GatewaySettings(ServiceSettings):
+class GatewaySettings(ServiceSettings, TracingSettings):
     CONFIG_ENV = "RTCFLEET_GATEWAY_CONFIG"
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 

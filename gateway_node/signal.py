@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
@@ -22,7 +24,7 @@ from gateway_node.placement import NoAvailableNodes
 from gateway_node.ratelimit import TokenBucket
 from gateway_node.room_placement import RoomElsewhere
 from gateway_node.sessions import Session
-from rtcfleet import bus
+from rtcfleet import bus, tracing
 from rtcfleet.node_messages import (
     AnyNodeCommand,
     NodeJoin,
@@ -129,7 +131,8 @@ class SignalConnection:
         try:
             message = parse_client_message(raw)
             self.gateway.metrics.messages.labels("in", message.type).inc()
-            await self.dispatch(message)
+            with self._span(message.type):
+                await self.dispatch(message)
         except SignalingError as exc:
             await self.send_error(exc.code, exc.message)
         except NoAvailableNodes as exc:
@@ -137,6 +140,18 @@ class SignalConnection:
         except (RedisError, OSError) as exc:
             log.warning("signaling backend failure: %s", exc)
             await self.send_error(ErrorCode.INTERNAL, "signaling backend unavailable, retry")
+
+    def _span(self, message_type: str) -> AbstractContextManager[Any]:
+        """Each client request but pings starts a trace (rtcfleet.tracing)."""
+        if message_type == "ping" or not tracing.enabled():
+            return nullcontext()
+        attributes = {"rtcfleet.region": self.gateway.settings.region}
+        if self.session is not None:
+            attributes["rtcfleet.session"] = self.session.session_id
+            attributes["rtcfleet.room"] = self.session.grant.room
+        return tracing.span(
+            f"signal {message_type}", kind=tracing.SpanKind.SERVER, attributes=attributes
+        )
 
     async def dispatch(
         self, message: Join | PublishOffer | SubscriberAnswer | Trickle | Rejoin | Leave | Ping
@@ -221,14 +236,17 @@ class SignalConnection:
             await self.resume(message, grant)
             return
         try:
-            node = await self.gateway.placement.place(
-                grant.room, unreachable=frozenset(message.unreachable_regions)
-            )
+            with tracing.child_span("placement", attributes={"rtcfleet.room": grant.room}):
+                node = await self.gateway.placement.place(
+                    grant.room, unreachable=frozenset(message.unreachable_regions)
+                )
+                tracing.set_attributes(node=node.node_id, node_region=node.registration.region)
         except RoomElsewhere as elsewhere:
             await self.ws.send_str(encode(Redirect(region=elsewhere.region, urls=elsewhere.urls)))
             return
         gateway = self.gateway
         session_id = gateway.store.new_id()
+        tracing.set_attributes(session=session_id, room=grant.room, node=node.node_id)
         await gateway.store.save(session_id, grant, node.node_id)
         session = Session(
             session_id=session_id,
@@ -311,9 +329,11 @@ class SignalConnection:
                 avoid = session.node_id
                 log.info("node %s suspected by session %s", avoid, session.session_id)
             # the session belongs to this region: its media is placed here
-            node = await gateway.placement.place(
-                session.grant.room, look_elsewhere=False, avoid=avoid
-            )
+            with tracing.child_span("placement", attributes={"rtcfleet.room": session.grant.room}):
+                node = await gateway.placement.place(
+                    session.grant.room, look_elsewhere=False, avoid=avoid
+                )
+                tracing.set_attributes(node=node.node_id, node_region=node.registration.region)
             session.node_id = node.node_id
             session.reconnect_sent = False
             session.placed_at = time.time()

@@ -1,14 +1,17 @@
 """What a machine learns about itself from its cloud's link-local metadata service.
 
 AWS: IMDSv2 (a session token from ``PUT /latest/api/token`` sent with every read), the
-instance's identity, tags and Auto Scaling target lifecycle state. Azure: the Instance Metadata
+instance's identity, tags, Auto Scaling target lifecycle state, the Spot interruption notice and
+the rebalance recommendation. Azure: the Instance Metadata
 Service (``Metadata: true``), Scheduled Events (read and approve) and managed-identity tokens.
 Both base URLs are overridable so tests serve them from a local server.
 """
 
 from __future__ import annotations
 
+import datetime
 import email.utils
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +24,36 @@ TIMEOUT = aiohttp.ClientTimeout(total=5)
 
 class MetadataError(RuntimeError):
     """The metadata service did not answer as documented."""
+
+
+def _iso_time(value: object, what: str) -> float:
+    """Epoch seconds of an IMDS timestamp (``2017-09-18T08:22:00Z``)."""
+    try:
+        parsed = datetime.datetime.fromisoformat(str(value))
+    except ValueError:
+        raise MetadataError(f"{what}: {value!r} is not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return parsed.timestamp()
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        body = json.loads(text)
+    except ValueError:
+        raise MetadataError(f"{what} is not JSON: {text[:80]!r}") from None
+    if not isinstance(body, dict):
+        raise MetadataError(f"{what} is not a JSON object")
+    return body
+
+
+@dataclass(frozen=True)
+class SpotInstanceAction:
+    """EC2's Spot interruption notice: what happens to the instance (``terminate``, ``stop``,
+    ``hibernate``) and when (epoch seconds; two minutes after the notice, except hibernate)."""
+
+    action: str
+    time: float
 
 
 class Ec2Metadata:
@@ -88,6 +121,26 @@ class Ec2Metadata:
     async def target_lifecycle_state(self) -> str | None:
         """``InService``, ``Terminated``...: where Auto Scaling is moving this instance."""
         return await self.get("meta-data/autoscaling/target-lifecycle-state")
+
+    async def spot_instance_action(self) -> SpotInstanceAction | None:
+        """The Spot interruption notice, or ``None`` while EC2 intends none (404)."""
+        text = await self.get("meta-data/spot/instance-action")
+        if text is None:
+            return None
+        body = _json_object(text, "spot/instance-action")
+        action = body.get("action")
+        if action not in ("terminate", "stop", "hibernate"):
+            raise MetadataError(f"spot/instance-action names no known action: {action!r}")
+        return SpotInstanceAction(str(action), _iso_time(body.get("time"), "spot/instance-action"))
+
+    async def rebalance_recommendation(self) -> float | None:
+        """When EC2 said this Spot instance is at elevated risk of interruption (epoch seconds),
+        or ``None`` (404). It stays once given."""
+        text = await self.get("meta-data/events/recommendations/rebalance")
+        if text is None:
+            return None
+        body = _json_object(text, "events/recommendations/rebalance")
+        return _iso_time(body.get("noticeTime"), "events/recommendations/rebalance")
 
 
 @dataclass(frozen=True)

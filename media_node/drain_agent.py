@@ -7,6 +7,12 @@ autoscaler likewise removes the least busy bridges). When the platform still pic
 Azure: a ``Terminate`` or ``Preempt`` Scheduled Event), the agent drains the node, keeps the
 platform waiting while rooms remain, and releases it exactly once: when the supervisor's drain
 ends (rooms gone or drain bound passed) or when the platform's own deadline comes first.
+
+A Spot interruption (EC2's ``spot/instance-action``, Azure's ``Preempt``) cannot wait for rooms
+to end: the node evacuates them at once (``media_node.evacuation``). EC2's rebalance
+recommendation is the early, softer sign: the node stops taking rooms and drains at the normal
+pace, and an interruption that follows turns that drain into an evacuation. When the drain
+ends the node reports how long it took to its region (``DrainReport``).
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import aiohttp
 
 from infra.spec import DRAIN_HOOK_NAME
 from media_node.cloud_metadata import AzureMetadata, Ec2Metadata, MetadataError
+from media_node.evacuation import Evacuation
+from rtcfleet.nodes import DrainReport
 
 log = logging.getLogger("rtcfleet.media.drain")
 
@@ -35,7 +43,10 @@ IDLE_GRACE_SECONDS = 30.0
 AZURE_APPROVAL_MARGIN_SECONDS = 5.0
 AZURE_ARM_URL = "https://management.azure.com"
 AZURE_COMPUTE_API = "2024-07-01"
-AZURE_TERMINATING_EVENTS = frozenset({"Terminate", "Preempt"})
+AZURE_TERMINATING_EVENTS = {"Terminate": "scale_in", "Preempt": "interruption"}
+NoticeKind = Literal["rebalance", "scale_in", "interruption"]
+# A later notice replaces an earlier one only when it is more urgent.
+URGENCY: dict[str, int] = {"rebalance": 0, "scale_in": 1, "interruption": 2}
 CLOUD_CALL_ERRORS: tuple[type[BaseException], ...] = (
     MetadataError,
     aiohttp.ClientError,
@@ -53,7 +64,12 @@ class DrainingNode(Protocol):
     @property
     def room_worker(self) -> Mapping[str, Any]: ...
 
+    @property
+    def evacuation(self) -> Evacuation: ...
+
     def start_drain(self) -> None: ...
+
+    async def report_drain(self, report: DrainReport) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,10 @@ class Termination:
     reference: str
     # Epoch seconds after which the platform acts anyway; the agent releases before it.
     deadline: float | None = None
+    kind: NoticeKind = "scale_in"
+    # Azure: approving an event lets it proceed for every VM it names, so an event shared
+    # with other VMs is never approved early (their drains would be cut short).
+    approvable: bool = True
 
 
 class ScaleInCloud(Protocol):
@@ -129,10 +149,23 @@ class AwsScaleIn:
         )
 
     async def termination(self) -> Termination | None:
-        if await self.metadata.target_lifecycle_state() != "Terminated":
-            return None
-        _, instance_id, _ = await self._identity()
-        return Termination("auto scaling terminates the instance", instance_id)
+        """The most urgent notice: Spot interruption, then scale-in, then rebalance."""
+        action = await self.metadata.spot_instance_action()
+        if action is not None:
+            return Termination(
+                f"spot interruption ({action.action})",
+                await self.metadata.instance_id(),
+                action.time,
+                kind="interruption",
+            )
+        if await self.metadata.target_lifecycle_state() == "Terminated":
+            _, instance_id, _ = await self._identity()
+            return Termination("auto scaling terminates the instance", instance_id)
+        if await self.metadata.rebalance_recommendation() is not None:
+            return Termination(
+                "spot rebalance recommendation", await self.metadata.instance_id(), kind="rebalance"
+            )
+        return None
 
     def _hook_call(self, group: str, instance_id: str) -> dict[str, str]:
         return {
@@ -142,12 +175,22 @@ class AwsScaleIn:
         }
 
     async def keep_waiting(self, termination: Termination) -> None:
+        if termination.kind != "scale_in":
+            return  # EC2's interruption time stands whatever the hook is told
         client, instance_id, group = await self._identity()
         await asyncio.to_thread(
             client.record_lifecycle_action_heartbeat, **self._hook_call(group, instance_id)
         )
 
     async def release(self, termination: Termination) -> None:
+        """Complete the termination hook, if Auto Scaling is holding the instance in it (a
+        Spot interruption of a group's instance passes through the hook too, bounded by EC2's
+        two minutes)."""
+        if (
+            termination.kind != "scale_in"
+            and await self.metadata.target_lifecycle_state() != "Terminated"
+        ):
+            return
         client, instance_id, group = await self._identity()
         await asyncio.to_thread(
             client.complete_lifecycle_action,
@@ -190,23 +233,32 @@ class AzureScaleIn:
 
     async def termination(self) -> Termination | None:
         name = str((await self.metadata.compute()).get("name", ""))
+        found: list[Termination] = []
         for event in await self.metadata.scheduled_events():
-            if (
-                event.event_type in AZURE_TERMINATING_EVENTS
-                and event.status == "Scheduled"
-                and name in event.resources
-            ):
+            kind = AZURE_TERMINATING_EVENTS.get(event.event_type)
+            if kind is not None and event.status == "Scheduled" and name in event.resources:
                 deadline = None
                 if event.not_before is not None:
                     deadline = event.not_before - self.margin_seconds
-                return Termination(f"scheduled event {event.event_type}", event.event_id, deadline)
-        return None
+                found.append(
+                    Termination(
+                        f"scheduled event {event.event_type}",
+                        event.event_id,
+                        deadline,
+                        kind="interruption" if kind == "interruption" else "scale_in",
+                        approvable=event.resources == (name,),
+                    )
+                )
+        return max(found, key=lambda t: URGENCY[t.kind], default=None)
 
     async def keep_waiting(self, termination: Termination) -> None:
         """Scheduled Events cannot be extended: the deadline stands."""
 
     async def release(self, termination: Termination) -> None:
-        await self.metadata.approve(termination.reference)
+        if termination.approvable:
+            await self.metadata.approve(termination.reference)
+        else:
+            log.info("event %s names other VMs too: left to its NotBefore", termination.reference)
 
 
 class DrainAgent:
@@ -214,6 +266,7 @@ class DrainAgent:
         self,
         node: DrainingNode,
         cloud: ScaleInCloud,
+        cloud_name: Literal["aws", "azure"] = "aws",
         *,
         poll_seconds: float = POLL_SECONDS,
         heartbeat_seconds: float = LIFECYCLE_HEARTBEAT_SECONDS,
@@ -224,7 +277,12 @@ class DrainAgent:
         self.poll_seconds = poll_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.idle_grace_seconds = idle_grace_seconds
+        self.cloud_name: Literal["aws", "azure"] = cloud_name
         self.termination: Termination | None = None
+        # monotonic time of the notice that set the drain's pace, and its deadline's distance
+        self.noticed_at: float | None = None
+        self.notice_seconds: float | None = None
+        self.evacuating: asyncio.Task[None] | None = None
         self.protected: bool | None = None
         self.released = False
         self._idle_since: float | None = None
@@ -242,16 +300,34 @@ class DrainAgent:
             await asyncio.sleep(self.poll_seconds)
 
     async def step(self) -> None:
-        if self.termination is None:
-            self.termination = await self.cloud.termination()
-            if self.termination is not None:
-                log.info("%s: draining", self.termination.reason)
-                self.node.start_drain()
-                self._last_heartbeat = time.monotonic()
-        if self.termination is not None:
+        notice = await self.cloud.termination()
+        if notice is not None and (
+            self.termination is None or URGENCY[notice.kind] > URGENCY[self.termination.kind]
+        ):
+            self._begin(notice)
+        if self.termination is not None and self.termination.kind != "rebalance":
             await self._hold()
         elif not self.node.draining:
             await self._guard()
+
+    def _begin(self, notice: Termination) -> None:
+        """Drain for ``notice``; an interruption moves every room off at once."""
+        # a drain's time counts from the notice that set its pace (an interruption after a
+        # rebalance recommendation counts from the interruption)
+        self.noticed_at = time.monotonic()
+        if self.termination is None:
+            self._last_heartbeat = self.noticed_at
+        if notice.deadline is not None:
+            self.notice_seconds = max(0.0, notice.deadline - time.time())
+        self.termination = notice
+        log.warning(
+            "%s: draining%s",
+            notice.reason,
+            "" if self.notice_seconds is None else f" ({self.notice_seconds:.0f} s of notice)",
+        )
+        self.node.start_drain()
+        if notice.kind == "interruption" and self.evacuating is None:
+            self.evacuating = asyncio.create_task(self.node.evacuation.run(notice.deadline))
 
     async def _guard(self) -> None:
         """Protected while rooms live; unprotected once idle for the grace period."""
@@ -296,6 +372,31 @@ class DrainAgent:
                     await asyncio.sleep(1.0)
             self.released = True
             log.info("released to the platform: %s", self.termination.reason)
+            await self._report(self.termination)
+
+    async def _report(self, termination: Termination) -> None:
+        """Log and send how long the drain took, from the first notice to now."""
+        seconds = 0.0 if self.noticed_at is None else time.monotonic() - self.noticed_at
+        report = DrainReport(
+            cloud=self.cloud_name,
+            notice=termination.kind,
+            seconds=round(seconds, 3),
+            notice_seconds=None if self.notice_seconds is None else round(self.notice_seconds, 3),
+            sessions_moved=self.node.evacuation.sessions_moved,
+            rooms_left=len(self.node.room_worker),
+        )
+        log.warning(
+            "drain for %s took %.1f s of %s s notice: %d sessions moved, %d rooms left",
+            termination.reason,
+            seconds,
+            "no" if self.notice_seconds is None else f"{self.notice_seconds:.0f}",
+            report.sessions_moved,
+            report.rooms_left,
+        )
+        try:
+            await self.node.report_drain(report)
+        except Exception as exc:  # the region is unreachable: the log line above stays
+            log.warning("drain report not sent: %s", exc)
 
 
 @contextlib.asynccontextmanager
@@ -311,11 +412,11 @@ async def cloud_agent(
         yield None
         return
     async with aiohttp.ClientSession() as session:
-        scale_in: ScaleInCloud
         if cloud == "aws":
-            scale_in = AwsScaleIn(Ec2Metadata(session, metadata_url), endpoint_url=api_url)
+            aws = AwsScaleIn(Ec2Metadata(session, metadata_url), endpoint_url=api_url)
+            yield DrainAgent(node, aws, "aws", **tuning)
         elif cloud == "azure":
-            scale_in = AzureScaleIn(AzureMetadata(session, metadata_url), session, api_url)
+            azure = AzureScaleIn(AzureMetadata(session, metadata_url), session, api_url)
+            yield DrainAgent(node, azure, "azure", **tuning)
         else:
             raise ValueError(f"unknown cloud {cloud!r}")
-        yield DrainAgent(node, scale_in, **tuning)

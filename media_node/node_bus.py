@@ -19,8 +19,9 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
+from media_node.evacuation import Evacuation
 from media_node.worker_pool import WorkerPool
-from rtcfleet import bus
+from rtcfleet import bus, tracing
 from rtcfleet.node_messages import (
     AnyNodeCommand,
     NodeJoin,
@@ -61,10 +62,16 @@ class NodeBus:
         # session -> room, for the sweep of sessions whose clients are gone
         self.sessions: dict[str, str] = {}
         self._missing_since: dict[str, float] = {}
-        self.outbox: asyncio.Queue[tuple[str | None, dict[str, Any]]] = asyncio.Queue(
-            maxsize=OUTBOX_LIMIT
+        # (session or None for a room release, message, trace context it answers)
+        self.outbox: asyncio.Queue[tuple[str | None, dict[str, Any], dict[str, str]]] = (
+            asyncio.Queue(maxsize=OUTBOX_LIMIT)
         )
         self.outbox_dropped = 0
+        # set when the node can evacuate: its moving rooms and silenced sessions
+        self.evacuation: Evacuation | None = None
+        # held while the node's claims are renewed or given up, so a renewal already on its
+        # way cannot claim again a room the evacuation has just let go
+        self.claims = asyncio.Lock()
 
     def attach(self, pool: WorkerPool, redis: aioredis.Redis) -> None:
         self._pool, self._redis = pool, redis
@@ -82,6 +89,8 @@ class NodeBus:
     # ---- from workers (PoolListener) ----
 
     def to_session(self, session: str, message: dict[str, Any]) -> None:
+        if self.evacuation is not None and self.evacuation.is_silenced(session):
+            return  # told to reconnect: nothing of the old room may follow
         self._queue(session, message)
 
     def session_left(self, session: str) -> None:
@@ -99,9 +108,10 @@ class NodeBus:
                 del self.sessions[session]
 
     def _queue(self, session: str | None, message: dict[str, Any]) -> None:
-        """Queue for the outbox loop; a full outbox means Redis stalls, and memory must not grow."""
+        """Queue for the outbox loop; a full outbox means Redis stalls, and memory must not grow.
+        The message goes on in the trace current now (a command's, or a worker's answer's)."""
         try:
-            self.outbox.put_nowait((session, message))
+            self.outbox.put_nowait((session, message, tracing.carrier()))
         except asyncio.QueueFull:
             self.outbox_dropped += 1
             if self.outbox_dropped % 1000 == 1:
@@ -112,32 +122,33 @@ class NodeBus:
     async def outbox_loop(self) -> None:
         """One writer, so each session's messages reach its stream in the order they were made."""
         while True:
-            session, message = await self.outbox.get()
+            session, message, trace = await self.outbox.get()
             if session is None:
                 await self.release_room(message["release"])
             else:
-                await self._deliver(session, message)
+                await self._deliver(session, message, trace)
 
-    async def _deliver(self, session: str, message: dict[str, Any]) -> None:
+    async def _deliver(
+        self, session: str, message: dict[str, Any], trace: dict[str, str] | None = None
+    ) -> None:
         try:
-            await bus.send_to_session(self.redis, session, message)
+            await bus.send_to_session(self.redis, session, message, trace)
         except (RedisError, OSError) as exc:
             log.warning("could not deliver to session %s: %s", session, exc)
 
     async def release_room(self, room: str) -> None:
         """Drop our claim on an empty room so its next join is placed afresh."""
         with contextlib.suppress(RedisError, OSError):
-            await self.redis.eval(
-                "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end",
-                1,
-                bus.room_key(room),
-                self.node_id,
-            )
+            await bus.release_room(self.redis, room, self.node_id)
 
     async def hold_rooms(self) -> None:
         """Keep this node's room claims, re-asserting any that Redis lost."""
         try:
-            taken = await bus.hold_rooms(self.redis, self.node_id, self.pool.room_participants())
+            async with self.claims:
+                rooms = self.pool.room_participants()
+                if self.evacuation is not None:
+                    rooms = self.evacuation.held(rooms)
+                taken = await bus.hold_rooms(self.redis, self.node_id, rooms)
         except (RedisError, OSError) as exc:
             log.warning("could not renew room claims: %s", exc)
             return
@@ -149,7 +160,7 @@ class NodeBus:
     async def handle_command(self, command: AnyNodeCommand) -> None:
         if isinstance(command, NodeProbe):
             # a gateway's region-health probe: this node's bus, loop and workers answer
-            self.outbox.put_nowait((command.probe, self.probe_answer()))
+            self.outbox.put_nowait((command.probe, self.probe_answer(), {}))
             return
         if isinstance(command, NodeRecording):
             handle = self.pool.room_worker.get(command.room)
@@ -158,8 +169,12 @@ class NodeBus:
                 self._queue(command.reply, refused.model_dump(mode="json"))
             return
         room, session = command.room, command.session
+        tracing.set_attributes(room=room, session=session)
         pool = self.pool
         if isinstance(command, NodeJoin):
+            if self.evacuation is not None and self.evacuation.is_moving(room):
+                self._queue(session, Reconnect(reason="room_moved").model_dump(mode="json"))
+                return
             if room not in pool.room_worker:
                 # claim the room before hosting it: a claim released while this join was on
                 # its way may already name another node, and then the room lives there
@@ -177,7 +192,8 @@ class NodeBus:
             self.sessions[session] = room
         handle = pool.room_worker.get(room) if not isinstance(command, NodeJoin) else None
         handle = handle or pool.worker_for(room)
-        if not handle.submit(command.model_dump(mode="json")):
+        tracing.set_attributes(worker=handle.index)
+        if not handle.submit(tracing.to_pipe(command.model_dump(mode="json"))):
             busy = error(ErrorCode.MEDIA_ERROR, "media node busy: command dropped, retry")
             self._queue(session, busy.model_dump(mode="json"))
 
@@ -201,7 +217,9 @@ class NodeBus:
                 for entry_id, fields in entries:
                     cursor = entry_id
                     try:
-                        await self.handle_command(parse_node_command(fields.get("m", "")))
+                        command = parse_node_command(fields.get("m", ""))
+                        with tracing.continued(f"node {command.op}", fields):
+                            await self.handle_command(command)
                     except ValidationError as exc:
                         log.warning("malformed command %s refused: %s", entry_id, exc)
                     except (RedisError, OSError) as exc:

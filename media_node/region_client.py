@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 
 from media_node.settings import MediaNodeSettings
-from rtcfleet.nodes import Heartbeat, NodeRegistration
+from rtcfleet.nodes import DrainReport, Heartbeat, NodeRegistration
 
 log = logging.getLogger("rtcfleet.media")
 
@@ -81,3 +81,11 @@ class RegionClient:
         if status == 404:
             raise UnknownToRegion(node_id)
         return status == 200 and bool(body.get("drain"))
+
+    async def drained(self, node_id: str, report: DrainReport) -> None:
+        """How the node's drain went, for the region's metrics."""
+        status, body = await self._post(
+            f"/internal/nodes/{node_id}/drained", report.model_dump_json()
+        )
+        if status != 200:
+            log.warning("drain report refused (%d): %s", status, body)

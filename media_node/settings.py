@@ -21,8 +21,10 @@ from infra.spec import (
     MEDIA_PORT_MAX,
     MEDIA_PORT_MIN,
 )
+from media_node.evacuation import DEFAULT_FRACTION, DEFAULT_RATE
 from rtcfleet.config_file import ServiceSettings
 from rtcfleet.nodes import NODE_ID_PATTERN
+from rtcfleet.tracing import TracingSettings
 
 ENV_PREFIX = "RTCFLEET_MEDIA_"
 # forwarded video streams (with their audio) one worker process carries at its target load
@@ -34,7 +36,7 @@ def _default_node_id() -> str:
     return f"{host}-{uuid.uuid4().hex[:6]}"
 
 
-class MediaNodeSettings(ServiceSettings):
+class MediaNodeSettings(ServiceSettings, TracingSettings):
     CONFIG_ENV = "RTCFLEET_MEDIA_CONFIG"
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
@@ -65,6 +67,10 @@ class MediaNodeSettings(ServiceSettings):
     cloud_api_url: str | None = None
     lifecycle_heartbeat_seconds: float = Field(default=60.0, gt=0)
     scale_in_idle_seconds: float = Field(default=30.0, ge=0)
+    # Spot interruption (media_node.evacuation): every room told to move within this share of
+    # the notice, at no fewer participants a second than the rate.
+    evacuation_fraction: float = Field(default=DEFAULT_FRACTION, gt=0, le=1)
+    evacuation_rate: float = Field(default=DEFAULT_RATE, gt=0)
 
     @field_validator("gateway_urls")
     @classmethod

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from media_node import liveness
 from media_node.drain import Drain
 from media_node.drain_agent import DrainAgent, cloud_agent
+from media_node.evacuation import Evacuation
 from media_node.node_bus import NodeBus
 from media_node.recording.uploader import recording_uploads
 from media_node.region_client import RegionClient, RegistrationFailed, UnknownToRegion
@@ -26,7 +27,7 @@ from media_node.replica_settings import ReplicaSettings
 from media_node.settings import MediaNodeSettings
 from media_node.worker_pool import WorkerHandle, WorkerPool
 from rtcfleet import __version__, bus
-from rtcfleet.nodes import Heartbeat, NodeRegistration
+from rtcfleet.nodes import DrainReport, Heartbeat, NodeRegistration
 from rtcfleet.redis_url import connect
 
 log = logging.getLogger("rtcfleet.media")
@@ -49,6 +50,15 @@ class Supervisor:
         self.heartbeat_interval = 1.0
         # The cloud's scale-in agent; set while run() runs on a cloud machine.
         self.drain_agent: DrainAgent | None = None
+        # Rooms moved off ahead of a Spot interruption.
+        self.evacuation = Evacuation(
+            self.bus,
+            self.pool.room_participants,
+            self.heartbeat,
+            settings.evacuation_fraction,
+            settings.evacuation_rate,
+        )
+        self.bus.evacuation = self.evacuation
 
     # what liveness and the drain agent read of the node (media_node.liveness.LiveNode,
     # media_node.drain_agent.DrainingNode)
@@ -63,6 +73,9 @@ class Supervisor:
 
     def start_drain(self) -> None:
         self.drain.start()
+
+    async def report_drain(self, report: DrainReport) -> None:
+        await self.region.drained(self.node_id, report)
 
     # ---- the region ----
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import os
 import signal
 import time
@@ -33,6 +34,7 @@ from media_node.sfu import (
     UnknownRoom,
 )
 from media_node.subscriber import SubscriberNotNegotiating
+from rtcfleet import tracing
 from rtcfleet.node_messages import (
     AnyWorkerCommand,
     NodeJoin,
@@ -120,7 +122,8 @@ class Worker:
                 return  # the supervisor is gone; the command loop ends on the pipe's EOF
 
     def to_session(self, session: str, message: Any) -> None:
-        self.send(ToSession(session=session, message=message.model_dump(mode="json")).model_dump())
+        item = ToSession(session=session, message=message.model_dump(mode="json")).model_dump()
+        self.send(tracing.to_pipe(item))
 
     def to_room(self, room: str, message: Any, *, exclude: str | None = None) -> None:
         for identity, session in self.rooms.get(room, {}).items():
@@ -181,7 +184,8 @@ class Worker:
             if identity is None:
                 raise UnknownParticipant(session)
             if isinstance(command, NodePublishOffer):
-                answer = await self.sfu.publish_offer(room, identity, command.sdp)
+                with tracing.child_span("negotiate publisher"):
+                    answer = await self.sfu.publish_offer(room, identity, command.sdp)
                 self.to_session(session, PublishAnswer(sdp=answer))
             elif isinstance(command, NodeSubscriberAnswer):
                 await self.sfu.subscriber_answer(room, identity, command.sdp)
@@ -283,6 +287,7 @@ class Worker:
         writer = asyncio.create_task(self._write())
         try:
             while (raw := await inbox.get()) is not None:
+                trace = tracing.from_pipe(raw)
                 try:
                     command = parse_worker_command(raw)
                 except ValidationError as exc:
@@ -291,7 +296,7 @@ class Worker:
                 if isinstance(command, WorkerStop):
                     break
                 # commands of one session stay in order; sessions do not wait for each other
-                task = asyncio.create_task(self._serialized(command))
+                task = asyncio.create_task(self._serialized(command, trace))
                 self._pending.add(task)
                 task.add_done_callback(self._pending.discard)
         finally:
@@ -300,11 +305,14 @@ class Worker:
             await self.sfu.close()
             writer.cancel()
 
-    async def _serialized(self, command: AnyWorkerCommand) -> None:
+    async def _serialized(
+        self, command: AnyWorkerCommand, trace: dict[str, str] | None = None
+    ) -> None:
         key = getattr(command, "session", "")
         lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            await self.handle(command)
+        with tracing.continued(f"worker {command.op}", trace):
+            async with lock:
+                await self.handle(command)
         if isinstance(command, NodeLeave) and not lock.locked():
             self._locks.pop(key, None)
 
@@ -329,6 +337,7 @@ def worker_main(
         level=os.environ.get("RTCFLEET_LOG_LEVEL", "WARNING"),
         format=f"%(asctime)s worker[{os.getpid()}] %(levelname)s %(name)s: %(message)s",
     )
+    tracing.setup_worker("rtcfleet-media-worker", multiprocessing.current_process().name)
     # the supervisor decides when a worker stops; a Ctrl-C aimed at the node must not
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from media_node.settings import MediaNodeSettings
 from media_node.sfu import SfuConfig
 from media_node.worker import worker_main
+from rtcfleet import tracing
 from rtcfleet.node_messages import (
     RoomEmpty,
     SessionLeft,
@@ -189,13 +190,15 @@ class WorkerPool:
 
     def receive(self, handle: WorkerHandle, item: dict[str, Any]) -> None:
         """One message from a worker's pipe, validated before anything acts on it."""
+        trace = tracing.from_pipe(item)
         try:
             event = parse_worker_event(item)
         except ValidationError as exc:
             log.error("worker %d sent a malformed message: %s", handle.index, exc)
             return
         if isinstance(event, ToSession):
-            self.listener.to_session(event.session, event.message)
+            with tracing.attached(trace):  # the listener sends it on in the worker's trace
+                self.listener.to_session(event.session, event.message)
         elif isinstance(event, WorkerLoadReport):
             handle.load = event
             handle.ready.set()

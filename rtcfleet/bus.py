@@ -12,10 +12,13 @@ streams, so no gateway is sticky:
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, cast
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel
+
+from rtcfleet import tracing
 
 PREFIX = "rtc:"
 NODES = f"{PREFIX}nodes"
@@ -80,11 +83,11 @@ def stream_bytes_key(stream: str) -> str:
     return f"{stream}:bytes"
 
 
-# Append one entry, then drop the oldest until the stream is within both bounds; the byte total
-# lives in a counter beside the stream (one script, so the two never disagree), and both keys
-# expire together.
+# Append one entry (fields after ``m`` from ARGV[5] on: trace context), then drop the oldest
+# until the stream is within both bounds; the byte total lives in a counter beside the stream
+# (one script, so the two never disagree), and both keys expire together.
 _APPEND = """
-local id = redis.call('XADD', KEYS[1], '*', 'm', ARGV[1])
+local id = redis.call('XADD', KEYS[1], '*', 'm', ARGV[1], unpack(ARGV, 5))
 local total = redis.call('INCRBY', KEYS[2], string.len(ARGV[1]))
 local maxlen, maxbytes = tonumber(ARGV[2]), tonumber(ARGV[3])
 while total > maxbytes or redis.call('XLEN', KEYS[1]) > maxlen do
@@ -105,29 +108,52 @@ return id
 
 
 async def append_bounded(
-    redis: aioredis.Redis, stream: str, payload: str, maxlen: int, max_bytes: int, ttl: int
+    redis: aioredis.Redis,
+    stream: str,
+    payload: str,
+    maxlen: int,
+    max_bytes: int,
+    ttl: int,
+    fields: Mapping[str, str] | None = None,
 ) -> str:
-    """XADD within an entry bound and a byte bound, dropping the oldest entries; the id."""
+    """XADD within an entry bound and a byte bound, dropping the oldest entries; the id.
+    ``fields``: more entry fields beside the payload (trace context)."""
+    extra = [item for pair in (fields or {}).items() for item in pair]
     entry_id = await redis.eval(
-        _APPEND, 2, stream, stream_bytes_key(stream), payload, maxlen, max_bytes, ttl
+        _APPEND, 2, stream, stream_bytes_key(stream), payload, maxlen, max_bytes, ttl, *extra
     )
     return str(entry_id)
 
 
 async def send_to_node(redis: aioredis.Redis, node_id: str, command: BaseModel) -> None:
-    """Append a command (``rtcfleet.node_messages.NodeCommand``) to the node's stream."""
-    await append_bounded(
-        redis,
-        node_inbox(node_id),
-        command.model_dump_json(),
-        NODE_INBOX_MAXLEN,
-        NODE_INBOX_MAX_BYTES,
-        NODE_INBOX_TTL_SECONDS,
-    )
+    """Append a command (``rtcfleet.node_messages.NodeCommand``) to the node's stream, with
+    the current trace context in the entry's fields."""
+    stream = node_inbox(node_id)
+    op = str(getattr(command, "op", "?"))
+    with tracing.child_span(
+        f"send {op}",
+        kind=tracing.SpanKind.PRODUCER,
+        attributes={"messaging.system": "redis", "messaging.destination.name": stream},
+    ):
+        await append_bounded(
+            redis,
+            stream,
+            command.model_dump_json(),
+            NODE_INBOX_MAXLEN,
+            NODE_INBOX_MAX_BYTES,
+            NODE_INBOX_TTL_SECONDS,
+            tracing.carrier(),
+        )
 
 
-async def send_to_session(redis: aioredis.Redis, session_id: str, message: dict[str, Any]) -> str:
-    """Append a server message to the session's stream; returns its cursor."""
+async def send_to_session(
+    redis: aioredis.Redis,
+    session_id: str,
+    message: dict[str, Any],
+    trace: Mapping[str, str] | None = None,
+) -> str:
+    """Append a server message to the session's stream; returns its cursor. ``trace``: the
+    context it answers (from a worker), else the current one."""
     return await append_bounded(
         redis,
         session_stream(session_id),
@@ -135,6 +161,7 @@ async def send_to_session(redis: aioredis.Redis, session_id: str, message: dict[
         SESSION_STREAM_MAXLEN,
         SESSION_STREAM_MAX_BYTES,
         SESSION_STREAM_TTL_SECONDS,
+        tracing.carrier() if trace is None else trace,
     )
 
 
@@ -189,6 +216,16 @@ async def hold_rooms(
         args += [room, room_participants[room]]
     lost = await redis.eval(_HOLD_ROOMS, len(keys), *keys, *args)
     return [rooms[int(index) - 1] for index in lost]
+
+
+async def release_room(redis: aioredis.Redis, room: str, node_id: str) -> None:
+    """Drop ``node_id``'s claim on ``room`` (a claim naming another node stays)."""
+    await redis.eval(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end",
+        1,
+        room_key(room),
+        node_id,
+    )
 
 
 async def claim_for(redis: aioredis.Redis, room: str, node_id: str) -> str:

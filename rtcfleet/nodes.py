@@ -5,6 +5,8 @@ Shared by the media node (which reports it) and the gateway (which places rooms 
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from rtcfleet.settings_store import PlatformSettings
@@ -45,6 +47,23 @@ class Heartbeat(BaseModel):
     draining: bool = False
     # the platform settings the node applies now, as read from its region's copy
     settings: PlatformSettings | None = None
+
+
+class DrainReport(BaseModel):
+    """How a drain the cloud asked for went, sent by the node as it leaves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cloud: Literal["aws", "azure"]
+    # interruption: Spot notice (EC2 instance-action, Azure Preempt), rooms moved at once;
+    # rebalance: EC2 rebalance recommendation; scale_in: the group removes the node
+    notice: Literal["interruption", "rebalance", "scale_in"]
+    # from the notice to the node empty (or to the platform's deadline, whichever came first)
+    seconds: float = Field(ge=0)
+    # the notice the platform gave (None when it named no deadline)
+    notice_seconds: float | None = None
+    sessions_moved: int = Field(default=0, ge=0)
+    rooms_left: int = Field(default=0, ge=0)
 
 
 class NodeState(BaseModel):

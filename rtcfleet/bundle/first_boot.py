@@ -31,6 +31,7 @@ from urllib.parse import quote
 import aiohttp
 
 from gateway_node.settings import GatewaySettings
+from infra.recordings import recording_environment
 from infra.spec import (
     ENV_TAG,
     INTERNAL_PATH_PREFIX,
@@ -127,8 +128,11 @@ def media_environment(facts: NodeFacts) -> dict[str, str]:
         cloud=facts.cloud,
         public_ip=facts.public_ip or None,
         drain_timeout_seconds=s.get("drainTimeoutSeconds") or None,
+        # traces (rtcfleet.tracing): off unless the settings document names a receiver
+        otlp_endpoint=s.get("otlpEndpoint") or None,
+        trace_sample_ratio=s.get("traceSampleRatio"),
     )
-    return env | {ICE_ADDRESSES_ENV: facts.private_ip}
+    return env | {ICE_ADDRESSES_ENV: facts.private_ip} | recording_environment(s)
 
 
 def gateway_environment(facts: NodeFacts) -> dict[str, str]:
@@ -159,6 +163,8 @@ def gateway_environment(facts: NodeFacts) -> dict[str, str]:
         stun_urls=s.get("stunUrls") or None,
         fallback_urls=s.get("fallbackUrls") or None,
         regions_by_distance=s.get("regionsByDistance") or None,
+        otlp_endpoint=s.get("otlpEndpoint") or None,
+        trace_sample_ratio=s.get("traceSampleRatio"),
     )
 
 

@@ -4,8 +4,9 @@ A ``ClientSession`` keeps one room session alive across two kinds of failure:
 - its signaling socket drops (a gateway died): it reconnects to any gateway it knows, the one it
   used first, then the fallback URLs the join answer listed, and resumes the session from its
   last cursor; media keeps flowing meanwhile;
-- its media node dies (``reconnect``): it closes both peer connections and sends ``rejoin``,
-  and the gateway places the room on another node.
+- its media node dies or is evacuated (``reconnect``): it closes both peer connections and
+  sends ``rejoin``, and the gateway places the room on another node; a rejoin refused for now
+  (``rate_limited``, ``no_media_node``) is sent again every ``REJOIN_RETRY_S`` until placed.
 
 A path that drops packets closes nothing, so the session does not wait to be told: it pings
 its gateway every ``PING_INTERVAL_S`` and gives the socket up when nothing at all arrived for
@@ -59,6 +60,10 @@ CONNECT_STAGGER_S = 0.25
 # path or node, not jitter, loss that NACK repairs, or a keyframe wait.
 MEDIA_DEAD_AFTER_S = 1.5
 MEDIA_WATCH_INTERVAL_S = 0.25
+# A rejoin refused for now (``rate_limited``: one per 5 s per session; ``no_media_node``: no
+# node free yet) is sent again this long after, until the media is placed.
+REJOIN_RETRY_S = 1.0
+RETRIED_REJOIN_ERRORS = frozenset({"rate_limited", "no_media_node"})
 
 
 class JoinFailed(RuntimeError):
@@ -129,6 +134,9 @@ class ClientSession:
         # region -> when this client last failed to reach it (its socket went silent, or a
         # redirect there led nowhere); sent with every join (Join.unreachable_regions)
         self._unreachable: dict[str, float] = {}
+        # a rejoin was sent and no joined has answered it yet
+        self._rejoin_pending = False
+        self._rejoin_retrying = False
 
     # ---- public -----------------------------------------------------------------------------
 
@@ -164,6 +172,12 @@ class ClientSession:
         for peer in (*self.previous_peers, self.peer):
             await peer.close()
         await self._http.close()
+
+    async def drop_signaling(self) -> None:
+        """Close the signaling socket without ``leave``, as a lost connection would: the
+        session resumes on its own with its ``session_id`` and ``cursor``."""
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.close()
 
     # ---- connection loop --------------------------------------------------------------------
 
@@ -321,6 +335,9 @@ class ClientSession:
         self.events.messages.append({"type": kind, "at": time.monotonic()})
         if kind == "joined":
             await self._on_joined(message)
+        elif kind in ("publish_answer", "subscriber_offer") and self._rejoin_pending:
+            # made for the connections a rejoin just closed: the new ones negotiate after joined
+            log.info("%s for the media being replaced: dropped", kind)
         elif kind == "publish_answer":
             await self.peer.apply_publish_answer(message["sdp"])
         elif kind == "subscriber_offer":
@@ -338,7 +355,7 @@ class ClientSession:
             await self._ws.close()
         elif kind == "reconnect":
             await self._restart_media()
-            await self._send(Rejoin())
+            await self._rejoin()
         elif kind == "error":
             self.events.errors.append(message)
             if message.get("code") == "session_not_found" and self.session_id is not None:
@@ -348,8 +365,11 @@ class ClientSession:
                 await self._send(self._join())
             elif not self._joined.is_set():
                 raise JoinFailed(message.get("code", "?"), message.get("message", ""))
+            elif self._rejoin_pending and message.get("code") in RETRIED_REJOIN_ERRORS:
+                self._spawn(self._retry_rejoin())
 
     async def _on_joined(self, message: dict[str, Any]) -> None:
+        self._rejoin_pending = False
         new_node = message["node_id"] != self.node_id
         self.session_id = message["session_id"]
         self.region = message["region"]
@@ -408,10 +428,27 @@ class ClientSession:
             self.events.media_timeouts += 1
             try:
                 await self._restart_media()
-                await self._send(Rejoin())
+                await self._rejoin()
             except ConnectionError:
                 # no signaling right now: the resume that follows places the media again
                 continue
+
+    async def _rejoin(self) -> None:
+        self._rejoin_pending = True
+        await self._send(Rejoin())
+
+    async def _retry_rejoin(self) -> None:
+        """Send the refused rejoin again after ``REJOIN_RETRY_S`` (one retry at a time)."""
+        if self._rejoin_retrying:
+            return
+        self._rejoin_retrying = True
+        try:
+            await asyncio.sleep(REJOIN_RETRY_S)
+            if self._rejoin_pending and not self._closing:
+                with contextlib.suppress(ConnectionError):
+                    await self._send(Rejoin())
+        finally:
+            self._rejoin_retrying = False
 
     async def _restart_media(self) -> None:
         self.events.media_rejoins += 1

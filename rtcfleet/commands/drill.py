@@ -215,7 +215,10 @@ def _azure(
 
 
 def _cloud_config(
-    load: Callable[[Path], _Config], cloud: str, spec: DrillSpec, config: Path | None,
+    load: Callable[[Path], _Config],
+    cloud: str,
+    spec: DrillSpec,
+    config: Path | None,
     console: Console,
 ) -> _Config:
     """The drill config file of a cloud backend, or exit 2 with what is wrong with it."""
@@ -245,7 +248,10 @@ def _backend_options(console: Console) -> dict[str, Any]:
 
 
 def _cloud_drill(
-    backend: AwsBackend | AzureBackend, home: str, spec: DrillSpec, dry_run: bool,
+    backend: AwsBackend | AzureBackend,
+    home: str,
+    spec: DrillSpec,
+    dry_run: bool,
     console: Console,
 ) -> dict[str, Any] | None:
     """A dry run lists every call of the fault, failover and restore; a live run measures."""
@@ -261,6 +267,7 @@ def _cloud_drill(
         console.print("RTCFLEET_ADMIN_TOKEN and RTCFLEET_API_SECRET must be set for a live drill")
         raise typer.Exit(2)
     return asyncio.run(run_region_outage(backend, spec)).to_json()
+
 
 def register(app: typer.Typer) -> None:
     app.add_typer(drill_app, name="drill")

@@ -98,6 +98,13 @@ def up(
         ),
     ] = None,
     detach: Annotated[bool, typer.Option(help="Leave the fleet running in the background")] = False,
+    otlp_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RTCFLEET_OTLP_ENDPOINT",
+            help="An OTLP/HTTP receiver (http://127.0.0.1:4318) for every service's spans",
+        ),
+    ] = None,
 ) -> None:
     """Start the fleet, print its URLs and tokens, and run until Ctrl-C."""
     console = _console()
@@ -113,13 +120,14 @@ def up(
         media=media,
         workers_per_node=workers,
         clouds=split_clouds(clouds),
+        otlp_endpoint=_otlp_endpoint(otlp_endpoint),
     )
     try:
         spec.region_clouds()
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--clouds") from None
     if detach:
-        _detach(regions, gateways, media, workers, clouds, console)
+        _detach(regions, gateways, media, workers, clouds, console, otlp_endpoint)
         return
     fleet = LocalFleet(spec)
     stop = threading.Event()
@@ -143,8 +151,26 @@ def up(
         fleet.remove()
 
 
+def _otlp_endpoint(value: str | None) -> str | None:
+    from pydantic import ValidationError
+
+    from rtcfleet.tracing import TracingSettings
+
+    try:
+        return TracingSettings(otlp_endpoint=value).otlp_endpoint
+    except ValidationError as exc:
+        message = exc.errors()[0]["msg"]
+        raise typer.BadParameter(message, param_hint="--otlp-endpoint") from None
+
+
 def _detach(
-    regions: int, gateways: int, media: int, workers: int, clouds: str | None, console: Console
+    regions: int,
+    gateways: int,
+    media: int,
+    workers: int,
+    clouds: str | None,
+    console: Console,
+    otlp_endpoint: str | None = None,
 ) -> None:
     state_dir().mkdir(parents=True, exist_ok=True)
     log = state_dir() / "local.log"
@@ -153,6 +179,7 @@ def _detach(
         "--regions", str(regions), "--gateways", str(gateways),
         "--media", str(media), "--workers", str(workers),
         *(["--clouds", clouds] if clouds else []),
+        *(["--otlp-endpoint", otlp_endpoint] if otlp_endpoint else []),
     ]  # fmt: skip
     with open(log, "ab") as out:
         process = subprocess.Popen(

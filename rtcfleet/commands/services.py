@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from rtcfleet import tracing
 from rtcfleet.config_file import describe_errors
 
 
@@ -34,6 +35,9 @@ def gateway() -> None:
         typer.echo(f"bad gateway settings:\n{describe_errors(exc, ENV_PREFIX)}", err=True)
         raise typer.Exit(2) from None
     _logging()
+    tracing.setup(
+        "rtcfleet-gateway", settings, instance=settings.gateway_id, region=settings.region
+    )
     asyncio.run(serve(settings))
 
 
@@ -48,6 +52,9 @@ def media_node() -> None:
         typer.echo(f"bad media node settings:\n{describe_errors(exc, ENV_PREFIX)}", err=True)
         raise typer.Exit(2) from None
     _logging()
+    tracing.setup(
+        "rtcfleet-media-node", settings, instance=settings.node_id, region=settings.region
+    )
     from media_node.ice import PortRangeError
 
     try:

@@ -235,6 +235,7 @@ class LocalFleet:
             cluster_secret=self.spec.cluster_secret,
             admin_token=self.spec.admin_token,
             node_stale_seconds=self.spec.node_stale_seconds,
+            otlp_endpoint=self.spec.otlp_endpoint,
         )
         service = ServiceProcess(
             "gateway",
@@ -274,6 +275,7 @@ class LocalFleet:
             drain_timeout_seconds=self.spec.drain_timeout_seconds,
             health_host=self.bind(name).address,
             health_port=health_port,
+            otlp_endpoint=self.spec.otlp_endpoint,
         ) | dict(self.spec.media_env)
         service = ServiceProcess(
             "media",

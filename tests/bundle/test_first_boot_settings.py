@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from gateway_node.settings import GatewaySettings
-from rtcfleet.bundle.first_boot import NodeFacts, gateway_environment
+from media_node.settings import MediaNodeSettings
+from rtcfleet.bundle.first_boot import NodeFacts, gateway_environment, media_environment
 
 SECRETS = {
     "apiSecret": "a" * 32,
@@ -14,13 +17,14 @@ SECRETS = {
 }
 
 
-def facts(postgres: dict[str, object]) -> NodeFacts:
+def facts(postgres: Mapping[str, object], role: str = "gateway", **more: object) -> NodeFacts:
     settings = {
         "redis": {"host": "redis.internal", "port": 6380, "tls": True},
         "postgres": {"port": 5432, "database": "rtcfleet", "user": "rtcfleet", **postgres},
+        **more,
     }
     return NodeFacts(
-        "azure", "gateway", "prod", "westeurope", "vm-1", "10.30.1.4", None, settings, SECRETS
+        "azure", role, "prod", "westeurope", "vm-1", "10.30.1.4", None, settings, SECRETS
     )
 
 
@@ -50,3 +54,24 @@ def test_a_region_of_the_writers_cloud_has_no_subscription() -> None:
     env = gateway_environment(facts({"writeHost": "w", "readHost": "r"}))
     assert "RTCFLEET_GATEWAY_SETTINGS_SUBSCRIPTION" not in env
     assert env["RTCFLEET_GATEWAY_SETTINGS_REPLICA_DSN"].split("@")[1].startswith("r:5432/")
+
+
+def test_traces_go_where_the_settings_document_says_and_nowhere_without_it(monkeypatch) -> None:
+    endpoint, ratio = "http://collector.internal:4318", 0.05
+    postgres = {"writeHost": "w", "readHost": "r"}
+    gateway = gateway_environment(facts(postgres, otlpEndpoint=endpoint, traceSampleRatio=ratio))
+    media = media_environment(
+        facts(
+            postgres,
+            "media",
+            signalingUrl="http://signal.internal:8080",
+            otlpEndpoint=endpoint,
+            traceSampleRatio=ratio,
+        )
+    )
+    for key, value in (gateway | media).items():
+        monkeypatch.setenv(key, value)
+    for settings in (GatewaySettings(), MediaNodeSettings()):
+        assert settings.otlp_endpoint == "http://collector.internal:4318"
+        assert settings.trace_sample_ratio == 0.05
+    assert not any("OTLP" in key or "TRACE" in key for key in gateway_environment(facts(postgres)))

@@ -1,15 +1,19 @@
-"""A local stand-in for a machine's cloud: AWS IMDSv2, Azure IMDS with Scheduled Events and
-managed identity, Azure Resource Manager's instance protection, and an Auto Scaling front.
+"""A local stand-in for a machine's cloud: AWS IMDSv2 (with the Spot interruption notice and
+rebalance recommendation), Azure IMDS with Scheduled Events and managed identity, Azure
+Resource Manager's instance protection, and an Auto Scaling front.
 
 It runs on 127.0.0.1 in a thread of its own, so node processes and in-process agents both
 reach it. The Auto Scaling front answers the lifecycle-action calls moto lacks and records
-them; every other Auto Scaling call goes on to a moto server.
+them; every other Auto Scaling call goes on to a moto server, or, without one, is answered
+and recorded here too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
+import json
 import threading
 import time
 import uuid
@@ -20,8 +24,16 @@ from urllib.parse import parse_qsl
 import aiohttp
 from aiohttp import web
 
+from rtcfleet.local import LocalFleet
 from rtcfleet.servers import free_port
 
+# what an instance profile would give the node's boto3 (the double checks no signature)
+AWS_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 AUTOSCALING_NS = "http://autoscaling.amazonaws.com/doc/2011-01-01/"
 RECORDED_ACTIONS = ("CompleteLifecycleAction", "RecordLifecycleActionHeartbeat")
 
@@ -32,6 +44,9 @@ class AwsInstance:
     region: str
     group: str
     lifecycle_state: str = "InService"
+    # spot/instance-action and events/recommendations/rebalance documents (404 while None)
+    spot_action: dict[str, str] | None = None
+    rebalance: dict[str, str] | None = None
     tokens: set[str] = field(default_factory=set)
     token_requests: int = 0
     unauthenticated_reads: int = 0
@@ -128,6 +143,10 @@ class CloudDouble:
             "local-ipv4": "127.0.0.1",
             "public-ipv4": "127.0.0.1",
         }
+        if aws.spot_action is not None:
+            items["spot/instance-action"] = json.dumps(aws.spot_action)
+        if aws.rebalance is not None:
+            items["events/recommendations/rebalance"] = json.dumps(aws.rebalance)
         value = items.get(request.match_info["path"])
         return web.Response(text=value) if value is not None else web.Response(status=404)
 
@@ -138,7 +157,7 @@ class CloudDouble:
         params = dict(parse_qsl(body.decode()))
         action = params.pop("Action", "")
         params.pop("Version", None)
-        if action in RECORDED_ACTIONS:
+        if action in RECORDED_ACTIONS or self.moto_url is None:
             self.autoscaling_calls.append((action, params))
             xml = (
                 f'<{action}Response xmlns="{AUTOSCALING_NS}"><{action}Result/>'
@@ -146,7 +165,6 @@ class CloudDouble:
                 f"</{action}Response>"
             )
             return web.Response(text=xml, content_type="text/xml")
-        assert self.moto_url is not None, f"no moto server for {action}"
         headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
         async with (
             aiohttp.ClientSession() as session,
@@ -235,6 +253,15 @@ class CloudDouble:
         azure.protection.append(bool(body["properties"]["protectionPolicy"]["protectFromScaleIn"]))
         return web.json_response(body)
 
+    def interrupt_spot(self, seconds_from_now: float, action: str = "terminate") -> None:
+        """EC2's Spot interruption notice, as IMDS serves it (UTC, whole seconds)."""
+        assert self.aws is not None
+        self.aws.spot_action = {"action": action, "time": _iso_utc(seconds_from_now)}
+
+    def recommend_rebalance(self) -> None:
+        assert self.aws is not None
+        self.aws.rebalance = {"noticeTime": _iso_utc(0)}
+
     def schedule_azure_event(self, event_type: str, seconds_from_now: float) -> str:
         assert self.azure is not None
         event_id = str(uuid.uuid4()).upper()
@@ -246,10 +273,43 @@ class CloudDouble:
                 "Resources": [self.azure.name],
                 "EventStatus": "Scheduled",
                 "NotBefore": email.utils.formatdate(time.time() + seconds_from_now, usegmt=True),
-                "Description": "Virtual machine is being scaled in",
+                "Description": (
+                    "Virtual machine is being preempted"
+                    if event_type == "Preempt"
+                    else "Virtual machine is being scaled in"
+                ),
                 "EventSource": "Platform",
                 "DurationInSeconds": -1,
             }
         )
         self.azure.incarnation += 1
         return event_id
+
+
+def _iso_utc(seconds_from_now: float) -> str:
+    moment = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds_from_now)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class CloudFleet(LocalFleet):
+    """A local fleet whose next media nodes get ``media_env``: the cloud settings the image's
+    first boot sets."""
+
+    media_env: dict[str, str] = {}
+
+    def _env(self, extra: dict[str, str]) -> dict[str, str]:
+        env = super()._env(extra)
+        return env | self.media_env if "RTCFLEET_MEDIA_NODE_ID" in extra else env
+
+
+def cloud_env(cloud: CloudDouble, name: str) -> dict[str, str]:
+    """A media node's environment on ``name`` (aws/azure), its metadata and APIs the double."""
+    env = {
+        "RTCFLEET_MEDIA_CLOUD": name,
+        "RTCFLEET_MEDIA_METADATA_URL": cloud.url,
+        "RTCFLEET_MEDIA_LIFECYCLE_HEARTBEAT_SECONDS": "1",
+        "RTCFLEET_MEDIA_SCALE_IN_IDLE_SECONDS": "1",
+    }
+    if name == "aws":
+        return env | AWS_CREDENTIALS | {"RTCFLEET_MEDIA_CLOUD_API_URL": cloud.autoscaling_url}
+    return env | {"RTCFLEET_MEDIA_CLOUD_API_URL": cloud.url}

@@ -10,10 +10,14 @@ from typing import Any
 import aiohttp
 import boto3
 import pytest
+import redis.asyncio as aioredis
 from botocore.stub import Stubber
 
-from media_node.cloud_metadata import AzureMetadata, Ec2Metadata
+from media_node.cloud_metadata import AzureMetadata, Ec2Metadata, MetadataError
 from media_node.drain_agent import AwsScaleIn, AzureScaleIn, DrainAgent, Termination
+from media_node.evacuation import Evacuation
+from rtcfleet.node_messages import AnyNodeCommand
+from rtcfleet.nodes import DrainReport
 from tests.media_node.cloud_double import AwsInstance, AzureInstance, CloudDouble
 
 RESOURCE_ID = (
@@ -22,15 +26,50 @@ RESOURCE_ID = (
 )
 
 
+class RecordingEvacuation(Evacuation):
+    """Records the deadlines it was run with instead of moving rooms."""
+
+    def __init__(self, node: FakeNode) -> None:
+        super().__init__(node, node.room_participants, node.heartbeat)
+        self.runs: list[float | None] = []
+
+    async def run(self, deadline: float | None) -> None:
+        self.runs.append(deadline)
+
+
 class FakeNode:
     def __init__(self) -> None:
+        self.node_id = "media-1"
         self.draining = False
         self.room_worker: dict[str, Any] = {}
+        self.sessions: dict[str, str] = {}
+        self.claims = asyncio.Lock()
         self.drains = 0
+        self.reports: list[DrainReport] = []
+        self.evacuation = RecordingEvacuation(self)
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        raise AssertionError("the agent's tests move no room")
 
     def start_drain(self) -> None:
         self.drains += 1
         self.draining = True
+
+    async def report_drain(self, report: DrainReport) -> None:
+        self.reports.append(report)
+
+    def room_participants(self) -> dict[str, int]:
+        return dict.fromkeys(self.room_worker, 1)
+
+    def to_session(self, session: str, message: dict[str, Any]) -> None:
+        raise AssertionError("the agent's tests move no room")
+
+    async def heartbeat(self) -> None:
+        pass
+
+    async def handle_command(self, command: AnyNodeCommand) -> None:
+        raise AssertionError("the agent's tests move no room")
 
 
 class RecordingCloud:
@@ -192,5 +231,124 @@ async def test_aws_calls_match_the_autoscaling_api(double, session) -> None:
         notice = await cloud.termination()
         assert notice is not None and notice.reference == "i-0abc"
         await cloud.keep_waiting(notice)
+        await cloud.release(notice)
+        stub.assert_no_pending_responses()
+
+
+async def test_spot_notices_read_as_imds_serves_them(double, session) -> None:
+    metadata = Ec2Metadata(session, double.url)
+    assert await metadata.spot_instance_action() is None
+    assert await metadata.rebalance_recommendation() is None
+    double.recommend_rebalance()
+    noticed = await metadata.rebalance_recommendation()
+    assert noticed is not None and abs(noticed - time.time()) < 2
+    double.interrupt_spot(120)
+    action = await metadata.spot_instance_action()
+    assert action is not None and action.action == "terminate"
+    assert 117 <= action.time - time.time() <= 121
+    assert double.aws.unauthenticated_reads == 0
+    double.aws.spot_action = {"action": "explode", "time": "2030-01-01T00:00:00Z"}
+    with pytest.raises(MetadataError, match="no known action"):
+        await metadata.spot_instance_action()
+    double.aws.spot_action = {"action": "stop", "time": "soon"}
+    with pytest.raises(MetadataError, match="not an ISO 8601 time"):
+        await metadata.spot_instance_action()
+
+
+async def test_aws_notice_precedence_interruption_over_scale_in_over_rebalance(
+    double, session
+) -> None:
+    cloud = AwsScaleIn(Ec2Metadata(session, double.url))
+    cloud._group = "media-group"
+    cloud._client = object()  # a lifecycle hook call would fail on it
+    double.recommend_rebalance()
+    notice = await cloud.termination()
+    assert notice is not None and notice.kind == "rebalance" and notice.deadline is None
+    double.aws.lifecycle_state = "Terminated"
+    notice = await cloud.termination()
+    assert notice is not None and notice.kind == "scale_in"
+    double.interrupt_spot(120)
+    notice = await cloud.termination()
+    assert notice is not None and notice.kind == "interruption"
+    assert notice.reference == "i-0abc" and notice.deadline is not None
+
+
+async def test_rebalance_drains_softly_and_an_interruption_then_evacuates() -> None:
+    node, cloud = FakeNode(), RecordingCloud()
+    agent = DrainAgent(node, cloud, heartbeat_seconds=0.05, idle_grace_seconds=0)
+    node.room_worker["r1"] = object()
+    cloud.notice = Termination("rebalance", "i-0abc", kind="rebalance")
+    await agent.step()
+    await asyncio.sleep(0.06)
+    await agent.step()
+    assert node.draining and node.drains == 1
+    assert node.evacuation.runs == [], "a rebalance recommendation moved rooms"
+    assert not [c for c in cloud.calls if c[0] in ("keep_waiting", "protect")]
+    await asyncio.sleep(0.3)
+    deadline = time.time() + 120
+    cloud.notice = Termination("spot", "i-0abc", deadline, kind="interruption")
+    await agent.step()
+    await agent.step()
+    assert agent.evacuating is not None
+    await agent.evacuating
+    assert node.evacuation.runs == [deadline]
+    # a less urgent notice after it changes nothing
+    cloud.notice = Termination("rebalance", "i-0abc", kind="rebalance")
+    await agent.step()
+    assert agent.termination is not None and agent.termination.kind == "interruption"
+    await agent.release()
+    [report] = node.reports
+    assert report.cloud == "aws" and report.notice == "interruption"
+    assert report.notice_seconds is not None and 118 <= report.notice_seconds <= 120
+    # counted from the interruption, not from the rebalance recommendation before it
+    assert report.seconds < 0.3 and report.rooms_left == 1
+
+
+async def test_azure_preempt_is_approved_only_when_it_names_this_vm_alone(double, session) -> None:
+    metadata = AzureMetadata(session, double.url)
+    cloud = AzureScaleIn(metadata, session, double.url)
+    terminate = double.schedule_azure_event("Terminate", 300)
+    shared = double.schedule_azure_event("Preempt", 30)
+    double.azure.events[-1]["Resources"] = ["media_7", "media_8"]
+    notice = await cloud.termination()
+    assert notice is not None and notice.kind == "interruption" and notice.reference == shared
+    assert not notice.approvable
+    assert notice.deadline is not None and 23 <= notice.deadline - time.time() <= 25
+    await cloud.release(notice)
+    assert double.azure.approvals == [], "approved an eviction other VMs are still draining for"
+    double.azure.events = [e for e in double.azure.events if e["EventId"] != shared]
+    alone = double.schedule_azure_event("Preempt", 30)
+    notice = await cloud.termination()
+    assert notice is not None and notice.reference == alone and notice.approvable
+    await cloud.release(notice)
+    assert double.azure.approvals == [alone]
+    assert [e["EventId"] for e in double.azure.events] == [terminate]
+
+
+async def test_aws_interruption_release_completes_no_hook_unless_auto_scaling_holds_one(
+    double, session
+) -> None:
+    client = boto3.client(
+        "autoscaling",
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    cloud = AwsScaleIn(Ec2Metadata(session, double.url))
+    cloud._client = client
+    notice = Termination("spot", "i-0abc", time.time() + 120, kind="interruption")
+    with Stubber(client) as stub:
+        await cloud.release(notice)  # a call here would find no stubbed response
+        double.aws.lifecycle_state = "Terminated"
+        stub.add_response(
+            "complete_lifecycle_action",
+            {},
+            {
+                "LifecycleHookName": "rtcfleet-drain",
+                "AutoScalingGroupName": "media-group",
+                "InstanceId": "i-0abc",
+                "LifecycleActionResult": "CONTINUE",
+            },
+        )
         await cloud.release(notice)
         stub.assert_no_pending_responses()

@@ -22,29 +22,19 @@ from rtcfleet.local import FleetSpec, LocalFleet
 from rtcfleet.local.fleet import ServiceProcess
 from rtcfleet.servers import free_port
 from rtcfleet.signaling import Join, encode
-from tests.media_node.cloud_double import AwsInstance, AzureInstance, CloudDouble
+from tests.media_node.cloud_double import (
+    AwsInstance,
+    AzureInstance,
+    CloudDouble,
+    CloudFleet,
+    cloud_env,
+)
 from tests.platform.conftest import admin, receives_from, wait_until
 
 pytestmark = pytest.mark.slow
 
 REGION = "us-east-1"
 GROUP = "prod-use1-media-test"
-AWS_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-}
-
-
-class CloudFleet(LocalFleet):
-    """A local fleet whose media nodes also get the cloud settings the image's first boot sets."""
-
-    media_env: dict[str, str] = {}
-
-    def _env(self, extra: dict[str, str]) -> dict[str, str]:
-        env = super()._env(extra)
-        return env | self.media_env if "RTCFLEET_MEDIA_NODE_ID" in extra else env
 
 
 @pytest.fixture(scope="module")
@@ -110,18 +100,6 @@ def cloud(moto_url: str, media_instance: str) -> Iterator[CloudDouble]:
     )
     yield double
     double.stop()
-
-
-def cloud_env(cloud: CloudDouble, name: str) -> dict[str, str]:
-    env = {
-        "RTCFLEET_MEDIA_CLOUD": name,
-        "RTCFLEET_MEDIA_METADATA_URL": cloud.url,
-        "RTCFLEET_MEDIA_LIFECYCLE_HEARTBEAT_SECONDS": "1",
-        "RTCFLEET_MEDIA_SCALE_IN_IDLE_SECONDS": "1",
-    }
-    if name == "aws":
-        return env | AWS_CREDENTIALS | {"RTCFLEET_MEDIA_CLOUD_API_URL": cloud.autoscaling_url}
-    return env | {"RTCFLEET_MEDIA_CLOUD_API_URL": cloud.url}
 
 
 @pytest.fixture(scope="module")

@@ -87,7 +87,7 @@ async def test_a_subscriber_under_5_percent_loss_keeps_its_video(conference) -> 
     room = conf.sfu.room(ROOM)
     track = next(t for t in room.tracks() if t.publisher == "alice" and t.kind == "video")
     subscriber = room.participants["viewer"].subscriber
-    slot = subscriber.slot_for(track) if subscriber is not None else None
+    slot = subscriber.downtrack_for(track) if subscriber is not None else None
     assert slot is not None and slot.forwarder is not None
     retransmitted = slot.forwarder.stats.retransmitted
     print(

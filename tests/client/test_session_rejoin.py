@@ -1,0 +1,72 @@
+"""A client whose media must move keeps asking until it is placed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from rtcfleet.client import session as client_session
+from rtcfleet.client.session import ClientSession
+
+
+class Peer:
+    async def close(self) -> None:
+        pass
+
+
+class Socket:
+    """The signaling socket, recording what the client sends."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send_str(self, text: str) -> None:
+        self.sent.append(json.loads(text)["type"])
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def joined(node: str) -> dict[str, Any]:
+    return {
+        "type": "joined",
+        "session_id": "s" * 32,
+        "region": "local-1",
+        "node_id": node,
+        "can_publish": False,
+        "resumed": True,
+    }
+
+
+async def test_a_refused_rejoin_is_sent_again_until_a_node_takes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(client_session, "REJOIN_RETRY_S", 0.05)
+    session = ClientSession(["ws://127.0.0.1:1/v1/signal"], "token", peer_factory=Peer)  # type: ignore[arg-type]
+    socket = Socket()
+    session._ws = socket  # type: ignore[assignment]
+    try:
+        await session._on_message(joined("media-a"))
+        await session._on_message({"type": "reconnect", "reason": "media_node_evacuated"})
+        assert socket.sent == ["rejoin"]
+        # the old node's last negotiation, read after the reconnect: not for the new peer
+        await session._on_message({"type": "publish_answer", "sdp": "v=0 stale"})
+        await session._on_message({"type": "subscriber_offer", "sdp": "v=0 stale"})
+        assert socket.sent == ["rejoin"]
+        for code in ("rate_limited", "no_media_node"):
+            await session._on_message({"type": "error", "code": code, "message": "later"})
+            await asyncio.sleep(0.15)
+        assert socket.sent == ["rejoin"] * 3
+        await session._on_message(joined("media-b"))
+        assert session.node_id == "media-b"
+        # placed: an error now (a flood's rate_limited, say) sends no rejoin
+        await session._on_message({"type": "error", "code": "rate_limited", "message": "slow"})
+        await asyncio.sleep(0.15)
+        assert socket.sent == ["rejoin"] * 3
+    finally:
+        await session.close(leave=False)
