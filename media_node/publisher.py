@@ -222,16 +222,26 @@ class Publisher:
 
     async def _send_feedback(self) -> None:
         """Transport-wide feedback every 50 ms, and the cap as REMB every second (the sender's
-        own estimate replaces the SFU's, but the operator's cap still binds)."""
+        own estimate replaces the SFU's, but the operator's cap still binds); every 100 ms, a
+        NACK again for video packets still missing (aiortc's receiver asks once per gap)."""
         next_cap = 0.0
+        missing: dict[str, set[int]] = {}  # lost video packets asked for at the last tick
+        ticks = 0
         while True:
             await asyncio.sleep(TRANSPORT_FEEDBACK_INTERVAL)
+            ticks += 1
             tracks = sorted(self.tracks.values(), key=lambda t: t.kind != "video")
             try:
                 for track in tracks:
                     if track.receiver is not None and track.receiver.transport_cc is not None:
                         await track.receiver.send_transport_feedback(track.media_ssrc or 0)
                         break
+                for track in tracks if ticks % 2 == 0 else ():  # every 100 ms
+                    if track.kind == "video" and track.receiver is not None:
+                        before = missing.get(track.track_id, set())
+                        missing[track.track_id] = await rtp_hooks.repeat_nacks(
+                            track.receiver, before
+                        )
                 if time.monotonic() >= next_cap:
                     next_cap = time.monotonic() + CAP_REMB_INTERVAL
                     await self.apply_bitrate_cap()

@@ -688,3 +688,59 @@ async def _bind_in_range(
 
 def _same_family(a: str, b: str) -> bool:
     return (":" in a) == (":" in b)
+
+
+def route_rtx_by_ssrc(pc: RTCPeerConnection) -> None:
+    """Have `pc`'s transports route each receiver's RTX SSRC (from `a=ssrc-group:FID`) to it.
+
+    aiortc 1.16 registers only a receiver's media SSRC with its transport's RTP router, so an
+    RTX packet is routed by payload type alone, which works only while one receiver has that
+    payload type: on a bundled connection receiving two videos every retransmission is
+    discarded, a lost packet is never recovered and the jitter buffer holds the stream until
+    it overflows (512 packets: half a minute of a low-rate video). Call after each
+    setRemoteDescription; the receivers register when the connection starts them."""
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.receiver.transport
+        if transport is None or "_register_rtp_receiver" in vars(transport):
+            continue
+        original = transport._register_rtp_receiver
+        table: dict[int, Any] = transport._rtp_router.ssrc_table
+
+        def register(
+            receiver: Any, parameters: Any, original: Any = original, table: Any = table
+        ) -> None:
+            original(receiver, parameters)
+            for encoding in parameters.encodings:
+                if encoding.rtx is not None:
+                    table[encoding.rtx.ssrc] = receiver
+
+        setattr(transport, "_register_rtp_receiver", register)  # noqa: B010
+
+
+async def repeat_nacks(receiver: RTCRtpReceiver, still_missing: set[int]) -> set[int]:
+    """Send a NACK again for the packets that were already missing at the previous call and
+    still are; returns what is missing now (pass it to the next call).
+
+    aiortc's receiver sends a NACK only when a new gap opens, so a lost NACK or a lost
+    retransmission waits for the next gap (about 20 packets away at 5 % loss: over a second
+    of a low-rate video). Called every round trip or so, this repeats the request as
+    libwebrtc's receiver does."""
+    generator = getattr(receiver, _RX + "nack_generator", None)
+    if generator is None or not getattr(receiver, _RX + "started"):
+        return set()
+    missing = set(generator.missing)
+    again = sorted(missing & still_missing)
+    rtx: dict[int, int] = getattr(receiver, _RX + "rtx_ssrc")
+    media = [s for s in getattr(receiver, _RX + "remote_streams") if s not in rtx]
+    if again and media:
+        await receiver._send_rtcp_nack(media[0], again)
+    return missing
+
+
+def ice_protocols(pc: RTCPeerConnection) -> list[StunProtocol]:
+    """The UDP protocols (one per local candidate socket) of every ICE connection of `pc`."""
+    protocols: list[StunProtocol] = []
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport.iceGatherer._connection
+        protocols += [p for p in connection._protocols if p not in protocols]
+    return protocols
