@@ -25,6 +25,7 @@ import multiprocessing
 import os
 import platform
 import statistics
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -32,8 +33,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from benchmarks.loadgen import CountingSubscriber, process_cpu_seconds
-from media_node import rtp_hooks
+from benchmarks.loadgen import CheapSubscriber, CountingSubscriber, process_cpu_seconds
+from media_node import datagram_batch, rtp_hooks
 from media_node.sfu import SfuConfig
 from media_node.worker import worker_main
 from rtcfleet.client.peer import ClientPeer
@@ -48,8 +49,24 @@ FRAME_TICKS = 90_000 // 30
 # frames still in flight when the window closes (or held up by a stall here) are counted
 GRACE_S = 1.5
 TARGET_PER_CORE = 250
+JOIN_BATCH = 10
+PINNED = False  # set by main: server and load generator on cores of their own
 
 Handler = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
+Subscriber = CheapSubscriber | CountingSubscriber
+# the server under test on one core, this process (load generator) and the publisher on another
+SERVER_CORE = 0
+LOADGEN_CORE = 1
+
+
+def pin(pid: int, core: int) -> bool:
+    """Pin a process to one core when the machine has it (Linux)."""
+    if not hasattr(os, "sched_setaffinity") or core not in os.sched_getaffinity(0) | {0, 1}:
+        return False
+    if (os.cpu_count() or 1) <= core:
+        return False
+    os.sched_setaffinity(pid, {core})
+    return True
 
 
 # ---- the baseline server: decode once, re-encode per subscriber -----------------------------
@@ -160,6 +177,9 @@ class Publisher:
         self.conn, child = context.Pipe()
         self.process = context.Process(target=publisher_main, args=(child,), daemon=True)
         self.process.start()
+        if PINNED:
+            assert self.process.pid is not None
+            pin(self.process.pid, LOADGEN_CORE)
 
     async def offer(self) -> str:
         reply = await asyncio.to_thread(self.conn.recv)
@@ -191,6 +211,7 @@ class Server:
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
         if mode == "forward":
+            # the clients are on loopback, as the node is
             config = SfuConfig(max_video_bitrate=VIDEO_BITRATE, local_candidates=True)
             args: tuple[Any, ...] = (child, config, 100_000, LOOPBACK)
             target: Callable[..., None] = worker_main
@@ -198,6 +219,9 @@ class Server:
             args, target = (child,), relay_main
         self.process = context.Process(target=target, args=args, daemon=True)
         self.process.start()
+        if PINNED:
+            assert self.process.pid is not None
+            pin(self.process.pid, SERVER_CORE)
         self.handlers: dict[str, Handler] = {}
         self.loads: list[dict[str, Any]] = []  # the worker's load reports, one a second
         self._tasks: set[asyncio.Task[None]] = set()
@@ -261,8 +285,13 @@ async def join_publisher(server: Server) -> Publisher:
     return publisher
 
 
-async def join_subscriber(server: Server, index: int) -> CountingSubscriber:
-    subscriber = CountingSubscriber(f"viewer-{index}")
+async def join_subscriber(server: Server, index: int, receivers: str = "full") -> Subscriber:
+    name = f"viewer-{index}"
+    subscriber: Subscriber
+    if receivers == "full":
+        subscriber = CountingSubscriber(name)
+    else:
+        subscriber = CheapSubscriber(name, cross_check=receivers == "cross-check")
     session = uuid.uuid4().hex
 
     async def on_message(message: dict[str, Any]) -> None:
@@ -278,7 +307,7 @@ async def join_subscriber(server: Server, index: int) -> CountingSubscriber:
     return subscriber
 
 
-async def wait_receiving(subscribers: list[CountingSubscriber], timeout: float) -> bool:
+async def wait_receiving(subscribers: list[Subscriber], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while not all(s.receiving for s in subscribers):
         if time.monotonic() > deadline:
@@ -288,7 +317,7 @@ async def wait_receiving(subscribers: list[CountingSubscriber], timeout: float) 
 
 
 async def measure(
-    server: Server, publisher: Publisher, subscribers: list[CountingSubscriber], window: float
+    server: Server, publisher: Publisher, subscribers: list[Subscriber], window: float
 ) -> dict[str, Any]:
     for subscriber in subscribers:
         subscriber.start_window()
@@ -302,11 +331,17 @@ async def measure(
         lag = max(lag, time.monotonic() - tick - 0.05)
     elapsed = time.monotonic() - started
     sent = await publisher.frames_sent() - frames
+    node_cpu_start = node_cpu
     node_cpu = process_cpu_seconds(server.pid) - node_cpu
     own_cpu = process_cpu_seconds(os.getpid()) - own_cpu
     await asyncio.sleep(GRACE_S)
     for subscriber in subscribers:
         subscriber.stop_window()
+    # the server's CPU per packet a subscriber received, over the same interval as the counts:
+    # a cost that holds even when the shared machine leaves the server less than its core
+    node_cpu_all = process_cpu_seconds(server.pid) - node_cpu_start
+    packets = sum(s.streams[k].packets for s in subscribers for k in ("audio", "video"))
+    sent = max(sent, 1)
     reports = [r["bitrate_out_bps"] for r in server.loads[-int(window) :] if "bitrate_out_bps" in r]
     ratios = [s.streams["video"].complete_frames(sent, FRAME_TICKS) / sent for s in subscribers]
     span = elapsed + GRACE_S
@@ -317,9 +352,10 @@ async def measure(
         for s in subscribers
         for k in ("audio", "video")
     )
-    return {
+    step: dict[str, Any] = {
         "subscribers": len(subscribers),
         "node_cpu_percent": round(100 * node_cpu / elapsed, 1),
+        "node_cpu_us_per_packet_out": round(1e6 * node_cpu_all / packets, 2) if packets else None,
         "loadgen_cpu_percent": round(100 * own_cpu / elapsed, 1),
         "loadgen_max_stall_ms": round(1000 * lag),
         "frames_sent": sent,
@@ -330,11 +366,37 @@ async def measure(
         "audio_packets_per_s": round(statistics.median(audio), 1),
         "one_ssrc_and_payload_type_per_stream": checked,
     }
+    cheap = [s for s in subscribers if isinstance(s, CheapSubscriber)]
+    if cheap:
+        step["nacks_sent"] = sum(s.nacks_sent for s in cheap)
+    if cheap and cheap[0].cross_check:
+        pairs = [
+            (
+                s.streams["video"].complete_frames(sent, FRAME_TICKS),
+                s.decrypted.streams["video"].complete_frames(sent, FRAME_TICKS),
+                s.streams["audio"].packets,
+                s.decrypted.streams["audio"].packets,
+            )
+            for s in cheap
+        ]
+        step["cross_check"] = {
+            "frames_counted_from_clear_headers": sum(p[0] for p in pairs),
+            "frames_counted_decrypted": sum(p[1] for p in pairs),
+            "max_frame_difference_per_subscriber": max(abs(p[0] - p[1]) for p in pairs),
+            "audio_packets_clear_vs_decrypted": [
+                sum(p[2] for p in pairs),
+                sum(p[3] for p in pairs),
+            ],
+            "min_decrypted_frame_ratio": round(min(p[1] for p in pairs) / sent, 3),
+        }
+    return step
 
 
-async def run_mode(mode: str, steps: list[int], window: float, deadline: float) -> dict[str, Any]:
+async def run_mode(
+    mode: str, steps: list[int], window: float, deadline: float, receivers: str
+) -> dict[str, Any]:
     server = Server(mode)
-    subscribers: list[CountingSubscriber] = []
+    subscribers: list[Subscriber] = []
     results: list[dict[str, Any]] = []
     stopped = "all steps measured"
     publisher = await join_publisher(server)
@@ -345,13 +407,17 @@ async def run_mode(mode: str, steps: list[int], window: float, deadline: float) 
                 stopped = "time budget"
                 break
             while len(subscribers) < n:
-                batch = min(10, n - len(subscribers))
+                batch = min(JOIN_BATCH, n - len(subscribers))
                 subscribers += await asyncio.gather(
-                    *(join_subscriber(server, len(subscribers) + i) for i in range(batch))
+                    *(
+                        join_subscriber(server, len(subscribers) + i, receivers)
+                        for i in range(batch)
+                    )
                 )
                 await asyncio.sleep(0.3)
             if not await wait_receiving(subscribers, 30 + n * 0.3):
-                stopped = f"not every subscriber received media at N={n}"
+                receiving = sum(1 for s in subscribers if s.receiving)
+                stopped = f"only {receiving} of {n} subscribers received media at N={n}"
                 break
             await asyncio.sleep(2.0)
             step = await measure(server, publisher, subscribers, window)
@@ -385,12 +451,19 @@ def capacity(steps: list[dict[str, Any]]) -> dict[str, Any]:
     """Least-squares CPU = fixed + per_stream * N; streams per core from it."""
     kept = [s for s in steps if s["min_frame_ratio"] >= KEEP_UP]
     largest = max((s["subscribers"] for s in kept), default=0)
+    served: dict[str, Any] = {"largest_n_keeping_up": largest}
+    if kept:
+        top = max(kept, key=lambda s: s["subscribers"])
+        served["server_cpu_percent_at_largest_n"] = top["node_cpu_percent"]
+        # measured, not fitted: N streams served by the share of one core it used
+        if top["node_cpu_percent"] <= 100:
+            served["streams_served_on_one_core"] = largest
     points = [(s["subscribers"], s["node_cpu_percent"]) for s in kept]
     if len(points) < 2:
-        return {"largest_n_keeping_up": largest}
+        return served
     slope, fixed = _fit(points)
     return {
-        "largest_n_keeping_up": largest,
+        **served,
         "cpu_percent_per_stream": round(slope, 3),
         "cpu_percent_fixed": round(fixed, 1),
         "streams_per_core": round((100 - fixed) / slope) if slope > 0 else None,
@@ -413,9 +486,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     deadline = time.monotonic() + args.max_seconds
     load_before = load_average()
     print(f"forwarding worker, steps {args.steps}")
-    forward = await run_mode("forward", args.steps, args.window, deadline)
-    print(f"MediaRelay baseline, steps {args.relay_steps}")
-    relay = await run_mode("relay", args.relay_steps, args.window, deadline + 120)
+    forward = await run_mode("forward", args.steps, args.window, deadline, args.receivers)
+    relay: dict[str, Any] = {}
+    if args.relay_steps:
+        print(f"MediaRelay baseline, steps {args.relay_steps}")
+        relay = await run_mode(
+            "relay", args.relay_steps, args.window, deadline + 120, args.receivers
+        )
     cores = os.cpu_count() or 1
     result: dict[str, Any] = {
         "benchmark": "forwarding",
@@ -424,12 +501,21 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "publisher": {"video": "640x360 30 fps VP8", "video_cap_bps": VIDEO_BITRATE,
                       "audio": "Opus"},
         "window_s": args.window,
+        "receivers": args.receivers,
+        "pinned": {"server_core": SERVER_CORE, "load_generator_core": LOADGEN_CORE}
+        if PINNED
+        else None,
+        "send_path": "sendmmsg" if datagram_batch.sendmmsg_enabled() else "python",
+        "git": _git_head(),
         "forward": forward,
         "relay": relay,
     }  # fmt: skip
     per_core, relay_per_core = forward.get("streams_per_core"), relay.get("streams_per_core")
     if per_core and relay_per_core:
         result["ratio_to_relay"] = round(per_core / relay_per_core, 1)
+    served, relay_served = forward.get("largest_n_keeping_up"), relay.get("largest_n_keeping_up")
+    if served and relay_served:
+        result["served_ratio_to_relay"] = round(served / relay_served, 1)
     if per_core:
         result["node_streams_one_worker_per_core"] = per_core * cores
         result["target_per_core"] = TARGET_PER_CORE
@@ -442,10 +528,21 @@ def main() -> None:
     parser.add_argument("--relay-steps", type=_ints, default=[1, 2, 3, 4, 6])
     parser.add_argument("--window", type=float, default=8.0)
     parser.add_argument("--max-seconds", type=float, default=600.0)
+    parser.add_argument(
+        "--receivers",
+        choices=["cheap", "full", "cross-check"],
+        default="cheap",
+        help="cheap: counted from clear RTP headers; full: decrypted and parsed by aiortc; "
+        "cross-check: cheap subscribers that also decrypt every packet and count both ways",
+    )
+    parser.add_argument("--no-pin", action="store_true", help="leave CPU placement to the OS")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    global PINNED
+    PINNED = not args.no_pin and pin(os.getpid(), LOADGEN_CORE)
     result = asyncio.run(main_async(args))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     forward, relay = result["forward"], result["relay"]
     print(
         f"\nforwarding: {forward.get('cpu_percent_per_stream')} % of a core per stream "
@@ -455,11 +552,22 @@ def main() -> None:
     )
     print(
         f"MediaRelay: {relay.get('cpu_percent_per_stream')} % per stream, "
-        f"{relay.get('streams_per_core')} per core, kept up to N={relay['largest_n_keeping_up']}"
+        f"{relay.get('streams_per_core')} per core, "
+        f"kept up to N={relay.get('largest_n_keeping_up')}"
         f"; ratio {result.get('ratio_to_relay')}x; node with one worker per core: "
         f"{result.get('node_streams_one_worker_per_core')} streams"
     )
-    print(f"wrote {RESULTS}")
+    print(f"wrote {args.out}")
+
+
+def _git_head() -> str | None:
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip()
 
 
 def _ints(value: str) -> list[int]:

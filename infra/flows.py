@@ -290,6 +290,15 @@ FLOWS: tuple[Flow, ...] = (
         "secrets and settings at boot (Secrets Manager + SSM / Key Vault)",
         "the cloud's regional service names",
     ),
+    _tcp(
+        "media-recordings",
+        Role.MEDIA_NODE,
+        Peer.CLOUD_SERVICES,
+        HTTPS_PORT,
+        Scope.SAME_REGION,
+        "recording segments and manifests to the region's bucket / blob container",
+        "the region's S3 endpoint / <account>.blob.core.windows.net",
+    ),
 )
 
 # FIREWALL sources that name a role, and the flows' sources they stand for.

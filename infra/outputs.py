@@ -27,6 +27,8 @@ REDIS_ENDPOINT = "redisEndpoint"
 POSTGRES_REPLICA_ARN = "postgresReplicaArn"
 GATEWAY_GROUP_NAME = "gatewayGroupName"
 MEDIA_GROUP_NAME = "mediaGroupName"
+# where the region's media nodes upload recordings
+RECORDING_BUCKET = "recordingBucket"
 TRANSIT_GATEWAY_ID = "transitGatewayId"
 TRANSIT_ROUTE_TABLE_ID = "transitGatewayRouteTableId"
 # the home region only
@@ -45,6 +47,9 @@ POSTGRES_REPLICA_ID = "postgresReplicaId"
 KEY_VAULT_URI = "keyVaultUri"
 GATEWAY_SCALE_SET_ID = "gatewayScaleSetId"
 MEDIA_SCALE_SET_ID = "mediaScaleSetId"
+# the Spot media scale set (rtcfleet:mediaSpot), and where media nodes upload recordings
+MEDIA_SPOT_SCALE_SET_ID = "mediaSpotScaleSetId"
+RECORDING_CONTAINER_URL = "recordingContainerUrl"
 # the home region only: the writer, and the private DNS zone that names it
 POSTGRES_SERVER_ID = "postgresServerId"
 POSTGRES_DNS_ZONE_NAME = "postgresDnsZoneName"

@@ -15,6 +15,7 @@ from typing import Any
 import pulumi
 
 from infra import spec
+from infra.recordings import RECORDING_DOCUMENT
 from infra.references import stack_outputs
 from infra.settings import RegionSettings
 from infra.spec import Role, settings_subscription
@@ -51,6 +52,7 @@ def node_documents(
     postgres: Mapping[str, Any],
     write_host: pulumi.Input[str],
     signaling_url: pulumi.Input[str],
+    recording: Mapping[str, Any] | None = None,
 ) -> dict[Role, dict[str, Any]]:
     """Each node role's non-secret settings document (gateway and media node, either cloud)."""
     gateway_postgres = {**postgres, "writeHost": write_host}
@@ -78,5 +80,7 @@ def node_documents(
             "mediaPorts": [spec.MEDIA_PORT_MIN, spec.MEDIA_PORT_MAX],
             "turnPort": spec.TURN_PORT,
             "drainTimeoutSeconds": settings.drain_timeout_seconds,
+            # the region's recording store (infra/recordings.py)
+            **({RECORDING_DOCUMENT: recording} if recording is not None else {}),
         },
     }

@@ -18,7 +18,10 @@ from typing import ClassVar
 from pydantic import Field, field_validator
 
 from infra import spec
+from infra.certificates import CertificateSettings, certificate_problems
+from infra.recordings import RecordingSettings
 from infra.settings_errors import SettingsError, config_key
+from infra.spot import SpotSettings, spot_problems
 from infra.stack_config import StackConfigModel
 from infra.stack_names import image_stack_name
 
@@ -70,8 +73,12 @@ class RegionSettings(StackConfigModel):
     writer_stack: str | None = None
     availability_zones: list[str] = Field(min_length=spec.MIN_AVAILABILITY_ZONES, max_length=6)
     admin_allow_list: list[IPv4Network] = Field(default_factory=list)
-    certificate: str = Field(min_length=1)
+    # an existing certificate (ACM ARN / Key Vault secret id); or, instead, ``certificates``
+    certificate: str | None = Field(None, min_length=1)
     admin_certificate: str | None = None
+    certificates: CertificateSettings | None = None
+    recordings: RecordingSettings = Field(default_factory=RecordingSettings)
+    media_spot: SpotSettings | None = None
     image_id: str | None = None
     image_stack: str | None = None
     gateway_size: spec.Size = spec.DEFAULT_SIZE
@@ -196,6 +203,7 @@ class RegionSettings(StackConfigModel):
                 (config_key("homeRegion"), f"unknown {self.cloud} region {self.home_region!r}")
             )
         problems += self._check_writer_stack()
+        problems += certificate_problems(self) + spot_problems(self)
         if self.gateway_max < self.gateway_count:
             problems.append((config_key("gatewayMax"), "is below rtcfleet:gatewayCount"))
         if self.media_max < self.media_min:

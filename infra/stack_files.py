@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from infra import spec
+from infra.certificates import CERTIFICATE_SECRET_NAMES
 from infra.settings_errors import NAMESPACE, SettingsError, config_key
 
 
@@ -35,7 +36,10 @@ def load_stack_file(path: Path) -> StackFile:
         if isinstance(value, dict) and set(value) == {"secure"}:
             secure.add(full)
             value = None
-        elif full.startswith(f"{NAMESPACE}:") and full.split(":", 1)[1] in spec.SECRET_NAMES:
+        elif full.startswith(f"{NAMESPACE}:") and full.split(":", 1)[1] in (
+            *spec.SECRET_NAMES,
+            *CERTIFICATE_SECRET_NAMES,
+        ):
             raise SettingsError.one(full, f"must be a secret: `pulumi config set --secret {full}`")
         values[full] = value
     return StackFile(stack, values, frozenset(secure))

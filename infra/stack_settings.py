@@ -11,6 +11,7 @@ from typing import Any
 from infra import spec
 from infra.aws.settings import AwsRegionSettings
 from infra.azure.settings import AzureRegionSettings
+from infra.certificates import CERTIFICATE_SECRET_NAMES
 from infra.global_settings import GlobalSettings, global_settings_from_values
 from infra.settings import DERIVED_KEYS, RegionSettings, StackName
 from infra.settings_errors import SettingsError
@@ -32,7 +33,8 @@ def settings_from_values(stack: str, values: Mapping[str, Any]) -> RegionSetting
     if model is None:
         raise SettingsError.one("stack", f"{stack}: no {name.cloud} region stack exists")
     derived = {"env": name.env, "cloud": name.cloud, "region": name.region}
-    return validate_stack_config(model, stack, values, derived, skip=spec.SECRET_NAMES)
+    skip = (*spec.SECRET_NAMES, *CERTIFICATE_SECRET_NAMES)
+    return validate_stack_config(model, stack, values, derived, skip=skip)
 
 
 def settings_from_pulumi_config(stack: str) -> RegionSettings:

@@ -1,15 +1,15 @@
-"""Per-subscriber RTP rewrite: one `Forwarder` per outgoing stream of a subscriber connection.
+"""Per-subscriber RTP forwarding: one `Forwarder` per outgoing stream of a subscriber connection.
 
 A subscriber's stream keeps one SSRC, one payload type and one contiguous sequence/timestamp line
 for its whole life, even when the publisher behind it changes (m-line recycling), so the
-subscriber's jitter buffer and decoder never see a jump. Video starts (and restarts after a
-publisher change) at a keyframe. Sent packets are kept in a history that answers NACKs.
+subscriber's jitter buffer and decoder never see a jump (`media_node.sequence`). Video starts
+(and restarts after a publisher change) at a keyframe (`media_node.vp8`). Headers are written by
+`media_node.rtp_header`. Sent packets are kept in a history that answers NACKs.
 """
 
 from __future__ import annotations
 
 import random
-import struct
 import time
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
@@ -17,105 +17,11 @@ from dataclasses import dataclass, field
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, RtpPacket, wrap_rtx
 
-SEQ_MOD = 1 << 16
-TS_MOD = 1 << 32
+from media_node import vp8
+from media_node.rtp_header import OneByteHeaderWriter
+from media_node.sequence import SEQ_MOD, SequenceRewriter
+
 HISTORY_SIZE = 1024
-MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
-ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
-TOFFSET_URI = "urn:ietf:params:rtp-hdrext:toffset"
-AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
-_HEADER = struct.Struct("!BBHLL")
-_PROFILE = struct.Struct("!HH")
-_U32 = struct.Struct("!L")
-_I32 = struct.Struct("!l")
-
-
-def vp8_keyframe_start(payload: bytes) -> bool:
-    """True if `payload` (an RTP VP8 payload, RFC 7741) starts a VP8 key frame."""
-    if not payload:
-        return False
-    first = payload[0]
-    if not first & 0x10 or first & 0x07:  # S bit, partition index 0
-        return False
-    pos = 1
-    if first & 0x80:  # X: extension byte follows
-        if len(payload) <= pos:
-            return False
-        ext = payload[pos]
-        pos += 1
-        if ext & 0x80:  # I: picture id, 7 or 15 bits
-            if len(payload) <= pos:
-                return False
-            pos += 2 if payload[pos] & 0x80 else 1
-        if ext & 0x40:  # L: TL0PICIDX
-            pos += 1
-        if ext & 0x30:  # T or K: TID/KEYIDX byte
-            pos += 1
-    if len(payload) <= pos:
-        return False
-    return not payload[pos] & 0x01  # P bit of the VP8 frame header: 0 means key frame
-
-
-class SequenceRewriter:
-    """Maps (source, sequence number, timestamp) onto one continuous output line.
-
-    Within a source, output = input + offset, so reordering, loss gaps and retransmissions map
-    consistently. A new source continues right after the last output sequence number, and its
-    timestamps continue after the last output timestamp plus the wall-clock time that passed.
-    Packets of a source older than the first one forwarded from it are dropped.
-    """
-
-    def __init__(
-        self,
-        clock_rate: int,
-        first_sequence_number: int | None = None,
-        first_timestamp: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        first_seq = (
-            random.randrange(SEQ_MOD // 2)
-            if first_sequence_number is None
-            else first_sequence_number
-        )
-        self._clock_rate = clock_rate
-        self._clock = clock
-        self._last_seq = (first_seq - 1) % SEQ_MOD
-        self._last_ts = random.randrange(TS_MOD) if first_timestamp is None else first_timestamp
-        self._last_time: float | None = None
-        self._source: Hashable | None = None
-        self._seq_offset = 0
-        self._ts_offset = 0
-        self._highest = 0
-        self._start = 0
-
-    @property
-    def source(self) -> Hashable | None:
-        return self._source
-
-    def rewrite(self, source: Hashable, seq: int, ts: int) -> tuple[int, int] | None:
-        now = self._clock()
-        if source != self._source:
-            gap = 0
-            if self._last_time is not None:
-                gap = max(1, int((now - self._last_time) * self._clock_rate))
-            self._source = source
-            self._seq_offset = (self._last_seq + 1 - seq) % SEQ_MOD
-            self._ts_offset = (self._last_ts + gap - ts) % TS_MOD
-            self._highest = self._start = seq
-            newest = True
-        else:
-            delta = ((seq - self._highest) + SEQ_MOD // 2) % SEQ_MOD - SEQ_MOD // 2
-            extended = self._highest + delta
-            if extended < self._start:
-                return None
-            newest = delta > 0
-            if newest:
-                self._highest = extended
-        out_seq = (seq + self._seq_offset) % SEQ_MOD
-        out_ts = (ts + self._ts_offset) % TS_MOD
-        if newest:
-            self._last_seq, self._last_ts, self._last_time = out_seq, out_ts, now
-        return out_seq, out_ts
 
 
 @dataclass(frozen=True)
@@ -177,7 +83,9 @@ class Forwarder:
             RTCRtpParameters(headerExtensions=list(stream.header_extensions))
         )
         self._history: list[tuple[int, bytes] | None] = [None] * history_size
-        self._writer = _OneByteWriter.for_stream(stream)
+        self.writer = OneByteHeaderWriter.for_stream(
+            stream.payload_type, stream.ssrc, stream.mid, stream.header_extensions
+        )
         self._source: Hashable | None = None
         self._waiting_keyframe = stream.gated
         self._rtx_seq = random.randrange(SEQ_MOD // 2)
@@ -188,6 +96,20 @@ class Forwarder:
 
     def forward(self, packet: RtpPacket, source: Hashable) -> bytes | None:
         """The packet to send to the subscriber, or None to drop it."""
+        mapped = self.rewrite(packet, source)
+        if mapped is None:
+            return None
+        seq, ts = mapped
+        if self.writer is not None:
+            data = self.writer.write(packet, seq, ts)
+        else:
+            data = self.serialize(packet, seq, ts)
+        self.remember(seq, data)
+        return data
+
+    def rewrite(self, packet: RtpPacket, source: Hashable) -> tuple[int, int] | None:
+        """The (sequence number, timestamp) `packet` goes out with, or None to drop it: the
+        per-subscriber decision of a fan-out, which then writes the packet and `remember`s it."""
         if source != self._source:
             self._source = source
             self._waiting_keyframe = self.stream.gated
@@ -195,24 +117,19 @@ class Forwarder:
         if not packet.payload:
             return None
         if self._waiting_keyframe:
-            if not vp8_keyframe_start(packet.payload):
+            if not vp8.keyframe_start(packet.payload):
                 self.stats.dropped_waiting_keyframe += 1
                 return None
             self._waiting_keyframe = False
-        mapped = self._rewriter.rewrite(source, packet.sequence_number, packet.timestamp)
-        if mapped is None:
-            return None
-        seq, ts = mapped
-        if self._writer is not None:
-            data = self._writer.write(packet, seq, ts)
-        else:
-            data = self._serialize(packet, seq, ts)
+        return self._rewriter.rewrite(source, packet.sequence_number, packet.timestamp)
+
+    def remember(self, seq: int, data: bytes) -> None:
+        """Keep a sent packet for NACKs and count it."""
         self._history[seq % len(self._history)] = (seq, data)
         self.stats.packets += 1
         self.stats.bytes += len(data)
-        return data
 
-    def _serialize(self, packet: RtpPacket, seq: int, ts: int) -> bytes:
+    def serialize(self, packet: RtpPacket, seq: int, ts: int) -> bytes:
         """aiortc's general serializer, for extension ids the one-byte form cannot carry."""
         out = RtpPacket(
             payload_type=self.stream.payload_type,
@@ -251,68 +168,3 @@ class Forwarder:
             answers.append(packet.serialize(self._extensions))
             self.stats.retransmitted += 1
         return answers
-
-
-class _OneByteWriter:
-    """Writes a forwarded packet's header straight from the stream's negotiated ids: the hot
-    path of the SFU, a few times cheaper than building an `RtpPacket` and serializing it with
-    aiortc's general extension map. Only for RFC 8285 one-byte extensions (ids 1-14)."""
-
-    def __init__(
-        self,
-        stream: OutputStream,
-        mid_element: bytes,
-        abs_id: int,
-        toffset_id: int,
-        level_id: int,
-    ) -> None:
-        self._payload_type = stream.payload_type
-        self._ssrc = stream.ssrc
-        self._mid = mid_element
-        self._abs = (abs_id << 4) | 2
-        self._toffset = (toffset_id << 4) | 1  # two bytes, as aiortc writes it
-        self._level = level_id << 4
-        self._has_abs, self._has_toffset, self._has_level = (
-            bool(abs_id),
-            bool(toffset_id),
-            bool(level_id),
-        )
-
-    @classmethod
-    def for_stream(cls, stream: OutputStream) -> _OneByteWriter | None:
-        ids = {e.uri: e.id for e in stream.header_extensions}
-        if any(not 1 <= i <= 14 for i in ids.values()):
-            return None
-        mid = (stream.mid or "").encode()
-        mid_id = ids.get(MID_URI, 0)
-        if mid_id and not 1 <= len(mid) <= 16:
-            return None
-        mid_element = bytes([(mid_id << 4) | (len(mid) - 1)]) + mid if mid_id and mid else b""
-        return cls(
-            stream,
-            mid_element,
-            ids.get(ABS_SEND_TIME_URI, 0),
-            ids.get(TOFFSET_URI, 0),
-            ids.get(AUDIO_LEVEL_URI, 0),
-        )
-
-    def write(self, packet: RtpPacket, seq: int, ts: int) -> bytes:
-        extensions = packet.extensions
-        ext = self._mid
-        if self._has_abs and extensions.abs_send_time is not None:
-            ext += bytes([self._abs]) + _U32.pack(extensions.abs_send_time & 0xFFFFFF)[1:]
-        if self._has_toffset and extensions.transmission_offset is not None:
-            ext += bytes([self._toffset]) + _I32.pack(extensions.transmission_offset << 8)[:2]
-        if self._has_level and extensions.audio_level is not None:
-            voice, level = extensions.audio_level
-            ext += bytes([self._level, (0x80 if voice else 0) | (level & 0x7F)])
-        csrc = packet.csrc
-        first = 0x80 | len(csrc)
-        if ext:
-            first |= 0x10
-            ext += bytes(-len(ext) % 4)
-            ext = _PROFILE.pack(0xBEDE, len(ext) >> 2) + ext
-        header = _HEADER.pack(first, (packet.marker << 7) | self._payload_type, seq, ts, self._ssrc)
-        if csrc:
-            header += b"".join(_U32.pack(c) for c in csrc)
-        return header + ext + packet.payload

@@ -28,8 +28,9 @@ class TrafficMeter:
         self._buckets: deque[tuple[int, int]] = deque()
         self._started = clock()
 
-    def record(self, nbytes: int) -> None:
-        self.packets += 1
+    def record(self, nbytes: int, packets: int = 1) -> None:
+        """Count `packets` datagrams of `nbytes` bytes in all, sent now."""
+        self.packets += packets
         self.bytes += nbytes
         second = int(self._clock())
         if self._buckets and self._buckets[-1][0] == second:

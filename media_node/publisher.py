@@ -7,8 +7,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Hashable
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs import is_rtx
@@ -17,9 +17,10 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 from aiortc.sdp import SessionDescription
 
-from media_node import rtp_hooks, transport_cc
+from media_node import rtp_hooks, transport_cc, vp8
 from media_node.codec_policy import CodecNotAllowed, codec_preferences
-from media_node.forwarder import vp8_keyframe_start
+from media_node.datagram_batch import DatagramBatch
+from media_node.fanout import DownTrack, fan_out
 from media_node.ice import IcePolicy, accept_remote_candidate
 from rtcfleet.signaling import MAX_MEDIA_SECTIONS
 
@@ -36,15 +37,6 @@ class PublishNotAllowed(PermissionError):
 
 class TooManyTracks(ValueError):
     """An offer would take the publisher past ``MAX_MEDIA_SECTIONS`` media sections."""
-
-
-class DownTrack(Protocol):
-    """A subscriber stream fed by a published track."""
-
-    def deliver_now(self, packet: RtpPacket, source: Hashable) -> None:
-        """Take one packet without suspending: a published track calls each of its
-        subscribers in turn, on the packet's own path."""
-        ...
 
 
 class PublishedTrack:
@@ -67,6 +59,7 @@ class PublishedTrack:
         self.primary_payload_type: int | None = None
         self.receiver: rtp_hooks.ForwardingReceiver | None = None
         self.downtracks: set[DownTrack] = set()
+        self.batch = DatagramBatch()
         self.packets_in = 0
         self.keyframe_requests_sent = 0
         self._clock = clock
@@ -80,7 +73,7 @@ class PublishedTrack:
         if (
             self._last_keyframe_request is not None
             and packet.ssrc == self.media_ssrc
-            and vp8_keyframe_start(packet.payload)
+            and vp8.keyframe_start(packet.payload)
         ):
             # the request was answered: the next subscriber to join may ask again at once
             self._last_keyframe_request = None
@@ -93,9 +86,8 @@ class PublishedTrack:
         if packet.ssrc != self.media_ssrc or not packet.payload:
             return
         self.packets_in += 1
-        source = (self.track_id, packet.ssrc)
-        for downtrack in list(self.downtracks):
-            downtrack.deliver_now(packet, source)
+        if self.downtracks:
+            fan_out(packet, (self.track_id, packet.ssrc), list(self.downtracks), self.batch)
 
     def request_keyframe(self) -> bool:
         """Ask the publisher for a keyframe (PLI) unless one was asked for very recently."""
@@ -230,16 +222,26 @@ class Publisher:
 
     async def _send_feedback(self) -> None:
         """Transport-wide feedback every 50 ms, and the cap as REMB every second (the sender's
-        own estimate replaces the SFU's, but the operator's cap still binds)."""
+        own estimate replaces the SFU's, but the operator's cap still binds); every 100 ms, a
+        NACK again for video packets still missing (aiortc's receiver asks once per gap)."""
         next_cap = 0.0
+        missing: dict[str, set[int]] = {}  # lost video packets asked for at the last tick
+        ticks = 0
         while True:
             await asyncio.sleep(TRANSPORT_FEEDBACK_INTERVAL)
+            ticks += 1
             tracks = sorted(self.tracks.values(), key=lambda t: t.kind != "video")
             try:
                 for track in tracks:
                     if track.receiver is not None and track.receiver.transport_cc is not None:
                         await track.receiver.send_transport_feedback(track.media_ssrc or 0)
                         break
+                for track in tracks if ticks % 2 == 0 else ():  # every 100 ms
+                    if track.kind == "video" and track.receiver is not None:
+                        before = missing.get(track.track_id, set())
+                        missing[track.track_id] = await rtp_hooks.repeat_nacks(
+                            track.receiver, before
+                        )
                 if time.monotonic() >= next_cap:
                     next_cap = time.monotonic() + CAP_REMB_INTERVAL
                     await self.apply_bitrate_cap()

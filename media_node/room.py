@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from media_node.datagram_batch import Account
 from media_node.ice import IcePolicy
 from media_node.publisher import PublishedTrack, Publisher, PublishNotAllowed
 from media_node.subscriber import Subscriber
@@ -46,7 +47,7 @@ class Room:
         allowed_codecs: Callable[[], tuple[str, ...]],
         remb_cap: Callable[[], int],
         emit: Emit,
-        on_sent: Callable[[int], None],
+        on_sent: Account,
     ) -> None:
         self.name = name
         self.participants: dict[str, Participant] = {}

@@ -48,6 +48,8 @@ from aiortc.rtp import (
 )
 
 from media_node import transport_cc
+from media_node.datagram_batch import Account, DatagramBatch
+from media_node.settings import ICE_ADDRESSES_ENV
 
 AIORTC_VERSION = "1.16.0"
 
@@ -219,6 +221,7 @@ class ForwardingSender(RTCRtpSender):
     _fwd_feedback: SenderFeedback
     _fwd_parameters: Any
     _fwd_pending: list[asyncio.Future[None]]
+    _fwd_route: tuple[Any, asyncio.DatagramTransport | None, int] | None
 
     async def send(self, parameters: Any) -> None:
         if getattr(self, _TX + "started"):
@@ -266,6 +269,49 @@ class ForwardingSender(RTCRtpSender):
         """Send a retransmission, which sender reports do not count."""
         self.send_now(data)
 
+    def queue_rtp(
+        self,
+        data: bytes,
+        timestamp: int,
+        payload_size: int,
+        batch: DatagramBatch,
+        ntp: int,
+        account: Account,
+    ) -> bool:
+        """Protect one serialized RTP packet and queue it in `batch` (the fan-out's path: the
+        batch's one send replaces a `sendto` per subscriber); False when not connected. A TCP
+        or relayed pair sends through aioice at once."""
+        dtls: Any = self.transport
+        pair = dtls.transport._connection._nominated.get(1)
+        if dtls._state is not DtlsState.CONNECTED or pair is None:
+            return False
+        protected = dtls._tx_srtp.protect(data)
+        route = self._fwd_route
+        if route is None or route[0] is not pair:
+            route = self._fwd_route = _route(pair)
+        transport = route[1]
+        if transport is not None:
+            if transport.is_closing():  # its descriptor may soon belong to another socket
+                return False
+            batch.add(transport, route[2], protected, pair.remote_addr, account)
+        else:
+            self._send_aioice(pair, protected)
+            account(len(protected), 1)
+        state = self.__dict__
+        state[_NTP] = ntp
+        state[_RTP_TS] = timestamp
+        state[_OCTETS] += payload_size
+        state[_PACKETS] += 1
+        dtls._RTCDtlsTransport__tx_bytes += len(protected)
+        dtls._RTCDtlsTransport__tx_packets += 1
+        return True
+
+    def _send_aioice(self, pair: Any, protected: bytes) -> None:
+        self._fwd_pending.append(
+            asyncio.ensure_future(pair.protocol.send_data(protected, pair.remote_addr))
+        )
+        del self._fwd_pending[:-64]
+
     def send_now(self, data: bytes) -> bool:
         """Encrypt and send on the nominated ICE pair at once: the per-packet hot path, without
         aiortc's and aioice's four awaits per packet. False when not connected."""
@@ -278,10 +324,7 @@ class ForwardingSender(RTCRtpSender):
         if type(protocol) is StunProtocol:
             protocol.transport.sendto(protected, pair.remote_addr)
         else:  # a TCP or relayed pair: aioice's own (awaitable) send, in order
-            self._fwd_pending.append(
-                asyncio.ensure_future(protocol.send_data(protected, pair.remote_addr))
-            )
-            del self._fwd_pending[:-64]
+            self._send_aioice(pair, protected)
         dtls._RTCDtlsTransport__tx_bytes += len(protected)
         dtls._RTCDtlsTransport__tx_packets += 1
         return True
@@ -345,7 +388,20 @@ def make_forwarding_sender(sender: RTCRtpSender, feedback: SenderFeedback) -> Fo
     forwarding._fwd_feedback = feedback
     forwarding._fwd_parameters = None
     forwarding._fwd_pending = []
+    forwarding._fwd_route = None
     return forwarding
+
+
+def _route(pair: Any) -> tuple[Any, asyncio.DatagramTransport | None, int]:
+    """(pair, UDP transport, socket fd) of a nominated pair; no transport for TCP or relay."""
+    protocol = pair.protocol
+    if type(protocol) is not StunProtocol:
+        return pair, None, -1
+    transport = protocol.transport
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return pair, None, -1
+    return pair, transport, sock.fileno()
 
 
 def set_msid(sender: RTCRtpSender, stream_id: str, track_id: str) -> None:
@@ -434,6 +490,48 @@ def watch_received_rtp(receiver: RTCRtpReceiver, on_packet: Callable[[RtpPacket]
     setattr(receiver, "_handle_rtp_packet", handle)  # noqa: B010
 
 
+DatagramHandler = Callable[[bytes, Any], None]
+
+
+def tap_datagrams(pc: RTCPeerConnection, tap: Callable[[DatagramHandler], DatagramHandler]) -> int:
+    """Put `tap(original)` in front of the datagram handler of every UDP socket of `pc`'s ICE
+    connections (after gathering), before aioice, DTLS and SRTP see a datagram; each socket is
+    tapped once. Returns how many were tapped now."""
+    tapped = 0
+    for transceiver in pc.getTransceivers():
+        for protocol in transceiver.receiver.transport.transport.iceGatherer._connection._protocols:
+            if isinstance(protocol, StunProtocol) and not getattr(protocol, "_fwd_tapped", False):
+                setattr(protocol, "datagram_received", tap(protocol.datagram_received))  # noqa: B010
+                setattr(protocol, "_fwd_tapped", True)  # noqa: B010
+                tapped += 1
+    return tapped
+
+
+def receiver_srtp(receiver: RTCRtpReceiver) -> Any:
+    """The receiving SRTP session (pylibsrtp) of a receiver's DTLS transport, once connected."""
+    return receiver.transport._rx_srtp
+
+
+def receiver_statistics(receiver: RTCRtpReceiver) -> dict[int, StreamStatistics]:
+    """The per-SSRC statistics a receiver's receiver reports are written from."""
+    return cast(dict[int, StreamStatistics], getattr(receiver, _RX + "remote_streams"))
+
+
+def receiver_nack_generator(receiver: RTCRtpReceiver) -> Any:
+    """The receiver's NACK generator (None when NACK was not negotiated)."""
+    return getattr(receiver, _RX + "nack_generator")
+
+
+async def send_nack(receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]) -> None:
+    """Send a generic NACK for `lost` sequence numbers of `media_ssrc`, as aiortc does."""
+    await receiver._send_rtcp_nack(media_ssrc, lost)
+
+
+async def handle_plain_rtp(receiver: RTCRtpReceiver, data: bytes, arrival_time_ms: int) -> None:
+    """Hand an already unprotected RTP packet to the receiver's DTLS transport's RTP path."""
+    await receiver.transport._handle_rtp_data(data, arrival_time_ms)
+
+
 def pending_ice_connections(pc: RTCPeerConnection) -> list[Connection]:
     """The aioice connections of `pc` that have not gathered candidates yet."""
     connections: list[Connection] = []
@@ -509,8 +607,6 @@ def host_addresses(connection: Connection) -> list[str]:
 # the tests must keep all media on 127.0.0.1: aioice's module-level address lookup is replaced
 # for the whole process, its own peer connections and any other.
 
-# comma-separated addresses, read by restrict_host_addresses_from_environment
-ICE_ADDRESSES_ENV = "RTCFLEET_ICE_ADDRESSES"
 _aioice_host_addresses = aioice.ice.get_host_addresses
 
 
@@ -592,3 +688,59 @@ async def _bind_in_range(
 
 def _same_family(a: str, b: str) -> bool:
     return (":" in a) == (":" in b)
+
+
+def route_rtx_by_ssrc(pc: RTCPeerConnection) -> None:
+    """Have `pc`'s transports route each receiver's RTX SSRC (from `a=ssrc-group:FID`) to it.
+
+    aiortc 1.16 registers only a receiver's media SSRC with its transport's RTP router, so an
+    RTX packet is routed by payload type alone, which works only while one receiver has that
+    payload type: on a bundled connection receiving two videos every retransmission is
+    discarded, a lost packet is never recovered and the jitter buffer holds the stream until
+    it overflows (512 packets: half a minute of a low-rate video). Call after each
+    setRemoteDescription; the receivers register when the connection starts them."""
+    for transceiver in pc.getTransceivers():
+        transport = transceiver.receiver.transport
+        if transport is None or "_register_rtp_receiver" in vars(transport):
+            continue
+        original = transport._register_rtp_receiver
+        table: dict[int, Any] = transport._rtp_router.ssrc_table
+
+        def register(
+            receiver: Any, parameters: Any, original: Any = original, table: Any = table
+        ) -> None:
+            original(receiver, parameters)
+            for encoding in parameters.encodings:
+                if encoding.rtx is not None:
+                    table[encoding.rtx.ssrc] = receiver
+
+        setattr(transport, "_register_rtp_receiver", register)  # noqa: B010
+
+
+async def repeat_nacks(receiver: RTCRtpReceiver, still_missing: set[int]) -> set[int]:
+    """Send a NACK again for the packets that were already missing at the previous call and
+    still are; returns what is missing now (pass it to the next call).
+
+    aiortc's receiver sends a NACK only when a new gap opens, so a lost NACK or a lost
+    retransmission waits for the next gap (about 20 packets away at 5 % loss: over a second
+    of a low-rate video). Called every round trip or so, this repeats the request as
+    libwebrtc's receiver does."""
+    generator = getattr(receiver, _RX + "nack_generator", None)
+    if generator is None or not getattr(receiver, _RX + "started"):
+        return set()
+    missing = set(generator.missing)
+    again = sorted(missing & still_missing)
+    rtx: dict[int, int] = getattr(receiver, _RX + "rtx_ssrc")
+    media = [s for s in getattr(receiver, _RX + "remote_streams") if s not in rtx]
+    if again and media:
+        await receiver._send_rtcp_nack(media[0], again)
+    return missing
+
+
+def ice_protocols(pc: RTCPeerConnection) -> list[StunProtocol]:
+    """The UDP protocols (one per local candidate socket) of every ICE connection of `pc`."""
+    protocols: list[StunProtocol] = []
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.receiver.transport.transport.iceGatherer._connection
+        protocols += [p for p in connection._protocols if p not in protocols]
+    return protocols

@@ -27,6 +27,10 @@ from rtcfleet.nodes import NODE_ID_PATTERN
 from rtcfleet.tracing import TracingSettings
 
 ENV_PREFIX = "RTCFLEET_MEDIA_"
+# The local addresses ICE gathers host candidates on, comma-separated, for every WebRTC peer of
+# a process (media_node.rtp_hooks.restrict_host_addresses_from_environment); a media node's
+# workers use its bind_ip instead.
+ICE_ADDRESSES_ENV = "RTCFLEET_ICE_ADDRESSES"
 # forwarded video streams (with their audio) one worker process carries at its target load
 DEFAULT_STREAMS_PER_WORKER = 150
 

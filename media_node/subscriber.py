@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs import is_rtx
 from aiortc.rtcconfiguration import RTCBundlePolicy
-from aiortc.rtp import RtpPacket
 
 from media_node import rtp_hooks
 from media_node.codec_policy import codec_preferences
+from media_node.datagram_batch import Account
+from media_node.fanout import DownTrack, OutgoingPacket
 from media_node.forwarder import Forwarder, OutputStream
 from media_node.ice import IcePolicy, accept_remote_candidate
-from media_node.publisher import DownTrack, PublishedTrack
+from media_node.publisher import PublishedTrack
+from media_node.rtp_header import FIXED_HEADER
 from rtcfleet import tracing
 
 logger = logging.getLogger(__name__)
@@ -38,13 +40,13 @@ class SubscriberNotNegotiating(RuntimeError):
 
 class SubscriberDownTrack(DownTrack):
     """One m-line of a subscriber connection (a slot that a track of its kind may reuse) and
-    the forwarder behind its sender: the ``DownTrack`` a published track feeds."""
+    the forwarder behind its sender: the `DownTrack` a published track fans out to."""
 
     def __init__(
         self,
         transceiver: Any,
         kind: str,
-        on_sent: Callable[[int], None],
+        on_sent: Account,
     ) -> None:
         self.transceiver = transceiver
         self.kind = kind
@@ -69,19 +71,31 @@ class SubscriberDownTrack(DownTrack):
         self.track = None
         self.transceiver.direction = "inactive"
 
-    def deliver_now(self, packet: RtpPacket, source: Hashable) -> None:
-        """Forward one packet to this subscriber (the per-subscriber hot path)."""
+    def forward(self, outgoing: OutgoingPacket) -> None:
+        """The per-subscriber part of a fan-out: rewrite, write the fixed header in front of
+        the shared tail, protect and queue."""
         forwarder = self.forwarder
         if forwarder is None or not self.active:
             return
-        data = forwarder.forward(packet, source)
-        if data is None:
-            waiting = forwarder.waiting_for_keyframe and self.track is not None
-            if waiting and self.track is not None and self.track.request_keyframe():
+        packet = outgoing.packet
+        mapped = forwarder.rewrite(packet, outgoing.source)
+        if mapped is None:
+            track = self.track
+            if forwarder.waiting_for_keyframe and track is not None and track.request_keyframe():
                 forwarder.stats.keyframe_requests += 1
             return
-        if self.sender.send_rtp_now(data, packet.timestamp, len(packet.payload)):
-            self._on_sent(len(data))
+        seq, ts = mapped
+        writer = forwarder.writer
+        if writer is None:
+            data = forwarder.serialize(packet, seq, ts)
+        else:
+            first, tail = outgoing.tail(writer)
+            second = (packet.marker << 7) | writer.payload_type
+            data = FIXED_HEADER.pack(first, second, seq, ts, writer.ssrc) + tail
+        forwarder.remember(seq, data)
+        self.sender.queue_rtp(
+            data, packet.timestamp, len(packet.payload), outgoing.batch, outgoing.ntp, self._on_sent
+        )
 
     def on_started(self, sender: rtp_hooks.ForwardingSender) -> None:
         parameters = sender.parameters
@@ -131,10 +145,10 @@ class Subscriber:
         ice: IcePolicy,
         allowed_codecs: tuple[str, ...],
         on_offer: Callable[[str], None],
-        on_sent: Callable[[int], None],
+        on_sent: Account,
     ) -> None:
         self.participant = participant
-        self.slots: list[SubscriberDownTrack] = []
+        self.downtracks: list[SubscriberDownTrack] = []
         self.offers_sent = 0
         self._ice = ice
         self.remote_candidates = 0
@@ -147,28 +161,30 @@ class Subscriber:
             RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
         )
 
-    def slot_for(self, track: PublishedTrack) -> SubscriberDownTrack | None:
-        return next((s for s in self.slots if s.track is track), None)
+    def downtrack_for(self, track: PublishedTrack) -> SubscriberDownTrack | None:
+        return next((s for s in self.downtracks if s.track is track), None)
 
     async def add_track(self, track: PublishedTrack) -> None:
         async with self._lock:
-            if self.slot_for(track) is not None:
+            if self.downtrack_for(track) is not None:
                 return
-            slot = next((s for s in self.slots if s.kind == track.kind and s.track is None), None)
-            if slot is None:
+            downtrack = next(
+                (s for s in self.downtracks if s.kind == track.kind and s.track is None), None
+            )
+            if downtrack is None:
                 transceiver = self.pc.addTransceiver(track.kind, direction="sendonly")
                 transceiver.setCodecPreferences(codec_preferences(track.kind, self._allowed))
-                slot = SubscriberDownTrack(transceiver, track.kind, self._on_sent)
-                self.slots.append(slot)
-            slot.attach(track)
+                downtrack = SubscriberDownTrack(transceiver, track.kind, self._on_sent)
+                self.downtracks.append(downtrack)
+            downtrack.attach(track)
             await self._negotiate()
 
     async def remove_track(self, track: PublishedTrack) -> None:
         async with self._lock:
-            slot = self.slot_for(track)
-            if slot is None:
+            downtrack = self.downtrack_for(track)
+            if downtrack is None:
                 return
-            slot.detach()
+            downtrack.detach()
             await self._negotiate()
 
     async def apply_answer(self, sdp: str) -> None:
@@ -190,15 +206,15 @@ class Subscriber:
         await self.pc.addIceCandidate(parsed)
 
     async def close(self) -> None:
-        for slot in self.slots:
-            if slot.track is not None:
-                slot.track.downtracks.discard(slot)
-            slot.track = None
+        for downtrack in self.downtracks:
+            if downtrack.track is not None:
+                downtrack.track.downtracks.discard(downtrack)
+            downtrack.track = None
         await self.pc.close()
 
     @property
     def forwarded_streams(self) -> int:
-        return sum(1 for s in self.slots if s.track is not None and s.active)
+        return sum(1 for s in self.downtracks if s.track is not None and s.active)
 
     async def _negotiate(self) -> None:
         """Offer the current set of tracks, or remember to once the pending offer is answered."""
@@ -206,7 +222,7 @@ class Subscriber:
             self._dirty = True
             return
         self._dirty = False
-        if not any(s.track is not None for s in self.slots) and self.offers_sent == 0:
+        if not any(s.track is not None for s in self.downtracks) and self.offers_sent == 0:
             return
         with tracing.child_span("negotiate subscriber"):
             self._ice.apply(self.pc)

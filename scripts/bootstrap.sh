@@ -14,7 +14,7 @@ want="$(cat "$RTCFLEET_ROOT/requirements.lock" "$RTCFLEET_ROOT/pyproject.toml" |
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "rtcfleet: installing dependencies into $RTCFLEET_VENV" >&2
   "$RTCFLEET_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "uv>=0.4,<1"
-  "$RTCFLEET_VENV/bin/uv" pip sync --quiet --python "$RTCFLEET_VENV/bin/python" "$RTCFLEET_ROOT/requirements.lock"
+  "$RTCFLEET_VENV/bin/uv" pip sync --quiet --compile-bytecode --python "$RTCFLEET_VENV/bin/python" "$RTCFLEET_ROOT/requirements.lock"
   "$RTCFLEET_VENV/bin/uv" pip install --quiet --python "$RTCFLEET_VENV/bin/python" --no-deps -e "$RTCFLEET_ROOT"
   echo "$want" > "$stamp"
 fi

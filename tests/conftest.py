@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from media_node import rtp_hooks
+from media_node.settings import ICE_ADDRESSES_ENV
 from rtcfleet.servers import RedisServer, ReplicatedPostgres, SentinelRedis
 
 
@@ -66,5 +67,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 # Every WebRTC peer in the suite, in-process or child process, keeps its media on loopback.
-os.environ[rtp_hooks.ICE_ADDRESSES_ENV] = "127.0.0.1"
+os.environ[ICE_ADDRESSES_ENV] = "127.0.0.1"
 rtp_hooks.restrict_host_addresses_from_environment()

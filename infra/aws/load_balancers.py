@@ -46,8 +46,8 @@ class LoadBalancersArgs:
     client_security_group_id: pulumi.Input[str]
     admin_security_group_id: pulumi.Input[str]
     signaling_security_group_id: pulumi.Input[str]
-    certificate_arn: str
-    admin_certificate_arn: str
+    certificate_arn: pulumi.Input[str]
+    admin_certificate_arn: pulumi.Input[str]
     deletion_protection: bool = False
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -167,7 +167,7 @@ class LoadBalancers(pulumi.ComponentResource):
         security_group_id: pulumi.Input[str],
         idle_timeout: int,
         targets: aws.lb.TargetGroup,
-        certificate_arn: str | None,
+        certificate_arn: pulumi.Input[str] | None,
     ) -> tuple[aws.lb.LoadBalancer, aws.lb.Listener]:
         """An ALB and its one listener: HTTPS on 443 with a certificate, else HTTP on the
         signaling port (the internal one), forwarding to ``targets``."""

@@ -15,9 +15,11 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.aws.iam import EC2_TRUST_POLICY
+from infra.aws.spot import group_capacity
 from infra.node_boot import boot_script
 from infra.scaling import CpuScaling, Drain
 from infra.spec import DRAIN_HOOK_NAME, ROLE_TAG, Role
+from infra.spot import SpotSettings
 
 SESSION_MANAGER_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 ROOT_DEVICE = "/dev/xvda"
@@ -44,6 +46,8 @@ class NodeGroupArgs:
     target_group_arns: Sequence[pulumi.Input[str]] = ()
     scaling: CpuScaling | None = None
     drain: Drain | None = None
+    # an on-demand base and spot above it (media nodes only; see infra/spot.py)
+    spot: SpotSettings | None = None
     volume_gb: int = 30
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -191,9 +195,7 @@ class NodeGroup(pulumi.ComponentResource):
             min_size=args.min_size,
             max_size=args.max_size,
             vpc_zone_identifiers=args.subnet_ids,
-            launch_template=aws.autoscaling.GroupLaunchTemplateArgs(
-                id=self.launch_template.id, version=self.launch_template.latest_version.apply(str)
-            ),
+            **group_capacity(self.launch_template, args.spot),
             target_group_arns=args.target_group_arns,
             # Never "ELB": the target groups probe readiness, and a group that replaced machines
             # on it would replace every gateway of a region whose Redis fails over. The group

@@ -10,16 +10,19 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import outputs, spec
+from infra.aws.certificates import Certificates, CertificatesArgs
 from infra.aws.firewall import Firewall, FirewallArgs
 from infra.aws.load_balancers import LoadBalancers, LoadBalancersArgs
 from infra.aws.network import Network, NetworkArgs
 from infra.aws.node_groups import NodeGroup, NodeGroupArgs
 from infra.aws.node_settings import NodeSettings, NodeSettingsArgs, parameter_name
 from infra.aws.postgres import DATABASE, MASTER_USER, Postgres, PostgresArgs
+from infra.aws.recordings import RecordingStore, RecordingStoreArgs
 from infra.aws.redis import Redis, RedisArgs
 from infra.aws.secrets import Secrets, SecretsArgs
 from infra.aws.settings import AwsRegionSettings
 from infra.aws.sizes import instance_type
+from infra.recordings import s3_document
 from infra.region_program import database_source, node_documents, node_image, region_tags
 from infra.scaling import CpuScaling, Drain
 from infra.secret_values import configured_secrets
@@ -82,13 +85,16 @@ class AwsRegion(pulumi.ComponentResource):
         network = self._network()
         firewall = self._firewall(network)
         secrets = self._secrets(args.secrets, args.home)
-        load_balancers = self._load_balancers(network, firewall)
+        load_balancers = self._load_balancers(network, firewall, self._certificates())
         stores = self._data_stores(network, firewall, secrets, args.home)
-        node_settings = self._node_settings(stores, load_balancers)
+        recordings = self._recordings()
+        node_settings = self._node_settings(stores, load_balancers, recordings)
         groups = self._node_groups(
             args.image_id, network, firewall, secrets, node_settings, load_balancers
         )
+        recordings.grant_writer(groups.media.role)
         self.exports = self._exports(network, load_balancers, stores, groups, secrets)
+        self.exports[outputs.RECORDING_BUCKET] = recordings.name
         self.register_outputs(self.exports)
 
     def _network(self) -> Network:
@@ -141,7 +147,40 @@ class AwsRegion(pulumi.ComponentResource):
             opts=self._child,
         )
 
-    def _load_balancers(self, network: Network, firewall: Firewall) -> LoadBalancers:
+    def _certificates(self) -> Certificates | None:
+        """The public names' certificates, unless the stack names an existing ARN."""
+        settings = self._settings
+        if settings.certificates is None:
+            return None
+        return Certificates(
+            f"{self._prefix}-certificates",
+            CertificatesArgs(
+                prefix=self._prefix,
+                env=settings.env,
+                settings=settings.certificates,
+                tags=self._tags,
+            ),
+            opts=self._child,
+        )
+
+    def _recordings(self) -> RecordingStore:
+        settings = self._settings
+        return RecordingStore(
+            f"{self._prefix}-recordings",
+            RecordingStoreArgs(
+                prefix=self._prefix,
+                env=settings.env,
+                region=settings.region,
+                settings=settings.recordings,
+                retain=settings.production,
+                tags=self._tags,
+            ),
+            opts=self._child,
+        )
+
+    def _load_balancers(
+        self, network: Network, firewall: Firewall, certificates: Certificates | None
+    ) -> LoadBalancers:
         settings = self._settings
         return LoadBalancers(
             f"{self._prefix}-lb",
@@ -153,8 +192,14 @@ class AwsRegion(pulumi.ComponentResource):
                 client_security_group_id=firewall.group_id(Role.CLIENT_LB),
                 admin_security_group_id=firewall.group_id(Role.ADMIN_LB),
                 signaling_security_group_id=firewall.group_id(Role.SIGNALING_LB),
-                certificate_arn=settings.certificate,
-                admin_certificate_arn=settings.admin_certificate or settings.certificate,
+                certificate_arn=(
+                    certificates.arn("client") if certificates else str(settings.certificate)
+                ),
+                admin_certificate_arn=(
+                    certificates.arn("admin")
+                    if certificates
+                    else str(settings.admin_certificate or settings.certificate)
+                ),
                 deletion_protection=settings.production,
                 tags=self._tags,
             ),
@@ -204,7 +249,9 @@ class AwsRegion(pulumi.ComponentResource):
         )
         return DataStores(redis, postgres)
 
-    def _node_settings(self, stores: DataStores, load_balancers: LoadBalancers) -> NodeSettings:
+    def _node_settings(
+        self, stores: DataStores, load_balancers: LoadBalancers, recordings: RecordingStore
+    ) -> NodeSettings:
         settings = self._settings
         signaling_url = pulumi.Output.concat(
             "http://",
@@ -222,6 +269,7 @@ class AwsRegion(pulumi.ComponentResource):
             },
             write_host=stores.postgres.write_endpoint,
             signaling_url=signaling_url,
+            recording=s3_document(recordings.name, settings.region),
         )
         return NodeSettings(
             f"{self._prefix}-node-settings",
@@ -288,6 +336,7 @@ class AwsRegion(pulumi.ComponentResource):
                 max_size=settings.media_max,
                 scaling=CpuScaling(settings.media_cpu_target, settings.media_warmup_seconds),
                 drain=Drain(settings.drain_timeout_seconds),
+                spot=settings.media_spot,
             ),
             opts=self._child,
         )

@@ -9,6 +9,7 @@ from typing import ClassVar
 from pydantic import field_validator
 
 from infra.aws.regions import AWS_REGIONS
+from infra.certificates import acm_arn_problem
 from infra.settings import RegionSettings
 from infra.settings_errors import config_key
 
@@ -32,8 +33,9 @@ class AwsRegionSettings(RegionSettings):
     @field_validator("certificate", "admin_certificate")
     @classmethod
     def _acm_arn(cls, value: str | None) -> str | None:
-        if value is not None and not _ACM_ARN.match(value):
-            raise ValueError("must be an ACM certificate ARN (arn:aws:acm:<region>:<account>:...)")
+        problem = None if value is None else acm_arn_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("image_id")

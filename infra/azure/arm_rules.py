@@ -47,12 +47,16 @@ def scale_set_refusals(props: Mapping[str, Any]) -> list[str]:
     Compute REST reference: ``networkApiVersion`` is "used when creating networking resources
     ... for Virtual Machine Scale Set with orchestration mode 'Flexible'"; the OS disk's
     ``deleteOption`` "is available for VMSS with Flexible OrchestrationMode only"; the public
-    IP configuration's ``sku`` "can only be set with OrchestrationMode as Flexible".
+    IP configuration's ``sku`` "can only be set with OrchestrationMode as Flexible";
+    ``priorityMixPolicy`` "specifies the target splits for Spot and Regular priority VMs
+    within a scale set with flexible orchestration mode".
     """
     if props.get("orchestrationMode") == FLEXIBLE:
         return []
     profile = props.get("virtualMachineProfile") or {}
     refusals = []
+    if props.get("priorityMixPolicy"):
+        refusals.append("priorityMixPolicy is for Flexible orchestration only")
     if _get(profile, "networkProfile", "networkApiVersion"):
         refusals.append("networkProfile.networkApiVersion is for Flexible orchestration only")
     if _get(profile, "storageProfile", "osDisk", "deleteOption"):

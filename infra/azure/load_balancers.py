@@ -60,8 +60,8 @@ class LoadBalancersArgs:
     gateway_subnet_id: pulumi.Input[str]
     # A static private address in the gateway subnet for the signaling LB.
     signaling_address: str
-    certificate: str
-    admin_certificate: str
+    certificate: pulumi.Input[str]
+    admin_certificate: pulumi.Input[str]
     certificate_vault_id: str
     dns_label: str
     tags: dict[str, str] = field(default_factory=dict)
@@ -259,7 +259,7 @@ class LoadBalancers(pulumi.ComponentResource):
         role: Role,
         subnet_id: pulumi.Input[str],
         address: azure_native.network.PublicIPAddress,
-        certificate: str,
+        certificate: pulumi.Input[str],
         backend_port: int,
         affinity: bool,
         waf_policy: azure_native.network.WebApplicationFirewallPolicy | None,

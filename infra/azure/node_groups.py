@@ -35,6 +35,7 @@ import pulumi
 import pulumi_azure_native as azure_native
 
 from infra.azure.identities import grant, stable_guid
+from infra.azure.spot import spot_profile
 from infra.node_boot import boot_script
 from infra.scaling import CpuScaling, Drain
 from infra.spec import (
@@ -95,6 +96,8 @@ class NodeGroupArgs:
     scaling: CpuScaling | None = None
     # Terminate notice, scale-in policy and self-protection for nodes that drain.
     drain: Drain | None = None
+    # Spot priority, evicted machines deleted (see infra/azure/spot.py)
+    spot: bool = False
     disk_gb: int = 30
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -316,6 +319,7 @@ class NodeGroup(pulumi.ComponentResource):
                 diagnostics_profile=compute.DiagnosticsProfileArgs(
                     boot_diagnostics=compute.BootDiagnosticsArgs(enabled=True)
                 ),
+                **spot_profile(args.spot),
             ),
             tags=self._tags,
             # Autoscale owns the media fleet's size once it exists.

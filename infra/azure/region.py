@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
@@ -11,6 +12,7 @@ import pulumi
 import pulumi_azure_native as azure_native
 
 from infra import outputs, spec
+from infra.azure.certificates import Certificates, CertificatesArgs
 from infra.azure.firewall import Firewall, FirewallArgs
 from infra.azure.firewall_rules import AZURE_REDIS_TLS_PORT
 from infra.azure.key_vault import KeyVault, KeyVaultArgs, secret_name, settings_name
@@ -18,10 +20,13 @@ from infra.azure.load_balancers import LoadBalancers, LoadBalancersArgs
 from infra.azure.network import Network, NetworkArgs, subnet_cidrs
 from infra.azure.node_groups import NodeGroup, NodeGroupArgs
 from infra.azure.postgres import ADMIN_USER, DATABASE, Postgres, PostgresArgs
+from infra.azure.recordings import RecordingStore, RecordingStoreArgs
 from infra.azure.redis import Redis, RedisArgs
 from infra.azure.regions import AZURE_SHORT_NAMES
 from infra.azure.settings import AzureRegionSettings
 from infra.azure.sizes import vm_size
+from infra.azure.spot import SPOT_PREFIX_SUFFIX, media_capacity
+from infra.recordings import azure_blob_document
 from infra.region_program import database_source, node_documents, node_image, region_tags
 from infra.scaling import CpuScaling, Drain
 from infra.secret_values import configured_secrets, secret_values
@@ -78,6 +83,8 @@ class NodeGroups:
 
     gateways: NodeGroup
     media: NodeGroup
+    # the spot share of the media nodes (rtcfleet:mediaSpot)
+    media_spot: NodeGroup | None = None
 
 
 class AzureRegion(pulumi.ComponentResource):
@@ -104,11 +111,17 @@ class AzureRegion(pulumi.ComponentResource):
         firewall = self._firewall(group)
         network = self._network(group, firewall)
         identities = self._identities(group)
-        load_balancers = self._load_balancers(group, network)
+        load_balancers = self._load_balancers(group, network, self._certificates())
         stores = self._data_stores(group, network, args.secrets, args.home)
-        vault = self._key_vault(group, network, stores, identities)
+        recordings = self._recordings(group, identities)
+        vault = self._key_vault(group, network, stores, identities, recordings)
         groups = self._node_groups(args.image_id, group, network, identities, vault, load_balancers)
         self.exports = self._exports(group, network, load_balancers, stores, vault, groups)
+        self.exports[outputs.RECORDING_CONTAINER_URL] = pulumi.Output.from_input(
+            recordings.container_url
+        )
+        if groups.media_spot is not None:
+            self.exports[outputs.MEDIA_SPOT_SCALE_SET_ID] = groups.media_spot.scale_set.id
         self.register_outputs(self.exports)
 
     def _resource_group(self) -> azure_native.resources.ResourceGroup:
@@ -170,8 +183,50 @@ class AzureRegion(pulumi.ComponentResource):
             for role in (Role.GATEWAY, Role.MEDIA_NODE)
         }
 
+    def _certificates(self) -> Certificates | None:
+        """The public names' certificates, unless the stack names existing secret ids."""
+        settings = self._settings
+        if settings.certificates is None:
+            return None
+        return Certificates(
+            f"{self._prefix}-certificates",
+            CertificatesArgs(
+                prefix=self._prefix,
+                env=settings.env,
+                settings=settings.certificates,
+                vault_id=settings.certificate_vault_id,
+                tags=self._tags,
+            ),
+            opts=self._child,
+        )
+
+    def _recordings(
+        self,
+        group: azure_native.resources.ResourceGroup,
+        identities: Mapping[Role, azure_native.managedidentity.UserAssignedIdentity],
+    ) -> RecordingStore:
+        settings = self._settings
+        return RecordingStore(
+            f"{self._prefix}-recordings",
+            RecordingStoreArgs(
+                prefix=self._prefix,
+                stack=settings.stack,
+                resource_group_name=group.name,
+                location=settings.region,
+                subscription_id=self._client.subscription_id,
+                settings=settings.recordings,
+                writer_principal_id=identities[Role.MEDIA_NODE].principal_id,
+                retain=settings.production,
+                tags=self._tags,
+            ),
+            opts=self._child,
+        )
+
     def _load_balancers(
-        self, group: azure_native.resources.ResourceGroup, network: Network
+        self,
+        group: azure_native.resources.ResourceGroup,
+        network: Network,
+        certificates: Certificates | None,
     ) -> LoadBalancers:
         settings = self._settings
         return LoadBalancers(
@@ -186,8 +241,14 @@ class AzureRegion(pulumi.ComponentResource):
                 admin_subnet_id=network.subnet_id(Role.ADMIN_LB),
                 gateway_subnet_id=network.subnet_id(Role.GATEWAY),
                 signaling_address=self._signaling_address,
-                certificate=settings.certificate,
-                admin_certificate=settings.admin_certificate or settings.certificate,
+                certificate=(
+                    certificates.secret_id("client") if certificates else str(settings.certificate)
+                ),
+                admin_certificate=(
+                    certificates.secret_id("admin")
+                    if certificates
+                    else str(settings.admin_certificate or settings.certificate)
+                ),
                 certificate_vault_id=settings.certificate_vault_id,
                 dns_label=f"rtcfleet-{self._prefix}",
                 tags=self._tags,
@@ -275,6 +336,7 @@ class AzureRegion(pulumi.ComponentResource):
         network: Network,
         stores: DataStores,
         identities: Mapping[Role, azure_native.managedidentity.UserAssignedIdentity],
+        recordings: RecordingStore,
     ) -> KeyVault:
         """The secrets and each role's settings document, readable by that role alone."""
         settings = self._settings
@@ -292,6 +354,7 @@ class AzureRegion(pulumi.ComponentResource):
                 f"http://{self._signaling_address}:"
                 f"{spec.CLIENT_SIGNALING_PORT}{spec.INTERNAL_PATH_PREFIX}"
             ),
+            recording=azure_blob_document(recordings.container_url),
         )
         return KeyVault(
             f"{self._prefix}-vault",
@@ -360,20 +423,43 @@ class AzureRegion(pulumi.ComponentResource):
             ),
             opts=after_load_balancers,
         )
+        regular, spot = media_capacity(settings.media_min, settings.media_max, settings.media_spot)
         media = NodeGroup(
             f"{self._prefix}-media",
             group_args(
                 Role.MEDIA_NODE,
                 vm_size=vm_size(Role.MEDIA_NODE, settings.media_size, settings.media_vm_size),
-                min_size=settings.media_min,
-                max_size=settings.media_max,
+                min_size=regular.minimum,
+                max_size=regular.maximum,
                 public_ip=True,
                 scaling=CpuScaling(settings.media_cpu_target, settings.media_warmup_seconds),
                 drain=Drain(settings.drain_timeout_seconds),
             ),
             opts=after_load_balancers,
         )
-        return NodeGroups(gateways, media)
+        media_spot = None
+        if spot is not None and settings.media_spot is not None:
+            # the spot share: a scale set of its own (infra/azure/spot.py says why)
+            media_spot = NodeGroup(
+                f"{self._prefix}-media-{SPOT_PREFIX_SUFFIX}",
+                dataclasses.replace(
+                    group_args(
+                        Role.MEDIA_NODE,
+                        vm_size=settings.media_spot.instance_types[0],
+                        min_size=spot.minimum,
+                        max_size=spot.maximum,
+                        public_ip=True,
+                        scaling=CpuScaling(
+                            settings.media_cpu_target, settings.media_warmup_seconds
+                        ),
+                        drain=Drain(settings.drain_timeout_seconds),
+                        spot=True,
+                    ),
+                    prefix=f"{self._prefix}-{SPOT_PREFIX_SUFFIX}",
+                ),
+                opts=after_load_balancers,
+            )
+        return NodeGroups(gateways, media, media_spot)
 
     def _exports(
         self,

@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 
 from infra.azure import arm_rules
-from infra.plan import azure_mocks
+from infra.plan import azure_mocks, certificate_mocks
 
 ACCOUNT_ID = "123456789012"
 STACK_REFERENCE = "pulumi:pulumi:StackReference"
@@ -226,6 +226,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         """Computed properties a real provider would return (names, ARNs, endpoints)."""
         if typ.startswith("azure-native:"):
             return _azure_outputs(typ, name, inputs)
+        if typ in certificate_mocks.TYPES:
+            return certificate_mocks.outputs(typ, name, inputs, region or "us-east-1", ACCOUNT_ID)
         if typ.startswith("pulumi:providers:") or not typ.startswith(("aws:", "random:")):
             return {}
         digest = _digest(typ, name)

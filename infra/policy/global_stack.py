@@ -154,9 +154,12 @@ def vpn_survives_a_tunnel(args: StackValidationArgs, report: Report) -> None:
 
 
 def _is_global(args: StackValidationArgs) -> bool:
-    return any(r.resource_type in (HEALTH_CHECK, RECORD) for r in args.resources) or any(
-        tags_of(r.props).get(LINK_TAG) for r in args.resources
-    )
+    # a region's own simple records (certificate validation) do not make it the global stack
+    return any(
+        r.resource_type == HEALTH_CHECK
+        or (r.resource_type == RECORD and _routing(r.props) is not None)
+        for r in args.resources
+    ) or any(tags_of(r.props).get(LINK_TAG) for r in args.resources)
 
 
 def _only_global(

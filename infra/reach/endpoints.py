@@ -9,6 +9,7 @@ from typing import Any
 from infra.flows import Database
 from infra.reach.network import NetworkModel, Resource, Subnet, Traffic, block, network
 from infra.spec import ROLE_TAG, SUBSCRIBER_TAG, Role
+from infra.spot import group_launch_template_id
 
 
 @dataclass
@@ -84,7 +85,7 @@ class Endpoints:
                 if _role(r) == role.value
             }
             for group in self._in(stack, "aws:autoscaling/group:Group"):
-                template = templates.get(str((group.inputs.get("launchTemplate") or {}).get("id")))
+                template = templates.get(str(group_launch_template_id(group.inputs)))
                 if template is None:
                     continue
                 interfaces = template.inputs.get("networkInterfaces") or [{}]

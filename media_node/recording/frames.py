@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from aiortc.codecs.vpx import VpxPayloadDescriptor
 from aiortc.rtp import RtpPacket
 
-from media_node.forwarder import vp8_keyframe_start
+from media_node.vp8 import keyframe_start as vp8_keyframe_start
 
 # packets held while waiting for a missing one; far above one frame of 640x360 video
 MAX_HELD_PACKETS = 2048

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from aiortc.rtp import RtpPacket
 
+from media_node.fanout import OutgoingPacket
 from media_node.recording import manifest
 from media_node.recording.frames import EncodedFrame, FrameAssembler, vp8_frame_size
 from media_node.recording.webm import WebmSegment
@@ -107,9 +108,9 @@ class TrackRecorder:
         self._skip_until: int | None = None
         self.closed = False
 
-    # a subscriber stream's interface (media_node.publisher.DownTrack)
-    async def deliver(self, packet: RtpPacket, source: Hashable) -> None:
-        self.deliver_now(packet, source)
+    # a subscriber stream's interface (media_node.fanout.DownTrack)
+    def forward(self, outgoing: OutgoingPacket) -> None:
+        self.deliver_now(outgoing.packet, outgoing.source)
 
     def deliver_now(self, packet: RtpPacket, source: Hashable) -> None:
         if self.closed:

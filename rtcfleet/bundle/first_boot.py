@@ -31,6 +31,7 @@ from urllib.parse import quote
 import aiohttp
 
 from gateway_node.settings import GatewaySettings
+from infra.recordings import recording_environment
 from infra.spec import (
     ENV_TAG,
     INTERNAL_PATH_PREFIX,
@@ -42,8 +43,7 @@ from infra.spec import (
 )
 from media_node.cloud_metadata import AzureMetadata, Ec2Metadata, MetadataError
 from media_node.public_address import PublicAddressError, public_address
-from media_node.rtp_hooks import ICE_ADDRESSES_ENV
-from media_node.settings import MediaNodeSettings
+from media_node.settings import ICE_ADDRESSES_ENV, MediaNodeSettings
 from rtcfleet.bundle.templates import TURNSERVER_CONF
 
 ETC_DIR = Path("/etc/rtcfleet")
@@ -131,7 +131,7 @@ def media_environment(facts: NodeFacts) -> dict[str, str]:
         otlp_endpoint=s.get("otlpEndpoint") or None,
         trace_sample_ratio=s.get("traceSampleRatio"),
     )
-    return env | {ICE_ADDRESSES_ENV: facts.private_ip}
+    return env | {ICE_ADDRESSES_ENV: facts.private_ip} | recording_environment(s)
 
 
 def gateway_environment(facts: NodeFacts) -> dict[str, str]:

@@ -59,9 +59,11 @@ class Bot:
 
     def report(self) -> dict[str, Any]:
         tracks = []
+        now = time.monotonic()
         for (publisher, kind), stats in sorted(self.peer.remote.items()):
             numbers = stats.sequence_numbers
             expected = (max(numbers) - min(numbers) + 1) if numbers else 0
+            last = stats.last_frame_at
             tracks.append(
                 {
                     "publisher": publisher,
@@ -70,6 +72,9 @@ class Bot:
                     "frames_expected": expected,
                     "frames_lost": max(expected - len(numbers), 0),
                     "longest_gap_s": round(stats.longest_gap_s, 3),
+                    "gaps_over_half_s": stats.notable_gaps_s[-50:],
+                    # a freeze still going on when the report is made
+                    "since_last_frame_s": round(now - last, 3) if last is not None else None,
                     "width": stats.width,
                     "height": stats.height,
                 }

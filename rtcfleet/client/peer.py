@@ -25,11 +25,19 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.sdp import SessionDescription
 from av import VideoFrame
 
+from media_node import rtp_hooks
 from rtcfleet.client.synthetic import (
     SyntheticAudioTrack,
     SyntheticVideoTrack,
     read_sequence_number,
 )
+
+# a frame number counts once another read number lies at most this many frames from it
+NUMBER_CONFIRM_WINDOW = 64
+# a wait between two decoded frames worth listing: a visible stutter at any frame rate
+NOTABLE_GAP_S = 0.5
+# how often a receiver asks again for packets still missing: a few round trips of a lossy path
+NACK_REPEAT_INTERVAL = 0.1
 
 
 class NoSubscriberOffer(RuntimeError):
@@ -52,6 +60,28 @@ class RemoteTrackStats:
     last_frame_at: float | None = None
     # the longest wait between two decoded frames: a freeze, as a viewer sees it
     longest_gap_s: float = 0.0
+    # every wait longer than NOTABLE_GAP_S, in order
+    notable_gaps_s: list[float] = field(default_factory=list)
+    _last_counted: int | None = field(default=None, repr=False)
+    _last_read: int | None = field(default=None, repr=False)
+
+    def add_number(self, number: int) -> None:
+        """Count a frame number read from a decoded picture once a neighbour confirms it.
+
+        A decoder that lost a reference frame paints garbage where the number is, and one
+        garbled picture in 16 passes the 4-bit checksum as a random number: counted as is, a
+        single one far from the others made the expected frame count meaningless. A number
+        counts when it follows the last counted number closely, or when the number read just
+        before it (kept until then) is close behind it."""
+        last_read, self._last_read = self._last_read, number
+        window = range(1, NUMBER_CONFIRM_WINDOW + 1)
+        if self._last_counted is not None and number - self._last_counted in window:
+            self.sequence_numbers.add(number)
+        elif last_read is not None and number - last_read in window:
+            self.sequence_numbers.update((last_read, number))
+        else:
+            return
+        self._last_counted = max(number, self._last_counted or 0)
 
     def received_between(self, first: int, last: int) -> int:
         """How many of the sender's frames numbered first..last (inclusive) were decoded."""
@@ -98,6 +128,7 @@ class ClientPeer:
         self.subscriber_offers = 0
         self._mids: dict[str, _MidInfo] = {}
         self._readers: list[asyncio.Task[None]] = []
+        self._nack_task: asyncio.Task[None] | None = None
         self._created = time.monotonic()
         self.subscriber_pc.on("track", self._on_track)
 
@@ -134,6 +165,9 @@ class ClientPeer:
                 active=media.direction in ("sendonly", "sendrecv"),
             )
         await self.subscriber_pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        rtp_hooks.route_rtx_by_ssrc(self.subscriber_pc)
+        if self._nack_task is None:
+            self._nack_task = asyncio.ensure_future(self._repeat_nacks())
         await self.subscriber_pc.setLocalDescription(await self.subscriber_pc.createAnswer())
         return str(self.subscriber_pc.localDescription.sdp)
 
@@ -158,7 +192,20 @@ class ClientPeer:
             await asyncio.sleep(0.05)
         raise TimeoutError(f"{self.name}: connections not connected within {timeout}s")
 
+    async def _repeat_nacks(self) -> None:
+        """Ask again for lost video packets until they arrive (aiortc asks once per gap)."""
+        missing: dict[int, set[int]] = {}
+        while True:
+            await asyncio.sleep(NACK_REPEAT_INTERVAL)
+            for index, transceiver in enumerate(self.subscriber_pc.getTransceivers()):
+                if transceiver.kind == "video":
+                    missing[index] = await rtp_hooks.repeat_nacks(
+                        transceiver.receiver, missing.get(index, set())
+                    )
+
     async def close(self) -> None:
+        if self._nack_task is not None:
+            self._nack_task.cancel()
         for task in self._readers:
             task.cancel()
         for task in self._readers:
@@ -193,7 +240,10 @@ class ClientPeer:
             now = time.monotonic()
             stats.frames_decoded += 1
             if stats.last_frame_at is not None:
-                stats.longest_gap_s = max(stats.longest_gap_s, now - stats.last_frame_at)
+                gap = now - stats.last_frame_at
+                stats.longest_gap_s = max(stats.longest_gap_s, gap)
+                if gap > NOTABLE_GAP_S:
+                    stats.notable_gaps_s.append(round(gap, 3))
             stats.last_frame_at = now
             if stats.first_frame_at is None:
                 stats.first_frame_at = now
@@ -203,7 +253,7 @@ class ClientPeer:
                 if number is None:
                     stats.unreadable_frames += 1
                 else:
-                    stats.sequence_numbers.add(number)
+                    stats.add_number(number)
 
     def _stats_for(self, info: _MidInfo, kind: str) -> RemoteTrackStats:
         key = (info.publisher, kind)

@@ -173,6 +173,12 @@ class ClientSession:
             await peer.close()
         await self._http.close()
 
+    async def drop_signaling(self) -> None:
+        """Close the signaling socket without ``leave``, as a lost connection would: the
+        session resumes on its own with its ``session_id`` and ``cursor``."""
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.close()
+
     # ---- connection loop --------------------------------------------------------------------
 
     def unreachable_regions(self) -> list[str]:

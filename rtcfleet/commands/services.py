@@ -155,8 +155,9 @@ def _loopback_media_for_loopback_gateways(urls: list[str]) -> None:
     from urllib.parse import urlsplit
 
     from media_node import rtp_hooks
+    from media_node.settings import ICE_ADDRESSES_ENV
 
-    if os.environ.get(rtp_hooks.ICE_ADDRESSES_ENV):
+    if os.environ.get(ICE_ADDRESSES_ENV):
         rtp_hooks.restrict_host_addresses_from_environment()
     elif all(urlsplit(url).hostname in ("127.0.0.1", "localhost") for url in urls):
         rtp_hooks.restrict_host_addresses(["127.0.0.1"])

@@ -23,8 +23,7 @@ import asyncpg
 
 from gateway_node.settings import GatewaySettings
 from infra.spec import READINESS_PATH
-from media_node.rtp_hooks import ICE_ADDRESSES_ENV
-from media_node.settings import MediaNodeSettings
+from media_node.settings import ICE_ADDRESSES_ENV, MediaNodeSettings
 from rtcfleet.local import faults, replication
 from rtcfleet.local.probes import healthy_nodes, probe
 from rtcfleet.local.replication import LOGICAL, PHYSICAL

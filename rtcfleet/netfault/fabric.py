@@ -20,11 +20,13 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtcfleet.netfault.faults import Fault, ruleset
+from rtcfleet.netfault.relay import Impairment
 
 SUPERNET = ipaddress.ip_network("10.254.0.0/16")
 PREFIX = "rtcf"
@@ -92,6 +94,7 @@ class Fabric:
     client_addresses: list[str] = field(default_factory=list)
     _links: list[str] = field(default_factory=list)
     _namespaces: list[str] = field(default_factory=list)
+    _relays: list[subprocess.Popen[str]] = field(default_factory=list)
 
     @property
     def bridge_netns(self) -> str:
@@ -170,6 +173,50 @@ class Fabric:
         self.hosts[name] = host
         return host
 
+    def add_impaired_host(
+        self, name: str, impairment: Impairment, seconds: float, seed: int | None = None
+    ) -> Host:
+        """A host whose every UDP datagram crosses a relay that delays and drops it
+        (``rtcfleet.netfault.relay``) for ``seconds``, after which it has no network at all.
+
+        The relay runs in a router host of its own on the bridge, which answers ARP for the
+        impaired host's address; everyone else reaches the host at that address."""
+        if name in self.hosts:
+            raise FabricError(f"a host named {name} exists already")
+        assert self.subnet is not None, "start the fabric first"
+        router = self.add_host(f"{name}-router")
+        index = len(self.hosts)
+        if _FIRST_HOST + index >= 255:
+            raise FabricError("a fabric holds at most 244 hosts")
+        netns = f"{PREFIX}{self.tag}-{index}"
+        self._add_netns(netns)
+        address = str(self.subnet.network_address + _FIRST_HOST + index)
+        relay = subprocess.Popen(
+            [*router.exec_prefix(), sys.executable, "-m", "rtcfleet.netfault.relay",
+             "--netns", netns, "--address", f"{address}/{self.subnet.prefixlen}",
+             "--inner", f"{PREFIX}{self.tag}t{index}", "--outer", f"{PREFIX}{self.tag}u{index}",
+             "--seconds", str(seconds), *impairment.arguments(),
+             *(["--seed", str(seed)] if seed is not None else [])],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        self._relays.append(relay)
+        assert relay.stdout is not None
+        if relay.stdout.readline().strip() != "ready":
+            relay.kill()
+            _, err = relay.communicate(timeout=10)
+            raise FabricError(f"the relay for {name} did not start: {err.strip()}")
+        host = Host(name, netns, address)
+        self.hosts[name] = host
+        return host
+
+    def relay_reports(self) -> list[str]:
+        """What each relay that has ended printed about the datagrams it carried."""
+        reports = []
+        for relay in self._relays:
+            if relay.poll() is not None and relay.stdout is not None:
+                reports += [line.strip() for line in relay.stdout if line.strip()]
+        return reports
+
     def apply(self, faults: Sequence[Fault]) -> None:
         """Replace the faults on the bridge at once (one nftables transaction)."""
         _run(["ip", "netns", "exec", self.bridge_netns, "nft", "-f", "-"], stdin=ruleset(faults))
@@ -180,6 +227,14 @@ class Fabric:
 
     def remove(self) -> None:
         """Delete every namespace and link this fabric made; safe to call twice."""
+        for relay in self._relays:
+            if relay.poll() is None:
+                relay.terminate()
+                try:
+                    relay.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    relay.kill()
+                    relay.wait()
         for link in self._links:
             subprocess.run(["ip", "link", "del", link], capture_output=True, check=False)
         for netns in reversed(self._namespaces):

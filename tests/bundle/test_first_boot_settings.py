@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import pytest
+
 from gateway_node.settings import GatewaySettings
 from media_node.settings import MediaNodeSettings
 from rtcfleet.bundle.first_boot import NodeFacts, gateway_environment, media_environment
@@ -54,6 +56,30 @@ def test_a_region_of_the_writers_cloud_has_no_subscription() -> None:
     env = gateway_environment(facts({"writeHost": "w", "readHost": "r"}))
     assert "RTCFLEET_GATEWAY_SETTINGS_SUBSCRIPTION" not in env
     assert env["RTCFLEET_GATEWAY_SETTINGS_REPLICA_DSN"].split("@")[1].startswith("r:5432/")
+
+
+def test_service_environment_round_trips_through_the_model(monkeypatch) -> None:
+    """What the fleet and first boot write is what the service reads back, field for field;
+    a name the model does not have is refused before anything is written."""
+    env = GatewaySettings.environment(
+        redis_url="redis://127.0.0.1:6379/0",
+        postgres_dsn="postgresql://u@h/db",
+        api_keys={"k": "s" * 32},
+        cluster_secret="c" * 20,
+        admin_token="a" * 20,
+        peer_regions={"b": ["http://10.0.0.1:8080"]},
+        node_stale_seconds=2.5,
+        public_url=None,
+    )
+    assert "RTCFLEET_GATEWAY_PUBLIC_URL" not in env
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = GatewaySettings()
+    assert settings.peer_regions == {"b": ["http://10.0.0.1:8080"]}
+    assert settings.node_stale_seconds == 2.5
+    assert settings.api_secrets() == {"k": "s" * 32}
+    with pytest.raises(KeyError, match="stale_seconds"):
+        GatewaySettings.environment(stale_seconds=2.5)
 
 
 def test_traces_go_where_the_settings_document_says_and_nowhere_without_it(monkeypatch) -> None:

@@ -6,6 +6,7 @@ from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder, vp8_depayload
 from aiortc.jitterbuffer import JitterFrame
 from av import VideoFrame
 
+from rtcfleet.client.peer import RemoteTrackStats
 from rtcfleet.client.synthetic import (
     SyntheticAudioTrack,
     SyntheticVideoTrack,
@@ -56,3 +57,12 @@ async def test_audio_frames_are_20ms_of_48khz() -> None:
     assert first.pts is not None and second.pts is not None
     assert second.pts - first.pts == 960
     assert any(bytes(first.planes[0]))
+
+
+def test_a_garbled_number_does_not_count() -> None:
+    """A garbled picture whose blocks pass the checksum reads as a random number: it must not
+    count as a frame nor stretch the range of frames expected."""
+    stats = RemoteTrackStats("alice", "video", "t1")
+    for number in (5, 6, 7, 700_123, 8, 9, 512_000, 40, 41, 42):  # 40: after a freeze
+        stats.add_number(number)
+    assert stats.sequence_numbers == {5, 6, 7, 8, 9, 40, 41, 42}

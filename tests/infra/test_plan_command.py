@@ -54,7 +54,7 @@ def _stacks_with(tmp_path: Path, stack: str, old: str, new: str) -> Path:
     [
         ("    - 203.0.113.10/32", "    - 0.0.0.0/0", "rtcfleet:adminAllowList"),
         ("    - us-east-1b\n", "", "rtcfleet:availabilityZones"),
-        ("  rtcfleet:certificate:", "  # rtcfleet:certificate:", "rtcfleet:certificate"),
+        ("      mode: self-signed", "      mode: borrowed", "rtcfleet:certificates"),
     ],
 )
 def test_bad_settings_exit_2_naming_the_key(tmp_path: Path, old: str, new: str, key: str) -> None:

@@ -10,7 +10,7 @@ import pytest
 from infra.plan.checks import evaluate
 from infra.plan.mocks import RecordedResource
 from infra.plan.runner import StackPlan
-from infra.policy import POLICIES
+from infra.policy import OPERATIONS_POLICIES, POLICIES
 from infra.policy.azure import AZURE_POLICIES
 from infra.policy.global_stack import GLOBAL_POLICIES
 
@@ -173,11 +173,13 @@ CASES: list[tuple[str, Breakage, str]] = [
 
 def test_every_policy_has_a_failing_case() -> None:
     # The global stack's policies fail on broken global plans in tests/infra/global_stack,
-    # the Azure ones on broken Azure plans in tests/infra/azure.
+    # the Azure ones on broken Azure plans in tests/infra/azure, storage, spot and certificate
+    # ones in tests/infra/test_operations_policies.py.
     region_policies = (
         {p.name for p in POLICIES}
         - {p.name for p in GLOBAL_POLICIES}
         - {p.name for p in AZURE_POLICIES}
+        - {p.name for p in OPERATIONS_POLICIES}
     )
     assert region_policies == {name for name, _, _ in CASES}
 

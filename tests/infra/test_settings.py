@@ -47,16 +47,18 @@ def test_zone_of_another_region(plan_with) -> None:
 
 
 def test_missing_certificate(plan_with) -> None:
-    error = _error(plan_with, certificate=None)
-    assert error.keys == ["rtcfleet:certificate"]
-    assert "pulumi config set rtcfleet:certificate" in str(error)
+    error = _error(plan_with, certificates=None)
+    assert error.keys == ["rtcfleet:certificates"]
+    assert "required: set rtcfleet:certificates" in str(error)
 
 
 def test_certificate_of_another_region(plan_with) -> None:
     error = _error(
         plan_with,
         "prod-aws-eu-west-1",
-        certificate="arn:aws:acm:us-east-1:111122223333:certificate/abc-123",
+        certificates=None,
+        certificate="arn:aws:acm:us-east-1:402938475610:certificate/"
+        "6c1d2e3f-9a8b-4a5b-8c9d-0e1f2a3b4c5d",
     )
     assert error.keys == ["rtcfleet:certificate"] and "us-east-1" in str(error)
 
@@ -88,8 +90,12 @@ def test_public_vpc_range_and_peer_overlap(plan_with) -> None:
 
 
 def test_several_problems_are_all_named(plan_with) -> None:
-    error = _error(plan_with, availabilityZones=["us-east-1a"], certificate=None)
-    assert set(error.keys) == {"rtcfleet:availabilityZones", "rtcfleet:certificate"}
+    error = _error(
+        plan_with,
+        availabilityZones=["us-east-1a"],
+        certificates={"client": {"mode": "bought"}},
+    )
+    assert set(error.keys) == {"rtcfleet:availabilityZones", "rtcfleet:certificates"}
 
 
 def test_config_values_arrive_as_text_from_pulumi() -> None:

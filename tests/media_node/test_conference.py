@@ -81,7 +81,10 @@ async def test_three_peers_decode_each_other_without_transcoding(conference) -> 
     room = conf.sfu.room(ROOM)
     receivers = [t.receiver for t in room.tracks() if t.receiver is not None]
     senders = [
-        s.sender for p in room.participants.values() if p.subscriber for s in p.subscriber.slots
+        s.sender
+        for p in room.participants.values()
+        if p.subscriber
+        for s in p.subscriber.downtracks
     ]
     assert len(receivers) == 6 and len(senders) == 12
     assert all(isinstance(r, rtp_hooks.ForwardingReceiver) for r in receivers)
@@ -179,12 +182,14 @@ async def test_leaving_renegotiates_and_the_others_keep_going(conference) -> Non
     # stream continues with the same SSRC while alice decodes erin's frames
     subscriber = room.participants["alice"].subscriber
     assert subscriber is not None
-    slots_before = len(subscriber.slots)
+    downtracks_before = len(subscriber.downtracks)
     erin = await conf.add("erin")
     await wait_until(lambda: bool(alice.received("erin", "video")), 15, "alice decoding erin")
-    assert len(subscriber.slots) == slots_before
+    assert len(subscriber.downtracks) == downtracks_before
     recycled = next(
-        s for s in subscriber.slots if s.track and s.track.publisher == "erin" and s.kind == "video"
+        s
+        for s in subscriber.downtracks
+        if s.track and s.track.publisher == "erin" and s.kind == "video"
     )
     assert recycled.forwarder is not None and len(recycled.forwarder.stats.sources) == 2
     ratios = await decoded_ratios([alice, bob, erin], [alice, bob, erin], 2.0)

@@ -13,7 +13,9 @@ from aiortc.rtp import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from media_node.forwarder import Forwarder, OutputStream, SequenceRewriter, vp8_keyframe_start
+from media_node.forwarder import Forwarder, OutputStream
+from media_node.sequence import SequenceRewriter
+from media_node.vp8 import keyframe_start as vp8_keyframe_start
 
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
 ABS = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"

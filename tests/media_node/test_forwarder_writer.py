@@ -8,14 +8,8 @@ import pytest
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters as Ext
 from aiortc.rtp import HeaderExtensions, RtpPacket
 
-from media_node.forwarder import (
-    ABS_SEND_TIME_URI,
-    AUDIO_LEVEL_URI,
-    MID_URI,
-    TOFFSET_URI,
-    Forwarder,
-    OutputStream,
-)
+from media_node.forwarder import Forwarder, OutputStream
+from media_node.rtp_header import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, MID_URI, TOFFSET_URI
 
 KEY = b"\x10\x00\x00\x9d\x01\x2a" + bytes(40)
 
@@ -44,9 +38,9 @@ def stream(ids: dict[str, int], mid: str | None, kind: str = "video") -> OutputS
 def test_fast_path_matches_aiortc_serializer(ids: dict[str, int], mid: str | None) -> None:
     rng = random.Random(3)
     fast = Forwarder(stream(ids, mid), first_sequence_number=100, first_timestamp=5)
-    assert fast._writer is not None
+    assert fast.writer is not None
     slow = Forwarder(stream(ids, mid), first_sequence_number=100, first_timestamp=5)
-    slow._writer = None
+    slow.writer = None
     for i in range(200):
         packet = RtpPacket(
             payload_type=100,
@@ -70,4 +64,4 @@ def test_fast_path_matches_aiortc_serializer(ids: dict[str, int], mid: str | Non
 
 
 def test_ids_beyond_the_one_byte_form_use_aiortc() -> None:
-    assert Forwarder(stream({MID_URI: 15}, "0"))._writer is None
+    assert Forwarder(stream({MID_URI: 15}, "0")).writer is None

@@ -7,6 +7,7 @@ import asyncio
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
+from media_node.fanout import OutgoingPacket
 from media_node.publisher import KEYFRAME_REQUEST_INTERVAL, PublishedTrack
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
@@ -27,8 +28,8 @@ class Sink:
     def __init__(self) -> None:
         self.packets: list[tuple[int, object]] = []
 
-    def deliver_now(self, packet: RtpPacket, source: object) -> None:
-        self.packets.append((packet.sequence_number, source))
+    def forward(self, outgoing: OutgoingPacket) -> None:
+        self.packets.append((outgoing.packet.sequence_number, outgoing.source))
 
 
 def packet(ssrc: int, seq: int, payload: bytes = b"\x10\x00media", pt: int = 96) -> RtpPacket:

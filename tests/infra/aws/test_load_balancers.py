@@ -27,7 +27,9 @@ def test_client_alb(home_plan) -> None:
     assert lb.inputs["idleTimeout"] >= 3600
     listener = _listener_of(home_plan, "prod-use1-client")
     assert (listener.inputs["protocol"], listener.inputs["port"]) == ("HTTPS", 443)
-    assert listener.inputs["certificateArn"] == home_plan.settings.certificate
+    # the issued certificate, once validated
+    certificate = home_plan.named("aws:acm/certificate:Certificate", "prod-use1-client-tls")
+    assert listener.inputs["certificateArn"] == certificate.outputs["arn"]
     target = _target(home_plan, listener)
     assert (target.inputs["protocol"], target.inputs["port"]) == ("HTTP", 8080)
     assert target.inputs["healthCheck"]["path"] == "/readyz"

@@ -15,7 +15,9 @@ def test_client_gateway_terminates_tls_and_forwards_to_8080(weu_plan) -> None:
     assert i["autoscaleConfiguration"]["minCapacity"] >= 2
     assert [p["port"] for p in i["frontendPorts"]] == [443]
     assert i["httpListeners"][0]["protocol"] == "Https"
-    assert i["sslCertificates"][0]["keyVaultSecretId"] == weu_plan.settings.certificate
+    assert i["sslCertificates"][0]["keyVaultSecretId"] == (
+        "https://rtcfleet-prod-certs.vault.azure.net/secrets/rtcfleet-client-tls"
+    )
     assert i["sslPolicy"]["policyName"] == "AppGwSslPolicy20220101S"
     [settings] = i["backendHttpSettingsCollection"]
     assert (settings["protocol"], settings["port"]) == ("Http", 8080)

@@ -57,7 +57,8 @@ def test_media_autoscale_on_average_cpu(weu_plan, plan_with) -> None:
     setting = weu_plan.named(AUTOSCALE, "prod-weu-media-cpu").inputs
     assert setting["targetResourceUri"] == media.id and setting["enabled"] is True
     [profile] = setting["profiles"]
-    assert profile["capacity"] == {"minimum": "3", "maximum": "40", "default": "3"}
+    # the regular scale set: the on-demand base and 20 % of the rest (mediaSpot); spot takes 29
+    assert profile["capacity"] == {"minimum": "3", "maximum": "11", "default": "3"}
     out, scale_in = profile["rules"]
     assert out["metricTrigger"]["metricName"] == "Percentage CPU"
     assert out["metricTrigger"]["metricResourceUri"] == media.id
@@ -80,7 +81,10 @@ def test_media_autoscale_on_average_cpu(weu_plan, plan_with) -> None:
     tuned = plan_with("prod-azure-westeurope", mediaCpuTarget=70)
     rules = tuned.named(AUTOSCALE, "prod-weu-media-cpu").inputs["profiles"][0]["rules"]
     assert [r["metricTrigger"]["threshold"] for r in rules] == [70, 35]
-    assert [r.name for r in weu_plan.of_type(AUTOSCALE)] == ["prod-weu-media-cpu"]
+    assert sorted(r.name for r in weu_plan.of_type(AUTOSCALE)) == [
+        "prod-weu-media-cpu",
+        "prod-weu-spot-media-cpu",
+    ]
 
 
 def test_media_scale_in_waits_for_the_drain(weu_plan) -> None:

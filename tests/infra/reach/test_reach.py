@@ -276,7 +276,7 @@ def test_reach_command_on_dev_passes_as_json() -> None:
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["passed"] and document["blocked"] == 0 and document["exposures"] == []
-    assert document["admitted"] == 16
+    assert document["admitted"] == 17
     [write] = [f for f in document["flows"] if f["flow"] == "settings-write"]
     assert write["path"][0]["kind"] == "dns"
 
@@ -288,7 +288,7 @@ def test_plan_env_runs_every_policy_pack_then_reach() -> None:
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
     assert document["stacks"] == {"dev-aws-us-east-1": {"passed": True, "violations": []}}
-    assert document["reach"]["passed"] and document["reach"]["admitted"] == 16
+    assert document["reach"]["passed"] and document["reach"]["admitted"] == 17
 
 
 def test_a_closed_admin_console_is_not_a_blocked_flow(prod) -> None:
