@@ -8,6 +8,7 @@ client count. A gateway holds nothing else of a session: any gateway can take it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Coroutine
@@ -17,13 +18,21 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from gateway_node.metrics import GatewayMetrics
-from gateway_node.sessions import WS_CLOSE_SLOW_READER, Session, SessionStore
+from gateway_node.sessions import (
+    SESSION_CLOSE_TIMEOUT_S,
+    WS_CLOSE_REPLACED,
+    WS_CLOSE_SLOW_READER,
+    Session,
+    SessionStore,
+)
 from rtcfleet import bus, tracing
+from rtcfleet.signaling import SessionReplaced
 
 log = logging.getLogger("rtcfleet.gateway")
 
 RELAY_BLOCK_MS = 1000
 KEEPALIVE_INTERVAL_S = 5.0
+SESSION_REPLACED = SessionReplaced.model_fields["type"].default
 
 
 class Relay:
@@ -98,6 +107,8 @@ class Relay:
                         queued = target.offer(cursor, message)
                     if not queued:
                         break
+                    if kind == SESSION_REPLACED:
+                        self.spawn(self._end_replaced(target))
                 if target.overflowed:
                     log.warning(
                         "session %s does not read its socket (%d queued): disconnected",
@@ -107,6 +118,18 @@ class Relay:
                     self.detach(target)
                     self.metrics.errors.labels("slow_reader").inc()
                     self.spawn(target.disconnect(WS_CLOSE_SLOW_READER, "slow reader"))
+
+    async def _end_replaced(self, session: Session) -> None:
+        """A newer join of its identity took its place: the news reaches the client, then the
+        session goes everywhere (a resume of it finds nothing)."""
+        await session.flush(SESSION_CLOSE_TIMEOUT_S)
+        self.detach(session)
+        stream = bus.session_stream(session.session_id)
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.delete(
+                bus.session_key(session.session_id), stream, bus.stream_bytes_key(stream)
+            )
+        await session.disconnect(WS_CLOSE_REPLACED, "session replaced")
 
     async def _drop_unreadable(self, sessions: list[Session]) -> None:
         """Find the sessions whose stream read Redis refuses and disconnect them alone."""

@@ -8,6 +8,7 @@ gateway of the region. A connected session's messages wait in a bounded queue of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -31,6 +32,8 @@ SESSION_SEND_TIMEOUT_S = 10.0
 SESSION_CLOSE_TIMEOUT_S = 2.0
 # WebSocket close code for a client that let its queue fill ("try again later")
 WS_CLOSE_SLOW_READER = 1013
+# WebSocket close code for a session a newer join of its identity replaced
+WS_CLOSE_REPLACED = 4001
 
 
 @dataclass
@@ -80,6 +83,7 @@ class Session:
                 text = await self.outbox.get()
                 await asyncio.wait_for(self.ws.send_str(text), SESSION_SEND_TIMEOUT_S)
                 self.delivered += 1
+                self.outbox.task_done()
         except TimeoutError:
             self.overflowed = True
             log.warning(
@@ -90,6 +94,11 @@ class Session:
             await self.disconnect(WS_CLOSE_SLOW_READER, "slow reader")
         except (ConnectionError, RuntimeError):
             self.overflowed = True
+
+    async def flush(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) until every queued message is on the socket."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.outbox.join(), timeout)
 
     async def disconnect(self, code: int, reason: str) -> None:
         """Close the socket without waiting on a client that does not read."""

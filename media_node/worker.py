@@ -56,6 +56,7 @@ from rtcfleet.signaling import (
     ParticipantJoined,
     ParticipantLeft,
     PublishAnswer,
+    SessionReplaced,
     SubscriberOffer,
     TrackPublished,
     TrackUnpublished,
@@ -229,6 +230,7 @@ class Worker:
             replaced = members.pop(identity)
             await self.sfu.leave(room, identity)
             if replaced != session:
+                self.to_session(replaced, SessionReplaced())
                 self.send(SessionLeft(session=replaced, room=room).model_dump())
         if len(members) >= self.max_participants:
             if not members:

@@ -217,6 +217,13 @@ class TrackUnpublished(_Message):
     track_id: str
 
 
+class SessionReplaced(_Message):
+    """A newer ``join`` with the same identity took this session's place in its room (one
+    session per identity per room): the session is over and the server closes its socket."""
+
+    type: Literal["session_replaced"] = "session_replaced"
+
+
 class Reconnect(_Message):
     """The session's media node is gone: close both connections and send ``rejoin``."""
 
@@ -269,6 +276,7 @@ ServerMessage = Annotated[
     | TrackPublished
     | TrackUnpublished
     | Reconnect
+    | SessionReplaced
     | Redirect
     | Error
     | RecordingStarted

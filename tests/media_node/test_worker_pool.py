@@ -162,3 +162,20 @@ async def test_a_worker_dying_mid_batch_is_replaced_and_the_node_serves_on(
     assert workers.worker_for("after").submit(stray.model_dump(mode="json"))
     await wait_until(lambda: bool(listener.answers(newcomer)), 30, "an answer from the new worker")
     assert listener.answers(newcomer)[0]["code"] == "not_joined"
+
+
+async def test_a_second_join_of_one_identity_replaces_the_first_session_and_tells_it(
+    pool: tuple[WorkerPool, Listener],
+) -> None:
+    workers, listener = pool
+    first, second = uuid.uuid4().hex, uuid.uuid4().hex
+    handle = workers.worker_for("twice")
+    for session in (first, second):
+        join = NodeJoin(
+            session=session, room="twice", identity="ann", can_publish=True, can_subscribe=True
+        )
+        assert handle.submit(join.model_dump(mode="json"))
+    await wait_until(lambda: bool(listener.answers(first)), 30, "word to the first session")
+    assert listener.answers(first) == [{"type": "session_replaced"}]
+    await wait_until(lambda: handle.load.room_participants.get("twice") == 1, 10, "one member")
+    assert not [m for m in listener.answers(second) if m["type"] == "session_replaced"]
