@@ -184,6 +184,13 @@ async function onMessage(message) {
       ws.close();
       connect(message.urls[0]);
       break;
+    case "session_replaced":
+      // this identity joined the room elsewhere: stay out, or the two would evict each other
+      ws.onclose = null;
+      closeMedia();
+      setStatus("left");
+      statusLine.textContent = "left: this identity joined the room elsewhere";
+      break;
     case "reconnect":
       closeMedia();
       send({ type: "rejoin" });

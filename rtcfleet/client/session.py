@@ -82,6 +82,8 @@ class SessionEvents:
     resumes: int = 0
     redirects: int = 0
     fresh_joins: int = 0
+    # a newer join of the same identity took this session's place: the session is over
+    replaced: bool = False
     media_rejoins: int = 0
     media_timeouts: int = 0
     signaling_gaps: list[float] = field(default_factory=list)
@@ -351,6 +353,13 @@ class ClientSession:
             self._redirect = list(message["urls"])
             self._redirect_region = str(message["region"])
             self.session_id = self.cursor = None
+            assert self._ws is not None
+            await self._ws.close()
+        elif kind == "session_replaced":
+            # the identity joined the room elsewhere: resuming or joining again would evict
+            # that newer session in turn
+            self.events.replaced = True
+            self._closing = True
             assert self._ws is not None
             await self._ws.close()
         elif kind == "reconnect":
