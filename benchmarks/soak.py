@@ -46,6 +46,7 @@ PUBLISH_TIMEOUT_S = 15.0
 HOLD_S = (10.0, 30.0)
 GAP_S = (0.5, 3.0)
 START_SPREAD_S = 30.0
+CLOSE_TIMEOUT_S = 15.0
 
 
 @dataclass
@@ -57,10 +58,16 @@ class Tally:
     resumes: int = 0
     sessions_lost: int = 0
     leaves: int = 0
+    close_timeouts: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    # the first few messages of each error code, to tell them apart
+    examples: dict[str, list[str]] = field(default_factory=dict)
 
-    def error(self, code: str) -> None:
+    def error(self, code: str, message: str = "") -> None:
         self.errors[code] = self.errors.get(code, 0) + 1
+        seen = self.examples.setdefault(code, [])
+        if message and len(seen) < 3:
+            seen.append(message[:200])
 
 
 async def _until(check: Any, timeout: float) -> bool:
@@ -114,7 +121,7 @@ async def client(index: int, url: str, fleet: LocalFleet, deadline: float, tally
                 await session.start(JOIN_TIMEOUT_S)
             except Exception as exc:
                 tally.join_failures += 1
-                tally.error(type(exc).__name__)
+                tally.error(type(exc).__name__, str(exc))
                 await asyncio.sleep(rng.uniform(*GAP_S))
                 continue
             tally.joins += 1
@@ -125,9 +132,13 @@ async def client(index: int, url: str, fleet: LocalFleet, deadline: float, tally
             await _hold(session, deadline, tally, rng)
         finally:
             for error in session.events.errors:
-                tally.error(str(error.get("code")))
-            with contextlib.suppress(Exception):
-                await session.close(leave=True)
+                tally.error(str(error.get("code")), str(error.get("message", "")))
+            try:
+                await asyncio.wait_for(session.close(leave=True), CLOSE_TIMEOUT_S)
+            except TimeoutError:
+                tally.close_timeouts += 1
+            except Exception as exc:
+                tally.error(f"close: {type(exc).__name__}")
             tally.leaves += 1
         await asyncio.sleep(rng.uniform(*GAP_S))
 

@@ -38,6 +38,8 @@ NUMBER_CONFIRM_WINDOW = 64
 NOTABLE_GAP_S = 0.5
 # how often a receiver asks again for packets still missing: a few round trips of a lossy path
 NACK_REPEAT_INTERVAL = 0.1
+# the longest a client waits for one peer connection to close
+PEER_CLOSE_TIMEOUT_S = 5.0
 
 
 class NoSubscriberOffer(RuntimeError):
@@ -211,8 +213,12 @@ class ClientPeer:
         for task in self._readers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await self.publisher_pc.close()
-        await self.subscriber_pc.close()
+        for pc in (self.publisher_pc, self.subscriber_pc):
+            # aiortc's close, once cancelled half-way, leaves every later close of that
+            # connection waiting forever: it is shielded from the caller's cancellation, and a
+            # close already stuck is given up after a bound
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(pc.close()), PEER_CLOSE_TIMEOUT_S)
 
     def _sender(self, kind: str) -> RTCRtpSender | None:
         for transceiver in self.publisher_pc.getTransceivers():

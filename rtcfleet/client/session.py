@@ -128,6 +128,9 @@ class ClientSession:
         self._background: set[asyncio.Task[Any]] = set()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._joined = asyncio.Event()
+        # set once the current socket's join is answered: messages of the session wait for it,
+        # since a gateway answers anything sent before ``joined`` with ``not_joined``
+        self._socket_joined = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
@@ -256,6 +259,7 @@ class ClientSession:
                 await asyncio.sleep(RECONNECT_BACKOFF_S[min(attempt, len(RECONNECT_BACKOFF_S) - 1)])
                 attempt += 1
                 continue
+            self._socket_joined.clear()
             url, self._ws = connected
             self.gateway_url = url
             if self._redirect_region is not None:
@@ -323,6 +327,11 @@ class ClientSession:
                 log.exception("handling %s failed", message.get("type"))
 
     async def _send(self, message: Any) -> None:
+        if not isinstance(message, (Join, Leave, Ping)):
+            try:
+                await asyncio.wait_for(self._socket_joined.wait(), SIGNALING_DEAD_AFTER_S)
+            except TimeoutError:
+                raise ConnectionError("signaling socket not joined") from None
         async with self._send_lock:
             if self._ws is None or self._ws.closed:
                 raise ConnectionError("signaling socket is closed")
@@ -392,6 +401,7 @@ class ClientSession:
         if self.events.joined_at is None:
             self.events.joined_at = time.monotonic()
         self._joined.set()
+        self._socket_joined.set()
         # a resume on the same node keeps the media connections as they are
         if new_node and self.ice_from_join:
             self.ice_servers = [
