@@ -45,6 +45,8 @@ WRITER_ERRORS = (
     OSError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    # every host answered but none is read/write: the primary is gone, its replicas remain
+    asyncpg.exceptions.TargetServerAttributeNotMatched,
 )
 
 
