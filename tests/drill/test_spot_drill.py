@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import re
 import statistics
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -24,14 +23,15 @@ from collections.abc import Iterator
 import pytest
 
 from rtcfleet.client.bot import Bot
-from rtcfleet.local import FleetSpec
+from rtcfleet.local import LocalFleet
 from rtcfleet.local.fleet import ServiceProcess
 from tests.media_node.cloud_double import (
     AwsInstance,
     AzureInstance,
     CloudDouble,
-    CloudFleet,
     cloud_env,
+    exit_code,
+    start_cloud_fleet,
 )
 from tests.platform.conftest import admin, start_call, wait_until
 
@@ -60,30 +60,20 @@ def cloud() -> Iterator[CloudDouble]:
 
 
 @pytest.fixture(scope="module")
-def fleet(cloud: CloudDouble) -> Iterator[CloudFleet]:
+def fleet(cloud: CloudDouble) -> Iterator[LocalFleet]:
     """The region starts with node A only, so every room is placed there."""
-    fleet = CloudFleet(FleetSpec(regions=1, gateways=1, media=0, workers_per_node=1))
-    fleet.media_env = cloud_env(cloud, "aws")
-    fleet.spec.media = 1
-    fleet.start()
+    fleet = start_cloud_fleet(cloud)
     yield fleet
     fleet.remove()
 
 
-def exit_code(node: ServiceProcess) -> int | None:
-    try:
-        return node.process.wait(0)
-    except subprocess.TimeoutExpired:
-        return None
-
-
-def registered(fleet: CloudFleet) -> dict[str, str]:
+def registered(fleet: LocalFleet) -> dict[str, str]:
     status, nodes = admin(fleet, "GET", "/api/nodes")
     assert status == 200, nodes
     return {str(n["node_id"]): str(n["state"]) for n in nodes}
 
 
-def drain_count(fleet: CloudFleet, cloud: str) -> float:
+def drain_count(fleet: LocalFleet, cloud: str) -> float:
     """How many drains the gateway counted for ``cloud`` (its Prometheus histogram)."""
     gateway = fleet.regions[fleet.home].gateways[0]
     with urllib.request.urlopen(gateway.http_url + "/metrics", timeout=5) as response:
@@ -111,7 +101,7 @@ def media_back(bot: Bot, others: list[str], node: str, since: float) -> float | 
 
 
 async def measure_move(
-    fleet: CloudFleet, bots: list[Bot], target: ServiceProcess, since: float, notice: float
+    fleet: LocalFleet, bots: list[Bot], target: ServiceProcess, since: float, notice: float
 ) -> list[float]:
     """Seconds from ``since`` to each bot's media back on ``target``, within ``notice``."""
     rooms = {name: members for members in ROOMS.values() for name in members}
@@ -178,7 +168,7 @@ def show(
 
 
 async def test_spot_interruptions_move_every_call_before_the_node_goes(
-    fleet: CloudFleet, cloud: CloudDouble
+    fleet: LocalFleet, cloud: CloudDouble
 ) -> None:
     assert cloud.aws is not None and cloud.azure is not None
     region = fleet.regions[fleet.home]
@@ -189,7 +179,7 @@ async def test_spot_interruptions_move_every_call_before_the_node_goes(
         assert {bot.session.node_id for bot in bots} == {node_a.name}
 
         # ---- AWS: EC2's two-minute notice to A; B is the region's other node ----------------
-        fleet.media_env = cloud_env(cloud, "azure")
+        fleet.spec.media_env = cloud_env(cloud, "azure")
         node_b = fleet.start_media_node(fleet.home)
         await asyncio.to_thread(fleet.wait_ready, 30)  # the bots keep their loop meanwhile
         noticed = time.monotonic()
@@ -207,7 +197,7 @@ async def test_spot_interruptions_move_every_call_before_the_node_goes(
         show("aws spot interruption", bots, aws_times, noticed, gone, node_a)
 
         # ---- Azure: Preempt of B, 30 s ahead; C takes the calls --------------------------------
-        fleet.media_env = {}
+        fleet.spec.media_env = {}
         node_c = fleet.start_media_node(fleet.home)
         await asyncio.to_thread(fleet.wait_ready, 30)  # the bots keep their loop meanwhile
         noticed = time.monotonic()

@@ -14,6 +14,7 @@ import asyncio
 import datetime
 import email.utils
 import json
+import subprocess
 import threading
 import time
 import uuid
@@ -24,7 +25,8 @@ from urllib.parse import parse_qsl
 import aiohttp
 from aiohttp import web
 
-from rtcfleet.local import LocalFleet
+from rtcfleet.local import FleetSpec, LocalFleet
+from rtcfleet.local.fleet import ServiceProcess
 from rtcfleet.servers import free_port
 
 # what an instance profile would give the node's boto3 (the double checks no signature)
@@ -291,15 +293,23 @@ def _iso_utc(seconds_from_now: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class CloudFleet(LocalFleet):
-    """A local fleet whose next media nodes get ``media_env``: the cloud settings the image's
-    first boot sets."""
+def start_cloud_fleet(cloud: CloudDouble) -> LocalFleet:
+    """One region, one gateway and one media node on AWS: the cloud settings the image's first
+    boot sets reach every media node through ``spec.media_env`` (tests switch it per node)."""
+    fleet = LocalFleet(
+        FleetSpec(
+            regions=1, gateways=1, media=1, workers_per_node=1, media_env=cloud_env(cloud, "aws")
+        )
+    )
+    return fleet.start()
 
-    media_env: dict[str, str] = {}
 
-    def _env(self, extra: dict[str, str]) -> dict[str, str]:
-        env = super()._env(extra)
-        return env | self.media_env if "RTCFLEET_MEDIA_NODE_ID" in extra else env
+def exit_code(node: ServiceProcess) -> int | None:
+    """The node process's exit code, or None while it runs."""
+    try:
+        return node.process.wait(0)
+    except subprocess.TimeoutExpired:
+        return None
 
 
 def cloud_env(cloud: CloudDouble, name: str) -> dict[str, str]:

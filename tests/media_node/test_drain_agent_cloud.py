@@ -9,7 +9,6 @@ new room, and only after the bots leave does the node release itself, exactly on
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Callable, Iterator
 
 import aiohttp
@@ -18,7 +17,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from rtcfleet.client.bot import Bot
-from rtcfleet.local import FleetSpec, LocalFleet
+from rtcfleet.local import LocalFleet
 from rtcfleet.local.fleet import ServiceProcess
 from rtcfleet.servers import free_port
 from rtcfleet.signaling import Join, encode
@@ -26,8 +25,9 @@ from tests.media_node.cloud_double import (
     AwsInstance,
     AzureInstance,
     CloudDouble,
-    CloudFleet,
     cloud_env,
+    exit_code,
+    start_cloud_fleet,
 )
 from tests.platform.conftest import admin, receives_from, wait_until
 
@@ -103,21 +103,11 @@ def cloud(moto_url: str, media_instance: str) -> Iterator[CloudDouble]:
 
 
 @pytest.fixture(scope="module")
-def fleet(cloud: CloudDouble) -> Iterator[CloudFleet]:
+def fleet(cloud: CloudDouble) -> Iterator[LocalFleet]:
     """One region, one gateway; its media node is started by each test with its cloud."""
-    fleet = CloudFleet(FleetSpec(regions=1, gateways=1, media=0, workers_per_node=1))
-    fleet.media_env = cloud_env(cloud, "aws")
-    fleet.spec.media = 1
-    fleet.start()
+    fleet = start_cloud_fleet(cloud)
     yield fleet
     fleet.remove()
-
-
-def exit_code(node: ServiceProcess) -> int | None:
-    try:
-        return node.process.wait(0)
-    except subprocess.TimeoutExpired:
-        return None
 
 
 def video_frames(bot: Bot, publisher: str) -> int:
@@ -171,7 +161,7 @@ def protected_in_moto(autoscaling, instance_id: str) -> bool:
 
 
 async def test_aws_scale_in_waits_for_the_call_then_completes_once(
-    fleet: CloudFleet, cloud: CloudDouble, autoscaling, media_instance: str
+    fleet: LocalFleet, cloud: CloudDouble, autoscaling, media_instance: str
 ) -> None:
     assert cloud.aws is not None
     node = fleet.regions[fleet.home].media_nodes[-1]
@@ -228,7 +218,7 @@ async def test_aws_scale_in_waits_for_the_call_then_completes_once(
 
 
 async def test_azure_scale_in_approves_the_event_after_the_call(
-    fleet: CloudFleet, cloud: CloudDouble
+    fleet: LocalFleet, cloud: CloudDouble
 ) -> None:
     azure = cloud.azure
     assert azure is not None
@@ -245,7 +235,7 @@ async def test_azure_scale_in_approves_the_event_after_the_call(
                 15,
                 f"{other.name} out of the registry",
             )
-    fleet.media_env = cloud_env(cloud, "azure")
+    fleet.spec.media_env = cloud_env(cloud, "azure")
     node = fleet.start_media_node(fleet.home)
     fleet.wait_ready(30)
     alice, bob = await live_call(fleet, "scale-in-azure")
