@@ -5,15 +5,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
+from media_node.settings import MediaNodeSettings
 from media_node.sfu import Sfu, SfuConfig
 from rtcfleet.client.peer import ClientPeer
 
 ROOM = "room-1"
+
+
+def offline_node_settings(redis_url: str = "redis://127.0.0.1:1", **more: Any) -> MediaNodeSettings:
+    """A media node's settings whose gateways and settings database cannot be reached: for
+    tests of the node's parts on a real Redis (or none)."""
+    return MediaNodeSettings(
+        node_id=f"media-{uuid.uuid4().hex[:6]}",
+        gateway_urls=["http://127.0.0.1:1"],
+        cluster_secret="c" * 20,
+        redis_url=redis_url,
+        settings_dsn="postgresql://127.0.0.1:1/x",
+        workers=1,
+        **more,
+    )
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:

@@ -14,12 +14,12 @@ import redis.asyncio as aioredis
 
 from media_node import evacuation
 from media_node.evacuation import Evacuation, schedule
-from media_node.settings import MediaNodeSettings
 from media_node.supervisor import Supervisor
 from media_node.worker_pool import WorkerHandle
 from rtcfleet import bus
 from rtcfleet.node_messages import AnyNodeCommand, NodeJoin, NodeLeave, ToSession
 from rtcfleet.servers import RedisServer
+from tests.media_node.conftest import offline_node_settings
 
 
 class Node:
@@ -154,16 +154,7 @@ async def test_the_node_keeps_moving_rooms_away_and_moved_sessions_quiet(
     """The node's side (its bus and worker pool as the supervisor wires them): no claim
     renewed for a moving room, a join for it sent elsewhere, and nothing of the old room
     reaching a session told to reconnect."""
-    supervisor = Supervisor(
-        MediaNodeSettings(
-            node_id=f"media-{uuid.uuid4().hex[:6]}",
-            gateway_urls=["http://127.0.0.1:1"],
-            cluster_secret="c" * 20,
-            redis_url=redis_server.url,
-            settings_dsn="postgresql://127.0.0.1:1/x",
-            workers=1,
-        )
-    )
+    supervisor = Supervisor(offline_node_settings(redis_server.url))
     node_bus, pool = supervisor.bus, supervisor.pool
     node_bus.attach(pool, redis)
     supervisor.start_drain()
@@ -201,16 +192,7 @@ async def test_a_renewal_on_its_way_does_not_claim_again_a_room_let_go(
     redis: aioredis.Redis, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The heartbeat's claim renewal read the rooms before the move and writes after it."""
-    supervisor = Supervisor(
-        MediaNodeSettings(
-            node_id=f"media-{uuid.uuid4().hex[:6]}",
-            gateway_urls=["http://127.0.0.1:1"],
-            cluster_secret="c" * 20,
-            redis_url=redis_server.url,
-            settings_dsn="postgresql://127.0.0.1:1/x",
-            workers=1,
-        )
-    )
+    supervisor = Supervisor(offline_node_settings(redis_server.url))
     node_bus, pool = supervisor.bus, supervisor.pool
     node_bus.attach(pool, redis)
     room = f"racing-{uuid.uuid4().hex[:6]}"

@@ -11,12 +11,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway_node.placement import claim_room
-from media_node.settings import MediaNodeSettings
 from media_node.supervisor import Supervisor
 from media_node.worker_pool import WorkerHandle
 from rtcfleet import bus
 from rtcfleet.node_messages import NodeJoin, RoomEmpty
 from rtcfleet.servers import RedisServer
+from tests.media_node.conftest import offline_node_settings
 
 
 @pytest.fixture
@@ -28,16 +28,7 @@ async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
 
 def node(redis: aioredis.Redis, redis_server: RedisServer) -> tuple[Supervisor, WorkerHandle]:
     """A node's bus and pool on a real Redis, with one worker that only queues commands."""
-    supervisor = Supervisor(
-        MediaNodeSettings(
-            node_id=f"media-{uuid.uuid4().hex[:6]}",
-            gateway_urls=["http://127.0.0.1:1"],
-            cluster_secret="c" * 20,
-            redis_url=redis_server.url,
-            settings_dsn="postgresql://127.0.0.1:1/x",
-            workers=1,
-        )
-    )
+    supervisor = Supervisor(offline_node_settings(redis_server.url))
     supervisor.bus.attach(supervisor.pool, redis)
     handle = WorkerHandle(index=0, process=multiprocessing.Process(), conn=None)  # type: ignore[arg-type]
     supervisor.pool.workers.append(handle)

@@ -7,17 +7,17 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiortc import RTCPeerConnection
 
 from media_node.publisher import MAX_MEDIA_SECTIONS
-from media_node.settings import MediaNodeSettings
 from media_node.worker_pool import WorkerHandle, WorkerPool
 from rtcfleet.node_messages import NodeJoin, NodeLeave, NodePublishOffer
 from rtcfleet.settings_store import PlatformSettings
+from tests.media_node.conftest import offline_node_settings, wait_until
 
 
 class Listener:
@@ -44,27 +44,11 @@ class Listener:
         return [message for to, message in self.told if to == session]
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 @pytest.fixture
 async def pool() -> AsyncIterator[tuple[WorkerPool, Listener]]:
     listener = Listener()
     stopped = asyncio.Event()
-    settings = MediaNodeSettings(
-        node_id=f"media-{uuid.uuid4().hex[:6]}",
-        gateway_urls=["http://127.0.0.1:1"],
-        cluster_secret="c" * 20,
-        redis_url="redis://127.0.0.1:1",
-        settings_dsn="postgresql://127.0.0.1:1/x",
-        workers=1,
-        bind_ip="127.0.0.1",
-    )
+    settings = offline_node_settings(bind_ip="127.0.0.1")
     workers = WorkerPool(settings, PlatformSettings, listener, stopped)
     workers.start()
     try:
