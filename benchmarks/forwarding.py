@@ -265,7 +265,7 @@ class Server:
             self.process.kill()
 
 
-async def join_publisher(server: Server) -> Publisher:
+async def join_publisher(server: Server, identity: str = "publisher") -> Publisher:
     publisher = Publisher()
     session = uuid.uuid4().hex
     answered = asyncio.Event()
@@ -277,7 +277,7 @@ async def join_publisher(server: Server) -> Publisher:
 
     server.handlers[session] = on_message
     server.send(
-        {"op": "join", "session": session, "identity": "publisher", "can_publish": True,
+        {"op": "join", "session": session, "identity": identity, "can_publish": True,
          "can_subscribe": False}
     )  # fmt: skip
     server.send({"op": "publish_offer", "session": session, "sdp": await publisher.offer()})

@@ -34,8 +34,8 @@ from typing import Any
 from benchmarks.forwarding import (
     NOISE_ROWS,
     VIDEO_BITRATE,
-    Publisher,
     Server,
+    join_publisher,
     join_subscriber,
     load_average,
     measure,
@@ -45,26 +45,6 @@ from media_node import rtp_hooks
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recording.json"
 LOOPBACK = "127.0.0.1"
-
-
-async def join_publisher(server: Server, identity: str) -> Publisher:
-    publisher = Publisher()
-    session = uuid.uuid4().hex
-    answered = asyncio.Event()
-
-    async def on_message(message: dict[str, Any]) -> None:
-        if message.get("type") == "publish_answer":
-            publisher.answer(message["sdp"])
-            answered.set()
-
-    server.handlers[session] = on_message
-    server.send(
-        {"op": "join", "session": session, "identity": identity, "can_publish": True,
-         "can_subscribe": False}
-    )  # fmt: skip
-    server.send({"op": "publish_offer", "session": session, "sdp": await publisher.offer()})
-    await asyncio.wait_for(answered.wait(), 30)
-    return publisher
 
 
 async def recording(server: Server, action: str) -> dict[str, Any]:
