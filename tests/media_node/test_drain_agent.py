@@ -196,8 +196,8 @@ async def test_azure_protection_goes_to_the_vm_with_a_managed_identity_token(
     assert double.azure.protection == [True, False]
 
 
-async def test_aws_calls_match_the_autoscaling_api(double, session) -> None:
-    """Botocore's Stubber checks every parameter against the service model."""
+def stubbable_scale_in(double: Any, session: Any) -> tuple[AwsScaleIn, Any]:
+    """The AWS scale-in client, its Auto Scaling calls going through a client a Stubber holds."""
     client = boto3.client(
         "autoscaling",
         region_name="eu-west-1",
@@ -206,6 +206,12 @@ async def test_aws_calls_match_the_autoscaling_api(double, session) -> None:
     )
     cloud = AwsScaleIn(Ec2Metadata(session, double.url))
     cloud._client = client
+    return cloud, client
+
+
+async def test_aws_calls_match_the_autoscaling_api(double, session) -> None:
+    """Botocore's Stubber checks every parameter against the service model."""
+    cloud, client = stubbable_scale_in(double, session)
     hook = {
         "LifecycleHookName": "rtcfleet-drain",
         "AutoScalingGroupName": "media-group",
@@ -328,14 +334,7 @@ async def test_azure_preempt_is_approved_only_when_it_names_this_vm_alone(double
 async def test_aws_interruption_release_completes_no_hook_unless_auto_scaling_holds_one(
     double, session
 ) -> None:
-    client = boto3.client(
-        "autoscaling",
-        region_name="eu-west-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    cloud = AwsScaleIn(Ec2Metadata(session, double.url))
-    cloud._client = client
+    cloud, client = stubbable_scale_in(double, session)
     notice = Termination("spot", "i-0abc", time.time() + 120, kind="interruption")
     with Stubber(client) as stub:
         await cloud.release(notice)  # a call here would find no stubbed response
