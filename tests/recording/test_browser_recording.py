@@ -93,6 +93,7 @@ async def test_a_chromium_participant_is_recorded(
                 # Chromium adapts its resolution as its bandwidth estimate grows: a segment
                 # has the size sent when it began, one of the sizes seen during the window
                 widths = sorted((before["width"], after["width"]))
+                assert probe.width is not None and probe.height is not None, probe
                 assert widths[0] <= probe.width <= widths[1], (probe, before, after)
                 assert probe.width * 9 == probe.height * 16, probe
                 frames += probe.frames
