@@ -8,21 +8,18 @@ cause and a read gets the gateway's last copy with its age: nothing else waits f
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable
 from html import escape
-from typing import Any, TypeVar
+from typing import Any
 
-import asyncpg
 from aiohttp import BasicAuth, web
 from aiohttp.typedefs import Handler
 
 from gateway_node.app_keys import GATEWAY
-from gateway_node.gateway import Gateway
 from gateway_node.registry import UnknownNode
+from gateway_node.settings_writer import WRITER_ERRORS
 from infra.spec import (
     LIVENESS_PATH,
     READINESS_PATH,
@@ -30,23 +27,12 @@ from infra.spec import (
     REGISTRATION_READINESS_PATH,
 )
 from rtcfleet import bus, settings_store
+from rtcfleet.nodes import NodeState
 from rtcfleet.settings_store import SettingsError
 
 # the admin load balancer's health check reaches these without a token
 UNAUTHENTICATED_PATHS = frozenset(
     {LIVENESS_PATH, READINESS_PATH, REGISTRATION_READINESS_PATH, REGION_HEALTH_PATH}
-)
-T = TypeVar("T")
-# An admin write waits this long for the settings writer, then answers 503.
-WRITER_TIMEOUT_S = 3.0
-WRITER_ERRORS = (
-    TimeoutError,
-    ConnectionError,
-    OSError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    # every host answered but none is read/write: the primary is gone, its replicas remain
-    asyncpg.exceptions.TargetServerAttributeNotMatched,
 )
 
 
@@ -81,33 +67,8 @@ async def admin_auth(request: web.Request, handler: Handler) -> web.StreamRespon
     return await handler(request)
 
 
-async def with_writer(gateway: Gateway, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    """Run ``work`` on a writer connection within ``WRITER_TIMEOUT_S``.
-
-    A hung server is not left to cancellation alone: a cancelled transaction still waits for
-    its ROLLBACK, and the pool for the connection's reset, on the same hung socket. The
-    connection is terminated instead, which fails whatever waits on it at once.
-    """
-    held: list[asyncpg.Connection] = []
-
-    async def run() -> T:
-        async with gateway.postgres.acquire() as conn:
-            held.append(conn)
-            return await work(conn)
-
-    task = asyncio.ensure_future(run())
-    done, _ = await asyncio.wait({task}, timeout=WRITER_TIMEOUT_S)
-    if task in done:
-        return task.result()
-    for conn in held:
-        conn.terminate()
-    task.cancel()
-    task.add_done_callback(lambda t: t.cancelled() or t.exception())
-    raise TimeoutError(f"no answer within {WRITER_TIMEOUT_S:.0f} s")
-
-
-def writer_unavailable(exc: BaseException) -> web.Response:
-    detail = str(exc) or f"no answer within {WRITER_TIMEOUT_S:.0f} s"
+def writer_unavailable(exc: BaseException, timeout: float) -> web.Response:
+    detail = str(exc) or f"no answer within {timeout:.0f} s"
     return web.json_response(
         {
             "error": "settings_writer_unavailable",
@@ -122,11 +83,12 @@ async def get_settings(request: web.Request) -> web.Response:
     """From the writer when it answers, else the last copy (``X-Settings-Age-Seconds`` says)."""
     gateway = request.app[GATEWAY]
     try:
-        current = await with_writer(gateway, settings_store.load)
+        current = await gateway.writer.run(settings_store.load)
     except WRITER_ERRORS:
         age = gateway.platform.age()
         if age is None:
-            return writer_unavailable(ConnectionError("no copy of the settings read yet"))
+            no_copy = ConnectionError("no copy of the settings read yet")
+            return writer_unavailable(no_copy, gateway.writer.timeout)
         return web.json_response(
             gateway.platform.platform.model_dump(),
             headers={"X-Settings-Age-Seconds": f"{age:.1f}"},
@@ -144,23 +106,34 @@ async def put_settings(request: web.Request) -> web.Response:
         return web.json_response({"error": "expected a JSON object of settings"}, status=400)
     gateway = request.app[GATEWAY]
     try:
-        new = await with_writer(gateway, lambda conn: settings_store.update(conn, changes))
+        new = await gateway.writer.run(lambda conn: settings_store.update(conn, changes))
     except SettingsError as exc:
         return web.json_response({"error": "invalid_setting", "detail": str(exc)}, status=400)
     except WRITER_ERRORS as exc:
-        return writer_unavailable(exc)
+        return writer_unavailable(exc, gateway.writer.timeout)
     gateway.platform.stored(new)
     return web.json_response(new.model_dump())
 
 
 async def delete_setting(request: web.Request) -> web.Response:
     key = request.match_info["key"]
+    gateway = request.app[GATEWAY]
     try:
-        async with request.app[GATEWAY].postgres.acquire() as conn:
-            new = await settings_store.delete(conn, key)
+        new = await gateway.writer.run(lambda conn: settings_store.delete(conn, key))
     except SettingsError as exc:
         return web.json_response({"error": "unknown_setting", "detail": str(exc)}, status=404)
+    except WRITER_ERRORS as exc:
+        return writer_unavailable(exc, gateway.writer.timeout)
+    gateway.platform.stored(new)
     return web.json_response(new.model_dump())
+
+
+def _node_state(node: NodeState, fresh: bool) -> str:
+    if node.lost_at is not None:
+        return "lost"  # a gateway found its process gone (gateway_node.node_monitor)
+    if not fresh:
+        return "stale"
+    return "draining" if node.draining else "healthy"
 
 
 async def _nodes(request: web.Request) -> list[dict[str, Any]]:
@@ -174,7 +147,7 @@ async def _nodes(request: web.Request) -> list[dict[str, Any]]:
                 "node_id": node.node_id,
                 "region": node.registration.region,
                 "public_ip": node.registration.public_ip,
-                "state": "stale" if not fresh else "draining" if node.draining else "healthy",
+                "state": _node_state(node, fresh),
                 "heartbeat_age_seconds": round(now - node.heartbeat_at, 2),
                 "utilization": round(node.utilization, 3),
                 "load": node.load.model_dump(exclude={"room_participants"}),

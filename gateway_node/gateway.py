@@ -34,7 +34,8 @@ from gateway_node.room_placement import RoomPlacement
 from gateway_node.sessions import SessionStore
 from gateway_node.settings import GatewaySettings
 from gateway_node.settings_copy import SettingsCopy
-from rtcfleet import bus, settings_store
+from gateway_node.settings_writer import SettingsWriter
+from rtcfleet import bus
 from rtcfleet.redis_url import connect
 
 log = logging.getLogger("rtcfleet.gateway")
@@ -46,7 +47,11 @@ class Gateway:
         self.id = settings.gateway_id
         self.metrics = GatewayMetrics()
         self._redis: aioredis.Redis | None = None
-        self._pg: asyncpg.Pool | None = None
+        self.writer = SettingsWriter(
+            settings.postgres_dsn,
+            settings.postgres_connect_timeout_seconds,
+            settings.postgres_command_timeout_seconds,
+        )
         self._http: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[object]] = set()
@@ -94,9 +99,7 @@ class Gateway:
     @property
     def postgres(self) -> asyncpg.Pool:
         """The settings writer; only admin writes use it, never a join or a health signal."""
-        if self._pg is None:
-            raise ConnectionError("the settings database's read/write node is not connected")
-        return self._pg
+        return self.writer.pool
 
     async def start(self) -> None:
         self._redis = connect(self.settings.redis_url)
@@ -107,7 +110,7 @@ class Gateway:
             asyncio.create_task(self.relay.run(), name="relay"),
             asyncio.create_task(self.monitor.run(), name="monitor"),
             asyncio.create_task(self.relay.keepalive(), name="keepalive"),
-            asyncio.create_task(self._connect_postgres(), name="postgres"),
+            asyncio.create_task(self.writer.open(), name="postgres"),
             asyncio.create_task(self._settings_loop(), name="settings"),
             asyncio.create_task(self.replication.run(), name="settings-replication"),
         ]
@@ -124,12 +127,7 @@ class Gateway:
             await session.ws.close()
         if self._http is not None:
             await self._http.close()
-        if self._pg is not None:
-            # a hung writer must not hold the gateway's shutdown
-            try:
-                await asyncio.wait_for(self._pg.close(), 5)
-            except TimeoutError:
-                self._pg.terminate()
+        await self.writer.close()
         if self._redis is not None:
             with contextlib.suppress(RedisError, OSError):
                 await self.redis.srem(bus.GATEWAYS, self.id)
@@ -140,19 +138,6 @@ class Gateway:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def _connect_postgres(self) -> None:
-        """Keep trying: the gateway serves signaling while Postgres is still coming up."""
-        dsn = self.settings.postgres_dsn.get_secret_value()
-        while self._pg is None:
-            try:
-                pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4, timeout=5)
-                async with pool.acquire() as conn:
-                    await settings_store.ensure_schema(conn)
-                self._pg = pool
-            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-                log.warning("postgres not reachable yet: %s", exc)
-                await asyncio.sleep(1.0)
 
     async def _settings_loop(self) -> None:
         """Keep a copy of the settings fresh; joins use the copy, never the database."""

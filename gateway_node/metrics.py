@@ -37,6 +37,12 @@ class GatewayMetrics:
             ["state"],
             registry=self.registry,
         )
+        self.nodes_lost = Counter(
+            "rtcfleet_gateway_media_nodes_lost_total",
+            "Media nodes this gateway found gone before their heartbeat went stale, by signal",
+            ["signal"],
+            registry=self.registry,
+        )
         self.join_seconds = Histogram(
             "rtcfleet_gateway_join_seconds",
             "Time from a join message to the joined answer",

@@ -7,6 +7,7 @@ from typing import cast
 
 import redis.asyncio as aioredis
 from pydantic import ValidationError
+from redis.exceptions import WatchError
 
 from rtcfleet import bus
 from rtcfleet.nodes import Heartbeat, NodeRegistration, NodeState
@@ -52,6 +53,7 @@ class NodeRegistry:
                 "settings": beat.settings,
                 "draining": beat.draining or bool(drain_requested),
                 "heartbeat_at": time.time(),
+                "lost_at": None,
             }
         )
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -60,6 +62,31 @@ class NodeRegistry:
             pipe.sadd(bus.NODES, node_id)
             await pipe.execute()
         return state
+
+    async def mark_lost(self, node_id: str, heartbeat_at: float) -> bool:
+        """Record that the node is gone, unless it has beaten since ``heartbeat_at`` (what the
+        caller saw): every gateway then treats it as stale, and placement moves its rooms. A
+        node that is in fact alive clears the mark with its next heartbeat."""
+        key = bus.node_key(node_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(key)
+                raw = await pipe.get(key)
+                if raw is None:
+                    return False
+                try:
+                    state = NodeState.model_validate_json(raw)
+                except ValidationError:
+                    return False
+                if state.heartbeat_at != heartbeat_at or state.lost_at is not None:
+                    return False
+                lost = state.model_copy(update={"lost_at": time.time()})
+                pipe.multi()
+                pipe.set(key, lost.model_dump_json(), keepttl=True)
+                await pipe.execute()
+            except WatchError:  # a heartbeat landed in between: the node lives
+                return False
+        return True
 
     async def request_drain(self, node_id: str) -> None:
         if not await self.redis.exists(bus.node_key(node_id)):

@@ -49,6 +49,11 @@ class GatewaySettings(ServiceSettings, TracingSettings):
     # the subscription this region's gateways keep following the writer (postgres_dsn)
     settings_subscription: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     settings_refresh_seconds: float = Field(default=5.0, gt=0, le=300)
+    # bounds on the writer, which may be a region away and silent: each host of postgres_dsn
+    # gets this long to connect (all are asked at once), each statement this long to answer;
+    # an admin write answers 503 after the two together (gateway_node/settings_writer.py)
+    postgres_connect_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    postgres_command_timeout_seconds: float = Field(default=3.0, gt=0, le=300)
 
     api_keys: dict[str, SecretStr] = Field(min_length=1)
     cluster_secret: SecretStr

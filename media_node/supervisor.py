@@ -144,7 +144,9 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.on_sigterm)
         loop.add_signal_handler(signal.SIGINT, self.on_sigterm)
-        self.bus.attach(self.pool, connect(self.settings.redis_url))
+        # named, so gateways see the connections close the moment this process dies
+        redis = connect(self.settings.redis_url, client_name=bus.node_client_name(self.node_id))
+        self.bus.attach(self.pool, redis)
         await self.region.open()
         agent_scope = contextlib.AsyncExitStack()
         try:

@@ -42,6 +42,15 @@ def node_key(node_id: str) -> str:
     return f"{PREFIX}node:{node_id}"
 
 
+# A media node's Redis connections carry this name (CLIENT SETNAME): Redis closes them when the
+# node's process dies, which gateways read from CLIENT LIST (gateway_node.node_monitor).
+NODE_CLIENT_PREFIX = "rtcfleet-media:"
+
+
+def node_client_name(node_id: str) -> str:
+    return f"{NODE_CLIENT_PREFIX}{node_id}"
+
+
 def node_inbox(node_id: str) -> str:
     return f"{PREFIX}node:{node_id}:in"
 

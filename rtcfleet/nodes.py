@@ -75,6 +75,9 @@ class NodeState(BaseModel):
     settings: PlatformSettings | None = None
     registered_at: float
     heartbeat_at: float
+    # set by a gateway that found the node's process gone before its heartbeat went stale (its
+    # Redis connections closed); the node's next heartbeat clears it
+    lost_at: float | None = None
 
     @property
     def node_id(self) -> str:
@@ -88,4 +91,4 @@ class NodeState(BaseModel):
         return max(streams, cpu)
 
     def is_fresh(self, now: float, stale_after: float) -> bool:
-        return now - self.heartbeat_at <= stale_after
+        return self.lost_at is None and now - self.heartbeat_at <= stale_after

@@ -28,8 +28,13 @@ class SentinelBlockingConnectionPool(SentinelConnectionPool, BlockingConnectionP
     for a free connection instead of refusing the command."""
 
 
-def connect(url: str, *, socket_timeout: float | None = 5.0) -> aioredis.Redis:
-    """A client for ``url``; commands fail fast instead of hanging when a server dies."""
+def connect(
+    url: str, *, socket_timeout: float | None = 5.0, client_name: str | None = None
+) -> aioredis.Redis:
+    """A client for ``url``; commands fail fast instead of hanging when a server dies.
+
+    ``client_name``: every connection names itself so (``CLIENT SETNAME``), which lets others
+    see in ``CLIENT LIST`` whether the process still holds a connection."""
     parts = urlsplit(url)
     if parts.scheme == SENTINEL_SCHEME:
         hosts = []
@@ -52,6 +57,7 @@ def connect(url: str, *, socket_timeout: float | None = 5.0) -> aioredis.Redis:
             socket_timeout=socket_timeout,
             socket_connect_timeout=2.0,
             decode_responses=True,
+            client_name=client_name,
         )
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}")
@@ -62,5 +68,6 @@ def connect(url: str, *, socket_timeout: float | None = 5.0) -> aioredis.Redis:
         socket_timeout=socket_timeout,
         socket_connect_timeout=2.0,
         decode_responses=True,
+        client_name=client_name,
     )
     return aioredis.Redis.from_pool(pool)

@@ -79,7 +79,12 @@ class LocalFleet:
             self.postgres = ReplicatedPostgres(
                 replicas=len(physical),
                 workdir=self.workdir / "postgres",
-                binds=[self.bind(f"{names[0]}-data"), *(self.bind(f"{n}-data") for n in physical)],
+                # the writer on a host of its own, as a managed database is: a fault can take
+                # it alone (a blackholed writer) or with its region
+                binds=[
+                    self.bind(writer_host(names[0])),
+                    *(self.bind(f"{n}-data") for n in physical),
+                ],
             ).start()
             readers = dict(zip(physical, self.postgres.replicas, strict=True))
             for name, replica in readers.items():
@@ -144,9 +149,13 @@ class LocalFleet:
         return tuple(self.bind(host).address for host in hosts)
 
     def region_hosts(self, region: str) -> list[str]:
-        """Every host of a region: its data stores, gateways and media nodes."""
+        """Every host of a region: its data stores (the first settings writer's too, in the
+        region it started in), gateways and media nodes."""
         found = self.regions[region]
-        return [f"{region}-data", *(s.name for s in (*found.gateways, *found.media_nodes))]
+        stores = [f"{region}-data"]
+        if self.fabric is not None and writer_host(region) in self.fabric.hosts:
+            stores.append(writer_host(region))
+        return [*stores, *(s.name for s in (*found.gateways, *found.media_nodes))]
 
     @property
     def home(self) -> str:
@@ -441,6 +450,11 @@ class LocalFleet:
                 for region in self.regions.values()
             ],
         }
+
+
+def writer_host(region: str) -> str:
+    """The fabric host of the settings writer the fleet starts with, in ``region``."""
+    return f"{region}-writer"
 
 
 def _writer_dsn(servers: list[PostgresServer]) -> str:

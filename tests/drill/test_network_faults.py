@@ -8,24 +8,38 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
+from typing import Any
 
+import aiohttp
 import pytest
 
 from media_node import rtp_hooks
+from rtcfleet import bus
+from rtcfleet.client import session as client_session
 from rtcfleet.client.bot import Bot
 from rtcfleet.drill import DrillSpec, run_region_outage
 from rtcfleet.drill.backend import FaultKind
 from rtcfleet.drill.local import LocalBackend
 from rtcfleet.local import FleetSpec, LocalFleet
+from rtcfleet.local.fleet import writer_host
 from rtcfleet.netfault import Blackhole, Fabric, leftovers, missing_tools
+from rtcfleet.nodes import NodeState
+from rtcfleet.redis_url import connect
+from rtcfleet.signaling import Join, encode
 from tests.platform.conftest import wait_until
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(bool(missing_tools()), reason=f"network namespaces need {missing_tools()}"),
 ]
+
+# longer than a missed beat (1.5 s), shorter than the staleness bound (5 s)
+PAUSE_S = 2.5
+SETTING = "max_participants_per_room"
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +56,26 @@ def fleet() -> Iterator[LocalFleet]:
         fabric.remove()
         rtp_hooks.restrict_host_addresses_from_environment()
     assert leftovers(fabric.tag) == []
+
+
+def message_types(bot: Bot) -> list[str]:
+    return [str(m["type"]) for m in bot.session.events.messages]
+
+
+async def two_media_nodes(fleet: LocalFleet, region: str) -> None:
+    if sum(m.process.running() for m in fleet.regions[region].media_nodes) < 2:
+        fleet.start_media_node(region)
+        await asyncio.to_thread(fleet.wait_ready)
+
+
+async def node_record(fleet: LocalFleet, region: str, node_id: str) -> NodeState:
+    redis = connect(fleet.regions[region].redis.url)
+    try:
+        raw = await redis.get(bus.node_key(node_id))
+    finally:
+        await redis.aclose()
+    assert raw is not None, f"{node_id} has no registry record"
+    return NodeState.model_validate_json(raw)
 
 
 def fresh_media(bot: Bot, publisher: str, since: float) -> bool:
@@ -99,9 +133,7 @@ async def test_a_lost_media_node_loses_its_room_before_its_heartbeat_is_stale(
 ) -> None:
     assert fleet.fabric is not None
     region = fleet.regions["local-1"]
-    if sum(m.process.running() for m in region.media_nodes) < 2:
-        fleet.start_media_node("local-1")
-        await asyncio.to_thread(fleet.wait_ready)
+    await two_media_nodes(fleet, "local-1")
     urls = fleet.gateway_urls("local-1")
     room = f"node-{fault}"
     bots = [
@@ -132,13 +164,122 @@ async def test_a_lost_media_node_loses_its_room_before_its_heartbeat_is_stale(
             "media on another node",
         )
         print(f"media node {fault}: media back on another node after {took:.2f} s")
-        assert any(b.session.events.media_timeouts for b in bots), "the silence was not noticed"
-        for bot in bots:
-            # moved on the clients' word and the node's missed beats, before the gateway's own
-            # reconnect (sent only when the heartbeat goes stale)
-            assert "reconnect" not in [m["type"] for m in bot.session.events.messages]
+        if fault == "blackhole":
+            assert any(b.session.events.media_timeouts for b in bots), "silence not noticed"
+            for bot in bots:
+                # moved on the clients' word and the node's missed beats: a blackholed node's
+                # Redis connections stay open, so no gateway reconnect before staleness
+                assert "reconnect" not in message_types(bot)
+        # killed: the clients' word or the node's closed connections, whichever comes first
     finally:
         fleet.fabric.heal()
+        await asyncio.gather(*(b.close() for b in bots))
+
+
+async def test_a_killed_media_node_is_found_by_its_closed_connections(
+    fleet: LocalFleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No client reports dead media: the gateways alone find the node gone, from its Redis
+    connections, and move its room before its heartbeat is stale."""
+    monkeypatch.setattr(client_session, "MEDIA_DEAD_AFTER_S", 3600.0)
+    region = fleet.regions["local-1"]
+    await two_media_nodes(fleet, "local-1")
+    urls = fleet.gateway_urls("local-1")
+    bots = [
+        Bot(urls, fleet.token("node-gone", name), name=name, width=320, height=180, fps=15)
+        for name in ("ann", "ben")
+    ]
+    try:
+        for bot in bots:
+            await bot.start()
+        ann, ben = bots
+        await wait_until(
+            lambda: fresh_media(ann, "ben", 0) and fresh_media(ben, "ann", 0), 20, "media"
+        )
+        lost = ann.session.node_id
+        assert lost is not None
+        next(m for m in region.media_nodes if m.name == lost).process.kill()
+        fault_at = time.monotonic()
+        told = await wait_until(
+            lambda: all("reconnect" in message_types(b) for b in bots), 20, "reconnect"
+        )
+        took = await wait_until(
+            lambda: all(
+                b.session.node_id not in (None, lost)
+                and fresh_media(b, "ben" if b is ann else "ann", fault_at)
+                for b in bots
+            ),
+            20,
+            "media on another node",
+        )
+        record = await node_record(fleet, "local-1", lost)
+        assert record.lost_at is not None, "not found by its closed connections"
+        found = record.lost_at - record.heartbeat_at
+        print(
+            f"media node SIGKILL, no client report: sessions told to reconnect after "
+            f"{told:.2f} s, media back on another node after {told + took:.2f} s; the node "
+            f"was marked lost {found:.2f} s after its last beat"
+        )
+        # found before its heartbeat went stale, which would have moved it too
+        assert found < fleet.spec.node_stale_seconds
+        for bot in bots:
+            assert bot.session.events.media_timeouts == 0
+    finally:
+        await asyncio.gather(*(b.close() for b in bots))
+
+
+async def test_a_paused_media_node_keeps_its_room(
+    fleet: LocalFleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node whose every process is stopped for longer than a beat but shorter than the
+    staleness bound (a stalled loop, a long pause) holds its Redis connections: nothing moves."""
+    monkeypatch.setattr(client_session, "MEDIA_DEAD_AFTER_S", 3600.0)
+    region = fleet.regions["local-1"]
+    await two_media_nodes(fleet, "local-1")
+    urls = fleet.gateway_urls("local-1")
+    bots = [
+        Bot(urls, fleet.token("node-pause", name), name=name, width=320, height=180, fps=15)
+        for name in ("ann", "ben")
+    ]
+    pid = None
+    try:
+        for bot in bots:
+            await bot.start()
+        ann, ben = bots
+        await wait_until(
+            lambda: fresh_media(ann, "ben", 0) and fresh_media(ben, "ann", 0), 20, "media"
+        )
+        node_id = ann.session.node_id
+        assert node_id is not None
+        pid = next(m for m in region.media_nodes if m.name == node_id).process.pid
+        assert pid is not None
+        os.killpg(pid, signal.SIGSTOP)
+        paused_at = time.monotonic()
+        beat_age = 0.0
+        while time.monotonic() - paused_at < PAUSE_S:
+            record = await node_record(fleet, "local-1", node_id)
+            beat_age = max(beat_age, time.time() - record.heartbeat_at)
+            await asyncio.sleep(0.1)
+        os.killpg(pid, signal.SIGCONT)
+        pid = None
+        resumed_at = time.monotonic()
+        print(f"media node paused {PAUSE_S:.1f} s: heartbeat {beat_age:.2f} s old at most")
+        assert beat_age > 2.0, "the pause did not make the node miss a beat"
+        assert beat_age < fleet.spec.node_stale_seconds
+        await wait_until(
+            lambda: fresh_media(ann, "ben", resumed_at) and fresh_media(ben, "ann", resumed_at),
+            10,
+            "media from the same node after the pause",
+        )
+        await asyncio.sleep(1.0)  # a monitor round or two after the node beats again
+        record = await node_record(fleet, "local-1", node_id)
+        assert record.lost_at is None
+        for bot in bots:
+            assert bot.session.node_id == node_id
+            assert "reconnect" not in message_types(bot)
+    finally:
+        if pid is not None:
+            os.killpg(pid, signal.SIGCONT)
         await asyncio.gather(*(b.close() for b in bots))
 
 
@@ -170,3 +311,105 @@ async def test_a_partition_never_leaves_a_room_live_in_two_regions(fleet: LocalF
     assert all(bot["error"] is None for bot in split["bots"]), split["bots"]
     assert len({bot["joined_region"] for bot in split["bots"]}) == 1
     assert report.sessions_dropped == 0, "a partition between regions must not cut clients off"
+
+
+async def admin_call(
+    fleet: LocalFleet, method: str, path: str, body: object | None = None
+) -> tuple[int, Any, float, dict[str, str]]:
+    """One admin API call to a home-region gateway: status, body, seconds taken, headers."""
+    gateway = next(g for g in fleet.regions[fleet.home].gateways if g.process.running())
+    headers = {"Authorization": f"Bearer {fleet.spec.admin_token}"}
+    started = time.monotonic()
+    timeout = aiohttp.ClientTimeout(total=20)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as http,
+        http.request(method, gateway.admin_url + path, json=body, headers=headers) as response,
+    ):
+        answer = await response.json()
+        return response.status, answer, time.monotonic() - started, dict(response.headers)
+
+
+async def join_once(url: str, token: str) -> str:
+    """A join through a fresh socket: the answer's type (``joined`` when the join worked)."""
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
+        http.ws_connect(url) as ws,
+    ):
+        await ws.send_str(encode(Join(token=token)))
+        message = json.loads((await ws.receive(timeout=5)).data)
+        if message.get("type") == "joined":
+            await ws.send_str(json.dumps({"type": "leave"}))
+        return str(message.get("type"))
+
+
+async def test_a_blackholed_settings_writer_answers_in_seconds_until_a_standby_is_promoted(
+    fleet: LocalFleet,
+) -> None:
+    """Last in the module: the writer moves to the standby region for good."""
+    assert fleet.fabric is not None and fleet.postgres is not None
+    home = fleet.home
+    old_writer = fleet.postgres.primary
+    urls = fleet.gateway_urls(home)
+    bots = [
+        Bot(urls, fleet.token("pg-blackhole", name), name=name, width=320, height=180, fps=15)
+        for name in ("ann", "ben")
+    ]
+    try:
+        for bot in bots:
+            await bot.start()
+        ann, ben = bots
+        await wait_until(
+            lambda: fresh_media(ann, "ben", 0) and fresh_media(ben, "ann", 0), 20, "media"
+        )
+        status, _, _, _ = await admin_call(fleet, "PUT", "/api/settings", {SETTING: 41})
+        assert status == 200, "a write before the fault"
+        fleet.fabric.apply([Blackhole(fleet.host_addresses(writer_host(home)))])
+        fault_at = time.monotonic()
+        answers = []
+        for method, path, body in (
+            ("PUT", "/api/settings", {SETTING: 42}),
+            ("DELETE", f"/api/settings/{SETTING}", None),
+            ("PUT", "/api/settings", {SETTING: 42}),  # the pool is not left stuck either
+        ):
+            status, answer, took, headers = await admin_call(fleet, method, path, body)
+            print(f"{method} with the writer blackholed: {status} after {took:.2f} s: {answer}")
+            assert status == 503, answer
+            assert answer["error"] == "settings_writer_unavailable"
+            assert "read/write node" in answer["detail"]
+            assert headers.get("Retry-After") == "5"
+            answers.append(took)
+        status, current, took, headers = await admin_call(fleet, "GET", "/api/settings")
+        print(f"GET with the writer blackholed: {status} after {took:.2f} s from the copy")
+        assert status == 200 and current[SETTING] == 41
+        assert "X-Settings-Age-Seconds" in headers
+        # joins and the call go on without the writer
+        for attempt in range(3):
+            token = fleet.token(f"pg-blackhole-new-{attempt}", "joiner")
+            assert await join_once(urls[attempt % len(urls)], token) == "joined"
+        since = time.monotonic()
+        await wait_until(
+            lambda: fresh_media(ann, "ben", since) and fresh_media(ben, "ann", since), 5, "media"
+        )
+        # the standby region's replica is promoted; the old writer stays silent
+        promoted_at = time.monotonic()
+        await asyncio.to_thread(fleet.promote_standby)
+        await asyncio.to_thread(fleet.follow_writer)
+        attempts = 0
+        while True:
+            attempts += 1
+            status, answer, _, _ = await admin_call(fleet, "PUT", "/api/settings", {SETTING: 43})
+            if status == 200:
+                break
+            assert time.monotonic() - promoted_at < 60, answer
+            await asyncio.sleep(0.5)
+        write_back = time.monotonic() - promoted_at
+        print(
+            f"writer blackholed: 503 after {', '.join(f'{t:.2f}' for t in answers)} s; joins "
+            f"and the call went on; after promotion the first write was accepted "
+            f"{write_back:.2f} s later ({attempts} tries), "
+            f"{time.monotonic() - fault_at:.1f} s after the blackhole"
+        )
+    finally:
+        old_writer.kill()  # fenced for good: it must never take writes again
+        fleet.fabric.heal()
+        await asyncio.gather(*(b.close() for b in bots))

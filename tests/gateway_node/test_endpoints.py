@@ -12,7 +12,7 @@ from tests.gateway_node.conftest import GatewayUnderTest
 
 async def wait_for_postgres(gw: GatewayUnderTest) -> None:
     for _ in range(100):
-        if gw.gateway._pg is not None:
+        if gw.gateway.writer.connected:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("gateway never connected to Postgres")
