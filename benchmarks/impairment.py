@@ -262,7 +262,8 @@ def main() -> None:
         path = RESULTS.with_name(name)
     else:
         result["publisher_video_as_received"] = [_summary(r, "publisher") for r in reports[1:]]
-        path = RESULTS.with_name("impairment_relay.json") if relayed else RESULTS
+        relay_name = "impairment_relay_reorder.json" if args.reorder else "impairment_relay.json"
+        path = RESULTS.with_name(relay_name) if relayed else RESULTS
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
 

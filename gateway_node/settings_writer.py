@@ -136,6 +136,7 @@ class SettingsWriter:
     async def open(self) -> None:
         """Keep trying: the gateway serves signaling while Postgres is still coming up."""
         while self._pool is None:
+            pool: asyncpg.Pool | None = None
             try:
                 pool = await asyncpg.create_pool(
                     self.dsn.get_secret_value(),
@@ -149,6 +150,8 @@ class SettingsWriter:
                     await settings_store.ensure_schema(conn)
                 self._pool = pool
             except WRITER_ERRORS as exc:
+                if pool is not None:
+                    pool.terminate()
                 log.warning("postgres not reachable yet: %s", exc)
                 await asyncio.sleep(1.0)
 
