@@ -74,14 +74,16 @@ class NodeConnections:
 
     async def without_connection(self, redis: aioredis.Redis, suspects: Iterable[str]) -> set[str]:
         """Of ``suspects``, the nodes that hold no connection to Redis; none while the list
-        cannot be trusted (a new primary within its grace, or node names never seen)."""
+        cannot be trusted (a new primary within its grace, a server that is no primary, or
+        node names never seen)."""
         if self.refused is not None:
             return set()
         try:
             async with redis.pipeline(transaction=False) as pipe:
                 pipe.info("server")
+                pipe.info("replication")
                 pipe.client_list(_type="normal")
-                info, clients = await pipe.execute()
+                info, replication, clients = await pipe.execute()
         except ResponseError as exc:
             self.refused = str(exc)
             log.warning("no dead-node signal from Redis's client list: %s", exc)
@@ -96,6 +98,8 @@ class NodeConnections:
             self.names_seen = True
         if not self.names_seen or now - self.server_since < NEW_SERVER_GRACE_S:
             return set()
+        if replication.get("role") != "master":
+            return set()  # a demoted primary a stale connection still reaches: nodes left it
         return {node_id for node_id in suspects if bus.node_client_name(node_id) not in names}
 
 

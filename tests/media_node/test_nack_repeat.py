@@ -42,10 +42,13 @@ class LosingPublisher:
 
         async def send(data: bytes) -> None:
             packet = RtpPacket.parse(data)
-            if packet.ssrc == sender._ssrc and self.armed and self.target is None:
-                self.target = packet.sequence_number
-                return  # lost on the way
-            if packet.ssrc == sender._rtx_ssrc and len(packet.payload) >= 2:
+            if packet.ssrc == sender._ssrc:
+                if self.armed and self.target is None:
+                    self.target = packet.sequence_number
+                    return  # lost on the way
+                if packet.sequence_number == self.target:  # sent again without RTX
+                    self.retransmitted[packet.sequence_number] += 1
+            elif packet.ssrc == sender._rtx_ssrc and len(packet.payload) >= 2:
                 self.retransmitted[int.from_bytes(packet.payload[:2], "big")] += 1
             await send_rtp(data)
 
