@@ -176,7 +176,13 @@ class SettingsWriter:
         async def attempt() -> T:
             async with self.acquire() as conn:
                 held.append(conn)
-                return await work(conn)
+                try:
+                    return await work(conn)
+                except (TimeoutError, ConnectionError, OSError):
+                    # a statement past its timeout: asyncpg would cancel it over a new
+                    # connection and reset this one, each waiting on the silent server
+                    conn.terminate()
+                    raise
 
         task = asyncio.ensure_future(attempt())
         done, _ = await asyncio.wait({task}, timeout=self.timeout)
