@@ -129,10 +129,6 @@ class SettingsWriter:
             raise ConnectionError("the settings database's read/write node is not connected")
         return self._pool
 
-    def acquire(self) -> Any:
-        """A pooled connection, waiting at most the connect timeout for one."""
-        return self.pool.acquire(timeout=self.connect_timeout)
-
     async def open(self) -> None:
         """Keep trying: the gateway serves signaling while Postgres is still coming up."""
         while self._pool is None:
@@ -174,15 +170,27 @@ class SettingsWriter:
         held: list[asyncpg.Connection] = []
 
         async def attempt() -> T:
-            async with self.acquire() as conn:
-                held.append(conn)
-                try:
-                    return await work(conn)
-                except (TimeoutError, ConnectionError, OSError):
-                    # a statement past its timeout: asyncpg would cancel it over a new
-                    # connection and reset this one, each waiting on the silent server
-                    conn.terminate()
-                    raise
+            pool = self.pool
+            try:
+                conn = await pool.acquire(timeout=self.connect_timeout)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"no read/write host took a connection within {self.connect_timeout:g} s"
+                ) from None
+            held.append(conn)
+            try:
+                return await work(conn)
+            except (TimeoutError, ConnectionError, OSError) as exc:
+                # a statement past its timeout: asyncpg would cancel it over a new connection
+                # and reset this one, each waiting on the silent server
+                conn.terminate()
+                if isinstance(exc, TimeoutError):
+                    raise TimeoutError(
+                        f"a statement had no answer within {self.command_timeout:g} s"
+                    ) from None
+                raise
+            finally:
+                await pool.release(conn)  # at once after a terminate
 
         task = asyncio.ensure_future(attempt())
         done, _ = await asyncio.wait({task}, timeout=self.timeout)
@@ -199,4 +207,4 @@ class SettingsWriter:
             await self._pool.expire_connections()
         task.cancel()
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
-        raise TimeoutError(f"no answer within {self.timeout:.0f} s")
+        raise TimeoutError(f"no answer within {self.timeout:g} s")
