@@ -310,9 +310,14 @@ class LocalFleet:
             process.kill()
 
     def promote_standby(self) -> PostgresServer:
-        """Make the standby region's replica the read/write server and the standby region home."""
+        """Make the standby region's replica the read/write server and the standby region home.
+
+        The old writer is fenced first (stopped for good), as a managed failover does: one that
+        was only unreachable (blackholed) would otherwise take writes again when it is heard,
+        and gateways asking every candidate would find two writers."""
         assert self.postgres is not None and self.standby is not None
         standby = self.regions[self.standby].settings_replica
+        self.postgres.primary.kill()
         standby.promote()
         self.postgres.primary, self._home = standby, self.standby
         return standby

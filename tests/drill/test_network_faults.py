@@ -410,6 +410,6 @@ async def test_a_blackholed_settings_writer_answers_in_seconds_until_a_standby_i
             f"{time.monotonic() - fault_at:.1f} s after the blackhole"
         )
     finally:
-        old_writer.kill()  # fenced for good: it must never take writes again
+        old_writer.kill()  # fenced by the promotion; and if the test failed before it
         fleet.fabric.heal()
         await asyncio.gather(*(b.close() for b in bots))
