@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
+import asyncpg
+
 from rtcfleet.local import replication
 from rtcfleet.local.replication import PHYSICAL
 from rtcfleet.local.topology import Region
@@ -38,7 +40,16 @@ def follow_writer(regions: Iterable[Region], writer: PostgresServer) -> list[str
             continue
         started = time.monotonic()
         if region.replication == PHYSICAL:
-            how = replication.follow_physical(server, writer, region.name)
+            try:
+                how = replication.follow_physical(server, writer, region.name)
+            except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+                # running but unreachable (a blackholed region): restoring the region gives it
+                # a copy of the new writer
+                steps.append(
+                    f"{region.name}: {region.replication} copy not reached ({exc!r}); it "
+                    "follows the new writer when the region is restored"
+                )
+                continue
         else:
             how = "re-subscribed by the region's gateways"
             while not replication.subscribed(writer, region.name):
