@@ -31,6 +31,8 @@ class LocalBackend:
         if fleet.fabric is not None:
             kinds |= {FaultKind.BLACKHOLE, FaultKind.PARTITION}
         self.faults = frozenset(kinds)
+        # regions a blackhole cut off: running, unreachable until restored
+        self.cut_off: set[str] = set()
 
     def regions(self) -> list[str]:
         return list(self.fleet.regions)
@@ -91,6 +93,7 @@ class LocalBackend:
         rule: Blackhole | Partition
         if fault is FaultKind.BLACKHOLE:
             rule = Blackhole(mine)
+            self.cut_off.add(region)
         else:
             others = self._addresses([r for r in self.fleet.regions if r != region])
             rule = Partition(mine, others)
@@ -118,7 +121,7 @@ class LocalBackend:
         standby = self.fleet.standby
         server = await asyncio.to_thread(self.fleet.promote_standby)
         steps = [f"promoted the Postgres replica of {standby} (port {server.port}) to read/write"]
-        return steps + await asyncio.to_thread(self.fleet.follow_writer)
+        return steps + await asyncio.to_thread(self.fleet.follow_writer, sorted(self.cut_off))
 
     async def restore(self, region: str, fault: FaultKind = FaultKind.KILL) -> list[str]:
         await self.close()  # the state readers of the fault's duration
@@ -126,6 +129,7 @@ class LocalBackend:
         if self.fleet.fabric is not None and self.fleet.fabric.faults:
             await asyncio.to_thread(self.fleet.fabric.heal)
             steps.append("removed the fault rules from the fabric bridge")
+        self.cut_off.discard(region)
         if fault is FaultKind.PARTITION:
             return steps
         # a blackholed region's processes kept running on stale state (and its Postgres may

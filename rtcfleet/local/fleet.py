@@ -16,6 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -322,10 +323,14 @@ class LocalFleet:
         self.postgres.primary, self._home = standby, self.standby
         return standby
 
-    def follow_writer(self) -> list[str]:
-        """Point every surviving region's settings copy at the current writer."""
+    def follow_writer(self, unreachable: Collection[str] = ()) -> list[str]:
+        """Point every surviving region's settings copy at the current writer; ``unreachable``
+        regions (blackholed: running, cut off) follow it when they are restored."""
         assert self.postgres is not None
-        return faults.follow_writer(self.regions.values(), self.postgres.primary)
+        reachable = [r for name, r in self.regions.items() if name not in unreachable]
+        steps = faults.follow_writer(reachable, self.postgres.primary)
+        later = [f"{name}: cut off; follows the new writer when restored" for name in unreachable]
+        return steps + later
 
     def restore_region(self, name: str, ready_timeout: float = 60.0) -> None:
         """Bring a dead region back: fresh Redis, a replica of the current primary, services."""
