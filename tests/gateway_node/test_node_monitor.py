@@ -20,7 +20,7 @@ from gateway_node.registry import NodeRegistry
 from rtcfleet import bus
 from rtcfleet.nodes import Heartbeat, NodeLoad, NodeRegistration, NodeState
 from rtcfleet.redis_url import connect
-from rtcfleet.servers import RedisServer
+from rtcfleet.servers import RedisServer, SentinelRedis
 
 STALE_S = 5.0
 
@@ -132,3 +132,27 @@ async def test_a_beat_that_lands_first_keeps_the_node(redis: aioredis.Redis) -> 
     assert await registry.mark_lost("node-a", state.heartbeat_at)
     assert not await registry.mark_lost("node-a", state.heartbeat_at), "marked once"
     assert not await registry.mark_lost("node-unknown", 0.0)
+
+
+async def test_a_list_from_a_server_that_is_no_primary_is_not_believed(
+    sentinel_redis: SentinelRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pooled connection may still reach a demoted primary after a failover: the nodes have
+    left it for the new one, so their absence there means nothing."""
+    monkeypatch.setattr(node_monitor, "NEW_SERVER_GRACE_S", 0.0)
+    primary = connect(sentinel_redis.primary.url)
+    replica = connect(sentinel_redis.replica.url)
+    clients = [primary, replica, await node_connected(sentinel_redis.replica.url, "node-other")]
+    try:
+        await register(NodeRegistry(primary, STALE_S), "node-gone", 2.0)
+        await primary.wait(1, 5000)
+        monitor = monitor_for(replica)
+        assert await monitor.connections.without_connection(replica, ["node-gone"]) == set()
+        assert monitor.connections.names_seen, "the list was read and showed names"
+        # the same look at the primary, where node-gone holds no connection either, believes it
+        monitor = monitor_for(primary)
+        clients.append(await node_connected(sentinel_redis.primary.url, "node-other"))
+        assert await monitor.connections.without_connection(primary, ["node-gone"]) == {"node-gone"}
+    finally:
+        for client in clients:
+            await client.aclose()
