@@ -50,6 +50,8 @@ ETC_DIR = Path("/etc/rtcfleet")
 NODE_ENV = "node.env"
 KEY_VAULT_API = "7.4"
 KEY_VAULT_RESOURCE = "https://vault.azure.net"
+# the node's user-assigned identity (custom data): azure-identity's variable for it
+AZURE_CLIENT_ID = "AZURE_CLIENT_ID"
 
 
 class FirstBootError(RuntimeError):
@@ -292,9 +294,8 @@ async def azure_facts(
         secrets_name = node.get("RTCFLEET_SECRET_NAME") or f"{role}-secrets"
         settings_name = node.get("RTCFLEET_SETTINGS_SECRET_NAME") or f"{role}-settings"
         address = (await metadata.instance())["network"]["interface"][0]["ipv4"]["ipAddress"][0]
-        token = await metadata.access_token(
-            KEY_VAULT_RESOURCE, client_id=node.get("AZURE_CLIENT_ID") or None
-        )
+        client_id = node.get(AZURE_CLIENT_ID) or None
+        token = await metadata.access_token(KEY_VAULT_RESOURCE, client_id=client_id)
 
         async def secret(name: str) -> str:
             async with session.get(
@@ -320,6 +321,9 @@ async def azure_facts(
         public_ip=address.get("publicIpAddress") or None,
         settings=json.loads(document),
         secrets=json.loads(secrets),
+        # the services sign in as the same user-assigned identity (azure-identity's
+        # DefaultAzureCredential reads it from their environment)
+        extra={AZURE_CLIENT_ID: client_id} if client_id else {},
     )
 
 
