@@ -36,6 +36,8 @@ class Peer(StrEnum):
     INTERNET = "internet"
     ADMIN_ALLOW_LIST = "admin-allow-list"
     CLOUD_SERVICES = "cloud-services"
+    # the OTLP/HTTP receiver named by rtcfleet:otlpEndpoint (infra/traces.py)
+    TRACE_RECEIVER = "trace-receiver"
 
 
 class Scope(StrEnum):
@@ -80,6 +82,9 @@ class Flow:
     database: Database | None = None
     # Clouds on which the flow travels through the stacks' networks (others manage it).
     clouds: tuple[str, ...] = ("aws", "azure")
+    # The region setting (a field of ``RegionSettings``) without which the flow does not
+    # exist; for a flow to ``Peer.TRACE_RECEIVER`` it also gives the address and port.
+    setting: str | None = None
 
     @property
     def ports(self) -> str:
@@ -298,6 +303,28 @@ FLOWS: tuple[Flow, ...] = (
         Scope.SAME_REGION,
         "recording segments and manifests to the region's bucket / blob container",
         "the region's S3 endpoint / <account>.blob.core.windows.net",
+    ),
+    # The receiver's port comes from rtcfleet:otlpEndpoint (443 for https without one);
+    # open egress already admits it, so no FIREWALL rule stands for these two.
+    _tcp(
+        "gateway-traces",
+        Role.GATEWAY,
+        Peer.TRACE_RECEIVER,
+        HTTPS_PORT,
+        Scope.SAME_REGION,
+        "spans of client requests to the OTLP/HTTP receiver, when one is set",
+        "otlpEndpoint in the gateway's settings",
+        setting="otlp_endpoint",
+    ),
+    _tcp(
+        "media-traces",
+        Role.MEDIA_NODE,
+        Peer.TRACE_RECEIVER,
+        HTTPS_PORT,
+        Scope.SAME_REGION,
+        "spans of node commands and negotiation to the OTLP/HTTP receiver, when one is set",
+        "otlpEndpoint in the media node's settings",
+        setting="otlp_endpoint",
     ),
 )
 

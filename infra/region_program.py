@@ -19,6 +19,7 @@ from infra.recordings import RECORDING_DOCUMENT
 from infra.references import stack_outputs
 from infra.settings import RegionSettings
 from infra.spec import Role, settings_subscription
+from infra.traces import trace_document
 
 
 def database_source(settings: RegionSettings) -> pulumi.StackReference | None:
@@ -59,6 +60,8 @@ def node_documents(
     if settings.subscribes:
         # the subscription the gateways keep following the writer
         gateway_postgres["subscription"] = settings_subscription(settings.region)
+    # both roles export spans to the same receiver (infra/traces.py)
+    traces = trace_document(settings.otlp_endpoint, settings.trace_sample_ratio)
     return {
         Role.GATEWAY: {
             "env": settings.env,
@@ -70,6 +73,7 @@ def node_documents(
             "adminPort": spec.ADMIN_PORT,
             # sessions get STUN/TURN on their media node's coturn at this port
             "turnPort": spec.TURN_PORT,
+            **traces,
         },
         Role.MEDIA_NODE: {
             "env": settings.env,
@@ -82,5 +86,6 @@ def node_documents(
             "drainTimeoutSeconds": settings.drain_timeout_seconds,
             # the region's recording store (infra/recordings.py)
             **({RECORDING_DOCUMENT: recording} if recording is not None else {}),
+            **traces,
         },
     }

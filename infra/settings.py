@@ -24,6 +24,7 @@ from infra.settings_errors import SettingsError, config_key
 from infra.spot import SpotSettings, spot_problems
 from infra.stack_config import StackConfigModel
 from infra.stack_names import image_stack_name
+from infra.traces import endpoint_problem
 
 CLOUDS = ("aws", "azure")
 # Read from the stack name, never from the file: one source of truth for where a stack deploys.
@@ -79,6 +80,9 @@ class RegionSettings(StackConfigModel):
     certificates: CertificateSettings | None = None
     recordings: RecordingSettings = Field(default_factory=RecordingSettings)
     media_spot: SpotSettings | None = None
+    # the nodes' OTLP/HTTP receiver and the share of new traces kept (infra/traces.py)
+    otlp_endpoint: str | None = Field(None, min_length=1)
+    trace_sample_ratio: float | None = Field(None, ge=0.0, le=1.0)
     image_id: str | None = None
     image_stack: str | None = None
     gateway_size: spec.Size = spec.DEFAULT_SIZE
@@ -111,6 +115,14 @@ class RegionSettings(StackConfigModel):
                     f"{network} would open the admin console to the whole internet; "
                     "list the operators' CIDRs (an empty list means no admin access)"
                 )
+        return value
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _otlp_endpoint(cls, value: str | None) -> str | None:
+        problem = None if value is None else endpoint_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("vpc_cidr")
@@ -204,6 +216,13 @@ class RegionSettings(StackConfigModel):
             )
         problems += self._check_writer_stack()
         problems += certificate_problems(self) + spot_problems(self)
+        if self.trace_sample_ratio is not None and self.otlp_endpoint is None:
+            problems.append(
+                (
+                    config_key("traceSampleRatio"),
+                    "has no effect: tracing is off without rtcfleet:otlpEndpoint",
+                )
+            )
         if self.gateway_max < self.gateway_count:
             problems.append((config_key("gatewayMax"), "is below rtcfleet:gatewayCount"))
         if self.media_max < self.media_min:

@@ -12,7 +12,7 @@ reach that no flow needs.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Network
 from typing import Any
 
@@ -35,6 +35,7 @@ from infra.reach.network import (
 from infra.reach.routing import Router
 from infra.settings import RegionSettings
 from infra.spec import ROLE_TAG, Role
+from infra.traces import receiver
 
 # Where Azure's load balancer probes come from (the AzureLoadBalancer service tag).
 AZURE_PROBE_ADDRESS = IPv4Network("168.63.129.16/32")
@@ -167,6 +168,8 @@ class Analysis:
             settings = self.regions[source]
             if settings.cloud not in flow.clouds:
                 continue
+            if flow.setting is not None and getattr(settings, flow.setting) is None:
+                continue
             if flow.scope is Scope.SAME_REGION:
                 pairs.append((source, source))
             elif flow.scope is Scope.HOME_REGION:
@@ -191,7 +194,12 @@ class Analysis:
         try:
             if destination not in self.regions:
                 raise block("endpoint", destination, "is not a stack of this environment")
-            if flow.destination is Peer.CLOUD_SERVICES:
+            if flow.destination is Peer.TRACE_RECEIVER:
+                assert source is not None and isinstance(flow.source, Role)
+                origin = self.endpoints.find(source, flow.source)
+                flow = self._trace_flow(flow, source)
+                self._trace_receiver(flow, source, origin, steps)
+            elif flow.destination is Peer.CLOUD_SERVICES:
                 assert source is not None and isinstance(flow.source, Role)
                 self._cloud_services(flow, self.endpoints.find(source, flow.source), steps)
             else:
@@ -501,6 +509,31 @@ class Analysis:
             steps.append(
                 self.firewalls.nsg(subnet, "Inbound", probe_traffic, own, flow.protocol, port)
             )
+
+    def _trace_flow(self, flow: Flow, stack: str) -> Flow:
+        """The flow on the receiver's own port, from the stack's rtcfleet:otlpEndpoint."""
+        endpoint = getattr(self.regions[stack], flow.setting or "")
+        port = receiver(str(endpoint)).port
+        return replace(flow, from_port=port, to_port=port)
+
+    def _trace_receiver(self, flow: Flow, stack: str, origin: Endpoint, steps: list[Step]) -> None:
+        """Out of the nodes' firewall and network to the receiver: a name or public address
+        over the way out to the internet, a private address over a route that reaches it."""
+        found = receiver(str(getattr(self.regions[stack], flow.setting or "")))
+        if found.address is None:
+            steps.append(Step("dns", found.host, "a name the node resolves"))
+        destination = ANYWHERE if found.address is None else IPv4Network(f"{found.address}/32")
+        self._egress(flow, origin, Traffic([destination]), steps)
+        for subnet in origin.subnets:
+            reached = self.router.route(subnet, destination, steps)
+            if found.private and reached == "internet":
+                raise block(
+                    "route", subnet.resource.label, f"{destination} is in no network it reaches"
+                )
+            if not found.private and reached != "internet":
+                raise block(
+                    "route", subnet.resource.label, f"no way out to {found.host} (the internet)"
+                )
 
     def _cloud_services(self, flow: Flow, origin: Endpoint, steps: list[Step]) -> None:
         anywhere = Traffic([ANYWHERE])
