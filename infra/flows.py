@@ -82,6 +82,9 @@ class Flow:
     database: Database | None = None
     # Clouds on which the flow travels through the stacks' networks (others manage it).
     clouds: tuple[str, ...] = ("aws", "azure")
+    # On Azure, the service a flow to ``Peer.CLOUD_SERVICES`` reaches over the source
+    # subnet's service endpoint, and whose network rules must admit that subnet.
+    azure_service: str = "Microsoft.KeyVault"
     # The region setting (a field of ``RegionSettings``) without which the flow does not
     # exist; for a flow to ``Peer.TRACE_RECEIVER`` it also gives the address and port.
     setting: str | None = None
@@ -303,6 +306,7 @@ FLOWS: tuple[Flow, ...] = (
         Scope.SAME_REGION,
         "recording segments and manifests to the region's bucket / blob container",
         "the region's S3 endpoint / <account>.blob.core.windows.net",
+        azure_service="Microsoft.Storage",
     ),
     # The receiver's port comes from rtcfleet:otlpEndpoint (443 for https without one);
     # open egress already admits it, so no FIREWALL rule stands for these two.

@@ -113,7 +113,7 @@ class AzureRegion(pulumi.ComponentResource):
         identities = self._identities(group)
         load_balancers = self._load_balancers(group, network, self._certificates())
         stores = self._data_stores(group, network, args.secrets, args.home)
-        recordings = self._recordings(group, identities)
+        recordings = self._recordings(group, network, identities)
         vault = self._key_vault(group, network, stores, identities, recordings)
         groups = self._node_groups(args.image_id, group, network, identities, vault, load_balancers)
         self.exports = self._exports(group, network, load_balancers, stores, vault, groups)
@@ -203,6 +203,7 @@ class AzureRegion(pulumi.ComponentResource):
     def _recordings(
         self,
         group: azure_native.resources.ResourceGroup,
+        network: Network,
         identities: Mapping[Role, azure_native.managedidentity.UserAssignedIdentity],
     ) -> RecordingStore:
         settings = self._settings
@@ -216,6 +217,7 @@ class AzureRegion(pulumi.ComponentResource):
                 subscription_id=self._client.subscription_id,
                 settings=settings.recordings,
                 writer_principal_id=identities[Role.MEDIA_NODE].principal_id,
+                writer_subnet_id=network.subnet_id(Role.MEDIA_NODE),
                 retain=settings.production,
                 tags=self._tags,
             ),

@@ -39,7 +39,7 @@ from infra.traces import receiver
 
 # Where Azure's load balancer probes come from (the AzureLoadBalancer service tag).
 AZURE_PROBE_ADDRESS = IPv4Network("168.63.129.16/32")
-KEY_VAULT_ENDPOINT = "Microsoft.KeyVault"
+STORAGE_ENDPOINT = "Microsoft.Storage"
 
 
 @dataclass
@@ -552,32 +552,24 @@ class Analysis:
                 if self.router.route(subnet, ANYWHERE, steps) != "internet":
                     raise block("route", subnet.resource.label, "no way out to the AWS endpoints")
             return
-        vaults = [
-            v for v in self.model.of("azure-native:keyvault:Vault") if v.stack == origin.stack
-        ]
-        if not vaults:
-            raise block("endpoint", origin.stack, "declares no Key Vault")
-        acls = (vaults[0].inputs.get("properties") or {}).get("networkAcls") or {}
-        allowed = {str(rule.get("id")) for rule in acls.get("virtualNetworkRules") or []}
+        service, acls, allowed = self._azure_service(flow, origin)
         for subnet in origin.subnets:
             endpoints = {
                 e.get("service") for e in subnet.resource.inputs.get("serviceEndpoints") or []
             }
-            if KEY_VAULT_ENDPOINT not in endpoints:
+            if flow.azure_service not in endpoints:
                 raise block(
                     "service endpoint",
                     subnet.resource.label,
-                    f"no {KEY_VAULT_ENDPOINT} service endpoint",
+                    f"no {flow.azure_service} service endpoint",
                 )
             if acls.get("defaultAction") == "Deny" and subnet.id not in allowed:
                 raise block(
                     "firewall",
-                    vaults[0].label,
+                    service.label,
                     f"network rules do not admit {subnet.resource.label}",
                 )
-            steps.append(
-                Step("service endpoint", vaults[0].label, f"admits {subnet.resource.label}")
-            )
+            steps.append(Step("service endpoint", service.label, f"admits {subnet.resource.label}"))
             steps.append(
                 self.firewalls.nsg(
                     subnet,
@@ -588,6 +580,27 @@ class Analysis:
                     flow.from_port,
                 )
             )
+
+    def _azure_service(
+        self, flow: Flow, origin: Endpoint
+    ) -> tuple[Resource, Mapping[str, Any], set[str]]:
+        """The stack's resource behind ``flow.azure_service``, its network rules, and the
+        subnet ids they admit."""
+        if flow.azure_service == STORAGE_ENDPOINT:
+            kind, what = "azure-native:storage:StorageAccount", "storage account"
+        else:
+            kind, what = "azure-native:keyvault:Vault", "Key Vault"
+        found = [r for r in self.model.of(kind) if r.stack == origin.stack]
+        if not found:
+            raise block("endpoint", origin.stack, f"declares no {what}")
+        if flow.azure_service == STORAGE_ENDPOINT:
+            acls = found[0].inputs.get("networkRuleSet") or {}
+            key = "virtualNetworkResourceId"
+        else:
+            acls = (found[0].inputs.get("properties") or {}).get("networkAcls") or {}
+            key = "id"
+        allowed = {str(rule.get(key)) for rule in acls.get("virtualNetworkRules") or []}
+        return found[0], acls, allowed
 
     def exposures(self) -> list[Exposure]:
         found: list[Exposure] = []

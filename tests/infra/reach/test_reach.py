@@ -383,3 +383,28 @@ def test_a_receiver_the_security_group_does_not_let_out_is_blocked(prod) -> None
     step = _blocked_at(report, "gateway-traces", USE, USE)
     assert (step.kind, step.resource) == ("firewall", f"{USE}:SecurityGroup/prod-use1-gateway")
     assert _result(report, "media-traces", USE, USE).admitted
+
+
+def test_azure_recordings_pass_by_the_storage_endpoint_and_its_network_rule(prod) -> None:
+    report = _report(prod)
+    upload = _result(report, "media-recordings", WEU, WEU)
+    [admitted] = [s for s in upload.steps if s.kind == "service endpoint"]
+    assert admitted.resource.startswith(f"{WEU}:StorageAccount/")
+    assert admitted.detail == f"admits {WEU}:Subnet/prod-weu-media"
+
+    def drop_rule(plans: Plans) -> None:
+        [account] = [r for r in plans[WEU] if r.type.endswith("StorageAccount")]
+        account.inputs["networkRuleSet"]["virtualNetworkRules"] = []
+
+    step = _blocked_at(_report(prod, drop_rule), "media-recordings", WEU, WEU)
+    assert step.kind == "firewall" and step.resource.startswith(f"{WEU}:StorageAccount/")
+
+    def drop_endpoint(plans: Plans) -> None:
+        subnet = _find(plans, NEU, "Subnet", "prod-neu-media")
+        subnet.inputs["serviceEndpoints"] = [{"service": "Microsoft.KeyVault"}]
+
+    report = _report(prod, drop_endpoint)
+    step = _blocked_at(report, "media-recordings", NEU, NEU)
+    assert (step.kind, step.detail) == ("service endpoint", "no Microsoft.Storage service endpoint")
+    # Key Vault still reached over its own endpoint
+    assert _result(report, "media-secrets", NEU, NEU).admitted
