@@ -31,6 +31,7 @@ from urllib.parse import quote
 import aiohttp
 
 from gateway_node.settings import GatewaySettings
+from infra.peers import PEER_REGIONS, PEER_SIGNAL_URLS
 from infra.recordings import recording_environment
 from infra.spec import (
     ENV_TAG,
@@ -164,6 +165,10 @@ def gateway_environment(facts: NodeFacts) -> dict[str, str]:
         stun_urls=s.get("stunUrls") or None,
         fallback_urls=s.get("fallbackUrls") or None,
         regions_by_distance=s.get("regionsByDistance") or None,
+        # the other regions' gateways (infra/peers.py): asked before a new room is placed here,
+        # and where a client goes when one of them must decide about its room
+        peer_regions=s.get(PEER_REGIONS) or None,
+        peer_signal_urls=s.get(PEER_SIGNAL_URLS) or None,
         otlp_endpoint=s.get("otlpEndpoint") or None,
         trace_sample_ratio=s.get("traceSampleRatio"),
     )
