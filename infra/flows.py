@@ -85,6 +85,9 @@ class Flow:
     # On Azure, the service a flow to ``Peer.CLOUD_SERVICES`` reaches over the source
     # subnet's service endpoint, and whose network rules must admit that subnet.
     azure_service: str = "Microsoft.KeyVault"
+    # The key of the source role's settings document that must name the destination
+    # region's endpoint (``{<region>: [<url>, ...]}``): the name the caller resolves.
+    named_in: str | None = None
     # The region setting (a field of ``RegionSettings``) without which the flow does not
     # exist; for a flow to ``Peer.TRACE_RECEIVER`` it also gives the address and port.
     setting: str | None = None
@@ -174,7 +177,9 @@ FLOWS: tuple[Flow, ...] = (
         CLIENT_SIGNALING_PORT,
         Scope.OTHER_REGIONS,
         "before placing a new room, ask every other region if it hosts it",
-        "peer_regions in the gateway's settings (the other region's internal LB)",
+        "peerRegions in the gateway's settings: the other stack's roomLookupUrl (its "
+        "media-signaling LB), from rtcfleet:peerStacks",
+        named_in="peerRegions",
     ),
     _tcp(
         "gateway-redis",

@@ -11,10 +11,12 @@ reach that no flow needs.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Network
 from typing import Any
+from urllib.parse import urlsplit
 
 from infra.flows import FLOWS, Database, Flow, Peer, Scope, firewall_problems, internet_ports
 from infra.plan.mocks import RecordedResource
@@ -212,6 +214,8 @@ class Analysis:
                     # A database that opens a flow is a replica streaming from its writer.
                     database = Database.READER if flow.source is Role.POSTGRES else None
                     origin = self.endpoints.find(source, flow.source, database)
+                    if flow.named_in is not None:
+                        self._named(flow, origin, target, steps)
                     self._between(flow, origin, target, steps)
         except Blocked as stop:
             return FlowResult(flow, source, destination, _once(steps), stop.step)
@@ -284,6 +288,41 @@ class Analysis:
             self._forward(flow, origin, target, steps)
         if peer.ranges:
             self._ingress(flow, target, peer, steps)
+
+    def _named(self, flow: Flow, origin: Endpoint, target: Endpoint, steps: list[Step]) -> None:
+        """The caller's settings document names the target: its region, with a URL on the
+        target's own name or address and the flow's port."""
+        document, label = self._settings_document(origin)
+        region = self.regions[target.stack].region
+        urls = (document.get(str(flow.named_in)) or {}).get(region) or []
+        names = {str(a.network_address) for a in target.addresses}
+        if target.cloud == "aws":
+            names.add(str(target.resource.record.outputs.get("dnsName")))
+        for url in urls:
+            parts = urlsplit(str(url))
+            if parts.hostname in names and parts.port == flow.from_port:
+                steps.append(Step("settings", label, f"{flow.named_in}[{region}] = {url}"))
+                return
+        raise block(
+            "settings",
+            label,
+            f"{flow.named_in}[{region}] is {urls or 'missing'}, not {target.resource.label} "
+            f"on port {flow.from_port}",
+        )
+
+    def _settings_document(self, origin: Endpoint) -> tuple[dict[str, Any], str]:
+        """The settings document the origin role's nodes boot with (SSM / Key Vault)."""
+        role = origin.role.value
+        for resource in self.model.of("aws:ssm/parameter:Parameter"):
+            if resource.stack == origin.stack and resource.record.tags.get(ROLE_TAG) == role:
+                return json.loads(str(resource.inputs.get("value"))), resource.label
+        for resource in self.model.of("azure-native:keyvault:Secret"):
+            if resource.stack == origin.stack and resource.inputs.get("secretName") == (
+                f"{role}-settings"
+            ):
+                value = (resource.inputs.get("properties") or {}).get("value")
+                return json.loads(str(value)), resource.label
+        raise block("settings", origin.stack, f"declares no settings document for {role}")
 
     def _dns(self, origin: Endpoint, target: Endpoint, steps: list[Step]) -> None:
         if target.dns_zone is None:

@@ -408,3 +408,24 @@ def test_azure_recordings_pass_by_the_storage_endpoint_and_its_network_rule(prod
     assert (step.kind, step.detail) == ("service endpoint", "no Microsoft.Storage service endpoint")
     # Key Vault still reached over its own endpoint
     assert _result(report, "media-secrets", NEU, NEU).admitted
+
+
+def test_room_lookup_goes_where_the_gateways_settings_point(prod) -> None:
+    report = _report(prod)
+    lookup = _result(report, "room-lookup", NEU, USE)
+    [named] = [s for s in lookup.steps if s.kind == "settings"]
+    assert named.resource == f"{NEU}:Secret/prod-neu-gateway-settings"
+    assert named.detail.startswith("peerRegions[us-east-1] = http://internal-prod-use1-signaling")
+
+    def forget_westeurope(plans: Plans) -> None:
+        parameter = _find(plans, USE, "Parameter", "prod-use1-gateway-settings")
+        document = json.loads(parameter.inputs["value"])
+        del document["peerRegions"]["westeurope"]
+        parameter.inputs["value"] = json.dumps(document)
+
+    report = _report(prod, forget_westeurope)
+    step = _blocked_at(report, "room-lookup", USE, WEU)
+    assert (step.kind, step.resource) == ("settings", f"{USE}:Parameter/prod-use1-gateway-settings")
+    assert step.detail.startswith("peerRegions[westeurope] is missing")
+    assert _result(report, "room-lookup", USE, NEU).admitted
+    assert _result(report, "room-lookup", WEU, USE).admitted
