@@ -22,7 +22,7 @@ from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import run_pulumi_func
 
 from infra.global_settings import GlobalSettings
-from infra.outputs import VNET_CIDR
+from infra.outputs import ROOM_LOOKUP_URL, SIGNALING_URL, VNET_CIDR
 from infra.plan.checks import Violation, evaluate
 from infra.plan.mocks import RecordedResource, RecordingMocks, Refusal
 from infra.settings import RegionSettings, StackName
@@ -199,6 +199,12 @@ def _record_dependencies(monitor: Any) -> dict[tuple[str, str], list[str]]:
     return recorded
 
 
+# The outputs a region reads from its peers (infra.region_program.peer_gateways), by peer stack
+# and its settings.
+PEER_OUTPUTS = (ROOM_LOOKUP_URL, SIGNALING_URL)
+_PEER_EXPORTS: dict[tuple[str, str], dict[str, Any]] = {}
+
+
 class Planner:
     """Plans stacks from a source, planning the stacks they reference first (once each)."""
 
@@ -266,10 +272,15 @@ class Planner:
         if stack in self._plans:
             return self._plans[stack].exports
         try:
-            self.source.load(stack)
+            stack_file = self.source.load(stack)
         except PlanError:
             return self.source.recorded_outputs(stack) or {}
-        return self.plan(stack, _peers=False).exports
+        # what peers read depends on the peer's own settings only: planned once per process
+        key = (stack, json.dumps(stack_file.values, sort_keys=True, default=str))
+        if key not in _PEER_EXPORTS:
+            exports = self.plan(stack, _peers=False).exports
+            _PEER_EXPORTS[key] = {name: exports[name] for name in PEER_OUTPUTS if name in exports}
+        return _PEER_EXPORTS[key]
 
     def _outputs_of(
         self, stack: str, chain: tuple[str, ...], peers: bool = True
