@@ -82,8 +82,9 @@ class Flow:
     database: Database | None = None
     # Clouds on which the flow travels through the stacks' networks (others manage it).
     clouds: tuple[str, ...] = ("aws", "azure")
-    # On Azure, the service a flow to ``Peer.CLOUD_SERVICES`` reaches over the source
-    # subnet's service endpoint, and whose network rules must admit that subnet.
+    # The service a flow to ``Peer.CLOUD_SERVICES`` reaches, by its Azure service-endpoint
+    # name: on Azure over the source subnet's service endpoint, whose network rules must admit
+    # that subnet; ``Microsoft.Storage`` on AWS is S3 through the VPC's gateway endpoint.
     azure_service: str = "Microsoft.KeyVault"
     # The key of the source role's settings document that must name the destination
     # region's endpoint (``{<region>: [<url>, ...]}``): the name the caller resolves.

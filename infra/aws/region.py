@@ -103,7 +103,7 @@ class AwsRegion(pulumi.ComponentResource):
         groups = self._node_groups(
             args.image_id, network, firewall, secrets, node_settings, load_balancers
         )
-        recordings.grant_writer(groups.media.role)
+        recordings.grant_writer(groups.media.role, network.s3_endpoint.id)
         self.exports = self._exports(network, load_balancers, stores, groups, secrets)
         self.exports[outputs.RECORDING_BUCKET] = recordings.name
         self.register_outputs(self.exports)
@@ -116,6 +116,7 @@ class AwsRegion(pulumi.ComponentResource):
                 prefix=self._prefix,
                 cidr=str(settings.vpc_cidr),
                 availability_zones=list(settings.availability_zones),
+                region=settings.region,
                 nat_per_az=settings.nat_per_az,
                 peer_cidrs=[str(cidr) for cidr in settings.peered_cidrs],
                 tags=self._tags,

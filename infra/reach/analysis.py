@@ -590,6 +590,8 @@ class Analysis:
             for subnet in origin.subnets:
                 if self.router.route(subnet, ANYWHERE, steps) != "internet":
                     raise block("route", subnet.resource.label, "no way out to the AWS endpoints")
+                if flow.azure_service == STORAGE_ENDPOINT:
+                    steps.append(self._s3_endpoint(origin, subnet))
             return
         service, acls, allowed = self._azure_service(flow, origin)
         for subnet in origin.subnets:
@@ -619,6 +621,24 @@ class Analysis:
                     flow.from_port,
                 )
             )
+
+    def _s3_endpoint(self, origin: Endpoint, subnet: Any) -> Step:
+        """The subnet's route table carries the VPC's S3 gateway endpoint, the only way the
+        media role's write grant holds."""
+        table = self.router.aws_route_table(subnet)
+        for endpoint in self.model.of("aws:ec2/vpcEndpoint:VpcEndpoint"):
+            if (
+                endpoint.stack == origin.stack
+                and str(endpoint.inputs.get("serviceName", "")).endswith(".s3")
+                and table is not None
+                and table.id in (endpoint.inputs.get("routeTableIds") or [])
+            ):
+                return Step("service endpoint", endpoint.label, f"on {table.label}")
+        raise block(
+            "service endpoint",
+            table.label if table else subnet.resource.label,
+            "no S3 gateway endpoint: the media role writes recordings only through one",
+        )
 
     def _azure_service(
         self, flow: Flow, origin: Endpoint

@@ -429,3 +429,19 @@ def test_room_lookup_goes_where_the_gateways_settings_point(prod) -> None:
     assert step.detail.startswith("peerRegions[westeurope] is missing")
     assert _result(report, "room-lookup", USE, NEU).admitted
     assert _result(report, "room-lookup", WEU, USE).admitted
+
+
+def test_aws_recordings_need_the_s3_gateway_endpoint(prod) -> None:
+    upload = _result(_report(prod), "media-recordings", EU, EU)
+    [endpoint] = [s for s in upload.steps if s.kind == "service endpoint"]
+    assert endpoint.resource == f"{EU}:VpcEndpoint/prod-euw1-s3"
+    assert endpoint.detail == f"on {EU}:RouteTable/prod-euw1-public"
+
+    def drop_endpoint(plans: Plans) -> None:
+        plans[EU].remove(_find(plans, EU, "VpcEndpoint", "prod-euw1-s3"))
+
+    report = _report(prod, drop_endpoint)
+    step = _blocked_at(report, "media-recordings", EU, EU)
+    assert (step.kind, step.resource) == ("service endpoint", f"{EU}:RouteTable/prod-euw1-public")
+    assert _result(report, "media-recordings", USE, USE).admitted
+    assert _result(report, "media-secrets", EU, EU).admitted
