@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from aiortc.exceptions import InvalidStateError
+
 from media_node.datagram_batch import Account
 from media_node.ice import IcePolicy
 from media_node.publisher import PublishedTrack, Publisher, PublishNotAllowed
@@ -121,9 +123,7 @@ class Room:
                 "track_published",
                 {"publisher": name, "kind": track.kind, "track_id": track.track_id},
             )
-            for other in list(self.participants.values()):
-                if other.name != name and other.subscriber is not None:
-                    await other.subscriber.add_track(track)
+            await self._offer_to_subscribers(track, add=True, exclude=name)
         return answer
 
     async def subscriber_answer(self, name: str, sdp: str) -> None:
@@ -168,9 +168,7 @@ class Room:
 
     async def _unpublish(self, publisher: Publisher) -> None:
         for track in list(publisher.tracks.values()):
-            for other in list(self.participants.values()):
-                if other.subscriber is not None:
-                    await other.subscriber.remove_track(track)
+            await self._offer_to_subscribers(track, add=False)
             self._emit(
                 publisher.participant,
                 "track_unpublished",
@@ -181,6 +179,24 @@ class Room:
                 },
             )
         publisher.tracks.clear()
+
+    async def _offer_to_subscribers(
+        self, track: PublishedTrack, *, add: bool, exclude: str | None = None
+    ) -> None:
+        """Add ``track`` to (or remove it from) every subscriber connection but ``exclude``'s.
+        One that cannot take the change must not stop the others, nor the publish or leave
+        that caused it: a connection its client closed (aiortc then closes ours) negotiates
+        nothing more until its participant joins again; a failure of any other kind is logged."""
+        for other in list(self.participants.values()):
+            subscriber = other.subscriber
+            if other.name == exclude or subscriber is None:
+                continue
+            try:
+                await (subscriber.add_track(track) if add else subscriber.remove_track(track))
+            except InvalidStateError as exc:
+                logger.info("%s: subscriber connection not renegotiated: %s", other.name, exc)
+            except Exception:
+                logger.exception("%s: subscriber connection not renegotiated", other.name)
 
     async def _publisher_closed(self, publisher: Publisher) -> None:
         participant = self.participants.get(publisher.participant)

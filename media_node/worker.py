@@ -8,11 +8,13 @@ no HTTP in the process that moves packets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
 import time
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -34,7 +36,7 @@ from media_node.sfu import (
     UnknownRoom,
 )
 from media_node.subscriber import SubscriberNotNegotiating
-from rtcfleet import tracing
+from rtcfleet import memory_census, tracing
 from rtcfleet.node_messages import (
     AnyWorkerCommand,
     NodeJoin,
@@ -78,6 +80,20 @@ CLIENT_FAULTS = (
 )
 # messages waiting for the supervisor; past it the supervisor is not reading and they drop
 WORKER_OUTBOX = 4096
+# commands read from the pipe and not yet started, and commands started and not yet finished:
+# at either bound the worker stops reading its pipe, so the pipe fills, then the supervisor's
+# queue for this worker (``worker_pool.WORKER_COMMAND_QUEUE``), which refuses what comes next
+# with an error to its session: a worker that falls behind slows its callers, never drops
+WORKER_INBOX = 64
+WORKER_IN_FLIGHT = 256
+
+
+@dataclass
+class SessionLock:
+    """Keeps one session's commands in order; forgotten when no command of it runs or waits."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
 
 
 class Worker:
@@ -92,7 +108,9 @@ class Worker:
         self.rooms: dict[str, dict[str, str]] = {}
         self._cpu_mark = (time.monotonic(), time.process_time())
         self._pending: set[asyncio.Task[None]] = set()
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._inbox: asyncio.Queue[dict[str, Any] | None] | None = None
+        # session -> its lock, while a command of that session runs or waits
+        self._locks: dict[str, SessionLock] = {}
         # room -> joins finished since the room was last reported empty (``RoomEmpty.joins``)
         self.joins_done: dict[str, int] = {}
         self._outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=WORKER_OUTBOX)
@@ -199,13 +217,21 @@ class Worker:
                     answer = await self.sfu.publish_offer(room, identity, command.sdp)
                 self.to_session(session, PublishAnswer(sdp=answer))
             elif isinstance(command, NodeSubscriberAnswer):
-                await self.sfu.subscriber_answer(room, identity, command.sdp)
+                try:
+                    await self.sfu.subscriber_answer(room, identity, command.sdp)
+                except SubscriberNotNegotiating as exc:
+                    # an answer to an offer a newer one or a closed connection superseded:
+                    # renegotiation's normal course, nothing for the client to handle
+                    log.debug("stale subscriber answer ignored: %s", exc)
             elif isinstance(command, NodeTrickle):
                 candidate = command.candidate.model_dump() if command.candidate else None
                 await self.sfu.add_ice_candidate(room, identity, command.target, candidate)
             elif isinstance(command, NodeLeave):
-                await self.sfu.leave(room, identity)
-                self._forget(room, identity)
+                try:
+                    await self.sfu.leave(room, identity)
+                finally:
+                    # whatever the SFU says, the session is gone: nothing of it stays here
+                    self._forget(room, identity)
         except (PublishNotAllowed, SubscribeNotAllowed) as exc:
             self.to_session(session, error(ErrorCode.FORBIDDEN, str(exc) or "not granted"))
         except TooManyTracks as exc:
@@ -213,7 +239,9 @@ class Worker:
         except CodecNotAllowed as exc:
             self.to_session(session, error(ErrorCode.MEDIA_ERROR, f"codec not allowed: {exc}"))
         except (UnknownParticipant, UnknownRoom, RoomClosed):
-            self.to_session(session, error(ErrorCode.NOT_JOINED, "not in a room on this node"))
+            self.to_session(
+                session, error(ErrorCode.NOT_JOINED, f"{op}: not in a room on this node")
+            )
         except CLIENT_FAULTS as exc:
             # what a client sent does not apply: its answer says why, the log only notes it
             log.info("command %s refused: %s: %s", op, type(exc).__name__, exc)
@@ -224,14 +252,17 @@ class Worker:
 
     async def join(self, command: NodeJoin) -> None:
         room, session, identity = command.room, command.session, command.identity
-        members = self.rooms.setdefault(room, {})
-        if identity in members:
+        replaced = self.rooms.get(room, {}).pop(identity, None)
+        if replaced is not None:
             # a rejoin, or the same identity joining again: the newest connection wins
-            replaced = members.pop(identity)
-            await self.sfu.leave(room, identity)
             if replaced != session:
                 self.to_session(replaced, SessionReplaced())
                 self.send(SessionLeft(session=replaced, room=room).model_dump())
+            with contextlib.suppress(UnknownRoom, UnknownParticipant):
+                await self.sfu.leave(room, identity)
+        # read after the leave: the last other member may have left meanwhile and the room's
+        # map gone with it (a map kept from before would be an orphan no command finds)
+        members = self.rooms.setdefault(room, {})
         if len(members) >= self.max_participants:
             if not members:
                 del self.rooms[room]
@@ -277,32 +308,59 @@ class Worker:
             bitrate_out_bps=int(sfu_load.bitrate_out_bps),
             cpu_percent=round(cpu_percent, 1),
             room_participants={room: len(m) for room, m in self.rooms.items()},
+            commands_waiting=self.commands_waiting(),
         )
 
     # ---- loop -------------------------------------------------------------------------------
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        fd = self.conn.fileno()
+        # None: the pipe closed
+        inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=WORKER_INBOX)
+        self._inbox = inbox
+        slots = asyncio.Semaphore(WORKER_IN_FLIGHT)
+        reading = True
 
         def readable() -> None:
+            nonlocal reading
             try:
-                while self.conn.poll():
+                while not inbox.full() and self.conn.poll():
                     inbox.put_nowait(self.conn.recv())
             except (EOFError, OSError):
-                inbox.put_nowait(None)
-                loop.remove_reader(self.conn.fileno())
+                inbox.put_nowait(None)  # room for it: only a queue with room is read
+                loop.remove_reader(fd)
+                reading = False
+                return
+            if inbox.full():
+                loop.remove_reader(fd)  # the pipe fills, and the supervisor's queue behind it
+                reading = False
 
-        loop.add_reader(self.conn.fileno(), readable)
+        def resume_reading() -> None:
+            nonlocal reading
+            if not reading and not inbox.full():
+                loop.add_reader(fd, readable)
+                reading = True
+
+        loop.add_reader(fd, readable)
         self.send_load()  # the supervisor's signal that this worker is up
-        reporter = asyncio.create_task(self._report_load())
         writer = asyncio.create_task(self._write())
+        background = [asyncio.create_task(self._report_load())]
+        if (every := memory_census.interval()) is not None:
+            census = memory_census.Census(f"worker-{os.getpid()}", self.census)
+            background.append(asyncio.create_task(census.run(every)))
         try:
-            while (raw := await inbox.get()) is not None:
+            while True:
+                await slots.acquire()
+                raw = await inbox.get()
+                if raw is None:
+                    break
+                resume_reading()
                 trace = tracing.from_pipe(raw)
                 try:
                     command = parse_worker_command(raw)
                 except ValidationError as exc:
+                    slots.release()
                     log.error("malformed command from the supervisor refused: %s", exc)
                     continue
                 if isinstance(command, WorkerStop):
@@ -311,22 +369,49 @@ class Worker:
                 task = asyncio.create_task(self._serialized(command, trace))
                 self._pending.add(task)
                 task.add_done_callback(self._pending.discard)
+                task.add_done_callback(lambda _: slots.release())
         finally:
-            reporter.cancel()
+            for task in background:
+                task.cancel()
             self.recordings.close()
             await self.sfu.close()
             writer.cancel()
+
+    def commands_waiting(self) -> int:
+        """Commands read from the pipe, not finished: WORKER_INBOX + WORKER_IN_FLIGHT at most."""
+        return len(self._pending) + (self._inbox.qsize() if self._inbox is not None else 0)
+
+    def census(self) -> dict[str, int]:
+        """The sizes of what the worker keeps per session and room (``memory_census``)."""
+        return {
+            "rooms": len(self.rooms),
+            "members": sum(len(m) for m in self.rooms.values()),
+            "session_locks": len(self._locks),
+            "commands_in_flight": len(self._pending),
+            "inbox": self._inbox.qsize() if self._inbox is not None else 0,
+            "outbox": self._outgoing.qsize(),
+            "joins_done": len(self.joins_done),
+            "sfu_rooms": len(self.sfu.rooms()),
+            "sfu_participants": self.sfu.load().participants,
+            "recorded_rooms": len(self.recordings.rooms),
+        }
 
     async def _serialized(
         self, command: AnyWorkerCommand, trace: dict[str, str] | None = None
     ) -> None:
         key = getattr(command, "session", "")
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        with tracing.continued(f"worker {command.op}", trace):
-            async with lock:
-                await self.handle(command)
-        if isinstance(command, NodeLeave) and not lock.locked():
-            self._locks.pop(key, None)
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = SessionLock()
+        entry.users += 1
+        try:
+            with tracing.continued(f"worker {command.op}", trace):
+                async with entry.lock:
+                    await self.handle(command)
+        finally:
+            entry.users -= 1
+            if entry.users == 0 and self._locks.get(key) is entry:
+                del self._locks[key]
 
     async def _report_load(self) -> None:
         while True:

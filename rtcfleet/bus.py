@@ -36,6 +36,15 @@ NODE_INBOX_TTL_SECONDS = 60
 SESSION_TTL_SECONDS = 30
 SESSION_STREAM_TTL_SECONDS = SESSION_TTL_SECONDS * 4
 ROOM_CLAIM_TTL_SECONDS = 30
+# every key above that outlives what made it, by how long: the region's Redis holds a
+# session's state for up to the longest of these after the session ends (a load that keeps
+# starting and ending sessions reaches its steady key count only after that long)
+STATE_TTLS_SECONDS = {
+    "session": SESSION_TTL_SECONDS,
+    "session stream": SESSION_STREAM_TTL_SECONDS,
+    "node inbox": NODE_INBOX_TTL_SECONDS,
+    "room claim": ROOM_CLAIM_TTL_SECONDS,
+}
 
 
 def node_key(node_id: str) -> str:

@@ -102,9 +102,13 @@ class ClientSession:
         peer_factory: Callable[..., ClientPeer],
         reconnect_timeout: float = 30.0,
         ice_from_join: bool = False,
+        media_dead_after: float = MEDIA_DEAD_AFTER_S,
     ) -> None:
         """``ice_from_join``: media uses the join answer's STUN/TURN servers (``peer_factory``
-        then takes ``ice_servers=``); otherwise the peer's own configuration."""
+        then takes ``ice_servers=``); otherwise the peer's own configuration.
+        ``media_dead_after``: the silence of every remote track that counts as dead media
+        (``MEDIA_DEAD_AFTER_S`` assumes audio; a client receiving only video at a low frame
+        rate waits a few of its frame intervals)."""
         if not urls:
             raise ValueError("at least one signaling URL is needed")
         self.urls = list(dict.fromkeys(urls))
@@ -115,6 +119,7 @@ class ClientSession:
         self.peer = self._new_peer()
         self.previous_peers: list[ClientPeer] = []
         self.reconnect_timeout = reconnect_timeout
+        self.media_dead_after = media_dead_after
         self.session_id: str | None = None
         self.cursor: str | None = None
         self.node_id: str | None = None
@@ -352,8 +357,13 @@ class ClientSession:
         elif kind == "publish_answer":
             await self.peer.apply_publish_answer(message["sdp"])
         elif kind == "subscriber_offer":
-            answer = await self.peer.answer_subscriber_offer(message["sdp"])
-            await self._send(SubscriberAnswer(sdp=answer))
+            peer = self.peer
+            answer = await peer.answer_subscriber_offer(message["sdp"])
+            if peer is self.peer and not self._rejoin_pending:
+                await self._send(SubscriberAnswer(sdp=answer))
+            else:
+                # the connection it answers was replaced meanwhile (the media restarted)
+                log.info("subscriber answer for replaced media: not sent")
         elif kind == "participant_joined":
             self.events.participants.add(message["identity"])
         elif kind == "participant_left":
@@ -436,14 +446,16 @@ class ClientSession:
             for (publisher, _), stats in self.peer.remote.items()
             if publisher in active and stats.last_frame_at is not None
         ]
-        return bool(heard) and now - max(heard) > MEDIA_DEAD_AFTER_S
+        return bool(heard) and now - max(heard) > self.media_dead_after
 
     async def _watch_media(self) -> None:
         while not self._closing:
             await asyncio.sleep(MEDIA_WATCH_INTERVAL_S)
             if self.node_id is None or not self.media_silent(time.monotonic()):
                 continue
-            log.info("media from %s silent for %.1f s: rejoining", self.node_id, MEDIA_DEAD_AFTER_S)
+            log.info(
+                "media from %s silent for %.1f s: rejoining", self.node_id, self.media_dead_after
+            )
             self.events.media_timeouts += 1
             try:
                 await self._restart_media()

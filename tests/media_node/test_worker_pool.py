@@ -1,4 +1,5 @@
-"""The supervisor's pipe to a real worker process: big batches flow, a worker's death is seen."""
+"""The supervisor's pipe to a real worker process: big batches flow, a worker's death is seen,
+a worker that falls behind holds a bounded number of commands."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import pytest
 from aiortc import RTCPeerConnection
 
 from media_node.publisher import MAX_MEDIA_SECTIONS
-from media_node.worker_pool import WorkerHandle, WorkerPool
-from rtcfleet.node_messages import NodeJoin, NodeLeave, NodePublishOffer
+from media_node.worker import WORKER_IN_FLIGHT, WORKER_INBOX
+from media_node.worker_pool import WORKER_COMMAND_QUEUE, WorkerHandle, WorkerPool
+from rtcfleet.node_messages import NodeJoin, NodeLeave, NodePublishOffer, WorkerLoadReport
 from rtcfleet.settings_store import PlatformSettings
 from tests.media_node.conftest import offline_node_settings, wait_until
 
@@ -163,3 +165,66 @@ async def test_a_second_join_of_one_identity_replaces_the_first_session_and_tell
     assert listener.answers(first) == [{"type": "session_replaced"}]
     await wait_until(lambda: handle.load.room_participants.get("twice") == 1, 10, "one member")
     assert not [m for m in listener.answers(second) if m["type"] == "session_replaced"]
+
+
+async def small_publish_offer() -> str:
+    """A publisher offer of one audio section (about 1 KB): cheap to send, a full negotiation
+    for the worker."""
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver("audio", direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        return str(pc.localDescription.sdp)
+    finally:
+        await pc.close()
+
+
+@pytest.mark.timeout(120)
+async def test_a_worker_behind_stops_reading_its_pipe_and_the_node_queues_or_refuses(
+    pool: tuple[WorkerPool, Listener],
+) -> None:
+    """A worker holds a bounded number of commands: behind that, they wait in the pipe and in
+    the node's bounded queue, which refuses what does not fit; every command it took is
+    answered, none dropped."""
+    workers, listener = pool
+    room = "behind"
+    session = uuid.uuid4().hex
+    handle = workers.worker_for(room)
+    join = NodeJoin(
+        session=session, room=room, identity="ann", can_publish=True, can_subscribe=False
+    )
+    assert handle.submit(join.model_dump(mode="json"))
+    offer = NodePublishOffer(session=session, room=room, sdp=await small_publish_offer())
+    command = offer.model_dump(mode="json")
+    pid = handle.process.pid or 0
+    # the worker stopped: the pipe and then the node's queue fill
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        accepted = 0
+        while handle.submit(command):
+            accepted += 1
+            if accepted % 64 == 0:
+                await asyncio.sleep(0.01)  # the node's writer moves some into the pipe
+        assert accepted >= WORKER_COMMAND_QUEUE
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # running again, it takes in only what it may hold; the rest waits on the node's side
+    await wait_until(
+        lambda: isinstance(handle.load, WorkerLoadReport) and handle.load.commands_waiting > 0,
+        30,
+        "a load report from the worker at work",
+    )
+    # (commands the worker holds, commands waiting in the node's queue), twice a second
+    held: list[tuple[int, int]] = []
+    while len(held) < 10 and len(listener.answers(session)) < accepted:
+        assert isinstance(handle.load, WorkerLoadReport)
+        held.append((handle.load.commands_waiting, handle.commands.qsize()))
+        await asyncio.sleep(0.5)
+    assert max(waiting for waiting, _ in held) <= WORKER_INBOX + WORKER_IN_FLIGHT, held
+    assert held[0][1] > 0, f"the node's queue emptied at once: the worker read everything {held}"
+    await wait_until(
+        lambda: len(listener.answers(session)) >= accepted,
+        90,
+        f"{accepted} answers (have {len(listener.answers(session))})",
+    )
+    assert {m["type"] for m in listener.answers(session)} == {"publish_answer"}
