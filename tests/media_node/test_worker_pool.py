@@ -4,6 +4,7 @@ a worker that falls behind holds a bounded number of commands."""
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import signal
 import time
@@ -15,9 +16,20 @@ import pytest
 from aiortc import RTCPeerConnection
 
 from media_node.publisher import MAX_MEDIA_SECTIONS
-from media_node.worker import WORKER_IN_FLIGHT, WORKER_INBOX
+from media_node.sfu import SfuConfig
+from media_node.worker import WORKER_IN_FLIGHT, WORKER_INBOX, Worker
 from media_node.worker_pool import WORKER_COMMAND_QUEUE, WorkerHandle, WorkerPool
-from rtcfleet.node_messages import NodeJoin, NodeLeave, NodePublishOffer, WorkerLoadReport
+from rtcfleet.node_messages import (
+    NodeJoin,
+    NodeLeave,
+    NodePublishOffer,
+    NodeSubscriberAnswer,
+    NodeTrickle,
+    ToSession,
+    WorkerLoadReport,
+    WorkerStop,
+    parse_worker_event,
+)
 from rtcfleet.settings_store import PlatformSettings
 from tests.media_node.conftest import offline_node_settings, wait_until
 
@@ -228,3 +240,99 @@ async def test_a_worker_behind_stops_reading_its_pipe_and_the_node_queues_or_ref
         f"{accepted} answers (have {len(listener.answers(session))})",
     )
     assert {m["type"] for m in listener.answers(session)} == {"publish_answer"}
+
+
+class WorkerOnPipe:
+    """A worker's run loop in this process, driven through a real pipe as its node drives it."""
+
+    def __init__(self) -> None:
+        self.node, child = multiprocessing.Pipe()
+        self.worker = Worker(child, SfuConfig(local_candidates=True), max_participants=10)
+        self.running = asyncio.create_task(self.worker.run())
+        self.told: list[tuple[str, dict[str, Any]]] = []
+        self.events: list[dict[str, Any]] = []
+
+    def send(self, command: Any) -> None:
+        self.node.send(command.model_dump(mode="json"))
+
+    def read(self) -> None:
+        while self.node.poll():
+            event = parse_worker_event(self.node.recv())
+            if isinstance(event, ToSession):
+                self.told.append((event.session, event.message))
+            elif not isinstance(event, WorkerLoadReport):
+                self.events.append(event.model_dump())
+
+    def answers(self, session: str) -> list[dict[str, Any]]:
+        self.read()
+        return [message for to, message in self.told if to == session]
+
+    async def settled(self) -> None:
+        """Every command sent so far has finished."""
+        await asyncio.sleep(0.1)  # read from the pipe
+        await wait_until(lambda: self.worker.commands_waiting() == 0, 30, "the worker idle")
+        await asyncio.sleep(0.1)  # its last messages through the pipe
+        self.read()
+
+    async def stop(self) -> None:
+        self.send(WorkerStop())
+        await asyncio.wait_for(self.running, 30)
+
+
+def join(session: str, identity: str, room: str = "r") -> NodeJoin:
+    return NodeJoin(
+        session=session, room=room, identity=identity, can_publish=True, can_subscribe=True
+    )
+
+
+async def test_a_stale_subscriber_answer_is_ignored_without_an_error() -> None:
+    """No offer outstanding (none yet, or one a newer offer or a closed connection replaced):
+    the answer is renegotiation's normal course, not the client's error."""
+    pipe = WorkerOnPipe()
+    try:
+        ann = uuid.uuid4().hex
+        pipe.send(join(ann, "ann"))
+        answer = NodeSubscriberAnswer(session=ann, room="r", sdp=await small_publish_offer())
+        pipe.send(answer)
+        await pipe.settled()
+        assert pipe.answers(ann) == []
+    finally:
+        await pipe.stop()
+
+
+async def test_sessions_that_end_without_a_leave_leave_nothing_in_the_worker() -> None:
+    """Replaced sessions, commands for sessions the worker never hosted, and a rejoin racing
+    its room's last other member out: the worker keeps no lock or map entry for any of them,
+    and the rejoined session is still found by its next command."""
+    pipe = WorkerOnPipe()
+    try:
+        sessions = [uuid.uuid4().hex for _ in range(10)]
+        for session in sessions:  # each join of "ann" replaces the one before
+            pipe.send(join(session, "ann", room="replaced"))
+            stray = NodeTrickle(
+                session=uuid.uuid4().hex, room="nowhere", target="publisher", candidate=None
+            )
+            pipe.send(stray)
+        await pipe.settled()
+        assert all(pipe.answers(s) == [{"type": "session_replaced"}] for s in sessions[:-1])
+
+        # bob publishes to ann; ann rejoins (same session) as bob leaves
+        ann, bob = uuid.uuid4().hex, uuid.uuid4().hex
+        pipe.send(join(ann, "ann"))
+        pipe.send(join(bob, "bob"))
+        sdp = await small_publish_offer()
+        pipe.send(NodePublishOffer(session=bob, room="r", sdp=sdp))
+        await pipe.settled()
+        pipe.send(join(ann, "ann"))
+        pipe.send(NodeLeave(session=bob, room="r"))
+        await pipe.settled()
+        pipe.send(NodePublishOffer(session=ann, room="r", sdp=sdp))
+        await pipe.settled()
+        assert [m["type"] for m in pipe.answers(ann)][-1] == "publish_answer", pipe.answers(ann)
+
+        census = pipe.worker.census()
+        assert census["session_locks"] == 0, census
+        assert (census["rooms"], census["members"]) == (2, 2), census  # "replaced" and "r"
+        assert (census["sfu_rooms"], census["sfu_participants"]) == (2, 2), census
+    finally:
+        await pipe.stop()
