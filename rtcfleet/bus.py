@@ -75,6 +75,11 @@ def session_rejoin_key(session_id: str) -> str:
     return f"{PREFIX}sess:{session_id}:rejoin"
 
 
+def identity_joins_key(room: str, identity: str) -> str:
+    """The count of recent fresh joins of one identity in one room (``/`` is in neither name)."""
+    return f"{PREFIX}joins:{room}/{identity}"
+
+
 def session_stream(session_id: str) -> str:
     return f"{PREFIX}sess:{session_id}:out"
 
