@@ -1,19 +1,25 @@
 """Soak: clients joining, publishing, leaving and resuming on the local fleet, for minutes.
 
-Run: ``.venv/bin/python -m benchmarks.soak [--clients 200] [--minutes 5]``.
+Run: ``.venv/bin/python -m benchmarks.soak [--clients 200] [--minutes 5] [--census 30]``.
 
 A local fleet of real processes (Redis with Sentinel, Postgres, one gateway, one media node of
-one worker) on loopback. Every client is a real ``ClientSession`` in rooms of two: it joins,
+two workers) on loopback. Every client is a real ``ClientSession`` in rooms of two: it joins,
 publishes a real peer connection (ICE, DTLS-SRTP, VP8 at 64x48 and 2 fps, no audio, so that 200
 of them and the fleet fit on two cores), subscribes to its partner, and then, until the end,
 every 10-30 s either drops its signaling socket and resumes its session (``session_id`` and
 ``cursor``) or leaves and joins again as a new session 0.5-3 s later.
 
 Counted: joins and their failures, publishes that reached ``connected``, resumes that got their
-own session back and sessions lost (a resume answered ``session_not_found``, or none within
-15 s). Memory: the resident size of every fleet process (gateway, media node supervisor and
-worker, Redis and Sentinels, Postgres, summed per kind) every 10 s, and the least-squares slope
-after the warm-up, in KiB per minute: flat memory has a slope near zero next to its size.
+own session back, sessions lost (a resume answered ``session_not_found``, or none within 15 s),
+and every error a client was sent, by code and cause. Memory, every 10 s: the resident size of
+every fleet process (gateway, media node supervisor, each worker, Redis and Sentinels, Postgres,
+summed per kind), Redis's own ``used_memory`` and its keys by kind (sessions, session streams,
+node inboxes, room claims...) with a sampled ``MEMORY USAGE`` per key; and, with ``--census``,
+the gateway's and each worker's own maps and object counts (``rtcfleet.memory_census``). Slopes
+are least-squares fits after the warm-up, per minute: flat memory has a slope near zero next to
+its size. The warm-up lasts until every client has started and the state of the first sessions
+to end has expired (``rtcfleet.bus.STATE_TTLS_SECONDS``): before that, Redis holds more keys
+every minute by design.
 """
 
 from __future__ import annotations
@@ -240,6 +246,7 @@ KEY_KINDS = [
     (re.compile(r"node:[^:]+:drain"), "node drain request"),
     (re.compile(r"room:.+"), "room claim"),
     (re.compile(r"room-region:.+"), "room reservation"),
+    (re.compile(r"joins:.+"), "identity join count"),
     (re.compile(r"gw:[^:]+(:wake)?"), "gateway"),
     (re.compile(r"(nodes|gateways)"), "index"),
 ]

@@ -99,6 +99,12 @@ class Room:
         participant = self._participant(name)
         if not participant.can_publish:
             raise PublishNotAllowed(f"{name} may not publish in {self.name}")
+        stale = participant.publisher
+        if stale is not None and stale.pc.signalingState == "closed":
+            # its client closed that connection (aiortc then closes ours) to start over: a
+            # new offer is a new connection, as after an offer that failed
+            participant.publisher = None
+            await self._unpublish(stale)
         if participant.publisher is None:
             participant.publisher = Publisher(
                 name,

@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -89,11 +90,38 @@ WORKER_IN_FLIGHT = 256
 
 
 @dataclass
-class SessionLock:
-    """Keeps one session's commands in order; forgotten when no command of it runs or waits."""
-
+class _KeyLock:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     users: int = 0
+
+
+class KeyedLocks:
+    """A lock per key, kept only while a command holds it or waits for it: sessions and
+    participants come and go by the thousand, and a lock left behind would be kept for ever."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, _KeyLock] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = _KeyLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0 and self._locks.get(key) is entry:
+                del self._locks[key]
+
+
+def participant_key(room: str, identity: str) -> str:
+    return f"{room}/{identity}"  # "/" is in neither name
 
 
 class Worker:
@@ -109,8 +137,11 @@ class Worker:
         self._cpu_mark = (time.monotonic(), time.process_time())
         self._pending: set[asyncio.Task[None]] = set()
         self._inbox: asyncio.Queue[dict[str, Any] | None] | None = None
-        # session -> its lock, while a command of that session runs or waits
-        self._locks: dict[str, SessionLock] = {}
+        # a session's commands run in order; a participant's (room and identity: what the SFU
+        # knows) one at a time, whatever session sends them, so a new session's join never
+        # interleaves with the leave of the session it replaces
+        self._sessions = KeyedLocks()
+        self._participants = KeyedLocks()
         # room -> joins finished since the room was last reported empty (``RoomEmpty.joins``)
         self.joins_done: dict[str, int] = {}
         self._outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=WORKER_OUTBOX)
@@ -172,9 +203,12 @@ class Worker:
         elif kind == "participant_left":
             self._forget(room, identity)
 
-    def _forget(self, room: str, identity: str) -> None:
+    def _forget(self, room: str, identity: str, session: str | None = None) -> None:
+        """The participant left (with ``session``: only while that session is its own)."""
         members = self.rooms.get(room)
         if not members or identity not in members:
+            return
+        if session is not None and members[identity] != session:
             return
         session = members.pop(identity)
         self.recordings.left(room, identity)
@@ -202,36 +236,21 @@ class Worker:
         op, session, room = command.op, command.session, command.room
         try:
             if isinstance(command, NodeJoin):
-                try:
-                    await self.join(command)
-                finally:
-                    self.joins_done[room] = self.joins_done.get(room, 0) + 1
-                    if room not in self.rooms:
-                        self._room_empty(room)  # refused or failed: no room left behind
+                async with self._participants.hold(participant_key(room, command.identity)):
+                    try:
+                        await self.join(command)
+                    finally:
+                        self.joins_done[room] = self.joins_done.get(room, 0) + 1
+                        if room not in self.rooms:
+                            self._room_empty(room)  # refused or failed: no room left behind
                 return
             identity = self.identity_of(room, session)
             if identity is None:
+                if isinstance(command, NodeLeave):
+                    return  # gone already (replaced, swept): what a leave asks
                 raise UnknownParticipant(session)
-            if isinstance(command, NodePublishOffer):
-                with tracing.child_span("negotiate publisher"):
-                    answer = await self.sfu.publish_offer(room, identity, command.sdp)
-                self.to_session(session, PublishAnswer(sdp=answer))
-            elif isinstance(command, NodeSubscriberAnswer):
-                try:
-                    await self.sfu.subscriber_answer(room, identity, command.sdp)
-                except SubscriberNotNegotiating as exc:
-                    # an answer to an offer a newer one or a closed connection superseded:
-                    # renegotiation's normal course, nothing for the client to handle
-                    log.debug("stale subscriber answer ignored: %s", exc)
-            elif isinstance(command, NodeTrickle):
-                candidate = command.candidate.model_dump() if command.candidate else None
-                await self.sfu.add_ice_candidate(room, identity, command.target, candidate)
-            elif isinstance(command, NodeLeave):
-                try:
-                    await self.sfu.leave(room, identity)
-                finally:
-                    # whatever the SFU says, the session is gone: nothing of it stays here
-                    self._forget(room, identity)
+            async with self._participants.hold(participant_key(room, identity)):
+                await self._participant_command(command, identity)
         except (PublishNotAllowed, SubscribeNotAllowed) as exc:
             self.to_session(session, error(ErrorCode.FORBIDDEN, str(exc) or "not granted"))
         except TooManyTracks as exc:
@@ -249,6 +268,38 @@ class Worker:
         except Exception as exc:  # a bad SDP must not take the worker down
             log.exception("command %s failed", op)
             self.to_session(session, error(ErrorCode.MEDIA_ERROR, f"{type(exc).__name__}: {exc}"))
+
+    async def _participant_command(
+        self,
+        command: NodePublishOffer | NodeSubscriberAnswer | NodeTrickle | NodeLeave,
+        identity: str,
+    ) -> None:
+        session, room = command.session, command.room
+        if self.rooms.get(room, {}).get(identity) != session:
+            # a join of the identity replaced this session while the command waited
+            if isinstance(command, NodeLeave):
+                return
+            raise UnknownParticipant(session)
+        if isinstance(command, NodePublishOffer):
+            with tracing.child_span("negotiate publisher"):
+                answer = await self.sfu.publish_offer(room, identity, command.sdp)
+            self.to_session(session, PublishAnswer(sdp=answer))
+        elif isinstance(command, NodeSubscriberAnswer):
+            try:
+                await self.sfu.subscriber_answer(room, identity, command.sdp)
+            except SubscriberNotNegotiating as exc:
+                # an answer to an offer a newer one or a closed connection superseded:
+                # renegotiation's normal course, nothing for the client to handle
+                log.debug("stale subscriber answer ignored: %s", exc)
+        elif isinstance(command, NodeTrickle):
+            candidate = command.candidate.model_dump() if command.candidate else None
+            await self.sfu.add_ice_candidate(room, identity, command.target, candidate)
+        else:
+            try:
+                await self.sfu.leave(room, identity)
+            finally:
+                # whatever the SFU says, the session is gone: nothing of it stays here
+                self._forget(room, identity, session)
 
     async def join(self, command: NodeJoin) -> None:
         room, session, identity = command.room, command.session, command.identity
@@ -386,7 +437,8 @@ class Worker:
         return {
             "rooms": len(self.rooms),
             "members": sum(len(m) for m in self.rooms.values()),
-            "session_locks": len(self._locks),
+            "session_locks": len(self._sessions),
+            "participant_locks": len(self._participants),
             "commands_in_flight": len(self._pending),
             "inbox": self._inbox.qsize() if self._inbox is not None else 0,
             "outbox": self._outgoing.qsize(),
@@ -399,19 +451,9 @@ class Worker:
     async def _serialized(
         self, command: AnyWorkerCommand, trace: dict[str, str] | None = None
     ) -> None:
-        key = getattr(command, "session", "")
-        entry = self._locks.get(key)
-        if entry is None:
-            entry = self._locks[key] = SessionLock()
-        entry.users += 1
-        try:
-            with tracing.continued(f"worker {command.op}", trace):
-                async with entry.lock:
-                    await self.handle(command)
-        finally:
-            entry.users -= 1
-            if entry.users == 0 and self._locks.get(key) is entry:
-                del self._locks[key]
+        with tracing.continued(f"worker {command.op}", trace):
+            async with self._sessions.hold(getattr(command, "session", "")):
+                await self.handle(command)
 
     async def _report_load(self) -> None:
         while True:

@@ -179,6 +179,29 @@ async def send_to_session(
     )
 
 
+# The stream's only reader has taken every entry up to ARGV[1]: they go, and the byte count
+# beside the stream goes down by their payload (a count that expired is not made again).
+_DROP_TAKEN = """
+local taken = redis.call('XRANGE', KEYS[1], '-', ARGV[1])
+local size = 0
+for _, entry in ipairs(taken) do
+  local fields = entry[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'm' then size = size + string.len(fields[i + 1]) end
+  end
+  redis.call('XDEL', KEYS[1], entry[1])
+end
+if size > 0 and redis.call('EXISTS', KEYS[2]) == 1 then redis.call('DECRBY', KEYS[2], size) end
+return #taken
+"""
+
+
+async def drop_taken(redis: aioredis.Redis, stream: str, last_id: str) -> int:
+    """Delete a stream's entries up to ``last_id`` once its only reader has taken them (a node's
+    inbox): what was read is of no use to anyone, and would fill the stream to its bounds."""
+    return int(await redis.eval(_DROP_TAKEN, 2, stream, stream_bytes_key(stream), last_id))
+
+
 StreamEntries = list[tuple[str, list[tuple[str, dict[str, str]]]]]
 
 

@@ -2,11 +2,12 @@
 
 With ``RTCFLEET_MEMORY_CENSUS_SECONDS`` set to N, a gateway and every media worker log one line
 every N seconds: the sizes of the maps the process names (its sessions, rooms, locks...), the
-memory blocks Python has allocated, and the object types whose count grew most since the last
-census (counted over ``gc.get_objects()``, which takes some 0.1 s per million objects: keep N
-in tens of seconds). The line is logged at WARNING, so it shows at the fleet's usual level, as
-``memory census <name> <json>``; ``benchmarks/soak.py --census`` sets it and reads the lines
-back. Unset, nothing runs.
+memory blocks Python has allocated, the objects a full garbage collection just freed (cycles),
+and the object types whose count grew most since the last census among the objects that
+survived it. A collection and a count over ``gc.get_objects()`` take some 0.1-0.5 s per million
+objects: keep N in tens of seconds. The line is logged at WARNING, so it shows at the fleet's
+usual level, as ``memory census <name> <json>``; ``benchmarks/soak.py --census`` sets it and
+reads the lines back. Unset, nothing runs.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class Census:
         self._last: Counter[str] = Counter()
 
     def take(self) -> dict[str, Any]:
+        # what cycles held until now is garbage, not kept: counted apart, then counted out
+        garbage = gc.collect()
         counts = Counter(type(o).__qualname__ for o in gc.get_objects())
         grew = Counter({kind: n - self._last[kind] for kind, n in counts.items()})
         self._last = counts
@@ -54,6 +57,7 @@ class Census:
             "sizes": self.sizes(),
             "blocks": sys.getallocatedblocks(),
             "objects": sum(counts.values()),
+            "garbage_collected": garbage,
             "grew": {kind: [delta, counts[kind]] for kind, delta in grew.most_common(TOP_TYPES)},
         }
 

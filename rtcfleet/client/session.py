@@ -146,6 +146,10 @@ class ClientSession:
         self._unreachable: dict[str, float] = {}
         # a rejoin was sent and no joined has answered it yet
         self._rejoin_pending = False
+        # a join resuming the session was sent on this socket and not answered yet
+        self._resuming = False
+        # negotiation messages a dropped socket did not take, with the peer they belong to
+        self._unsent: list[tuple[ClientPeer, PublishOffer | SubscriberAnswer]] = []
         self._rejoin_retrying = False
 
     # ---- public -----------------------------------------------------------------------------
@@ -272,7 +276,9 @@ class ClientSession:
                     # sent to a region none of whose URLs answered
                     self._unreachable[self._redirect_region] = time.monotonic()
                 self._redirect_region = self._redirect = None
-            await self._send(self._join())
+            join = self._join()
+            self._resuming = join.session_id is not None
+            await self._send(join)
             if dropped_at is not None:
                 self.events.signaling_gaps.append(time.monotonic() - dropped_at)
             attempt = self.urls.index(url)
@@ -360,7 +366,7 @@ class ClientSession:
             peer = self.peer
             answer = await peer.answer_subscriber_offer(message["sdp"])
             if peer is self.peer and not self._rejoin_pending:
-                await self._send(SubscriberAnswer(sdp=answer))
+                await self._send_for(peer, SubscriberAnswer(sdp=answer))
             else:
                 # the connection it answers was replaced meanwhile (the media restarted)
                 log.info("subscriber answer for replaced media: not sent")
@@ -389,6 +395,7 @@ class ClientSession:
             if message.get("code") == "session_not_found" and self.session_id is not None:
                 # resumed in a region that never knew the session (its region died): start over
                 self.session_id = self.cursor = None
+                self._resuming = False
                 self.events.fresh_joins += 1
                 await self._send(self._join())
             elif not self._joined.is_set():
@@ -396,8 +403,16 @@ class ClientSession:
             elif self._rejoin_pending and message.get("code") in RETRIED_REJOIN_ERRORS:
                 self._spawn(self._retry_rejoin())
 
+    async def _send_for(self, peer: ClientPeer, message: PublishOffer | SubscriberAnswer) -> None:
+        """Send a negotiation message of ``peer``'s connections; one the dropped socket did not
+        take goes out once the session has resumed (the server waits for it)."""
+        try:
+            await self._send(message)
+        except ConnectionError:
+            self._unsent.append((peer, message))
+
     async def _on_joined(self, message: dict[str, Any]) -> None:
-        self._rejoin_pending = False
+        resume_answer, self._resuming = self._resuming, False
         new_node = message["node_id"] != self.node_id
         self.session_id = message["session_id"]
         self.region = message["region"]
@@ -412,6 +427,17 @@ class ClientSession:
             self.events.joined_at = time.monotonic()
         self._joined.set()
         self._socket_joined.set()
+        if resume_answer and self._rejoin_pending:
+            # the socket dropped while the media was being placed again: the rejoin's own
+            # joined (replayed from the cursor) places it; sent again should it have been lost
+            self._spawn(self._retry_rejoin())
+            return
+        self._rejoin_pending = False
+        unsent, self._unsent = self._unsent, []
+        if resume_answer and not new_node:
+            for peer, pending in unsent:
+                if peer is self.peer:
+                    await self._send_for(peer, pending)
         # a resume on the same node keeps the media connections as they are
         if new_node and self.ice_from_join:
             self.ice_servers = [
@@ -431,7 +457,8 @@ class ClientSession:
                 await self._restart_media()
             self.node_id = message["node_id"]
             if self.can_publish:
-                await self._send(PublishOffer(sdp=await self.peer.create_publish_offer()))
+                peer = self.peer
+                await self._send_for(peer, PublishOffer(sdp=await peer.create_publish_offer()))
 
     def _new_peer(self) -> ClientPeer:
         if self.ice_from_join:
@@ -483,6 +510,7 @@ class ClientSession:
 
     async def _restart_media(self) -> None:
         self.events.media_rejoins += 1
+        self._unsent.clear()
         old = self.peer
         self.previous_peers.append(old)
         self.peer = self._new_peer()
