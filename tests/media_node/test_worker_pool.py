@@ -330,8 +330,18 @@ async def test_sessions_that_end_without_a_leave_leave_nothing_in_the_worker() -
         await pipe.settled()
         assert [m["type"] for m in pipe.answers(ann)][-1] == "publish_answer", pipe.answers(ann)
 
+        # ann leaves and joins again as a new session at once (another socket, another
+        # gateway): the old session's leave must not take the new session's place with it
+        again = uuid.uuid4().hex
+        pipe.send(NodeLeave(session=ann, room="r"))
+        pipe.send(join(again, "ann"))
+        await pipe.settled()
+        pipe.send(NodePublishOffer(session=again, room="r", sdp=sdp))
+        await pipe.settled()
+        assert [m["type"] for m in pipe.answers(again)][-1] == "publish_answer", pipe.answers(again)
+
         census = pipe.worker.census()
-        assert census["session_locks"] == 0, census
+        assert census["session_locks"] == census["participant_locks"] == 0, census
         assert (census["rooms"], census["members"]) == (2, 2), census  # "replaced" and "r"
         assert (census["sfu_rooms"], census["sfu_participants"]) == (2, 2), census
     finally:
