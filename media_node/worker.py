@@ -137,6 +137,8 @@ class Worker:
         self._cpu_mark = (time.monotonic(), time.process_time())
         self._pending: set[asyncio.Task[None]] = set()
         self._inbox: asyncio.Queue[dict[str, Any] | None] | None = None
+        # the most commands held at once since the last load report
+        self._waiting_peak = 0
         # a session's commands run in order; a participant's (room and identity: what the SFU
         # knows) one at a time, whatever session sends them, so a new session's join never
         # interleaves with the leave of the session it replaces
@@ -347,20 +349,23 @@ class Worker:
         self.sfu.config.allowed_codecs = tuple(command.allowed_codecs)
 
     def load(self) -> WorkerLoadReport:
+        """The load since the last report (``commands_waiting``: the most held at once)."""
         sfu_load = self.sfu.load()
         now, cpu = time.monotonic(), time.process_time()
         then, cpu_then = self._cpu_mark
         self._cpu_mark = (now, cpu)
         cpu_percent = 100.0 * (cpu - cpu_then) / max(now - then, 1e-6)
-        return WorkerLoadReport(
+        report = WorkerLoadReport(
             rooms=len(self.rooms),
             participants=sum(len(m) for m in self.rooms.values()),
             forwarded_streams=sfu_load.forwarded_streams,
             bitrate_out_bps=int(sfu_load.bitrate_out_bps),
             cpu_percent=round(cpu_percent, 1),
             room_participants={room: len(m) for room, m in self.rooms.items()},
-            commands_waiting=self.commands_waiting(),
+            commands_waiting=max(self._waiting_peak, self.commands_waiting()),
         )
+        self._waiting_peak = 0
+        return report
 
     # ---- loop -------------------------------------------------------------------------------
 
@@ -383,6 +388,7 @@ class Worker:
                 loop.remove_reader(fd)
                 reading = False
                 return
+            self._waiting_peak = max(self._waiting_peak, self.commands_waiting())
             if inbox.full():
                 loop.remove_reader(fd)  # the pipe fills, and the supervisor's queue behind it
                 reading = False
