@@ -313,12 +313,13 @@ async def test_sessions_that_end_without_a_leave_leave_nothing_in_the_worker() -
         await pipe.settled()
         assert all(pipe.answers(s) == [{"type": "session_replaced"}] for s in sessions[:-1])
 
-        # bob publishes to ann; ann rejoins (same session) as bob leaves
+        # ann publishes to bob; ann rejoins (same session) as bob leaves: bob's leave is done
+        # while ann's own (unpublishing, renegotiating with bob) is still under way
         ann, bob = uuid.uuid4().hex, uuid.uuid4().hex
         pipe.send(join(ann, "ann"))
         pipe.send(join(bob, "bob"))
         sdp = await small_publish_offer()
-        pipe.send(NodePublishOffer(session=bob, room="r", sdp=sdp))
+        pipe.send(NodePublishOffer(session=ann, room="r", sdp=sdp))
         await pipe.settled()
         pipe.send(join(ann, "ann"))
         pipe.send(NodeLeave(session=bob, room="r"))
