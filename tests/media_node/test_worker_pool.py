@@ -17,6 +17,7 @@ from aiortc import RTCPeerConnection
 
 from media_node.publisher import MAX_MEDIA_SECTIONS
 from media_node.sfu import SfuConfig
+from media_node.subscriber import Subscriber
 from media_node.worker import WORKER_IN_FLIGHT, WORKER_INBOX, Worker
 from media_node.worker_pool import WORKER_COMMAND_QUEUE, WorkerHandle, WorkerPool
 from rtcfleet.node_messages import (
@@ -297,10 +298,20 @@ async def test_a_stale_subscriber_answer_is_ignored_without_an_error() -> None:
         await pipe.stop()
 
 
-async def test_sessions_that_end_without_a_leave_leave_nothing_in_the_worker() -> None:
-    """Replaced sessions, commands for sessions the worker never hosted, and a rejoin racing
-    its room's last other member out: the worker keeps no lock or map entry for any of them,
-    and the rejoined session is still found by its next command."""
+async def test_sessions_that_end_without_a_leave_leave_nothing_in_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Replaced sessions, commands for sessions the worker never hosted, a rejoin racing its
+    room's last other member out, and a leave racing the next session of its identity in:
+    the worker keeps no lock or map entry for any of them, and the newest session is still
+    found by its next command."""
+    close = Subscriber.close
+
+    async def slow_close(subscriber: Subscriber) -> None:
+        await asyncio.sleep(0.05)  # as closing a connected peer's transports takes a moment
+        await close(subscriber)
+
+    monkeypatch.setattr(Subscriber, "close", slow_close)
     pipe = WorkerOnPipe()
     try:
         sessions = [uuid.uuid4().hex for _ in range(10)]
