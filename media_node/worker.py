@@ -205,12 +205,9 @@ class Worker:
         elif kind == "participant_left":
             self._forget(room, identity)
 
-    def _forget(self, room: str, identity: str, session: str | None = None) -> None:
-        """The participant left (with ``session``: only while that session is its own)."""
+    def _forget(self, room: str, identity: str) -> None:
         members = self.rooms.get(room)
         if not members or identity not in members:
-            return
-        if session is not None and members[identity] != session:
             return
         session = members.pop(identity)
         self.recordings.left(room, identity)
@@ -301,7 +298,7 @@ class Worker:
                 await self.sfu.leave(room, identity)
             finally:
                 # whatever the SFU says, the session is gone: nothing of it stays here
-                self._forget(room, identity, session)
+                self._forget(room, identity)
 
     async def join(self, command: NodeJoin) -> None:
         room, session, identity = command.room, command.session, command.identity
