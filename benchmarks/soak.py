@@ -300,7 +300,7 @@ async def memory_watch(
 
 
 CENSUS_LINE = re.compile(
-    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ .*"
+    r"^[^ ]+: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ .*"
     + re.escape(memory_census.MARK)
     + r" (\S+) (\{.*\})$"
 )
@@ -366,8 +366,9 @@ async def run(clients: int, minutes: float, warmup_s: float, census_s: float) ->
             redis_after = await redis_census(redis)
         finally:
             await redis.aclose()
+        # each log line after its log's name, which names the process
         lines = [
-            line
+            f"{path.stem}: {line}"
             for path in sorted((fleet.workdir / "logs").glob("*"))
             for line in path.read_text(errors="replace").splitlines()
         ]
