@@ -263,10 +263,12 @@ class Worker:
         except CLIENT_FAULTS as exc:
             # what a client sent does not apply: its answer says why, the log only notes it
             log.info("command %s refused: %s: %s", op, type(exc).__name__, exc)
-            self.to_session(session, error(ErrorCode.MEDIA_ERROR, f"{type(exc).__name__}: {exc}"))
+            refusal = f"{op}: {type(exc).__name__}: {exc}"
+            self.to_session(session, error(ErrorCode.MEDIA_ERROR, refusal))
         except Exception as exc:  # a bad SDP must not take the worker down
             log.exception("command %s failed", op)
-            self.to_session(session, error(ErrorCode.MEDIA_ERROR, f"{type(exc).__name__}: {exc}"))
+            refusal = f"{op}: {type(exc).__name__}: {exc}"
+            self.to_session(session, error(ErrorCode.MEDIA_ERROR, refusal))
 
     async def _participant_command(
         self,

@@ -33,6 +33,7 @@ from typing import Any
 
 import aiohttp
 from aiortc import RTCIceServer
+from aiortc.exceptions import InvalidStateError
 
 from rtcfleet.client.peer import ClientPeer
 from rtcfleet.signaling import (
@@ -364,7 +365,12 @@ class ClientSession:
             await self.peer.apply_publish_answer(message["sdp"])
         elif kind == "subscriber_offer":
             peer = self.peer
-            answer = await peer.answer_subscriber_offer(message["sdp"])
+            try:
+                answer = await peer.answer_subscriber_offer(message["sdp"])
+            except InvalidStateError:
+                if peer is self.peer:
+                    raise
+                answer = ""  # the media restarted meanwhile and closed that peer
             if peer is self.peer and not self._rejoin_pending:
                 await self._send_for(peer, SubscriberAnswer(sdp=answer))
             else:
