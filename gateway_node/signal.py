@@ -9,6 +9,7 @@ resume on another gateway without a gap in media.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from contextlib import AbstractContextManager, nullcontext
@@ -366,8 +367,7 @@ async def signal_handler(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, heartbeat=WS_HEARTBEAT_S)
     await ws.prepare(request)
     connection = SignalConnection(gateway, ws, request.transport)
-    try:
+    # the client may go while an answer is on its way: its socket ends there, quietly
+    with contextlib.suppress(ConnectionResetError):
         await connection.run()
-    except asyncio.CancelledError:
-        raise
     return ws

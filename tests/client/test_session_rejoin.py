@@ -1,14 +1,17 @@
-"""A client whose media must move keeps asking until it is placed."""
+"""A client whose media must move keeps asking until it is placed, resends what a dropped
+socket did not take, and calls its media dead only when published tracks fall silent."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
 
 from rtcfleet.client import session as client_session
+from rtcfleet.client.peer import RemoteTrackStats
 from rtcfleet.client.session import ClientSession
 
 
@@ -129,5 +132,37 @@ async def test_a_resume_while_media_is_placed_again_waits_for_the_placement(
         await session._on_message(placed("media-b"))
         assert socket.sent == ["rejoin", "publish_offer"]
         assert session.node_id == "media-b"
+    finally:
+        await session.close(leave=False)
+
+
+class ReceivingPeer(Peer):
+    """A peer receiving bob's video, last decoded ``silent_for`` seconds ago."""
+
+    def __init__(self, silent_for: float = 3.0) -> None:
+        stats = RemoteTrackStats("bob", "video", "t1")
+        stats.last_frame_at = time.monotonic() - silent_for
+        self.remote = {("bob", "video"): stats}
+
+    def active_publishers(self) -> set[str]:
+        return {"bob"}
+
+
+async def test_media_is_dead_only_when_tracks_still_published_are_silent() -> None:
+    """A publisher that unpublished (it left, or it is rejoining) is not waited for, and one
+    that published again has from then on to send its first frames."""
+    peer: Any = ReceivingPeer
+    session = ClientSession(
+        ["ws://127.0.0.1:1/v1/signal"], "token", peer_factory=peer, media_dead_after=2.0
+    )
+    try:
+        now = time.monotonic()
+        assert session.media_silent(now)
+        track = {"publisher": "bob", "kind": "video", "track_id": "t1"}
+        await session._on_message({"type": "track_unpublished", **track})
+        assert not session.media_silent(now + 1.0)
+        await session._on_message({"type": "track_published", **track, "track_id": "t2"})
+        assert not session.media_silent(now + 1.5)
+        assert session.media_silent(now + 2.5)
     finally:
         await session.close(leave=False)
