@@ -13,7 +13,7 @@ from aiortc.exceptions import InvalidStateError
 from media_node.datagram_batch import Account
 from media_node.ice import IcePolicy
 from media_node.publisher import PublishedTrack, Publisher, PublishNotAllowed
-from media_node.subscriber import Subscriber
+from media_node.subscriber import Subscriber, SubscriberNotNegotiating
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,15 @@ class Room:
         return answer
 
     async def subscriber_answer(self, name: str, sdp: str) -> None:
-        await self._subscriber(name).apply_answer(sdp)
+        subscriber = self._subscriber(name)
+        try:
+            await subscriber.apply_answer(sdp)
+        except InvalidStateError as exc:
+            if subscriber.pc.signalingState != "closed":
+                raise
+            # its client closed the connection while the answer was applied (to rejoin): no
+            # offer is outstanding on it any more, as for any answer that came too late
+            raise SubscriberNotNegotiating(f"{name}: subscriber connection closed") from exc
 
     async def add_ice_candidate(
         self,
