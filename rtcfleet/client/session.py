@@ -149,6 +149,9 @@ class ClientSession:
         self._rejoin_pending = False
         # a join resuming the session was sent on this socket and not answered yet
         self._resuming = False
+        # (publisher, kind) -> when the server last said it was published or unpublished, and
+        # which of the two
+        self._track_changed: dict[tuple[str, str], tuple[float, bool]] = {}
         # negotiation messages a dropped socket did not take, with the peer they belong to
         self._unsent: list[tuple[ClientPeer, PublishOffer | SubscriberAnswer]] = []
         self._rejoin_retrying = False
@@ -376,6 +379,12 @@ class ClientSession:
             else:
                 # the connection it answers was replaced meanwhile (the media restarted)
                 log.info("subscriber answer for replaced media: not sent")
+        elif kind in ("track_published", "track_unpublished"):
+            # a track that went, or one that has just come, sends nothing to be waited for
+            self._track_changed[(message["publisher"], message["kind"])] = (
+                time.monotonic(),
+                kind == "track_published",
+            )
         elif kind == "participant_joined":
             self.events.participants.add(message["identity"])
         elif kind == "participant_left":
@@ -472,13 +481,18 @@ class ClientSession:
         return self.peer_factory()
 
     def media_silent(self, now: float) -> bool:
-        """Everything this peer was receiving from its active publishers has stopped."""
+        """Everything this peer was receiving from its active publishers has stopped. A track
+        unpublished is not waited for, nor one published again until its first frame: that
+        needs the publisher's new connection, and the session is not receiving it yet."""
         active = self.peer.active_publishers()
-        heard = [
-            stats.last_frame_at
-            for (publisher, _), stats in self.peer.remote.items()
-            if publisher in active and stats.last_frame_at is not None
-        ]
+        heard = []
+        for key, stats in self.peer.remote.items():
+            changed_at, published = self._track_changed.get(key, (None, True))
+            last = stats.last_frame_at
+            if key[0] not in active or not published or last is None:
+                continue
+            if changed_at is None or last >= changed_at:
+                heard.append(last)
         return bool(heard) and now - max(heard) > self.media_dead_after
 
     async def _watch_media(self) -> None:

@@ -149,8 +149,8 @@ class ReceivingPeer(Peer):
 
 
 async def test_media_is_dead_only_when_tracks_still_published_are_silent() -> None:
-    """A publisher that unpublished (it left, or it is rejoining) is not waited for, and one
-    that published again has from then on to send its first frames."""
+    """A publisher that unpublished (it left, or it is rejoining) is not waited for, nor one
+    that published again until its first frame arrives."""
     peer: Any = ReceivingPeer
     session = ClientSession(
         ["ws://127.0.0.1:1/v1/signal"], "token", peer_factory=peer, media_dead_after=2.0
@@ -162,7 +162,11 @@ async def test_media_is_dead_only_when_tracks_still_published_are_silent() -> No
         await session._on_message({"type": "track_unpublished", **track})
         assert not session.media_silent(now + 1.0)
         await session._on_message({"type": "track_published", **track, "track_id": "t2"})
-        assert not session.media_silent(now + 1.5)
-        assert session.media_silent(now + 2.5)
+        assert not session.media_silent(now + 5.0)  # not receiving it yet
+        stats = RemoteTrackStats("bob", "video", "t2")
+        stats.last_frame_at = time.monotonic()
+        session.peer.remote[("bob", "video")] = stats  # its first frame
+        assert not session.media_silent(stats.last_frame_at + 1.5)
+        assert session.media_silent(stats.last_frame_at + 2.5)
     finally:
         await session.close(leave=False)
