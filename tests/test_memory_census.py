@@ -21,6 +21,8 @@ def test_a_census_counts_what_grew_and_the_sizes_it_is_given(
     line = census.take()
     assert line["sizes"] == {"kept": 5000}
     assert line["grew"]["Kept"] == [5000, 5000]
+    # kept, not grown: the next line does not name it as growing
+    assert census.take()["grew"].get("Kept", [0, 5000])[0] == 0
 
     monkeypatch.setenv(memory_census.ENV, "30")
     assert memory_census.interval() == 30.0
