@@ -105,6 +105,7 @@ class Room:
             # new offer is a new connection, as after an offer that failed
             participant.publisher = None
             await self._unpublish(stale)
+            await stale.close()  # its feedback loop ends with it
         if participant.publisher is None:
             participant.publisher = Publisher(
                 name,
