@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from aiortc.rtcrtpsender import RTCRtpSender
-from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket, RtpPacket
+from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket, RtpPacket, is_rtcp
 
 from media_node import transport_cc
 from rtcfleet.client.peer import ClientPeer
@@ -41,6 +41,9 @@ class LosingPublisher:
         send_rtp, handle_rtcp = transport._send_rtp, sender._handle_rtcp_packet
 
         async def send(data: bytes) -> None:
+            if is_rtcp(data):  # the sender's reports take the same way out
+                await send_rtp(data)
+                return
             packet = RtpPacket.parse(data)
             if packet.ssrc == sender._ssrc:
                 if self.armed and self.target is None:
