@@ -50,6 +50,7 @@ from aiortc.rtp import (
 from media_node import transport_cc
 from media_node.datagram_batch import Account, DatagramBatch
 from media_node.settings import ICE_ADDRESSES_ENV
+from media_node.udp_mux import UdpMuxes
 
 AIORTC_VERSION = "1.16.0"
 
@@ -321,7 +322,7 @@ class ForwardingSender(RTCRtpSender):
             return False
         protected = dtls._tx_srtp.protect(data)
         protocol = pair.protocol
-        if type(protocol) is StunProtocol:
+        if isinstance(protocol, StunProtocol):  # UDP, on its own socket or the shared one
             protocol.transport.sendto(protected, pair.remote_addr)
         else:  # a TCP or relayed pair: aioice's own (awaitable) send, in order
             self._send_aioice(pair, protected)
@@ -395,7 +396,7 @@ def make_forwarding_sender(sender: RTCRtpSender, feedback: SenderFeedback) -> Fo
 def _route(pair: Any) -> tuple[Any, asyncio.DatagramTransport | None, int]:
     """(pair, UDP transport, socket fd) of a nominated pair; no transport for TCP or relay."""
     protocol = pair.protocol
-    if type(protocol) is not StunProtocol:
+    if not isinstance(protocol, StunProtocol):
         return pair, None, -1
     transport = protocol.transport
     sock = transport.get_extra_info("socket")
@@ -550,10 +551,15 @@ def bind_host_candidates(
     ports: PortPicker,
     public_ip: str | None,
     on_bind_failure: Callable[[str], Exception],
+    muxes: UdpMuxes | None = None,
 ) -> None:
     """Make `connection` gather host candidates on ports taken from `ports()` instead of
     ephemeral ones (aioice 0.13 binds port 0 and has no port range), and advertise `public_ip`
-    as a server-reflexive candidate on the same port (1:1 NAT)."""
+    as a server-reflexive candidate on the same port (1:1 NAT). With `muxes`, the host
+    candidates are the worker's shared sockets (`media_node.udp_mux`) instead of sockets of
+    the connection's own, and the connection gets a ufrag no other connection on them has."""
+    if muxes is not None:
+        connection._local_username = muxes.unique_ufrag()
 
     async def get_component_candidates(
         component: int, addresses: list[str], timeout: int = 5
@@ -561,7 +567,12 @@ def bind_host_candidates(
         loop = asyncio.get_running_loop()
         candidates: list[Candidate] = []
         for address in addresses:
-            protocol = await _bind_in_range(loop, connection, address, ports, on_bind_failure)
+            protocol: StunProtocol | None
+            if muxes is None:
+                protocol = await _bind_in_range(loop, connection, address, ports, on_bind_failure)
+            else:
+                mux = await muxes.get(address, ports, on_bind_failure)
+                protocol = mux.attach(connection) if mux is not None else None
             if protocol is None:
                 continue
             host, port = protocol.transport.get_extra_info("sockname")[:2]

@@ -1,0 +1,205 @@
+"""One UDP port for every ICE connection of a worker (mediasoup's WebRtcServer, LiveKit's UDP mux).
+
+Without it aioice binds a socket per connection, so one published packet costs a system call
+per subscriber even in a batch (`DatagramBatch` groups by socket). On a shared socket the batch
+sends a packet to all of a worker's subscribers with one ``sendmmsg``.
+
+Each connection still has its own aioice `StunProtocol` and sees only its own datagrams: the
+mux hands a datagram to the connection its remote address belongs to. An address belongs to a
+connection once that connection sends STUN to it (its connectivity checks) or once a binding
+request from it names the connection's ufrag (``USERNAME`` is ``local_ufrag:remote_ufrag``),
+which is how a client behind a NAT (a peer-reflexive address) or a TURN relay arrives. An
+address already held by a live connection is never taken over by a request (aioice checks the
+request's integrity only after routing), and a closed connection gives its addresses back.
+Datagrams from an address no connection holds are counted and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aioice import stun
+from aioice.ice import Connection, StunProtocol
+from aioice.utils import random_string
+
+log = logging.getLogger("rtcfleet.media.udp_mux")
+
+Address = tuple[str, int]
+# a shared socket carries every subscriber's share of a fan-out at once (500 x 1.2 kB)
+SOCKET_BUFFER = 4 * 1024 * 1024
+# long enough that ufrags drawn at random never collide among a worker's connections
+UFRAG_LENGTH = 16
+_BINDING_REQUEST = b"\x00\x01"
+
+
+class MuxedTransport(asyncio.DatagramTransport):
+    """One connection's view of the shared socket: it sends on it and closes only itself."""
+
+    def __init__(self, mux: UdpMux, protocol: MuxedProtocol) -> None:
+        super().__init__()
+        self._mux = mux
+        self._protocol = protocol
+        self._closing = False
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        if not self._closing:
+            self._mux.transport.sendto(data, addr)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._mux.transport.get_extra_info(name, default)
+
+    def is_closing(self) -> bool:
+        return self._closing or self._mux.transport.is_closing()
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._mux.release(self._protocol)
+        asyncio.get_running_loop().call_soon(self._protocol.connection_lost, None)
+
+    def abort(self) -> None:
+        self.close()
+
+
+class MuxedProtocol(StunProtocol):
+    """aioice's protocol for one connection on the shared socket: its STUN claims addresses."""
+
+    def __init__(self, connection: Connection, mux: UdpMux) -> None:
+        super().__init__(connection)
+        self.mux = mux
+        self.addresses: set[Address] = set()
+
+    def send_stun(self, message: stun.Message, addr: Address) -> None:
+        self.mux.claim(addr, self)
+        super().send_stun(message, addr)
+
+
+class UdpMux(asyncio.DatagramProtocol):
+    """The shared socket of one local address and the table that routes its datagrams."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport
+        self.by_address: dict[Address, MuxedProtocol] = {}
+        self.by_ufrag: dict[str, MuxedProtocol] = {}
+        self.unrouted = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+
+    @property
+    def port(self) -> int:
+        return int(self.transport.get_extra_info("sockname")[1])
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        address = (addr[0], addr[1])
+        protocol = self.by_address.get(address)
+        if data[:2] == _BINDING_REQUEST:
+            requested = self._by_username(data)
+            if requested is not None:
+                if protocol is None:
+                    self.claim(address, requested)
+                protocol = requested
+        if protocol is None:
+            self.unrouted += 1
+            return
+        protocol.datagram_received(data, address)
+
+    def _by_username(self, data: bytes) -> MuxedProtocol | None:
+        try:
+            message = stun.parse_message(data)
+        except ValueError:
+            return None
+        username = message.attributes.get("USERNAME")
+        if not isinstance(username, str):
+            return None
+        return self.by_ufrag.get(username.partition(":")[0])
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("shared UDP socket: %s", exc)
+
+    def attach(self, connection: Connection) -> MuxedProtocol:
+        """A protocol for `connection` on this socket, found by its local ufrag."""
+        protocol = MuxedProtocol(connection, self)
+        ufrag = connection.local_username
+        if ufrag in self.by_ufrag:
+            raise ValueError(f"ICE ufrag {ufrag!r} is already in use on this socket")
+        self.by_ufrag[ufrag] = protocol
+        protocol.connection_made(MuxedTransport(self, protocol))
+        return protocol
+
+    def claim(self, address: Address, protocol: MuxedProtocol) -> None:
+        """`address` belongs to `protocol` unless a live connection holds it already."""
+        if address not in self.by_address:
+            self.by_address[address] = protocol
+            protocol.addresses.add(address)
+
+    def release(self, protocol: MuxedProtocol) -> None:
+        for address in protocol.addresses:
+            if self.by_address.get(address) is protocol:
+                del self.by_address[address]
+        protocol.addresses.clear()
+        ufrag = protocol.receiver.local_username
+        if self.by_ufrag.get(ufrag) is protocol:
+            del self.by_ufrag[ufrag]
+
+
+class UdpMuxes:
+    """A worker's shared sockets, one per local address, bound on first use inside the port
+    range and closed with the SFU."""
+
+    def __init__(self) -> None:
+        self._muxes: dict[str, UdpMux] = {}
+        self._binding: dict[str, asyncio.Lock] = {}
+
+    async def get(
+        self,
+        address: str,
+        ports: Callable[[], Iterable[int]],
+        on_bind_failure: Callable[[str], Exception],
+    ) -> UdpMux | None:
+        """The shared socket for `address`; None when the address is not available."""
+        mux = self._muxes.get(address)
+        if mux is not None and not mux.transport.is_closing():
+            return mux
+        lock = self._binding.setdefault(address, asyncio.Lock())
+        async with lock:
+            mux = self._muxes.get(address)
+            if mux is not None and not mux.transport.is_closing():
+                return mux
+            loop = asyncio.get_running_loop()
+            last_error: OSError | None = None
+            for port in ports():
+                try:
+                    _, mux = await loop.create_datagram_endpoint(UdpMux, local_addr=(address, port))
+                except OSError as exc:
+                    last_error = exc
+                    if exc.errno in (socket.EAI_NONAME, 99):  # address not available
+                        return None
+                    continue
+                self._muxes[address] = mux
+                return mux
+            raise on_bind_failure(f"no free UDP port for {address}: {last_error}")
+
+    def peek(self, address: str) -> UdpMux | None:
+        return self._muxes.get(address)
+
+    def unique_ufrag(self) -> str:
+        """A ufrag no connection on any of these sockets has."""
+        while True:
+            ufrag = random_string(UFRAG_LENGTH)
+            if all(ufrag not in mux.by_ufrag for mux in self._muxes.values()):
+                return ufrag
+
+    def close(self) -> None:
+        for mux in self._muxes.values():
+            mux.transport.close()
+        self._muxes.clear()
