@@ -5,13 +5,14 @@ per subscriber even in a batch (`DatagramBatch` groups by socket). On a shared s
 sends a packet to all of a worker's subscribers with one ``sendmmsg``.
 
 Each connection still has its own aioice `StunProtocol` and sees only its own datagrams: the
-mux hands a datagram to the connection its remote address belongs to. An address belongs to a
-connection once that connection sends STUN to it (its connectivity checks) or once a binding
-request from it names the connection's ufrag (``USERNAME`` is ``local_ufrag:remote_ufrag``),
-which is how a client behind a NAT (a peer-reflexive address) or a TURN relay arrives. An
-address already held by a live connection is never taken over by a request (aioice checks the
-request's integrity only after routing), and a closed connection gives its addresses back.
-Datagrams from an address no connection holds are counted and dropped.
+mux hands a datagram to the connection its remote address belongs to. An address comes to
+belong to a connection only from the remote side: a binding request that names the connection's
+ufrag (``USERNAME`` is ``local_ufrag:remote_ufrag``, which only the connection's own client has
+from signaling; a client behind a NAT or a TURN relay arrives this way) or a success response to
+one of the connection's own checks (routed by transaction id). Sending a check claims nothing,
+so a client naming another client's address as its candidate cannot take its media. An address
+held by a live connection is never taken over, and a closed connection gives its addresses
+back. Datagrams from an address no connection holds are counted and dropped.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ SOCKET_BUFFER = 4 * 1024 * 1024
 # long enough that ufrags drawn at random never collide among a worker's connections
 UFRAG_LENGTH = 16
 _BINDING_REQUEST = b"\x00\x01"
+_BINDING_SUCCESS = b"\x01\x01"
+_BINDING_ERROR = b"\x01\x11"
 
 
 class MuxedTransport(asyncio.DatagramTransport):
@@ -67,16 +70,25 @@ class MuxedTransport(asyncio.DatagramTransport):
 
 
 class MuxedProtocol(StunProtocol):
-    """aioice's protocol for one connection on the shared socket: its STUN claims addresses."""
+    """aioice's protocol for one connection on the shared socket."""
 
     def __init__(self, connection: Connection, mux: UdpMux) -> None:
         super().__init__(connection)
         self.mux = mux
         self.addresses: set[Address] = set()
 
-    def send_stun(self, message: stun.Message, addr: Address) -> None:
-        self.mux.claim(addr, self)
-        super().send_stun(message, addr)
+    async def request(
+        self,
+        request: stun.Message,
+        addr: Address,
+        integrity_key: bytes | None = None,
+        retransmissions: int | None = None,
+    ) -> tuple[stun.Message, Address]:
+        self.mux.transactions[request.transaction_id] = self
+        try:
+            return await super().request(request, addr, integrity_key, retransmissions)
+        finally:
+            self.mux.transactions.pop(request.transaction_id, None)
 
 
 class UdpMux(asyncio.DatagramProtocol):
@@ -86,6 +98,8 @@ class UdpMux(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport
         self.by_address: dict[Address, MuxedProtocol] = {}
         self.by_ufrag: dict[str, MuxedProtocol] = {}
+        # STUN transaction id -> the connection whose check it is
+        self.transactions: dict[bytes, MuxedProtocol] = {}
         self.unrouted = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -101,13 +115,17 @@ class UdpMux(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         address = (addr[0], addr[1])
-        protocol = self.by_address.get(address)
-        if data[:2] == _BINDING_REQUEST:
-            requested = self._by_username(data)
-            if requested is not None:
-                if protocol is None:
-                    self.claim(address, requested)
-                protocol = requested
+        head = data[:2]
+        if head == _BINDING_REQUEST:
+            protocol = self._by_username(data)
+            if protocol is not None:
+                self.claim(address, protocol)
+        elif head in (_BINDING_SUCCESS, _BINDING_ERROR):
+            protocol = self.transactions.get(data[8:20])
+            if protocol is not None and head == _BINDING_SUCCESS:
+                self.claim(address, protocol)
+        else:
+            protocol = self.by_address.get(address)
         if protocol is None:
             self.unrouted += 1
             return
@@ -137,7 +155,7 @@ class UdpMux(asyncio.DatagramProtocol):
         return protocol
 
     def claim(self, address: Address, protocol: MuxedProtocol) -> None:
-        """`address` belongs to `protocol` unless a live connection holds it already."""
+        """`address` belongs to `protocol`, unless a live connection holds it already."""
         if address not in self.by_address:
             self.by_address[address] = protocol
             protocol.addresses.add(address)

@@ -46,4 +46,5 @@ async def test_offers_past_the_outbox_bound_all_arrive_in_order() -> None:
 
     assert [o["message"]["sdp"] for o in offers] == [f"offer {i}" for i in range(OFFERS)]
     assert [o["session"] for o in offers[:8]] == [f"session-{i % 7}" for i in range(8)]
-    assert worker.dropped == LATE_LOAD_REPORTS
+    # (a periodic report may also have come while the outbox was past its bound)
+    assert worker.dropped >= LATE_LOAD_REPORTS
