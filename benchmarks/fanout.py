@@ -36,12 +36,14 @@ async def run(subscribers: int, seconds: float, shared_udp_port: bool = True) ->
     rtp_hooks.restrict_host_addresses([LOOPBACK])
     viewers: dict[str, CheapSubscriber] = {}
     tasks: set[asyncio.Task[None]] = set()
+    closing = False
 
     async def answer(name: str, sdp: str) -> None:
         await sfu.subscriber_answer(ROOM, name, await viewers[name].answer(sdp))
 
     def on_event(room: str, who: str, kind: str, payload: dict[str, Any]) -> None:
-        if kind == "subscriber_offer" and who in viewers:
+        # (the publisher's departure at the end re-offers to viewers already closed)
+        if kind == "subscriber_offer" and who in viewers and not closing:
             task = asyncio.ensure_future(answer(who, payload["sdp"]))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
@@ -76,6 +78,7 @@ async def run(subscribers: int, seconds: float, shared_udp_port: bool = True) ->
     await asyncio.sleep(seconds)
     setattr(PublishedTrack, "on_rtp", original)  # noqa: B010
     cpu, packets = spent
+    closing = True
     for viewer in viewers.values():
         await viewer.close()
     await publisher.stop()

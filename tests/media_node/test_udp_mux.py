@@ -10,6 +10,7 @@ import socket
 
 import aioice.ice
 import pytest
+from aioice import stun
 from aiortc.sdp import SessionDescription
 
 from media_node import datagram_batch, ice
@@ -123,3 +124,74 @@ def mux_of(conf: Conference) -> UdpMux:
     mux = muxes.peek(LOOPBACK)
     assert mux is not None
     return mux
+
+
+async def test_addresses_belong_to_a_connection_only_from_the_remote_side() -> None:
+    loop = asyncio.get_running_loop()
+    _, mux = await loop.create_datagram_endpoint(UdpMux, local_addr=(LOOPBACK, 0))
+    first, second = aioice.ice.Connection(ice_controlling=True), aioice.ice.Connection(True)
+    seen: dict[str, list[tuple[bytes, tuple[str, int]]]] = {"first": [], "second": []}
+    protocols = {}
+    for name, connection in (("first", first), ("second", second)):
+        protocol = protocols[name] = mux.attach(connection)
+
+        def received(data: bytes, addr: tuple[str, int], name: str = name) -> None:
+            seen[name].append((data, addr))
+
+        setattr(protocol, "datagram_received", received)  # noqa: B010
+    clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+    for client in clients:
+        client.bind((LOOPBACK, 0))
+    a, b, c = clients
+    a_addr, b_addr, c_addr = (s.getsockname() for s in clients)
+
+    def binding(message_class: stun.Class, username: str | None = None) -> stun.Message:
+        message = stun.Message(stun.Method.BINDING, message_class)
+        if username is not None:
+            message.attributes["USERNAME"] = username
+        return message
+
+    async def settle(total: int) -> None:
+        await wait_until(lambda: sum(map(len, seen.values())) + mux.unrouted >= total, 5, "routed")
+
+    try:
+        # a check sent to c claims nothing: what c sends reaches nobody
+        protocols["first"].send_stun(binding(stun.Class.REQUEST, "x:y"), c_addr)
+        c.sendto(b"\x80\x60" + bytes(30), (LOOPBACK, mux.port))
+        await settle(1)
+        assert mux.unrouted == 1 and c_addr not in mux.by_address
+        # a request naming a connection's ufrag gives it the address, and media follows
+        a.sendto(bytes(binding(stun.Class.REQUEST, f"{first.local_username}:r")),
+                 (LOOPBACK, mux.port))  # fmt: skip
+        b.sendto(bytes(binding(stun.Class.REQUEST, f"{second.local_username}:r")),
+                 (LOOPBACK, mux.port))  # fmt: skip
+        a.sendto(b"\x80\x60media-a", (LOOPBACK, mux.port))
+        await settle(4)
+        # a's address stays first's even when a request names second's ufrag from it
+        a.sendto(bytes(binding(stun.Class.REQUEST, f"{second.local_username}:r")),
+                 (LOOPBACK, mux.port))  # fmt: skip
+        a.sendto(b"\x80\x60media-a2", (LOOPBACK, mux.port))
+        await settle(6)
+        assert [d for d, _ in seen["first"] if d.startswith(b"\x80")] == [
+            b"\x80\x60media-a",
+            b"\x80\x60media-a2",
+        ]
+        assert [addr for _, addr in seen["second"]] == [b_addr, a_addr]
+        assert mux.by_address == {a_addr: protocols["first"], b_addr: protocols["second"]}
+        # a success response to second's own check gives second the responder's address
+        check = binding(stun.Class.REQUEST, "x:y")
+        mux.transactions[check.transaction_id] = protocols["second"]
+        response = stun.Message(stun.Method.BINDING, stun.Class.RESPONSE, check.transaction_id)
+        c.sendto(bytes(response), (LOOPBACK, mux.port))
+        c.sendto(b"\x80\x60media-c", (LOOPBACK, mux.port))
+        await settle(8)
+        assert mux.by_address[c_addr] is protocols["second"]
+        assert seen["second"][-1] == (b"\x80\x60media-c", c_addr)
+        # a closed connection gives its ufrag and addresses back
+        protocols["second"].transport.close()
+        await asyncio.sleep(0)
+        assert set(mux.by_address) == {a_addr} and set(mux.by_ufrag) == {first.local_username}
+    finally:
+        for client in clients:
+            client.close()
+        mux.transport.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import uuid
 from typing import Any
 
 from media_node.sfu import SfuConfig
@@ -26,8 +27,9 @@ async def test_offers_past_the_outbox_bound_all_arrive_in_order() -> None:
     running = asyncio.create_task(worker.run())
     await asyncio.sleep(0.2)  # the worker's first load report is on its way
     # the supervisor reads nothing while the burst is made: the pipe fills, the outbox grows
+    sessions = [uuid.uuid4().hex for _ in range(7)]
     for index in range(OFFERS):
-        worker.to_session(f"session-{index % 7}", SubscriberOffer(sdp=f"offer {index}"))
+        worker.to_session(sessions[index % 7], SubscriberOffer(sdp=f"offer {index}"))
     for _ in range(LATE_LOAD_REPORTS):
         worker.send_load()  # past the bound: superseded by the next one, dropped
     await asyncio.sleep(0.2)
@@ -45,6 +47,6 @@ async def test_offers_past_the_outbox_bound_all_arrive_in_order() -> None:
     await asyncio.wait_for(running, 10)
 
     assert [o["message"]["sdp"] for o in offers] == [f"offer {i}" for i in range(OFFERS)]
-    assert [o["session"] for o in offers[:8]] == [f"session-{i % 7}" for i in range(8)]
+    assert [o["session"] for o in offers[:8]] == [sessions[i % 7] for i in range(8)]
     # (a periodic report may also have come while the outbox was past its bound)
     assert worker.dropped >= LATE_LOAD_REPORTS
