@@ -34,6 +34,9 @@ Address = tuple[str, int]
 SOCKET_BUFFER = 4 * 1024 * 1024
 # long enough that ufrags drawn at random never collide among a worker's connections
 UFRAG_LENGTH = 16
+# datagrams read per readiness of the shared socket, and the largest one read
+READ_BURST = 64
+RECEIVE_SIZE = 65535
 _BINDING_REQUEST = b"\x00\x01"
 _BINDING_SUCCESS = b"\x01\x01"
 _BINDING_ERROR = b"\x01\x11"
@@ -91,23 +94,89 @@ class MuxedProtocol(StunProtocol):
             self.mux.transactions.pop(request.transaction_id, None)
 
 
-class UdpMux(asyncio.DatagramProtocol):
+class SharedSocket(asyncio.DatagramTransport):
+    """The shared UDP socket, read in bursts.
+
+    asyncio's datagram transport reads one datagram per turn of the loop and socket, which is
+    enough for a socket per connection but not for one socket that carries every connection's
+    media, RTCP and STUN: a worker busy fanning out would read its publishers' packets and its
+    clients' consent checks one per turn, and fall behind. Here each readiness reads what the
+    socket holds, up to `READ_BURST`. A send the kernel refuses is dropped, as the network
+    would drop it."""
+
+    def __init__(self, sock: socket.socket, mux: UdpMux) -> None:
+        super().__init__()
+        self._sock = sock
+        self._mux = mux
+        self._loop = asyncio.get_running_loop()
+        self._closing = False
+        self.refused = 0
+        self._loop.add_reader(sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        recvfrom, received = self._sock.recvfrom, self._mux.datagram_received
+        for _ in range(READ_BURST):
+            try:
+                data, addr = recvfrom(RECEIVE_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # an ICMP error for an earlier send
+                self._mux.error_received(exc)
+                continue
+            received(data, addr)
+
+    def sendto(self, data: Any, addr: Any = None) -> None:
+        try:
+            self._sock.sendto(data, addr)
+        except OSError:
+            self.refused += 1
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "socket":
+            return self._sock
+        if name == "sockname":
+            return self._sock.getsockname()
+        return default
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+
+    def abort(self) -> None:
+        self.close()
+
+
+class UdpMux:
     """The shared socket of one local address and the table that routes its datagrams."""
 
-    def __init__(self) -> None:
-        self.transport: asyncio.DatagramTransport
+    def __init__(self, sock: socket.socket) -> None:
         self.by_address: dict[Address, MuxedProtocol] = {}
         self.by_ufrag: dict[str, MuxedProtocol] = {}
         # STUN transaction id -> the connection whose check it is
         self.transactions: dict[bytes, MuxedProtocol] = {}
         self.unrouted = 0
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        self.transport = SharedSocket(sock, self)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+    @classmethod
+    def bind(cls, address: str, port: int) -> UdpMux:
+        """A shared socket bound to (`address`, `port`), in the running loop."""
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind((address, port))
+            return cls(sock)
+        except BaseException:
+            sock.close()
+            raise
 
     @property
     def port(self) -> int:
@@ -193,11 +262,10 @@ class UdpMuxes:
             mux = self._muxes.get(address)
             if mux is not None and not mux.transport.is_closing():
                 return mux
-            loop = asyncio.get_running_loop()
             last_error: OSError | None = None
             for port in ports():
                 try:
-                    _, mux = await loop.create_datagram_endpoint(UdpMux, local_addr=(address, port))
+                    mux = UdpMux.bind(address, port)
                 except OSError as exc:
                     last_error = exc
                     if exc.errno in (socket.EAI_NONAME, 99):  # address not available

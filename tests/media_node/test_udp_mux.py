@@ -127,8 +127,7 @@ def mux_of(conf: Conference) -> UdpMux:
 
 
 async def test_addresses_belong_to_a_connection_only_from_the_remote_side() -> None:
-    loop = asyncio.get_running_loop()
-    _, mux = await loop.create_datagram_endpoint(UdpMux, local_addr=(LOOPBACK, 0))
+    mux = UdpMux.bind(LOOPBACK, 0)
     first, second = aioice.ice.Connection(ice_controlling=True), aioice.ice.Connection(True)
     seen: dict[str, list[tuple[bytes, tuple[str, int]]]] = {"first": [], "second": []}
     protocols = {}
