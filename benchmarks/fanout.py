@@ -32,7 +32,7 @@ ROOM = "fanout"
 RESULTS = Path(__file__).resolve().parent / "results" / "fanout.json"
 
 
-async def run(subscribers: int, seconds: float, shared_udp_port: bool = True) -> dict[str, Any]:
+async def run(subscribers: int, seconds: float, shared_udp_port: bool = False) -> dict[str, Any]:
     rtp_hooks.restrict_host_addresses([LOOPBACK])
     viewers: dict[str, CheapSubscriber] = {}
     tasks: set[asyncio.Task[None]] = set()
@@ -101,7 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--subscribers", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=6.0)
-    parser.add_argument("--udp", choices=["shared", "per-connection"], default="shared")
+    parser.add_argument("--udp", choices=["shared", "per-connection"], default="per-connection")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     result = asyncio.run(run(args.subscribers, args.seconds, args.udp == "shared"))

@@ -321,6 +321,22 @@ async def wait_receiving(subscribers: list[Subscriber], timeout: float) -> bool:
     return True
 
 
+def not_receiving(subscribers: list[Subscriber]) -> dict[str, int]:
+    """How far the subscribers without media got: counts of their connection states."""
+    states: dict[str, int] = {}
+    for subscriber in subscribers:
+        if subscriber.receiving:
+            continue
+        pc = subscriber.pc
+        key = (
+            f"signaling {pc.signalingState}, ice {pc.iceConnectionState},"
+            f" connection {pc.connectionState}, packets"
+            f" {subscriber.streams['video'].packets}/{subscriber.streams['audio'].packets}"
+        )
+        states[key] = states.get(key, 0) + 1
+    return states
+
+
 async def measure(
     server: Server, publisher: Publisher, subscribers: list[Subscriber], window: float
 ) -> dict[str, Any]:
@@ -422,7 +438,10 @@ async def run_mode(
                 await asyncio.sleep(0.3)
             if not await wait_receiving(subscribers, 30 + n * 0.3):
                 receiving = sum(1 for s in subscribers if s.receiving)
-                stopped = f"only {receiving} of {n} subscribers received media at N={n}"
+                stopped = (
+                    f"only {receiving} of {n} subscribers received media at N={n}"
+                    f" (the others: {not_receiving(subscribers)})"
+                )
                 break
             await asyncio.sleep(2.0)
             step = await measure(server, publisher, subscribers, window)
@@ -545,9 +564,9 @@ def main() -> None:
     parser.add_argument(
         "--udp",
         choices=["shared", "per-connection"],
-        default="shared",
-        help="shared: every connection of the worker on one UDP port (media_node.udp_mux); "
-        "per-connection: a socket per connection",
+        default="per-connection",
+        help="per-connection: a socket per connection (the node's default); shared: every "
+        "connection of the worker on one UDP port (media_node.udp_mux)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
