@@ -300,7 +300,8 @@ async def join_subscriber(server: Server, index: int, receivers: str = "full") -
     session = uuid.uuid4().hex
 
     async def on_message(message: dict[str, Any]) -> None:
-        if message.get("type") == "subscriber_offer":
+        # (a publisher that leaves as the run ends re-offers to subscribers already closed)
+        if message.get("type") == "subscriber_offer" and subscriber.pc.signalingState != "closed":
             answer = await subscriber.answer(message["sdp"])
             server.send({"op": "subscriber_answer", "session": session, "sdp": answer})
 
