@@ -565,9 +565,9 @@ def main() -> None:
     parser.add_argument(
         "--udp",
         choices=["shared", "per-connection"],
-        default="per-connection",
-        help="per-connection: a socket per connection (the node's default); shared: every "
-        "connection of the worker on one UDP port (media_node.udp_mux)",
+        default="shared",
+        help="shared: every connection of the worker on one UDP port (media_node.udp_mux); "
+        "per-connection: a socket per connection (the node's default)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
