@@ -36,6 +36,8 @@ class Peer(StrEnum):
     INTERNET = "internet"
     ADMIN_ALLOW_LIST = "admin-allow-list"
     CLOUD_SERVICES = "cloud-services"
+    # the OTLP/HTTP receiver named by rtcfleet:otlpEndpoint (infra/traces.py)
+    TRACE_RECEIVER = "trace-receiver"
 
 
 class Scope(StrEnum):
@@ -80,6 +82,16 @@ class Flow:
     database: Database | None = None
     # Clouds on which the flow travels through the stacks' networks (others manage it).
     clouds: tuple[str, ...] = ("aws", "azure")
+    # The service a flow to ``Peer.CLOUD_SERVICES`` reaches, by its Azure service-endpoint
+    # name: on Azure over the source subnet's service endpoint, whose network rules must admit
+    # that subnet; ``Microsoft.Storage`` on AWS is S3 through the VPC's gateway endpoint.
+    azure_service: str = "Microsoft.KeyVault"
+    # The key of the source role's settings document that must name the destination
+    # region's endpoint (``{<region>: [<url>, ...]}``): the name the caller resolves.
+    named_in: str | None = None
+    # The region setting (a field of ``RegionSettings``) without which the flow does not
+    # exist; for a flow to ``Peer.TRACE_RECEIVER`` it also gives the address and port.
+    setting: str | None = None
 
     @property
     def ports(self) -> str:
@@ -166,7 +178,9 @@ FLOWS: tuple[Flow, ...] = (
         CLIENT_SIGNALING_PORT,
         Scope.OTHER_REGIONS,
         "before placing a new room, ask every other region if it hosts it",
-        "peer_regions in the gateway's settings (the other region's internal LB)",
+        "peerRegions in the gateway's settings: the other stack's roomLookupUrl (its "
+        "media-signaling LB), from rtcfleet:peerStacks",
+        named_in="peerRegions",
     ),
     _tcp(
         "gateway-redis",
@@ -298,6 +312,29 @@ FLOWS: tuple[Flow, ...] = (
         Scope.SAME_REGION,
         "recording segments and manifests to the region's bucket / blob container",
         "the region's S3 endpoint / <account>.blob.core.windows.net",
+        azure_service="Microsoft.Storage",
+    ),
+    # The receiver's port comes from rtcfleet:otlpEndpoint (443 for https without one);
+    # open egress already admits it, so no FIREWALL rule stands for these two.
+    _tcp(
+        "gateway-traces",
+        Role.GATEWAY,
+        Peer.TRACE_RECEIVER,
+        HTTPS_PORT,
+        Scope.SAME_REGION,
+        "spans of client requests to the OTLP/HTTP receiver, when one is set",
+        "otlpEndpoint in the gateway's settings",
+        setting="otlp_endpoint",
+    ),
+    _tcp(
+        "media-traces",
+        Role.MEDIA_NODE,
+        Peer.TRACE_RECEIVER,
+        HTTPS_PORT,
+        Scope.SAME_REGION,
+        "spans of node commands and negotiation to the OTLP/HTTP receiver, when one is set",
+        "otlpEndpoint in the media node's settings",
+        setting="otlp_endpoint",
     ),
 )
 

@@ -15,6 +15,13 @@ POSTGRES_WRITE_ENDPOINT = "postgresWriteEndpoint"
 POSTGRES_READ_ENDPOINT = "postgresReadEndpoint"
 # the home region's (writer's) database password, read by the regions that replicate it
 DB_PASSWORD = "dbPassword"
+# the writer's cluster secret, which every region of the environment shares: gateways present
+# it to each other's room lookups (read by the regions that replicate or subscribe)
+CLUSTER_SECRET = "clusterSecret"
+# where other regions' gateways ask this region about a room (its media-signaling LB), and
+# the region's own client signaling URL (rtcfleet:signalingUrl) when it has one
+ROOM_LOOKUP_URL = "roomLookupUrl"
+SIGNALING_URL = "signalingUrl"
 
 # an AWS region stack:
 VPC_ID = "vpcId"

@@ -14,11 +14,13 @@ from typing import Any
 
 import pulumi
 
-from infra import spec
+from infra import outputs, spec
+from infra.peers import PEER_REGIONS, PEER_SIGNAL_URLS, PUBLIC_URL, peer_region
 from infra.recordings import RECORDING_DOCUMENT
 from infra.references import stack_outputs
 from infra.settings import RegionSettings
 from infra.spec import Role, settings_subscription
+from infra.traces import trace_document
 
 
 def database_source(settings: RegionSettings) -> pulumi.StackReference | None:
@@ -34,6 +36,40 @@ def node_image(
     if settings.image_id is not None:
         return settings.image_id
     return read(stack_outputs(settings.image_stack_name))
+
+
+def shared_secrets(source: pulumi.StackReference | None) -> dict[str, pulumi.Output[str]]:
+    """Secrets every region of the environment holds alike, read from the writer's stack (the
+    database source); none where the writer is, which generates them."""
+    if source is None:
+        return {}
+    return {outputs.CLUSTER_SECRET: source.require_output(outputs.CLUSTER_SECRET).apply(str)}
+
+
+def _listed(url: Any) -> list[str]:
+    return [str(url)] if url else []
+
+
+def peer_gateways(
+    settings: RegionSettings, source: pulumi.StackReference | None = None
+) -> dict[str, Any]:
+    """The gateway document's ``peerRegions`` and ``peerSignalUrls`` (``infra.peers``), read
+    from the peer stacks' outputs; ``source``: the database source's reference, which a peer
+    that is also the database source shares (one reference per stack in a program)."""
+    if not settings.peer_stacks:
+        return {}
+    references: dict[str, pulumi.StackReference] = {}
+    if source is not None and settings.database_source_stack is not None:
+        references[settings.database_source_stack] = source
+    lookups: dict[str, pulumi.Output[list[str]]] = {}
+    signals: dict[str, pulumi.Output[list[str]]] = {}
+    for stack in settings.peer_stacks:
+        reference = references.get(stack) or stack_outputs(stack)
+        region = peer_region(stack)
+        # a peer that has not deployed yet has no outputs: no URL, asked again after its up
+        lookups[region] = reference.get_output(outputs.ROOM_LOOKUP_URL).apply(_listed)
+        signals[region] = reference.get_output(outputs.SIGNALING_URL).apply(_listed)
+    return {PEER_REGIONS: lookups, PEER_SIGNAL_URLS: signals}
 
 
 def region_tags(settings: RegionSettings) -> dict[str, str]:
@@ -53,12 +89,16 @@ def node_documents(
     write_host: pulumi.Input[str],
     signaling_url: pulumi.Input[str],
     recording: Mapping[str, Any] | None = None,
+    peers: Mapping[str, Any] | None = None,
 ) -> dict[Role, dict[str, Any]]:
-    """Each node role's non-secret settings document (gateway and media node, either cloud)."""
+    """Each node role's non-secret settings document (gateway and media node, either cloud);
+    ``peers``: the other regions' gateways (``peer_gateways``)."""
     gateway_postgres = {**postgres, "writeHost": write_host}
     if settings.subscribes:
         # the subscription the gateways keep following the writer
         gateway_postgres["subscription"] = settings_subscription(settings.region)
+    # both roles export spans to the same receiver (infra/traces.py)
+    traces = trace_document(settings.otlp_endpoint, settings.trace_sample_ratio)
     return {
         Role.GATEWAY: {
             "env": settings.env,
@@ -70,6 +110,9 @@ def node_documents(
             "adminPort": spec.ADMIN_PORT,
             # sessions get STUN/TURN on their media node's coturn at this port
             "turnPort": spec.TURN_PORT,
+            **({PUBLIC_URL: settings.signaling_url} if settings.signaling_url else {}),
+            **(peers or {}),
+            **traces,
         },
         Role.MEDIA_NODE: {
             "env": settings.env,
@@ -82,5 +125,6 @@ def node_documents(
             "drainTimeoutSeconds": settings.drain_timeout_seconds,
             # the region's recording store (infra/recordings.py)
             **({RECORDING_DOCUMENT: recording} if recording is not None else {}),
+            **traces,
         },
     }

@@ -19,11 +19,13 @@ from pydantic import Field, field_validator
 
 from infra import spec
 from infra.certificates import CertificateSettings, certificate_problems
+from infra.peers import peer_stack_problems, signaling_url_problem
 from infra.recordings import RecordingSettings
 from infra.settings_errors import SettingsError, config_key
 from infra.spot import SpotSettings, spot_problems
 from infra.stack_config import StackConfigModel
 from infra.stack_names import image_stack_name
+from infra.traces import endpoint_problem
 
 CLOUDS = ("aws", "azure")
 # Read from the stack name, never from the file: one source of truth for where a stack deploys.
@@ -79,6 +81,15 @@ class RegionSettings(StackConfigModel):
     certificates: CertificateSettings | None = None
     recordings: RecordingSettings = Field(default_factory=RecordingSettings)
     media_spot: SpotSettings | None = None
+    # the environment's other region stacks, whose gateways this region's gateways ask before
+    # placing a new room (infra/peers.py)
+    peer_stacks: list[str] = Field(default_factory=list)
+    # this region's own client signaling URL (a name of its own, covered by the client
+    # certificate): where other regions send a client whose room this region decides
+    signaling_url: str | None = None
+    # the nodes' OTLP/HTTP receiver and the share of new traces kept (infra/traces.py)
+    otlp_endpoint: str | None = Field(None, min_length=1)
+    trace_sample_ratio: float | None = Field(None, ge=0.0, le=1.0)
     image_id: str | None = None
     image_stack: str | None = None
     gateway_size: spec.Size = spec.DEFAULT_SIZE
@@ -111,6 +122,22 @@ class RegionSettings(StackConfigModel):
                     f"{network} would open the admin console to the whole internet; "
                     "list the operators' CIDRs (an empty list means no admin access)"
                 )
+        return value
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _otlp_endpoint(cls, value: str | None) -> str | None:
+        problem = None if value is None else endpoint_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("signaling_url")
+    @classmethod
+    def _signaling_url(cls, value: str | None) -> str | None:
+        problem = None if value is None else signaling_url_problem(value)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("vpc_cidr")
@@ -204,6 +231,17 @@ class RegionSettings(StackConfigModel):
             )
         problems += self._check_writer_stack()
         problems += certificate_problems(self) + spot_problems(self)
+        problems += [
+            (config_key("peerStacks"), problem)
+            for problem in peer_stack_problems(self.stack, self.peer_stacks)
+        ]
+        if self.trace_sample_ratio is not None and self.otlp_endpoint is None:
+            problems.append(
+                (
+                    config_key("traceSampleRatio"),
+                    "has no effect: tracing is off without rtcfleet:otlpEndpoint",
+                )
+            )
         if self.gateway_max < self.gateway_count:
             problems.append((config_key("gatewayMax"), "is below rtcfleet:gatewayCount"))
         if self.media_max < self.media_min:

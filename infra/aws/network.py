@@ -40,6 +40,8 @@ class NetworkArgs:
     nat_per_az: bool = True
     # Other regions' ranges, reached through this region's transit gateway.
     peer_cidrs: list[str] = field(default_factory=list)
+    # The region, for its S3 gateway endpoint's service name.
+    region: str = ""
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -50,6 +52,9 @@ class Network(pulumi.ComponentResource):
     public_subnets: list[aws.ec2.Subnet]
     private_subnets: list[aws.ec2.Subnet]
     route_tables: list[aws.ec2.RouteTable]
+    # S3 in the region over AWS's network: media nodes upload recordings through it, and their
+    # write grant holds only through it (infra/aws/recordings.py)
+    s3_endpoint: aws.ec2.VpcEndpoint
     transit_gateway: aws.ec2transitgateway.TransitGateway | None = None
 
     def __init__(
@@ -191,6 +196,17 @@ class Network(pulumi.ComponentResource):
                 opts=child,
             )
 
+        # A gateway endpoint adds its prefix-list route to each table; the tables' own routes
+        # (declared above) leave it alone.
+        self.s3_endpoint = aws.ec2.VpcEndpoint(
+            f"{prefix}-s3",
+            vpc_id=self.vpc.id,
+            service_name=f"com.amazonaws.{args.region}.s3",
+            vpc_endpoint_type="Gateway",
+            route_table_ids=[table.id for table in self.route_tables],
+            tags=tags(f"{prefix}-s3"),
+            opts=child,
+        )
         self.register_outputs(
             {
                 "vpcId": self.vpc.id,

@@ -47,15 +47,20 @@ def deny_insecure_transport(name: str) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 
-def node_write_policy(name: str, key_arn: str) -> str:
-    """The media nodes' grant: write under the recording prefix, with the bucket's key only."""
+def node_write_policy(name: str, key_arn: str, endpoint_id: str | None = None) -> str:
+    """The media nodes' grant: write under the recording prefix, with the bucket's key only,
+    and (given the VPC's S3 endpoint) only through that endpoint, so the nodes' credentials
+    write nothing from outside the region's network."""
+    write: dict[str, object] = {
+        "Sid": "WriteRecordings",
+        "Effect": "Allow",
+        "Action": list(NODE_WRITE_ACTIONS),
+        "Resource": f"{bucket_arn(name)}/{RECORDING_PREFIX}*",
+    }
+    if endpoint_id is not None:
+        write["Condition"] = {"StringEquals": {"aws:SourceVpce": endpoint_id}}
     statements = [
-        {
-            "Sid": "WriteRecordings",
-            "Effect": "Allow",
-            "Action": list(NODE_WRITE_ACTIONS),
-            "Resource": f"{bucket_arn(name)}/{RECORDING_PREFIX}*",
-        },
+        write,
         {
             "Sid": "RecordingKey",
             "Effect": "Allow",
@@ -191,14 +196,18 @@ class RecordingStore(pulumi.ComponentResource):
         self._base = base
         self.register_outputs({"bucket": self.name, "keyArn": self.key.arn})
 
-    def grant_writer(self, role: aws.iam.Role) -> aws.iam.RolePolicy:
+    def grant_writer(
+        self, role: aws.iam.Role, endpoint_id: pulumi.Input[str] | None = None
+    ) -> aws.iam.RolePolicy:
         """The media nodes' role, the only writer (the role exists after the bucket: the
-        nodes read the bucket's name from their settings)."""
+        nodes read the bucket's name from their settings); through ``endpoint_id`` only."""
         return aws.iam.RolePolicy(
             f"{self._base}-write",
             role=role.id,
-            policy=pulumi.Output.all(self.name, self.key.arn).apply(
-                lambda values: node_write_policy(str(values[0]), str(values[1]))
+            policy=pulumi.Output.all(self.name, self.key.arn, endpoint_id).apply(
+                lambda values: node_write_policy(
+                    str(values[0]), str(values[1]), None if values[2] is None else str(values[2])
+                )
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )

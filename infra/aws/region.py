@@ -22,8 +22,16 @@ from infra.aws.redis import Redis, RedisArgs
 from infra.aws.secrets import Secrets, SecretsArgs
 from infra.aws.settings import AwsRegionSettings
 from infra.aws.sizes import instance_type
+from infra.peers import room_lookup_url
 from infra.recordings import s3_document
-from infra.region_program import database_source, node_documents, node_image, region_tags
+from infra.region_program import (
+    database_source,
+    node_documents,
+    node_image,
+    peer_gateways,
+    region_tags,
+    shared_secrets,
+)
 from infra.scaling import CpuScaling, Drain
 from infra.secret_values import configured_secrets
 from infra.spec import Role
@@ -50,6 +58,8 @@ class AwsRegionArgs:
     image_id: pulumi.Input[str]
     secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     home: HomeDatabase | None = None
+    # the other regions' gateways, for the gateways' settings (infra.region_program)
+    peers: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -81,6 +91,7 @@ class AwsRegion(pulumi.ComponentResource):
         self._child = pulumi.ResourceOptions(parent=self)
         self._prefix = f"{args.settings.env}-{short_region(args.settings.region)}"
         self._tags = region_tags(args.settings)
+        self._peers = args.peers
 
         network = self._network()
         firewall = self._firewall(network)
@@ -92,7 +103,7 @@ class AwsRegion(pulumi.ComponentResource):
         groups = self._node_groups(
             args.image_id, network, firewall, secrets, node_settings, load_balancers
         )
-        recordings.grant_writer(groups.media.role)
+        recordings.grant_writer(groups.media.role, network.s3_endpoint.id)
         self.exports = self._exports(network, load_balancers, stores, groups, secrets)
         self.exports[outputs.RECORDING_BUCKET] = recordings.name
         self.register_outputs(self.exports)
@@ -105,6 +116,7 @@ class AwsRegion(pulumi.ComponentResource):
                 prefix=self._prefix,
                 cidr=str(settings.vpc_cidr),
                 availability_zones=list(settings.availability_zones),
+                region=settings.region,
                 nat_per_az=settings.nat_per_az,
                 peer_cidrs=[str(cidr) for cidr in settings.peered_cidrs],
                 tags=self._tags,
@@ -270,6 +282,7 @@ class AwsRegion(pulumi.ComponentResource):
             write_host=stores.postgres.write_endpoint,
             signaling_url=signaling_url,
             recording=s3_document(recordings.name, settings.region),
+            peers=self._peers,
         )
         return NodeSettings(
             f"{self._prefix}-node-settings",
@@ -362,6 +375,7 @@ class AwsRegion(pulumi.ComponentResource):
             outputs.CLIENT_LB_DNS_NAME: load_balancers.client.dns_name,
             outputs.ADMIN_LB_DNS_NAME: load_balancers.admin.dns_name,
             outputs.SIGNALING_LB_DNS_NAME: load_balancers.signaling.dns_name,
+            outputs.ROOM_LOOKUP_URL: load_balancers.signaling.dns_name.apply(room_lookup_url),
             outputs.REDIS_ENDPOINT: stores.redis.endpoint,
             outputs.POSTGRES_WRITE_ENDPOINT: stores.postgres.write_endpoint,
             outputs.POSTGRES_READ_ENDPOINT: stores.postgres.read_endpoint,
@@ -377,6 +391,11 @@ class AwsRegion(pulumi.ComponentResource):
         if stores.postgres.primary is not None:
             exports[outputs.POSTGRES_PRIMARY_ARN] = stores.postgres.primary.arn
             exports[outputs.DB_PASSWORD] = pulumi.Output.secret(secrets.values["dbPassword"])
+            exports[outputs.CLUSTER_SECRET] = pulumi.Output.secret(
+                secrets.values[outputs.CLUSTER_SECRET]
+            )
+        if settings.signaling_url is not None:
+            exports[outputs.SIGNALING_URL] = pulumi.Output.from_input(settings.signaling_url)
         return exports
 
 
@@ -405,7 +424,11 @@ def aws_region_program(settings: AwsRegionSettings) -> dict[str, pulumi.Output[A
     declared = AwsRegion(
         settings.stack,
         AwsRegionArgs(
-            settings=settings, image_id=image_id, secrets=configured_secrets(), home=home
+            settings=settings,
+            image_id=image_id,
+            secrets={**shared_secrets(source), **configured_secrets()},
+            home=home,
+            peers=peer_gateways(settings, source),
         ),
         opts=pulumi.ResourceOptions(providers=[provider]),
     )

@@ -20,6 +20,8 @@ SUBNET = "azure-native:network:Subnet"
 APPLICATION_GATEWAY = "azure-native:network:ApplicationGateway"
 NAT_GATEWAY = "azure-native:network:NatGateway"
 PUBLIC_IP = "azure-native:network:PublicIPAddress"
+STORAGE_ACCOUNT = "azure-native:storage:StorageAccount"
+STORAGE_ENDPOINT = "Microsoft.Storage"
 
 FLEXIBLE = "Flexible"
 # Service tags whose Application Gateway v2 subnet rules must name Any as destination.
@@ -120,6 +122,28 @@ def nat_zone_problems(nat: Mapping[str, Any], ips: Sequence[Mapping[str, Any]]) 
         for ip in ips
         if list(ip.get("zones") or []) != zones
     ]
+
+
+def storage_network_rule_refusals(
+    account: Mapping[str, Any], subnets: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
+    """A storage account's virtual-network rule names a subnet with a ``Microsoft.Storage``
+    service endpoint (Storage firewall reference: "Before you can add a virtual network rule,
+    enable a service endpoint for Azure Storage in the subnet"; ARM answers
+    NetworkAclsValidationFailure, SubnetsHaveNoServiceEndpointsConfigured). ``subnets``: the
+    known subnets' inputs by resource id; a subnet not among them is not judged."""
+    refusals = []
+    for rule in _get(account, "networkRuleSet", "virtualNetworkRules") or []:
+        subnet = subnets.get(str(rule.get("virtualNetworkResourceId")))
+        if subnet is None:
+            continue
+        services = {e.get("service") for e in subnet.get("serviceEndpoints") or []}
+        if STORAGE_ENDPOINT not in services:
+            refusals.append(
+                f"virtual network rule for subnet {subnet.get('subnetName')}: it has no "
+                f"{STORAGE_ENDPOINT} service endpoint (SubnetsHaveNoServiceEndpointsConfigured)"
+            )
+    return refusals
 
 
 RESOURCE_RULES = {

@@ -34,6 +34,21 @@ POSTGRES_DELEGATION = "Microsoft.DBforPostgreSQL/flexibleServers"
 KEY_VAULT_SERVICE = "Microsoft.KeyVault"
 # Nodes read Key Vault over the VNet (service endpoints): the vault refuses the internet.
 KEY_VAULT_CLIENTS = (Role.GATEWAY, Role.MEDIA_NODE)
+STORAGE_SERVICE = "Microsoft.Storage"
+# Media nodes write recordings over the VNet: the recording account refuses every other network.
+STORAGE_CLIENTS = (Role.MEDIA_NODE,)
+
+
+def service_endpoints(role: Role) -> list[str]:
+    """The Azure services a role's subnet reaches over service endpoints."""
+    return [
+        service
+        for service, clients in (
+            (KEY_VAULT_SERVICE, KEY_VAULT_CLIENTS),
+            (STORAGE_SERVICE, STORAGE_CLIENTS),
+        )
+        if role in clients
+    ]
 
 
 def subnet_cidrs(vnet_cidr: str) -> tuple[dict[Role, str], str]:
@@ -120,15 +135,11 @@ class Network(pulumi.ComponentResource):
                     if role is Role.GATEWAY
                     else None
                 ),
-                service_endpoints=(
-                    [
-                        azure_native.network.ServiceEndpointPropertiesFormatArgs(
-                            service=KEY_VAULT_SERVICE
-                        )
-                    ]
-                    if role in KEY_VAULT_CLIENTS
-                    else None
-                ),
+                service_endpoints=[
+                    azure_native.network.ServiceEndpointPropertiesFormatArgs(service=service)
+                    for service in service_endpoints(role)
+                ]
+                or None,
                 delegations=(
                     [
                         azure_native.network.DelegationArgs(

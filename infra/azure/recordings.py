@@ -1,11 +1,13 @@
 """The region's recording storage account: private, TLS 1.2+, Entra ID only, aged out.
 
-No anonymous blob access, no shared keys or SAS from account keys (only identities), zone
-redundant, versioning and soft delete against an overwrite or a delete by mistake, and a
-lifecycle policy that moves recordings to the Cold tier and deletes them at the end of their
-retention. Media nodes' identity holds a custom write-only role on the one container: no
-built-in role writes without also reading or deleting ("Storage Blob Data Contributor" does
-all three), so a compromised node cannot read or destroy what others recorded.
+No anonymous blob access, no shared keys or SAS from account keys (only identities), no
+network but the media nodes' subnet (a virtual-network rule over that subnet's
+``Microsoft.Storage`` service endpoint, every other source denied), zone redundant, versioning
+and soft delete against an overwrite or a delete by mistake, and a lifecycle policy that moves
+recordings to the Cold tier and deletes them at the end of their retention. Media nodes'
+identity holds a custom write-only role on the one container: no built-in role writes without
+also reading or deleting ("Storage Blob Data Contributor" does all three), so a compromised
+node cannot read or destroy what others recorded.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ class RecordingStoreArgs:
     settings: RecordingSettings
     # the media nodes' managed identity, the only writer
     writer_principal_id: pulumi.Input[str]
+    # the media nodes' subnet (with a Microsoft.Storage service endpoint), the only network
+    # the account admits
+    writer_subnet_id: pulumi.Input[str]
     retain: bool = False
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -83,6 +88,17 @@ class RecordingStore(pulumi.ComponentResource):
             allow_cross_tenant_replication=False,
             enable_https_traffic_only=True,
             minimum_tls_version=storage.MinimumTlsVersion.TLS1_2,
+            # reachable from the media subnet alone; no trusted-service bypass, no IP rules
+            network_rule_set=storage.NetworkRuleSetArgs(
+                default_action=storage.DefaultAction.DENY,
+                bypass=storage.Bypass.NONE,
+                virtual_network_rules=[
+                    storage.VirtualNetworkRuleArgs(
+                        virtual_network_resource_id=args.writer_subnet_id,
+                        action=storage.Action.ALLOW,
+                    )
+                ],
+            ),
             encryption=storage.EncryptionArgs(
                 key_source=storage.KeySource.MICROSOFT_STORAGE,
                 require_infrastructure_encryption=True,

@@ -26,8 +26,16 @@ from infra.azure.regions import AZURE_SHORT_NAMES
 from infra.azure.settings import AzureRegionSettings
 from infra.azure.sizes import vm_size
 from infra.azure.spot import SPOT_PREFIX_SUFFIX, media_capacity
+from infra.peers import room_lookup_url
 from infra.recordings import azure_blob_document
-from infra.region_program import database_source, node_documents, node_image, region_tags
+from infra.region_program import (
+    database_source,
+    node_documents,
+    node_image,
+    peer_gateways,
+    region_tags,
+    shared_secrets,
+)
 from infra.scaling import CpuScaling, Drain
 from infra.secret_values import configured_secrets, secret_values
 from infra.settings_errors import SettingsError, config_key
@@ -66,6 +74,8 @@ class AzureRegionArgs:
     image_id: pulumi.Input[str]
     secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     home: HomeDatabase | None = None
+    # the other regions' gateways, for the gateways' settings (infra.region_program)
+    peers: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -98,6 +108,7 @@ class AzureRegion(pulumi.ComponentResource):
         super().__init__("rtcfleet:azure:Region", name, None, opts)
         settings = args.settings
         self._settings = settings
+        self._peers = args.peers
         self._child = pulumi.ResourceOptions(parent=self)
         self._prefix = region_prefix(settings.env, settings.region)
         self._tags = region_tags(settings)
@@ -113,7 +124,7 @@ class AzureRegion(pulumi.ComponentResource):
         identities = self._identities(group)
         load_balancers = self._load_balancers(group, network, self._certificates())
         stores = self._data_stores(group, network, args.secrets, args.home)
-        recordings = self._recordings(group, identities)
+        recordings = self._recordings(group, network, identities)
         vault = self._key_vault(group, network, stores, identities, recordings)
         groups = self._node_groups(args.image_id, group, network, identities, vault, load_balancers)
         self.exports = self._exports(group, network, load_balancers, stores, vault, groups)
@@ -203,6 +214,7 @@ class AzureRegion(pulumi.ComponentResource):
     def _recordings(
         self,
         group: azure_native.resources.ResourceGroup,
+        network: Network,
         identities: Mapping[Role, azure_native.managedidentity.UserAssignedIdentity],
     ) -> RecordingStore:
         settings = self._settings
@@ -216,6 +228,7 @@ class AzureRegion(pulumi.ComponentResource):
                 subscription_id=self._client.subscription_id,
                 settings=settings.recordings,
                 writer_principal_id=identities[Role.MEDIA_NODE].principal_id,
+                writer_subnet_id=network.subnet_id(Role.MEDIA_NODE),
                 retain=settings.production,
                 tags=self._tags,
             ),
@@ -355,6 +368,7 @@ class AzureRegion(pulumi.ComponentResource):
                 f"{spec.CLIENT_SIGNALING_PORT}{spec.INTERNAL_PATH_PREFIX}"
             ),
             recording=azure_blob_document(recordings.container_url),
+            peers=self._peers,
         )
         return KeyVault(
             f"{self._prefix}-vault",
@@ -481,6 +495,9 @@ class AzureRegion(pulumi.ComponentResource):
             outputs.CLIENT_LB_DNS_NAME: load_balancers.client_dns_name,
             outputs.ADMIN_LB_ADDRESS: load_balancers.admin_public_ip.ip_address,
             outputs.SIGNALING_ADDRESS: pulumi.Output.from_input(self._signaling_address),
+            outputs.ROOM_LOOKUP_URL: pulumi.Output.from_input(
+                room_lookup_url(self._signaling_address)
+            ),
             outputs.REDIS_HOST: stores.redis.host,
             outputs.POSTGRES_WRITE_ENDPOINT: stores.postgres.write_endpoint,
             outputs.POSTGRES_READ_ENDPOINT: stores.postgres.read_endpoint,
@@ -493,6 +510,11 @@ class AzureRegion(pulumi.ComponentResource):
             exports[outputs.POSTGRES_SERVER_ID] = stores.postgres.primary.id
             exports[outputs.POSTGRES_DNS_ZONE_NAME] = stores.postgres.dns_zone_name
             exports[outputs.DB_PASSWORD] = pulumi.Output.secret(stores.secrets["dbPassword"])
+            exports[outputs.CLUSTER_SECRET] = pulumi.Output.secret(
+                stores.secrets[outputs.CLUSTER_SECRET]
+            )
+        if settings.signaling_url is not None:
+            exports[outputs.SIGNALING_URL] = pulumi.Output.from_input(settings.signaling_url)
         return exports
 
 
@@ -527,7 +549,13 @@ def azure_region_program(settings: AzureRegionSettings) -> dict[str, pulumi.Outp
     )
     declared = AzureRegion(
         settings.stack,
-        AzureRegionArgs(settings=settings, image_id=image_id, secrets=secrets, home=home),
+        AzureRegionArgs(
+            settings=settings,
+            image_id=image_id,
+            secrets={**shared_secrets(source), **secrets},
+            home=home,
+            peers=peer_gateways(settings, source),
+        ),
         opts=pulumi.ResourceOptions(providers=[provider]),
     )
     return declared.exports

@@ -171,6 +171,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         messages = arm_rules.refusals(resource.type, resource.inputs)
         if resource.type == arm_rules.APPLICATION_GATEWAY:
             messages += self._app_gateway_subnet_refusals(resource)
+        if resource.type == arm_rules.STORAGE_ACCOUNT:
+            subnets = {r.id: r.inputs for r in self.resources if r.type == arm_rules.SUBNET}
+            messages += arm_rules.storage_network_rule_refusals(resource.inputs, subnets)
         self.refusals += [Refusal(resource.type, resource.name, m) for m in messages]
 
     def _app_gateway_subnet_refusals(self, gateway: RecordedResource) -> list[str]:

@@ -312,6 +312,7 @@ def plan_document(plan: StackPlan) -> dict[str, Any]:
         "passed": plan.passed,
         "seconds": round(plan.seconds, 4),
         "references": plan.references,
+        **({"peers": plan.peers} if plan.peers else {}),
         "placeholderSecrets": plan.placeholders,
         "resources": [
             {

@@ -22,7 +22,7 @@ from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import run_pulumi_func
 
 from infra.global_settings import GlobalSettings
-from infra.outputs import VNET_CIDR
+from infra.outputs import ROOM_LOOKUP_URL, SIGNALING_URL, VNET_CIDR
 from infra.plan.checks import Violation, evaluate
 from infra.plan.mocks import RecordedResource, RecordingMocks, Refusal
 from infra.settings import RegionSettings, StackName
@@ -114,6 +114,8 @@ class StackPlan:
     # Config keys whose ``secure:`` values were replaced by placeholders.
     placeholders: list[str] = field(default_factory=list)
     references: list[str] = field(default_factory=list)
+    # peer region stacks read for the gateways' settings (not deploy-order edges)
+    peers: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -197,6 +199,12 @@ def _record_dependencies(monitor: Any) -> dict[tuple[str, str], list[str]]:
     return recorded
 
 
+# The outputs a region reads from its peers (infra.region_program.peer_gateways), by peer stack
+# and its settings.
+PEER_OUTPUTS = (ROOM_LOOKUP_URL, SIGNALING_URL)
+_PEER_EXPORTS: dict[tuple[str, str], dict[str, Any]] = {}
+
+
 class Planner:
     """Plans stacks from a source, planning the stacks they reference first (once each)."""
 
@@ -206,10 +214,15 @@ class Planner:
         self.source: StackSource = source or StackFiles()
         self.policies = list(POLICIES if policies is None else policies)
         self._plans: dict[str, StackPlan] = {}
+        self._without_peers: dict[str, StackPlan] = {}
 
-    def plan(self, stack: str, _chain: tuple[str, ...] = ()) -> StackPlan:
+    def plan(self, stack: str, _chain: tuple[str, ...] = (), _peers: bool = True) -> StackPlan:
+        """``_peers=False`` plans the stack as if its peers had no outputs yet: what breaks a
+        cycle of peers, since a stack's own outputs never depend on its peers'."""
         if stack in self._plans:
             return self._plans[stack]
+        if not _peers and stack in self._without_peers:
+            return self._without_peers[stack]
         if stack in _chain:
             raise PlanError(f"stacks reference each other: {' -> '.join((*_chain, stack))}")
         stack_file = self.source.load(stack)
@@ -217,9 +230,13 @@ class Planner:
         outputs: dict[str, Mapping[str, Any]] = {}
         for reference in settings.referenced_stacks():
             try:
-                outputs[reference] = self._outputs_of(reference, (*_chain, stack))
+                outputs[reference] = self._outputs_of(reference, (*_chain, stack), _peers)
             except PlanError as exc:
                 raise PlanError(f"{stack} reads outputs of {reference}: {exc}") from None
+        peers = list(settings.peer_stacks) if isinstance(settings, RegionSettings) else []
+        for peer in peers:
+            if peer not in outputs:
+                outputs[peer] = self._peer_outputs(peer) if _peers else {}
         if isinstance(settings, GlobalSettings):
             self._check_global(settings, outputs)
         config = dict(stack_file.values)
@@ -231,7 +248,8 @@ class Planner:
             Violation(CLOUD_API, refusal.name, refusal.type, refusal.message)
             for refusal in run.refusals
         ]
-        violations += evaluate(run.resources, self.policies)
+        if _peers:
+            violations += evaluate(run.resources, self.policies)
         plan = StackPlan(
             stack=stack,
             settings=settings,
@@ -239,13 +257,34 @@ class Planner:
             exports=run.exports,
             violations=violations,
             placeholders=sorted(stack_file.secure_keys),
-            references=list(outputs),
+            references=list(settings.referenced_stacks()),
+            peers=peers,
             seconds=time.perf_counter() - started,
         )
-        self._plans[stack] = plan
+        (self._plans if _peers else self._without_peers)[stack] = plan
         return plan
 
-    def _outputs_of(self, stack: str, chain: tuple[str, ...]) -> Mapping[str, Any]:
+    def _peer_outputs(self, stack: str) -> Mapping[str, Any]:
+        """A peer's planned outputs (its own never depend on its peers', so a plan without
+        them serves while the full one is not made yet). A peer the source does not hold is
+        answered as a stack that exists with no outputs yet, as ``pulumi up`` finds a peer
+        before its first deploy."""
+        if stack in self._plans:
+            return self._plans[stack].exports
+        try:
+            stack_file = self.source.load(stack)
+        except PlanError:
+            return self.source.recorded_outputs(stack) or {}
+        # what peers read depends on the peer's own settings only: planned once per process
+        key = (stack, json.dumps(stack_file.values, sort_keys=True, default=str))
+        if key not in _PEER_EXPORTS:
+            exports = self.plan(stack, _peers=False).exports
+            _PEER_EXPORTS[key] = {name: exports[name] for name in PEER_OUTPUTS if name in exports}
+        return _PEER_EXPORTS[key]
+
+    def _outputs_of(
+        self, stack: str, chain: tuple[str, ...], peers: bool = True
+    ) -> Mapping[str, Any]:
         """A referenced stack's planned outputs; recorded ones for a stack without a file."""
         recorded = self.source.recorded_outputs(stack)
         if recorded is not None and stack not in self._plans:
@@ -253,7 +292,7 @@ class Planner:
                 self.source.load(stack)
             except PlanError:
                 return recorded
-        return self.plan(stack, chain).exports
+        return self.plan(stack, chain, peers).exports
 
     def _check_global(
         self, settings: GlobalSettings, outputs: Mapping[str, Mapping[str, Any]]

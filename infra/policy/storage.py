@@ -32,6 +32,8 @@ BLOB_CONTAINER = "azure-native:storage:BlobContainer"
 MANAGEMENT_POLICY = "azure-native:storage:ManagementPolicy"
 ROLE_DEFINITION = "azure-native:authorization:RoleDefinition"
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
+SUBNET = "azure-native:network:Subnet"
+STORAGE_ENDPOINT = "Microsoft.Storage"
 
 PUBLIC_ACCESS_FLAGS = (
     "blockPublicAcls",
@@ -224,6 +226,36 @@ def storage_accounts_private(args: ResourceValidationArgs, report: Report) -> No
         report(f"storage account {name}: blob encryption is off")
 
 
+def storage_accounts_network_rules(args: StackValidationArgs, report: Report) -> None:
+    """Every storage account denies the network by default and admits subnets only, each over
+    its ``Microsoft.Storage`` service endpoint (Azure refuses a virtual-network rule for a
+    subnet without one: NetworkAclsValidationFailure)."""
+    for account in _of(args, STORAGE_ACCOUNT):
+        name = account.props.get("accountName") or account.name
+        rules = account.props.get("networkRuleSet") or {}
+        if (
+            account.props.get("publicNetworkAccess") != "Disabled"
+            and rules.get("defaultAction") != "Deny"
+        ):
+            report(f"storage account {name}: networkRuleSet.defaultAction must be Deny")
+        if rules.get("ipRules"):
+            report(f"storage account {name}: IP rules admit networks outside the region's VNet")
+        if (
+            not rules.get("virtualNetworkRules")
+            and account.props.get("publicNetworkAccess") != "Disabled"
+        ):
+            report(f"storage account {name}: no virtual-network rule admits the media subnet")
+        for subnet in account.dependencies:
+            if subnet.resource_type != SUBNET:
+                continue
+            services = {e.get("service") for e in subnet.props.get("serviceEndpoints") or []}
+            if STORAGE_ENDPOINT not in services:
+                report(
+                    f"storage account {name}: subnet {subnet.props.get('subnetName')} has no "
+                    f"{STORAGE_ENDPOINT} service endpoint, so Azure refuses its network rule"
+                )
+
+
 def storage_versioned_aged_out(args: StackValidationArgs, report: Report) -> None:
     """Every storage account keeps versions and deleted blobs a while, and a lifecycle policy
     moves blobs to a colder tier and deletes them (and their old versions)."""
@@ -287,6 +319,7 @@ STORAGE_POLICIES: Sequence[Policy] = (
     stack_policy("rtcfleet-buckets-versioned-aged-out", buckets_versioned_aged_out),
     stack_policy("rtcfleet-node-roles-write-only", node_roles_write_only),
     resource_policy("rtcfleet-storage-accounts-private", storage_accounts_private),
+    stack_policy("rtcfleet-storage-accounts-network-rules", storage_accounts_network_rules),
     stack_policy("rtcfleet-storage-versioned-aged-out", storage_versioned_aged_out),
     stack_policy("rtcfleet-blob-writers-write-only", blob_writers_write_only),
 )

@@ -11,10 +11,12 @@ reach that no flow needs.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Network
 from typing import Any
+from urllib.parse import urlsplit
 
 from infra.flows import FLOWS, Database, Flow, Peer, Scope, firewall_problems, internet_ports
 from infra.plan.mocks import RecordedResource
@@ -35,10 +37,11 @@ from infra.reach.network import (
 from infra.reach.routing import Router
 from infra.settings import RegionSettings
 from infra.spec import ROLE_TAG, Role
+from infra.traces import receiver
 
 # Where Azure's load balancer probes come from (the AzureLoadBalancer service tag).
 AZURE_PROBE_ADDRESS = IPv4Network("168.63.129.16/32")
-KEY_VAULT_ENDPOINT = "Microsoft.KeyVault"
+STORAGE_ENDPOINT = "Microsoft.Storage"
 
 
 @dataclass
@@ -167,6 +170,8 @@ class Analysis:
             settings = self.regions[source]
             if settings.cloud not in flow.clouds:
                 continue
+            if flow.setting is not None and getattr(settings, flow.setting) is None:
+                continue
             if flow.scope is Scope.SAME_REGION:
                 pairs.append((source, source))
             elif flow.scope is Scope.HOME_REGION:
@@ -191,7 +196,12 @@ class Analysis:
         try:
             if destination not in self.regions:
                 raise block("endpoint", destination, "is not a stack of this environment")
-            if flow.destination is Peer.CLOUD_SERVICES:
+            if flow.destination is Peer.TRACE_RECEIVER:
+                assert source is not None and isinstance(flow.source, Role)
+                origin = self.endpoints.find(source, flow.source)
+                flow = self._trace_flow(flow, source)
+                self._trace_receiver(flow, source, origin, steps)
+            elif flow.destination is Peer.CLOUD_SERVICES:
                 assert source is not None and isinstance(flow.source, Role)
                 self._cloud_services(flow, self.endpoints.find(source, flow.source), steps)
             else:
@@ -204,6 +214,8 @@ class Analysis:
                     # A database that opens a flow is a replica streaming from its writer.
                     database = Database.READER if flow.source is Role.POSTGRES else None
                     origin = self.endpoints.find(source, flow.source, database)
+                    if flow.named_in is not None:
+                        self._named(flow, origin, target, steps)
                     self._between(flow, origin, target, steps)
         except Blocked as stop:
             return FlowResult(flow, source, destination, _once(steps), stop.step)
@@ -276,6 +288,41 @@ class Analysis:
             self._forward(flow, origin, target, steps)
         if peer.ranges:
             self._ingress(flow, target, peer, steps)
+
+    def _named(self, flow: Flow, origin: Endpoint, target: Endpoint, steps: list[Step]) -> None:
+        """The caller's settings document names the target: its region, with a URL on the
+        target's own name or address and the flow's port."""
+        document, label = self._settings_document(origin)
+        region = self.regions[target.stack].region
+        urls = (document.get(str(flow.named_in)) or {}).get(region) or []
+        names = {str(a.network_address) for a in target.addresses}
+        if target.cloud == "aws":
+            names.add(str(target.resource.record.outputs.get("dnsName")))
+        for url in urls:
+            parts = urlsplit(str(url))
+            if parts.hostname in names and parts.port == flow.from_port:
+                steps.append(Step("settings", label, f"{flow.named_in}[{region}] = {url}"))
+                return
+        raise block(
+            "settings",
+            label,
+            f"{flow.named_in}[{region}] is {urls or 'missing'}, not {target.resource.label} "
+            f"on port {flow.from_port}",
+        )
+
+    def _settings_document(self, origin: Endpoint) -> tuple[dict[str, Any], str]:
+        """The settings document the origin role's nodes boot with (SSM / Key Vault)."""
+        role = origin.role.value
+        for resource in self.model.of("aws:ssm/parameter:Parameter"):
+            if resource.stack == origin.stack and resource.record.tags.get(ROLE_TAG) == role:
+                return json.loads(str(resource.inputs.get("value"))), resource.label
+        for resource in self.model.of("azure-native:keyvault:Secret"):
+            if resource.stack == origin.stack and resource.inputs.get("secretName") == (
+                f"{role}-settings"
+            ):
+                value = (resource.inputs.get("properties") or {}).get("value")
+                return json.loads(str(value)), resource.label
+        raise block("settings", origin.stack, f"declares no settings document for {role}")
 
     def _dns(self, origin: Endpoint, target: Endpoint, steps: list[Step]) -> None:
         if target.dns_zone is None:
@@ -502,6 +549,31 @@ class Analysis:
                 self.firewalls.nsg(subnet, "Inbound", probe_traffic, own, flow.protocol, port)
             )
 
+    def _trace_flow(self, flow: Flow, stack: str) -> Flow:
+        """The flow on the receiver's own port, from the stack's rtcfleet:otlpEndpoint."""
+        endpoint = getattr(self.regions[stack], flow.setting or "")
+        port = receiver(str(endpoint)).port
+        return replace(flow, from_port=port, to_port=port)
+
+    def _trace_receiver(self, flow: Flow, stack: str, origin: Endpoint, steps: list[Step]) -> None:
+        """Out of the nodes' firewall and network to the receiver: a name or public address
+        over the way out to the internet, a private address over a route that reaches it."""
+        found = receiver(str(getattr(self.regions[stack], flow.setting or "")))
+        if found.address is None:
+            steps.append(Step("dns", found.host, "a name the node resolves"))
+        destination = ANYWHERE if found.address is None else IPv4Network(f"{found.address}/32")
+        self._egress(flow, origin, Traffic([destination]), steps)
+        for subnet in origin.subnets:
+            reached = self.router.route(subnet, destination, steps)
+            if found.private and reached == "internet":
+                raise block(
+                    "route", subnet.resource.label, f"{destination} is in no network it reaches"
+                )
+            if not found.private and reached != "internet":
+                raise block(
+                    "route", subnet.resource.label, f"no way out to {found.host} (the internet)"
+                )
+
     def _cloud_services(self, flow: Flow, origin: Endpoint, steps: list[Step]) -> None:
         anywhere = Traffic([ANYWHERE])
         if origin.cloud == "aws":
@@ -518,33 +590,27 @@ class Analysis:
             for subnet in origin.subnets:
                 if self.router.route(subnet, ANYWHERE, steps) != "internet":
                     raise block("route", subnet.resource.label, "no way out to the AWS endpoints")
+                if flow.azure_service == STORAGE_ENDPOINT:
+                    steps.append(self._s3_endpoint(origin, subnet))
             return
-        vaults = [
-            v for v in self.model.of("azure-native:keyvault:Vault") if v.stack == origin.stack
-        ]
-        if not vaults:
-            raise block("endpoint", origin.stack, "declares no Key Vault")
-        acls = (vaults[0].inputs.get("properties") or {}).get("networkAcls") or {}
-        allowed = {str(rule.get("id")) for rule in acls.get("virtualNetworkRules") or []}
+        service, acls, allowed = self._azure_service(flow, origin)
         for subnet in origin.subnets:
             endpoints = {
                 e.get("service") for e in subnet.resource.inputs.get("serviceEndpoints") or []
             }
-            if KEY_VAULT_ENDPOINT not in endpoints:
+            if flow.azure_service not in endpoints:
                 raise block(
                     "service endpoint",
                     subnet.resource.label,
-                    f"no {KEY_VAULT_ENDPOINT} service endpoint",
+                    f"no {flow.azure_service} service endpoint",
                 )
             if acls.get("defaultAction") == "Deny" and subnet.id not in allowed:
                 raise block(
                     "firewall",
-                    vaults[0].label,
+                    service.label,
                     f"network rules do not admit {subnet.resource.label}",
                 )
-            steps.append(
-                Step("service endpoint", vaults[0].label, f"admits {subnet.resource.label}")
-            )
+            steps.append(Step("service endpoint", service.label, f"admits {subnet.resource.label}"))
             steps.append(
                 self.firewalls.nsg(
                     subnet,
@@ -555,6 +621,45 @@ class Analysis:
                     flow.from_port,
                 )
             )
+
+    def _s3_endpoint(self, origin: Endpoint, subnet: Any) -> Step:
+        """The subnet's route table carries the VPC's S3 gateway endpoint, the only way the
+        media role's write grant holds."""
+        table = self.router.aws_route_table(subnet)
+        for endpoint in self.model.of("aws:ec2/vpcEndpoint:VpcEndpoint"):
+            if (
+                endpoint.stack == origin.stack
+                and str(endpoint.inputs.get("serviceName", "")).endswith(".s3")
+                and table is not None
+                and table.id in (endpoint.inputs.get("routeTableIds") or [])
+            ):
+                return Step("service endpoint", endpoint.label, f"on {table.label}")
+        raise block(
+            "service endpoint",
+            table.label if table else subnet.resource.label,
+            "no S3 gateway endpoint: the media role writes recordings only through one",
+        )
+
+    def _azure_service(
+        self, flow: Flow, origin: Endpoint
+    ) -> tuple[Resource, Mapping[str, Any], set[str]]:
+        """The stack's resource behind ``flow.azure_service``, its network rules, and the
+        subnet ids they admit."""
+        if flow.azure_service == STORAGE_ENDPOINT:
+            kind, what = "azure-native:storage:StorageAccount", "storage account"
+        else:
+            kind, what = "azure-native:keyvault:Vault", "Key Vault"
+        found = [r for r in self.model.of(kind) if r.stack == origin.stack]
+        if not found:
+            raise block("endpoint", origin.stack, f"declares no {what}")
+        if flow.azure_service == STORAGE_ENDPOINT:
+            acls = found[0].inputs.get("networkRuleSet") or {}
+            key = "virtualNetworkResourceId"
+        else:
+            acls = (found[0].inputs.get("properties") or {}).get("networkAcls") or {}
+            key = "id"
+        allowed = {str(rule.get(key)) for rule in acls.get("virtualNetworkRules") or []}
+        return found[0], acls, allowed
 
     def exposures(self) -> list[Exposure]:
         found: list[Exposure] = []

@@ -31,6 +31,7 @@ from urllib.parse import quote
 import aiohttp
 
 from gateway_node.settings import GatewaySettings
+from infra.peers import PEER_REGIONS, PEER_SIGNAL_URLS
 from infra.recordings import recording_environment
 from infra.spec import (
     ENV_TAG,
@@ -50,6 +51,8 @@ ETC_DIR = Path("/etc/rtcfleet")
 NODE_ENV = "node.env"
 KEY_VAULT_API = "7.4"
 KEY_VAULT_RESOURCE = "https://vault.azure.net"
+# the node's user-assigned identity (custom data): azure-identity's variable for it
+AZURE_CLIENT_ID = "AZURE_CLIENT_ID"
 
 
 class FirstBootError(RuntimeError):
@@ -162,6 +165,10 @@ def gateway_environment(facts: NodeFacts) -> dict[str, str]:
         stun_urls=s.get("stunUrls") or None,
         fallback_urls=s.get("fallbackUrls") or None,
         regions_by_distance=s.get("regionsByDistance") or None,
+        # the other regions' gateways (infra/peers.py): asked before a new room is placed here,
+        # and where a client goes when one of them must decide about its room
+        peer_regions=s.get(PEER_REGIONS) or None,
+        peer_signal_urls=s.get(PEER_SIGNAL_URLS) or None,
         otlp_endpoint=s.get("otlpEndpoint") or None,
         trace_sample_ratio=s.get("traceSampleRatio"),
     )
@@ -292,9 +299,8 @@ async def azure_facts(
         secrets_name = node.get("RTCFLEET_SECRET_NAME") or f"{role}-secrets"
         settings_name = node.get("RTCFLEET_SETTINGS_SECRET_NAME") or f"{role}-settings"
         address = (await metadata.instance())["network"]["interface"][0]["ipv4"]["ipAddress"][0]
-        token = await metadata.access_token(
-            KEY_VAULT_RESOURCE, client_id=node.get("AZURE_CLIENT_ID") or None
-        )
+        client_id = node.get(AZURE_CLIENT_ID) or None
+        token = await metadata.access_token(KEY_VAULT_RESOURCE, client_id=client_id)
 
         async def secret(name: str) -> str:
             async with session.get(
@@ -320,6 +326,9 @@ async def azure_facts(
         public_ip=address.get("publicIpAddress") or None,
         settings=json.loads(document),
         secrets=json.loads(secrets),
+        # the services sign in as the same user-assigned identity (azure-identity's
+        # DefaultAzureCredential reads it from their environment)
+        extra={AZURE_CLIENT_ID: client_id} if client_id else {},
     )
 
 

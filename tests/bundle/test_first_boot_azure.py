@@ -98,6 +98,8 @@ def test_media_node_reads_its_vault_with_its_identity(cloud: CloudDouble, tmp_pa
     )
     assert env["RTCFLEET_MEDIA_GATEWAY_URLS"] == '["http://10.30.47.254:8080"]'
     assert env["RTCFLEET_MEDIA_DRAIN_TIMEOUT_SECONDS"] == "3600"
+    # the recorder's DefaultAzureCredential signs in as the same user-assigned identity
+    assert env["AZURE_CLIENT_ID"] == "5ca1ab1e-0000-4000-8000-00000000c1d0"
     turn = (tmp_path / "turnserver.conf").read_text()
     assert f"static-auth-secret={turn_secret(SECRETS)}" in turn
     assert (tmp_path / "media.env").stat().st_mode & 0o777 == 0o600
@@ -121,6 +123,7 @@ def test_without_custom_data_the_scale_set_tags_name_role_env_and_vault(
     assert env["RTCFLEET_GATEWAY_ADMIN_TOKEN"] == "admin-token-1"
     assert str(POSTGRES["writeHost"]) in env["RTCFLEET_GATEWAY_POSTGRES_DSN"]
     assert cloud.azure.token_client_ids == [None], "one identity: IMDS needs no client_id"
+    assert "AZURE_CLIENT_ID" not in env
 
 
 def test_old_tag_names_and_a_refused_token_are_clear_failures(

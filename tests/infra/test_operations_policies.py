@@ -110,6 +110,20 @@ def account_keys(rs):
     _one(rs, "storage:StorageAccount").inputs.pop("allowSharedKeyAccess")
 
 
+def storage_open_to_every_network(rs):
+    _one(rs, "storage:StorageAccount").inputs["networkRuleSet"]["defaultAction"] = "Allow"
+
+
+def storage_open_to_an_address(rs):
+    rules = _one(rs, "storage:StorageAccount").inputs["networkRuleSet"]
+    rules["ipRules"] = [{"iPAddressOrRange": "203.0.113.0/24", "action": "Allow"}]
+
+
+def media_subnet_without_storage_endpoint(rs):
+    subnet = _one(rs, "network:Subnet", "prod-weu-media")
+    subnet.inputs["serviceEndpoints"] = [{"service": "Microsoft.KeyVault"}]
+
+
 def public_container(rs):
     _one(rs, "storage:BlobContainer").inputs["publicAccess"] = "Blob"
 
@@ -170,6 +184,17 @@ AZURE_CASES: list[tuple[str, Breakage, str]] = [
     ("rtcfleet-storage-accounts-private", old_tls, "minimumTlsVersion"),
     ("rtcfleet-storage-accounts-private", account_keys, "allowSharedKeyAccess"),
     ("rtcfleet-storage-accounts-private", public_container, "publicAccess Blob"),
+    (
+        "rtcfleet-storage-accounts-network-rules",
+        storage_open_to_every_network,
+        "defaultAction must be Deny",
+    ),
+    ("rtcfleet-storage-accounts-network-rules", storage_open_to_an_address, "IP rules admit"),
+    (
+        "rtcfleet-storage-accounts-network-rules",
+        media_subnet_without_storage_endpoint,
+        "subnet media has no Microsoft.Storage service endpoint",
+    ),
     ("rtcfleet-storage-versioned-aged-out", no_blob_versions, "blob versioning is off"),
     ("rtcfleet-storage-versioned-aged-out", blobs_kept_forever, "no lifecycle rule deletes blobs"),
     ("rtcfleet-blob-writers-write-only", contributor_for_media, "Storage Blob Data Contributor"),

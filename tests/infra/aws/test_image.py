@@ -133,6 +133,7 @@ def test_region_stack_boots_the_image_stacks_ami(home_plan, image_run) -> None:
     values = example_values("prod-aws-eu-west-1")
     values.pop("rtcfleet:imageId")
     values["rtcfleet:imageStack"] = "prod-image"
+    values.pop("rtcfleet:peerStacks")  # outputs of the stacks named here only
     run = runner.run_program(
         "prod-aws-eu-west-1",
         values,

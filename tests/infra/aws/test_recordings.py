@@ -99,6 +99,14 @@ def test_media_nodes_may_only_write_under_the_prefix(home_plan) -> None:
         "s3:ListMultipartUploadParts",
     ]
     assert write["Resource"] == f"arn:aws:s3:::{BUCKET}/recordings/*"
+    # only through the region's S3 gateway endpoint, on every route table of the VPC
+    endpoint = home_plan.named("aws:ec2/vpcEndpoint:VpcEndpoint", "prod-use1-s3")
+    assert write["Condition"] == {"StringEquals": {"aws:SourceVpce": endpoint.id}}
+    assert endpoint.inputs["serviceName"] == "com.amazonaws.us-east-1.s3"
+    assert endpoint.inputs["vpcEndpointType"] == "Gateway"
+    tables = home_plan.of_type("aws:ec2/routeTable:RouteTable")
+    assert sorted(endpoint.inputs["routeTableIds"]) == sorted(t.id for t in tables)
+    assert len(tables) == 4  # public (media nodes) and one private per zone
     assert use_key["Action"] == ["kms:GenerateDataKey", "kms:Decrypt"]
     assert use_key["Resource"] == key.outputs["arn"]
     # the gateways get nothing of it

@@ -28,6 +28,25 @@ ASSIGNMENT = "azure-native:authorization:RoleAssignment"
 HOME = "prod-azure-westeurope"
 
 
+def test_storage_account_admits_the_media_subnet_alone(weu_plan, neu_plan) -> None:
+    for plan, prefix in ((weu_plan, "prod-weu"), (neu_plan, "prod-neu")):
+        [account] = plan.of_type(f"{STORAGE}StorageAccount")
+        media = plan.named("azure-native:network:Subnet", f"{prefix}-media")
+        assert account.inputs["networkRuleSet"] == {
+            "defaultAction": "Deny",
+            "bypass": "None",
+            "virtualNetworkRules": [
+                {"virtualNetworkResourceId": media.id, "action": "Allow"},
+            ],
+        }
+        # the rule rides on the subnet's Microsoft.Storage service endpoint
+        endpoints = {e["service"] for e in media.inputs["serviceEndpoints"]}
+        assert endpoints == {"Microsoft.KeyVault", "Microsoft.Storage"}
+        gateway = plan.named("azure-native:network:Subnet", f"{prefix}-gateway")
+        assert {e["service"] for e in gateway.inputs["serviceEndpoints"]} == {"Microsoft.KeyVault"}
+        assert media.urn in account.dependencies
+
+
 def test_storage_account_is_private_tls12_identity_only(weu_plan) -> None:
     [account] = weu_plan.of_type(f"{STORAGE}StorageAccount")
     i = account.inputs
@@ -152,6 +171,7 @@ def test_issued_certificates_come_from_the_certificate_vault(weu_plan) -> None:
 def _home_values() -> dict:
     values = dict(StackFiles().load(HOME).values)
     values.pop("rtcfleet:writerStack")
+    values.pop("rtcfleet:peerStacks")  # westeurope alone, as its own environment
     return values
 
 

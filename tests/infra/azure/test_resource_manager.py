@@ -13,7 +13,7 @@ from typing import Any
 import pulumi_azure_native as azure_native
 import pytest
 
-from infra.azure import firewall, node_groups, redis
+from infra.azure import firewall, network, node_groups, redis
 from infra.plan.runner import CLOUD_API, Planner, StackConfigs, StackPlan
 from tests.infra.azure.conftest import HOME, REPLICA
 
@@ -60,11 +60,16 @@ def _app_gateway_rules_to_their_subnet(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(firewall, "platform_destination", lambda role, source: None)
 
 
+def _media_subnet_without_storage_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(network, "STORAGE_CLIENTS", ())
+
+
 CASES: list[tuple[Callable[[pytest.MonkeyPatch], None], str]] = [
     (_flexible_only_properties, "networkApiVersion is for Flexible orchestration only"),
     (_role_assignable_at_the_scale_set, "only a management group, subscription or resource"),
     (_redis_in_every_zone, "3 zones for 2 nodes"),
     (_app_gateway_rules_to_their_subnet, "from GatewayManager the destination must be Any"),
+    (_media_subnet_without_storage_endpoint, "media: it has no Microsoft.Storage service"),
 ]
 
 

@@ -77,8 +77,10 @@ def test_prod_every_flow_admitted_no_exposure(prod) -> None:
     assert report.stacks == sorted([EU, USE, WEU, NEU, "prod-global"])
     # every flow of the table is checked somewhere, both clouds, both ways across clouds
     # (no Azure region of prod is a physical replica of an Azure writer: they subscribe)
+    # (and no example stack names a trace receiver: those flows exist only with one)
     assert {r.flow.name for r in report.results} == {f.name for f in flows.FLOWS} - {
-        "replica-replication"
+        "replica-replication",
+        *(f.name for f in flows.FLOWS if f.setting is not None),
     }
     assert ("room-lookup", NEU, USE) in {
         (r.flow.name, r.source_stack, r.destination_stack) for r in report.results
@@ -322,3 +324,124 @@ def test_an_azure_writer_is_reached_by_peering_and_its_linked_zone() -> None:
     [dns] = [s for s in write.steps if s.kind == "dns"]
     assert dns.resource == f"{NEU}:VirtualNetworkLink/prod-neu-postgres-home-dns"
     assert _result(report, "replica-replication", NEU, WEU).admitted
+
+
+def _traced(prod, endpoint: str, change: Callable[[Plans], None] | None = None) -> ReachReport:
+    plans, regions = prod
+    traced = {
+        stack: settings.model_copy(update={"otlp_endpoint": endpoint})
+        for stack, settings in regions.items()
+    }
+    plans = copy.deepcopy(plans)
+    if change is not None:
+        change(plans)
+    return analyse("prod", plans, traced)
+
+
+def test_nodes_reach_a_public_trace_receiver_on_its_own_port(prod) -> None:
+    report = _traced(prod, "https://otlp.example.net:4318")
+    traces = [r for r in report.results if r.flow.name in ("gateway-traces", "media-traces")]
+    assert len(traces) == 8 and all(r.admitted for r in traces)
+    assert {r.flow.ports for r in traces} == {"tcp/4318"}
+    aws = _result(report, "media-traces", USE, USE)
+    details = [f"{s.kind} {s.resource} {s.detail}" for s in aws.steps]
+    assert any(d.startswith("firewall ") and "SecurityGroup/prod-use1-media" in d for d in details)
+    # media nodes (public address each) leave by the internet gateway, gateways by NAT
+    assert any(d.startswith("route ") and "0.0.0.0/0 -> igw-" in d for d in details), details
+    gateway = _result(report, "gateway-traces", USE, USE)
+    assert any("0.0.0.0/0 -> nat-" in s.detail for s in gateway.steps if s.kind == "route")
+    azure = _result(report, "gateway-traces", WEU, WEU)
+    assert {"dns", "nsg", "route"} <= {s.kind for s in azure.steps}
+    assert report.passed
+
+
+def test_a_private_receiver_is_reached_over_the_private_network_or_blocked(prod) -> None:
+    # a collector in eu-west-1's VPC: the other regions reach it over peering / VPN
+    report = _traced(prod, "http://10.11.40.7:4318")
+    assert all(
+        r.admitted for r in report.results if r.flow.name in ("gateway-traces", "media-traces")
+    )
+    assert {s.kind for s in _result(report, "media-traces", WEU, WEU).steps} >= {"vpn"}
+    # an address no network of the environment holds: AWS sends it to the internet, and
+    # Azure's default outbound rules let no private address out beyond the VNet and peers
+    nowhere = _traced(prod, "http://10.99.0.7:4318")
+    step = _blocked_at(nowhere, "gateway-traces", USE, USE)
+    assert step.kind == "route" and "10.99.0.7/32 routed to the internet" in step.detail
+    step = _blocked_at(nowhere, "media-traces", NEU, NEU)
+    assert step.kind == "nsg" and step.detail == "denies outbound tcp/4318 to 10.99.0.7/32"
+
+
+def test_a_receiver_the_security_group_does_not_let_out_is_blocked(prod) -> None:
+    def close_egress(plans: Plans) -> None:
+        group = _find(plans, USE, "SecurityGroup", "prod-use1-gateway")
+        group.inputs["egress"] = [
+            {**rule, "protocol": "tcp", "fromPort": 443, "toPort": 443}
+            for rule in group.inputs["egress"]
+        ]
+
+    report = _traced(prod, "https://otlp.example.net:4318", close_egress)
+    step = _blocked_at(report, "gateway-traces", USE, USE)
+    assert (step.kind, step.resource) == ("firewall", f"{USE}:SecurityGroup/prod-use1-gateway")
+    assert _result(report, "media-traces", USE, USE).admitted
+
+
+def test_azure_recordings_pass_by_the_storage_endpoint_and_its_network_rule(prod) -> None:
+    report = _report(prod)
+    upload = _result(report, "media-recordings", WEU, WEU)
+    [admitted] = [s for s in upload.steps if s.kind == "service endpoint"]
+    assert admitted.resource.startswith(f"{WEU}:StorageAccount/")
+    assert admitted.detail == f"admits {WEU}:Subnet/prod-weu-media"
+
+    def drop_rule(plans: Plans) -> None:
+        [account] = [r for r in plans[WEU] if r.type.endswith("StorageAccount")]
+        account.inputs["networkRuleSet"]["virtualNetworkRules"] = []
+
+    step = _blocked_at(_report(prod, drop_rule), "media-recordings", WEU, WEU)
+    assert step.kind == "firewall" and step.resource.startswith(f"{WEU}:StorageAccount/")
+
+    def drop_endpoint(plans: Plans) -> None:
+        subnet = _find(plans, NEU, "Subnet", "prod-neu-media")
+        subnet.inputs["serviceEndpoints"] = [{"service": "Microsoft.KeyVault"}]
+
+    report = _report(prod, drop_endpoint)
+    step = _blocked_at(report, "media-recordings", NEU, NEU)
+    assert (step.kind, step.detail) == ("service endpoint", "no Microsoft.Storage service endpoint")
+    # Key Vault still reached over its own endpoint
+    assert _result(report, "media-secrets", NEU, NEU).admitted
+
+
+def test_room_lookup_goes_where_the_gateways_settings_point(prod) -> None:
+    report = _report(prod)
+    lookup = _result(report, "room-lookup", NEU, USE)
+    [named] = [s for s in lookup.steps if s.kind == "settings"]
+    assert named.resource == f"{NEU}:Secret/prod-neu-gateway-settings"
+    assert named.detail.startswith("peerRegions[us-east-1] = http://internal-prod-use1-signaling")
+
+    def forget_westeurope(plans: Plans) -> None:
+        parameter = _find(plans, USE, "Parameter", "prod-use1-gateway-settings")
+        document = json.loads(parameter.inputs["value"])
+        del document["peerRegions"]["westeurope"]
+        parameter.inputs["value"] = json.dumps(document)
+
+    report = _report(prod, forget_westeurope)
+    step = _blocked_at(report, "room-lookup", USE, WEU)
+    assert (step.kind, step.resource) == ("settings", f"{USE}:Parameter/prod-use1-gateway-settings")
+    assert step.detail.startswith("peerRegions[westeurope] is missing")
+    assert _result(report, "room-lookup", USE, NEU).admitted
+    assert _result(report, "room-lookup", WEU, USE).admitted
+
+
+def test_aws_recordings_need_the_s3_gateway_endpoint(prod) -> None:
+    upload = _result(_report(prod), "media-recordings", EU, EU)
+    [endpoint] = [s for s in upload.steps if s.kind == "service endpoint"]
+    assert endpoint.resource == f"{EU}:VpcEndpoint/prod-euw1-s3"
+    assert endpoint.detail == f"on {EU}:RouteTable/prod-euw1-public"
+
+    def drop_endpoint(plans: Plans) -> None:
+        plans[EU].remove(_find(plans, EU, "VpcEndpoint", "prod-euw1-s3"))
+
+    report = _report(prod, drop_endpoint)
+    step = _blocked_at(report, "media-recordings", EU, EU)
+    assert (step.kind, step.resource) == ("service endpoint", f"{EU}:RouteTable/prod-euw1-public")
+    assert _result(report, "media-recordings", USE, USE).admitted
+    assert _result(report, "media-secrets", EU, EU).admitted
