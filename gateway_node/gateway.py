@@ -34,7 +34,7 @@ from gateway_node.room_placement import RoomPlacement
 from gateway_node.sessions import SessionStore
 from gateway_node.settings import GatewaySettings
 from gateway_node.settings_copy import SettingsCopy
-from rtcfleet import bus, settings_store
+from rtcfleet import bus, memory_census, settings_store
 from rtcfleet.redis_url import connect
 
 log = logging.getLogger("rtcfleet.gateway")
@@ -111,7 +111,18 @@ class Gateway:
             asyncio.create_task(self._settings_loop(), name="settings"),
             asyncio.create_task(self.replication.run(), name="settings-replication"),
         ]
+        if (every := memory_census.interval()) is not None:
+            census = memory_census.Census(f"gateway-{self.id}", self.census)
+            self._tasks.append(asyncio.create_task(census.run(every), name="memory-census"))
         self.region_health.start()
+
+    def census(self) -> dict[str, int]:
+        """What the gateway keeps per client (``rtcfleet.memory_census``)."""
+        return {
+            "sessions": len(self.relay.sessions),
+            "background_tasks": len(self._background),
+            "tasks": len(asyncio.all_tasks()),
+        }
 
     async def close(self) -> None:
         await self.region_health.stop()

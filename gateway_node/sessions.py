@@ -36,6 +36,14 @@ WS_CLOSE_SLOW_READER = 1013
 WS_CLOSE_REPLACED = 4001
 
 
+# one count per identity and room; its window starts with the first join and lasts ARGV[1] ms
+_COUNT_JOIN = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+
 @dataclass
 class Session:
     """A client session whose signaling socket is connected to this gateway.
@@ -145,6 +153,17 @@ class SessionStore:
             pipe.hset(key, mapping=record)  # type: ignore[arg-type]  # Mapping's key invariance
             pipe.expire(key, bus.SESSION_TTL_SECONDS)
             await pipe.execute()
+
+    async def count_join(self, grant: Grant, window_s: float) -> int:
+        """Count a fresh join of the grant's identity in its room, across the region; returns
+        the joins counted in the current window (which starts at its first join)."""
+        count = await self.redis.eval(
+            _COUNT_JOIN,
+            1,
+            bus.identity_joins_key(grant.room, grant.identity),
+            int(window_s * 1000),
+        )
+        return int(count)
 
     async def load(self, session_id: str) -> dict[str, str] | None:
         record = await self.redis.hgetall(bus.session_key(session_id))

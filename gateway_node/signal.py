@@ -9,6 +9,7 @@ resume on another gateway without a gap in media.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from contextlib import AbstractContextManager, nullcontext
@@ -62,6 +63,10 @@ RATE_LIMIT_NOTICE_INTERVAL_S = 1.0
 JOIN_TIMEOUT_S = 10.0
 # a session places its media again at most this often, whatever number of sockets asks
 REJOIN_INTERVAL_S = 5.0
+# fresh joins (not resumes) of one identity in one room, whatever number of sockets sends them:
+# each replaces the session before and renegotiates with everyone in the room
+JOINS_PER_IDENTITY = 5
+JOIN_WINDOW_S = 10.0
 
 
 class SignalConnection:
@@ -235,6 +240,12 @@ class SignalConnection:
         if message.session_id:
             await self.resume(message, grant)
             return
+        if await self.gateway.store.count_join(grant, JOIN_WINDOW_S) > JOINS_PER_IDENTITY:
+            raise SignalingError(
+                ErrorCode.RATE_LIMITED,
+                f"at most {JOINS_PER_IDENTITY} joins per {JOIN_WINDOW_S:.0f} s per identity"
+                " in a room",
+            )
         try:
             with tracing.child_span("placement", attributes={"rtcfleet.room": grant.room}):
                 node = await self.gateway.placement.place(
@@ -356,8 +367,7 @@ async def signal_handler(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=WS_MAX_MSG_SIZE, heartbeat=WS_HEARTBEAT_S)
     await ws.prepare(request)
     connection = SignalConnection(gateway, ws, request.transport)
-    try:
+    # the client may go while an answer is on its way: its socket ends there, quietly
+    with contextlib.suppress(ConnectionResetError):
         await connection.run()
-    except asyncio.CancelledError:
-        raise
     return ws

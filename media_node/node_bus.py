@@ -235,6 +235,12 @@ class NodeBus:
                         log.warning("malformed command %s refused: %s", entry_id, exc)
                     except (RedisError, OSError) as exc:
                         log.warning("command %s failed: %s", entry_id, exc)
+            if result:
+                # taken: the inbox keeps only what the node has not read yet
+                try:
+                    await bus.drop_taken(self.redis, stream, cursor)
+                except (RedisError, OSError) as exc:
+                    log.warning("inbox not trimmed: %s", exc)
 
     async def sweep_loop(self) -> None:
         """Leave sessions whose clients are gone for good (their session record expired)."""

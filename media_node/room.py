@@ -8,10 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from aiortc.exceptions import InvalidStateError
+
 from media_node.datagram_batch import Account
 from media_node.ice import IcePolicy
 from media_node.publisher import PublishedTrack, Publisher, PublishNotAllowed
-from media_node.subscriber import Subscriber
+from media_node.subscriber import Subscriber, SubscriberNotNegotiating
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +99,13 @@ class Room:
         participant = self._participant(name)
         if not participant.can_publish:
             raise PublishNotAllowed(f"{name} may not publish in {self.name}")
+        stale = participant.publisher
+        if stale is not None and stale.pc.signalingState == "closed":
+            # its client closed that connection (aiortc then closes ours) to start over: a
+            # new offer is a new connection, as after an offer that failed
+            participant.publisher = None
+            await self._unpublish(stale)
+            await stale.close()  # its feedback loop ends with it
         if participant.publisher is None:
             participant.publisher = Publisher(
                 name,
@@ -121,13 +130,19 @@ class Room:
                 "track_published",
                 {"publisher": name, "kind": track.kind, "track_id": track.track_id},
             )
-            for other in list(self.participants.values()):
-                if other.name != name and other.subscriber is not None:
-                    await other.subscriber.add_track(track)
+            await self._offer_to_subscribers(track, add=True, exclude=name)
         return answer
 
     async def subscriber_answer(self, name: str, sdp: str) -> None:
-        await self._subscriber(name).apply_answer(sdp)
+        subscriber = self._subscriber(name)
+        try:
+            await subscriber.apply_answer(sdp)
+        except InvalidStateError as exc:
+            if subscriber.pc.signalingState != "closed":
+                raise
+            # its client closed the connection while the answer was applied (to rejoin): no
+            # offer is outstanding on it any more, as for any answer that came too late
+            raise SubscriberNotNegotiating(f"{name}: subscriber connection closed") from exc
 
     async def add_ice_candidate(
         self,
@@ -168,9 +183,7 @@ class Room:
 
     async def _unpublish(self, publisher: Publisher) -> None:
         for track in list(publisher.tracks.values()):
-            for other in list(self.participants.values()):
-                if other.subscriber is not None:
-                    await other.subscriber.remove_track(track)
+            await self._offer_to_subscribers(track, add=False)
             self._emit(
                 publisher.participant,
                 "track_unpublished",
@@ -181,6 +194,24 @@ class Room:
                 },
             )
         publisher.tracks.clear()
+
+    async def _offer_to_subscribers(
+        self, track: PublishedTrack, *, add: bool, exclude: str | None = None
+    ) -> None:
+        """Add ``track`` to (or remove it from) every subscriber connection but ``exclude``'s.
+        One that cannot take the change must not stop the others, nor the publish or leave
+        that caused it: a connection its client closed (aiortc then closes ours) negotiates
+        nothing more until its participant joins again; a failure of any other kind is logged."""
+        for other in list(self.participants.values()):
+            subscriber = other.subscriber
+            if other.name == exclude or subscriber is None:
+                continue
+            try:
+                await (subscriber.add_track(track) if add else subscriber.remove_track(track))
+            except InvalidStateError as exc:
+                logger.info("%s: subscriber connection not renegotiated: %s", other.name, exc)
+            except Exception:
+                logger.exception("%s: subscriber connection not renegotiated", other.name)
 
     async def _publisher_closed(self, publisher: Publisher) -> None:
         participant = self.participants.get(publisher.participant)

@@ -122,10 +122,12 @@ class Sfu:
 
     async def leave(self, room: str, participant: str) -> None:
         target = self._room(room)
-        await target.leave(participant)
-        if not target.participants:
-            self._rooms.pop(room, None)
-            await target.close()
+        try:
+            await target.leave(participant)
+        finally:
+            if not target.participants and self._rooms.get(room) is target:
+                del self._rooms[room]
+                await target.close()
 
     async def close_room(self, room: str) -> None:
         target = self._rooms.pop(room, None)

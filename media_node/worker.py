@@ -8,11 +8,14 @@ no HTTP in the process that moves packets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -34,7 +37,7 @@ from media_node.sfu import (
     UnknownRoom,
 )
 from media_node.subscriber import SubscriberNotNegotiating
-from rtcfleet import tracing
+from rtcfleet import memory_census, tracing
 from rtcfleet.node_messages import (
     AnyWorkerCommand,
     NodeJoin,
@@ -83,6 +86,47 @@ CLIENT_FAULTS = (
 WORKER_OUTBOX = 4096
 # items written to the pipe per hop to the writer thread
 WRITE_BATCH = 256
+# commands read from the pipe and not yet started, and commands started and not yet finished:
+# at either bound the worker stops reading its pipe, so the pipe fills, then the supervisor's
+# queue for this worker (``worker_pool.WORKER_COMMAND_QUEUE``), which refuses what comes next
+# with an error to its session: a worker that falls behind slows its callers, never drops
+WORKER_INBOX = 64
+WORKER_IN_FLIGHT = 256
+
+
+@dataclass
+class _KeyLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
+class KeyedLocks:
+    """A lock per key, kept only while a command holds it or waits for it: sessions and
+    participants come and go by the thousand, and a lock left behind would be kept for ever."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, _KeyLock] = {}
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = _KeyLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0 and self._locks.get(key) is entry:
+                del self._locks[key]
+
+
+def participant_key(room: str, identity: str) -> str:
+    return f"{room}/{identity}"  # "/" is in neither name
 
 
 class Worker:
@@ -97,7 +141,14 @@ class Worker:
         self.rooms: dict[str, dict[str, str]] = {}
         self._cpu_mark = (time.monotonic(), time.process_time())
         self._pending: set[asyncio.Task[None]] = set()
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._inbox: asyncio.Queue[dict[str, Any] | None] | None = None
+        # the most commands held at once since the last load report
+        self._waiting_peak = 0
+        # a session's commands run in order; a participant's (room and identity: what the SFU
+        # knows) one at a time, whatever session sends them, so a new session's join never
+        # interleaves with the leave of the session it replaces
+        self._sessions = KeyedLocks()
+        self._participants = KeyedLocks()
         # room -> joins finished since the room was last reported empty (``RoomEmpty.joins``)
         self.joins_done: dict[str, int] = {}
         self._outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -197,28 +248,21 @@ class Worker:
         op, session, room = command.op, command.session, command.room
         try:
             if isinstance(command, NodeJoin):
-                try:
-                    await self.join(command)
-                finally:
-                    self.joins_done[room] = self.joins_done.get(room, 0) + 1
-                    if room not in self.rooms:
-                        self._room_empty(room)  # refused or failed: no room left behind
+                async with self._participants.hold(participant_key(room, command.identity)):
+                    try:
+                        await self.join(command)
+                    finally:
+                        self.joins_done[room] = self.joins_done.get(room, 0) + 1
+                        if room not in self.rooms:
+                            self._room_empty(room)  # refused or failed: no room left behind
                 return
             identity = self.identity_of(room, session)
             if identity is None:
+                if isinstance(command, NodeLeave):
+                    return  # gone already (replaced, swept): what a leave asks
                 raise UnknownParticipant(session)
-            if isinstance(command, NodePublishOffer):
-                with tracing.child_span("negotiate publisher"):
-                    answer = await self.sfu.publish_offer(room, identity, command.sdp)
-                self.to_session(session, PublishAnswer(sdp=answer))
-            elif isinstance(command, NodeSubscriberAnswer):
-                await self.sfu.subscriber_answer(room, identity, command.sdp)
-            elif isinstance(command, NodeTrickle):
-                candidate = command.candidate.model_dump() if command.candidate else None
-                await self.sfu.add_ice_candidate(room, identity, command.target, candidate)
-            elif isinstance(command, NodeLeave):
-                await self.sfu.leave(room, identity)
-                self._forget(room, identity)
+            async with self._participants.hold(participant_key(room, identity)):
+                await self._participant_command(command, identity)
         except (PublishNotAllowed, SubscribeNotAllowed) as exc:
             self.to_session(session, error(ErrorCode.FORBIDDEN, str(exc) or "not granted"))
         except TooManyTracks as exc:
@@ -226,25 +270,64 @@ class Worker:
         except CodecNotAllowed as exc:
             self.to_session(session, error(ErrorCode.MEDIA_ERROR, f"codec not allowed: {exc}"))
         except (UnknownParticipant, UnknownRoom, RoomClosed):
-            self.to_session(session, error(ErrorCode.NOT_JOINED, "not in a room on this node"))
+            self.to_session(
+                session, error(ErrorCode.NOT_JOINED, f"{op}: not in a room on this node")
+            )
         except CLIENT_FAULTS as exc:
             # what a client sent does not apply: its answer says why, the log only notes it
             log.info("command %s refused: %s: %s", op, type(exc).__name__, exc)
-            self.to_session(session, error(ErrorCode.MEDIA_ERROR, f"{type(exc).__name__}: {exc}"))
+            refusal = f"{op}: {type(exc).__name__}: {exc}"
+            self.to_session(session, error(ErrorCode.MEDIA_ERROR, refusal))
         except Exception as exc:  # a bad SDP must not take the worker down
             log.exception("command %s failed", op)
-            self.to_session(session, error(ErrorCode.MEDIA_ERROR, f"{type(exc).__name__}: {exc}"))
+            refusal = f"{op}: {type(exc).__name__}: {exc}"
+            self.to_session(session, error(ErrorCode.MEDIA_ERROR, refusal))
+
+    async def _participant_command(
+        self,
+        command: NodePublishOffer | NodeSubscriberAnswer | NodeTrickle | NodeLeave,
+        identity: str,
+    ) -> None:
+        session, room = command.session, command.room
+        if self.rooms.get(room, {}).get(identity) != session:
+            # a join of the identity replaced this session while the command waited
+            if isinstance(command, NodeLeave):
+                return
+            raise UnknownParticipant(session)
+        if isinstance(command, NodePublishOffer):
+            with tracing.child_span("negotiate publisher"):
+                answer = await self.sfu.publish_offer(room, identity, command.sdp)
+            self.to_session(session, PublishAnswer(sdp=answer))
+        elif isinstance(command, NodeSubscriberAnswer):
+            try:
+                await self.sfu.subscriber_answer(room, identity, command.sdp)
+            except SubscriberNotNegotiating as exc:
+                # an answer to an offer a newer one or a closed connection superseded:
+                # renegotiation's normal course, nothing for the client to handle
+                log.debug("stale subscriber answer ignored: %s", exc)
+        elif isinstance(command, NodeTrickle):
+            candidate = command.candidate.model_dump() if command.candidate else None
+            await self.sfu.add_ice_candidate(room, identity, command.target, candidate)
+        else:
+            try:
+                await self.sfu.leave(room, identity)
+            finally:
+                # whatever the SFU says, the session is gone: nothing of it stays here
+                self._forget(room, identity)
 
     async def join(self, command: NodeJoin) -> None:
         room, session, identity = command.room, command.session, command.identity
-        members = self.rooms.setdefault(room, {})
-        if identity in members:
+        replaced = self.rooms.get(room, {}).pop(identity, None)
+        if replaced is not None:
             # a rejoin, or the same identity joining again: the newest connection wins
-            replaced = members.pop(identity)
-            await self.sfu.leave(room, identity)
             if replaced != session:
                 self.to_session(replaced, SessionReplaced())
                 self.send(SessionLeft(session=replaced, room=room).model_dump())
+            with contextlib.suppress(UnknownRoom, UnknownParticipant):
+                await self.sfu.leave(room, identity)
+        # read after the leave: the last other member may have left meanwhile and the room's
+        # map gone with it (a map kept from before would be an orphan no command finds)
+        members = self.rooms.setdefault(room, {})
         if len(members) >= self.max_participants:
             if not members:
                 del self.rooms[room]
@@ -278,44 +361,75 @@ class Worker:
         self.sfu.config.allowed_codecs = tuple(command.allowed_codecs)
 
     def load(self) -> WorkerLoadReport:
+        """The load since the last report (``commands_waiting``: the most held at once)."""
         sfu_load = self.sfu.load()
         now, cpu = time.monotonic(), time.process_time()
         then, cpu_then = self._cpu_mark
         self._cpu_mark = (now, cpu)
         cpu_percent = 100.0 * (cpu - cpu_then) / max(now - then, 1e-6)
-        return WorkerLoadReport(
+        report = WorkerLoadReport(
             rooms=len(self.rooms),
             participants=sum(len(m) for m in self.rooms.values()),
             forwarded_streams=sfu_load.forwarded_streams,
             bitrate_out_bps=int(sfu_load.bitrate_out_bps),
             cpu_percent=round(cpu_percent, 1),
             room_participants={room: len(m) for room, m in self.rooms.items()},
+            commands_waiting=max(self._waiting_peak, self.commands_waiting()),
         )
+        self._waiting_peak = 0
+        return report
 
     # ---- loop -------------------------------------------------------------------------------
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        fd = self.conn.fileno()
+        # None: the pipe closed
+        inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=WORKER_INBOX)
+        self._inbox = inbox
+        slots = asyncio.Semaphore(WORKER_IN_FLIGHT)
+        reading = True
 
         def readable() -> None:
+            nonlocal reading
             try:
-                while self.conn.poll():
+                while not inbox.full() and self.conn.poll():
                     inbox.put_nowait(self.conn.recv())
             except (EOFError, OSError):
-                inbox.put_nowait(None)
-                loop.remove_reader(self.conn.fileno())
+                inbox.put_nowait(None)  # room for it: only a queue with room is read
+                loop.remove_reader(fd)
+                reading = False
+                return
+            self._waiting_peak = max(self._waiting_peak, self.commands_waiting())
+            if inbox.full():
+                loop.remove_reader(fd)  # the pipe fills, and the supervisor's queue behind it
+                reading = False
 
-        loop.add_reader(self.conn.fileno(), readable)
+        def resume_reading() -> None:
+            nonlocal reading
+            if not reading and not inbox.full():
+                loop.add_reader(fd, readable)
+                reading = True
+
+        loop.add_reader(fd, readable)
         self.send_load()  # the supervisor's signal that this worker is up
-        reporter = asyncio.create_task(self._report_load())
         writer = asyncio.create_task(self._write())
+        background = [asyncio.create_task(self._report_load())]
+        if (every := memory_census.interval()) is not None:
+            census = memory_census.Census(f"worker-{os.getpid()}", self.census)
+            background.append(asyncio.create_task(census.run(every)))
         try:
-            while (raw := await inbox.get()) is not None:
+            while True:
+                await slots.acquire()
+                raw = await inbox.get()
+                if raw is None:
+                    break
+                resume_reading()
                 trace = tracing.from_pipe(raw)
                 try:
                     command = parse_worker_command(raw)
                 except ValidationError as exc:
+                    slots.release()
                     log.error("malformed command from the supervisor refused: %s", exc)
                     continue
                 if isinstance(command, WorkerStop):
@@ -324,22 +438,40 @@ class Worker:
                 task = asyncio.create_task(self._serialized(command, trace))
                 self._pending.add(task)
                 task.add_done_callback(self._pending.discard)
+                task.add_done_callback(lambda _: slots.release())
         finally:
-            reporter.cancel()
+            for task in background:
+                task.cancel()
             self.recordings.close()
             await self.sfu.close()
             writer.cancel()
 
+    def commands_waiting(self) -> int:
+        """Commands read from the pipe, not finished: WORKER_INBOX + WORKER_IN_FLIGHT at most."""
+        return len(self._pending) + (self._inbox.qsize() if self._inbox is not None else 0)
+
+    def census(self) -> dict[str, int]:
+        """The sizes of what the worker keeps per session and room (``memory_census``)."""
+        return {
+            "rooms": len(self.rooms),
+            "members": sum(len(m) for m in self.rooms.values()),
+            "session_locks": len(self._sessions),
+            "participant_locks": len(self._participants),
+            "commands_in_flight": len(self._pending),
+            "inbox": self._inbox.qsize() if self._inbox is not None else 0,
+            "outbox": self._outgoing.qsize(),
+            "joins_done": len(self.joins_done),
+            "sfu_rooms": len(self.sfu.rooms()),
+            "sfu_participants": self.sfu.load().participants,
+            "recorded_rooms": len(self.recordings.rooms),
+        }
+
     async def _serialized(
         self, command: AnyWorkerCommand, trace: dict[str, str] | None = None
     ) -> None:
-        key = getattr(command, "session", "")
-        lock = self._locks.setdefault(key, asyncio.Lock())
         with tracing.continued(f"worker {command.op}", trace):
-            async with lock:
+            async with self._sessions.hold(getattr(command, "session", "")):
                 await self.handle(command)
-        if isinstance(command, NodeLeave) and not lock.locked():
-            self._locks.pop(key, None)
 
     async def _report_load(self) -> None:
         while True:

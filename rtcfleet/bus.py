@@ -36,6 +36,15 @@ NODE_INBOX_TTL_SECONDS = 60
 SESSION_TTL_SECONDS = 30
 SESSION_STREAM_TTL_SECONDS = SESSION_TTL_SECONDS * 4
 ROOM_CLAIM_TTL_SECONDS = 30
+# every key above that outlives what made it, by how long: the region's Redis holds a
+# session's state for up to the longest of these after the session ends (a load that keeps
+# starting and ending sessions reaches its steady key count only after that long)
+STATE_TTLS_SECONDS = {
+    "session": SESSION_TTL_SECONDS,
+    "session stream": SESSION_STREAM_TTL_SECONDS,
+    "node inbox": NODE_INBOX_TTL_SECONDS,
+    "room claim": ROOM_CLAIM_TTL_SECONDS,
+}
 
 
 def node_key(node_id: str) -> str:
@@ -64,6 +73,11 @@ def session_key(session_id: str) -> str:
 
 def session_rejoin_key(session_id: str) -> str:
     return f"{PREFIX}sess:{session_id}:rejoin"
+
+
+def identity_joins_key(room: str, identity: str) -> str:
+    """The count of recent fresh joins of one identity in one room (``/`` is in neither name)."""
+    return f"{PREFIX}joins:{room}/{identity}"
 
 
 def session_stream(session_id: str) -> str:
@@ -163,6 +177,29 @@ async def send_to_session(
         SESSION_STREAM_TTL_SECONDS,
         tracing.carrier() if trace is None else trace,
     )
+
+
+# The stream's only reader has taken every entry up to ARGV[1]: they go, and the byte count
+# beside the stream goes down by their payload (a count that expired is not made again).
+_DROP_TAKEN = """
+local taken = redis.call('XRANGE', KEYS[1], '-', ARGV[1])
+local size = 0
+for _, entry in ipairs(taken) do
+  local fields = entry[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'm' then size = size + string.len(fields[i + 1]) end
+  end
+  redis.call('XDEL', KEYS[1], entry[1])
+end
+if size > 0 and redis.call('EXISTS', KEYS[2]) == 1 then redis.call('DECRBY', KEYS[2], size) end
+return #taken
+"""
+
+
+async def drop_taken(redis: aioredis.Redis, stream: str, last_id: str) -> int:
+    """Delete a stream's entries up to ``last_id`` once its only reader has taken them (a node's
+    inbox): what was read is of no use to anyone, and would fill the stream to its bounds."""
+    return int(await redis.eval(_DROP_TAKEN, 2, stream, stream_bytes_key(stream), last_id))
 
 
 StreamEntries = list[tuple[str, list[tuple[str, dict[str, str]]]]]

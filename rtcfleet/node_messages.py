@@ -150,6 +150,10 @@ class WorkerLoadReport(NodeLoad):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["load"] = "load"
+    # the most commands the worker held at once (read from its pipe, not finished) since its
+    # last report; ``media_node.worker`` bounds them: a worker at its bound is behind, and its
+    # pipe fills
+    commands_waiting: int = Field(default=0, ge=0)
 
 
 class SessionLeft(_Internal):

@@ -33,6 +33,7 @@ from typing import Any
 
 import aiohttp
 from aiortc import RTCIceServer
+from aiortc.exceptions import InvalidStateError
 
 from rtcfleet.client.peer import ClientPeer
 from rtcfleet.signaling import (
@@ -102,9 +103,13 @@ class ClientSession:
         peer_factory: Callable[..., ClientPeer],
         reconnect_timeout: float = 30.0,
         ice_from_join: bool = False,
+        media_dead_after: float = MEDIA_DEAD_AFTER_S,
     ) -> None:
         """``ice_from_join``: media uses the join answer's STUN/TURN servers (``peer_factory``
-        then takes ``ice_servers=``); otherwise the peer's own configuration."""
+        then takes ``ice_servers=``); otherwise the peer's own configuration.
+        ``media_dead_after``: the silence of every remote track that counts as dead media
+        (``MEDIA_DEAD_AFTER_S`` assumes audio; a client receiving only video at a low frame
+        rate waits a few of its frame intervals)."""
         if not urls:
             raise ValueError("at least one signaling URL is needed")
         self.urls = list(dict.fromkeys(urls))
@@ -115,6 +120,7 @@ class ClientSession:
         self.peer = self._new_peer()
         self.previous_peers: list[ClientPeer] = []
         self.reconnect_timeout = reconnect_timeout
+        self.media_dead_after = media_dead_after
         self.session_id: str | None = None
         self.cursor: str | None = None
         self.node_id: str | None = None
@@ -141,6 +147,13 @@ class ClientSession:
         self._unreachable: dict[str, float] = {}
         # a rejoin was sent and no joined has answered it yet
         self._rejoin_pending = False
+        # a join resuming the session was sent on this socket and not answered yet
+        self._resuming = False
+        # (publisher, kind) -> when the server last said it was published or unpublished, and
+        # which of the two
+        self._track_changed: dict[tuple[str, str], tuple[float, bool]] = {}
+        # negotiation messages a dropped socket did not take, with the peer they belong to
+        self._unsent: list[tuple[ClientPeer, PublishOffer | SubscriberAnswer]] = []
         self._rejoin_retrying = False
 
     # ---- public -----------------------------------------------------------------------------
@@ -267,7 +280,9 @@ class ClientSession:
                     # sent to a region none of whose URLs answered
                     self._unreachable[self._redirect_region] = time.monotonic()
                 self._redirect_region = self._redirect = None
-            await self._send(self._join())
+            join = self._join()
+            self._resuming = join.session_id is not None
+            await self._send(join)
             if dropped_at is not None:
                 self.events.signaling_gaps.append(time.monotonic() - dropped_at)
             attempt = self.urls.index(url)
@@ -352,8 +367,24 @@ class ClientSession:
         elif kind == "publish_answer":
             await self.peer.apply_publish_answer(message["sdp"])
         elif kind == "subscriber_offer":
-            answer = await self.peer.answer_subscriber_offer(message["sdp"])
-            await self._send(SubscriberAnswer(sdp=answer))
+            peer = self.peer
+            try:
+                answer = await peer.answer_subscriber_offer(message["sdp"])
+            except InvalidStateError:
+                if peer is self.peer:
+                    raise
+                answer = ""  # the media restarted meanwhile and closed that peer
+            if peer is self.peer and not self._rejoin_pending:
+                await self._send_for(peer, SubscriberAnswer(sdp=answer))
+            else:
+                # the connection it answers was replaced meanwhile (the media restarted)
+                log.info("subscriber answer for replaced media: not sent")
+        elif kind in ("track_published", "track_unpublished"):
+            # a track that went, or one that has just come, sends nothing to be waited for
+            self._track_changed[(message["publisher"], message["kind"])] = (
+                time.monotonic(),
+                kind == "track_published",
+            )
         elif kind == "participant_joined":
             self.events.participants.add(message["identity"])
         elif kind == "participant_left":
@@ -379,6 +410,7 @@ class ClientSession:
             if message.get("code") == "session_not_found" and self.session_id is not None:
                 # resumed in a region that never knew the session (its region died): start over
                 self.session_id = self.cursor = None
+                self._resuming = False
                 self.events.fresh_joins += 1
                 await self._send(self._join())
             elif not self._joined.is_set():
@@ -386,8 +418,16 @@ class ClientSession:
             elif self._rejoin_pending and message.get("code") in RETRIED_REJOIN_ERRORS:
                 self._spawn(self._retry_rejoin())
 
+    async def _send_for(self, peer: ClientPeer, message: PublishOffer | SubscriberAnswer) -> None:
+        """Send a negotiation message of ``peer``'s connections; one the dropped socket did not
+        take goes out once the session has resumed (the server waits for it)."""
+        try:
+            await self._send(message)
+        except ConnectionError:
+            self._unsent.append((peer, message))
+
     async def _on_joined(self, message: dict[str, Any]) -> None:
-        self._rejoin_pending = False
+        resume_answer, self._resuming = self._resuming, False
         new_node = message["node_id"] != self.node_id
         self.session_id = message["session_id"]
         self.region = message["region"]
@@ -402,6 +442,17 @@ class ClientSession:
             self.events.joined_at = time.monotonic()
         self._joined.set()
         self._socket_joined.set()
+        if resume_answer and self._rejoin_pending:
+            # the socket dropped while the media was being placed again: the rejoin's own
+            # joined (replayed from the cursor) places it; sent again should it have been lost
+            self._spawn(self._retry_rejoin())
+            return
+        self._rejoin_pending = False
+        unsent, self._unsent = self._unsent, []
+        if resume_answer and not new_node:
+            for peer, pending in unsent:
+                if peer is self.peer:
+                    await self._send_for(peer, pending)
         # a resume on the same node keeps the media connections as they are
         if new_node and self.ice_from_join:
             self.ice_servers = [
@@ -421,7 +472,8 @@ class ClientSession:
                 await self._restart_media()
             self.node_id = message["node_id"]
             if self.can_publish:
-                await self._send(PublishOffer(sdp=await self.peer.create_publish_offer()))
+                peer = self.peer
+                await self._send_for(peer, PublishOffer(sdp=await peer.create_publish_offer()))
 
     def _new_peer(self) -> ClientPeer:
         if self.ice_from_join:
@@ -429,21 +481,28 @@ class ClientSession:
         return self.peer_factory()
 
     def media_silent(self, now: float) -> bool:
-        """Everything this peer was receiving from its active publishers has stopped."""
+        """Everything this peer was receiving from its active publishers has stopped. A track
+        unpublished is not waited for, nor one published again until its first frame: that
+        needs the publisher's new connection, and the session is not receiving it yet."""
         active = self.peer.active_publishers()
-        heard = [
-            stats.last_frame_at
-            for (publisher, _), stats in self.peer.remote.items()
-            if publisher in active and stats.last_frame_at is not None
-        ]
-        return bool(heard) and now - max(heard) > MEDIA_DEAD_AFTER_S
+        heard = []
+        for key, stats in self.peer.remote.items():
+            changed_at, published = self._track_changed.get(key, (None, True))
+            last = stats.last_frame_at
+            if key[0] not in active or not published or last is None:
+                continue
+            if changed_at is None or last >= changed_at:
+                heard.append(last)
+        return bool(heard) and now - max(heard) > self.media_dead_after
 
     async def _watch_media(self) -> None:
         while not self._closing:
             await asyncio.sleep(MEDIA_WATCH_INTERVAL_S)
             if self.node_id is None or not self.media_silent(time.monotonic()):
                 continue
-            log.info("media from %s silent for %.1f s: rejoining", self.node_id, MEDIA_DEAD_AFTER_S)
+            log.info(
+                "media from %s silent for %.1f s: rejoining", self.node_id, self.media_dead_after
+            )
             self.events.media_timeouts += 1
             try:
                 await self._restart_media()
@@ -471,6 +530,7 @@ class ClientSession:
 
     async def _restart_media(self) -> None:
         self.events.media_rejoins += 1
+        self._unsent.clear()
         old = self.peer
         self.previous_peers.append(old)
         self.peer = self._new_peer()

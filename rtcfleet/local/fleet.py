@@ -235,7 +235,7 @@ class LocalFleet:
             admin_token=self.spec.admin_token,
             node_stale_seconds=self.spec.node_stale_seconds,
             otlp_endpoint=self.spec.otlp_endpoint,
-        )
+        ) | dict(self.spec.gateway_env)
         service = ServiceProcess(
             "gateway",
             name,

@@ -33,6 +33,8 @@ class FleetSpec:
     clouds: list[str] = field(default_factory=list)
     # more environment for every media node (e.g. RTCFLEET_RECORDING_* and store credentials)
     media_env: dict[str, str] = field(default_factory=dict)
+    # more environment for every gateway
+    gateway_env: dict[str, str] = field(default_factory=dict)
     # an OTLP/HTTP receiver every gateway and media node sends its spans to (rtcfleet.tracing)
     otlp_endpoint: str | None = None
 

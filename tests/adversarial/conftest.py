@@ -62,7 +62,7 @@ class HonestCall:
     """Two bots in their own room, each decoding the other, at a size cheap to decode."""
 
     def __init__(self, fleet: LocalFleet) -> None:
-        room = f"honest-{uuid.uuid4().hex[:8]}"
+        room = self.room = f"honest-{uuid.uuid4().hex[:8]}"
         self.names = ["hana", "ivan"]
         self.bots = [
             Bot([signal_url(fleet)], fleet.token(room, n), name=n, width=320, height=180, fps=15)

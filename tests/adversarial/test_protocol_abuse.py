@@ -1,4 +1,5 @@
-"""Abuse of the protocol's edges by one token: frames, join deadline, claims, rejoins."""
+"""Abuse of the protocol's edges by one token: frames, join deadline, claims, joins and rejoins
+from many sockets."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 import aiohttp
 import jwt
 
-from gateway_node.signal import JOIN_TIMEOUT_S
+from gateway_node.signal import JOIN_TIMEOUT_S, JOINS_PER_IDENTITY
 from rtcfleet.local import LocalFleet
 from tests.adversarial.conftest import (
     Attacker,
@@ -126,6 +127,31 @@ async def test_rejoin_storms_are_limited_per_session(fleet: LocalFleet, honest: 
         await assert_unharmed(fleet, honest, mark)
         refused = answers.count("rate_limited")
         assert refused >= 39, f"{40 - refused} of 40 rejoins within a second were accepted"
+    finally:
+        for attacker in sockets:
+            await attacker.close()
+
+
+async def test_one_token_on_many_sockets_joins_a_bounded_number_of_times(
+    fleet: LocalFleet, honest: HonestCall
+) -> None:
+    """Each fresh join of an identity replaces its session before and renegotiates with
+    everyone in the room: one token opening socket after socket into the honest call's room
+    gets only a few of them, however many sockets it opens."""
+    token = fleet.token(honest.room, "mallory")
+    sockets: list[Attacker] = []
+    try:
+        mark = honest.mark()
+        answers = []
+        for _ in range(4 * JOINS_PER_IDENTITY):
+            attacker = await Attacker.connect(signal_url(fleet))
+            sockets.append(attacker)
+            await attacker.send({"type": "join", "token": token})
+            answer = await attacker.receive_type_of(("joined", "error"))
+            answers.append(answer.get("code") or answer["type"])
+        await assert_unharmed(fleet, honest, mark)
+        assert answers.count("joined") <= JOINS_PER_IDENTITY, answers
+        assert set(answers) == {"joined", "rate_limited"}, answers
     finally:
         for attacker in sockets:
             await attacker.close()

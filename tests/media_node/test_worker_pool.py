@@ -1,8 +1,10 @@
-"""The supervisor's pipe to a real worker process: big batches flow, a worker's death is seen."""
+"""The supervisor's pipe to a real worker process: big batches flow, a worker's death is seen,
+a worker that falls behind holds a bounded number of commands."""
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import signal
 import time
@@ -14,8 +16,21 @@ import pytest
 from aiortc import RTCPeerConnection
 
 from media_node.publisher import MAX_MEDIA_SECTIONS
-from media_node.worker_pool import WorkerHandle, WorkerPool
-from rtcfleet.node_messages import NodeJoin, NodeLeave, NodePublishOffer
+from media_node.sfu import SfuConfig
+from media_node.subscriber import Subscriber
+from media_node.worker import WORKER_IN_FLIGHT, WORKER_INBOX, Worker
+from media_node.worker_pool import WORKER_COMMAND_QUEUE, WorkerHandle, WorkerPool
+from rtcfleet.node_messages import (
+    NodeJoin,
+    NodeLeave,
+    NodePublishOffer,
+    NodeSubscriberAnswer,
+    NodeTrickle,
+    ToSession,
+    WorkerLoadReport,
+    WorkerStop,
+    parse_worker_event,
+)
 from rtcfleet.settings_store import PlatformSettings
 from tests.media_node.conftest import offline_node_settings, wait_until
 
@@ -163,3 +178,180 @@ async def test_a_second_join_of_one_identity_replaces_the_first_session_and_tell
     assert listener.answers(first) == [{"type": "session_replaced"}]
     await wait_until(lambda: handle.load.room_participants.get("twice") == 1, 10, "one member")
     assert not [m for m in listener.answers(second) if m["type"] == "session_replaced"]
+
+
+async def small_publish_offer() -> str:
+    """A publisher offer of one audio section (about 1 KB): cheap to send, a full negotiation
+    for the worker."""
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver("audio", direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        return str(pc.localDescription.sdp)
+    finally:
+        await pc.close()
+
+
+@pytest.mark.timeout(120)
+async def test_a_worker_behind_stops_reading_its_pipe_and_the_node_queues_or_refuses(
+    pool: tuple[WorkerPool, Listener],
+) -> None:
+    """A worker holds a bounded number of commands: behind that, they wait in the pipe and in
+    the node's bounded queue, which refuses what does not fit; every command it took is
+    answered, none dropped."""
+    workers, listener = pool
+    room = "behind"
+    session = uuid.uuid4().hex
+    handle = workers.worker_for(room)
+    join = NodeJoin(
+        session=session, room=room, identity="ann", can_publish=True, can_subscribe=False
+    )
+    assert handle.submit(join.model_dump(mode="json"))
+    offer = NodePublishOffer(session=session, room=room, sdp=await small_publish_offer())
+    command = offer.model_dump(mode="json")
+    pid = handle.process.pid or 0
+    # the worker stopped: the pipe and then the node's queue fill
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        accepted = 0
+        while handle.submit(command):
+            accepted += 1
+            if accepted % 64 == 0:
+                await asyncio.sleep(0.01)  # the node's writer moves some into the pipe
+        assert accepted >= WORKER_COMMAND_QUEUE
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # running again, it takes in only what it may hold, while the rest waits in the pipe and
+    # on the node's side: its load reports say the most it held at once
+    reports: list[WorkerLoadReport] = []
+
+    def reported() -> bool:
+        load = handle.load
+        if isinstance(load, WorkerLoadReport) and (not reports or load is not reports[-1]):
+            reports.append(load)
+        return len(listener.answers(session)) >= accepted
+
+    await wait_until(reported, 90, f"{accepted} answers")
+    await asyncio.sleep(1.5)  # and the report after the last one
+    reported()
+    peaks = [report.commands_waiting for report in reports]
+    print(f"accepted {accepted}; the most commands the worker held, per report: {peaks}")
+    assert max(peaks) == WORKER_INBOX + WORKER_IN_FLIGHT, peaks
+    assert {m["type"] for m in listener.answers(session)} == {"publish_answer"}
+
+
+class WorkerOnPipe:
+    """A worker's run loop in this process, driven through a real pipe as its node drives it."""
+
+    def __init__(self) -> None:
+        self.node, child = multiprocessing.Pipe()
+        self.worker = Worker(child, SfuConfig(local_candidates=True), max_participants=10)
+        self.running = asyncio.create_task(self.worker.run())
+        self.told: list[tuple[str, dict[str, Any]]] = []
+        self.events: list[dict[str, Any]] = []
+
+    def send(self, command: Any) -> None:
+        self.node.send(command.model_dump(mode="json"))
+
+    def read(self) -> None:
+        while self.node.poll():
+            event = parse_worker_event(self.node.recv())
+            if isinstance(event, ToSession):
+                self.told.append((event.session, event.message))
+            elif not isinstance(event, WorkerLoadReport):
+                self.events.append(event.model_dump())
+
+    def answers(self, session: str) -> list[dict[str, Any]]:
+        self.read()
+        return [message for to, message in self.told if to == session]
+
+    async def settled(self) -> None:
+        """Every command sent so far has finished."""
+        await asyncio.sleep(0.1)  # read from the pipe
+        await wait_until(lambda: self.worker.commands_waiting() == 0, 30, "the worker idle")
+        await asyncio.sleep(0.1)  # its last messages through the pipe
+        self.read()
+
+    async def stop(self) -> None:
+        self.send(WorkerStop())
+        await asyncio.wait_for(self.running, 30)
+
+
+def join(session: str, identity: str, room: str = "r") -> NodeJoin:
+    return NodeJoin(
+        session=session, room=room, identity=identity, can_publish=True, can_subscribe=True
+    )
+
+
+async def test_a_stale_subscriber_answer_is_ignored_without_an_error() -> None:
+    """No offer outstanding (none yet, or one a newer offer or a closed connection replaced):
+    the answer is renegotiation's normal course, not the client's error."""
+    pipe = WorkerOnPipe()
+    try:
+        ann = uuid.uuid4().hex
+        pipe.send(join(ann, "ann"))
+        answer = NodeSubscriberAnswer(session=ann, room="r", sdp=await small_publish_offer())
+        pipe.send(answer)
+        await pipe.settled()
+        assert pipe.answers(ann) == []
+    finally:
+        await pipe.stop()
+
+
+async def test_sessions_that_end_without_a_leave_leave_nothing_in_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Replaced sessions, commands for sessions the worker never hosted, a rejoin racing its
+    room's last other member out, and a leave racing the next session of its identity in:
+    the worker keeps no lock or map entry for any of them, and the newest session is still
+    found by its next command."""
+    close = Subscriber.close
+
+    async def slow_close(subscriber: Subscriber) -> None:
+        await asyncio.sleep(0.05)  # as closing a connected peer's transports takes a moment
+        await close(subscriber)
+
+    monkeypatch.setattr(Subscriber, "close", slow_close)
+    pipe = WorkerOnPipe()
+    try:
+        sessions = [uuid.uuid4().hex for _ in range(10)]
+        for session in sessions:  # each join of "ann" replaces the one before
+            pipe.send(join(session, "ann", room="replaced"))
+            stray = NodeTrickle(
+                session=uuid.uuid4().hex, room="nowhere", target="publisher", candidate=None
+            )
+            pipe.send(stray)
+        await pipe.settled()
+        assert all(pipe.answers(s) == [{"type": "session_replaced"}] for s in sessions[:-1])
+
+        # ann publishes to bob; ann rejoins (same session) as bob leaves: bob's leave is done
+        # while ann's own (unpublishing, renegotiating with bob) is still under way
+        ann, bob = uuid.uuid4().hex, uuid.uuid4().hex
+        pipe.send(join(ann, "ann"))
+        pipe.send(join(bob, "bob"))
+        sdp = await small_publish_offer()
+        pipe.send(NodePublishOffer(session=ann, room="r", sdp=sdp))
+        await pipe.settled()
+        pipe.send(join(ann, "ann"))
+        pipe.send(NodeLeave(session=bob, room="r"))
+        await pipe.settled()
+        pipe.send(NodePublishOffer(session=ann, room="r", sdp=sdp))
+        await pipe.settled()
+        assert [m["type"] for m in pipe.answers(ann)][-1] == "publish_answer", pipe.answers(ann)
+
+        # ann leaves and joins again as a new session at once (another socket, another
+        # gateway): the old session's leave must not take the new session's place with it
+        again = uuid.uuid4().hex
+        pipe.send(NodeLeave(session=ann, room="r"))
+        pipe.send(join(again, "ann"))
+        await pipe.settled()
+        pipe.send(NodePublishOffer(session=again, room="r", sdp=sdp))
+        await pipe.settled()
+        assert [m["type"] for m in pipe.answers(again)][-1] == "publish_answer", pipe.answers(again)
+
+        census = pipe.worker.census()
+        assert census["session_locks"] == census["participant_locks"] == 0, census
+        assert (census["rooms"], census["members"]) == (2, 2), census  # "replaced" and "r"
+        assert (census["sfu_rooms"], census["sfu_participants"]) == (2, 2), census
+    finally:
+        await pipe.stop()
