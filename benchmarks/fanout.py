@@ -32,21 +32,26 @@ ROOM = "fanout"
 RESULTS = Path(__file__).resolve().parent / "results" / "fanout.json"
 
 
-async def run(subscribers: int, seconds: float) -> dict[str, Any]:
+async def run(subscribers: int, seconds: float, shared_udp_port: bool = False) -> dict[str, Any]:
     rtp_hooks.restrict_host_addresses([LOOPBACK])
     viewers: dict[str, CheapSubscriber] = {}
     tasks: set[asyncio.Task[None]] = set()
+    closing = False
 
     async def answer(name: str, sdp: str) -> None:
         await sfu.subscriber_answer(ROOM, name, await viewers[name].answer(sdp))
 
     def on_event(room: str, who: str, kind: str, payload: dict[str, Any]) -> None:
-        if kind == "subscriber_offer" and who in viewers:
+        # (the publisher's departure at the end re-offers to viewers already closed)
+        if kind == "subscriber_offer" and who in viewers and not closing:
             task = asyncio.ensure_future(answer(who, payload["sdp"]))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
-    sfu = Sfu(SfuConfig(max_video_bitrate=1_200_000, local_candidates=True), on_event)
+    config = SfuConfig(
+        max_video_bitrate=1_200_000, local_candidates=True, shared_udp_port=shared_udp_port
+    )
+    sfu = Sfu(config, on_event)
     publisher = Publisher()
     await sfu.join(ROOM, "publisher", can_publish=True, can_subscribe=False)
     publisher.answer(await sfu.publish_offer(ROOM, "publisher", await publisher.offer()))
@@ -73,6 +78,7 @@ async def run(subscribers: int, seconds: float) -> dict[str, Any]:
     await asyncio.sleep(seconds)
     setattr(PublishedTrack, "on_rtp", original)  # noqa: B010
     cpu, packets = spent
+    closing = True
     for viewer in viewers.values():
         await viewer.close()
     await publisher.stop()
@@ -83,6 +89,7 @@ async def run(subscribers: int, seconds: float) -> dict[str, Any]:
         "seconds": seconds,
         "packets_in": packets,
         "send_path": "sendmmsg" if datagram_batch.sendmmsg_enabled() else "python",
+        "udp": "shared port" if shared_udp_port else "a socket per connection",
         "cpu_us_per_incoming_packet": round(1e6 * cpu / max(packets, 1), 1),
         "cpu_us_per_subscriber_packet": round(1e6 * cpu / max(packets * subscribers, 1), 2),
         "load_average_before": load_before,
@@ -94,9 +101,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--subscribers", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--udp", choices=["shared", "per-connection"], default="per-connection")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    result = asyncio.run(run(args.subscribers, args.seconds))
+    result = asyncio.run(run(args.subscribers, args.seconds, args.udp == "shared"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))

@@ -51,6 +51,7 @@ GRACE_S = 1.5
 TARGET_PER_CORE = 250
 JOIN_BATCH = 10
 PINNED = False  # set by main: server and load generator on cores of their own
+SHARED_UDP_PORT = False  # set by main: the worker's connections on one UDP port
 
 Handler = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 Subscriber = CheapSubscriber | CountingSubscriber
@@ -212,7 +213,11 @@ class Server:
         self.conn, child = context.Pipe()
         if mode == "forward":
             # the clients are on loopback, as the node is
-            config = SfuConfig(max_video_bitrate=VIDEO_BITRATE, local_candidates=True)
+            config = SfuConfig(
+                max_video_bitrate=VIDEO_BITRATE,
+                local_candidates=True,
+                shared_udp_port=SHARED_UDP_PORT,
+            )
             args: tuple[Any, ...] = (child, config, 100_000, LOOPBACK)
             target: Callable[..., None] = worker_main
         else:
@@ -295,7 +300,8 @@ async def join_subscriber(server: Server, index: int, receivers: str = "full") -
     session = uuid.uuid4().hex
 
     async def on_message(message: dict[str, Any]) -> None:
-        if message.get("type") == "subscriber_offer":
+        # (a publisher that leaves as the run ends re-offers to subscribers already closed)
+        if message.get("type") == "subscriber_offer" and subscriber.pc.signalingState != "closed":
             answer = await subscriber.answer(message["sdp"])
             server.send({"op": "subscriber_answer", "session": session, "sdp": answer})
 
@@ -314,6 +320,22 @@ async def wait_receiving(subscribers: list[Subscriber], timeout: float) -> bool:
             return False
         await asyncio.sleep(0.2)
     return True
+
+
+def not_receiving(subscribers: list[Subscriber]) -> dict[str, int]:
+    """How far the subscribers without media got: counts of their connection states."""
+    states: dict[str, int] = {}
+    for subscriber in subscribers:
+        if subscriber.receiving:
+            continue
+        pc = subscriber.pc
+        key = (
+            f"signaling {pc.signalingState}, ice {pc.iceConnectionState},"
+            f" connection {pc.connectionState}, packets"
+            f" {subscriber.streams['video'].packets}/{subscriber.streams['audio'].packets}"
+        )
+        states[key] = states.get(key, 0) + 1
+    return states
 
 
 async def measure(
@@ -417,7 +439,10 @@ async def run_mode(
                 await asyncio.sleep(0.3)
             if not await wait_receiving(subscribers, 30 + n * 0.3):
                 receiving = sum(1 for s in subscribers if s.receiving)
-                stopped = f"only {receiving} of {n} subscribers received media at N={n}"
+                stopped = (
+                    f"only {receiving} of {n} subscribers received media at N={n}"
+                    f" (the others: {not_receiving(subscribers)})"
+                )
                 break
             await asyncio.sleep(2.0)
             step = await measure(server, publisher, subscribers, window)
@@ -506,6 +531,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         if PINNED
         else None,
         "send_path": "sendmmsg" if datagram_batch.sendmmsg_enabled() else "python",
+        "udp": "shared port" if SHARED_UDP_PORT else "a socket per connection",
         "git": _git_head(),
         "forward": forward,
         "relay": relay,
@@ -536,10 +562,18 @@ def main() -> None:
         "cross-check: cheap subscribers that also decrypt every packet and count both ways",
     )
     parser.add_argument("--no-pin", action="store_true", help="leave CPU placement to the OS")
+    parser.add_argument(
+        "--udp",
+        choices=["shared", "per-connection"],
+        default="shared",
+        help="shared: every connection of the worker on one UDP port (media_node.udp_mux); "
+        "per-connection: a socket per connection (the node's default)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    global PINNED
+    global PINNED, SHARED_UDP_PORT
     PINNED = not args.no_pin and pin(os.getpid(), LOADGEN_CORE)
+    SHARED_UDP_PORT = args.udp == "shared"
     result = asyncio.run(main_async(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

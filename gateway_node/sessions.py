@@ -70,10 +70,11 @@ class Session:
     # the socket's transport, cut when a closing handshake cannot get through a full buffer
     transport: asyncio.Transport | None = None
     _writer: asyncio.Task[None] | None = None
+    _stopped: bool = False
 
     def offer(self, cursor: str, message: dict[str, Any]) -> bool:
         """Queue one message without waiting; False once the client is too slow or gone."""
-        if self.ws.closed or self.overflowed:
+        if self.ws.closed or self.overflowed or self._stopped:
             return False
         try:
             self.outbox.put_nowait(json.dumps(message | {"cursor": cursor}))
@@ -119,6 +120,9 @@ class Session:
                 self.transport.abort()
 
     def stop(self) -> None:
+        """End the writer; a message the relay still offers afterwards starts no new one (a
+        writer nobody stops waits forever and is collected pending)."""
+        self._stopped = True
         if self._writer is not None and self._writer is not asyncio.current_task():
             self._writer.cancel()
 

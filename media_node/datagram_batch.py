@@ -117,7 +117,8 @@ class DatagramBatch:
         self._queued: dict[int, list[tuple[bytes, Address, asyncio.DatagramTransport]]] = {}
         self._count = 0
         self._accounts: dict[Account, list[int]] = {}
-        self._names: dict[Address, ctypes.Array[ctypes.c_char]] = {}
+        # address -> (its sockaddr's address, length, the buffer that holds it)
+        self._names: dict[Address, tuple[int, int, ctypes.Array[ctypes.c_char]]] = {}
         self._messages = (_MMsgHdr * MAX_BATCH)()
         self._iovecs = (_IoVec * MAX_BATCH)()
         base = ctypes.addressof(self._iovecs)
@@ -172,15 +173,19 @@ class DatagramBatch:
         assert _SENDMMSG is not None
         messages, iovecs = self._message_buffer, self._iovec_buffer
         names = self._names
+        pack_name, pack_iov = _NAME.pack_into, _IOV.pack_into
+        offset = 0
         for i, (data, address, _) in enumerate(datagrams):
             name = names.get(address)
             if name is None:
                 if len(names) > 4 * MAX_BATCH:
                     names.clear()
                 packed = _sockaddr(address)
-                name = names[address] = ctypes.create_string_buffer(packed, len(packed))
-            _NAME.pack_into(messages, i * _MMSG_SIZE, ctypes.addressof(name), len(name))
-            _IOV.pack_into(iovecs, i * _IOV_SIZE, id(data) + _BYTES_DATA, len(data))
+                buffer = ctypes.create_string_buffer(packed, len(packed))
+                name = names[address] = (ctypes.addressof(buffer), len(packed), buffer)
+            pack_name(messages, i * _MMSG_SIZE, name[0], name[1])
+            pack_iov(iovecs, offset, id(data) + _BYTES_DATA, len(data))
+            offset += _IOV_SIZE
         start, total = 0, len(datagrams)
         base = ctypes.addressof(self._messages)
         while start < total:

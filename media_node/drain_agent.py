@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -212,15 +213,19 @@ class AzureScaleIn:
         session: aiohttp.ClientSession,
         arm_url: str | None = None,
         margin_seconds: float = AZURE_APPROVAL_MARGIN_SECONDS,
+        client_id: str | None = None,
     ) -> None:
+        """``client_id``: the user-assigned identity to sign in as (first boot's
+        ``AZURE_CLIENT_ID``); IMDS refuses a token without it once a VM has two identities."""
         self.metadata = metadata
         self.session = session
         self.arm_url = (arm_url or AZURE_ARM_URL).rstrip("/")
         self.margin_seconds = margin_seconds
+        self.client_id = client_id
 
     async def protect(self, protected: bool) -> None:
         compute = await self.metadata.compute()
-        token = await self.metadata.access_token(AZURE_ARM_URL + "/")
+        token = await self.metadata.access_token(AZURE_ARM_URL + "/", client_id=self.client_id)
         async with self.session.put(
             f"{self.arm_url}{compute['resourceId']}",
             params={"api-version": AZURE_COMPUTE_API},
@@ -416,7 +421,12 @@ async def cloud_agent(
             aws = AwsScaleIn(Ec2Metadata(session, metadata_url), endpoint_url=api_url)
             yield DrainAgent(node, aws, "aws", **tuning)
         elif cloud == "azure":
-            azure = AzureScaleIn(AzureMetadata(session, metadata_url), session, api_url)
+            azure = AzureScaleIn(
+                AzureMetadata(session, metadata_url),
+                session,
+                api_url,
+                client_id=os.environ.get("AZURE_CLIENT_ID") or None,
+            )
             yield DrainAgent(node, azure, "azure", **tuning)
         else:
             raise ValueError(f"unknown cloud {cloud!r}")

@@ -13,13 +13,14 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import RTCIceCandidate, RTCPeerConnection
 from aiortc.sdp import candidate_from_sdp
 
 from media_node import rtp_hooks
+from media_node.udp_mux import UdpMuxes
 
 BIND_ATTEMPTS = 64
 
@@ -53,6 +54,9 @@ class IcePolicy:
     # node itself lives on such a network (a local fleet); elsewhere a candidate is where the
     # node sends STUN, and a client must not aim it at the node's own private network.
     local_candidates: bool = False
+    # the worker's shared UDP sockets (one port for every connection); None: a socket per
+    # connection
+    muxes: UdpMuxes | None = field(default=None, compare=False)
 
     def candidate_allowed(self, address: str) -> bool:
         """Whether the node may send connectivity checks to ``address``."""
@@ -112,7 +116,7 @@ class IcePolicy:
         transceivers (or applying a remote offer) and before creating the local description."""
         for connection in rtp_hooks.pending_ice_connections(pc):
             rtp_hooks.bind_host_candidates(
-                connection, self.candidate_ports, self.public_ip, PortRangeExhausted
+                connection, self.candidate_ports, self.public_ip, PortRangeExhausted, self.muxes
             )
 
 

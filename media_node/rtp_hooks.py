@@ -50,6 +50,7 @@ from aiortc.rtp import (
 from media_node import transport_cc
 from media_node.datagram_batch import Account, DatagramBatch
 from media_node.settings import ICE_ADDRESSES_ENV
+from media_node.udp_mux import UdpMuxes
 
 AIORTC_VERSION = "1.16.0"
 
@@ -221,7 +222,7 @@ class ForwardingSender(RTCRtpSender):
     _fwd_feedback: SenderFeedback
     _fwd_parameters: Any
     _fwd_pending: list[asyncio.Future[None]]
-    _fwd_route: tuple[Any, asyncio.DatagramTransport | None, int] | None
+    _fwd_route: SendRoute | None
 
     async def send(self, parameters: Any) -> None:
         if getattr(self, _TX + "started"):
@@ -281,23 +282,25 @@ class ForwardingSender(RTCRtpSender):
         """Protect one serialized RTP packet and queue it in `batch` (the fan-out's path: the
         batch's one send replaces a `sendto` per subscriber); False when not connected. A TCP
         or relayed pair sends through aioice at once."""
-        dtls: Any = self.transport
-        pair = dtls.transport._connection._nominated.get(1)
+        state = self.__dict__
+        dtls = state[_TX + "transport"]
+        route = self._fwd_route
+        if route is None or route.dtls is not dtls:
+            route = self._fwd_route = SendRoute(dtls)
+        pair = route.nominated.get(1)
         if dtls._state is not DtlsState.CONNECTED or pair is None:
             return False
-        protected = dtls._tx_srtp.protect(data)
-        route = self._fwd_route
-        if route is None or route[0] is not pair:
-            route = self._fwd_route = _route(pair)
-        transport = route[1]
+        if pair is not route.pair or dtls._tx_srtp is not route.srtp:
+            route.follow(pair, dtls._tx_srtp)
+        protected = route.protect(data)
+        transport = route.transport
         if transport is not None:
             if transport.is_closing():  # its descriptor may soon belong to another socket
                 return False
-            batch.add(transport, route[2], protected, pair.remote_addr, account)
+            batch.add(transport, route.fd, protected, route.address, account)
         else:
             self._send_aioice(pair, protected)
             account(len(protected), 1)
-        state = self.__dict__
         state[_NTP] = ntp
         state[_RTP_TS] = timestamp
         state[_OCTETS] += payload_size
@@ -321,7 +324,7 @@ class ForwardingSender(RTCRtpSender):
             return False
         protected = dtls._tx_srtp.protect(data)
         protocol = pair.protocol
-        if type(protocol) is StunProtocol:
+        if isinstance(protocol, StunProtocol):  # UDP, on its own socket or the shared one
             protocol.transport.sendto(protected, pair.remote_addr)
         else:  # a TCP or relayed pair: aioice's own (awaitable) send, in order
             self._send_aioice(pair, protected)
@@ -392,16 +395,35 @@ def make_forwarding_sender(sender: RTCRtpSender, feedback: SenderFeedback) -> Fo
     return forwarding
 
 
-def _route(pair: Any) -> tuple[Any, asyncio.DatagramTransport | None, int]:
-    """(pair, UDP transport, socket fd) of a nominated pair; no transport for TCP or relay."""
-    protocol = pair.protocol
-    if type(protocol) is not StunProtocol:
-        return pair, None, -1
-    transport = protocol.transport
-    sock = transport.get_extra_info("socket")
-    if sock is None:
-        return pair, None, -1
-    return pair, transport, sock.fileno()
+class SendRoute:
+    """Where a forwarding sender's packets go, looked up once per nominated pair and SRTP
+    session instead of through aiortc's and aioice's properties for every packet."""
+
+    __slots__ = ("address", "dtls", "fd", "nominated", "pair", "protect", "srtp", "transport")
+
+    def __init__(self, dtls: Any) -> None:
+        self.dtls = dtls
+        # aioice keeps one dict of nominated pairs per connection, updated in place
+        self.nominated: dict[int, Any] = dtls.transport._connection._nominated
+        self.pair: Any = None
+        self.srtp: Any = None
+        self.protect: Callable[[bytes], bytes] = bytes
+        self.transport: asyncio.DatagramTransport | None = None
+        self.fd = -1
+        self.address: tuple[str, int] = ("", 0)
+
+    def follow(self, pair: Any, srtp: Any) -> None:
+        """Send on `pair` (UDP: its socket, through the batch; TCP or relayed: no transport),
+        protected by `srtp`."""
+        self.pair, self.srtp, self.protect = pair, srtp, srtp.protect
+        self.address = pair.remote_addr
+        self.transport, self.fd = None, -1
+        protocol = pair.protocol
+        if isinstance(protocol, StunProtocol):
+            transport = protocol.transport
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                self.transport, self.fd = transport, sock.fileno()
 
 
 def set_msid(sender: RTCRtpSender, stream_id: str, track_id: str) -> None:
@@ -550,10 +572,15 @@ def bind_host_candidates(
     ports: PortPicker,
     public_ip: str | None,
     on_bind_failure: Callable[[str], Exception],
+    muxes: UdpMuxes | None = None,
 ) -> None:
     """Make `connection` gather host candidates on ports taken from `ports()` instead of
     ephemeral ones (aioice 0.13 binds port 0 and has no port range), and advertise `public_ip`
-    as a server-reflexive candidate on the same port (1:1 NAT)."""
+    as a server-reflexive candidate on the same port (1:1 NAT). With `muxes`, the host
+    candidates are the worker's shared sockets (`media_node.udp_mux`) instead of sockets of
+    the connection's own, and the connection gets a ufrag no other connection on them has."""
+    if muxes is not None:
+        connection._local_username = muxes.unique_ufrag()
 
     async def get_component_candidates(
         component: int, addresses: list[str], timeout: int = 5
@@ -561,7 +588,12 @@ def bind_host_candidates(
         loop = asyncio.get_running_loop()
         candidates: list[Candidate] = []
         for address in addresses:
-            protocol = await _bind_in_range(loop, connection, address, ports, on_bind_failure)
+            protocol: StunProtocol | None
+            if muxes is None:
+                protocol = await _bind_in_range(loop, connection, address, ports, on_bind_failure)
+            else:
+                mux = await muxes.get(address, ports, on_bind_failure)
+                protocol = mux.attach(connection) if mux is not None else None
             if protocol is None:
                 continue
             host, port = protocol.transport.get_extra_info("sockname")[:2]

@@ -60,6 +60,9 @@ class MediaNodeSettings(ServiceSettings, TracingSettings):
     bind_ip: str | None = None
     port_min: int = Field(default=MEDIA_PORT_MIN, ge=1024, le=65535)
     port_max: int = Field(default=MEDIA_PORT_MAX, ge=1024, le=65535)
+    # every connection of a worker on one UDP port (media_node.udp_mux): a fan-out sends to all
+    # of a worker's subscribers with one system call; off, a socket per connection
+    shared_udp_port: bool = False
     # liveness (media_node.liveness): probed on the machine itself, so loopback by default
     health_host: str = "127.0.0.1"
     health_port: int = Field(default=MEDIA_HEALTH_PORT, ge=1, le=65535)

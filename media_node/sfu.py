@@ -18,6 +18,7 @@ from media_node.ice import IcePolicy, PortRangeError
 from media_node.load import SfuLoad, TrafficMeter
 from media_node.publisher import PublishNotAllowed, TooManyTracks
 from media_node.room import Room, RoomClosed, SubscribeNotAllowed, UnknownParticipant
+from media_node.udp_mux import UdpMuxes
 
 __all__ = [
     "CodecNotAllowed",
@@ -63,6 +64,8 @@ class SfuConfig:
     allowed_codecs: tuple[str, ...] = ("VP8", "opus")
     # see IcePolicy.local_candidates
     local_candidates: bool = False
+    # every connection of the SFU on one UDP port per local address (media_node.udp_mux)
+    shared_udp_port: bool = False
 
 
 class Sfu:
@@ -70,8 +73,13 @@ class Sfu:
         if config.max_video_bitrate <= 0:
             raise InvalidBitrate(f"max_video_bitrate {config.max_video_bitrate}")
         self.config = config
+        self._muxes = UdpMuxes() if config.shared_udp_port else None
         self._ice = IcePolicy(
-            config.port_min, config.port_max, config.public_ip, config.local_candidates
+            config.port_min,
+            config.port_max,
+            config.public_ip,
+            config.local_candidates,
+            self._muxes,
         )
         self._on_event = on_event
         self._rooms: dict[str, Room] = {}
@@ -146,6 +154,11 @@ class Sfu:
             packets_forwarded=self._meter.packets,
         )
 
+    @property
+    def udp_muxes(self) -> UdpMuxes | None:
+        """The shared UDP sockets, when ``shared_udp_port`` is on."""
+        return self._muxes
+
     def rooms(self) -> list[str]:
         return sorted(self._rooms)
 
@@ -159,6 +172,8 @@ class Sfu:
             await self._rooms.pop(name).close()
         for task in list(self._tasks):
             task.cancel()
+        if self._muxes is not None:
+            self._muxes.close()
 
     def _room(self, room: str) -> Room:
         target = self._rooms.get(room)

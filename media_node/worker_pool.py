@@ -120,6 +120,7 @@ class WorkerPool:
             max_video_bitrate=platform.max_video_bitrate_bps,
             allowed_codecs=tuple(platform.allowed_codecs),
             local_candidates=self.settings.on_local_network(),
+            shared_udp_port=self.settings.shared_udp_port,
         )
 
     def start(self) -> None:

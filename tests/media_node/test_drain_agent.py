@@ -194,6 +194,19 @@ async def test_azure_protection_goes_to_the_vm_with_a_managed_identity_token(
     await cloud.protect(True)
     await cloud.protect(False)
     assert double.azure.protection == [True, False]
+    assert double.azure.token_client_ids == [None, None]
+
+
+async def test_azure_protection_signs_in_as_the_nodes_user_assigned_identity(
+    double, session
+) -> None:
+    identity = "5ca1ab1e-0000-4000-8000-00000000c1d0"
+    cloud = AzureScaleIn(
+        AzureMetadata(session, double.url), session, double.url, client_id=identity
+    )
+    await cloud.protect(True)
+    assert double.azure.protection == [True]
+    assert double.azure.token_client_ids == [identity]
 
 
 def stubbable_scale_in(double: Any, session: Any) -> tuple[AwsScaleIn, Any]:
