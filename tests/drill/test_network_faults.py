@@ -19,7 +19,6 @@ import pytest
 
 from media_node import rtp_hooks
 from rtcfleet import bus
-from rtcfleet.client import session as client_session
 from rtcfleet.client.bot import Bot
 from rtcfleet.drill import DrillSpec, run_region_outage
 from rtcfleet.drill.backend import FaultKind
@@ -56,6 +55,12 @@ def fleet() -> Iterator[LocalFleet]:
         fabric.remove()
         rtp_hooks.restrict_host_addresses_from_environment()
     assert leftovers(fabric.tag) == []
+
+
+def unwatched(bot: Bot) -> Bot:
+    """A bot that never reports dead media on its own: what moves it is the gateways' doing."""
+    bot.session.media_dead_after = 3600.0
+    return bot
 
 
 def message_types(bot: Bot) -> list[str]:
@@ -176,18 +181,15 @@ async def test_a_lost_media_node_loses_its_room_before_its_heartbeat_is_stale(
         await asyncio.gather(*(b.close() for b in bots))
 
 
-async def test_a_killed_media_node_is_found_by_its_closed_connections(
-    fleet: LocalFleet, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_killed_media_node_is_found_by_its_closed_connections(fleet: LocalFleet) -> None:
     """No client reports dead media: the gateways alone find the node gone, from its Redis
     connections, and move its room before its heartbeat is stale."""
-    monkeypatch.setattr(client_session, "MEDIA_DEAD_AFTER_S", 3600.0)
     region = fleet.regions["local-1"]
     await two_media_nodes(fleet, "local-1")
     urls = fleet.gateway_urls("local-1")
     bots = [
-        Bot(urls, fleet.token("node-gone", name), name=name, width=320, height=180, fps=15)
-        for name in ("ann", "ben")
+        unwatched(Bot(urls, fleet.token("node-gone", n), name=n, width=320, height=180, fps=15))
+        for n in ("ann", "ben")
     ]
     try:
         for bot in bots:
@@ -228,18 +230,15 @@ async def test_a_killed_media_node_is_found_by_its_closed_connections(
         await asyncio.gather(*(b.close() for b in bots))
 
 
-async def test_a_paused_media_node_keeps_its_room(
-    fleet: LocalFleet, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_paused_media_node_keeps_its_room(fleet: LocalFleet) -> None:
     """A node whose every process is stopped for longer than a beat but shorter than the
     staleness bound (a stalled loop, a long pause) holds its Redis connections: nothing moves."""
-    monkeypatch.setattr(client_session, "MEDIA_DEAD_AFTER_S", 3600.0)
     region = fleet.regions["local-1"]
     await two_media_nodes(fleet, "local-1")
     urls = fleet.gateway_urls("local-1")
     bots = [
-        Bot(urls, fleet.token("node-pause", name), name=name, width=320, height=180, fps=15)
-        for name in ("ann", "ben")
+        unwatched(Bot(urls, fleet.token("node-pause", n), name=n, width=320, height=180, fps=15))
+        for n in ("ann", "ben")
     ]
     pid = None
     try:
