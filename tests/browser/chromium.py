@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 FLAGS = (
     "--headless=new",
@@ -54,6 +55,8 @@ class CdpError(RuntimeError):
 
 
 BINARIES = ("chromium", "chromium-browser")
+# set to 1 to leave the browser tests out on a machine without Chromium (see the README)
+SKIP_BROWSER_ENV = "RTCFLEET_SKIP_BROWSER"
 
 
 def find_chromium() -> str | None:
@@ -82,6 +85,24 @@ def ensure_chromium(install: bool = True) -> str:
     raise ChromiumUnavailable(
         "no chromium binary, and apt-get as root is unavailable to install Debian's chromium"
     )
+
+
+def require_chromium() -> str:
+    """The Chromium binary for a test; CI installs it first, and so does this where it can.
+
+    A missing browser fails the test: a skip would let the suite pass without the browser
+    path having run. Only an explicit opt-out skips.
+    """
+    if os.environ.get(SKIP_BROWSER_ENV) == "1":
+        pytest.skip(f"{SKIP_BROWSER_ENV}=1: browser tests left out on request")
+    try:
+        return ensure_chromium(install=True)
+    except ChromiumUnavailable as exc:
+        pytest.fail(
+            f"headless Chromium unavailable: {exc}; install Debian's chromium, "
+            f"or set {SKIP_BROWSER_ENV}=1 to leave the browser tests out",
+            pytrace=False,
+        )
 
 
 class Page:

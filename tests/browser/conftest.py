@@ -9,34 +9,17 @@ from pathlib import Path
 import pytest
 
 from rtcfleet.local import FleetSpec, LocalFleet
-from tests.browser.chromium import ChromiumUnavailable, ensure_chromium
+from tests.browser.chromium import require_chromium
 
 ARTIFACTS = Path(
     os.environ.get("RTCFLEET_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts")
 )
 
 
-# set to 1 to leave the browser tests out on a machine without Chromium (see the README)
-SKIP_BROWSER_ENV = "RTCFLEET_SKIP_BROWSER"
-
-
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """The Chromium binary; CI installs it first, and so does this fixture where it can.
-
-    A missing browser fails the test: a skip would let the suite pass without the browser
-    path having run. Only an explicit opt-out skips.
-    """
-    if os.environ.get(SKIP_BROWSER_ENV) == "1":
-        pytest.skip(f"{SKIP_BROWSER_ENV}=1: browser tests left out on request")
-    try:
-        return ensure_chromium(install=True)
-    except ChromiumUnavailable as exc:
-        pytest.fail(
-            f"headless Chromium unavailable: {exc}; install Debian's chromium, "
-            f"or set {SKIP_BROWSER_ENV}=1 to leave the browser tests out",
-            pytrace=False,
-        )
+    """The Chromium binary (see ``require_chromium``)."""
+    return require_chromium()
 
 
 def write_camera(path: Path, width: int, height: int, frames: int) -> Path:

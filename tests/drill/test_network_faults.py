@@ -7,6 +7,8 @@ their pings, and must leave it in seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import os
 import signal
@@ -17,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway_node.room_home import room_home
 from media_node import rtp_hooks
 from rtcfleet import bus
 from rtcfleet.client.bot import Bot
@@ -29,6 +32,7 @@ from rtcfleet.netfault import Blackhole, Fabric, leftovers, missing_tools
 from rtcfleet.nodes import NodeState
 from rtcfleet.redis_url import connect
 from rtcfleet.signaling import Join, encode
+from tests.browser.chromium import SKIP_BROWSER_ENV, Browser, Page, require_chromium
 from tests.platform.conftest import wait_until
 
 pytestmark = [
@@ -282,10 +286,127 @@ async def test_a_paused_media_node_keeps_its_room(fleet: LocalFleet) -> None:
         await asyncio.gather(*(b.close() for b in bots))
 
 
+class TimedBackend(LocalBackend):
+    """The local backend, telling when the drill's fault went in (monotonic, wall clock)."""
+
+    injected_at: tuple[float, float] | None = None
+
+    async def inject(self, region: str, fault: FaultKind = FaultKind.KILL) -> list[str]:
+        self.injected_at = (time.monotonic(), time.time())
+        return await super().inject(region, fault)
+
+
+# Every 100 ms: when the page's current subscriber connection (made at ``since``) first
+# decoded more video frames than before, from getStats' inbound-rtp framesDecoded.
+DECODE_WATCH = """(() => {
+  if (window.decodeWatch) return true;
+  const watch = window.decodeWatch = {pc: null, since: 0, frames: 0, first: null};
+  setInterval(async () => {
+    const pc = subPc;
+    if (!pc) return;
+    if (watch.pc !== pc) Object.assign(watch, {pc, since: Date.now(), frames: 0, first: null});
+    let frames = 0;
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "video") frames += s.framesDecoded || 0;
+    });
+    if (watch.pc !== pc) return;
+    if (frames > watch.frames && watch.first === null) watch.first = Date.now();
+    watch.frames = frames;
+  }, 100);
+  return true;
+})()"""
+DECODING = "window.decodeWatch && {since: decodeWatch.since, first: decodeWatch.first}"
+PAGE_STATE = """({status: rtcfleetDemo.status, region: rtcfleetDemo.joined?.region,
+  node: rtcfleetDemo.joined?.node_id, errors: rtcfleetDemo.errors,
+  signaling_timeouts: rtcfleetDemo.signalingTimeouts || 0})"""
+JOIN_CLICK = "document.querySelector('#join button[type=submit]').click()"
+LOADED = "document.readyState === 'complete' && !!window.rtcfleetDemo"
+
+
+def room_homed_in(region: str, regions: list[str], prefix: str) -> str:
+    """A room name whose home region (``room_home``) is ``region``."""
+    return next(
+        f"{prefix}-{i}" for i in itertools.count() if room_home(f"{prefix}-{i}", regions) == region
+    )
+
+
+async def chromium_back(
+    page: Page, bot: Bot, backend: TimedBackend, bound: float
+) -> dict[str, float | None]:
+    """Seconds from the fault until the page decodes the bot's video on a connection made
+    after it, and until the bot decodes the page's video on a track that began after it."""
+    while backend.injected_at is None:
+        await asyncio.sleep(0.05)
+    at, wall = backend.injected_at
+    to_page: float | None = None
+    to_bot: float | None = None
+    while (to_page is None or to_bot is None) and time.monotonic() - at < bound:
+        if to_page is None:
+            seen = await page.evaluate(DECODING)
+            if seen["first"] is not None and seen["since"] > wall * 1000:
+                to_page = seen["first"] / 1000 - wall
+        stats = bot.peer.received("chromium", "video")
+        first = None if stats is None or stats.frames_decoded < 3 else stats.first_frame_at
+        if to_bot is None and first is not None and first > at:
+            to_bot = first - at
+        await asyncio.sleep(0.1)
+    return {"chromium_decodes_bot_s": to_page, "bot_decodes_chromium_s": to_bot}
+
+
+async def page_in_room(
+    fleet: LocalFleet, region: str, stack: contextlib.AsyncExitStack
+) -> tuple[Page, Bot]:
+    """The demo page in Chromium, served by a gateway of ``region``, and a bot, in a room whose
+    home is ``region``; each decoding the other."""
+    room = room_homed_in(region, list(fleet.regions), "chromium-drill")
+    others = [u for r in fleet.regions if r != region for u in fleet.gateway_urls(r)]
+    bot = Bot(
+        fleet.gateway_urls(region) + others,
+        fleet.token(room, "bot"),
+        name="bot",
+        width=320,
+        height=180,
+        fps=15,
+    )
+    stack.push_async_callback(bot.close)
+    gateway = fleet.regions[region].gateways[0]
+    # the page comes from the fabric's private address, which a browser does not count as a
+    # secure context: camera access needs it named as one
+    flags = (f"--unsafely-treat-insecure-origin-as-secure={gateway.http_url}",)
+    browser = Browser(require_chromium(), flags)
+    stack.push_async_callback(browser.close)
+    await browser.start()
+    await bot.start()
+    token = fleet.token(room, "chromium")
+    page = await browser.open(f"{gateway.http_url}/demo?room={room}&video=320x180#token={token}")
+    await page.wait_for(LOADED, 20, "the demo script")
+    await page.evaluate(JOIN_CLICK)
+    joined = await page.wait_for("window.rtcfleetDemo?.joined", 20, "the page to join")
+    assert joined["region"] == region
+    await page.evaluate(DECODE_WATCH)
+    await page.wait_for("decodeWatch.first !== null", 20, "the page decoding the bot")
+    await wait_until(lambda: fresh_media(bot, "chromium", 0), 20, "the bot decoding the page")
+    return page, bot
+
+
 async def test_a_blackholed_region_drill(fleet: LocalFleet) -> None:
-    backend = LocalBackend(fleet)
+    """The drill's bots, and the demo page in Chromium with a bot in a room of the blackholed
+    region (unless browsers are left out): the page notices the silence, leaves the region and
+    joins again in the other."""
+    backend = TimedBackend(fleet)
     spec = DrillSpec(region="local-2", bots=4, rooms=2, fault=FaultKind.BLACKHOLE)
-    report = await run_region_outage(backend, spec)
+    survivor = next(r for r in fleet.regions if r != spec.region)
+    async with contextlib.AsyncExitStack() as stack:
+        with_page = os.environ.get(SKIP_BROWSER_ENV) != "1"
+        if with_page:
+            page, bot = await page_in_room(fleet, spec.region, stack)
+            watch = asyncio.create_task(chromium_back(page, bot, backend, 30.0))
+            stack.callback(watch.cancel)
+        report = await run_region_outage(backend, spec)
+        if with_page:
+            back = await asyncio.wait_for(watch, 30)
+            state = await page.evaluate(PAGE_STATE)
+            bot_region = bot.session.region
     print(json.dumps(report.to_json(), indent=1))
     assert report.fault == "blackhole"
     assert report.affected_bots >= 2, "a room must have lived in the blackholed region"
@@ -294,6 +415,18 @@ async def test_a_blackholed_region_drill(fleet: LocalFleet) -> None:
     assert report.time_to_detect_s is not None
     assert any("blackhole" in step for step in report.steps)
     assert not fleet.fabric or fleet.fabric.faults == [], "the drill heals what it broke"
+    if not with_page:
+        print(f"{SKIP_BROWSER_ENV}=1: the demo page left out of the drill")
+        return
+    figures = {k: v and round(v, 2) for k, v in back.items()}
+    print(f"demo page in Chromium, room of the blackholed region, media again after: {figures}")
+    print(f"the page after the drill: {state}")
+    # the page's session was not dropped: it left the silent region and joined the other
+    assert back["chromium_decodes_bot_s"] is not None, f"the page has no media again: {state}"
+    assert back["bot_decodes_chromium_s"] is not None, f"the bot has no page video: {state}"
+    assert state["signaling_timeouts"] >= 1, "the silence was not noticed"
+    assert state["region"] == survivor and state["status"].startswith("joined"), state
+    assert bot_region == survivor
 
 
 async def test_a_partition_never_leaves_a_room_live_in_two_regions(fleet: LocalFleet) -> None:
