@@ -29,10 +29,12 @@ let pubPc = null;
 let subPc = null;
 let queue = Promise.resolve();
 let statsTimer = null;
-// A dropped path closes nothing: ping every second, give the socket up after 2.5 s of silence,
-// then resume at the next URL (this one, then the fallback URLs of the join answer).
+// A dropped path closes nothing: ping every second, give the socket up after 2.5 s of silence
+// (looked at every 100 ms, so the silence costs 2.5 s, not up to a ping interval more), then
+// resume at the next URL (this one, then the fallback URLs of the join answer).
 const PING_INTERVAL_MS = 1000;
 const SIGNALING_DEAD_AFTER_MS = 2500;
+const SILENCE_CHECK_MS = 100;
 let urls = [];
 let urlIndex = 0;
 let sessionId = null;
@@ -110,16 +112,19 @@ function connect(url) {
     send(join);
   };
   clearInterval(pingTimer);
+  let pingedAt = 0;
   pingTimer = setInterval(() => {
     if (ws !== socket) return;
-    if (Date.now() - lastHeard > SIGNALING_DEAD_AFTER_MS) {
+    const now = Date.now();
+    if (now - lastHeard > SIGNALING_DEAD_AFTER_MS) {
       demo.signalingTimeouts = (demo.signalingTimeouts || 0) + 1;
-      if (demo.joined) unreachable.set(demo.joined.region, Date.now());
+      if (demo.joined) unreachable.set(demo.joined.region, now);
       resumeElsewhere(socket);
-    } else {
+    } else if (socket.readyState === WebSocket.OPEN && now - pingedAt >= PING_INTERVAL_MS) {
+      pingedAt = now;
       send({ type: "ping" });
     }
-  }, PING_INTERVAL_MS / 2);
+  }, SILENCE_CHECK_MS);
   socket.onmessage = (event) => {
     lastHeard = Date.now();
     const message = JSON.parse(event.data);
@@ -139,6 +144,7 @@ function connect(url) {
 }
 
 function resumeElsewhere(socket) {
+  clearInterval(pingTimer);  // one resume per dead socket; connect() starts the next timer
   socket.onclose = null;
   socket.close();
   const next = urls[(urlIndex + 1) % urls.length];
