@@ -18,8 +18,15 @@ const demo = {
   recording: null,
   local: {},
   remotes: {},
+  // the last 100 signaling events, [time, what]: what a test or a curious user reads back
+  events: [],
 };
 window.rtcfleetDemo = demo;
+
+function note(what) {
+  demo.events.push([Date.now(), what]);
+  if (demo.events.length > 100) demo.events.shift();
+}
 
 let ws = null;
 let token = "";
@@ -98,6 +105,7 @@ function gathered(pc, timeoutMs = 3000) {
 
 function connect(url) {
   setStatus(`connecting to ${url}`);
+  note(`connect ${url}`);
   if (!urls.includes(url)) urls.unshift(url);
   urlIndex = urls.indexOf(url);
   const socket = new WebSocket(url);
@@ -105,6 +113,7 @@ function connect(url) {
   lastHeard = Date.now();
   socket.onopen = () => {
     lastHeard = Date.now();
+    note("open");
     if (redirect && !redirect.urls.includes(url)) unreachable.set(redirect.region, Date.now());
     redirect = null;
     const join = { type: "join", token, unreachable_regions: unreachableRegions() };
@@ -118,6 +127,7 @@ function connect(url) {
     const now = Date.now();
     if (now - lastHeard > SIGNALING_DEAD_AFTER_MS) {
       demo.signalingTimeouts = (demo.signalingTimeouts || 0) + 1;
+      note("silent");
       if (demo.joined) unreachable.set(demo.joined.region, now);
       resumeElsewhere(socket);
     } else if (socket.readyState === WebSocket.OPEN && now - pingedAt >= PING_INTERVAL_MS) {
@@ -131,6 +141,7 @@ function connect(url) {
     if (message.type === "pong") return;
     if (message.cursor) cursor = message.cursor;
     demo.messages += 1;
+    note(message.type === "error" ? `error ${message.code}` : message.type);
     queue = queue.then(() => onMessage(message)).catch((err) => {
       demo.errors.push(String(err));
       setStatus(`error: ${err}`);

@@ -324,7 +324,7 @@ DECODE_WATCH = """(() => {
 DECODING = "window.decodeWatch && {since: decodeWatch.since, first: decodeWatch.first}"
 PAGE_STATE = """({status: rtcfleetDemo.status, region: rtcfleetDemo.joined?.region,
   node: rtcfleetDemo.joined?.node_id, errors: rtcfleetDemo.errors,
-  signaling_timeouts: rtcfleetDemo.signalingTimeouts || 0})"""
+  signaling_timeouts: rtcfleetDemo.signalingTimeouts || 0, events: rtcfleetDemo.events})"""
 JOIN_CLICK = "document.querySelector('#join button[type=submit]').click()"
 LOADED = "document.readyState === 'complete' && !!window.rtcfleetDemo"
 
@@ -430,7 +430,9 @@ async def test_a_blackholed_region_drill(fleet: LocalFleet) -> None:
         return
     figures = {k: v and round(v, 2) for k, v in back.items()}
     print(f"demo page in Chromium, room of the blackholed region, media again after: {figures}")
-    print(f"the page after the drill: {state}")
+    since = backend.injected_at[1] if backend.injected_at else 0.0
+    events = [f"{at / 1000 - since:+.2f} s {what}" for at, what in state.pop("events")]
+    print(f"the page after the drill: {state}; its signaling from the fault on: {events[-25:]}")
     # the page's session was not dropped: it left the silent region and joined the other
     # before the drill healed the fault
     assert back["chromium_decodes_bot_s"] is not None, f"the page had no media again: {state}"
