@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import RTCIceCandidate, RTCPeerConnection
-from aiortc.sdp import candidate_from_sdp
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from media_node import rtp_hooks
 from media_node.udp_mux import UdpMuxes
@@ -27,6 +27,19 @@ BIND_ATTEMPTS = 64
 
 class InvalidCandidate(ValueError):
     """A trickled ICE candidate could not be parsed or is not allowed."""
+
+
+class MalformedSdp(ValueError):
+    """A remote description aiortc cannot parse: the client's fault, answered as such."""
+
+
+def parse_remote_sdp(sdp: str) -> SessionDescription:
+    """aiortc's parser asserts (or indexes past the end) on malformed SDP; what a client sent
+    must come back as its error, not as the node's own failure with a traceback."""
+    try:
+        return SessionDescription.parse(sdp)
+    except (AssertionError, IndexError, KeyError, ValueError) as exc:
+        raise MalformedSdp(f"malformed SDP ({type(exc).__name__}: {exc})") from exc
 
 
 class PortRangeError(ValueError):

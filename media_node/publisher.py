@@ -21,7 +21,7 @@ from media_node import rtp_hooks, transport_cc, vp8
 from media_node.codec_policy import CodecNotAllowed, codec_preferences
 from media_node.datagram_batch import DatagramBatch
 from media_node.fanout import DownTrack, fan_out
-from media_node.ice import IcePolicy, accept_remote_candidate
+from media_node.ice import IcePolicy, accept_remote_candidate, parse_remote_sdp
 from rtcfleet.signaling import MAX_MEDIA_SECTIONS
 
 logger = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class Publisher:
 
     async def answer(self, offer_sdp: str) -> tuple[str, list[PublishedTrack]]:
         """Apply the client's offer; returns the answer and the tracks it newly published."""
-        offer = SessionDescription.parse(offer_sdp)
+        offer = parse_remote_sdp(offer_sdp)
         transceivers = self.pc.getTransceivers()
         known = {t.mid for t in transceivers if t.mid is not None}
         added = sum(1 for m in offer.media if m.rtp.muxId not in known)

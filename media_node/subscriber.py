@@ -26,7 +26,7 @@ from media_node.codec_policy import codec_preferences
 from media_node.datagram_batch import Account
 from media_node.fanout import DownTrack, OutgoingPacket
 from media_node.forwarder import Forwarder, OutputStream
-from media_node.ice import IcePolicy, accept_remote_candidate
+from media_node.ice import IcePolicy, accept_remote_candidate, parse_remote_sdp
 from media_node.publisher import PublishedTrack
 from media_node.rtp_header import FIXED_HEADER
 from rtcfleet import tracing
@@ -193,6 +193,7 @@ class Subscriber:
                 raise SubscriberNotNegotiating(
                     f"{self.participant}: no subscriber offer outstanding"
                 )
+            parse_remote_sdp(sdp)
             await self.pc.setRemoteDescription(
                 RTCSessionDescription(sdp=self._ice.filter_sdp(sdp), type="answer")
             )

@@ -184,8 +184,8 @@ async def test_a_refused_command_is_logged_with_its_trace_id(
         await ws.send_str(json.dumps({"type": "join", "token": fleet.token("lonely", "carol")}))
         joined = json.loads((await ws.receive(timeout=10)).data)
         assert joined["type"] == "joined", joined
-        # nobody offered carol anything: an answer now is out of turn
-        await ws.send_str(json.dumps({"type": "subscriber_answer", "sdp": "v=0\r\n"}))
+        # an offer whose media line is cut short: the worker refuses it
+        await ws.send_str(json.dumps({"type": "publish_offer", "sdp": "v=0\r\nm=audio\r\n"}))
         while (reply := json.loads((await ws.receive(timeout=10)).data))["type"] != "error":
             pass
         assert reply["code"] == "media_error", reply
@@ -193,14 +193,14 @@ async def test_a_refused_command_is_logged_with_its_trace_id(
 
     spans = await complete_trace(
         receiver,
-        "signal subscriber_answer",
+        "signal publish_offer",
         session,
-        {"signal subscriber_answer", "worker subscriber_answer", "deliver error"},
+        {"signal publish_offer", "worker publish_offer", "deliver error"},
     )
-    worker = one(spans, WORKER, "worker subscriber_answer")
+    worker = one(spans, WORKER, "worker publish_offer")
     assert_child(one(spans, GATEWAY, "deliver error"), worker)
     node = fleet.regions[fleet.home].media_nodes[0]
     log = (fleet.workdir / "logs" / f"{node.name}.log").read_text()
-    lines = [line for line in log.splitlines() if "command subscriber_answer refused" in line]
+    lines = [line for line in log.splitlines() if "command publish_offer refused" in line]
     assert len(lines) == 1, lines
     assert lines[0].endswith(f"trace_id={worker.trace_id} span_id={worker.span_id}"), lines[0]
