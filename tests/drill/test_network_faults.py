@@ -13,7 +13,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -92,6 +92,40 @@ def fresh_media(bot: Bot, publisher: str, since: float) -> bool:
     return stats is not None and stats.last_frame_at is not None and stats.last_frame_at > since
 
 
+@contextlib.asynccontextmanager
+async def call_on_two_nodes(
+    fleet: LocalFleet, room: str, *, watched: bool = True
+) -> AsyncIterator[tuple[Bot, Bot]]:
+    """Ann and Ben in ``room`` in local-1, which has a second media node to move to, each
+    decoding the other; ``watched=False``: neither reports dead media on its own."""
+    await two_media_nodes(fleet, "local-1")
+    urls = fleet.gateway_urls("local-1")
+    bots = [
+        Bot(urls, fleet.token(room, name), name=name, width=320, height=180, fps=15)
+        for name in ("ann", "ben")
+    ]
+    if not watched:
+        bots = [unwatched(bot) for bot in bots]
+    try:
+        for bot in bots:
+            await bot.start()
+        ann, ben = bots
+        await wait_until(
+            lambda: fresh_media(ann, "ben", 0) and fresh_media(ben, "ann", 0), 20, "media"
+        )
+        yield ann, ben
+    finally:
+        await asyncio.gather(*(b.close() for b in bots))
+
+
+def moved_off(ann: Bot, ben: Bot, lost: str, since: float) -> bool:
+    """Both on another node than ``lost``, each decoding the other again since ``since``."""
+    return all(
+        b.session.node_id not in (None, lost) and fresh_media(b, other, since)
+        for b, other in ((ann, "ben"), (ben, "ann"))
+    )
+
+
 async def test_a_blackholed_gateway_is_left_and_media_never_stops(fleet: LocalFleet) -> None:
     assert fleet.fabric is not None
     urls = fleet.gateway_urls("local-1")
@@ -142,81 +176,47 @@ async def test_a_lost_media_node_loses_its_room_before_its_heartbeat_is_stale(
 ) -> None:
     assert fleet.fabric is not None
     region = fleet.regions["local-1"]
-    await two_media_nodes(fleet, "local-1")
-    urls = fleet.gateway_urls("local-1")
-    room = f"node-{fault}"
-    bots = [
-        Bot(urls, fleet.token(room, name), name=name, width=320, height=180, fps=15)
-        for name in ("ann", "ben")
-    ]
-    try:
-        for bot in bots:
-            await bot.start()
-        ann, ben = bots
-        await wait_until(
-            lambda: fresh_media(ann, "ben", 0) and fresh_media(ben, "ann", 0), 20, "media"
-        )
+    async with call_on_two_nodes(fleet, f"node-{fault}") as (ann, ben):
         lost = ann.session.node_id
         assert lost is not None
-        if fault == "blackhole":
-            fleet.fabric.apply([Blackhole(fleet.host_addresses(lost))])
-        else:
-            next(m for m in region.media_nodes if m.name == lost).process.kill()
-        fault_at = time.monotonic()
-        took = await wait_until(
-            lambda: all(
-                b.session.node_id not in (None, lost)
-                and fresh_media(b, "ben" if b is ann else "ann", fault_at)
-                for b in bots
-            ),
-            20,
-            "media on another node",
-        )
-        print(f"media node {fault}: media back on another node after {took:.2f} s")
-        if fault == "blackhole":
-            assert any(b.session.events.media_timeouts for b in bots), "silence not noticed"
-            for bot in bots:
-                # moved on the clients' word and the node's missed beats: a blackholed node's
-                # Redis connections stay open, so no gateway reconnect before staleness
-                assert "reconnect" not in message_types(bot)
-        # killed: the clients' word or the node's closed connections, whichever comes first
-    finally:
-        fleet.fabric.heal()
-        await asyncio.gather(*(b.close() for b in bots))
+        try:
+            if fault == "blackhole":
+                fleet.fabric.apply([Blackhole(fleet.host_addresses(lost))])
+            else:
+                next(m for m in region.media_nodes if m.name == lost).process.kill()
+            fault_at = time.monotonic()
+            took = await wait_until(
+                lambda: moved_off(ann, ben, lost, fault_at), 20, "media on another node"
+            )
+            print(f"media node {fault}: media back on another node after {took:.2f} s")
+            if fault == "blackhole":
+                assert ann.session.events.media_timeouts or ben.session.events.media_timeouts, (
+                    "silence not noticed"
+                )
+                for bot in (ann, ben):
+                    # moved on the clients' word and the node's missed beats: a blackholed
+                    # node's Redis connections stay open, so no gateway reconnect before
+                    # staleness
+                    assert "reconnect" not in message_types(bot)
+            # killed: the clients' word or the node's closed connections, whichever is first
+        finally:
+            fleet.fabric.heal()
 
 
 async def test_a_killed_media_node_is_found_by_its_closed_connections(fleet: LocalFleet) -> None:
     """No client reports dead media: the gateways alone find the node gone, from its Redis
     connections, and move its room before its heartbeat is stale."""
     region = fleet.regions["local-1"]
-    await two_media_nodes(fleet, "local-1")
-    urls = fleet.gateway_urls("local-1")
-    bots = [
-        unwatched(Bot(urls, fleet.token("node-gone", n), name=n, width=320, height=180, fps=15))
-        for n in ("ann", "ben")
-    ]
-    try:
-        for bot in bots:
-            await bot.start()
-        ann, ben = bots
-        await wait_until(
-            lambda: fresh_media(ann, "ben", 0) and fresh_media(ben, "ann", 0), 20, "media"
-        )
+    async with call_on_two_nodes(fleet, "node-gone", watched=False) as (ann, ben):
         lost = ann.session.node_id
         assert lost is not None
         next(m for m in region.media_nodes if m.name == lost).process.kill()
         fault_at = time.monotonic()
         told = await wait_until(
-            lambda: all("reconnect" in message_types(b) for b in bots), 20, "reconnect"
+            lambda: all("reconnect" in message_types(b) for b in (ann, ben)), 20, "reconnect"
         )
         took = await wait_until(
-            lambda: all(
-                b.session.node_id not in (None, lost)
-                and fresh_media(b, "ben" if b is ann else "ann", fault_at)
-                for b in bots
-            ),
-            20,
-            "media on another node",
+            lambda: moved_off(ann, ben, lost, fault_at), 20, "media on another node"
         )
         record = await node_record(fleet, "local-1", lost)
         assert record.lost_at is not None, "not found by its closed connections"
@@ -228,43 +228,29 @@ async def test_a_killed_media_node_is_found_by_its_closed_connections(fleet: Loc
         )
         # found before its heartbeat went stale, which would have moved it too
         assert found < fleet.spec.node_stale_seconds
-        for bot in bots:
+        for bot in (ann, ben):
             assert bot.session.events.media_timeouts == 0
-    finally:
-        await asyncio.gather(*(b.close() for b in bots))
 
 
 async def test_a_paused_media_node_keeps_its_room(fleet: LocalFleet) -> None:
     """A node whose every process is stopped for longer than a beat but shorter than the
     staleness bound (a stalled loop, a long pause) holds its Redis connections: nothing moves."""
     region = fleet.regions["local-1"]
-    await two_media_nodes(fleet, "local-1")
-    urls = fleet.gateway_urls("local-1")
-    bots = [
-        unwatched(Bot(urls, fleet.token("node-pause", n), name=n, width=320, height=180, fps=15))
-        for n in ("ann", "ben")
-    ]
-    pid = None
-    try:
-        for bot in bots:
-            await bot.start()
-        ann, ben = bots
-        await wait_until(
-            lambda: fresh_media(ann, "ben", 0) and fresh_media(ben, "ann", 0), 20, "media"
-        )
+    async with call_on_two_nodes(fleet, "node-pause", watched=False) as (ann, ben):
         node_id = ann.session.node_id
         assert node_id is not None
         pid = next(m for m in region.media_nodes if m.name == node_id).process.pid
         assert pid is not None
         os.killpg(pid, signal.SIGSTOP)
-        paused_at = time.monotonic()
-        beat_age = 0.0
-        while time.monotonic() - paused_at < PAUSE_S:
-            record = await node_record(fleet, "local-1", node_id)
-            beat_age = max(beat_age, time.time() - record.heartbeat_at)
-            await asyncio.sleep(0.1)
-        os.killpg(pid, signal.SIGCONT)
-        pid = None
+        try:
+            paused_at = time.monotonic()
+            beat_age = 0.0
+            while time.monotonic() - paused_at < PAUSE_S:
+                record = await node_record(fleet, "local-1", node_id)
+                beat_age = max(beat_age, time.time() - record.heartbeat_at)
+                await asyncio.sleep(0.1)
+        finally:
+            os.killpg(pid, signal.SIGCONT)
         resumed_at = time.monotonic()
         print(f"media node paused {PAUSE_S:.1f} s: heartbeat {beat_age:.2f} s old at most")
         assert beat_age > 2.0, "the pause did not make the node miss a beat"
@@ -277,13 +263,9 @@ async def test_a_paused_media_node_keeps_its_room(fleet: LocalFleet) -> None:
         await asyncio.sleep(1.0)  # a monitor round or two after the node beats again
         record = await node_record(fleet, "local-1", node_id)
         assert record.lost_at is None
-        for bot in bots:
+        for bot in (ann, ben):
             assert bot.session.node_id == node_id
             assert "reconnect" not in message_types(bot)
-    finally:
-        if pid is not None:
-            os.killpg(pid, signal.SIGCONT)
-        await asyncio.gather(*(b.close() for b in bots))
 
 
 class TimedBackend(LocalBackend):
