@@ -11,6 +11,7 @@ signaling errors for clients while Redis itself had room to spare.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -36,6 +37,15 @@ def connect(
     ``client_name``: every connection names itself so (``CLIENT SETNAME``), which lets others
     see in ``CLIENT LIST`` whether the process still holds a connection."""
     parts = urlsplit(url)
+    # the same pool either way: blocking, bounded, timed, named
+    pool: dict[str, Any] = {
+        "max_connections": MAX_CONNECTIONS,
+        "timeout": POOL_WAIT_S,
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": 2.0,
+        "decode_responses": True,
+        "client_name": client_name,
+    }
     if parts.scheme == SENTINEL_SCHEME:
         hosts = []
         for item in parts.netloc.split(","):
@@ -50,24 +60,8 @@ def connect(
             sentinel_kwargs={"socket_timeout": 1.0, "max_connections": MAX_CONNECTIONS + 16},
         )
         return sentinel.master_for(
-            master,
-            connection_pool_class=SentinelBlockingConnectionPool,
-            max_connections=MAX_CONNECTIONS,
-            timeout=POOL_WAIT_S,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=2.0,
-            decode_responses=True,
-            client_name=client_name,
+            master, connection_pool_class=SentinelBlockingConnectionPool, **pool
         )
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}")
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=MAX_CONNECTIONS,
-        timeout=POOL_WAIT_S,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=2.0,
-        decode_responses=True,
-        client_name=client_name,
-    )
-    return aioredis.Redis.from_pool(pool)
+    return aioredis.Redis.from_pool(BlockingConnectionPool.from_url(url, **pool))

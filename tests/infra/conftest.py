@@ -22,7 +22,9 @@ from infra.plan.runner import (  # noqa: E402
     StackPlan,
     run_program,
 )
+from infra.settings_errors import SettingsError  # noqa: E402
 from infra.stack_files import load_stack_file  # noqa: E402
+from infra.stack_settings import settings_from_values  # noqa: E402
 
 EXAMPLE_STACKS = ("dev-aws-us-east-1", "prod-aws-us-east-1", "prod-aws-eu-west-1")
 AZURE_EXAMPLE_STACKS = ("prod-azure-westeurope", "prod-azure-northeurope")
@@ -51,6 +53,15 @@ def eu_plan(planner: Planner) -> StackPlan:
 
 def example_values(stack: str) -> dict[str, Any]:
     return dict(load_stack_file(STACKS_DIR / f"Pulumi.{stack}.yaml").values)
+
+
+def settings_error(stack: str, **changes: Any) -> SettingsError:
+    """The error an example stack's settings raise with ``rtcfleet:<key>`` values changed."""
+    values = example_values(stack)
+    values.update({f"rtcfleet:{key}": value for key, value in changes.items()})
+    with pytest.raises(SettingsError) as caught:
+        settings_from_values(stack, values)
+    return caught.value
 
 
 @pytest.fixture

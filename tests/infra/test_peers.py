@@ -14,10 +14,8 @@ from gateway_node.settings import GatewaySettings
 from infra.outputs import CLUSTER_SECRET, ROOM_LOOKUP_URL, SIGNALING_URL
 from infra.plan.runner import Planner, StackConfigs, StackPlan
 from infra.reach import environment_stacks
-from infra.settings_errors import SettingsError
-from infra.stack_settings import settings_from_values
 from rtcfleet.bundle.first_boot import NodeFacts, gateway_environment
-from tests.infra.conftest import example_values
+from tests.infra.conftest import example_values, settings_error
 
 USE, EU, WEU, NEU = (
     "prod-aws-us-east-1",
@@ -134,14 +132,6 @@ def test_a_region_signaling_url_reaches_the_others() -> None:
         assert gateway_document(planner.plan(stack))["peerSignalUrls"]["eu-west-1"] == [url]
 
 
-def _error(stack: str, **changes: Any) -> SettingsError:
-    values = example_values(stack)
-    values.update({f"rtcfleet:{key}": value for key, value in changes.items()})
-    with pytest.raises(SettingsError) as caught:
-        settings_from_values(stack, values)
-    return caught.value
-
-
 @pytest.mark.parametrize(
     ("peers", "says"),
     [
@@ -152,7 +142,7 @@ def _error(stack: str, **changes: Any) -> SettingsError:
     ],
 )
 def test_bad_peer_stacks_are_named_by_their_key(peers: list[str], says: str) -> None:
-    error = _error(USE, peerStacks=peers)
+    error = settings_error(USE, peerStacks=peers)
     assert error.keys == ["rtcfleet:peerStacks"] and says in str(error)
 
 
@@ -166,4 +156,4 @@ def test_bad_peer_stacks_are_named_by_their_key(peers: list[str], says: str) -> 
     ],
 )
 def test_a_bad_signaling_url_is_named_by_its_key(url: str) -> None:
-    assert _error(EU, signalingUrl=url).keys == ["rtcfleet:signalingUrl"]
+    assert settings_error(EU, signalingUrl=url).keys == ["rtcfleet:signalingUrl"]

@@ -11,11 +11,9 @@ import pytest
 
 from gateway_node.settings import GatewaySettings
 from infra.plan.runner import Planner, StackConfigs, StackPlan
-from infra.settings_errors import SettingsError
-from infra.stack_settings import settings_from_values
 from media_node.settings import MediaNodeSettings
 from rtcfleet.bundle.first_boot import NodeFacts, gateway_environment, media_environment
-from tests.infra.conftest import example_values
+from tests.infra.conftest import example_values, settings_error
 
 ENDPOINT = "https://otel-collector.rtc.example.com:4318"
 SECRETS = {
@@ -27,14 +25,6 @@ SECRETS = {
 }
 SSM = "aws:ssm/parameter:Parameter"
 SECRET = "azure-native:keyvault:Secret"
-
-
-def _error(stack: str, **changes: Any) -> SettingsError:
-    values = example_values(stack)
-    values.update({f"rtcfleet:{key}": value for key, value in changes.items()})
-    with pytest.raises(SettingsError) as caught:
-        settings_from_values(stack, values)
-    return caught.value
 
 
 @pytest.mark.parametrize(
@@ -49,19 +39,19 @@ def _error(stack: str, **changes: Any) -> SettingsError:
     ],
 )
 def test_a_bad_endpoint_is_named_by_its_key(endpoint: str, says: str) -> None:
-    error = _error("prod-azure-westeurope", otlpEndpoint=endpoint)
+    error = settings_error("prod-azure-westeurope", otlpEndpoint=endpoint)
     assert error.keys == ["rtcfleet:otlpEndpoint"]
     assert says in str(error)
 
 
 @pytest.mark.parametrize("ratio", [1.5, -0.1, "half", float("nan")])
 def test_a_ratio_outside_zero_to_one_is_named_by_its_key(ratio: object) -> None:
-    error = _error("prod-aws-us-east-1", otlpEndpoint=ENDPOINT, traceSampleRatio=ratio)
+    error = settings_error("prod-aws-us-east-1", otlpEndpoint=ENDPOINT, traceSampleRatio=ratio)
     assert error.keys == ["rtcfleet:traceSampleRatio"]
 
 
 def test_a_ratio_without_an_endpoint_is_refused() -> None:
-    error = _error("prod-aws-us-east-1", traceSampleRatio=0.25)
+    error = settings_error("prod-aws-us-east-1", traceSampleRatio=0.25)
     assert error.keys == ["rtcfleet:traceSampleRatio"]
     assert "tracing is off without rtcfleet:otlpEndpoint" in str(error)
 
