@@ -22,6 +22,7 @@ from typing import Any, cast
 import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
+from aiohttp import WSCloseCode
 from redis.exceptions import RedisError
 
 from gateway_node.health import RegionHealth
@@ -135,7 +136,8 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         for session in list(self.relay.sessions.values()):
-            await session.ws.close()
+            # bounded: a client that does not read must not hold the gateway's shutdown
+            await session.disconnect(WSCloseCode.OK, "")
         if self._http is not None:
             await self._http.close()
         await self.writer.close()
