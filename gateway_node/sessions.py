@@ -34,6 +34,8 @@ SESSION_CLOSE_TIMEOUT_S = 2.0
 WS_CLOSE_SLOW_READER = 1013
 # WebSocket close code for a session a newer join of its identity replaced
 WS_CLOSE_REPLACED = 4001
+# WebSocket close code for a session whose token expired (docs/signaling.md)
+WS_CLOSE_TOKEN_EXPIRED = 4002
 
 
 # one count per identity and room; its window starts with the first join and lasts ARGV[1] ms
@@ -152,11 +154,16 @@ class SessionStore:
             "can_subscribe": int(grant.can_subscribe),
             "node_id": node_id,
             "gateway_id": self.gateway_id,
+            "expires_at": grant.expires_at,
         }
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=record)  # type: ignore[arg-type]  # Mapping's key invariance
             pipe.expire(key, bus.SESSION_TTL_SECONDS)
             await pipe.execute()
+
+    async def extend(self, session_id: str, expires_at: int) -> None:
+        """Record the expiry of a fresher token the session was resumed with."""
+        await self.redis.hset(bus.session_key(session_id), "expires_at", expires_at)
 
     async def count_join(self, grant: Grant, window_s: float) -> int:
         """Count a fresh join of the grant's identity in its room, across the region; returns

@@ -24,7 +24,7 @@ from gateway_node.ice_servers import ice_servers
 from gateway_node.placement import NoAvailableNodes
 from gateway_node.ratelimit import TokenBucket
 from gateway_node.room_placement import RoomElsewhere
-from gateway_node.sessions import Session
+from gateway_node.sessions import SESSION_CLOSE_TIMEOUT_S, WS_CLOSE_TOKEN_EXPIRED, Session
 from rtcfleet import bus, tracing
 from rtcfleet.node_messages import (
     AnyNodeCommand,
@@ -86,6 +86,7 @@ class SignalConnection:
         self.violations = 0
         self._last_notice = 0.0
         self.session: Session | None = None
+        self._expiry: asyncio.TimerHandle | None = None
 
     async def send_error(self, code: ErrorCode, message: str) -> None:
         self.gateway.metrics.errors.labels(code.value).inc()
@@ -113,6 +114,8 @@ class SignalConnection:
                     break
         finally:
             deadline.cancel()
+            if self._expiry is not None:
+                self._expiry.cancel()
             if self.session is not None:
                 # no leave: the session lives on in Redis for a resume until its TTL
                 self.gateway.relay.detach(self.session)
@@ -120,6 +123,45 @@ class SignalConnection:
     def _join_timeout(self) -> None:
         if self.session is None and not self.ws.closed:
             self.gateway.spawn(self.ws.close(code=1008, message=b"join timeout"))
+
+    def _attached(self, session: Session) -> None:
+        """The socket holds ``session`` until its token expires (plus the clock skew): a
+        bearer token's ``exp`` bounds what it grants, a call that is up included."""
+        self.session = session
+        if self._expiry is not None:
+            self._expiry.cancel()
+        delay = session.grant.expires_at + CLOCK_SKEW_SECONDS - time.time()
+        self._expiry = asyncio.get_running_loop().call_later(
+            max(delay, 0.0), lambda: self.gateway.spawn(self._expire(session))
+        )
+
+    async def _expire(self, session: Session) -> None:
+        """End the session of an expired token: its media leaves the room and a resume finds
+        nothing, unless another socket resumed it with a fresher token (then only this socket
+        goes)."""
+        if self.session is not session:
+            return
+        self.session = None
+        self.gateway.relay.detach(session)
+        try:
+            record = await self.gateway.store.load(session.session_id)
+            refreshed = record is not None and int(record.get("expires_at", 0)) > (
+                session.grant.expires_at
+            )
+            if not refreshed:
+                await self.gateway.store.end(session)
+        except (RedisError, OSError) as exc:
+            # the record is no longer kept alive here: it lapses with the session TTL
+            log.warning("ending expired session %s: %s", session.session_id, exc)
+        log.info("session %s ended: its token expired", session.session_id)
+        with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
+            await asyncio.wait_for(
+                self.send_error(
+                    ErrorCode.TOKEN_EXPIRED, "token has expired: the session is over; join anew"
+                ),
+                SESSION_CLOSE_TIMEOUT_S,
+            )
+        await session.disconnect(WS_CLOSE_TOKEN_EXPIRED, "token expired")
 
     async def allowed(self) -> bool:
         """Every frame, text or binary, spends from the socket's token bucket."""
@@ -171,6 +213,9 @@ class SignalConnection:
         session = self.session
         if session is None:
             raise SignalingError(ErrorCode.NOT_JOINED, "send join first")
+        if session.grant.expires_at + CLOCK_SKEW_SECONDS < time.time():
+            # the session ends at expiry; this covers a message that beats the timer
+            raise SignalingError(ErrorCode.TOKEN_EXPIRED, "token has expired; join anew")
         if isinstance(message, PublishOffer):
             if not session.grant.can_publish:
                 raise SignalingError(ErrorCode.FORBIDDEN, "token does not grant publishing")
@@ -266,7 +311,7 @@ class SignalConnection:
             ws=self.ws,
             transport=self.transport,
         )
-        self.session = session
+        self._attached(session)
         await gateway.relay.attach(session)
         # the join answer first in the session's stream, before anything the node says
         joined = self._joined(
@@ -309,7 +354,10 @@ class SignalConnection:
             cursor=message.cursor or "0-0",
             transport=self.transport,
         )
-        self.session = session
+        if grant.expires_at > int(record.get("expires_at", 0)):
+            # a fresher token extends the session, on whichever gateway its old socket is
+            await gateway.store.extend(message.session_id, grant.expires_at)
+        self._attached(session)
         placed = await gateway.registry.get(node_id)
         address = placed.registration.public_ip if placed is not None else None
         joined = self._joined(session.session_id, grant, node_id, True, address)
@@ -320,8 +368,6 @@ class SignalConnection:
     async def rejoin(self, session: Session) -> None:
         """Place the session's media again after its node died; same session, new node."""
         gateway = self.gateway
-        if session.grant.expires_at + CLOCK_SKEW_SECONDS < time.time():
-            raise SignalingError(ErrorCode.TOKEN_EXPIRED, "token has expired; join anew")
         # one rejoin per interval per session, across every socket and gateway of the region
         first = await gateway.redis.set(
             bus.session_rejoin_key(session.session_id),

@@ -413,6 +413,12 @@ class ClientSession:
                 self._resuming = False
                 self.events.fresh_joins += 1
                 await self._send(self._join())
+            elif message.get("code") == "token_expired" and self._joined.is_set():
+                # the session ends with its token (the server closes the socket): a resume
+                # with the same token is refused too, so the client stops here
+                self._closing = True
+                assert self._ws is not None
+                await self._ws.close()
             elif not self._joined.is_set():
                 raise JoinFailed(message.get("code", "?"), message.get("message", ""))
             elif self._rejoin_pending and message.get("code") in RETRIED_REJOIN_ERRORS:
