@@ -27,7 +27,12 @@ def _serve(name: str) -> web.Response:
         body=body,
         content_type=_FILES[name],
         charset="utf-8",
-        headers={"Cache-Control": "no-cache", "Content-Security-Policy": _CSP},
+        headers={
+            "Cache-Control": "no-cache",
+            "Content-Security-Policy": _CSP,
+            # a link may still carry a token in its query string: no request repeats it
+            "Referrer-Policy": "no-referrer",
+        },
     )
 
 

@@ -203,10 +203,7 @@ async function onMessage(message) {
       break;
     case "session_replaced":
       // this identity joined the room elsewhere: stay out, or the two would evict each other
-      ws.onclose = null;
-      closeMedia();
-      setStatus("left");
-      statusLine.textContent = "left: this identity joined the room elsewhere";
+      stop("this identity joined the room elsewhere");
       break;
     case "reconnect":
       closeMedia();
@@ -221,6 +218,11 @@ async function onMessage(message) {
         break;
       }
       demo.errors.push(`${message.code}: ${message.message}`);
+      if (message.code === "token_expired" && demo.joined) {
+        // the session ended with its token; resuming with the same token is refused too
+        stop("the token expired; join with a fresh one");
+        break;
+      }
       setStatus(`error ${message.code}: ${message.message}`);
       break;
     default:
@@ -407,10 +409,48 @@ function closeMedia() {
   for (const identity of [...remoteTiles.keys()]) removeTile(identity);
 }
 
+// The session is over: no resume, no reconnect on silence.
+function stop(why) {
+  clearInterval(pingTimer);
+  if (ws) {
+    ws.onclose = null;
+    ws.close();
+  }
+  sessionId = cursor = null;
+  closeMedia();
+  setStatus("left");
+  statusLine.textContent = `left: ${why}`;
+  leaveButton.disabled = true;
+}
+
+// The room and identity a token joins as, read (not verified: the gateway does that) from its
+// claims, so the page shows where Join sends the camera; null for what is not a JWT.
+function tokenClaims(value) {
+  try {
+    const part = value.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const claims = JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "=")));
+    return typeof claims.room === "string" ? { room: claims.room, identity: claims.identity } : null;
+  } catch (e) {
+    return null;
+  }
+}
+
+function showRoom() {
+  const claims = tokenClaims(form.elements.token.value.trim());
+  form.elements.room.value = claims ? claims.room : "";
+}
+
 function join(givenToken) {
   const url = signalUrl();
   if (!url) {
     setStatus(`refused: the signaling URL ${params.get("signal")} is not on ${location.host}`);
+    return;
+  }
+  // a link may say one room and carry a token for another: the camera would go to the other
+  const claims = tokenClaims(givenToken);
+  const named = params.get("room");
+  if (claims && named && named !== claims.room) {
+    setStatus(`refused: this link names room ${named}, but its token joins room ${claims.room}`);
     return;
   }
   token = givenToken;
@@ -420,11 +460,7 @@ function join(givenToken) {
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
-  const data = new FormData(form);
-  const url = new URL(location.href);
-  if (data.get("room")) url.searchParams.set("room", data.get("room"));
-  history.replaceState(null, "", url);
-  join(String(data.get("token")));
+  join(String(new FormData(form).get("token")).trim());
 });
 
 leaveButton.addEventListener("click", () => {
@@ -439,8 +475,9 @@ leaveButton.addEventListener("click", () => {
 // Joining publishes camera and microphone: only the Join button starts it, never a link. A
 // token may come in the fragment (#token=..., never sent to a server) and leaves the history.
 const fragment = new URLSearchParams(location.hash.slice(1));
-form.elements.room.value = params.get("room") || "";
 form.elements.token.value = fragment.get("token") || params.get("token") || "";
+form.elements.token.addEventListener("input", showRoom);
+showRoom();
 if (fragment.has("token") || params.has("token")) {
   const url = new URL(location.href);
   url.searchParams.delete("token");
