@@ -142,7 +142,16 @@ function connect(url) {
     if (message.cursor) cursor = message.cursor;
     demo.messages += 1;
     note(message.type === "error" ? `error ${message.code}` : message.type);
-    queue = queue.then(() => onMessage(message)).catch((err) => {
+    // the end of a session is acted on at once, not behind a negotiation in the queue: the
+    // server's close follows the message, and a close taken for a dropped socket resumes
+    const over = sessionOver(message);
+    if (over) {
+      demo.errors.push(`${message.code || message.type}: ${message.message || over}`);
+      stop(over);
+      return;
+    }
+    queue = queue.then(() => (stopped() ? null : onMessage(message))).catch((err) => {
+      if (stopped()) return;
       demo.errors.push(String(err));
       setStatus(`error: ${err}`);
     });
@@ -201,10 +210,6 @@ async function onMessage(message) {
       ws.close();
       connect(message.urls[0]);
       break;
-    case "session_replaced":
-      // this identity joined the room elsewhere: stay out, or the two would evict each other
-      stop("this identity joined the room elsewhere");
-      break;
     case "reconnect":
       closeMedia();
       send({ type: "rejoin" });
@@ -218,11 +223,6 @@ async function onMessage(message) {
         break;
       }
       demo.errors.push(`${message.code}: ${message.message}`);
-      if (message.code === "token_expired" && demo.joined) {
-        // the session ended with its token; resuming with the same token is refused too
-        stop("the token expired; join with a fresh one");
-        break;
-      }
       setStatus(`error ${message.code}: ${message.message}`);
       break;
     default:
@@ -236,6 +236,12 @@ async function publish() {
     audio: true,
     video: { width: { ideal: size.width }, height: { ideal: size.height }, frameRate: { ideal: 30 } },
   });
+  if (stopped()) {
+    // the session ended while the camera was being opened
+    localStream.getTracks().forEach((t) => t.stop());
+    localStream = null;
+    return;
+  }
   document.getElementById("local-video").srcObject = localStream;
   pubPc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
   for (const kind of ["audio", "video"]) {
@@ -409,7 +415,22 @@ function closeMedia() {
   for (const identity of [...remoteTiles.keys()]) removeTile(identity);
 }
 
-// The session is over: no resume, no reconnect on silence.
+// Why a server message ends the session for good, or null. After session_replaced a resume
+// or a fresh join would evict the newer session in turn; after a token_expired of a joined
+// session, resuming with the same token is refused.
+function sessionOver(message) {
+  if (message.type === "session_replaced") return "this identity joined the room elsewhere";
+  if (message.type === "error" && message.code === "token_expired" && demo.joined) {
+    return "the token expired; join with a fresh one";
+  }
+  return null;
+}
+
+function stopped() {
+  return demo.status === "left";
+}
+
+// The session is over: no resume, no reconnect on silence, no camera.
 function stop(why) {
   clearInterval(pingTimer);
   if (ws) {

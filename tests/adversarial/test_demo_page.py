@@ -150,27 +150,43 @@ async def test_a_crafted_link_sends_nothing_elsewhere_and_starts_no_camera(
         assert status.startswith("refused") and room in status, status
         assert seen == {"sockets": [], "cameras": 0}, seen
 
-        # the honest link (the room its token names) joins on Join, to its own gateway only;
-        # its session ends with its token, and the page stays out instead of resuming with a
-        # token the gateway refuses
+        # the honest links (the room their tokens name) join on Join, to their own gateway
+        # only. One session ends with its token, the other is replaced by a newer join of its
+        # identity: both pages stay out instead of resuming (with a token the gateway refuses,
+        # or into a fresh join that would evict the newer session in turn)
         expiring, ends = expiring_token(fleet, room, "guest")
-        page = await open_watched(browser, f"{page_url}?room={room}#token={expiring}")
-        shown = await page.evaluate("document.forms.join.elements.room.value")
-        assert shown == room, shown
-        await page.evaluate(JOIN_CLICK)
-        joined = await page.wait_for("window.rtcfleetDemo.joined", 20, "the honest join")
-        assert joined["room"] == room and time.time() < ends
-        await page.wait_for(
-            f"{STATUS} === 'left'", ends - time.time() + 10, "the session ending with its token"
-        )
-        # longer than the page's silence timeout (2.5 s): no resume follows
-        await asyncio.sleep(SETTLE_S + 1.5)
-        shown = await page.evaluate("document.getElementById('status').textContent")
-        assert "token expired" in shown, shown
-        seen = await page.evaluate(SEEN)
-        assert seen == {"sockets": [f"ws://{own_host}/v1/signal"], "cameras": 1}, seen
+        expires = await open_watched(browser, f"{page_url}?room={room}#token={expiring}")
+        replaced = await open_watched(browser, f"{page_url}?room={room}#token={token}")
+        for page in (expires, replaced):
+            assert await page.evaluate("document.forms.join.elements.room.value") == room
+            await page.evaluate(JOIN_CLICK)
+        for page in (expires, replaced):
+            joined = await page.wait_for("window.rtcfleetDemo.joined", 20, "the honest join")
+            assert joined["room"] == room
+        assert time.time() < ends, "the page joined before its token lapsed"
+        newer = await Attacker.connect(signal_url(fleet))
+        try:
+            await newer.join(token)
+            await expires.wait_for(
+                f"{STATUS} === 'left'", ends - time.time() + 10, "the session ending with its token"
+            )
+            # longer than the pages' silence timeout (2.5 s): no resume follows
+            await asyncio.sleep(SETTLE_S + 1.5)
+            try:
+                newer_got = [m["type"] for m in await newer.drain_messages(quiet=0.2)]
+            except ConnectionError as closed:
+                newer_got = [str(closed)]
+        finally:
+            await newer.close()
+        # the replaced page did not come back and evict the newer session in turn
+        assert not any("replaced" in got or "4001" in got for got in newer_got), newer_got
         camera = "document.getElementById('local-video').srcObject"
-        assert await page.evaluate(f"{camera} === null || !{camera}.active")
+        for page, why in ((expires, "token expired"), (replaced, "joined the room elsewhere")):
+            shown = await page.evaluate("document.getElementById('status').textContent")
+            assert why in shown, shown
+            seen = await page.evaluate(SEEN)
+            assert seen == {"sockets": [f"ws://{own_host}/v1/signal"], "cameras": 1}, (why, seen)
+            assert await page.evaluate(f"{camera} === null || !{camera}.active"), why
 
     # the gateway's access log holds the query-string link, without its token
     deadline = time.monotonic() + 10
