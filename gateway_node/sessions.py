@@ -45,6 +45,14 @@ if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n
 """
 
+# a session lives until the latest expiry of the tokens it was joined or resumed with: a write
+# from a socket holding an older token (a rejoin on it) does not shorten it
+_LATEST_EXPIRY = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'expires_at') or '0')
+if tonumber(ARGV[1]) > current then redis.call('HSET', KEYS[1], 'expires_at', ARGV[1]) end
+return 0
+"""
+
 
 @dataclass
 class Session:
@@ -154,16 +162,16 @@ class SessionStore:
             "can_subscribe": int(grant.can_subscribe),
             "node_id": node_id,
             "gateway_id": self.gateway_id,
-            "expires_at": grant.expires_at,
         }
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=record)  # type: ignore[arg-type]  # Mapping's key invariance
+            pipe.eval(_LATEST_EXPIRY, 1, key, grant.expires_at)
             pipe.expire(key, bus.SESSION_TTL_SECONDS)
             await pipe.execute()
 
     async def extend(self, session_id: str, expires_at: int) -> None:
         """Record the expiry of a fresher token the session was resumed with."""
-        await self.redis.hset(bus.session_key(session_id), "expires_at", expires_at)
+        await self.redis.eval(_LATEST_EXPIRY, 1, bus.session_key(session_id), expires_at)
 
     async def count_join(self, grant: Grant, window_s: float) -> int:
         """Count a fresh join of the grant's identity in its room, across the region; returns

@@ -354,9 +354,8 @@ class SignalConnection:
             cursor=message.cursor or "0-0",
             transport=self.transport,
         )
-        if grant.expires_at > int(record.get("expires_at", 0)):
-            # a fresher token extends the session, on whichever gateway its old socket is
-            await gateway.store.extend(message.session_id, grant.expires_at)
+        # a fresher token extends the session, on whichever gateway its old socket is
+        await gateway.store.extend(message.session_id, grant.expires_at)
         self._attached(session)
         placed = await gateway.registry.get(node_id)
         address = placed.registration.public_ip if placed is not None else None

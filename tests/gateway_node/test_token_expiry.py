@@ -44,6 +44,12 @@ async def test_a_refresh_elsewhere_keeps_the_session_past_the_old_token(
         await second.send_str(json.dumps({"type": "join", "token": fresh, "session_id": session}))
         assert (await receive(second))["resumed"] is True
 
+        # a rejoin on the old socket writes the session with its older token: no shorter life
+        await first.send_str(json.dumps({"type": "rejoin"}))
+        assert (await receive(first))["type"] == "joined"
+        kept = await gw.redis.hget(bus.session_key(session), "expires_at")
+        assert kept is not None and int(kept) > issued + 60, kept
+
         # the old token lapses: its socket goes, the session does not
         told = await receive(first, timeout=GRACE_S + 5)
         assert told["code"] == "token_expired", told
