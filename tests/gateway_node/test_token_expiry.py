@@ -1,16 +1,20 @@
-"""A session refreshed with a fresher token on another gateway outlives the old token's socket."""
+"""A session's token expiry: a fresher token resumed elsewhere outlives the old token's socket,
+and nothing an expired session sends is acted on."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway_node.app import create_apps
 from gateway_node.sessions import WS_CLOSE_TOKEN_EXPIRED
+from gateway_node.signal import SignalConnection
 from rtcfleet import bus
 from rtcfleet.tokens import CLOCK_SKEW_SECONDS, mint_token
 from tests.gateway_node.conftest import API_KEY, API_SECRET, GatewayUnderTest
@@ -68,3 +72,28 @@ async def test_a_refresh_elsewhere_keeps_the_session_past_the_old_token(
         await second.close()
     finally:
         await other.close()
+
+
+async def test_a_message_that_beats_the_expiry_is_refused(
+    gw: GatewayUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def late(self: SignalConnection, session: object) -> None:
+        """The end of the session, still on its way."""
+
+    monkeypatch.setattr(SignalConnection, "_expire", late)
+    await gw.register_node(NODE)
+    issued = int(time.time()) + GRACE_S - CLOCK_SKEW_SECONDS - 60
+    token = mint_token(API_KEY, API_SECRET, room="room", identity="ann", ttl_seconds=60, now=issued)
+    ws = await gw.signal()
+    await ws.send_str(json.dumps({"type": "join", "token": token}))
+    assert (await receive(ws))["type"] == "joined"
+    await asyncio.sleep(max(issued + 60 + CLOCK_SKEW_SECONDS - time.time(), 0) + 0.2)
+    for message in (
+        {"type": "rejoin"},
+        {"type": "publish_offer", "sdp": "v=0\r\n"},
+        {"type": "trickle", "target": "publisher", "candidate": None},
+    ):
+        await ws.send_str(json.dumps(message))
+        reply = await receive(ws)
+        assert reply["type"] == "error" and reply["code"] == "token_expired", (message, reply)
+    await ws.close()
