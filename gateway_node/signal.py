@@ -155,12 +155,10 @@ class SignalConnection:
             log.warning("ending expired session %s: %s", session.session_id, exc)
         log.info("session %s ended: its token expired", session.session_id)
         with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
-            await asyncio.wait_for(
-                self.send_error(
+            async with asyncio.timeout(SESSION_CLOSE_TIMEOUT_S):
+                await self.send_error(
                     ErrorCode.TOKEN_EXPIRED, "token has expired: the session is over; join anew"
-                ),
-                SESSION_CLOSE_TIMEOUT_S,
-            )
+                )
         await session.disconnect(WS_CLOSE_TOKEN_EXPIRED, "token expired")
 
     async def allowed(self) -> bool:

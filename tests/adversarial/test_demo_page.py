@@ -60,7 +60,8 @@ class Listener:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(TimeoutError, ConnectionError):
-            self.connections.append(await asyncio.wait_for(reader.read(1024), 2.0))
+            async with asyncio.timeout(2.0):
+                self.connections.append(await reader.read(1024))
         writer.close()
 
     async def __aenter__(self) -> Listener:
