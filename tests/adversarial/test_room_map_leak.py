@@ -1,0 +1,170 @@
+"""A node's room-to-worker map holds only rooms a worker hosts, whatever order commands come in.
+
+The attack: a session replaced by a newer join of its identity is resumed after the room has
+emptied, and the resumed session sends commands for that room. Such a command used to place the
+room on a worker again (``WorkerPool.worker_for``) although no join would ever follow: the
+worker ignored it, never reported the room empty, and the map kept the room for the node's
+lifetime. The node went on claiming the room in Redis, a drain waited for it until its bound,
+and a cloud node kept its scale-in protection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+import uuid
+
+import redis.asyncio as aioredis
+
+from rtcfleet import bus
+from rtcfleet.local import LocalFleet
+from rtcfleet.redis_url import connect
+from tests.adversarial.conftest import (
+    Attacker,
+    HonestCall,
+    assert_unharmed,
+    redis_url,
+    signal_url,
+)
+from tests.platform.conftest import admin, wait_until
+
+# a heartbeat renews every room in the node's map (``bus.hold_rooms``): two of them, 1 s apart
+HEARTBEATS_S = 2.5
+DRAIN_S = 20.0
+PLACEMENT_TRIES = 5
+END_OF_CANDIDATES = {"type": "trickle", "target": "publisher", "candidate": None}
+
+
+async def claim_gone(redis: aioredis.Redis, room: str) -> bool:
+    return not await redis.exists(bus.room_key(room))
+
+
+async def wait_claim_gone(redis: aioredis.Redis, room: str) -> None:
+    deadline = time.monotonic() + 10
+    while not await claim_gone(redis, room):
+        assert time.monotonic() < deadline, f"room {room} was not released"
+        await asyncio.sleep(0.05)
+
+
+async def late_commands(fleet: LocalFleet, room: str, commands: list[dict[str, object]]) -> str:
+    """Join ``room``, be replaced by a second join of the identity, let the room empty, then
+    resume the replaced session and send ``commands`` for the emptied room; returns the node
+    the room was on."""
+    url, token = signal_url(fleet), fleet.token(room, "mallory")
+    redis = connect(redis_url(fleet))
+    first = await Attacker.connect(url)
+    try:
+        replaced = await first.join(token)
+    finally:
+        await first.close()  # no leave: the session waits for a resume
+    second = await Attacker.connect(url)
+    try:
+        await second.join(token)  # the node replaces the first session with this one
+        await second.send({"type": "leave"})
+    finally:
+        await second.close()
+    try:
+        await wait_claim_gone(redis, room)  # the room emptied on its worker and was released
+    finally:
+        await redis.aclose()
+    third = await Attacker.connect(url)
+    try:
+        await third.join(token, session_id=replaced["session_id"], cursor="0-0")
+        for command in commands:
+            await third.send(command)
+        await third.drain_messages(0.5)
+    except ConnectionError:
+        pass  # the gateway ends the replaced session once it reads the news: commands went
+    finally:
+        await third.close()
+    return str(replaced["node_id"])
+
+
+def hosted(fleet: LocalFleet) -> dict[str, str]:
+    """Every room a fresh node holds in its room map in Redis, with that node."""
+    status, rooms = admin(fleet, "GET", "/api/rooms")
+    assert status == 200, rooms
+    return {r["room"]: r["node_id"] for r in rooms}
+
+
+async def assert_not_held(fleet: LocalFleet, rooms: list[str]) -> None:
+    await asyncio.sleep(HEARTBEATS_S)
+    redis = connect(redis_url(fleet))
+    try:
+        claimed = [room for room in rooms if not await claim_gone(redis, room)]
+    finally:
+        await redis.aclose()
+    mapped = hosted(fleet)
+    assert not claimed, f"rooms still claimed by their node: {claimed}"
+    assert not set(rooms) & set(mapped), f"rooms still in a node's room map: {mapped}"
+
+
+async def test_late_commands_for_an_emptied_room_leave_no_entry_behind(
+    fleet: LocalFleet, honest: HonestCall
+) -> None:
+    mark = honest.mark()
+    rooms = {
+        f"late-leave-{uuid.uuid4().hex[:6]}": [{"type": "leave"}],
+        f"late-trickle-{uuid.uuid4().hex[:6]}": [END_OF_CANDIDATES, END_OF_CANDIDATES],
+    }
+    nodes = await asyncio.gather(
+        *(late_commands(fleet, room, commands) for room, commands in rooms.items())
+    )
+    honest_node = fleet.regions[fleet.home].media_nodes[0].name
+    assert set(nodes) == {honest_node}, "the attack landed on the honest call's node"
+    await assert_unharmed(fleet, honest, mark)
+    await assert_not_held(fleet, list(rooms))
+
+
+def node_record(fleet: LocalFleet, node_id: str) -> dict[str, object]:
+    status, nodes = admin(fleet, "GET", "/api/nodes")
+    assert status == 200, nodes
+    return next((n for n in nodes if n["node_id"] == node_id), {"state": "absent"})
+
+
+def utilization(fleet: LocalFleet, node_id: str) -> float:
+    """The node's utilization as placement reads it, from its first heartbeat on (a node's
+    registration reports no load, its first heartbeats its start-up CPU)."""
+    record = node_record(fleet, node_id)
+    if record["state"] != "healthy" or record["settings"] is None:
+        return 1.0
+    return float(record["utilization"])  # type: ignore[arg-type]
+
+
+async def test_a_node_attacked_so_drains_at_once(fleet: LocalFleet, honest: HonestCall) -> None:
+    """A node of its own, as the drain ends it: the honest call's node hosts a call, so the
+    fresh node is the least loaded and takes the attacker's room."""
+    region = fleet.regions[fleet.home]
+    busy = region.media_nodes[0].name
+    node = fleet.start_media_node(fleet.home)
+    try:
+        await wait_until(
+            lambda: utilization(fleet, node.name) < utilization(fleet, busy),
+            30,
+            f"{node.name} to register with less load than {busy}",
+        )
+        # a node's load moves between heartbeats: a room the busy node took is attacked too
+        rooms: dict[str, str] = {}
+        while node.name not in rooms.values():
+            assert len(rooms) < PLACEMENT_TRIES, f"every room went elsewhere: {rooms}"
+            room = f"late-drain-{uuid.uuid4().hex[:6]}"
+            commands = [END_OF_CANDIDATES, {"type": "leave"}]
+            rooms[room] = await late_commands(fleet, room, commands)
+            await asyncio.sleep(1.0)  # the next heartbeats
+        await assert_not_held(fleet, list(rooms))
+
+        assert admin(fleet, "POST", f"/api/nodes/{node.name}/drain")[0] == 202
+        started = time.monotonic()
+        try:
+            code = await asyncio.to_thread(node.process.wait, DRAIN_S)
+        except subprocess.TimeoutExpired:
+            code = None
+        print(f"drain of {node.name}: exit {code} after {time.monotonic() - started:.1f} s")
+        assert code == 0, f"the drain did not end within {DRAIN_S:.0f} s"
+    finally:
+        if node.process.running():
+            node.process.kill()
+        region.media_nodes.remove(node)
+    log = (fleet.workdir / "logs" / f"{node.name}.log").read_text()
+    assert "(0 rooms left)" in log, log[-2000:]
