@@ -14,6 +14,7 @@ import asyncio
 import subprocess
 import time
 import uuid
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -33,7 +34,7 @@ from tests.platform.conftest import admin, wait_until
 HEARTBEATS_S = 2.5
 DRAIN_S = 20.0
 PLACEMENT_TRIES = 5
-END_OF_CANDIDATES = {"type": "trickle", "target": "publisher", "candidate": None}
+END_OF_CANDIDATES: dict[str, Any] = {"type": "trickle", "target": "publisher", "candidate": None}
 
 
 async def claim_gone(redis: aioredis.Redis, room: str) -> bool:
@@ -47,7 +48,7 @@ async def wait_claim_gone(redis: aioredis.Redis, room: str) -> None:
         await asyncio.sleep(0.05)
 
 
-async def late_commands(fleet: LocalFleet, room: str, commands: list[dict[str, object]]) -> str:
+async def late_commands(fleet: LocalFleet, room: str, commands: list[dict[str, Any]]) -> str:
     """Join ``room``, be replaced by a second join of the identity, let the room empty, then
     resume the replaced session and send ``commands`` for the emptied room; returns the node
     the room was on."""
@@ -104,7 +105,7 @@ async def test_late_commands_for_an_emptied_room_leave_no_entry_behind(
     fleet: LocalFleet, honest: HonestCall
 ) -> None:
     mark = honest.mark()
-    rooms = {
+    rooms: dict[str, list[dict[str, Any]]] = {
         f"late-leave-{uuid.uuid4().hex[:6]}": [{"type": "leave"}],
         f"late-trickle-{uuid.uuid4().hex[:6]}": [END_OF_CANDIDATES, END_OF_CANDIDATES],
     }
@@ -117,7 +118,7 @@ async def test_late_commands_for_an_emptied_room_leave_no_entry_behind(
     await assert_not_held(fleet, list(rooms))
 
 
-def node_record(fleet: LocalFleet, node_id: str) -> dict[str, object]:
+def node_record(fleet: LocalFleet, node_id: str) -> dict[str, Any]:
     status, nodes = admin(fleet, "GET", "/api/nodes")
     assert status == 200, nodes
     return next((n for n in nodes if n["node_id"] == node_id), {"state": "absent"})
@@ -129,7 +130,7 @@ def utilization(fleet: LocalFleet, node_id: str) -> float:
     record = node_record(fleet, node_id)
     if record["state"] != "healthy" or record["settings"] is None:
         return 1.0
-    return float(record["utilization"])  # type: ignore[arg-type]
+    return float(record["utilization"])
 
 
 async def test_a_node_attacked_so_drains_at_once(fleet: LocalFleet, honest: HonestCall) -> None:
@@ -149,7 +150,7 @@ async def test_a_node_attacked_so_drains_at_once(fleet: LocalFleet, honest: Hone
         while node.name not in rooms.values():
             assert len(rooms) < PLACEMENT_TRIES, f"every room went elsewhere: {rooms}"
             room = f"late-drain-{uuid.uuid4().hex[:6]}"
-            commands = [END_OF_CANDIDATES, {"type": "leave"}]
+            commands: list[dict[str, Any]] = [END_OF_CANDIDATES, {"type": "leave"}]
             rooms[room] = await late_commands(fleet, room, commands)
             await asyncio.sleep(1.0)  # the next heartbeats
         await assert_not_held(fleet, list(rooms))
