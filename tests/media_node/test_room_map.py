@@ -15,6 +15,7 @@ from media_node.worker_pool import WORKER_COMMAND_QUEUE, WorkerHandle
 from rtcfleet import bus
 from rtcfleet.node_messages import NodeJoin, NodeLeave, NodeTrickle
 from rtcfleet.servers import RedisServer
+from rtcfleet.signaling import MAX_NAME_LENGTH
 from tests.media_node.conftest import offline_node_settings
 
 
@@ -32,6 +33,10 @@ def node(redis: aioredis.Redis, redis_server: RedisServer) -> tuple[Supervisor, 
     handle = WorkerHandle(index=0, process=multiprocessing.Process(), conn=None)  # type: ignore[arg-type]
     supervisor.pool.workers.append(handle)
     return supervisor, handle
+
+
+# what one call renewing a node's rooms may carry (docs/admin.md, "Limits a client cannot move")
+MAX_CALL_BYTES = 150 * 1024
 
 
 def join(room: str, identity: str = "ann") -> NodeJoin:
@@ -82,3 +87,39 @@ async def test_a_join_refused_as_busy_leaves_no_room_and_no_claim(
     await node_bus.release_empty(new)
     assert not await redis.exists(bus.room_key(new)), "the refused room's claim stayed"
     assert await redis.get(bus.room_key(hosted)) == supervisor.node_id
+
+
+async def test_a_node_renews_a_thousand_longest_named_rooms_in_bounded_calls(
+    redis: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every claim and the whole room map are written, and no script call carries more than a
+    batch of rooms: Redis runs a script alone, so one call for every room would stall it."""
+    node_id = f"media-{uuid.uuid4().hex[:6]}"
+    rooms = {
+        (f"big-{i:04d}-" + uuid.uuid4().hex).ljust(MAX_NAME_LENGTH, "x"): 1 for i in range(1300)
+    }
+    taken = sorted(rooms)[700]
+    await redis.set(bus.room_key(taken), "media-other")
+    sizes: list[int] = []
+    real_eval = redis.eval
+
+    async def measured(script: str, numkeys: int, *args: str | int) -> object:
+        sizes.append(sum(len(str(a)) for a in args))
+        return await real_eval(script, numkeys, *args)
+
+    monkeypatch.setattr(redis, "eval", measured)
+    lost = await bus.hold_rooms(redis, node_id, rooms)
+    print(f"{len(rooms)} rooms renewed in {len(sizes)} calls of at most {max(sizes)} bytes")
+    assert lost == [taken]
+    assert max(sizes) <= MAX_CALL_BYTES, sizes
+    owners = await redis.mget([bus.room_key(r) for r in rooms])
+    assert owners.count(node_id) == len(rooms) - 1
+    assert len(await redis.hgetall(bus.node_rooms_key(node_id))) == len(rooms)
+    assert not await redis.exists(bus.node_rooms_staging_key(node_id))
+
+    # the map follows the rooms the node has now, and goes with the last of them
+    left = dict(list(rooms.items())[:3])
+    assert await bus.hold_rooms(redis, node_id, left) == []
+    assert set(await redis.hgetall(bus.node_rooms_key(node_id))) == set(left)
+    assert await bus.hold_rooms(redis, node_id, {}) == []
+    assert not await redis.exists(bus.node_rooms_key(node_id))
