@@ -92,9 +92,10 @@ async def test_many_rooms_with_the_longest_names_leave_heartbeats_as_they_were(
     rooms = [longest_name("long-") for _ in range(ROOMS)]
     sockets = await asyncio.gather(*(Attacker.connect(signal_url(fleet)) for _ in rooms))
     try:
-        joined = await asyncio.gather(
-            *(a.join(fleet.token(room, "mallory")) for a, room in zip(sockets, rooms, strict=True))
-        )
+        joined = [
+            await a.join(fleet.token(room, "mallory"))
+            for a, room in zip(sockets, rooms, strict=True)
+        ]
         assert {j["node_id"] for j in joined} == {node}
         # the node's heartbeats report every attacker room from here on
         await wait_until(lambda: rooms_on(fleet, node) >= ROOMS + 1, 15, "the rooms on the node")
