@@ -73,10 +73,12 @@ async def late_commands(fleet: LocalFleet, room: str, commands: list[dict[str, A
         await redis.aclose()
     third = await Attacker.connect(url)
     try:
-        await third.join(token, session_id=replaced["session_id"], cursor="0-0")
         kinds = {str(command["type"]) for command in commands}
         before = messages_in(fleet, kinds)
-        for command in commands:
+        # all in one burst: the gateway reads them right after the resume, before it has
+        # relayed the session's news and ended it
+        resume = {"type": "join", "token": token, "session_id": replaced["session_id"]}
+        for command in [resume, *commands]:
             await third.send(command)
         # the gateway took them for the session (it ends the session once it reads the news)
         await wait_until(
