@@ -31,7 +31,7 @@ from tests.adversarial.conftest import (
 from tests.platform.conftest import admin, wait_until
 
 ROOMS = 48
-HEARTBEATS = 3
+HEARTBEATS = 2
 # aiohttp's default client_max_size, which a heartbeat of room names once crossed
 BODY_LIMIT = 1024 * 1024
 
