@@ -130,8 +130,18 @@ async def test_late_commands_for_an_emptied_room_leave_no_entry_behind(
     nodes = [await late_commands(fleet, room, commands) for room, commands in rooms.items()]
     honest_node = fleet.regions[fleet.home].media_nodes[0].name
     assert set(nodes) == {honest_node}, "the attack landed on the honest call's node"
+    # and a leave racing its own join: both in one burst, the socket closed at once
+    raced = f"raced-{uuid.uuid4().hex[:6]}"
+    before = messages_in(fleet, {"leave"})
+    attacker = await Attacker.connect(signal_url(fleet))
+    try:
+        await attacker.send({"type": "join", "token": fleet.token(raced, "mallory")})
+        await attacker.send({"type": "leave"})
+        await wait_until(lambda: messages_in(fleet, {"leave"}) > before, 10, "the leave")
+    finally:
+        await attacker.close()
     await assert_unharmed(fleet, honest, mark)
-    await assert_not_held(fleet, list(rooms))
+    await assert_not_held(fleet, [*rooms, raced])
 
 
 def node_record(fleet: LocalFleet, node_id: str) -> dict[str, Any]:
