@@ -259,8 +259,8 @@ end
 return lost
 """
 # rooms per script call. Redis runs a script alone: one call renewing every room of a busy node
-# would hold it for the whole loop, and carries about 290 bytes per room at the longest names
-# (claim key, name, count); a batch carries at most about 150 KB
+# would hold it for the whole loop, and carries about 270 bytes per room at the longest names
+# (claim key, name, count); a batch carries at most about 140 KB
 HOLD_ROOMS_BATCH = 512
 
 
