@@ -129,9 +129,8 @@ class WorkerPool:
 
     async def wait_ready(self) -> None:
         """Every worker has reported once: its SFU can take a room."""
-        await asyncio.wait_for(
-            asyncio.gather(*(w.ready.wait() for w in self.workers)), WORKER_START_TIMEOUT_S
-        )
+        async with asyncio.timeout(WORKER_START_TIMEOUT_S):
+            await asyncio.gather(*(w.ready.wait() for w in self.workers))
 
     def _spawn(self, index: int) -> WorkerHandle:
         context = multiprocessing.get_context("spawn")

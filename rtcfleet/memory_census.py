@@ -3,16 +3,23 @@
 With ``RTCFLEET_MEMORY_CENSUS_SECONDS`` set to N, a gateway and every media worker log one line
 every N seconds: the sizes of the maps the process names (its sessions, rooms, locks...), the
 memory blocks Python has allocated, the objects a full garbage collection just freed (cycles),
-and the object types whose count grew most since the last census among the objects that
-survived it. A collection and a count over ``gc.get_objects()`` take some 0.1-0.5 s per million
-objects: keep N in tens of seconds. The line is logged at WARNING, so it shows at the fleet's
-usual level, as ``memory census <name> <json>``; ``benchmarks/soak.py --census`` sets it and
-reads the lines back. Unset, nothing runs.
+the object types whose count grew most since the last census among the objects that survived
+it, and, under glibc, the C heap's bytes in use and kept free (``mallinfo2``). A resident size
+that rises while Python's blocks stay flat is native memory in use (OpenSSL, SRTP, codec
+state) or freed memory the allocator keeps; the C heap figures tell which.
+
+A collection and a count over ``gc.get_objects()`` take some 0.1-0.5 s per million objects:
+keep N in tens of seconds. The line is logged at WARNING, so it shows at the fleet's usual
+level, as ``memory census <name> <json>``; ``benchmarks/soak.py --census`` sets it and reads
+the lines back. Unset, nothing runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import functools
 import gc
 import json
 import logging
@@ -28,6 +35,48 @@ ENV = "RTCFLEET_MEMORY_CENSUS_SECONDS"
 MARK = "memory census"
 # the object types listed per census: those whose count grew most
 TOP_TYPES = 12
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+@functools.cache
+def _mallinfo2() -> Callable[[], _MallInfo2] | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        function = ctypes.CDLL(name).mallinfo2
+    except (OSError, AttributeError):  # not glibc, or glibc before 2.33
+        return None
+    function.restype = _MallInfo2
+    function.argtypes = []
+    return function
+
+
+def c_heap() -> dict[str, int] | None:
+    """The C heap's bytes: in use (small and mmapped blocks), and free but kept by the
+    allocator; None where glibc's ``mallinfo2`` is not there."""
+    function = _mallinfo2()
+    if function is None:
+        return None
+    info = function()
+    return {"in_use": info.uordblks + info.hblkhd, "free_kept": info.fordblks}
 
 
 def interval() -> float | None:
@@ -58,6 +107,7 @@ class Census:
             "blocks": sys.getallocatedblocks(),
             "objects": sum(counts.values()),
             "garbage_collected": garbage,
+            "c_heap": c_heap(),
             "grew": {kind: [delta, counts[kind]] for kind, delta in grew.most_common(TOP_TYPES)},
         }
 

@@ -29,3 +29,15 @@ def test_a_census_counts_what_grew_and_the_sizes_it_is_given(
     for off in ("", "0", "never"):
         monkeypatch.setenv(memory_census.ENV, off)
         assert memory_census.interval() is None
+
+
+def test_the_c_heap_figures_see_memory_python_hands_to_malloc() -> None:
+    """Debian's glibc (the images' and CI's) has ``mallinfo2``."""
+    before = memory_census.c_heap()
+    held = bytearray(32 * 2**20)
+    during = memory_census.c_heap()
+    assert before is not None and during is not None
+    assert during["in_use"] - before["in_use"] >= len(held)
+    del held
+    after = memory_census.c_heap()
+    assert after is not None and after["in_use"] < during["in_use"] - 16 * 2**20
