@@ -233,6 +233,15 @@ class WorkerPool:
             handle.rooms.add(room)
         return handle
 
+    def forget_unjoined(self, room: str, handle: WorkerHandle) -> None:
+        """A join the worker never got (its queue was full): the room leaves the map and its
+        claim goes, unless an earlier join of it is on the worker (then it lives there)."""
+        if handle.joins.get(room, 0) > 0 or self.room_worker.get(room) is not handle:
+            return
+        del self.room_worker[room]
+        handle.rooms.discard(room)
+        self.listener.room_empty(room)
+
     def room_participants(self) -> dict[str, int]:
         """Every room the node hosts, with its participants (0 for a room still being set up)."""
         rooms = dict.fromkeys(self.room_worker, 0)

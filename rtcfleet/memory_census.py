@@ -17,9 +17,6 @@ the lines back. Unset, nothing runs.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
-import functools
 import gc
 import json
 import logging
@@ -29,54 +26,14 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from rtcfleet import c_heap
+
 log = logging.getLogger("rtcfleet.memory")
 
 ENV = "RTCFLEET_MEMORY_CENSUS_SECONDS"
 MARK = "memory census"
 # the object types listed per census: those whose count grew most
 TOP_TYPES = 12
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena",
-            "ordblks",
-            "smblks",
-            "hblks",
-            "hblkhd",
-            "usmblks",
-            "fsmblks",
-            "uordblks",
-            "fordblks",
-            "keepcost",
-        )
-    ]
-
-
-@functools.cache
-def _mallinfo2() -> Callable[[], _MallInfo2] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        function = ctypes.CDLL(name).mallinfo2
-    except (OSError, AttributeError):  # not glibc, or glibc before 2.33
-        return None
-    function.restype = _MallInfo2
-    function.argtypes = []
-    return function
-
-
-def c_heap() -> dict[str, int] | None:
-    """The C heap's bytes: in use (small and mmapped blocks), and free but kept by the
-    allocator; None where glibc's ``mallinfo2`` is not there."""
-    function = _mallinfo2()
-    if function is None:
-        return None
-    info = function()
-    return {"in_use": info.uordblks + info.hblkhd, "free_kept": info.fordblks}
 
 
 def interval() -> float | None:
@@ -107,7 +64,7 @@ class Census:
             "blocks": sys.getallocatedblocks(),
             "objects": sum(counts.values()),
             "garbage_collected": garbage,
-            "c_heap": c_heap(),
+            "c_heap": c_heap.usage(),
             "grew": {kind: [delta, counts[kind]] for kind, delta in grew.most_common(TOP_TYPES)},
         }
 
