@@ -12,6 +12,7 @@ import contextlib
 import logging
 import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -41,7 +42,13 @@ log = logging.getLogger("rtcfleet.media")
 WORKER_START_TIMEOUT_S = 60.0
 # commands waiting for one worker; past it a command is refused with an error to its session
 WORKER_COMMAND_QUEUE = 1024
+# how long a stopping node waits for a worker to take its stop and exit before killing it: a
+# worker that does not read its pipe (wedged, or stopped) holds the node's stop this long at most
+WORKER_STOP_TIMEOUT_S = 5.0
 JOIN_OP = NodeJoin.model_fields["op"].default
+# messages read from one worker per turn of the node's loop
+READ_BATCH = 256
+STOP_OP = WorkerStop.model_fields["op"].default
 
 
 class PoolListener(Protocol):
@@ -76,13 +83,15 @@ class WorkerHandle:
         default_factory=lambda: asyncio.Queue(maxsize=WORKER_COMMAND_QUEUE)
     )
     dead: bool = False
+    # the node is stopping: the worker takes its stop and nothing more
+    closing: bool = False
     writer: asyncio.Task[None] | None = None
     # room -> joins sent and not yet reported finished by a ``RoomEmpty``
     joins: dict[str, int] = field(default_factory=dict)
 
     def submit(self, command: dict[str, Any]) -> bool:
         """Queue a command without waiting; False when the queue is full or the worker dead."""
-        if self.dead:
+        if self.dead or self.closing:
             return False
         try:
             self.commands.put_nowait(command)
@@ -110,6 +119,11 @@ class WorkerPool:
         self.stopped = stopped
         self.workers: list[WorkerHandle] = []
         self.room_worker: dict[str, WorkerHandle] = {}
+        # the pipe writes, a thread per worker: a write waits while its worker is behind, and
+        # the loop's default threads (DNS, uploads, cloud calls) must not wait behind it
+        self._pipes = ThreadPoolExecutor(
+            max_workers=settings.workers, thread_name_prefix="rtcfleet-worker-pipe"
+        )
 
     def sfu_config(self) -> SfuConfig:
         platform = self.platform()
@@ -155,17 +169,24 @@ class WorkerPool:
         return handle
 
     async def _write(self, handle: WorkerHandle) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             command = await handle.commands.get()
             try:
-                await asyncio.to_thread(handle.conn.send, command)
+                await loop.run_in_executor(self._pipes, handle.conn.send, command)
             except (OSError, ValueError, EOFError):
                 self._died(handle)
                 return
+            if command.get("op") == STOP_OP:
+                return  # the worker reads nothing after it
 
     def _readable(self, handle: WorkerHandle) -> None:
         try:
-            while handle.conn.poll():
+            # a batch per turn of the loop: a worker that talks without pause must not keep
+            # the node's heartbeats and commands waiting (the reader is called again at once)
+            for _ in range(READ_BATCH):
+                if not handle.conn.poll():
+                    break
                 self.receive(handle, handle.conn.recv())
         except (EOFError, OSError):
             self._died(handle)
@@ -269,13 +290,38 @@ class WorkerPool:
             handle.submit(command)
 
     async def stop(self) -> None:
-        """Ask every worker to stop, then wait for it (5 s) before killing it."""
+        """Ask every worker to stop and wait for it, killing it after ``WORKER_STOP_TIMEOUT_S``.
+
+        The stop goes through each worker's writer like any command, so nothing here waits on a
+        pipe: a worker that does not read has its stop wait in the queue, then is killed.
+        Commands still queued are not sent (the node is going, and its gateways move its
+        sessions). ``stopped`` must be set first, so the workers that exit are not replaced."""
+        stop = WorkerStop().model_dump(mode="json")
+        for handle in self.workers:
+            handle.closing = True
+            while not handle.commands.empty():
+                handle.commands.get_nowait()
+            handle.commands.put_nowait(stop)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WORKER_STOP_TIMEOUT_S
+        while any(h.process.is_alive() for h in self.workers) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for handle in self.workers:
+            if handle.process.is_alive():
+                log.error(
+                    "worker %d did not stop in %.0f s; killing it",
+                    handle.index,
+                    WORKER_STOP_TIMEOUT_S,
+                )
+                handle.process.kill()
+        # a killed worker's pipe breaks: a write still waiting on it ends at once
+        writers = [h.writer for h in self.workers if h.writer is not None and not h.writer.done()]
+        if writers:
+            await asyncio.wait(writers, timeout=WORKER_STOP_TIMEOUT_S)
         for handle in self.workers:
             if handle.writer is not None:
                 handle.writer.cancel()
-            with contextlib.suppress(OSError, ValueError):
-                handle.conn.send(WorkerStop().model_dump(mode="json"))
-        for handle in self.workers:
-            await asyncio.to_thread(handle.process.join, 5)
-            if handle.process.is_alive():
-                handle.process.kill()
+            with contextlib.suppress(ValueError, OSError):
+                loop.remove_reader(handle.conn.fileno())
+            await asyncio.to_thread(handle.process.join, 1.0)
+        self._pipes.shutdown(wait=False, cancel_futures=True)
