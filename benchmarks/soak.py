@@ -206,11 +206,15 @@ def fleet_processes(fleet: LocalFleet) -> dict[int, str]:
 
 
 def sample(fleet: LocalFleet) -> dict[str, int]:
-    """Resident bytes per process kind."""
+    """Resident bytes per process kind, and (``<kind> unique``) the bytes no other process
+    shares: Postgres backends count the shared buffers they touch in their resident size, so
+    only their unique size shows what they keep for themselves."""
     totals: dict[str, int] = defaultdict(int)
     for pid, name in fleet_processes(fleet).items():
         with contextlib.suppress(psutil.Error):
-            totals[name] += psutil.Process(pid).memory_info().rss
+            memory = psutil.Process(pid).memory_full_info()
+            totals[name] += memory.rss
+            totals[f"{name} unique"] += memory.uss
     return dict(totals)
 
 
@@ -318,6 +322,37 @@ def census_lines(logs: list[str], started_wall: float) -> dict[str, list[tuple[f
     return found
 
 
+RECORD_START = re.compile(r"^[^ ]+: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ")
+
+
+def error_records(lines: list[str]) -> list[str]:
+    """Each ERROR record or traceback with the lines that continue it (the task or frame a
+    one-line message names is on the next line)."""
+    records: list[list[str]] = []
+    keep = False
+    for line in lines:
+        if RECORD_START.match(line):
+            keep = " ERROR " in line or "Traceback" in line
+            if keep:
+                records.append([line])
+        elif keep:
+            records[-1].append(line.split(": ", 1)[-1])
+        elif "Traceback" in line:
+            keep = True
+            records.append([line])
+    return ["\n".join(record) for record in records]
+
+
+def c_heap_slopes(reports: list[tuple[float, Any]], warmup_s: float) -> dict[str, float | None]:
+    """KiB per minute after warm-up of the C heap in use and of what its allocator keeps free."""
+    slopes: dict[str, float | None] = {}
+    for key in ("in_use", "free_kept"):
+        points = [(t, c["c_heap"][key]) for t, c in reports if c.get("c_heap")]
+        slope = steady_slope(points, warmup_s)
+        slopes[f"c_heap_{key}_kib_per_min"] = round(slope / 1024, 1) if slope is not None else None
+    return slopes
+
+
 def first_after(points: list[tuple[float, Any]], at: float) -> tuple[float, Any] | None:
     return next(((t, item) for t, item in points if t >= at), None)
 
@@ -374,7 +409,7 @@ async def run(clients: int, minutes: float, warmup_s: float, census_s: float) ->
         ]
     finally:
         await asyncio.to_thread(fleet.remove)
-    log_errors = [line for line in lines if "Traceback" in line or " ERROR " in line]
+    log_errors = error_records(lines)
     memory = {}
     for name, points in sorted(series.items()):
         steady = [(t, rss) for t, rss in points if t >= warmup_s]
@@ -385,6 +420,9 @@ async def run(clients: int, minutes: float, warmup_s: float, census_s: float) ->
             "rss_mib_after_all_left": round(after.get(name, 0) / 2**20, 1),
             "slope_kib_per_min": round(slope / 1024, 1) if slope is not None else None,
             "samples": len(points),
+            "rss_mib_every_minute": [
+                round(rss / 2**20, 1) for _, rss in points[:: max(round(60 / SAMPLE_EVERY_S), 1)]
+            ],
         }
     used = [(t, c["used_memory"]) for t, c in redis_series]
     used_slope = steady_slope(used, warmup_s)
@@ -397,6 +435,17 @@ async def run(clients: int, minutes: float, warmup_s: float, census_s: float) ->
             "after_warmup": first[1] if first else None,
             "end": reports[-1][1],
             "allocated_blocks_per_min": round(blocks_slope) if blocks_slope is not None else None,
+            **c_heap_slopes(reports, warmup_s),
+            # (seconds, MiB in use, MiB kept free): a leak climbs, a cache levels off
+            "c_heap_mib": [
+                [
+                    round(t),
+                    round(c["c_heap"]["in_use"] / 2**20, 2),
+                    round(c["c_heap"]["free_kept"] / 2**20, 2),
+                ]
+                for t, c in reports
+                if c.get("c_heap")
+            ],
         }
     return {
         "benchmark": "soak",

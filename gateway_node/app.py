@@ -74,6 +74,11 @@ async def stats(request: web.Request) -> web.Response:
         rooms += node.load.rooms
         participants += node.load.participants
     gateways = await gateway.gateways()
+    settings, replication = gateway.platform.to_json(), gateway.replication.last.to_json()
+    if not request.app[DETAILED]:
+        # an error names the database's host and how it failed: for operators, on the admin port
+        settings.pop("last_error")
+        replication.pop("error")
     return web.json_response(
         {
             "region": gateway.settings.region,
@@ -86,8 +91,8 @@ async def stats(request: web.Request) -> web.Response:
             "rooms": rooms,
             "participants": participants,
             "media_nodes": by_state,
-            "settings": gateway.platform.to_json(),
-            "settings_replication": gateway.replication.last.to_json(),
+            "settings": settings,
+            "settings_replication": replication,
         }
     )
 
@@ -122,6 +127,7 @@ def create_apps(settings: GatewaySettings) -> tuple[web.Application, web.Applica
     admin_app[GATEWAY] = gateway
     admin_app[DETAILED] = True
     _add_health_routes(admin_app)
+    admin_app.router.add_get("/stats", stats)
     admin.add_routes(admin_app)
     recording_api.add_admin_routes(admin_app)
     return client, admin_app

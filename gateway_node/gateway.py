@@ -38,8 +38,12 @@ from gateway_node.settings_copy import SettingsCopy
 from gateway_node.settings_writer import SettingsWriter
 from rtcfleet import bus, memory_census
 from rtcfleet.redis_url import connect
+from rtcfleet.tasks import cancel_and_wait
 
 log = logging.getLogger("rtcfleet.gateway")
+
+# how long a shutdown waits for the gateway's loops to end once cancelled
+SHUTDOWN_TASKS_TIMEOUT_S = 5.0
 
 
 class Gateway:
@@ -130,11 +134,7 @@ class Gateway:
 
     async def close(self) -> None:
         await self.region_health.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._tasks, SHUTDOWN_TASKS_TIMEOUT_S)
         for session in list(self.relay.sessions.values()):
             # bounded: a client that does not read must not hold the gateway's shutdown
             await session.disconnect(WSCloseCode.OK, "")

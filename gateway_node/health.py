@@ -30,6 +30,7 @@ from gateway_node.registry import NodeRegistry
 from gateway_node.settings import GatewaySettings
 from rtcfleet import bus
 from rtcfleet.node_messages import NodeProbe
+from rtcfleet.tasks import cancel_and_wait
 
 log = logging.getLogger("rtcfleet.gateway.health")
 
@@ -141,10 +142,10 @@ class RegionHealth:
             return
         self._stopping.set()
         try:
-            await asyncio.wait_for(asyncio.shield(task), REGION_PROBE_TIMEOUT_S * 2 + 1)
+            async with asyncio.timeout(REGION_PROBE_TIMEOUT_S * 2 + 1):
+                await asyncio.shield(task)
         except TimeoutError:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel_and_wait([task], REGION_PROBE_TIMEOUT_S)
 
     async def check(self) -> RegionVerdict:
         started = time.monotonic()
@@ -164,7 +165,8 @@ class RegionHealth:
         while not self._stopping.is_set():
             await self.check()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.interval)
+                async with asyncio.timeout(self.interval):
+                    await self._stopping.wait()
 
     def current(self) -> tuple[bool, list[str]]:
         """The verdict as a judge should read it: a verdict that stopped being renewed is red."""

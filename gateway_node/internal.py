@@ -58,6 +58,7 @@ async def register(request: web.Request) -> web.Response:
 async def heartbeat(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     node_id = request.match_info["node_id"]
+    gateway.metrics.node_heartbeat_bytes.observe(len(await request.read()))
     beat = await _body(request, Heartbeat)
     try:
         state = await gateway.registry.heartbeat(node_id, beat)

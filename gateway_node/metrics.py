@@ -71,6 +71,12 @@ class GatewayMetrics:
             ["region", "kind"],
             registry=self.registry,
         )
+        self.node_heartbeat_bytes = Histogram(
+            "rtcfleet_gateway_media_heartbeat_bytes",
+            "Body size of media nodes' heartbeats (counts only: it must not grow with rooms)",
+            buckets=(256, 512, 1024, 2048, 4096, 16384, 65536, 262144, 1048576),
+            registry=self.registry,
+        )
         self.node_drain_seconds = Histogram(
             "rtcfleet_gateway_media_drain_seconds",
             "A media node's drain, from its cloud's notice to the node empty, as the node reported",

@@ -87,10 +87,13 @@ class Session:
         return True
 
     async def _write(self) -> None:
+        # asyncio.timeout, not wait_for: under Python 3.11 wait_for swallows a cancel that
+        # lands as the send completes, and the stopped writer then waits on the queue forever
         try:
-            while True:
+            while not self._stopped:
                 text = await self.outbox.get()
-                await asyncio.wait_for(self.ws.send_str(text), SESSION_SEND_TIMEOUT_S)
+                async with asyncio.timeout(SESSION_SEND_TIMEOUT_S):
+                    await self.ws.send_str(text)
                 self.delivered += 1
                 self.outbox.task_done()
         except TimeoutError:
@@ -107,14 +110,14 @@ class Session:
     async def flush(self, timeout: float) -> None:
         """Wait (at most ``timeout``) until every queued message is on the socket."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.outbox.join(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.outbox.join()
 
     async def disconnect(self, code: int, reason: str) -> None:
         """Close the socket without waiting on a client that does not read."""
         try:
-            await asyncio.wait_for(
-                self.ws.close(code=code, message=reason.encode()), SESSION_CLOSE_TIMEOUT_S
-            )
+            async with asyncio.timeout(SESSION_CLOSE_TIMEOUT_S):
+                await self.ws.close(code=code, message=reason.encode())
         except (TimeoutError, ConnectionError, RuntimeError):
             if self.transport is not None:
                 self.transport.abort()

@@ -155,7 +155,8 @@ class SettingsWriter:
         if self._pool is not None:
             # a silent writer must not hold the gateway's shutdown
             try:
-                await asyncio.wait_for(self._pool.close(), 5)
+                async with asyncio.timeout(5):
+                    await self._pool.close()
             except TimeoutError:
                 self._pool.terminate()
 

@@ -244,10 +244,23 @@ class NodeBus:
             # a session told to reconnect is back (its rejoin): it hears its new state
             self.resync_owed.discard(session)
             self.resync_told.discard(session)
-        handle = pool.room_worker.get(room) if not isinstance(command, NodeJoin) else None
-        handle = handle or pool.worker_for(room)
+            handle = pool.worker_for(room)
+        elif (found := pool.room_worker.get(room)) is not None:
+            handle = found
+        else:
+            # Only a join places a room on a worker. A late command for a room that emptied (a
+            # replaced session resumed, a sweep's leave) would otherwise put it back in the map
+            # with no join to follow and nothing to report it empty: the node would claim it
+            # for ever and a drain would wait for it until its bound.
+            if not isinstance(command, NodeLeave):
+                gone = error(ErrorCode.NOT_JOINED, f"{command.op}: not in a room on this node")
+                self._queue(session, gone.model_dump(mode="json"))
+            return
         tracing.set_attributes(worker=handle.index)
         if not handle.submit(tracing.to_pipe(command.model_dump(mode="json"))):
+            if isinstance(command, NodeJoin):
+                self.sessions.pop(session, None)
+                pool.forget_unjoined(room, handle)
             busy = error(ErrorCode.MEDIA_ERROR, "media node busy: command dropped, retry")
             self._queue(session, busy.model_dump(mode="json"))
 

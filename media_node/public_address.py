@@ -53,7 +53,8 @@ async def public_address(
                 )
                 transport.sendto(bytes(request))
                 try:
-                    data = await asyncio.wait_for(protocol.answers.get(), timeout)
+                    async with asyncio.timeout(timeout):
+                        data = await protocol.answers.get()
                 except TimeoutError:
                     continue
                 answer = stun.parse_message(data)

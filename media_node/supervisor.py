@@ -29,8 +29,12 @@ from media_node.worker_pool import WorkerHandle, WorkerPool
 from rtcfleet import __version__, bus
 from rtcfleet.nodes import DrainReport, Heartbeat, NodeRegistration
 from rtcfleet.redis_url import connect
+from rtcfleet.tasks import cancel_and_wait
 
 log = logging.getLogger("rtcfleet.media")
+
+# how long a stopping node waits for its loops to end once cancelled
+SHUTDOWN_TASKS_TIMEOUT_S = 5.0
 
 
 class Supervisor:
@@ -187,9 +191,7 @@ class Supervisor:
             for task in tasks:
                 task.add_done_callback(self._loop_ended)
             await self.stopped.wait()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(tasks, SHUTDOWN_TASKS_TIMEOUT_S)
         finally:
             self.stopped.set()
             await self.shutdown()

@@ -37,7 +37,7 @@ from media_node.sfu import (
     UnknownRoom,
 )
 from media_node.subscriber import SubscriberNotNegotiating
-from rtcfleet import memory_census, tracing
+from rtcfleet import c_heap, memory_census, tracing
 from rtcfleet.node_messages import (
     AnyWorkerCommand,
     NodeJoin,
@@ -69,6 +69,9 @@ from rtcfleet.signaling import (
 log = logging.getLogger("rtcfleet.media.worker")
 
 LOAD_INTERVAL_S = 1.0
+# how often a worker gives the kernel back the C heap's free pages (``rtcfleet.c_heap``): its
+# connections' native memory otherwise stays with the allocator and the resident size climbs
+C_HEAP_TRIM_EVERY_S = 30.0
 # Errors a client's own input causes (an answer out of turn, an SDP or candidate that does not
 # parse or apply): answered with media_error and noted in one log line, never a traceback, so
 # a client cannot fill the node's log.
@@ -421,7 +424,10 @@ class Worker:
         loop.add_reader(fd, readable)
         self.send_load()  # the supervisor's signal that this worker is up
         writer = asyncio.create_task(self._write())
-        background = [asyncio.create_task(self._report_load())]
+        background = [
+            asyncio.create_task(self._report_load()),
+            asyncio.create_task(c_heap.trim_every(C_HEAP_TRIM_EVERY_S)),
+        ]
         if (every := memory_census.interval()) is not None:
             census = memory_census.Census(f"worker-{os.getpid()}", self.census)
             background.append(asyncio.create_task(census.run(every)))

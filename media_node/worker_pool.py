@@ -143,9 +143,8 @@ class WorkerPool:
 
     async def wait_ready(self) -> None:
         """Every worker has reported once: its SFU can take a room."""
-        await asyncio.wait_for(
-            asyncio.gather(*(w.ready.wait() for w in self.workers)), WORKER_START_TIMEOUT_S
-        )
+        async with asyncio.timeout(WORKER_START_TIMEOUT_S):
+            await asyncio.gather(*(w.ready.wait() for w in self.workers))
 
     def _spawn(self, index: int) -> WorkerHandle:
         context = multiprocessing.get_context("spawn")
@@ -254,6 +253,15 @@ class WorkerPool:
             self.room_worker[room] = handle
             handle.rooms.add(room)
         return handle
+
+    def forget_unjoined(self, room: str, handle: WorkerHandle) -> None:
+        """A join the worker never got (its queue was full): the room leaves the map and its
+        claim goes, unless an earlier join of it is on the worker (then it lives there)."""
+        if handle.joins.get(room, 0) > 0 or self.room_worker.get(room) is not handle:
+            return
+        del self.room_worker[room]
+        handle.rooms.discard(room)
+        self.listener.room_empty(room)
 
     def room_participants(self) -> dict[str, int]:
         """Every room the node hosts, with its participants (0 for a room still being set up)."""

@@ -231,11 +231,15 @@ def decode_entry(fields: dict[str, str]) -> dict[str, Any]:
 
 # A node keeps its rooms' claims: extends its own, re-asserts lost ones (a Redis failover to a
 # replica that missed the write, a restart), and reports the rooms another node holds (a split
-# it must not deepen). Its room map is written beside, for the admin console.
+# it must not deepen). Its room map is written beside, for the admin console: built in a staging
+# hash over the batches of one renewal and renamed into place by the last, so a reader never
+# sees half a map.
 _HOLD_ROOMS = """
-local node, ttl = ARGV[1], ARGV[2]
+local node, ttl, first, last = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local staging, rooms = KEYS[#KEYS - 1], KEYS[#KEYS]
 local lost = {}
-for i = 1, #KEYS - 1 do
+if first == '1' then redis.call('DEL', staging) end
+for i = 1, #KEYS - 2 do
   local owner = redis.call('GET', KEYS[i])
   if owner == false or owner == node then
     redis.call('SET', KEYS[i], node, 'EX', ttl)
@@ -243,12 +247,25 @@ for i = 1, #KEYS - 1 do
     table.insert(lost, i)
   end
 end
-local rooms = KEYS[#KEYS]
-redis.call('DEL', rooms)
-for i = 3, #ARGV, 2 do redis.call('HSET', rooms, ARGV[i], ARGV[i + 1]) end
-redis.call('EXPIRE', rooms, ttl)
+for i = 5, #ARGV, 2 do redis.call('HSET', staging, ARGV[i], ARGV[i + 1]) end
+if redis.call('EXISTS', staging) == 1 then redis.call('EXPIRE', staging, ttl) end
+if last == '1' then
+  if redis.call('EXISTS', staging) == 1 then
+    redis.call('RENAME', staging, rooms)
+  else
+    redis.call('DEL', rooms)
+  end
+end
 return lost
 """
+# rooms per script call. Redis runs a script alone: one call renewing every room of a busy node
+# would hold it for the whole loop, and carries about 270 bytes per room at the longest names
+# (claim key, name, count); a batch carries at most about 140 KB
+HOLD_ROOMS_BATCH = 512
+
+
+def node_rooms_staging_key(node_id: str) -> str:
+    return f"{node_rooms_key(node_id)}:next"
 
 
 async def hold_rooms(
@@ -256,12 +273,19 @@ async def hold_rooms(
 ) -> list[str]:
     """Claim or extend every room the node hosts; returns the rooms another node holds."""
     rooms = sorted(room_participants)
-    keys = [room_key(room) for room in rooms] + [node_rooms_key(node_id)]
-    args: list[str | int] = [node_id, ROOM_CLAIM_TTL_SECONDS]
-    for room in rooms:
-        args += [room, room_participants[room]]
-    lost = await redis.eval(_HOLD_ROOMS, len(keys), *keys, *args)
-    return [rooms[int(index) - 1] for index in lost]
+    staging = [node_rooms_staging_key(node_id), node_rooms_key(node_id)]
+    lost: list[str] = []
+    starts = range(0, len(rooms), HOLD_ROOMS_BATCH) if rooms else range(1)
+    for start in starts:
+        batch = rooms[start : start + HOLD_ROOMS_BATCH]
+        keys = [room_key(room) for room in batch] + staging
+        first, last = start == 0, start + HOLD_ROOMS_BATCH >= len(rooms)
+        args: list[str | int] = [node_id, ROOM_CLAIM_TTL_SECONDS, int(first), int(last)]
+        for room in batch:
+            args += [room, room_participants[room]]
+        taken = await redis.eval(_HOLD_ROOMS, len(keys), *keys, *args)
+        lost += [batch[int(index) - 1] for index in taken]
+    return lost
 
 
 async def release_room(redis: aioredis.Redis, room: str, node_id: str) -> None:

@@ -3,11 +3,15 @@
 With ``RTCFLEET_MEMORY_CENSUS_SECONDS`` set to N, a gateway and every media worker log one line
 every N seconds: the sizes of the maps the process names (its sessions, rooms, locks...), the
 memory blocks Python has allocated, the objects a full garbage collection just freed (cycles),
-and the object types whose count grew most since the last census among the objects that
-survived it. A collection and a count over ``gc.get_objects()`` take some 0.1-0.5 s per million
-objects: keep N in tens of seconds. The line is logged at WARNING, so it shows at the fleet's
-usual level, as ``memory census <name> <json>``; ``benchmarks/soak.py --census`` sets it and
-reads the lines back. Unset, nothing runs.
+the object types whose count grew most since the last census among the objects that survived
+it, and, under glibc, the C heap's bytes in use and kept free (``mallinfo2``). A resident size
+that rises while Python's blocks stay flat is native memory in use (OpenSSL, SRTP, codec
+state) or freed memory the allocator keeps; the C heap figures tell which.
+
+A collection and a count over ``gc.get_objects()`` take some 0.1-0.5 s per million objects:
+keep N in tens of seconds. The line is logged at WARNING, so it shows at the fleet's usual
+level, as ``memory census <name> <json>``; ``benchmarks/soak.py --census`` sets it and reads
+the lines back. Unset, nothing runs.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
+
+from rtcfleet import c_heap
 
 log = logging.getLogger("rtcfleet.memory")
 
@@ -58,6 +64,7 @@ class Census:
             "blocks": sys.getallocatedblocks(),
             "objects": sum(counts.values()),
             "garbage_collected": garbage,
+            "c_heap": c_heap.usage(),
             "grew": {kind: [delta, counts[kind]] for kind, delta in grew.most_common(TOP_TYPES)},
         }
 

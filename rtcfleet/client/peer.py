@@ -218,7 +218,8 @@ class ClientPeer:
             # connection waiting forever: it is shielded from the caller's cancellation, and a
             # close already stuck is given up after a bound
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(pc.close()), PEER_CLOSE_TIMEOUT_S)
+                async with asyncio.timeout(PEER_CLOSE_TIMEOUT_S):
+                    await asyncio.shield(pc.close())
 
     def _sender(self, kind: str) -> RTCRtpSender | None:
         for transceiver in self.publisher_pc.getTransceivers():

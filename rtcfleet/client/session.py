@@ -180,7 +180,8 @@ class ClientSession:
                 await self._send(Leave())
         if self._ws is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ws.close(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await self._ws.close()
         for task in self._background:
             task.cancel()
         if self._task is not None:
@@ -344,7 +345,8 @@ class ClientSession:
     async def _send(self, message: Any) -> None:
         if not isinstance(message, (Join, Leave, Ping)):
             try:
-                await asyncio.wait_for(self._socket_joined.wait(), SIGNALING_DEAD_AFTER_S)
+                async with asyncio.timeout(SIGNALING_DEAD_AFTER_S):
+                    await self._socket_joined.wait()
             except TimeoutError:
                 raise ConnectionError("signaling socket not joined") from None
         async with self._send_lock:

@@ -356,7 +356,8 @@ async def run_region_outage(backend: DrillBackend, spec: DrillSpec) -> DrillRepo
                 int(current[SETTINGS_KEY]), value_before, acknowledged
             )
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(settings_write(), spec.recovery_timeout_s)
+            async with asyncio.timeout(spec.recovery_timeout_s):
+                await settings_write()
         report.replication_after_recovery = await backend.region_replication()
     finally:
         await asyncio.gather(*(b.close() for b, _, _ in bots), return_exceptions=True)

@@ -105,9 +105,8 @@ class LocalBackend:
         if url not in self._redis:
             self._redis[url] = connect(url)
         try:
-            return cast(
-                str | None, await asyncio.wait_for(self._redis[url].get(bus.room_key(room)), 1)
-            )
+            async with asyncio.timeout(1):
+                return cast(str | None, await self._redis[url].get(bus.room_key(room)))
         except (RedisError, OSError, TimeoutError):
             return None
 

@@ -216,7 +216,8 @@ async def _serve(args: argparse.Namespace, inner: int, outer: int) -> None:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     print("ready", flush=True)
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), args.seconds)
+        async with asyncio.timeout(args.seconds):
+            await stop.wait()
     for name, stats in relay.stats().items():
         print(name, stats, flush=True)
 

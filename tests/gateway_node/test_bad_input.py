@@ -36,13 +36,16 @@ async def sessions_in_redis(gw: GatewayUnderTest) -> list[str]:
 
 
 async def node_commands(gw: GatewayUnderTest) -> list[dict]:
+    """What clients made the gateway send the node (not the region-health probes it sends by
+    itself every second)."""
     entries = await gw.redis.xrange(bus.node_inbox(NODE))
     assert entries is not None
     # the client decodes responses: keys and values are str
-    return [
+    commands = [
         bus.decode_entry({str(k): str(v) for k, v in (fields or {}).items()})
         for _, fields in entries
     ]
+    return [command for command in commands if command.get("op") != "probe"]
 
 
 async def joined_socket(gw: GatewayUnderTest, **grants: object):

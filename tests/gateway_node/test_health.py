@@ -23,6 +23,7 @@ from infra.spec import (
 )
 from rtcfleet import bus
 from rtcfleet.servers import RedisServer, ReplicatedPostgres, free_port
+from rtcfleet.tasks import cancel_and_wait
 from tests.gateway_node.conftest import (
     ADMIN_TOKEN,
     API_KEY,
@@ -276,7 +277,41 @@ async def test_settings_copy_age_is_shown_and_survives_a_lost_database(
         # the database goes away: the copy stays, it ages, and the reason is shown
         await asyncio.sleep(0.5)
         assert not await gw.gateway.platform.refresh(f"postgresql://x@127.0.0.1:{free_port()}/x")
-        stats = await (await gw.client.get("/stats")).json()
+        stats = await (await gw.admin.get("/stats", headers=ADMIN)).json()
         assert stats["settings"]["last_error"].startswith("settings database unreachable")
+        public = await (await gw.client.get("/stats")).json()
+        assert "last_error" not in public["settings"], "the public port names the database"
+        assert "error" not in public["settings_replication"]
         assert stats["settings"]["age_seconds"] >= 0.4
         assert stats["settings"]["values"]["max_participants_per_room"] >= 2
+
+
+async def test_a_gateway_shuts_down_when_a_loop_lost_its_cancel(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop whose cancel a Redis command swallowed goes on to its next round: the gateway's
+    shutdown must end it anyway, not wait on it forever."""
+    rounds: list[int] = []
+
+    async def monitor_losing_its_first_cancel(self: object) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(60)
+        while True:
+            rounds.append(1)
+            await asyncio.sleep(0.05)
+
+    monkeypatch.setattr(
+        "gateway_node.node_monitor.NodeMonitor.run", monitor_losing_its_first_cancel
+    )
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    stack = contextlib.AsyncExitStack()
+    gw = await stack.enter_async_context(gateway(redis_server.url, dead))
+    assert (await gw.client.get(LIVENESS_PATH)).status == 200
+    closing = asyncio.create_task(stack.aclose())
+    # waited on without cancelling it: a cancel from here would end the loop in its place
+    done, _ = await asyncio.wait({closing}, timeout=20)
+    if not done:  # leave no loop behind for the next test's event loop to wait on
+        monitors = [task for task in asyncio.all_tasks() if task.get_name() == "monitor"]
+        await cancel_and_wait([closing, *monitors], 5.0)
+    assert done, "the gateway's shutdown waits on a loop that lost its cancel"
+    assert rounds, "the monitor's first cancel was not lost"
