@@ -8,7 +8,6 @@ that dies. What the workers say for clients goes to a ``PoolListener`` (the node
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import multiprocessing
 from collections.abc import Callable
@@ -46,7 +45,8 @@ WORKER_COMMAND_QUEUE = 1024
 # worker that does not read its pipe (wedged, or stopped) holds the node's stop this long at most
 WORKER_STOP_TIMEOUT_S = 5.0
 JOIN_OP = NodeJoin.model_fields["op"].default
-# messages read from one worker per turn of the node's loop
+# messages read from one worker per hop to its pipe thread: the node's loop handles a batch,
+# then the next is read, so a worker that talks without pause cannot hold up its heartbeats
 READ_BATCH = 256
 STOP_OP = WorkerStop.model_fields["op"].default
 
@@ -86,6 +86,7 @@ class WorkerHandle:
     # the node is stopping: the worker takes its stop and nothing more
     closing: bool = False
     writer: asyncio.Task[None] | None = None
+    reader: asyncio.Task[None] | None = None
     # room -> joins sent and not yet reported finished by a ``RoomEmpty``
     joins: dict[str, int] = field(default_factory=dict)
 
@@ -101,6 +102,19 @@ class WorkerHandle:
             room = str(command["room"])
             self.joins[room] = self.joins.get(room, 0) + 1
         return True
+
+
+def receive_batch(conn: Connection) -> tuple[list[dict[str, Any]], bool]:
+    """What a worker said, in a pipe thread: one message (waiting for it, and for its last
+    byte), then as many more as are there, up to ``READ_BATCH``; and whether the pipe ended."""
+    items: list[dict[str, Any]] = []
+    try:
+        items.append(conn.recv())
+        while len(items) < READ_BATCH and conn.poll():
+            items.append(conn.recv())
+    except (EOFError, OSError, ValueError):
+        return items, True
+    return items, False
 
 
 class WorkerPool:
@@ -119,10 +133,12 @@ class WorkerPool:
         self.stopped = stopped
         self.workers: list[WorkerHandle] = []
         self.room_worker: dict[str, WorkerHandle] = {}
-        # the pipe writes, a thread per worker: a write waits while its worker is behind, and
-        # the loop's default threads (DNS, uploads, cloud calls) must not wait behind it
+        # the pipes' reads and writes, two threads per worker (and room for a replaced worker's
+        # to end): a write waits while its worker is behind, a read while its worker is half-way
+        # through a message, and neither the node's loop nor its default threads (DNS, uploads,
+        # cloud calls) may wait with them
         self._pipes = ThreadPoolExecutor(
-            max_workers=settings.workers, thread_name_prefix="rtcfleet-worker-pipe"
+            max_workers=2 * settings.workers + 2, thread_name_prefix="rtcfleet-worker-pipe"
         )
 
     def sfu_config(self) -> SfuConfig:
@@ -163,9 +179,13 @@ class WorkerPool:
         process.start()
         child.close()
         handle = WorkerHandle(index=index, process=process, conn=parent)
-        asyncio.get_running_loop().add_reader(parent.fileno(), self._readable, handle)
-        handle.writer = asyncio.create_task(self._write(handle), name=f"worker-{index}")
+        self.watch(handle)
         return handle
+
+    def watch(self, handle: WorkerHandle) -> None:
+        """Start moving commands to the worker and reading what it says."""
+        handle.writer = asyncio.create_task(self._write(handle), name=f"worker-{handle.index}")
+        handle.reader = asyncio.create_task(self._read(handle), name=f"worker-{handle.index}-in")
 
     async def _write(self, handle: WorkerHandle) -> None:
         loop = asyncio.get_running_loop()
@@ -179,25 +199,25 @@ class WorkerPool:
             if command.get("op") == STOP_OP:
                 return  # the worker reads nothing after it
 
-    def _readable(self, handle: WorkerHandle) -> None:
-        try:
-            # a batch per turn of the loop: a worker that talks without pause must not keep
-            # the node's heartbeats and commands waiting (the reader is called again at once)
-            for _ in range(READ_BATCH):
-                if not handle.conn.poll():
-                    break
-                self.receive(handle, handle.conn.recv())
-        except (EOFError, OSError):
-            self._died(handle)
+    async def _read(self, handle: WorkerHandle) -> None:
+        loop = asyncio.get_running_loop()
+        ended = False
+        while not ended:
+            items, ended = await loop.run_in_executor(self._pipes, receive_batch, handle.conn)
+            for item in items:
+                try:
+                    self.receive(handle, item)
+                except Exception:  # one bad message must not end the reading of the rest
+                    log.exception("worker %d: a message failed", handle.index)
+        self._died(handle)
 
     def _died(self, handle: WorkerHandle) -> None:
         if handle.dead:
             return
         handle.dead = True
-        with contextlib.suppress(ValueError, OSError):
-            asyncio.get_running_loop().remove_reader(handle.conn.fileno())
-        if handle.writer is not None and handle.writer is not asyncio.current_task():
-            handle.writer.cancel()
+        for task in (handle.writer, handle.reader):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
         if not self.stopped.is_set():
             self._replace(handle)
 
@@ -327,9 +347,8 @@ class WorkerPool:
         if writers:
             await asyncio.wait(writers, timeout=WORKER_STOP_TIMEOUT_S)
         for handle in self.workers:
-            if handle.writer is not None:
-                handle.writer.cancel()
-            with contextlib.suppress(ValueError, OSError):
-                loop.remove_reader(handle.conn.fileno())
+            for task in (handle.writer, handle.reader):
+                if task is not None:
+                    task.cancel()
             await asyncio.to_thread(handle.process.join, 1.0)
         self._pipes.shutdown(wait=False, cancel_futures=True)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import pickle
 import signal
+import struct
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -287,6 +289,40 @@ async def test_a_worker_that_does_not_read_its_pipe_is_killed_after_the_stop_bou
         for handle in workers.workers:
             if handle.process.is_alive():
                 handle.process.kill()
+
+
+@pytest.mark.timeout(60)
+async def test_a_worker_stalled_half_way_through_a_message_does_not_stop_the_nodes_loop() -> None:
+    """A worker that stops (stopped, or wedged) after the first bytes of a message: the node
+    waits for the rest off its loop, which runs on meanwhile, then takes the message whole."""
+    listener, stopped = Listener(), asyncio.Event()
+    workers = WorkerPool(offline_node_settings(), PlatformSettings, listener, stopped)
+    node_end, worker_end = multiprocessing.Pipe()
+    handle = WorkerHandle(index=0, process=multiprocessing.Process(), conn=node_end)
+    workers.workers.append(handle)
+    workers.watch(handle)
+    session = uuid.uuid4().hex
+    said = ToSession(session=session, message={"type": "n", "sdp": "x" * 50_000}).model_dump()
+    payload = pickle.dumps(said)
+    try:
+        worker_end.send(WorkerLoadReport().model_dump())
+        # multiprocessing's framing: a 4-byte length, then the pickle; only part of it comes
+        os.write(worker_end.fileno(), struct.pack("!i", len(payload)) + payload[:100])
+        ticks = 0
+        started = time.monotonic()
+        while time.monotonic() - started < 1.0:
+            await asyncio.sleep(0.05)
+            ticks += 1
+        assert ticks >= 10, f"the node's loop ran {ticks} times in 1 s"
+        assert listener.told == []
+        os.write(worker_end.fileno(), payload[100:])
+        await wait_until(lambda: bool(listener.told), 10, "the message, once whole")
+        assert listener.told == [(session, said["message"])]
+        assert handle.ready.is_set(), "the message before it was lost"
+    finally:
+        stopped.set()
+        worker_end.close()
+        await wait_until(lambda: handle.dead, 10, "the pool to see the pipe end")
 
 
 class WorkerOnPipe:
