@@ -3,7 +3,9 @@
 Commands arrive on the node's inbox stream and go to the worker that hosts their room (a new
 room is claimed first, and refused while the node drains). Workers' messages leave through one
 bounded outbox, so each session's messages reach its stream in the order they were made and a
-stalled Redis cannot grow the node's memory. Sessions whose clients are gone for good are swept.
+stalled Redis cannot grow the node's memory. A session whose message does not fit is never left
+with a hole in what it hears: it hears nothing more of its old state, then ``reconnect``, and
+its client starts its media again. Sessions whose clients are gone for good are swept.
 """
 
 from __future__ import annotations
@@ -39,9 +41,14 @@ INBOX_BLOCK_MS = 1000
 SESSION_SWEEP_INTERVAL_S = 2.0
 # longer than a gateway's keepalive, which writes again a session record Redis lost
 SESSION_MISSING_GRACE_S = 12.0
-# messages waiting for Redis on their way to sessions; at the bound a message is dropped, its
-# client recovers by its own timeouts (no answer: a new offer; silence: a rejoin)
+# messages waiting for Redis on their way to sessions. At the bound, a message for a client
+# session is not sent, nor is anything after it for that session but one ``reconnect``
+# (``RESYNC_REASON``), queued as soon as there is room: the client renegotiates from scratch
+# (``rejoin``) instead of waiting for an answer or an offer that will never come. A probe's or
+# an admin request's answer is dropped (its asker times out); a room's release is owed, like a
+# reconnect, and goes as soon as there is room
 OUTBOX_LIMIT = 4096
+RESYNC_REASON = "node_messages_dropped"
 
 
 class NodeBus:
@@ -52,11 +59,13 @@ class NodeBus:
         node_id: str,
         draining: Callable[[], bool],
         stopped: asyncio.Event,
+        outbox_limit: int = OUTBOX_LIMIT,
     ) -> None:
         """``draining``: whether the node refuses new rooms now; ``stopped``: ends the loops."""
         self.node_id = node_id
         self.draining = draining
         self.stopped = stopped
+        self.outbox_limit = outbox_limit
         self._pool: WorkerPool | None = None
         self._redis: aioredis.Redis | None = None
         # session -> room, for the sweep of sessions whose clients are gone
@@ -64,9 +73,17 @@ class NodeBus:
         self._missing_since: dict[str, float] = {}
         # (session or None for a room release, message, trace context it answers)
         self.outbox: asyncio.Queue[tuple[str | None, dict[str, Any], dict[str, str]]] = (
-            asyncio.Queue(maxsize=OUTBOX_LIMIT)
+            asyncio.Queue(maxsize=outbox_limit)
         )
+        # messages not sent at the outbox's bound (or after it, to a session owed a reconnect)
         self.outbox_dropped = 0
+        # sessions a message did not fit for: owed a ``reconnect`` as soon as the outbox has
+        # room, then told (silent until their client's rejoin comes back as a join); both are
+        # sessions this node hosts, so they are bounded as ``sessions`` is
+        self.resync_owed: set[str] = set()
+        self.resync_told: set[str] = set()
+        # rooms emptied whose release did not fit: released as soon as the outbox has room
+        self.release_owed: set[str] = set()
         # set when the node can evacuate: its moving rooms and silenced sessions
         self.evacuation: Evacuation | None = None
         # held while the node's claims are renewed or given up, so a renewal already on its
@@ -95,6 +112,8 @@ class NodeBus:
 
     def session_left(self, session: str) -> None:
         self.sessions.pop(session, None)
+        self.resync_owed.discard(session)
+        self.resync_told.discard(session)
 
     def room_empty(self, room: str) -> None:
         self._queue(None, {"release": room})
@@ -110,12 +129,32 @@ class NodeBus:
     def _queue(self, session: str | None, message: dict[str, Any]) -> None:
         """Queue for the outbox loop; a full outbox means Redis stalls, and memory must not grow.
         The message goes on in the trace current now (a command's, or a worker's answer's)."""
+        if session is not None and (session in self.resync_owed or session in self.resync_told):
+            self.outbox_dropped += 1  # its client starts afresh: this belongs to what it drops
+            return
         try:
             self.outbox.put_nowait((session, message, tracing.carrier()))
+            return
         except asyncio.QueueFull:
             self.outbox_dropped += 1
-            if self.outbox_dropped % 1000 == 1:
-                log.warning("outbox full: %d messages dropped so far", self.outbox_dropped)
+        if session is None:
+            self.release_owed.add(message["release"])
+        elif session in self.sessions or message.get("type") == "reconnect":
+            self.resync_owed.add(session)
+            log.warning("outbox full: session %s will be told to reconnect", session)
+        elif self.outbox_dropped % 1000 == 1:
+            log.warning("outbox full: %d messages dropped so far", self.outbox_dropped)
+
+    def _settle_owed(self) -> None:
+        """What the outbox owes, queued as room frees: after everything queued before it."""
+        while self.release_owed and not self.outbox.full():
+            self.outbox.put_nowait((None, {"release": self.release_owed.pop()}, {}))
+        while self.resync_owed and not self.outbox.full():
+            session = self.resync_owed.pop()
+            reconnect = Reconnect(reason=RESYNC_REASON).model_dump(mode="json")
+            self.outbox.put_nowait((session, reconnect, {}))
+            if session in self.sessions:
+                self.resync_told.add(session)
 
     # ---- to Redis ----
 
@@ -123,6 +162,7 @@ class NodeBus:
         """One writer, so each session's messages reach its stream in the order they were made."""
         while True:
             session, message, trace = await self.outbox.get()
+            self._settle_owed()
             if session is None:
                 await self.release_empty(message["release"])
             else:
@@ -169,7 +209,7 @@ class NodeBus:
     async def handle_command(self, command: AnyNodeCommand) -> None:
         if isinstance(command, NodeProbe):
             # a gateway's region-health probe: this node's bus, loop and workers answer
-            self.outbox.put_nowait((command.probe, self.probe_answer(), {}))
+            self._queue(command.probe, self.probe_answer())
             return
         if isinstance(command, NodeRecording):
             handle = self.pool.room_worker.get(command.room)
@@ -201,6 +241,9 @@ class NodeBus:
                 self._queue(session, refusal.model_dump(mode="json"))
                 return
             self.sessions[session] = room
+            # a session told to reconnect is back (its rejoin): it hears its new state
+            self.resync_owed.discard(session)
+            self.resync_told.discard(session)
             handle = pool.worker_for(room)
         elif (found := pool.room_worker.get(room)) is not None:
             handle = found

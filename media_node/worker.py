@@ -14,7 +14,7 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -82,10 +82,11 @@ CLIENT_FAULTS = (
     InvalidAccessError,
     ValueError,
 )
-# messages waiting for the supervisor; past it the supervisor is behind and load reports (each
-# superseded by the next) are dropped. Everything else waits: a subscriber offer or an answer
-# lost here is a client without media, and all of them are caused by a command or a client's
-# action, so they cannot grow without bound while the supervisor sends nothing
+# messages waiting for the supervisor; past it the supervisor is behind: load reports (each
+# superseded by the next) are dropped, and the worker reads no more commands until it is below
+# again (the pipe fills, then the supervisor's queue, which refuses with "media node busy").
+# Everything else waits: a subscriber offer or an answer lost here is a client without media,
+# and past the bound only the commands already taken add to them
 WORKER_OUTBOX = 4096
 # items written to the pipe per hop to the writer thread
 WRITE_BATCH = 256
@@ -156,6 +157,8 @@ class Worker:
         self.joins_done: dict[str, int] = {}
         self._outgoing: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.dropped = 0
+        # set by ``run``: read the pipe again once neither the inbox nor the outbox is full
+        self._resume_reading: Callable[[], None] | None = None
         self.recordings = Recordings(
             lambda room: self.sfu.room(room).tracks() if room in self.sfu.rooms() else [],
             lambda room: list(self.rooms.get(room, {})),
@@ -186,6 +189,8 @@ class Worker:
                 await asyncio.to_thread(self._send_all, items)
             except (OSError, ValueError):
                 return  # the supervisor is gone; the command loop ends on the pipe's EOF
+            if self._resume_reading is not None:
+                self._resume_reading()
 
     def _send_all(self, items: list[dict[str, Any]]) -> None:
         for item in items:
@@ -391,28 +396,30 @@ class Worker:
         inbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=WORKER_INBOX)
         self._inbox = inbox
         slots = asyncio.Semaphore(WORKER_IN_FLIGHT)
-        reading = True
+        reading, ended = True, False
 
         def readable() -> None:
-            nonlocal reading
+            nonlocal reading, ended
             try:
-                while not inbox.full() and self.conn.poll():
+                while not inbox.full() and not self.behind() and self.conn.poll():
                     inbox.put_nowait(self.conn.recv())
             except (EOFError, OSError):
                 inbox.put_nowait(None)  # room for it: only a queue with room is read
                 loop.remove_reader(fd)
-                reading = False
+                reading, ended = False, True
                 return
             self._waiting_peak = max(self._waiting_peak, self.commands_waiting())
-            if inbox.full():
+            if inbox.full() or self.behind():
                 loop.remove_reader(fd)  # the pipe fills, and the supervisor's queue behind it
                 reading = False
 
         def resume_reading() -> None:
             nonlocal reading
-            if not reading and not inbox.full():
+            if not reading and not ended and not inbox.full() and not self.behind():
                 loop.add_reader(fd, readable)
                 reading = True
+
+        self._resume_reading = resume_reading
 
         loop.add_reader(fd, readable)
         self.send_load()  # the supervisor's signal that this worker is up
@@ -451,6 +458,10 @@ class Worker:
             self.recordings.close()
             await self.sfu.close()
             writer.cancel()
+
+    def behind(self) -> bool:
+        """The supervisor has not taken ``WORKER_OUTBOX`` messages: take no more commands."""
+        return self._outgoing.qsize() >= WORKER_OUTBOX
 
     def commands_waiting(self) -> int:
         """Commands read from the pipe, not finished: WORKER_INBOX + WORKER_IN_FLIGHT at most."""

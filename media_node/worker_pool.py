@@ -8,10 +8,10 @@ that dies. What the workers say for clients goes to a ``PoolListener`` (the node
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -41,7 +41,14 @@ log = logging.getLogger("rtcfleet.media")
 WORKER_START_TIMEOUT_S = 60.0
 # commands waiting for one worker; past it a command is refused with an error to its session
 WORKER_COMMAND_QUEUE = 1024
+# how long a stopping node waits for a worker to take its stop and exit before killing it: a
+# worker that does not read its pipe (wedged, or stopped) holds the node's stop this long at most
+WORKER_STOP_TIMEOUT_S = 5.0
 JOIN_OP = NodeJoin.model_fields["op"].default
+# messages read from one worker per hop to its pipe thread: the node's loop handles a batch,
+# then the next is read, so a worker that talks without pause cannot hold up its heartbeats
+READ_BATCH = 256
+STOP_OP = WorkerStop.model_fields["op"].default
 
 
 class PoolListener(Protocol):
@@ -76,13 +83,16 @@ class WorkerHandle:
         default_factory=lambda: asyncio.Queue(maxsize=WORKER_COMMAND_QUEUE)
     )
     dead: bool = False
+    # the node is stopping: the worker takes its stop and nothing more
+    closing: bool = False
     writer: asyncio.Task[None] | None = None
+    reader: asyncio.Task[None] | None = None
     # room -> joins sent and not yet reported finished by a ``RoomEmpty``
     joins: dict[str, int] = field(default_factory=dict)
 
     def submit(self, command: dict[str, Any]) -> bool:
         """Queue a command without waiting; False when the queue is full or the worker dead."""
-        if self.dead:
+        if self.dead or self.closing:
             return False
         try:
             self.commands.put_nowait(command)
@@ -92,6 +102,19 @@ class WorkerHandle:
             room = str(command["room"])
             self.joins[room] = self.joins.get(room, 0) + 1
         return True
+
+
+def receive_batch(conn: Connection) -> tuple[list[dict[str, Any]], bool]:
+    """What a worker said, in a pipe thread: one message (waiting for it, and for its last
+    byte), then as many more as are there, up to ``READ_BATCH``; and whether the pipe ended."""
+    items: list[dict[str, Any]] = []
+    try:
+        items.append(conn.recv())
+        while len(items) < READ_BATCH and conn.poll():
+            items.append(conn.recv())
+    except (EOFError, OSError, ValueError):
+        return items, True
+    return items, False
 
 
 class WorkerPool:
@@ -110,6 +133,13 @@ class WorkerPool:
         self.stopped = stopped
         self.workers: list[WorkerHandle] = []
         self.room_worker: dict[str, WorkerHandle] = {}
+        # the pipes' reads and writes, two threads per worker (and room for a replaced worker's
+        # to end): a write waits while its worker is behind, a read while its worker is half-way
+        # through a message, and neither the node's loop nor its default threads (DNS, uploads,
+        # cloud calls) may wait with them
+        self._pipes = ThreadPoolExecutor(
+            max_workers=2 * settings.workers + 2, thread_name_prefix="rtcfleet-worker-pipe"
+        )
 
     def sfu_config(self) -> SfuConfig:
         platform = self.platform()
@@ -149,34 +179,45 @@ class WorkerPool:
         process.start()
         child.close()
         handle = WorkerHandle(index=index, process=process, conn=parent)
-        asyncio.get_running_loop().add_reader(parent.fileno(), self._readable, handle)
-        handle.writer = asyncio.create_task(self._write(handle), name=f"worker-{index}")
+        self.watch(handle)
         return handle
 
+    def watch(self, handle: WorkerHandle) -> None:
+        """Start moving commands to the worker and reading what it says."""
+        handle.writer = asyncio.create_task(self._write(handle), name=f"worker-{handle.index}")
+        handle.reader = asyncio.create_task(self._read(handle), name=f"worker-{handle.index}-in")
+
     async def _write(self, handle: WorkerHandle) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             command = await handle.commands.get()
             try:
-                await asyncio.to_thread(handle.conn.send, command)
+                await loop.run_in_executor(self._pipes, handle.conn.send, command)
             except (OSError, ValueError, EOFError):
                 self._died(handle)
                 return
+            if command.get("op") == STOP_OP:
+                return  # the worker reads nothing after it
 
-    def _readable(self, handle: WorkerHandle) -> None:
-        try:
-            while handle.conn.poll():
-                self.receive(handle, handle.conn.recv())
-        except (EOFError, OSError):
-            self._died(handle)
+    async def _read(self, handle: WorkerHandle) -> None:
+        loop = asyncio.get_running_loop()
+        ended = False
+        while not ended:
+            items, ended = await loop.run_in_executor(self._pipes, receive_batch, handle.conn)
+            for item in items:
+                try:
+                    self.receive(handle, item)
+                except Exception:  # one bad message must not end the reading of the rest
+                    log.exception("worker %d: a message failed", handle.index)
+        self._died(handle)
 
     def _died(self, handle: WorkerHandle) -> None:
         if handle.dead:
             return
         handle.dead = True
-        with contextlib.suppress(ValueError, OSError):
-            asyncio.get_running_loop().remove_reader(handle.conn.fileno())
-        if handle.writer is not None and handle.writer is not asyncio.current_task():
-            handle.writer.cancel()
+        for task in (handle.writer, handle.reader):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
         if not self.stopped.is_set():
             self._replace(handle)
 
@@ -277,13 +318,37 @@ class WorkerPool:
             handle.submit(command)
 
     async def stop(self) -> None:
-        """Ask every worker to stop, then wait for it (5 s) before killing it."""
+        """Ask every worker to stop and wait for it, killing it after ``WORKER_STOP_TIMEOUT_S``.
+
+        The stop goes through each worker's writer like any command, so nothing here waits on a
+        pipe: a worker that does not read has its stop wait in the queue, then is killed.
+        Commands still queued are not sent (the node is going, and its gateways move its
+        sessions). ``stopped`` must be set first, so the workers that exit are not replaced."""
+        stop = WorkerStop().model_dump(mode="json")
         for handle in self.workers:
-            if handle.writer is not None:
-                handle.writer.cancel()
-            with contextlib.suppress(OSError, ValueError):
-                handle.conn.send(WorkerStop().model_dump(mode="json"))
+            handle.closing = True
+            while not handle.commands.empty():
+                handle.commands.get_nowait()
+            handle.commands.put_nowait(stop)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WORKER_STOP_TIMEOUT_S
+        while any(h.process.is_alive() for h in self.workers) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
         for handle in self.workers:
-            await asyncio.to_thread(handle.process.join, 5)
             if handle.process.is_alive():
+                log.error(
+                    "worker %d did not stop in %.0f s; killing it",
+                    handle.index,
+                    WORKER_STOP_TIMEOUT_S,
+                )
                 handle.process.kill()
+        # a killed worker's pipe breaks: a write still waiting on it ends at once
+        writers = [h.writer for h in self.workers if h.writer is not None and not h.writer.done()]
+        if writers:
+            await asyncio.wait(writers, timeout=WORKER_STOP_TIMEOUT_S)
+        for handle in self.workers:
+            for task in (handle.writer, handle.reader):
+                if task is not None:
+                    task.cancel()
+            await asyncio.to_thread(handle.process.join, 1.0)
+        self._pipes.shutdown(wait=False, cancel_futures=True)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import pickle
 import signal
+import struct
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,7 +21,12 @@ from media_node.publisher import MAX_MEDIA_SECTIONS
 from media_node.sfu import SfuConfig
 from media_node.subscriber import Subscriber
 from media_node.worker import WORKER_IN_FLIGHT, WORKER_INBOX, Worker
-from media_node.worker_pool import WORKER_COMMAND_QUEUE, WorkerHandle, WorkerPool
+from media_node.worker_pool import (
+    WORKER_COMMAND_QUEUE,
+    WORKER_STOP_TIMEOUT_S,
+    WorkerHandle,
+    WorkerPool,
+)
 from rtcfleet.node_messages import (
     NodeJoin,
     NodeLeave,
@@ -238,6 +245,84 @@ async def test_a_worker_behind_stops_reading_its_pipe_and_the_node_queues_or_ref
     print(f"accepted {accepted}; the most commands the worker held, per report: {peaks}")
     assert max(peaks) == WORKER_INBOX + WORKER_IN_FLIGHT, peaks
     assert {m["type"] for m in listener.answers(session)} == {"publish_answer"}
+
+
+@pytest.mark.timeout(90)
+async def test_a_worker_that_does_not_read_its_pipe_is_killed_after_the_stop_bound() -> None:
+    """The node's stop never waits on a pipe: a worker that reads takes its stop and exits on
+    its own; one that does not (stopped here, its pipe full of offers) is killed after
+    ``WORKER_STOP_TIMEOUT_S``, and the node's loop runs on meanwhile."""
+    stopped = asyncio.Event()
+    settings = offline_node_settings(bind_ip="127.0.0.1").model_copy(update={"workers": 2})
+    workers = WorkerPool(settings, PlatformSettings, Listener(), stopped)
+    workers.start()
+    try:
+        await workers.wait_ready()
+        wedged, healthy = workers.workers
+        sdp = await offer_at_the_section_bound()
+        os.kill(wedged.process.pid or 0, signal.SIGSTOP)
+        for _ in range(40):  # 1 MB of offers: the pipe is full, the node's writer waits on it
+            offer = NodePublishOffer(session=uuid.uuid4().hex, room="wedged", sdp=sdp)
+            assert wedged.submit(offer.model_dump(mode="json"))
+        await asyncio.sleep(0.5)
+        assert wedged.commands.qsize() > 0, "the pipe took every offer"
+        stopped.set()
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.1)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        started = time.monotonic()
+        await asyncio.wait_for(workers.stop(), WORKER_STOP_TIMEOUT_S + 30)
+        took = time.monotonic() - started
+        ticker.cancel()
+        print(f"stop took {took:.1f} s; the loop ticked {ticks} times meanwhile")
+        assert healthy.process.exitcode == 0, "the worker that reads did not stop by itself"
+        assert wedged.process.exitcode == -signal.SIGKILL, wedged.process.exitcode
+        assert took >= WORKER_STOP_TIMEOUT_S, "the worker was killed before its bound"
+        assert ticks >= WORKER_STOP_TIMEOUT_S * 5, "the node's loop stood still during the stop"
+    finally:
+        for handle in workers.workers:
+            if handle.process.is_alive():
+                handle.process.kill()
+
+
+@pytest.mark.timeout(60)
+async def test_a_worker_stalled_half_way_through_a_message_does_not_stop_the_nodes_loop() -> None:
+    """A worker that stops (stopped, or wedged) after the first bytes of a message: the node
+    waits for the rest off its loop, which runs on meanwhile, then takes the message whole."""
+    listener, stopped = Listener(), asyncio.Event()
+    workers = WorkerPool(offline_node_settings(), PlatformSettings, listener, stopped)
+    node_end, worker_end = multiprocessing.Pipe()
+    handle = WorkerHandle(index=0, process=multiprocessing.Process(), conn=node_end)
+    workers.workers.append(handle)
+    workers.watch(handle)
+    session = uuid.uuid4().hex
+    said = ToSession(session=session, message={"type": "n", "sdp": "x" * 50_000}).model_dump()
+    payload = pickle.dumps(said)
+    try:
+        worker_end.send(WorkerLoadReport().model_dump())
+        # multiprocessing's framing: a 4-byte length, then the pickle; only part of it comes
+        os.write(worker_end.fileno(), struct.pack("!i", len(payload)) + payload[:100])
+        ticks = 0
+        started = time.monotonic()
+        while time.monotonic() - started < 1.0:
+            await asyncio.sleep(0.05)
+            ticks += 1
+        assert ticks >= 10, f"the node's loop ran {ticks} times in 1 s"
+        assert listener.told == []
+        os.write(worker_end.fileno(), payload[100:])
+        await wait_until(lambda: bool(listener.told), 10, "the message, once whole")
+        assert listener.told == [(session, said["message"])]
+        assert handle.ready.is_set(), "the message before it was lost"
+    finally:
+        stopped.set()
+        worker_end.close()
+        await wait_until(lambda: handle.dead, 10, "the pool to see the pipe end")
 
 
 class WorkerOnPipe:
