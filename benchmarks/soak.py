@@ -258,6 +258,16 @@ KEY_KINDS = [
 USAGE_SAMPLE = 20
 
 
+REDIS_MEMORY_PARTS = (
+    "used_memory_dataset",
+    "used_memory_overhead",
+    "mem_replication_backlog",
+    "mem_clients_normal",
+    "mem_clients_slaves",
+    "used_memory_scripts",
+)
+
+
 async def redis_census(redis: aioredis.Redis) -> dict[str, Any]:
     """Redis's own count of its memory, and its keys by kind with a sampled size per key."""
     info = await redis.info("memory")
@@ -275,6 +285,9 @@ async def redis_census(redis: aioredis.Redis) -> dict[str, Any]:
     return {
         "used_memory": int(info["used_memory"]),
         "used_memory_rss": int(info["used_memory_rss"]),
+        # where Redis's own count goes besides the keys: a backlog that fills to its size,
+        # client buffers, cached scripts
+        "parts": {name: int(info.get(name, 0)) for name in REDIS_MEMORY_PARTS},
         "keys": kinds,
     }
 
@@ -351,6 +364,10 @@ def c_heap_slopes(reports: list[tuple[float, Any]], warmup_s: float) -> dict[str
         slope = steady_slope(points, warmup_s)
         slopes[f"c_heap_{key}_kib_per_min"] = round(slope / 1024, 1) if slope is not None else None
     return slopes
+
+
+def mib_parts(census: dict[str, Any]) -> dict[str, float]:
+    return {name: round(value / 2**20, 2) for name, value in census["parts"].items()}
 
 
 def first_after(points: list[tuple[float, Any]], at: float) -> tuple[float, Any] | None:
@@ -473,6 +490,8 @@ async def run(clients: int, minutes: float, warmup_s: float, census_s: float) ->
             "used_memory_slope_kib_per_min": (
                 round(used_slope / 1024, 1) if used_slope is not None else None
             ),
+            "parts_mib_after_warmup": mib_parts(warm[1]) if warm else None,
+            "parts_mib_end": mib_parts(redis_series[-1][1]) if redis_series else None,
             "keys_after_warmup": warm[1]["keys"] if warm else None,
             "keys_end": redis_series[-1][1]["keys"] if redis_series else None,
             "keys_after_all_left": redis_after["keys"],
