@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 from media_node.settings import MediaNodeSettings
 from media_node.sfu import Sfu, SfuConfig
+from media_node.supervisor import Supervisor
+from media_node.worker_pool import WorkerHandle
 from rtcfleet.client.peer import ClientPeer
+from rtcfleet.servers import RedisServer
 
 ROOM = "room-1"
 
@@ -105,3 +110,24 @@ async def conference() -> AsyncIterator[Callable[..., Conference]]:
     yield make
     for conf in made:
         await conf.close()
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.from_url(redis_server.url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+def queueing_worker() -> WorkerHandle:
+    """A worker handle with no process: it only queues the commands it is given."""
+    return WorkerHandle(index=0, process=multiprocessing.Process(), conn=None)  # type: ignore[arg-type]
+
+
+def queueing_node(redis: aioredis.Redis, redis_url: str) -> tuple[Supervisor, WorkerHandle]:
+    """A node's bus and pool on a real Redis, with one worker that only queues commands."""
+    supervisor = Supervisor(offline_node_settings(redis_url))
+    supervisor.bus.attach(supervisor.pool, redis)
+    handle = queueing_worker()
+    supervisor.pool.workers.append(handle)
+    return supervisor, handle

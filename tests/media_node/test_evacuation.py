@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,11 +13,10 @@ import redis.asyncio as aioredis
 from media_node import evacuation
 from media_node.evacuation import Evacuation, schedule
 from media_node.supervisor import Supervisor
-from media_node.worker_pool import WorkerHandle
 from rtcfleet import bus
 from rtcfleet.node_messages import AnyNodeCommand, NodeJoin, NodeLeave, ToSession
 from rtcfleet.servers import RedisServer
-from tests.media_node.conftest import offline_node_settings
+from tests.media_node.conftest import offline_node_settings, queueing_worker
 
 
 class Node:
@@ -62,13 +59,6 @@ class Node:
 
     def entries(self, what: str) -> list[Any]:
         return [entry for entry in self.log if entry[0] == what]
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(redis_server.url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 def test_schedule_moves_big_rooms_first_and_spreads_a_full_node_over_the_fraction() -> None:
@@ -158,7 +148,7 @@ async def test_the_node_keeps_moving_rooms_away_and_moved_sessions_quiet(
     node_bus, pool = supervisor.bus, supervisor.pool
     node_bus.attach(pool, redis)
     supervisor.start_drain()
-    handle = WorkerHandle(index=0, process=multiprocessing.Process(), conn=None)  # type: ignore[arg-type]
+    handle = queueing_worker()
     session = uuid.uuid4().hex
     moving, staying = (f"{name}-{uuid.uuid4().hex[:6]}" for name in ("moving", "staying"))
     for room in (moving, staying):
@@ -196,7 +186,7 @@ async def test_a_renewal_on_its_way_does_not_claim_again_a_room_let_go(
     node_bus, pool = supervisor.bus, supervisor.pool
     node_bus.attach(pool, redis)
     room = f"racing-{uuid.uuid4().hex[:6]}"
-    pool.room_worker[room] = WorkerHandle(index=0, process=multiprocessing.Process(), conn=None)  # type: ignore[arg-type]
+    pool.room_worker[room] = queueing_worker()
     renewing, write = asyncio.Event(), asyncio.Event()
     hold_rooms = bus.hold_rooms
 

@@ -10,30 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 import redis.asyncio as aioredis
 
 from media_node.node_bus import RESYNC_REASON, NodeBus
-from media_node.worker_pool import WorkerHandle, WorkerPool
+from media_node.worker_pool import WorkerPool
 from rtcfleet import bus
 from rtcfleet.node_messages import NodeJoin, NodeProbe, RoomEmpty, ToSession
 from rtcfleet.servers import RedisServer
 from rtcfleet.settings_store import PlatformSettings
-from tests.media_node.conftest import offline_node_settings, wait_until
+from tests.media_node.conftest import (
+    offline_node_settings,
+    queueing_worker,
+    wait_until,
+)
 
 LIMIT = 8
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(redis_server.url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 def join(session: str, room: str, identity: str) -> NodeJoin:
@@ -55,7 +49,7 @@ async def test_a_session_whose_message_does_not_fit_hears_nothing_more_but_recon
     node_bus = NodeBus(settings.node_id, lambda: False, stopped, outbox_limit=LIMIT)
     pool = WorkerPool(settings, PlatformSettings, node_bus, stopped)
     # a worker that only queues the commands it is given
-    handle = WorkerHandle(index=0, process=multiprocessing.Process(), conn=None)  # type: ignore[arg-type]
+    handle = queueing_worker()
     pool.workers.append(handle)
     node_bus.attach(pool, redis)
     room, emptied = f"full-{uuid.uuid4().hex[:6]}", f"emptied-{uuid.uuid4().hex[:6]}"

@@ -3,36 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest
 import redis.asyncio as aioredis
 
 from gateway_node.placement import claim_room
-from media_node.supervisor import Supervisor
-from media_node.worker_pool import WorkerHandle
 from rtcfleet import bus
 from rtcfleet.node_messages import NodeJoin, RoomEmpty
 from rtcfleet.servers import RedisServer
-from tests.media_node.conftest import offline_node_settings
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(redis_server.url, decode_responses=True)
-    yield client
-    await client.aclose()
-
-
-def node(redis: aioredis.Redis, redis_server: RedisServer) -> tuple[Supervisor, WorkerHandle]:
-    """A node's bus and pool on a real Redis, with one worker that only queues commands."""
-    supervisor = Supervisor(offline_node_settings(redis_server.url))
-    supervisor.bus.attach(supervisor.pool, redis)
-    handle = WorkerHandle(index=0, process=multiprocessing.Process(), conn=None)  # type: ignore[arg-type]
-    supervisor.pool.workers.append(handle)
-    return supervisor, handle
+from tests.media_node.conftest import queueing_node
 
 
 async def test_a_join_handled_before_the_emptied_rooms_release_keeps_the_claim(
@@ -41,7 +20,7 @@ async def test_a_join_handled_before_the_emptied_rooms_release_keeps_the_claim(
     """The last participant left (the release waits in the outbox behind other messages) and
     a join the gateway sent to this node, the room's holder, is handled first: the release
     must not land after it, or the next join is placed on another node beside this one."""
-    supervisor, handle = node(redis, redis_server)
+    supervisor, handle = queueing_node(redis, redis_server.url)
     node_bus, pool = supervisor.bus, supervisor.pool
     room = f"emptied-{uuid.uuid4().hex[:6]}"
     assert await bus.claim_for(redis, room, supervisor.node_id) == supervisor.node_id
@@ -75,7 +54,7 @@ async def test_a_join_on_its_way_to_the_worker_as_the_room_empties_keeps_room_an
 ) -> None:
     """The worker said the room is empty before it read a join the node had already sent it:
     the worker hosts the room again a moment later, so the node keeps it and its claim."""
-    supervisor, handle = node(redis, redis_server)
+    supervisor, handle = queueing_node(redis, redis_server.url)
     node_bus, pool = supervisor.bus, supervisor.pool
     room = f"refilled-{uuid.uuid4().hex[:6]}"
     await bus.claim_for(redis, room, supervisor.node_id)
@@ -98,7 +77,7 @@ async def test_a_join_on_its_way_to_the_worker_as_the_room_empties_keeps_room_an
 async def test_an_emptied_room_with_no_join_since_is_released(
     redis: aioredis.Redis, redis_server: RedisServer
 ) -> None:
-    supervisor, handle = node(redis, redis_server)
+    supervisor, handle = queueing_node(redis, redis_server.url)
     node_bus, pool = supervisor.bus, supervisor.pool
     room = f"emptied-{uuid.uuid4().hex[:6]}"
     await bus.claim_for(redis, room, supervisor.node_id)

@@ -3,37 +3,17 @@ takes its room out again."""
 
 from __future__ import annotations
 
-import multiprocessing
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 
-from media_node.supervisor import Supervisor
-from media_node.worker_pool import WORKER_COMMAND_QUEUE, WorkerHandle
+from media_node.worker_pool import WORKER_COMMAND_QUEUE
 from rtcfleet import bus
 from rtcfleet.node_messages import NodeJoin, NodeLeave, NodeTrickle
 from rtcfleet.servers import RedisServer
 from rtcfleet.signaling import MAX_NAME_LENGTH
-from tests.media_node.conftest import offline_node_settings
-
-
-@pytest.fixture
-async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(redis_server.url, decode_responses=True)
-    yield client
-    await client.aclose()
-
-
-def node(redis: aioredis.Redis, redis_server: RedisServer) -> tuple[Supervisor, WorkerHandle]:
-    """A node's bus and pool on a real Redis, with one worker that only queues commands."""
-    supervisor = Supervisor(offline_node_settings(redis_server.url))
-    supervisor.bus.attach(supervisor.pool, redis)
-    handle = WorkerHandle(index=0, process=multiprocessing.Process(), conn=None)  # type: ignore[arg-type]
-    supervisor.pool.workers.append(handle)
-    return supervisor, handle
-
+from tests.media_node.conftest import queueing_node
 
 # what one call renewing a node's rooms may carry (docs/admin.md, "Limits a client cannot move")
 MAX_CALL_BYTES = 150 * 1024
@@ -48,7 +28,7 @@ def join(room: str, identity: str = "ann") -> NodeJoin:
 async def test_commands_for_a_room_not_on_the_node_place_nothing(
     redis: aioredis.Redis, redis_server: RedisServer
 ) -> None:
-    supervisor, handle = node(redis, redis_server)
+    supervisor, handle = queueing_node(redis, redis_server.url)
     node_bus, pool = supervisor.bus, supervisor.pool
     room, session = f"gone-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
     await node_bus.handle_command(NodeLeave(session=session, room=room))
@@ -64,7 +44,7 @@ async def test_commands_for_a_room_not_on_the_node_place_nothing(
 async def test_a_join_refused_as_busy_leaves_no_room_and_no_claim(
     redis: aioredis.Redis, redis_server: RedisServer
 ) -> None:
-    supervisor, handle = node(redis, redis_server)
+    supervisor, handle = queueing_node(redis, redis_server.url)
     node_bus, pool = supervisor.bus, supervisor.pool
     hosted = f"hosted-{uuid.uuid4().hex[:6]}"
     await node_bus.handle_command(join(hosted))
