@@ -116,6 +116,7 @@ class Instance:
     files: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     booted_at: float = 0.0
+    _powering_off: bool = False
 
     @property
     def root(self) -> Path:
@@ -201,10 +202,17 @@ class Instance:
         result = self.run("journalctl", "--no-pager", "-o", "cat", "-n", str(lines), "-u", unit)
         return result.stdout
 
-    def stop(self, timeout: float = 60) -> None:
-        """Powers the instance off (SIGTERM makes nspawn ask systemd to halt), then cleans up."""
-        if self.process is not None and self.process.poll() is None:
+    def power_off(self) -> None:
+        """Asks the instance to power off without waiting (SIGTERM makes nspawn ask systemd to
+        halt), so that several instances shut down side by side."""
+        if self.process is not None and self.process.poll() is None and not self._powering_off:
             self.process.send_signal(signal.SIGTERM)
+            self._powering_off = True
+
+    def stop(self, timeout: float = 60) -> None:
+        """Powers the instance off and waits for it, then cleans up."""
+        if self.process is not None and self.process.poll() is None:
+            self.power_off()
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:

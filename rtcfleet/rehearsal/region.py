@@ -393,6 +393,8 @@ class RehearsedRegion:
             self.doubles.instances.pop(node.address, None)
 
     def stop(self) -> None:
+        for node in self.nodes:  # all power off side by side; each is then waited for
+            node.instance.power_off()
         for node in reversed(self.nodes):
             node.instance.stop()
             if self.bridge is not None:
