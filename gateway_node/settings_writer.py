@@ -38,8 +38,10 @@ WRITER_ERRORS = (
     OSError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
-    # every host answered but none is read/write: the primary is gone, its replicas remain
-    asyncpg.exceptions.TargetServerAttributeNotMatched,
+    # the client's own state broken with its connection (a server killed mid-message gives a
+    # ProtocolError); also every host answered but none is read/write
+    # (TargetServerAttributeNotMatched): the primary is gone, its replicas remain
+    asyncpg.exceptions.InternalClientError,
 )
 POOL_MAX_SIZE = 4
 
