@@ -99,6 +99,15 @@ async def call_on_two_nodes(
     """Ann and Ben in ``room`` in local-1, which has a second media node to move to, each
     decoding the other; ``watched=False``: neither reports dead media on its own."""
     await two_media_nodes(fleet, "local-1")
+    async with call_of_two(fleet, room, watched=watched) as call:
+        yield call
+
+
+@contextlib.asynccontextmanager
+async def call_of_two(
+    fleet: LocalFleet, room: str, *, watched: bool = True
+) -> AsyncIterator[tuple[Bot, Bot]]:
+    """Ann and Ben in ``room`` in local-1, each decoding the other."""
     urls = fleet.gateway_urls("local-1")
     bots = [
         Bot(urls, fleet.token(room, name), name=name, width=320, height=180, fps=15)
@@ -129,45 +138,42 @@ def moved_off(ann: Bot, ben: Bot, lost: str, since: float) -> bool:
 async def test_a_blackholed_gateway_is_left_and_media_never_stops(fleet: LocalFleet) -> None:
     assert fleet.fabric is not None
     urls = fleet.gateway_urls("local-1")
-    bots = [
-        Bot(urls, fleet.token("gw-fault", name), name=name, width=320, height=180, fps=15)
-        for name in ("ann", "ben")
-    ]
-    try:
-        for bot in bots:
-            await bot.start()
-        ann, ben = bots
-        await wait_until(
-            lambda: fresh_media(ann, "ben", 0) and fresh_media(ben, "ann", 0), 20, "media"
-        )
-        used = ann.session.gateway_url
-        assert used == ben.session.gateway_url == urls[0]
-        gateway = fleet.regions["local-1"].gateways[0]
-        fleet.fabric.apply([Blackhole(fleet.host_addresses(gateway.name))])
-        fault_at = time.monotonic()
-        took = await wait_until(
-            lambda: all(b.session.gateway_url != used and b.session.events.resumes for b in bots),
-            20,
-            "both sessions resumed on the other gateway",
-        )
-        print(f"signaling resumed on the other gateway {took:.2f} s after the blackhole")
-        for bot in bots:
-            assert bot.session.events.signaling_timeouts >= 1, "the silence was not noticed"
-            assert bot.session.events.media_rejoins == 0, "media does not pass through gateways"
-        now = time.monotonic()
-        await wait_until(
-            lambda: fresh_media(ann, "ben", now) and fresh_media(ben, "ann", now), 5, "media"
-        )
-        assert fresh_media(ann, "ben", fault_at)
-        gaps = {
-            b.name: stats.longest_gap_s
-            for b, other in ((ann, "ben"), (ben, "ann"))
-            if (stats := b.peer.received(other, "video")) is not None
-        }
-        print(f"longest video gap of each bot over the call: {gaps}")
-    finally:
-        fleet.fabric.heal()
-        await asyncio.gather(*(b.close() for b in bots))
+    async with call_of_two(fleet, "gw-fault") as (ann, ben):
+        try:
+            await gateway_blackholed(fleet, urls, ann, ben)
+        finally:
+            fleet.fabric.heal()
+
+
+async def gateway_blackholed(fleet: LocalFleet, urls: list[str], ann: Bot, ben: Bot) -> None:
+    """The call's gateway blackholed: both resume on the other gateway, media never stops."""
+    assert fleet.fabric is not None
+    bots = (ann, ben)
+    used = ann.session.gateway_url
+    assert used == ben.session.gateway_url == urls[0]
+    gateway = fleet.regions["local-1"].gateways[0]
+    fleet.fabric.apply([Blackhole(fleet.host_addresses(gateway.name))])
+    fault_at = time.monotonic()
+    took = await wait_until(
+        lambda: all(b.session.gateway_url != used and b.session.events.resumes for b in bots),
+        20,
+        "both sessions resumed on the other gateway",
+    )
+    print(f"signaling resumed on the other gateway {took:.2f} s after the blackhole")
+    for bot in bots:
+        assert bot.session.events.signaling_timeouts >= 1, "the silence was not noticed"
+        assert bot.session.events.media_rejoins == 0, "media does not pass through gateways"
+    now = time.monotonic()
+    await wait_until(
+        lambda: fresh_media(ann, "ben", now) and fresh_media(ben, "ann", now), 5, "media"
+    )
+    assert fresh_media(ann, "ben", fault_at)
+    gaps = {
+        b.name: stats.longest_gap_s
+        for b, other in ((ann, "ben"), (ben, "ann"))
+        if (stats := b.peer.received(other, "video")) is not None
+    }
+    print(f"longest video gap of each bot over the call: {gaps}")
 
 
 @pytest.mark.parametrize("fault", ["blackhole", "kill"])
